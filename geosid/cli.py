@@ -1,0 +1,281 @@
+"""`geosid` command line: ingest, validate, demo, sql, tables, history, synth."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt_
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from geosid.config import Settings
+
+
+def _date(value: str) -> dt_.date:
+    try:
+        return dt_.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def _quiet_logs() -> None:
+    # Sail's Rust server logs every session at INFO to stderr; the CLI prints its own progress.
+    os.environ.setdefault("RUST_LOG", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("py4j", "great_expectations", "pyspark"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextmanager
+def _step(label: str):
+    print(f"==> {label}", flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"    done in {time.perf_counter() - started:.1f}s", flush=True)
+
+
+def _settings(args) -> Settings:
+    return Settings.from_env(engine=args.engine, spark_remote=args.remote, lake=args.lake)
+
+
+@contextmanager
+def _lake(args):
+    from geosid.jobs.engine import spark_session
+    from geosid.jobs.lake import Lake
+
+    settings = _settings(args)
+    with spark_session(settings) as spark:
+        yield settings, spark, Lake(settings.lake, spark, committer=settings.committer())
+
+
+def _source_path(settings: Settings, source: str, path: str | None) -> Path:
+    if path:
+        return Path(path)
+    if source == "tsmc2014":
+        resolved = settings.resolved_tsmc_path()
+        if resolved is None:
+            raise SystemExit(
+                "no TSMC2014 file: pass --path, or set GEOSID_TSMC_PATH to dataset_TSMC2014_NYC.txt "
+                "(or a folder of dt=YYYY-MM-DD drops)"
+            )
+        return resolved
+    raise SystemExit("the synthetic source needs --path (a folder written by `geosid synth`)")
+
+
+def _range(args, spark, source: str, path: Path) -> tuple[dt_.date, dt_.date]:
+    from geosid.jobs.ingest import scan_date_range
+
+    if args.date:
+        return args.date, args.date
+    if args.from_date and args.to_date:
+        return args.from_date, args.to_date
+    if args.from_date or args.to_date:
+        raise SystemExit("--from and --to go together")
+    return scan_date_range(spark, source, path)
+
+
+def _ingest_and_validate(settings, spark, lake, source, path, first, last, validate=True) -> bool:
+    from geosid.jobs.ingest import run_ingest
+    from geosid.jobs.quality import validate_bronze
+
+    with _step(f"ingest {source} {first} .. {last} from {path}"):
+        report = run_ingest(spark, lake, source, path, first, last)
+    print(report.summary())
+    if not validate:
+        return True
+    with _step("data quality (great-expectations)"):
+        results = validate_bronze(lake, (first, last), settings.reject_rate_threshold)
+    for result in results:
+        print(result.summary().splitlines()[0] if result.success else result.summary())
+    print(f"    results under {lake.root / '_quality'}")
+    return all(r.success for r in results)
+
+
+def cmd_ingest(args) -> int:
+    with _lake(args) as (settings, spark, lake):
+        path = _source_path(settings, args.source, args.path)
+        first, last = _range(args, spark, args.source, path)
+        ok = _ingest_and_validate(settings, spark, lake, args.source, path, first, last, validate=not args.no_validate)
+    return 0 if ok else 1
+
+
+def cmd_validate(args) -> int:
+    from geosid.jobs.quality import validate_bronze
+
+    with _lake(args) as (settings, spark, lake):
+        if args.date:
+            dt = args.date
+        elif args.from_date and args.to_date:
+            dt = (args.from_date, args.to_date)
+        else:
+            raise SystemExit("validate needs --date or --from/--to")
+        results = validate_bronze(lake, dt, settings.reject_rate_threshold)
+        for result in results:
+            print(result.summary())
+    return 0 if all(r.success for r in results) else 1
+
+
+def cmd_synth(args) -> int:
+    from geosid.jobs.sources.synthetic import WorldConfig, write_world
+
+    config = WorldConfig(
+        seed=args.seed,
+        start_date=args.start.isoformat(),
+        n_days=args.days,
+        n_users=args.users,
+        n_stores=args.stores,
+        corrupt_rate=args.corrupt_rate,
+    )
+    started = time.perf_counter()
+    manifest = write_world(args.out, config)
+    seconds = time.perf_counter() - started
+    totals = manifest["totals"]
+    print(
+        f"wrote {totals['events']:,} events and {totals['items']:,} items over {config.n_days} days to {args.out} "
+        f"in {seconds:.1f}s ({totals['events'] / seconds * 60:,.0f} events/min)"
+    )
+    if manifest["corrupted"]:
+        print(f"injected bad lines: {json.dumps(manifest['corrupted'], sort_keys=True)}")
+    return 0
+
+
+def _print_tables(lake) -> None:
+    from pyspark.sql import functions as F
+
+    print(f"{'table':<18}{'version':>8}{'rows':>12}{'days':>7}  first .. last")
+    for spec in lake.registry:
+        if not lake.exists(spec):
+            print(f"{spec.name:<18}{'-':>8}{'-':>12}{'-':>7}  (not created yet)")
+            continue
+        df = lake.read(spec)
+        if spec.partition_by:
+            row = df.agg(
+                F.count(F.lit(1)).alias("n"),
+                F.countDistinct("dt").alias("days"),
+                F.min("dt").alias("first"),
+                F.max("dt").alias("last"),
+            ).collect()[0]
+            span = f"{row['first']} .. {row['last']}" if row["n"] else ""
+            print(f"{spec.name:<18}{lake.version(spec):>8}{row['n']:>12,}{row['days']:>7}  {span}")
+        else:
+            print(f"{spec.name:<18}{lake.version(spec):>8}{df.count():>12,}{'':>7}")
+
+
+def cmd_tables(args) -> int:
+    with _lake(args) as (_, _spark, lake):
+        _print_tables(lake)
+    return 0
+
+
+def cmd_history(args) -> int:
+    from geosid.jobs.lake import Lake
+
+    lake = Lake(_settings(args).lake)
+    for entry in lake.history(args.table):
+        params = entry.get("operationParameters", {})
+        print(f"v{entry.get('version')}  {entry.get('operation'):<13} predicate={params.get('predicate', '')}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    import pandas as pd
+
+    with _lake(args) as (_, spark, lake):
+        lake.register_views()
+        frame = spark.sql(args.query).limit(args.limit).toPandas()
+    with pd.option_context("display.max_rows", args.limit, "display.max_columns", 50, "display.width", 200):
+        print(frame.to_string(index=False))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The whole pipeline that exists, on the shipped NYC check-ins (or the synthetic world)."""
+    with _lake(args) as (settings, spark, lake):
+        tsmc = settings.resolved_tsmc_path()
+        if tsmc is not None and not args.synthetic:
+            print(f"geosid demo: Foursquare TSMC2014 NYC check-ins from {tsmc}")
+            source, path = "tsmc2014", tsmc
+        else:
+            from geosid.jobs.sources.synthetic import WorldConfig, write_world
+
+            if tsmc is None:
+                print(
+                    "geosid demo: the TSMC2014 file was not found (../shared/data or GEOSID_TSMC_PATH); "
+                    "running on the SYNTHETIC local-life world instead"
+                )
+            path = Path(settings.lake) / "_raw" / "synthetic"
+            with _step(f"generate the synthetic world under {path}"):
+                write_world(path, WorldConfig(n_days=7, n_users=5_000, n_stores=1_000, corrupt_rate=0.001))
+            source = "synthetic"
+        first, last = _range(argparse.Namespace(date=None, from_date=None, to_date=None), spark, source, path)
+        ok = _ingest_and_validate(settings, spark, lake, source, path, first, last)
+        print()
+        _print_tables(lake)
+    print(f"\nlake: {Path(settings.lake).resolve()}  (try: geosid sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\")")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geosid", description=__doc__)
+    parser.add_argument("--lake", help="lake root (default: $GEOSID_LAKE or ./lake)")
+    parser.add_argument("--engine", choices=["sail", "spark-local", "remote"], help="default: $GEOSID_ENGINE or sail")
+    parser.add_argument("--remote", help="Spark Connect URL for --engine remote (sc://host:15002)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_range(p):
+        p.add_argument("--date", type=_date, help="one logical date")
+        p.add_argument("--from", dest="from_date", type=_date, help="first date of a range")
+        p.add_argument("--to", dest="to_date", type=_date, help="last date of a range (inclusive)")
+
+    p = sub.add_parser("ingest", help="raw source -> bronze.events/items/rejects, then data quality")
+    p.add_argument("--source", choices=["tsmc2014", "synthetic"], required=True)
+    p.add_argument("--path", help="file, or folder of dt=YYYY-MM-DD drops (default for tsmc2014: the shipped file)")
+    p.add_argument("--no-validate", action="store_true", help="skip the data-quality gate")
+    add_range(p)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("validate", help="run the bronze data-quality suites for a day or range")
+    add_range(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("synth", help="write a synthetic local-life world as raw daily drops")
+    p.add_argument("--out", required=True)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--users", type=int, default=20_000)
+    p.add_argument("--stores", type=int, default=3_000)
+    p.add_argument("--start", type=_date, default=dt_.date(2024, 1, 1))
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--corrupt-rate", type=float, default=0.0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the shipped NYC data (synthetic if absent)")
+    p.add_argument("--synthetic", action="store_true", help="use the synthetic world even if the NYC file exists")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sql", help="run SQL over the lake's tables (by short name: events, rejects, ...)")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("tables", help="each table's version, rows and days")
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("history", help="a table's Delta history")
+    p.add_argument("table")
+    p.set_defaults(func=cmd_history)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_logs()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

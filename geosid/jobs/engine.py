@@ -1,0 +1,90 @@
+"""The engine is a setting, never code: every job gets a Spark Connect session from here.
+
+- sail:        pysail's Spark Connect server, started in-process on a free loopback port
+               (no JVM, starts in well under a second, native Delta).
+- spark-local: pyspark's own JVM Spark through `remote("local[*]")` (conformance runs;
+               it has no Delta jars here, so it runs transforms, not lake writes).
+- remote:      any Spark Connect URL, e.g. a Spark 4 cluster with delta-spark, or Sail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from geosid.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Every engine computes in UTC: event times are UTC and day partitions are UTC dates.
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.ansi.enabled": "true",
+}
+
+# Variables pyspark's Connect client sets process-wide once a remote session exists;
+# they make a later JVM launch believe it is itself a Connect client.
+_CONNECT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+
+
+def _builder(url: str):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(url)
+    for key, value in SESSION_CONF.items():
+        builder = builder.config(key, value)
+    return builder
+
+
+@contextmanager
+def spark_session(settings: Settings | None = None) -> Iterator:
+    """Yield a Spark Connect session for `settings.engine` and shut everything down after."""
+    settings = settings or Settings.from_env()
+    if settings.engine == "sail":
+        with _sail_session() as spark:
+            yield spark
+    elif settings.engine == "spark-local":
+        with _jvm_session(settings.spark_local_master) as spark:
+            yield spark
+    elif settings.engine == "remote":
+        spark = _builder(settings.spark_remote).create()
+        try:
+            yield spark
+        finally:
+            spark.stop()
+    else:  # pragma: no cover - Settings validates the literal
+        raise ValueError(f"unknown engine {settings.engine!r}")
+
+
+@contextmanager
+def _sail_session() -> Iterator:
+    from pysail.spark import SparkConnectServer
+
+    server = SparkConnectServer(ip="127.0.0.1", port=0)
+    server.start(background=True)
+    host, port = server.listening_address
+    log.info("sail Spark Connect server on %s:%s", host, port)
+    spark = None
+    try:
+        spark = _builder(f"sc://{host}:{port}").create()
+        yield spark
+    finally:
+        if spark is not None:
+            spark.stop()
+        server.stop()
+
+
+@contextmanager
+def _jvm_session(master: str) -> Iterator:
+    saved = {name: os.environ.pop(name) for name in _CONNECT_ENV if name in os.environ}
+    spark = None
+    try:
+        # `local[...]` connection strings start a JVM Spark Connect server in-process.
+        spark = _builder(master).getOrCreate()
+        yield spark
+    finally:
+        if spark is not None:
+            spark.stop()
+        os.environ.update(saved)

@@ -1,0 +1,308 @@
+"""The lake: Delta tables under one root, written by the engine, versioned by deltalake.
+
+Writes go through Spark (`df.write.format("delta")`) so they scale with the engine;
+table creation, history, versions and snapshot reads outside Spark use deltalake
+(delta-rs), which reads and writes the same tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+import shutil
+import uuid
+from pathlib import Path
+from typing import Union
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import types as T
+
+from geosid.schemas import REGISTRY, Registry, TableSpec
+
+DateLike = Union[dt_.date, str]
+DateRange = tuple[DateLike, DateLike]
+
+
+class SchemaMismatchError(ValueError):
+    """A DataFrame does not match the registered schema of the table it is written to."""
+
+
+def as_date(value: DateLike) -> dt_.date:
+    if isinstance(value, dt_.datetime):
+        return value.date()
+    if isinstance(value, dt_.date):
+        return value
+    return dt_.date.fromisoformat(str(value))
+
+
+def date_bounds(dt: DateLike | DateRange) -> tuple[dt_.date, dt_.date]:
+    """A day or an inclusive (first, last) range, as two dates."""
+    if isinstance(dt, tuple):
+        first, last = as_date(dt[0]), as_date(dt[1])
+    else:
+        first = last = as_date(dt)
+    if last < first:
+        raise ValueError(f"empty date range: {first} .. {last}")
+    return first, last
+
+
+def partition_predicate(column: str, dt: DateLike | DateRange) -> str:
+    first, last = date_bounds(dt)
+    if first == last:
+        return f"{column} = DATE'{first.isoformat()}'"
+    return f"{column} >= DATE'{first.isoformat()}' AND {column} <= DATE'{last.isoformat()}'"
+
+
+def spark_type_to_arrow(data_type: T.DataType) -> pa.DataType:
+    simple = {
+        T.StringType: pa.string(),
+        T.LongType: pa.int64(),
+        T.IntegerType: pa.int32(),
+        T.ShortType: pa.int16(),
+        T.DoubleType: pa.float64(),
+        T.FloatType: pa.float32(),
+        T.BooleanType: pa.bool_(),
+        T.DateType: pa.date32(),
+        T.TimestampType: pa.timestamp("us", tz="UTC"),
+        T.BinaryType: pa.binary(),
+    }
+    for spark_cls, arrow_type in simple.items():
+        if isinstance(data_type, spark_cls):
+            return arrow_type
+    if isinstance(data_type, T.ArrayType):
+        return pa.list_(spark_type_to_arrow(data_type.elementType))
+    if isinstance(data_type, T.StructType):
+        return pa.struct([pa.field(f.name, spark_type_to_arrow(f.dataType), f.nullable) for f in data_type.fields])
+    if isinstance(data_type, T.MapType):
+        return pa.map_(spark_type_to_arrow(data_type.keyType), spark_type_to_arrow(data_type.valueType))
+    raise TypeError(f"no arrow mapping for Spark type {data_type.simpleString()}")
+
+
+def spec_arrow_schema(spec: TableSpec) -> pa.Schema:
+    # Nullability constraints are checked by the data-quality suites, not by the storage
+    # layer: engines disagree on how they infer it, and a declared NOT NULL would make
+    # a valid write fail on one engine and pass on another.
+    return pa.schema([pa.field(f.name, spark_type_to_arrow(f.dataType), True) for f in spec.schema.fields])
+
+
+def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Check `df` against the registered schema and order its columns like the table.
+
+    Types must match exactly (no silent widening); a missing, extra or mistyped column
+    raises SchemaMismatchError naming it.
+    """
+    actual = {f.name: f.dataType for f in df.schema.fields}
+    problems = []
+    for field in spec.schema.fields:
+        if field.name not in actual:
+            problems.append(f"column '{field.name}' is missing (expected {field.dataType.simpleString()})")
+        elif actual[field.name].simpleString() != field.dataType.simpleString():
+            problems.append(
+                f"column '{field.name}' has type {actual[field.name].simpleString()}, "
+                f"table expects {field.dataType.simpleString()}"
+            )
+    extra = [name for name in actual if name not in spec.columns]
+    problems += [f"column '{name}' is not in the table's schema" for name in extra]
+    if problems:
+        raise SchemaMismatchError(f"write to {spec.name} rejected: " + "; ".join(problems))
+    return df.select(*spec.columns)
+
+
+# How writes are committed. "delta-rs": the engine stages Parquet and deltalake commits
+# (the embedded default: Sail's own Delta replace cannot yet rewrite tables that hold
+# array columns). "spark": the engine's own Delta writer with replaceWhere (clusters
+# with delta-spark).
+COMMITTERS = ("delta-rs", "spark")
+
+
+class Lake:
+    """Delta tables of the registry under `root`, read and written through `spark`."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        spark=None,
+        registry: Registry = REGISTRY,
+        committer: str = "delta-rs",
+    ):
+        if committer not in COMMITTERS:
+            raise ValueError(f"committer must be one of {COMMITTERS}, got {committer!r}")
+        self.root = Path(root).resolve()
+        self.spark = spark
+        self.registry = registry
+        self.committer = committer
+
+    def spec(self, table: str | TableSpec) -> TableSpec:
+        return table if isinstance(table, TableSpec) else self.registry.get(table)
+
+    def path(self, table: str | TableSpec) -> str:
+        return str(self.root / self.spec(table).relative_path)
+
+    def exists(self, table: str | TableSpec) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table))
+
+    def ensure_table(self, table: str | TableSpec) -> None:
+        """Create the empty Delta table with its registered schema if it is absent."""
+        from deltalake import DeltaTable
+
+        spec = self.spec(table)
+        if self.exists(spec):
+            return
+        Path(self.path(spec)).mkdir(parents=True, exist_ok=True)
+        DeltaTable.create(
+            self.path(spec),
+            schema=spec_arrow_schema(spec),
+            partition_by=list(spec.partition_by) or None,
+            name=spec.name,
+            description=spec.description[:1000] or None,
+        )
+
+    def _require_spark(self):
+        if self.spark is None:
+            raise RuntimeError("this Lake has no Spark session; pass spark= to read or write through the engine")
+        return self.spark
+
+    def write(
+        self,
+        df: DataFrame,
+        table: str | TableSpec,
+        dt: DateLike | DateRange | None = None,
+        where: str | None = None,
+    ) -> int:
+        """Replace the day (or inclusive day range) `dt` of a partitioned table with `df`.
+
+        Exactly those partitions are replaced (narrowed further by the SQL predicate
+        `where`, e.g. one source's rows); a re-run of the same day gives the same content.
+        A row of `df` outside them fails the whole write (nothing is committed).
+        Unpartitioned tables are overwritten whole (`dt=None`). Returns the new version.
+        """
+        spec = self.spec(table)
+        df = conform(df, spec)
+        self.ensure_table(spec)
+        predicate = None
+        if spec.partition_by:
+            if dt is None:
+                raise ValueError(f"{spec.name} is partitioned by {spec.partition_by}: pass dt= (a day or a range)")
+            predicate = partition_predicate(spec.partition_by[0], dt)
+            if where:
+                predicate = f"({predicate}) AND ({where})"
+        elif dt is not None or where is not None:
+            raise ValueError(f"{spec.name} is not partitioned; dt and where must be None")
+        if self.committer == "spark":
+            self._commit_spark(df, spec, predicate)
+        else:
+            self._commit_delta_rs(df, spec, predicate)
+        return self.version(spec)
+
+    def _commit_spark(self, df: DataFrame, spec: TableSpec, predicate: str | None) -> None:
+        """Engine-native Delta write (a cluster with delta-spark): replaceWhere."""
+        writer_df = df
+        if predicate is not None:
+            column = spec.partition_by[0]
+            # Some engines write rows outside replaceWhere without complaint; this guard
+            # makes such a write fail atomically everywhere, as delta-spark does.
+            writer_df = df.withColumn(
+                column,
+                F.expr(
+                    f"CASE WHEN {predicate} THEN {column} ELSE raise_error(concat("
+                    f"'write to {spec.name}: a row is outside the replaced rows ', "
+                    f"'({predicate.replace(chr(39), '')}); its {column} is ', "
+                    f"coalesce(cast({column} AS STRING), 'NULL'))) END"
+                ),
+            )
+        writer = writer_df.write.format("delta").mode("overwrite")
+        if predicate is not None:
+            writer = writer.option("replaceWhere", predicate).partitionBy(*spec.partition_by)
+        writer.save(self.path(spec))
+
+    def _commit_delta_rs(self, df: DataFrame, spec: TableSpec, predicate: str | None) -> None:
+        """The engine writes Parquet to a staging folder; delta-rs commits it atomically.
+
+        The replace is validated by delta-rs: a staged row outside `predicate` fails the
+        commit. Staged batches are cast to the registered Arrow schema, which only
+        normalizes representation (conform() has already checked the types).
+        """
+        import pyarrow.dataset as pads
+        from deltalake import write_deltalake
+
+        stage = self.root / "_work" / "staging" / spec.relative_path / uuid.uuid4().hex
+        target = spec_arrow_schema(spec)
+        try:
+            df.write.mode("overwrite").parquet(str(stage))
+            files = sorted(str(p) for p in stage.rglob("*.parquet")) if stage.exists() else []
+            dataset = pads.dataset(files, format="parquet") if files else None
+            batches = (
+                pa.Table.from_batches([batch]).select(target.names).cast(target).to_batches()[0]
+                for batch in (dataset.to_batches() if dataset is not None else [])
+                if batch.num_rows
+            )
+            reader = pa.RecordBatchReader.from_batches(target, batches)
+            options = {"predicate": predicate} if predicate is not None else {}
+            write_deltalake(
+                self.path(spec),
+                reader,
+                mode="overwrite",
+                partition_by=list(spec.partition_by) or None,
+                **options,
+            )
+        except Exception as exc:
+            if "failed validation check" in str(exc):
+                raise ValueError(
+                    f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed"
+                ) from exc
+            raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def read(
+        self,
+        table: str | TableSpec,
+        version: int | None = None,
+        dt: DateLike | DateRange | None = None,
+    ) -> DataFrame:
+        """The table (at `version` if given), optionally restricted to a day or day range."""
+        spark = self._require_spark()
+        spec = self.spec(table)
+        if not self.exists(spec):
+            raise FileNotFoundError(f"table {spec.name} does not exist under {self.root}")
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        df = reader.load(self.path(spec))
+        if dt is not None:
+            if not spec.partition_by:
+                raise ValueError(f"{spec.name} is not partitioned; cannot filter by dt")
+            df = df.filter(partition_predicate(spec.partition_by[0], dt))
+        return df.select(*spec.columns)
+
+    def to_arrow(self, table: str | TableSpec, version: int | None = None) -> pa.Table:
+        """Read a table with deltalake alone (no engine): what outside clients see."""
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path(table), version=version).to_pyarrow_table()
+
+    def version(self, table: str | TableSpec) -> int:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path(table)).version()
+
+    def history(self, table: str | TableSpec) -> list[dict]:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path(table)).history()
+
+    def existing_tables(self) -> list[TableSpec]:
+        return [spec for spec in self.registry if self.exists(spec)]
+
+    def register_views(self) -> list[str]:
+        """Temp views for SQL: each table under its short name and as layer_name."""
+        spark = self._require_spark()
+        names = []
+        for spec in self.existing_tables():
+            df = spark.read.format("delta").load(self.path(spec))
+            for view in (spec.short_name, spec.name.replace(".", "_")):
+                df.createOrReplaceTempView(view)
+                names.append(view)
+        return names

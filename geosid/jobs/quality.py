@@ -1,0 +1,183 @@
+"""Data quality: the suites declared beside each table's schema, run by great-expectations.
+
+Suites run on Spark DataFrames (any engine) through an ephemeral GX context. Each run
+writes its result as JSON plus a readable summary under `<lake>/_quality/` and returns
+pass/fail, so a DAG task or the CLI can gate on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, functions as F
+
+from geosid.jobs.lake import DateLike, DateRange, Lake, date_bounds
+from geosid.schemas import Check, TableSpec, bronze
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QualityResult:
+    table: str
+    first: dt_.date | None
+    last: dt_.date | None
+    success: bool
+    rows: int
+    checks: list[dict] = field(default_factory=list)
+    result_path: Path | None = None
+
+    @property
+    def failed(self) -> list[dict]:
+        return [c for c in self.checks if not c["success"]]
+
+    def summary(self) -> str:
+        span = "" if self.first is None else (f" {self.first}" if self.first == self.last else f" {self.first} .. {self.last}")
+        head = f"{'PASS' if self.success else 'FAIL'} {self.table}{span}: {len(self.checks) - len(self.failed)}/{len(self.checks)} checks passed on {self.rows:,} rows"
+        lines = [head]
+        for check in self.checks:
+            mark = "ok  " if check["success"] else "FAIL"
+            extra = ""
+            if not check["success"]:
+                extra = f"  unexpected={check.get('unexpected_count')} sample={check.get('sample')}"
+            lines.append(f"  {mark} {check['check']}{extra}")
+        return "\n".join(lines)
+
+
+class _Gx:
+    """One ephemeral GX context per process, with a Spark dataframe asset."""
+
+    _instance: "_Gx | None" = None
+
+    def __init__(self):
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # GX logs its set-up at INFO on every context; keep the job's output readable.
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        self.gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        source = self.context.data_sources.add_spark(name="geosid_spark")
+        asset = source.add_dataframe_asset(name="geosid_frames")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_frame")
+
+    @classmethod
+    def get(cls) -> "_Gx":
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def expectation(self, check: Check):
+        E = self.gx.expectations
+        if check.kind == "not_null":
+            return E.ExpectColumnValuesToNotBeNull(column=check.column)
+        if check.kind == "between":
+            return E.ExpectColumnValuesToBeBetween(
+                column=check.column, min_value=check.args.get("min_value"), max_value=check.args.get("max_value")
+            )
+        if check.kind == "in_set":
+            return E.ExpectColumnValuesToBeInSet(column=check.column, value_set=list(check.args["values"]))
+        if check.kind == "unique":
+            return E.ExpectColumnValuesToBeUnique(column=check.column)
+        if check.kind == "compound_unique":
+            return E.ExpectCompoundColumnsToBeUnique(column_list=list(check.args["columns"]))
+        raise ValueError(f"unknown check kind {check.kind!r}")
+
+
+def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str) -> tuple[bool, int, list[dict]]:
+    """Validate `df` against `checks`; returns (success, row count, per-check results)."""
+    gx_ = _Gx.get()
+    for check in checks:
+        if check.sql:
+            df = df.withColumn(check.column, F.expr(check.sql))
+    suite = gx_.gx.ExpectationSuite(name=name, expectations=[gx_.expectation(c) for c in checks])
+    batch = gx_.batch_definition.get_batch(batch_parameters={"dataframe": df})
+    result = batch.validate(suite)
+    outcomes = []
+    for check, res in zip(checks, result.results):
+        detail = res.result or {}
+        outcomes.append(
+            {
+                "check": check.describe(),
+                "success": bool(res.success),
+                "element_count": detail.get("element_count"),
+                "unexpected_count": detail.get("unexpected_count"),
+                "sample": [str(v) for v in (detail.get("partial_unexpected_list") or [])[:5]],
+                "exception": (res.exception_info or {}).get("exception_message") if not res.success else None,
+            }
+        )
+    rows = next((o["element_count"] for o in outcomes if o["element_count"] is not None), None)
+    if rows is None:
+        rows = df.count()
+    return bool(result.success), int(rows), outcomes
+
+
+def _write_result(lake: Lake, result: QualityResult) -> Path:
+    if result.first is None:
+        folder = lake.root / "_quality" / result.table
+    elif result.first == result.last:
+        folder = lake.root / "_quality" / result.table / f"dt={result.first}"
+    else:
+        folder = lake.root / "_quality" / result.table / f"dt={result.first}_{result.last}"
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "table": result.table,
+        "first": result.first.isoformat() if result.first else None,
+        "last": result.last.isoformat() if result.last else None,
+        "success": result.success,
+        "rows": result.rows,
+        "checks": result.checks,
+    }
+    (folder / "result.json").write_text(json.dumps(payload, indent=2, default=str))
+    (folder / "summary.txt").write_text(result.summary() + "\n")
+    return folder / "result.json"
+
+
+def validate_table(
+    lake: Lake,
+    table: str | TableSpec,
+    dt: DateLike | DateRange | None = None,
+    extra_checks: tuple[Check, ...] = (),
+) -> QualityResult:
+    """Run the table's declared suite on a day / day range (or the whole table)."""
+    spec = lake.spec(table)
+    first, last = date_bounds(dt) if dt is not None else (None, None)
+    df = lake.read(spec, dt=dt)
+    checks = (*spec.checks, *extra_checks)
+    success, rows, outcomes = run_checks(df, checks, name=f"{spec.name}")
+    result = QualityResult(spec.name, first, last, success, rows, outcomes)
+    result.result_path = _write_result(lake, result)
+    return result
+
+
+def reject_rates(events: DataFrame, rejects: DataFrame) -> DataFrame:
+    """Per day: accepted events, rejected lines and the reject rate (rejected / all lines)."""
+    accepted = events.groupBy("dt").agg(F.count(F.lit(1)).alias("n_events"))
+    rejected = rejects.groupBy("dt").agg(F.count(F.lit(1)).alias("n_rejects"))
+    joined = accepted.join(rejected, "dt", "full_outer").na.fill(0, ["n_events", "n_rejects"])
+    return joined.withColumn(
+        "reject_rate", F.col("n_rejects") / F.greatest(F.col("n_events") + F.col("n_rejects"), F.lit(1))
+    )
+
+
+def validate_reject_rate(lake: Lake, dt: DateLike | DateRange, threshold: float) -> QualityResult:
+    """Gate: for every day in `dt`, rejected lines / all lines <= threshold."""
+    first, last = date_bounds(dt)
+    rates = reject_rates(lake.read(bronze.EVENTS, dt=dt), lake.read(bronze.REJECTS, dt=dt))
+    check = Check("between", "reject_rate", args={"min_value": 0.0, "max_value": threshold})
+    success, rows, outcomes = run_checks(rates, [check], name="bronze.reject_rate")
+    result = QualityResult("bronze.reject_rate", first, last, success, rows, outcomes)
+    result.result_path = _write_result(lake, result)
+    return result
+
+
+def validate_bronze(lake: Lake, dt: DateLike | DateRange, reject_rate_threshold: float) -> list[QualityResult]:
+    """All bronze suites for a day or range, plus the reject-rate gate."""
+    results = [validate_table(lake, spec, dt=dt) for spec in bronze.TABLES]
+    results.append(validate_reject_rate(lake, dt, reject_rate_threshold))
+    return results

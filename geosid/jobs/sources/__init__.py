@@ -1,0 +1,1 @@
+"""Raw sources: file formats, landing of raw lines, and their parse transforms."""

@@ -1,0 +1,155 @@
+"""Landing: raw source files -> numbered, decoded lines in Parquet, ready for the engine.
+
+A source path is either one file (a whole-history export such as TSMC2014) or a folder
+of daily drops laid out as `.../dt=YYYY-MM-DD/<file>` (plain or .gz). Drops carry their
+logical date; whole-history files do not, and their lines are dated by their content.
+
+Decoding happens here, not in the engine, because engines read text as UTF-8 only and
+TSMC2014 is latin-1. A line that does not decode, or that holds control characters, is
+landed with `decode_error` set (its raw text escaped) so it reaches bronze.rejects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+import gzip
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LANDED_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), False),
+        pa.field("source_file", pa.string(), False),
+        pa.field("line_no", pa.int64(), False),
+        pa.field("raw", pa.string(), False),
+        pa.field("decode_error", pa.string(), True),
+        pa.field("drop_date", pa.date32(), True),
+    ]
+)
+
+_DROP_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+# C0 control characters other than tab, plus DEL: never legitimate inside a record.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    path: Path
+    name: str  # recorded in the tables: relative to the source root, stable across machines
+    drop_date: dt_.date | None
+
+
+def discover(root: Path, first: dt_.date | None = None, last: dt_.date | None = None) -> list[RawFile]:
+    """The raw files of a source: the file itself, or the drop files under a folder.
+
+    Drops outside [first, last] are skipped (they belong to other runs); files without a
+    drop date are always returned and their lines are filtered by date after parsing.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [RawFile(root, root.name, None)]
+    if not root.is_dir():
+        raise FileNotFoundError(f"raw source {root} does not exist")
+    files = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
+        drop_date = None
+        for part in path.relative_to(root).parts[:-1]:
+            match = _DROP_DIR.match(part)
+            if match:
+                drop_date = dt_.date.fromisoformat(match.group(1))
+        if drop_date is not None and ((first and drop_date < first) or (last and drop_date > last)):
+            continue
+        files.append(RawFile(path, str(path.relative_to(root)), drop_date))
+    return files
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    return path.read_bytes()
+
+
+def decode_lines(data: bytes, encoding: str) -> tuple[list[str], list[str | None]]:
+    """Split raw bytes into lines (\\n or \\r\\n) and decode each; returns (lines, errors).
+
+    The fast path decodes the whole buffer at once; only when that fails, or when a
+    control character is present, is the buffer examined line by line.
+    """
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        return [], []
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not _CONTROL.search(text.replace("\r\n", "\n")):
+        lines = text.split("\n")
+        if "\r" in text:
+            lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        return lines, [None] * len(lines)
+    lines, errors = [], []
+    for raw_line in data.split(b"\n"):
+        if raw_line.endswith(b"\r"):
+            raw_line = raw_line[:-1]
+        try:
+            line = raw_line.decode(encoding)
+            error = None
+        except UnicodeDecodeError as exc:
+            line = raw_line.decode(encoding, errors="backslashreplace")
+            error = f"not valid {encoding} at byte {exc.start}"
+        if error is None:
+            control = _CONTROL.search(line)
+            if control:
+                error = f"control character U+{ord(control.group()):04X} at column {control.start() + 1}"
+                line = line.encode("unicode_escape").decode("ascii")
+        lines.append(line)
+        errors.append(error)
+    return lines, errors
+
+
+def land(
+    files: list[RawFile],
+    source: str,
+    encoding: str,
+    out_dir: Path,
+    progress: bool = True,
+) -> tuple[Path, int]:
+    """Write the numbered lines of `files` as Parquet under `out_dir` (replaced whole).
+
+    Returns the folder and the number of lines landed.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    total = 0
+    for index, raw_file in enumerate(
+        tqdm(files, desc=f"landing {source}", unit="file", disable=not progress or len(files) < 2)
+    ):
+        lines, errors = decode_lines(_read_bytes(raw_file.path), encoding)
+        n = len(lines)
+        table = pa.table(
+            {
+                "source": pa.array([source] * n, pa.string()) if n else pa.array([], pa.string()),
+                "source_file": pa.array([raw_file.name] * n, pa.string()),
+                "line_no": pa.array(range(1, n + 1), pa.int64()),
+                "raw": pa.array(lines, pa.string()),
+                "decode_error": pa.array(errors, pa.string()),
+                "drop_date": pa.array([raw_file.drop_date] * n, pa.date32()),
+            },
+            schema=LANDED_SCHEMA,
+        )
+        pq.write_table(table, out_dir / f"part-{index:05d}.parquet", compression="zstd")
+        total += n
+    if not files:
+        pq.write_table(LANDED_SCHEMA.empty_table(), out_dir / "part-00000.parquet")
+    return out_dir, total

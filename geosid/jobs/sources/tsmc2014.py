@@ -1,0 +1,122 @@
+"""Foursquare TSMC2014 check-ins (NYC and TKY files, unchanged).
+
+Format: latin-1 text, tab-separated, no header, 8 fields:
+user id (int), venue id, venue category id, venue category name, latitude, longitude,
+timezone offset (minutes), UTC time as `Tue Apr 03 18:00:09 +0000 2012`.
+
+For check-ins the item is the venue, and the user's location at request time is the
+venue's coordinates as recorded in that check-in.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, functions as F
+
+from geosid.jobs.sources.fields import (
+    field,
+    first_failure,
+    is_missing,
+    outside,
+    quoted,
+    split_fields,
+    try_double,
+)
+
+SOURCE = "tsmc2014"
+ENCODING = "latin-1"
+N_FIELDS = 8
+# The weekday is redundant with the date and some engines cannot parse `EEE`; the
+# remaining text (`Apr 03 18:00:09 +0000 2012`) fixes the instant.
+TIME_PATTERN = "MMM dd HH:mm:ss Z yyyy"
+
+
+def parse(lines: DataFrame) -> DataFrame:
+    """Landed lines -> candidate check-ins with `reason`/`detail` (null when valid).
+
+    Input columns: source, source_file, line_no, raw, decode_error, drop_date.
+    Output adds the event fields (user_id, item_id, action, event_ts, tz_offset_min,
+    user_lat, user_lon, request_id, gmv) and the venue fields (category_id, category).
+    """
+    fields = split_fields()
+    n_fields = F.size(fields)
+    user_raw, venue, category_id, category = (field(fields, i) for i in range(4))
+    lat_raw, lon_raw, tz_raw, time_raw = (field(fields, i) for i in range(4, 8))
+    user_num = user_raw.try_cast("bigint")
+    lat, lon = try_double(lat_raw), try_double(lon_raw)
+    tz = tz_raw.try_cast("int")
+    event_ts = F.try_to_timestamp(F.substring(time_raw, 5, 64), F.lit(TIME_PATTERN))
+
+    reason, detail = first_failure(
+        [
+            (F.col("decode_error").isNotNull(), "bad_encoding", F.col("decode_error")),
+            (
+                n_fields != N_FIELDS,
+                "wrong_column_count",
+                F.format_string(f"expected {N_FIELDS} tab-separated fields, got %d", n_fields),
+            ),
+            (is_missing(user_raw), "null_id", F.lit("user id is empty")),
+            (is_missing(venue), "null_id", F.lit("venue id is empty")),
+            (is_missing(category_id), "null_id", F.lit("venue category id is empty")),
+            (user_num.isNull(), "bad_number", F.concat(F.lit("user id is not an integer: "), quoted(user_raw))),
+            (lat.isNull(), "bad_number", F.concat(F.lit("latitude is not a number: "), quoted(lat_raw))),
+            (lon.isNull(), "bad_number", F.concat(F.lit("longitude is not a number: "), quoted(lon_raw))),
+            (tz.isNull(), "bad_number", F.concat(F.lit("timezone offset is not an integer: "), quoted(tz_raw))),
+            (event_ts.isNull(), "bad_time", F.concat(F.lit("cannot parse time "), quoted(time_raw))),
+            (outside(lat, -90, 90), "bad_coordinate", F.format_string("latitude %s outside [-90, 90]", lat_raw)),
+            (outside(lon, -180, 180), "bad_coordinate", F.format_string("longitude %s outside [-180, 180]", lon_raw)),
+        ]
+    )
+    return lines.select(
+        "source",
+        "source_file",
+        "line_no",
+        "raw",
+        "drop_date",
+        reason.alias("reason"),
+        detail.alias("detail"),
+        user_num.cast("string").alias("user_id"),
+        venue.alias("item_id"),
+        F.lit("checkin").alias("action"),
+        event_ts.alias("event_ts"),
+        tz.alias("tz_offset_min"),
+        lat.alias("user_lat"),
+        lon.alias("user_lon"),
+        F.lit(None).cast("string").alias("request_id"),
+        F.lit(None).cast("double").alias("gmv"),
+        category_id.alias("category_id"),
+        category.alias("category"),
+    )
+
+
+def items_from_checkins(events: DataFrame) -> DataFrame:
+    """Accepted check-ins -> bronze.items rows: one per (venue, day) observed.
+
+    Location is the median of the day's check-in coordinates: single check-ins carry
+    GPS jitter and the occasional far-off fix, which a median ignores and a mean does not.
+    Category: the smallest id and name seen that day (a venue has one category; the rule
+    only makes a conflicting input deterministic).
+    """
+    return events.groupBy("source", "item_id", "dt").agg(
+        F.min("category_id").alias("category_id"),
+        F.min("category").alias("category"),
+        F.median("user_lat").alias("lat"),
+        F.median("user_lon").alias("lon"),
+        F.count(F.lit(1)).alias("n_obs"),
+        F.min("event_ts").alias("first_seen"),
+    ).select(
+        "source",
+        "item_id",
+        F.lit(None).cast("string").alias("store_id"),
+        "category_id",
+        "category",
+        F.lit(None).cast("string").alias("brand"),
+        F.lit(None).cast("double").alias("price"),
+        F.lit(None).cast("string").alias("title"),
+        F.lit(None).cast("array<string>").alias("tags"),
+        F.coalesce(F.col("category"), F.lit("")).alias("content"),
+        "lat",
+        "lon",
+        "n_obs",
+        "first_seen",
+        "dt",
+    )

@@ -1,0 +1,8 @@
+"""Every table's schema, partitioning, keys and data-quality suite."""
+
+from geosid.schemas import bronze
+from geosid.schemas.registry import Check, Registry, TableSpec
+
+REGISTRY = Registry([*bronze.TABLES])
+
+__all__ = ["REGISTRY", "Check", "Registry", "TableSpec", "bronze"]
