@@ -72,20 +72,25 @@ class _Gx:
             cls._instance = cls()
         return cls._instance
 
-    def expectation(self, check: Check):
+    def expectation(self, check: Check, index: int):
+        """The GX expectation for `check`; `meta.check_index` maps its result back."""
         E = self.gx.expectations
+        meta = {"check_index": index}
         if check.kind == "not_null":
-            return E.ExpectColumnValuesToNotBeNull(column=check.column)
+            return E.ExpectColumnValuesToNotBeNull(column=check.column, meta=meta)
         if check.kind == "between":
             return E.ExpectColumnValuesToBeBetween(
-                column=check.column, min_value=check.args.get("min_value"), max_value=check.args.get("max_value")
+                column=check.column,
+                min_value=check.args.get("min_value"),
+                max_value=check.args.get("max_value"),
+                meta=meta,
             )
         if check.kind == "in_set":
-            return E.ExpectColumnValuesToBeInSet(column=check.column, value_set=list(check.args["values"]))
+            return E.ExpectColumnValuesToBeInSet(column=check.column, value_set=list(check.args["values"]), meta=meta)
         if check.kind == "unique":
-            return E.ExpectColumnValuesToBeUnique(column=check.column)
+            return E.ExpectColumnValuesToBeUnique(column=check.column, meta=meta)
         if check.kind == "compound_unique":
-            return E.ExpectCompoundColumnsToBeUnique(column_list=list(check.args["columns"]))
+            return E.ExpectCompoundColumnsToBeUnique(column_list=list(check.args["columns"]), meta=meta)
         raise ValueError(f"unknown check kind {check.kind!r}")
 
 
@@ -95,11 +100,16 @@ def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str
     for check in checks:
         if check.sql:
             df = df.withColumn(check.column, F.expr(check.sql))
-    suite = gx_.gx.ExpectationSuite(name=name, expectations=[gx_.expectation(c) for c in checks])
+    suite = gx_.gx.ExpectationSuite(name=name, expectations=[gx_.expectation(c, i) for i, c in enumerate(checks)])
     batch = gx_.batch_definition.get_batch(batch_parameters={"dataframe": df})
     result = batch.validate(suite)
+    # GX does not keep the suite's order in its results: map them back by meta.
+    by_index = {res.expectation_config.meta["check_index"]: res for res in result.results}
+    if sorted(by_index) != list(range(len(checks))):
+        raise RuntimeError(f"great-expectations returned results for checks {sorted(by_index)} of {len(checks)}")
     outcomes = []
-    for check, res in zip(checks, result.results):
+    for index, check in enumerate(checks):
+        res = by_index[index]
         detail = res.result or {}
         outcomes.append(
             {

@@ -81,10 +81,12 @@ def decode_lines(data: bytes, encoding: str) -> tuple[list[str], list[str | None
     The fast path decodes the whole buffer at once; only when that fails, or when a
     control character is present, is the buffer examined line by line.
     """
-    if data.endswith(b"\n"):
-        data = data[:-1]
     if not data:
         return [], []
+    # A final newline ends the last line; it does not start an empty one ("a\n" is one
+    # line, "\n" is one empty line, as `wc -l` counts them).
+    if data.endswith(b"\n"):
+        data = data[:-1]
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError:

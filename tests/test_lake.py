@@ -1,0 +1,145 @@
+import datetime as dt
+
+import pytest
+from pyspark.sql.types import ArrayType, DateType, LongType, StringType, StructField, StructType
+from pyspark.testing import assertDataFrameEqual
+
+from geosid.jobs.lake import Lake, SchemaMismatchError
+from geosid.schemas import Registry, TableSpec
+
+D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
+
+VISITS = TableSpec(
+    name="test.visits",
+    schema=StructType(
+        [
+            StructField("visit_id", LongType()),
+            StructField("source", StringType()),
+            StructField("tags", ArrayType(StringType())),
+            StructField("dt", DateType()),
+        ]
+    ),
+    partition_by=("dt",),
+    keys=("visit_id",),
+)
+FLAT = TableSpec(
+    name="test.flat",
+    schema=StructType([StructField("k", LongType()), StructField("dt", DateType())]),
+    partition_by=("dt",),
+)
+REGISTRY = Registry([VISITS, FLAT])
+SCHEMA = "visit_id long, source string, tags array<string>, dt date"
+
+
+@pytest.fixture(params=["delta-rs", "spark"])
+def committer(request):
+    return request.param
+
+
+@pytest.fixture
+def test_lake(spark, tmp_path):
+    return Lake(tmp_path / "lake", spark, registry=REGISTRY)
+
+
+def rows(spark, data):
+    return spark.createDataFrame(data, SCHEMA)
+
+
+def test_write_replaces_exactly_one_day(spark, test_lake):
+    test_lake.write(rows(spark, [(1, "a", ["x"], D1), (2, "a", ["y"], D2)]), "test.visits", dt=(D1, D2))
+    test_lake.write(rows(spark, [(3, "a", ["z"], D2)]), "test.visits", dt=D2)
+    got = test_lake.read("test.visits").orderBy("visit_id")
+    assertDataFrameEqual(got, rows(spark, [(1, "a", ["x"], D1), (3, "a", ["z"], D2)]))
+    assert [r.visit_id for r in test_lake.read("test.visits", dt=D1).collect()] == [1]
+
+
+def test_rerun_gives_identical_content_and_new_version(spark, test_lake):
+    data = [(1, "a", ["x"], D1), (2, "b", [], D1)]
+    v1 = test_lake.write(rows(spark, data), "test.visits", dt=D1)
+    first = test_lake.to_arrow("test.visits").sort_by("visit_id")
+    v2 = test_lake.write(rows(spark, data), "test.visits", dt=D1)
+    assert v2 == v1 + 1
+    assert test_lake.to_arrow("test.visits").sort_by("visit_id").equals(first)
+    # time travel: the table as of the first write
+    assertDataFrameEqual(test_lake.read("test.visits", version=v1), rows(spark, data))
+
+
+def test_where_narrows_the_replace_to_one_source(spark, test_lake):
+    test_lake.write(rows(spark, [(1, "a", ["x"], D1), (2, "b", ["y"], D1)]), "test.visits", dt=D1)
+    test_lake.write(rows(spark, [(3, "a", ["z"], D1)]), "test.visits", dt=D1, where="source = 'a'")
+    assert sorted(r.visit_id for r in test_lake.read("test.visits").collect()) == [2, 3]
+
+
+def test_empty_write_clears_the_day(spark, test_lake):
+    test_lake.write(rows(spark, [(1, "a", ["x"], D1), (2, "a", ["y"], D2)]), "test.visits", dt=(D1, D2))
+    test_lake.write(rows(spark, []), "test.visits", dt=D1)
+    assert [r.visit_id for r in test_lake.read("test.visits").collect()] == [2]
+
+
+def test_row_outside_the_day_fails_atomically(spark, tmp_path, committer):
+    lake = Lake(tmp_path / committer, spark, registry=REGISTRY, committer=committer)
+    flat = "k long, dt date"
+    lake.write(spark.createDataFrame([(1, D1)], flat), "test.flat", dt=D1)
+    version = lake.version("test.flat")
+    with pytest.raises(Exception, match="outside the replaced rows"):
+        lake.write(spark.createDataFrame([(2, D1), (3, D3)], flat), "test.flat", dt=D1)
+    assert lake.version("test.flat") == version
+    assert [r.k for r in lake.read("test.flat").collect()] == [1]
+
+
+def test_both_committers_write_the_same_table(spark, tmp_path, committer):
+    lake = Lake(tmp_path / committer, spark, registry=REGISTRY, committer=committer)
+    flat = "k long, dt date"
+    lake.write(spark.createDataFrame([(1, D1), (2, D2)], flat), "test.flat", dt=(D1, D2))
+    lake.write(spark.createDataFrame([(5, D2)], flat), "test.flat", dt=D2)
+    assert sorted(lake.to_arrow("test.flat").column("k").to_pylist()) == [1, 5]
+
+
+@pytest.mark.parametrize(
+    "schema, data, message",
+    [
+        ("visit_id long, source string, dt date", [(1, "a", D1)], "column 'tags' is missing"),
+        ("visit_id int, source string, tags array<string>, dt date", [(1, "a", [], D1)], "column 'visit_id' has type int, table expects bigint"),
+        ("visit_id long, source string, tags array<string>, dt date, extra string", [(1, "a", [], D1, "x")], "column 'extra' is not in the table's schema"),
+    ],
+)
+def test_schema_mismatch_names_the_column(spark, test_lake, schema, data, message):
+    with pytest.raises(SchemaMismatchError, match=message):
+        test_lake.write(spark.createDataFrame(data, schema), "test.visits", dt=D1)
+    assert not test_lake.exists("test.visits") or test_lake.to_arrow("test.visits").num_rows == 0
+
+
+def test_partitioned_write_needs_a_date(spark, test_lake):
+    with pytest.raises(ValueError, match="pass dt="):
+        test_lake.write(rows(spark, [(1, "a", [], D1)]), "test.visits")
+
+
+def test_history_and_version(spark, test_lake):
+    test_lake.write(rows(spark, [(1, "a", ["x"], D1)]), "test.visits", dt=D1)
+    test_lake.write(rows(spark, [(2, "a", ["x"], D2)]), "test.visits", dt=D2)
+    history = test_lake.history("test.visits")
+    assert test_lake.version("test.visits") == 2
+    assert [h["operation"] for h in history] == ["WRITE", "WRITE", "CREATE TABLE"]
+    assert "2024-01-02" in history[0]["operationParameters"]["predicate"]
+
+
+def test_outside_clients_read_what_geosid_wrote(spark, test_lake):
+    import duckdb
+    import polars as pl
+    from deltalake import DeltaTable
+
+    data = [(1, "a", ["x", "y"], D1), (2, "b", [], D2), (3, "c", None, D2)]
+    test_lake.write(rows(spark, data), "test.visits", dt=(D1, D2))
+    expected = sorted((r[0], r[1], r[2], r[3]) for r in data)
+    path = test_lake.path("test.visits")
+
+    by_deltalake = DeltaTable(path).to_pyarrow_table().to_pylist()
+    assert sorted((r["visit_id"], r["source"], r["tags"], r["dt"]) for r in by_deltalake) == expected
+
+    by_polars = pl.read_delta(path).sort("visit_id").rows()
+    assert sorted(by_polars) == expected
+
+    con = duckdb.connect()
+    arrow = DeltaTable(path).to_pyarrow_dataset()
+    by_duckdb = con.execute("SELECT visit_id, source, tags, dt FROM arrow ORDER BY visit_id").fetchall()
+    assert by_duckdb == expected

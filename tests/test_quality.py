@@ -1,0 +1,77 @@
+import datetime as dt
+import json
+
+from pyspark.sql.types import StructField, StructType
+
+from geosid.jobs.quality import validate_bronze, validate_reject_rate, validate_table
+from geosid.schemas import bronze
+
+DAY = dt.date(2024, 1, 1)
+TS = dt.datetime(2024, 1, 1, 12, 0)
+
+
+def _event(event_id, user_id="u1", lat=40.7, ts=TS, action="watch", gmv=None):
+    return (event_id, "synthetic", user_id, "v1", action, ts, None, lat, -73.9, "r1", gmv, "f", 1, DAY)
+
+
+def _nullable(schema: StructType) -> StructType:
+    """The same columns, all nullable: lets a test write the bad rows the suites must catch."""
+    return StructType([StructField(f.name, f.dataType, True) for f in schema.fields])
+
+
+def _write_events(spark, lake, rows):
+    df = spark.createDataFrame(rows, _nullable(bronze.EVENTS.schema))
+    lake.write(df, bronze.EVENTS, dt=DAY)
+
+
+def test_clean_partition_passes_and_writes_results(spark, lake):
+    _write_events(spark, lake, [_event("e1"), _event("e2", action="pay", gmv=12.5)])
+    result = validate_table(lake, bronze.EVENTS, dt=DAY)
+    assert result.success, result.summary()
+    assert result.rows == 2
+    payload = json.loads(result.result_path.read_text())
+    assert payload["success"] is True and payload["table"] == "bronze.events"
+    assert (result.result_path.parent / "summary.txt").read_text().startswith("PASS bronze.events")
+    assert result.result_path.parent.name == f"dt={DAY}"
+
+
+def test_bad_rows_fail_the_checks_that_name_them(spark, lake):
+    rows = [
+        _event("e1"),
+        _event("e1"),  # duplicate key
+        _event("e3", user_id=None),
+        _event("e4", lat=91.0),
+        _event("e5", ts=dt.datetime(2024, 1, 2, 1, 0)),  # event date != partition
+        _event("e6", action="teleport"),
+        _event("e7", action="pay", gmv=-3.0),
+    ]
+    _write_events(spark, lake, rows)
+    result = validate_table(lake, bronze.EVENTS, dt=DAY)
+    assert not result.success
+    failed = {c["check"].split(" ")[0] for c in result.failed}
+    assert failed == {
+        "unique(event_id)",
+        "not_null(user_id)",
+        "between(user_lat)",
+        "in_set(dt_matches_event_date)",
+        "in_set(action)",
+        "between(gmv)",
+    }
+    assert "FAIL" in result.summary()
+
+
+def test_reject_rate_gate(spark, lake):
+    _write_events(spark, lake, [_event(f"e{i}") for i in range(9)])
+    rejects = spark.createDataFrame([("synthetic.events", "f", 99, "bad_time", "x", "raw", DAY)], bronze.REJECTS.schema)
+    lake.write(rejects, bronze.REJECTS, dt=DAY)
+    assert validate_reject_rate(lake, DAY, threshold=0.2).success  # 1 / 10
+    assert not validate_reject_rate(lake, DAY, threshold=0.05).success
+
+
+def test_validate_bronze_runs_every_suite(spark, lake):
+    _write_events(spark, lake, [_event("e1")])
+    for spec in (bronze.ITEMS, bronze.REJECTS):
+        lake.write(spark.createDataFrame([], spec.schema), spec, dt=DAY)
+    results = validate_bronze(lake, DAY, reject_rate_threshold=0.05)
+    assert [r.table for r in results] == ["bronze.events", "bronze.items", "bronze.rejects", "bronze.reject_rate"]
+    assert all(r.success for r in results), [r.summary() for r in results]
