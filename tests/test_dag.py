@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from geosid.jobs.engine import LOCAL_JVM_ENV
+
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = Path(sys.executable).parent / "airflow"
 
@@ -23,8 +25,9 @@ def _airflow_env(home: Path) -> dict:
         AIRFLOW__CORE__UNIT_TEST_MODE="False",
         RUST_LOG="error",
     )
-    # A connect session in this process must not leak into the child's engine set-up.
-    for name in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE"):
+    # Connect sessions of this process (the JVM one's auth token above all) must not
+    # leak into the child's engine set-up.
+    for name in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", *LOCAL_JVM_ENV):
         env.pop(name, None)
     return env
 

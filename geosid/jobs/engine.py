@@ -27,6 +27,18 @@ SESSION_CONF = {
 # Variables pyspark's Connect client sets process-wide once a remote session exists;
 # they make a later JVM launch believe it is itself a Connect client.
 _CONNECT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+# Variables a `local[*]` JVM session sets process-wide (and child processes inherit):
+# its auth token would be presented to any other Connect endpoint, which then refuses.
+LOCAL_JVM_ENV = ("SPARK_LOCAL_REMOTE", "SPARK_CONNECT_AUTHENTICATE_TOKEN")
+
+
+@contextmanager
+def _without_env(names: tuple[str, ...]) -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _builder(url: str):
@@ -49,13 +61,21 @@ def spark_session(settings: Settings | None = None) -> Iterator:
         with _jvm_session(settings.spark_local_master) as spark:
             yield spark
     elif settings.engine == "remote":
-        spark = _builder(settings.spark_remote).create()
+        with _without_env(LOCAL_JVM_ENV):
+            spark = _builder(settings.spark_remote).create()
         try:
             yield spark
         finally:
-            spark.stop()
+            _stop(spark)
     else:  # pragma: no cover - Settings validates the literal
         raise ValueError(f"unknown engine {settings.engine!r}")
+
+
+def _stop(spark) -> None:
+    # pyspark's stop() of *any* Connect session shuts down the in-process JVM server when
+    # SPARK_LOCAL_REMOTE is set; a JVM session living beside this one must survive it.
+    with _without_env(LOCAL_JVM_ENV):
+        spark.stop()
 
 
 @contextmanager
@@ -68,23 +88,29 @@ def _sail_session() -> Iterator:
     log.info("sail Spark Connect server on %s:%s", host, port)
     spark = None
     try:
-        spark = _builder(f"sc://{host}:{port}").create()
+        with _without_env(LOCAL_JVM_ENV):
+            spark = _builder(f"sc://{host}:{port}").create()
         yield spark
     finally:
         if spark is not None:
-            spark.stop()
+            _stop(spark)
         server.stop()
 
 
 @contextmanager
 def _jvm_session(master: str) -> Iterator:
-    saved = {name: os.environ.pop(name) for name in _CONNECT_ENV if name in os.environ}
+    before = {name: os.environ.get(name) for name in LOCAL_JVM_ENV}
     spark = None
     try:
-        # `local[...]` connection strings start a JVM Spark Connect server in-process.
-        spark = _builder(master).getOrCreate()
+        with _without_env(_CONNECT_ENV):
+            # `local[...]` connection strings start a JVM Spark Connect server in-process.
+            spark = _builder(master).getOrCreate()
         yield spark
     finally:
         if spark is not None:
             spark.stop()
-        os.environ.update(saved)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -47,3 +47,31 @@ def first_failure(checks: list[tuple[Column, str, Column]]) -> tuple[Column, Col
 
 def quoted(value: Column) -> Column:
     return F.concat(F.lit("'"), F.coalesce(value, F.lit("")), F.lit("'"))
+
+
+def line_checks(fields: Column, expected: int) -> list[tuple[Column, str, Column]]:
+    """The checks every line gets first: it decoded, and it has the expected field count."""
+    n_fields = F.size(fields)
+    return [
+        (F.col("decode_error").isNotNull(), "bad_encoding", F.col("decode_error")),
+        (
+            n_fields != expected,
+            "wrong_column_count",
+            F.format_string(f"expected {expected} tab-separated fields, got %d", n_fields),
+        ),
+    ]
+
+
+def number_checks(**numbers: tuple[Column, Column]) -> list[tuple[Column, str, Column]]:
+    """bad_number checks for `label=(raw text, parsed value)` pairs, in the given order."""
+    return [
+        (parsed.isNull(), "bad_number", F.concat(F.lit(f"{label.replace('_', ' ')} is not a number: "), quoted(raw)))
+        for label, (raw, parsed) in numbers.items()
+    ]
+
+
+def coordinate_checks(lat_raw: Column, lat: Column, lon_raw: Column, lon: Column) -> list[tuple[Column, str, Column]]:
+    return [
+        (outside(lat, -90, 90), "bad_coordinate", F.format_string("latitude %s outside [-90, 90]", lat_raw)),
+        (outside(lon, -180, 180), "bad_coordinate", F.format_string("longitude %s outside [-180, 180]", lon_raw)),
+    ]

@@ -39,10 +39,12 @@ import pyarrow.csv as pacsv
 from pyspark.sql import DataFrame, functions as F
 
 from geosid.jobs.sources.fields import (
+    coordinate_checks,
     field,
     first_failure,
     is_missing,
-    outside,
+    line_checks,
+    number_checks,
     quoted,
     split_fields,
     try_double,
@@ -510,7 +512,6 @@ def write_world(root: str | Path, config: WorldConfig, progress: bool = True) ->
 def parse_events(lines: DataFrame) -> DataFrame:
     """Landed event lines -> candidate events (same shape as the TSMC2014 parser's)."""
     fields = split_fields()
-    n_fields = F.size(fields)
     request_id, user_id, item_id, action, time_raw, lat_raw, lon_raw, gmv_raw = (
         field(fields, i) for i in range(EVENT_FIELDS)
     )
@@ -519,24 +520,17 @@ def parse_events(lines: DataFrame) -> DataFrame:
     event_ts = F.try_to_timestamp(time_raw, F.lit(TIME_PATTERN))
     reason, detail = first_failure(
         [
-            (F.col("decode_error").isNotNull(), "bad_encoding", F.col("decode_error")),
-            (
-                n_fields != EVENT_FIELDS,
-                "wrong_column_count",
-                F.format_string(f"expected {EVENT_FIELDS} tab-separated fields, got %d", n_fields),
-            ),
+            *line_checks(fields, EVENT_FIELDS),
             (is_missing(user_id), "null_id", F.lit("user id is empty")),
             (is_missing(item_id), "null_id", F.lit("item id is empty")),
-            (lat.isNull(), "bad_number", F.concat(F.lit("latitude is not a number: "), quoted(lat_raw))),
-            (lon.isNull(), "bad_number", F.concat(F.lit("longitude is not a number: "), quoted(lon_raw))),
+            *number_checks(latitude=(lat_raw, lat), longitude=(lon_raw, lon)),
             (
                 gmv.isNull() & ~is_missing(gmv_raw),
                 "bad_number",
                 F.concat(F.lit("gmv is not a number: "), quoted(gmv_raw)),
             ),
             (event_ts.isNull(), "bad_time", F.concat(F.lit("cannot parse time "), quoted(time_raw))),
-            (outside(lat, -90, 90), "bad_coordinate", F.format_string("latitude %s outside [-90, 90]", lat_raw)),
-            (outside(lon, -180, 180), "bad_coordinate", F.format_string("longitude %s outside [-180, 180]", lon_raw)),
+            *coordinate_checks(lat_raw, lat, lon_raw, lon),
             (
                 ~action.isin("watch", "click", "pay"),
                 "bad_value",
@@ -568,7 +562,6 @@ def parse_events(lines: DataFrame) -> DataFrame:
 def parse_items(lines: DataFrame) -> DataFrame:
     """Landed catalog lines -> candidate bronze.items rows (event_ts = created_at)."""
     fields = split_fields()
-    n_fields = F.size(fields)
     item_id, store_id, brand, category, price_raw, lat_raw, lon_raw, title, tags, created_raw = (
         field(fields, i) for i in range(ITEM_FIELDS)
     )
@@ -576,20 +569,12 @@ def parse_items(lines: DataFrame) -> DataFrame:
     created = F.try_to_timestamp(created_raw, F.lit(TIME_PATTERN))
     reason, detail = first_failure(
         [
-            (F.col("decode_error").isNotNull(), "bad_encoding", F.col("decode_error")),
-            (
-                n_fields != ITEM_FIELDS,
-                "wrong_column_count",
-                F.format_string(f"expected {ITEM_FIELDS} tab-separated fields, got %d", n_fields),
-            ),
+            *line_checks(fields, ITEM_FIELDS),
             (is_missing(item_id), "null_id", F.lit("item id is empty")),
             (is_missing(store_id), "null_id", F.lit("store id is empty")),
-            (lat.isNull(), "bad_number", F.concat(F.lit("latitude is not a number: "), quoted(lat_raw))),
-            (lon.isNull(), "bad_number", F.concat(F.lit("longitude is not a number: "), quoted(lon_raw))),
-            (price.isNull(), "bad_number", F.concat(F.lit("price is not a number: "), quoted(price_raw))),
+            *number_checks(latitude=(lat_raw, lat), longitude=(lon_raw, lon), price=(price_raw, price)),
             (created.isNull(), "bad_time", F.concat(F.lit("cannot parse time "), quoted(created_raw))),
-            (outside(lat, -90, 90), "bad_coordinate", F.format_string("latitude %s outside [-90, 90]", lat_raw)),
-            (outside(lon, -180, 180), "bad_coordinate", F.format_string("longitude %s outside [-180, 180]", lon_raw)),
+            *coordinate_checks(lat_raw, lat, lon_raw, lon),
             (price < 0, "bad_value", F.format_string("negative price %s", price_raw)),
         ]
     )

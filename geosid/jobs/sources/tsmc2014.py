@@ -13,10 +13,12 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, functions as F
 
 from geosid.jobs.sources.fields import (
+    coordinate_checks,
     field,
     first_failure,
     is_missing,
-    outside,
+    line_checks,
+    number_checks,
     quoted,
     split_fields,
     try_double,
@@ -38,7 +40,6 @@ def parse(lines: DataFrame) -> DataFrame:
     user_lat, user_lon, request_id, gmv) and the venue fields (category_id, category).
     """
     fields = split_fields()
-    n_fields = F.size(fields)
     user_raw, venue, category_id, category = (field(fields, i) for i in range(4))
     lat_raw, lon_raw, tz_raw, time_raw = (field(fields, i) for i in range(4, 8))
     user_num = user_raw.try_cast("bigint")
@@ -48,22 +49,15 @@ def parse(lines: DataFrame) -> DataFrame:
 
     reason, detail = first_failure(
         [
-            (F.col("decode_error").isNotNull(), "bad_encoding", F.col("decode_error")),
-            (
-                n_fields != N_FIELDS,
-                "wrong_column_count",
-                F.format_string(f"expected {N_FIELDS} tab-separated fields, got %d", n_fields),
-            ),
+            *line_checks(fields, N_FIELDS),
             (is_missing(user_raw), "null_id", F.lit("user id is empty")),
             (is_missing(venue), "null_id", F.lit("venue id is empty")),
             (is_missing(category_id), "null_id", F.lit("venue category id is empty")),
             (user_num.isNull(), "bad_number", F.concat(F.lit("user id is not an integer: "), quoted(user_raw))),
-            (lat.isNull(), "bad_number", F.concat(F.lit("latitude is not a number: "), quoted(lat_raw))),
-            (lon.isNull(), "bad_number", F.concat(F.lit("longitude is not a number: "), quoted(lon_raw))),
+            *number_checks(latitude=(lat_raw, lat), longitude=(lon_raw, lon)),
             (tz.isNull(), "bad_number", F.concat(F.lit("timezone offset is not an integer: "), quoted(tz_raw))),
             (event_ts.isNull(), "bad_time", F.concat(F.lit("cannot parse time "), quoted(time_raw))),
-            (outside(lat, -90, 90), "bad_coordinate", F.format_string("latitude %s outside [-90, 90]", lat_raw)),
-            (outside(lon, -180, 180), "bad_coordinate", F.format_string("longitude %s outside [-180, 180]", lon_raw)),
+            *coordinate_checks(lat_raw, lat, lon_raw, lon),
         ]
     )
     return lines.select(
