@@ -1,4 +1,6 @@
-"""geosid daily run: the logical date drives everything. ingest -> validate (for now).
+"""geosid daily run: the logical date drives everything.
+
+ingest -> validate_bronze -> geo -> embed -> validate_silver
 
 Wiring only: the work lives in geosid.pipeline, imported inside the task callables so
 that parsing this file stays cheap. XCom carries dates, counts and table versions.
@@ -8,6 +10,16 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Param, dag, task
+
+
+def _gate(outcome: dict, what: str) -> dict:
+    from airflow.exceptions import AirflowFailException
+
+    for summary in outcome.pop("summaries"):
+        print(summary)
+    if not outcome["passed"]:
+        raise AirflowFailException(f"{what} data-quality gate failed for {outcome['dt']}: {outcome['tables']}")
+    return outcome
 
 
 @dag(
@@ -37,19 +49,32 @@ def geosid_daily():
         return {"dt": ds, "versions": report["versions"], "rejects": report["rejects"], "events": report["events"]}
 
     @task
-    def validate(ingested: dict, params: dict | None = None) -> dict:
-        from airflow.exceptions import AirflowFailException
-
+    def validate_bronze(ingested: dict, params: dict | None = None) -> dict:
         from geosid.pipeline import validate_day
 
-        outcome = validate_day(ingested["dt"], lake=params.get("lake"))
-        for summary in outcome.pop("summaries"):
-            print(summary)
-        if not outcome["passed"]:
-            raise AirflowFailException(f"data quality gate failed for {ingested['dt']}: {outcome['tables']}")
-        return outcome
+        return _gate(validate_day(ingested["dt"], lake=params.get("lake")), "bronze")
 
-    validate(ingest())
+    @task
+    def geo(validated: dict, params: dict | None = None) -> dict:
+        from geosid.pipeline import geo_day
+
+        return geo_day(validated["dt"], lake=params.get("lake"))
+
+    @task
+    def embed(geo_context: dict, params: dict | None = None) -> dict:
+        from geosid.pipeline import embed_day
+
+        report = embed_day(geo_context["dt"], lake=params.get("lake"))
+        print(f"embedded {report['embedded']} of {report['items']} documents with {report['model_id']}")
+        return report
+
+    @task
+    def validate_silver(embedded: dict, params: dict | None = None) -> dict:
+        from geosid.pipeline import validate_silver_day
+
+        return _gate(validate_silver_day(embedded["dt"], lake=params.get("lake")), "silver")
+
+    validate_silver(embed(geo(validate_bronze(ingest()))))
 
 
 geosid_daily()

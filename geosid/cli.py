@@ -40,7 +40,7 @@ def _step(label: str):
 
 
 def _settings(args) -> Settings:
-    return Settings.from_env(engine=args.engine, spark_remote=args.remote, lake=args.lake)
+    return Settings.from_env(engine=args.engine, spark_remote=args.remote, lake=args.lake, cell_system=args.cells)
 
 
 @contextmanager
@@ -96,6 +96,42 @@ def _ingest_and_validate(settings, spark, lake, source, path, first, last, valid
     return all(r.success for r in results)
 
 
+def _geo_embed_validate(settings, spark, lake, day) -> bool:
+    from geosid.jobs.embed import run_embed
+    from geosid.jobs.geo import run_geo
+    from geosid.jobs.quality import validate_silver
+
+    config = settings.geo_config()
+    with _step(f"geo context as of {day} ({config.cells().name} cells, {config.window_days}-day activity window)"):
+        print(run_geo(spark, lake, day, config).summary())
+    with _step(f"item embeddings as of {day} (encoder {settings.encoder})"):
+        report = run_embed(spark, lake, day, settings.encoder)
+        print(report.summary())
+        if report.embedded:
+            print(f"    {report.docs_per_s:,.0f} documents/s")
+    with _step("data quality (great-expectations)"):
+        results = validate_silver(lake, day)
+    for result in results:
+        print(result.summary().splitlines()[0] if result.success else result.summary())
+    return all(r.success for r in results)
+
+
+def cmd_geo(args) -> int:
+    from geosid.jobs.geo import run_geo
+
+    with _lake(args) as (settings, spark, lake):
+        print(run_geo(spark, lake, args.date, settings.geo_config()).summary())
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from geosid.jobs.embed import run_embed
+
+    with _lake(args) as (settings, spark, lake):
+        print(run_embed(spark, lake, args.date, args.encoder or settings.encoder).summary())
+    return 0
+
+
 def cmd_ingest(args) -> int:
     with _lake(args) as (settings, spark, lake):
         path = _source_path(settings, args.source, args.path)
@@ -147,10 +183,10 @@ def cmd_synth(args) -> int:
 def _print_tables(lake) -> None:
     from pyspark.sql import functions as F
 
-    print(f"{'table':<18}{'version':>8}{'rows':>12}{'days':>7}  first .. last")
+    print(f"{'table':<24}{'version':>8}{'rows':>12}{'days':>7}  first .. last")
     for spec in lake.registry:
         if not lake.exists(spec):
-            print(f"{spec.name:<18}{'-':>8}{'-':>12}{'-':>7}  (not created yet)")
+            print(f"{spec.name:<24}{'-':>8}{'-':>12}{'-':>7}  (not created yet)")
             continue
         df = lake.read(spec)
         if spec.partition_by:
@@ -161,9 +197,9 @@ def _print_tables(lake) -> None:
                 F.max("dt").alias("last"),
             ).collect()[0]
             span = f"{row['first']} .. {row['last']}" if row["n"] else ""
-            print(f"{spec.name:<18}{lake.version(spec):>8}{row['n']:>12,}{row['days']:>7}  {span}")
+            print(f"{spec.name:<24}{lake.version(spec):>8}{row['n']:>12,}{row['days']:>7}  {span}")
         else:
-            print(f"{spec.name:<18}{lake.version(spec):>8}{df.count():>12,}{'':>7}")
+            print(f"{spec.name:<24}{lake.version(spec):>8}{df.count():>12,}{'':>7}")
 
 
 def cmd_tables(args) -> int:
@@ -214,6 +250,8 @@ def cmd_demo(args) -> int:
             source = "synthetic"
         first, last = _range(argparse.Namespace(date=None, from_date=None, to_date=None), spark, source, path)
         ok = _ingest_and_validate(settings, spark, lake, source, path, first, last)
+        # The silver stage is a daily snapshot: the demo takes it as of the data's last day.
+        ok = _geo_embed_validate(settings, spark, lake, last) and ok
         print()
         _print_tables(lake)
     print(f"\nlake: {Path(settings.lake).resolve()}  (try: geosid sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\")")
@@ -225,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lake", help="lake root (default: $GEOSID_LAKE or ./lake)")
     parser.add_argument("--engine", choices=["sail", "spark-local", "remote"], help="default: $GEOSID_ENGINE or sail")
     parser.add_argument("--remote", help="Spark Connect URL for --engine remote (sc://host:15002)")
+    parser.add_argument("--cells", choices=["geohash", "h3"], help="cell system (default: $GEOSID_CELL_SYSTEM or geohash)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_range(p):
@@ -242,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run the bronze data-quality suites for a day or range")
     add_range(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("geo", help="silver.geo_cells and silver.item_geo as of a logical date")
+    p.add_argument("--date", type=_date, required=True)
+    p.set_defaults(func=cmd_geo)
+
+    p = sub.add_parser("embed", help="embed new and changed item documents of a logical date")
+    p.add_argument("--date", type=_date, required=True)
+    p.add_argument("--encoder", help="minilm (default) or hf:<local model dir>; default: $GEOSID_ENCODER")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("synth", help="write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

@@ -30,6 +30,11 @@ class Settings(BaseModel):
     spark_local_master: str = "local[*]"
     tsmc_path: Path | None = Field(default=None, description="TSMC2014 file or folder of daily drops")
     reject_rate_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
+    cell_system: Literal["geohash", "h3"] = "geohash"
+    geohash_precision: int = Field(default=6, ge=1, le=12)
+    h3_resolution: int = Field(default=8, ge=0, le=15)
+    geo_window_days: int = Field(default=28, ge=1, description="trailing days of activity in cell context")
+    encoder: str = Field(default="minilm", description="minilm, or hf:<local model dir>")
     lake_committer: Literal["auto", "delta-rs", "spark"] = Field(
         default="auto", description="auto: spark on engine=remote, delta-rs otherwise"
     )
@@ -52,6 +57,11 @@ class Settings(BaseModel):
             "tsmc_path": "GEOSID_TSMC_PATH",
             "reject_rate_threshold": "GEOSID_REJECT_RATE_THRESHOLD",
             "lake_committer": "GEOSID_LAKE_COMMITTER",
+            "cell_system": "GEOSID_CELL_SYSTEM",
+            "geohash_precision": "GEOSID_GEOHASH_PRECISION",
+            "h3_resolution": "GEOSID_H3_RESOLUTION",
+            "geo_window_days": "GEOSID_GEO_WINDOW_DAYS",
+            "encoder": "GEOSID_ENCODER",
         }
         values = {key: os.environ[var] for key, var in env_map.items() if os.environ.get(var)}
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -59,6 +69,23 @@ class Settings(BaseModel):
         if settings.engine == "remote" and not settings.spark_remote:
             raise ValueError("engine=remote needs GEOSID_SPARK_REMOTE (sc://host:port)")
         return settings
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, value: str) -> str:
+        if value != "minilm" and not value.startswith("hf:"):
+            raise ValueError(f"encoder must be 'minilm' or 'hf:<local model dir>', got {value!r}")
+        return value
+
+    def geo_config(self):
+        from geosid.jobs.geo import GeoConfig
+
+        return GeoConfig(
+            cell_system=self.cell_system,
+            precision=self.geohash_precision,
+            resolution=self.h3_resolution,
+            window_days=self.geo_window_days,
+        )
 
     def committer(self) -> str:
         if self.lake_committer != "auto":

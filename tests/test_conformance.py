@@ -104,3 +104,35 @@ def test_reject_rates(spark, jvm_spark):
     assertDataFrameEqual(on_sail, on_jvm)
     rates = {r.dt: r.reject_rate for r in on_jvm}
     assert rates == {dt.date(2024, 1, 1): 0.25, dt.date(2024, 1, 2): 0.0, dt.date(2024, 1, 3): 1.0}
+
+
+def test_geo_context_and_documents(spark, jvm_spark, tmp_path):
+    """geo_cells, item_geo and documents on the tiny city, on both engines."""
+    import pyarrow as pa
+
+    from geosid.embedding.documents import documents
+    from geosid.geo import GeohashCells
+    from geosid.jobs import geo
+    from geosid.jobs.lake import Lake
+    from geosid.schemas import bronze
+    from test_geo import D, write_city
+
+    lake = Lake(tmp_path / "lake", spark)
+    write_city(spark, lake)
+    items_arrow: pa.Table = lake.to_arrow(bronze.ITEMS)
+    events_arrow: pa.Table = lake.to_arrow(bronze.EVENTS)
+    cells = GeohashCells(6)
+
+    def run(session, stage):
+        items = geo.items_as_of(session.createDataFrame(items_arrow), D).transform(geo.with_cells, cells=cells)
+        events = session.createDataFrame(events_arrow).transform(geo.with_cells, cells=cells, lat="user_lat", lon="user_lon")
+        cells_df = geo.geo_cells(items, events, cells, D, 28, 5)
+        if stage == "cells":
+            return cells_df
+        item_geo = geo.item_geo(items, cells_df, cells, D)
+        return item_geo if stage == "items" else documents(item_geo)
+
+    for stage in ("cells", "items", "documents"):
+        on_sail, on_jvm = run(spark, stage), run(jvm_spark, stage).collect()
+        assert on_jvm, stage
+        assertDataFrameEqual(on_sail, on_jvm)

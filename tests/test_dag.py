@@ -45,7 +45,7 @@ def test_dagbag_imports_without_errors(tmp_path):
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
     assert "geosid_daily" in info["dags"]
-    assert info["tasks"] == ["ingest", "validate"]
+    assert info["tasks"] == ["embed", "geo", "ingest", "validate_bronze", "validate_silver"]
     assert info["schedule"] == "@daily"
 
 
@@ -80,3 +80,9 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     assert events.num_rows == len(lines)
     assert set(events.column("dt").to_pylist()) == {day}
     assert (lake / "_quality" / "bronze.events" / f"dt={day}" / "result.json").exists()
+    # geo context and embeddings of the day's items
+    item_geo = DeltaTable(str(lake / "silver" / "item_geo")).to_pyarrow_table()
+    embeddings = DeltaTable(str(lake / "silver" / "item_embeddings")).to_pyarrow_table()
+    assert item_geo.num_rows == len({line.split("\t")[1] for line in lines})
+    assert embeddings.num_rows == item_geo.num_rows
+    assert (lake / "_quality" / "silver.item_embeddings" / "result.json").exists()

@@ -239,6 +239,7 @@ def run_ingest(
     first, last = date_bounds((first, last if last is not None else first))
     started = time.perf_counter()
     report = IngestReport(source=source, first=first, last=last)
+    run = f"ingest-{source}-{first}_{last}"
     run_dir = lake.root / "_work" / "ingest" / source / f"{first}_{last}"
 
     staged: dict[str, DataFrame] = {}
@@ -249,12 +250,8 @@ def run_ingest(
         report.lines_landed += n_lines
         lines = spark.read.parquet(str(landed_dir))
         classified = lines.transform(feed.parse).transform(classify, first=first, last=last)
-        # Materialize once: events, items and rejects are all read from the staged rows.
-        stage_dir = run_dir / "classified" / feed.kind
-        if stage_dir.exists():
-            shutil.rmtree(stage_dir)
-        classified.write.mode("overwrite").parquet(str(stage_dir))
-        staged[feed.kind] = spark.read.parquet(str(stage_dir))
+        # Materialize once: events, items, rejects and the counts all read the staged rows.
+        staged[feed.kind] = lake.checkpoint(classified, f"{run}-{feed.kind}")
 
     events_stage = staged["events"]
     events = events_stage.transform(to_events, dataset=spec.name)
@@ -275,12 +272,10 @@ def run_ingest(
     report.versions["bronze.items"] = lake.write(items, bronze.ITEMS, dt=dt_range, where=f"source = '{spec.name}'")
     report.versions["bronze.rejects"] = lake.write(rejects, bronze.REJECTS, dt=dt_range, where=f"source IN ({feed_names})")
 
-    counts = (
-        spark.read.parquet(*[str(run_dir / "classified" / kind) for kind in staged])
-        .groupBy(F.coalesce("reason", F.lit("")).alias("reason"))
-        .count()
-        .collect()
-    )
+    classified_all = staged["events"]
+    if "items" in staged:
+        classified_all = classified_all.select("reason").unionByName(staged["items"].select("reason"))
+    counts = classified_all.groupBy(F.coalesce("reason", F.lit("")).alias("reason")).count().collect()
     by_reason = {row["reason"]: row["count"] for row in counts}
     report.lines_in_range = sum(by_reason.values())
     report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
@@ -288,6 +283,7 @@ def run_ingest(
     report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
     report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
     shutil.rmtree(run_dir, ignore_errors=True)
+    lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started
     return report
 

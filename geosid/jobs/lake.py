@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt_
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -217,15 +219,11 @@ class Lake:
             writer = writer.option("replaceWhere", predicate).partitionBy(*spec.partition_by)
         writer.save(self.path(spec))
 
-    def _commit_delta_rs(self, df: DataFrame, spec: TableSpec, predicate: str | None) -> None:
-        """The engine writes Parquet to a staging folder; delta-rs commits it atomically.
-
-        The replace is validated by delta-rs: a staged row outside `predicate` fails the
-        commit. Staged batches are cast to the registered Arrow schema, which only
-        normalizes representation (conform() has already checked the types).
-        """
+    @contextmanager
+    def _staged(self, df: DataFrame, spec: TableSpec) -> Iterator[pa.RecordBatchReader]:
+        """The engine writes `df` as Parquet under _work/staging; yields its batches cast to
+        the registered Arrow schema (representation only: conform() checked the types)."""
         import pyarrow.dataset as pads
-        from deltalake import write_deltalake
 
         stage = self.root / "_work" / "staging" / spec.relative_path / uuid.uuid4().hex
         target = spec_arrow_schema(spec)
@@ -238,23 +236,53 @@ class Lake:
                 for batch in (dataset.to_batches() if dataset is not None else [])
                 if batch.num_rows
             )
-            reader = pa.RecordBatchReader.from_batches(target, batches)
-            options = {"predicate": predicate} if predicate is not None else {}
-            write_deltalake(
-                self.path(spec),
-                reader,
-                mode="overwrite",
-                partition_by=list(spec.partition_by) or None,
-                **options,
-            )
+            yield pa.RecordBatchReader.from_batches(target, batches)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _commit_delta_rs(self, df: DataFrame, spec: TableSpec, predicate: str | None) -> None:
+        """The engine stages Parquet; delta-rs commits the replace atomically and refuses a
+        staged row outside `predicate`."""
+        from deltalake import write_deltalake
+
+        options = {"predicate": predicate} if predicate is not None else {}
+        try:
+            with self._staged(df, spec) as reader:
+                write_deltalake(
+                    self.path(spec), reader, mode="overwrite", partition_by=list(spec.partition_by) or None, **options
+                )
         except Exception as exc:
             if "failed validation check" in str(exc):
                 raise ValueError(
                     f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed"
                 ) from exc
             raise
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+
+    def merge(self, df: DataFrame, table: str | TableSpec) -> int:
+        """Upsert `df` into the table on its keys (one atomic commit); returns the version.
+
+        Rows whose keys exist are replaced, others inserted, no row is deleted. Committed
+        by delta-rs on every engine (deltalake reaches local, S3, GCS and Azure lakes).
+        """
+        from deltalake import DeltaTable
+
+        spec = self.spec(table)
+        if not spec.keys:
+            raise ValueError(f"{spec.name} has no keys to merge on")
+        df = conform(df, spec)
+        self.ensure_table(spec)
+        on = " AND ".join(f"t.{key} = s.{key}" for key in spec.keys)
+        with self._staged(df, spec) as reader:
+            source = reader.read_all()
+            if source.num_rows:
+                (
+                    DeltaTable(self.path(spec))
+                    .merge(source=source, predicate=on, source_alias="s", target_alias="t")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+        return self.version(spec)
 
     def read(
         self,
@@ -292,6 +320,22 @@ class Lake:
         from deltalake import DeltaTable
 
         return DeltaTable(self.path(table)).history()
+
+    def checkpoint(self, df: DataFrame, name: str) -> DataFrame:
+        """Materialize `df` as Parquet under _work/checkpoints/<name> and read it back.
+
+        Spark Connect sends a DataFrame's whole plan with every action, and engines here
+        do not cache; a frame used by several later steps is computed once this way.
+        """
+        folder = self.root / "_work" / "checkpoints" / name
+        df.write.mode("overwrite").parquet(str(folder))
+        return self._require_spark().read.parquet(str(folder))
+
+    def drop_checkpoints(self, prefix: str) -> None:
+        """Remove the checkpoints of a finished run (names starting with `prefix`)."""
+        base = self.root / "_work" / "checkpoints"
+        for folder in base.glob(f"{prefix}*") if base.exists() else []:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def existing_tables(self) -> list[TableSpec]:
         return [spec for spec in self.registry if self.exists(spec)]

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, functions as F
 
 from geosid.jobs.lake import DateLike, DateRange, Lake, date_bounds
-from geosid.schemas import Check, TableSpec, bronze
+from geosid.schemas import Check, TableSpec, bronze, silver
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,19 @@ def validate_table(
     first, last = date_bounds(dt) if dt is not None else (None, None)
     df = lake.read(spec, dt=dt)
     checks = (*spec.checks, *extra_checks)
-    success, rows, outcomes = run_checks(df, checks, name=f"{spec.name}")
+    lambdas = [c for c in checks if c.sql and "->" in c.sql]
+    run = f"quality-{spec.name}"
+    if lambdas:
+        # Sail cannot yet bind a lambda (aggregate(vector, ...)) inside the filters GX
+        # generates: compute such derived columns once, materialized, then validate.
+        for check in lambdas:
+            df = df.withColumn(check.column, F.expr(check.sql))
+        df = lake.checkpoint(df, run)
+        checks = tuple(Check(c.kind, c.column, None, c.args) if c in lambdas else c for c in checks)
+    try:
+        success, rows, outcomes = run_checks(df, checks, name=f"{spec.name}")
+    finally:
+        lake.drop_checkpoints(run)
     result = QualityResult(spec.name, first, last, success, rows, outcomes)
     result.result_path = _write_result(lake, result)
     return result
@@ -190,4 +202,11 @@ def validate_bronze(lake: Lake, dt: DateLike | DateRange, reject_rate_threshold:
     """All bronze suites for a day or range, plus the reject-rate gate."""
     results = [validate_table(lake, spec, dt=dt) for spec in bronze.TABLES]
     results.append(validate_reject_rate(lake, dt, reject_rate_threshold))
+    return results
+
+
+def validate_silver(lake: Lake, dt: DateLike) -> list[QualityResult]:
+    """The geo context suites for a day, and the embeddings suite over the whole table."""
+    results = [validate_table(lake, spec, dt=dt) for spec in (silver.GEO_CELLS, silver.ITEM_GEO)]
+    results.append(validate_table(lake, silver.ITEM_EMBEDDINGS))
     return results

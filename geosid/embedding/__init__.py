@@ -1,0 +1,1 @@
+"""Item documents (content + location context) and the encoders that embed them."""

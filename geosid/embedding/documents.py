@@ -1,0 +1,80 @@
+"""Item documents: a versioned template rendering content and location context as text.
+
+Template `geo-doc-v1` (deterministic, one document per item and day):
+
+    {title, else the category}
+    category: {category}
+    brand: {brand}                                (when known)
+    tags: {tag, tag, ...}                         (when any)
+    price level: {budget|moderate|premium|luxury} (when priced)
+    area: {quiet|moderate|busy|dense} ({bucket} places within the cell and its neighbours)
+    nearby: {the area's 3 most common categories}
+    nearby brands: {the area's 3 most common brands}  (when any)
+    this block: {the own cell's 3 most common categories}
+
+Context is summarized coarsely (ranked names and density buckets, never raw counts) so
+that a document, and so its embedding, changes only when the surroundings really change.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, functions as F
+
+TEMPLATE_V1 = "geo-doc-v1"
+TEMPLATES = (TEMPLATE_V1,)
+
+# Upper bounds of the area-density buckets (items in the 3x3 block of cells).
+DENSITY_BUCKETS = ((10, "quiet"), (50, "moderate"), (200, "busy"))
+COUNT_BUCKETS = ((5, "under 5"), (20, "5-20"), (100, "20-100"), (500, "100-500"))
+PRICE_LEVELS = ((30.0, "budget"), (100.0, "moderate"), (300.0, "premium"))
+
+
+def _bucket(value: Column, bounds: tuple, last: str) -> Column:
+    expr = F.lit(last)
+    for bound, label in reversed(bounds):
+        expr = F.when(value < F.lit(bound), F.lit(label)).otherwise(expr)
+    return expr
+
+
+def _names(histogram: Column, n: int = 3) -> Column:
+    return F.array_join(F.transform(F.slice(histogram, 1, n), lambda s: s["name"]), ", ")
+
+
+def _line(label: str, value: Column) -> Column:
+    """`label: value`, or null (dropped by concat_ws) when the value is null or empty."""
+    return F.when(value.isNotNull() & (F.length(value) > 0), F.concat(F.lit(f"{label}: "), value))
+
+
+def render_v1(item_geo: DataFrame) -> Column:
+    tags = F.when(F.size("tags") > 0, F.array_join("tags", ", "))
+    return F.concat_ws(
+        "\n",
+        F.coalesce(F.col("title"), F.col("category"), F.col("content")),
+        _line("category", F.col("category")),
+        _line("brand", F.col("brand")),
+        _line("tags", tags),
+        _line("price level", F.when(F.col("price").isNotNull(), _bucket(F.col("price"), PRICE_LEVELS, "luxury"))),
+        F.concat(
+            F.lit("area: "),
+            _bucket(F.col("area_n_items"), DENSITY_BUCKETS, "dense"),
+            F.lit(" ("),
+            _bucket(F.col("area_n_items"), COUNT_BUCKETS, "over 500"),
+            F.lit(" places within the cell and its neighbours)"),
+        ),
+        _line("nearby", _names(F.col("area_top_categories"))),
+        _line("nearby brands", _names(F.col("area_top_brands"))),
+        _line("this block", _names(F.col("cell.top_categories"))),
+    )
+
+
+def documents(item_geo: DataFrame, template_id: str = TEMPLATE_V1) -> DataFrame:
+    """silver.item_geo -> (source, item_id, template_id, document, doc_hash)."""
+    if template_id != TEMPLATE_V1:
+        raise ValueError(f"unknown document template {template_id!r}; known: {TEMPLATES}")
+    document = render_v1(item_geo)
+    return item_geo.select(
+        "source",
+        "item_id",
+        F.lit(template_id).alias("template_id"),
+        document.alias("document"),
+    ).withColumn("doc_hash", F.sha2(F.concat_ws("\n", F.col("template_id"), F.col("document")), 256))

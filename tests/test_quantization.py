@@ -1,0 +1,137 @@
+"""Quantizers and SID metrics: properties on tiny seeded data."""
+
+import numpy as np
+import pytest
+
+from geosid.quantization.kmeans import KMeans
+from geosid.quantization.metrics import disambiguate, median_pair_distance_km, sid_quality
+from geosid.quantization.residual import FSQ, ResidualKMeans, ResidualKMeansFSQ
+
+
+def blobs(n_per=3000, d=8, k=4, sigma=0.5, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 10, (k, d)).astype(np.float32)
+    labels = np.repeat(np.arange(k), n_per)
+    return (centers[labels] + rng.normal(0, sigma, (len(labels), d))).astype(np.float32), labels
+
+
+def embeddings(n=2000, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, d)) @ rng.normal(0, 1, (d, d))  # correlated, like real embeddings
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_kmeans_objective_falls_and_assign_shapes(backend):
+    x = embeddings()
+    km = KMeans(16, 32, niter=15, seed=3, backend=backend, device="cpu")
+    final = km.train(x)
+    assert km.centroids.shape == (32, 16)
+    assert km.obj[0] > final
+    dist, idx = km.assign(x)
+    assert dist.shape == idx.shape == (2000,) and idx.min() >= 0 and idx.max() < 32
+    assert dist.sum() == pytest.approx(final, rel=0.05)
+
+
+def test_kmeans_trains_on_every_point(capfd):
+    # 12,000 points: faiss's default would train one centroid on a sample of 256 of them,
+    # whose mean misses the full mean by ~0.6 here; with every point it is exact.
+    x, _ = blobs()
+    km = KMeans(8, 1, niter=2, seed=1, backend="faiss", verbose=True)
+    km.train(x)
+    assert np.abs(km.centroids[0] - x.mean(0, dtype=np.float64)).max() < 1e-4
+    out = capfd.readouterr()
+    assert "Sampling a subset" not in out.out + out.err
+    sampled = KMeans(8, 4, niter=2, seed=1, backend="faiss", sample_size=1000)
+    sampled.train(x)  # an explicit sample is ours, drawn before faiss sees the data
+    assert "Sampling a subset" not in "".join(capfd.readouterr())
+
+
+def test_kmeans_sample_is_explicit_and_reproducible():
+    x, _ = blobs()
+    a = KMeans(8, 4, seed=1, sample_size=500, backend="faiss")
+    b = KMeans(8, 4, seed=1, sample_size=500, backend="faiss")
+    a.train(x), b.train(x)
+    assert np.array_equal(a.centroids, b.centroids)
+    full = KMeans(8, 4, seed=1, backend="faiss")
+    full.train(x)
+    assert not np.array_equal(a.centroids, full.centroids)
+
+
+def test_residual_error_falls_level_by_level_and_with_more_codes():
+    x = embeddings()
+    rq = ResidualKMeans(16, codes=(16, 16, 16), niter=10, seed=0)
+    rq.train(x)
+    assert rq.level_mse[0] > rq.level_mse[1] > rq.level_mse[2]
+    bigger = ResidualKMeans(16, codes=(64, 64, 64), niter=10, seed=0)
+    bigger.train(x)
+    assert bigger.level_mse[-1] < rq.level_mse[-1]
+    dist, codes = rq.assign(x)
+    assert codes.shape == (2000, 3) and codes.dtype == np.int32
+    assert dist.mean() == pytest.approx(rq.level_mse[-1], rel=1e-3)
+
+
+def test_residual_is_deterministic_and_round_trips_through_save(tmp_path):
+    x = embeddings()
+    a = ResidualKMeans(16, codes=(8, 8), niter=5, seed=7)
+    b = ResidualKMeans(16, codes=(8, 8), niter=5, seed=7)
+    a.train(x), b.train(x)
+    assert np.array_equal(a.encode(x), b.encode(x))
+    a.save(tmp_path / "rq.npz")
+    loaded = ResidualKMeans.load(tmp_path / "rq.npz")
+    assert np.array_equal(loaded.encode(x), a.encode(x))
+    assert np.allclose(loaded.decode(a.encode(x)), a.decode(a.encode(x)))
+
+
+def test_fsq_codes_round_trip():
+    fsq = FSQ((8, 5, 5, 5))
+    assert fsq.size == 1000
+    digits = np.stack(np.meshgrid(*[np.arange(level) for level in fsq.levels], indexing="ij"), -1).reshape(-1, 4)
+    codes = fsq.digits_to_codes(digits)
+    assert sorted(codes.tolist()) == list(range(1000))
+    assert np.array_equal(fsq.codes_to_digits(codes), digits)
+    import torch
+
+    values, got = fsq.quantize(torch.randn(500, 4) * 3)
+    assert values.abs().max() <= 1.0 + 1e-6
+    assert all(0 <= int(got[:, i].min()) and int(got[:, i].max()) < level for i, level in enumerate(fsq.levels))
+
+
+def test_fsq_last_level_lowers_error_and_round_trips(tmp_path):
+    x = embeddings()
+    q = ResidualKMeansFSQ(16, codes=(16, 16), fsq_levels=(4, 4, 4), niter=10, seed=0, epochs=60, lr=0.02, batch_size=512)
+    q.train(x)
+    assert q.level_mse[2] < q.level_mse[1] < q.level_mse[0]
+    codes = q.encode(x)
+    assert codes.shape == (2000, 3) and codes[:, 2].max() < 64
+    q.save(tmp_path / "fsq.npz")
+    loaded = ResidualKMeansFSQ.load(tmp_path / "fsq.npz")
+    assert np.array_equal(loaded.encode(x), codes)
+
+
+def test_metrics_on_hand_built_codes():
+    codes = np.array([[0, 0], [0, 0], [0, 1], [1, 2]])
+    m = sid_quality(codes, (2, 4))
+    assert m["sids"] == 3
+    assert m["conflict_rate"] == pytest.approx(0.25)
+    assert m["exclusive_rate"] == pytest.approx(2 / 3)
+    assert m["items_alone_rate"] == pytest.approx(0.5)
+    assert m["largest_bucket"] == 2
+    assert m["code_usage"] == [1.0, 0.75]
+    p = np.array([0.75, 0.25])
+    assert m["perplexity"][0] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+
+
+def test_geo_coherence_on_known_distances():
+    # group 0: two points 1 degree of latitude apart (111.2 km); group 1: one point
+    lat, lon = np.array([0.0, 1.0, 50.0]), np.array([0.0, 0.0, 0.0])
+    assert median_pair_distance_km(np.array([0, 0, 1]), lat, lon, 100, 0) == pytest.approx(111.19, rel=1e-3)
+    assert median_pair_distance_km(np.array([0, 1, 2]), lat, lon, 100, 0) is None
+
+
+def test_disambiguation_follows_the_order_keys():
+    codes = np.array([[1, 2], [1, 2], [0, 0], [1, 2]])
+    first_seen = np.array([5, 3, 1, 3])
+    item = np.array(["b", "c", "a", "a"])
+    # bucket (1,2): by first_seen then item id: a(3) -> 0, c(3) -> 1, b(5) -> 2
+    assert disambiguate(codes, [first_seen, item]).tolist() == [2, 1, 0, 0]
