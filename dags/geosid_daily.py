@@ -1,6 +1,9 @@
 """geosid daily run: the logical date drives everything.
 
-ingest -> validate_bronze -> geo -> embed -> validate_silver
+ingest -> validate_bronze -> geo -> embed -> assign_sids -> validate_silver
+
+assign_sids gives the day's new items SIDs under the published codebook version (it
+skips, saying so, until a version is published: see geosid_codebook_backfill).
 
 Wiring only: the work lives in geosid.pipeline, imported inside the task callables so
 that parsing this file stays cheap. XCom carries dates, counts and table versions.
@@ -69,12 +72,20 @@ def geosid_daily():
         return report
 
     @task
+    def assign_sids(embedded: dict, params: dict | None = None) -> dict:
+        from geosid.pipeline import assign_day
+
+        report = assign_day(embedded["dt"], lake=params.get("lake"))
+        print(report.get("skipped") or f"{report['new_items']} new items tokenized under {report['version']}")
+        return report
+
+    @task
     def validate_silver(embedded: dict, params: dict | None = None) -> dict:
         from geosid.pipeline import validate_silver_day
 
         return _gate(validate_silver_day(embedded["dt"], lake=params.get("lake")), "silver")
 
-    validate_silver(embed(geo(validate_bronze(ingest()))))
+    validate_silver(assign_sids(embed(geo(validate_bronze(ingest())))))
 
 
 geosid_daily()

@@ -116,6 +116,94 @@ def _geo_embed_validate(settings, spark, lake, day) -> bool:
     return all(r.success for r in results)
 
 
+def _codes(value: str | None) -> tuple[int, ...] | None:
+    return tuple(int(v) for v in value.split(",")) if value else None
+
+
+def _index_stage(spark, lake, day, codes=None) -> bool:
+    """Fit the three tokenizers at one code budget, compare, publish the best that passes."""
+    from geosid.jobs.index import METHODS, CodebookSpec, GateError, fit_candidate, publish
+    from geosid.jobs.report import quality_row, quality_table, sid_report
+
+    reports = []
+    for method in METHODS:
+        with _step(f"codebook candidate: {method}"):
+            report = fit_candidate(spark, lake, CodebookSpec(method=method, codes=codes), day, reuse_published=True)
+            print(report.summary())
+            reports.append(report)
+    print("\nSID quality at the same code budget (before disambiguation):\n")
+    print(quality_table([quality_row(lake, r.version) for r in reports]))
+    print()
+    # publish the candidate with the fewest conflicts that passes the gates
+    from geosid.jobs.index import version_row
+
+    for report in sorted(reports, key=lambda r: r.metrics["conflict_rate"]):
+        if version_row(lake, report.version)["status"] == "published":
+            print(f"{report.version} ({report.method}) is already published: same inputs, same version, unchanged")
+            text, _ = sid_report(lake, report.version, Path(lake.root) / "_reports" / report.version)
+            print(text)
+            return True
+        try:
+            publish(spark, lake, report.version, day)
+        except GateError as exc:
+            print(f"    {exc}")
+            continue
+        print(f"published {report.version} ({report.method})")
+        text, _ = sid_report(lake, report.version, Path(lake.root) / "_reports" / report.version)
+        print(text)
+        return True
+    print("no candidate passed the publish gates")
+    return False
+
+
+def cmd_codebook(args) -> int:
+    from geosid.jobs.index import CodebookSpec, Gates, fit_candidate, publish, versions
+
+    with _lake(args) as (settings, spark, lake):
+        if args.action == "fit":
+            spec = CodebookSpec(method=args.method, codes=_codes(args.codes), niter=args.niter, seed=args.seed, sample_size=args.sample_size)
+            report = fit_candidate(spark, lake, spec, args.date, embeddings_version=args.embeddings_version)
+            print(report.summary())
+            print(f"version {report.version} is a candidate; publish with: geosid codebook publish --version {report.version}")
+        elif args.action == "publish":
+            gates = Gates(args.max_excess_conflict, args.min_exclusive, args.min_usage)
+            print(publish(spark, lake, args.version, args.date or _today_of(lake), gates))
+        else:
+            table = versions(lake)
+            columns = ["version", "method", "status", "level_sizes", "n_items", "embeddings_version", "created_dt", "published_dt"]
+            print(table[columns].to_string(index=False) if len(table) else "no codebook versions yet")
+    return 0
+
+
+def _today_of(lake) -> "dt_.date":
+    from pyspark.sql import functions as F
+
+    return lake.read("silver.item_geo").agg(F.max("dt")).collect()[0][0]
+
+
+def cmd_sid(args) -> int:
+    from geosid.jobs.report import quality_row, quality_table, sid_report
+
+    with _lake(args) as (_, _spark, lake):
+        if args.action == "report":
+            text, _ = sid_report(lake, args.version, args.out or Path(lake.root) / "_reports" / args.version)
+            print(text)
+        else:
+            print(quality_table([quality_row(lake, v) for v in args.versions]))
+    return 0
+
+
+def cmd_backfill(args) -> int:
+    from geosid.jobs.index import backfill
+
+    with _lake(args) as (_, spark, lake):
+        report = backfill(spark, lake, args.version, args.from_date, args.to_date)
+        for day in report.days:
+            print(day.summary())
+        print(report.summary())
+    return 0
+
+
 def cmd_geo(args) -> int:
     from geosid.jobs.geo import run_geo
 
@@ -252,6 +340,7 @@ def cmd_demo(args) -> int:
         ok = _ingest_and_validate(settings, spark, lake, source, path, first, last)
         # The silver stage is a daily snapshot: the demo takes it as of the data's last day.
         ok = _geo_embed_validate(settings, spark, lake, last) and ok
+        ok = _index_stage(spark, lake, last) and ok
         print()
         _print_tables(lake)
     print(f"\nlake: {Path(settings.lake).resolve()}  (try: geosid sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\")")
@@ -290,6 +379,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--encoder", help="minilm (default) or hf:<local model dir>; default: $GEOSID_ENCODER")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("codebook", help="fit / publish / list codebook versions")
+    p.add_argument("action", choices=["fit", "publish", "list"])
+    p.add_argument("--method", default="residual_kmeans_fsq", choices=["residual_kmeans", "residual_kmeans_fsq", "geo_prefix"])
+    p.add_argument("--codes", help="codes per level, e.g. 64,64,64 (default: sized to the data)")
+    p.add_argument("--niter", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--sample-size", type=int, help="train k-means on this many items (default: all)")
+    p.add_argument("--embeddings-version", type=int, help="pinned silver.item_embeddings version (default: latest)")
+    p.add_argument("--date", type=_date, help="logical date (default for fit: required)")
+    p.add_argument("--version", help="the version to publish")
+    p.add_argument("--max-excess-conflict", type=float, default=0.15, help="conflict rate above the identical-embedding floor")
+    p.add_argument("--min-exclusive", type=float, default=0.50)
+    p.add_argument("--min-usage", type=float, default=0.20)
+    p.set_defaults(func=cmd_codebook)
+
+    p = sub.add_parser("sid", help="SID reports: report --version V (with plots), compare V1 V2 ...")
+    p.add_argument("action", choices=["report", "compare"])
+    p.add_argument("--version")
+    p.add_argument("--out", help="folder for the plots (default: <lake>/_reports/<version>)")
+    p.add_argument("versions", nargs="*")
+    p.set_defaults(func=cmd_sid)
+
+    p = sub.add_parser("backfill", help="give every item of a date range a SID under a version")
+    p.add_argument("--version", required=True)
+    p.add_argument("--from", dest="from_date", type=_date, required=True)
+    p.add_argument("--to", dest="to_date", type=_date, required=True)
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("synth", help="write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

@@ -28,6 +28,7 @@ class Settings(BaseModel):
     spark_remote: str | None = Field(default=None, description="sc://host:port for engine=remote")
     lake: Path = Path("lake")
     spark_local_master: str = "local[*]"
+    spark_local_driver_memory: str = Field(default="2g", description="JVM heap of engine=spark-local")
     tsmc_path: Path | None = Field(default=None, description="TSMC2014 file or folder of daily drops")
     reject_rate_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
     cell_system: Literal["geohash", "h3"] = "geohash"
@@ -54,6 +55,7 @@ class Settings(BaseModel):
             "spark_remote": "GEOSID_SPARK_REMOTE",
             "lake": "GEOSID_LAKE",
             "spark_local_master": "GEOSID_SPARK_LOCAL_MASTER",
+            "spark_local_driver_memory": "GEOSID_SPARK_LOCAL_DRIVER_MEMORY",
             "tsmc_path": "GEOSID_TSMC_PATH",
             "reject_rate_threshold": "GEOSID_REJECT_RATE_THRESHOLD",
             "lake_committer": "GEOSID_LAKE_COMMITTER",

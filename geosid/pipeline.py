@@ -6,9 +6,22 @@ versions) for XCom. Never data.
 from __future__ import annotations
 
 import datetime as dt_
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from geosid.config import Settings
+
+
+@contextmanager
+def _lake(lake: str | None) -> Iterator[tuple]:
+    """(settings, spark, Lake) for one step."""
+    from geosid.jobs.engine import spark_session
+    from geosid.jobs.lake import Lake
+
+    settings = Settings.from_env(lake=lake)
+    with spark_session(settings) as spark:
+        yield settings, spark, Lake(settings.lake, spark, committer=settings.committer())
 
 
 def _resolve_path(settings: Settings, source: str, path: str | None) -> Path:
@@ -19,31 +32,7 @@ def _resolve_path(settings: Settings, source: str, path: str | None) -> Path:
     raise ValueError(f"no raw path for source {source!r}: pass path (or GEOSID_TSMC_PATH for tsmc2014)")
 
 
-def ingest_day(source: str, logical_date: str | dt_.date, path: str | None = None, lake: str | None = None) -> dict:
-    """Ingest one logical day of `source` into bronze; returns the run's report."""
-    from geosid.jobs.engine import spark_session
-    from geosid.jobs.ingest import run_ingest
-    from geosid.jobs.lake import Lake, as_date
-
-    settings = Settings.from_env(lake=lake)
-    day = as_date(logical_date)
-    with spark_session(settings) as spark:
-        lake_ = Lake(settings.lake, spark, committer=settings.committer())
-        report = run_ingest(spark, lake_, source, _resolve_path(settings, source, path), day, day, progress=False)
-    return report.to_dict()
-
-
-def validate_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
-    """Run the bronze data-quality suites for one day; `passed` says whether the gate holds."""
-    from geosid.jobs.engine import spark_session
-    from geosid.jobs.lake import Lake, as_date
-    from geosid.jobs.quality import validate_bronze
-
-    settings = Settings.from_env(lake=lake)
-    day = as_date(logical_date)
-    with spark_session(settings) as spark:
-        lake_ = Lake(settings.lake, spark, committer=settings.committer())
-        results = validate_bronze(lake_, day, settings.reject_rate_threshold)
+def _gate_outcome(day: dt_.date, results) -> dict:
     return {
         "dt": day.isoformat(),
         "passed": all(r.success for r in results),
@@ -52,27 +41,41 @@ def validate_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
     }
 
 
+def ingest_day(source: str, logical_date: str | dt_.date, path: str | None = None, lake: str | None = None) -> dict:
+    """Ingest one logical day of `source` into bronze; returns the run's report."""
+    from geosid.jobs.ingest import run_ingest
+    from geosid.jobs.lake import as_date
+
+    day = as_date(logical_date)
+    with _lake(lake) as (settings, spark, lake_):
+        report = run_ingest(spark, lake_, source, _resolve_path(settings, source, path), day, day, progress=False)
+    return report.to_dict()
+
+
+def validate_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
+    """Run the bronze data-quality suites for one day; `passed` says whether the gate holds."""
+    from geosid.jobs.lake import as_date
+    from geosid.jobs.quality import validate_bronze
+
+    day = as_date(logical_date)
+    with _lake(lake) as (settings, _spark, lake_):
+        return _gate_outcome(day, validate_bronze(lake_, day, settings.reject_rate_threshold))
+
+
 def geo_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
     """silver.geo_cells and silver.item_geo for one logical date."""
-    from geosid.jobs.engine import spark_session
     from geosid.jobs.geo import run_geo
-    from geosid.jobs.lake import Lake
 
-    settings = Settings.from_env(lake=lake)
-    with spark_session(settings) as spark:
-        report = run_geo(spark, Lake(settings.lake, spark, committer=settings.committer()), logical_date, settings.geo_config())
+    with _lake(lake) as (settings, spark, lake_):
+        report = run_geo(spark, lake_, logical_date, settings.geo_config())
     return {"dt": report.dt.isoformat(), "cells": report.cells, "items": report.items, "versions": report.versions}
 
 
 def embed_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
     """Embed the new and changed item documents of one logical date."""
     from geosid.jobs.embed import run_embed
-    from geosid.jobs.engine import spark_session
-    from geosid.jobs.lake import Lake
 
-    settings = Settings.from_env(lake=lake)
-    with spark_session(settings) as spark:
-        lake_ = Lake(settings.lake, spark, committer=settings.committer())
+    with _lake(lake) as (settings, spark, lake_):
         report = run_embed(spark, lake_, logical_date, settings.encoder, progress=False)
     return {
         "dt": report.dt.isoformat(),
@@ -85,18 +88,47 @@ def embed_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
 
 
 def validate_silver_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
-    """The silver data-quality suites for one day; `passed` says whether the gate holds."""
-    from geosid.jobs.engine import spark_session
-    from geosid.jobs.lake import Lake, as_date
+    """The silver (and SID map) data-quality suites for one day."""
+    from geosid.jobs.lake import as_date
     from geosid.jobs.quality import validate_silver
 
-    settings = Settings.from_env(lake=lake)
     day = as_date(logical_date)
-    with spark_session(settings) as spark:
-        results = validate_silver(Lake(settings.lake, spark, committer=settings.committer()), day)
-    return {
-        "dt": day.isoformat(),
-        "passed": all(r.success for r in results),
-        "tables": {r.table: {"success": r.success, "rows": r.rows, "failed": [c["check"] for c in r.failed]} for r in results},
-        "summaries": [r.summary() for r in results],
-    }
+    with _lake(lake) as (_settings, _spark, lake_):
+        return _gate_outcome(day, validate_silver(lake_, day))
+
+
+def fit_codebook(method: str, logical_date: str | dt_.date, codes: str | None = None, lake: str | None = None) -> dict:
+    """Fit a candidate codebook version on the latest embeddings snapshot."""
+    from geosid.jobs.index import CodebookSpec, fit_candidate
+
+    spec = CodebookSpec(method=method, codes=tuple(int(c) for c in codes.split(",")) if codes else None)
+    with _lake(lake) as (_settings, spark, lake_):
+        report = fit_candidate(spark, lake_, spec, logical_date)
+    return {"version": report.version, "method": report.method, "n_items": report.n_items, "metrics": report.metrics}
+
+
+def publish_codebook(version: str, logical_date: str | dt_.date, gates: dict | None = None, lake: str | None = None) -> dict:
+    """Publish a candidate after its gates (GateError when it fails them)."""
+    from geosid.jobs.index import Gates, publish
+
+    with _lake(lake) as (_settings, spark, lake_):
+        return publish(spark, lake_, version, logical_date, Gates(**(gates or {})))
+
+
+def assign_day(logical_date: str | dt_.date, version: str | None = None, lake: str | None = None) -> dict:
+    """SIDs for the day's items not yet tokenized under `version` (default: the published one)."""
+    from geosid.jobs.index import assign_sids, published_version
+
+    with _lake(lake) as (_settings, spark, lake_):
+        version = version or published_version(lake_)
+        if version is None:
+            return {"dt": str(logical_date), "version": None, "new_items": 0, "skipped": "no published codebook version"}
+        report = assign_sids(spark, lake_, version, logical_date)
+    return {"dt": report.dt.isoformat(), "version": version, "new_items": report.new_items, "total_items": report.total_items}
+
+
+def days_between(first: str | dt_.date, last: str | dt_.date) -> list[str]:
+    from geosid.jobs.lake import date_bounds
+
+    start, end = date_bounds((first, last))
+    return [(start + dt_.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]

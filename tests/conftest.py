@@ -28,7 +28,7 @@ def jvm_spark(spark):
     """pyspark's own JVM Spark, for conformance tests only (started on first use)."""
     from geosid.jobs.engine import spark_session
 
-    with spark_session(Settings(engine="spark-local", spark_local_master="local[2]")) as session:
+    with spark_session(Settings(engine="spark-local", spark_local_master="local[2]", spark_local_driver_memory="1g")) as session:
         yield session
 
 

@@ -38,14 +38,16 @@ def test_dagbag_imports_without_errors(tmp_path):
         "bag = DagBag(dag_folder=%r)\n"
         "import json; print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, "
         "'dags': sorted(bag.dags), 'tasks': sorted(t.task_id for t in bag.dags['geosid_daily'].tasks), "
+        "'backfill_tasks': sorted(t.task_id for t in bag.dags['geosid_codebook_backfill'].tasks), "
         "'schedule': str(bag.dags['geosid_daily'].schedule)}))\n"
     ) % str(REPO / "dags")
     out = subprocess.run([sys.executable, "-c", code], env=_airflow_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
-    assert "geosid_daily" in info["dags"]
-    assert info["tasks"] == ["embed", "geo", "ingest", "validate_bronze", "validate_silver"]
+    assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily"]
+    assert info["tasks"] == ["assign_sids", "embed", "geo", "ingest", "validate_bronze", "validate_silver"]
+    assert info["backfill_tasks"] == ["codebook", "days", "publish", "summarize", "tokenize_day"]
     assert info["schedule"] == "@daily"
 
 
@@ -86,3 +88,20 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     assert item_geo.num_rows == len({line.split("\t")[1] for line in lines})
     assert embeddings.num_rows == item_geo.num_rows
     assert (lake / "_quality" / "silver.item_embeddings" / "result.json").exists()
+
+    # then the codebook backfill DAG on that lake: fit, publish, one mapped day
+    conf = {
+        "lake": str(lake), "method": "residual_kmeans", "codes": "16,16,16", "from": day.isoformat(), "to": day.isoformat(),
+        "gates": {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0},
+    }
+    run = subprocess.run(
+        [str(AIRFLOW), "dags", "test", "geosid_codebook_backfill", day.isoformat(), "-c", json.dumps(conf)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0 and "state=success" in log, log[-5000:]
+    versions = DeltaTable(str(lake / "index" / "codebook_versions")).to_pyarrow_table().to_pylist()
+    assert [v["status"] for v in versions] == ["published"]
+    sid_map = DeltaTable(str(lake / "index" / "sid_map")).to_pyarrow_table()
+    assert sid_map.num_rows == item_geo.num_rows
+    assert len(set(sid_map.column("sid").to_pylist())) == sid_map.num_rows

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from geosid.quantization.kmeans import KMeans
-from geosid.quantization.metrics import disambiguate, median_pair_distance_km, sid_quality
+from geosid.quantization.metrics import median_pair_distance_km, sid_quality
 from geosid.quantization.residual import FSQ, ResidualKMeans, ResidualKMeansFSQ
 
 
@@ -83,6 +83,15 @@ def test_residual_is_deterministic_and_round_trips_through_save(tmp_path):
     assert np.allclose(loaded.decode(a.encode(x)), a.decode(a.encode(x)))
 
 
+def test_fsq_two_level_channels_stay_finite():
+    import torch
+
+    fsq = FSQ((8, 2))
+    values, digits = fsq.quantize(torch.randn(1000, 2) * 2)
+    assert torch.isfinite(values).all()
+    assert set(digits[:, 1].tolist()) == {0, 1} and set(digits[:, 0].tolist()) == set(range(8))
+
+
 def test_fsq_codes_round_trip():
     fsq = FSQ((8, 5, 5, 5))
     assert fsq.size == 1000
@@ -129,9 +138,21 @@ def test_geo_coherence_on_known_distances():
     assert median_pair_distance_km(np.array([0, 1, 2]), lat, lon, 100, 0) is None
 
 
-def test_disambiguation_follows_the_order_keys():
-    codes = np.array([[1, 2], [1, 2], [0, 0], [1, 2]])
-    first_seen = np.array([5, 3, 1, 3])
-    item = np.array(["b", "c", "a", "a"])
-    # bucket (1,2): by first_seen then item id: a(3) -> 0, c(3) -> 1, b(5) -> 2
-    assert disambiguate(codes, [first_seen, item]).tolist() == [2, 1, 0, 0]
+def test_geo_prefix_first_digit_is_spatial(tmp_path):
+    from geosid.quantization.geo_prefix import GeoPrefixTokenizer
+
+    rng = np.random.default_rng(0)
+    x = embeddings()
+    # three cities far apart (2/3 of random pairs cross cities); the first digit must separate them
+    city = rng.integers(0, 3, len(x))
+    lat = np.array([40.7, 35.7, 51.5])[city] + rng.normal(0, 0.05, len(x))
+    lon = np.array([-74.0, 139.7, -0.1])[city] + rng.normal(0, 0.05, len(x))
+    tok = GeoPrefixTokenizer(16, codes=(3, 8, 8), niter=10, seed=0)
+    tok.train(x, lat, lon)
+    codes = tok.encode(x, lat, lon)
+    assert codes.shape == (2000, 3)
+    assert len({(c, r) for c, r in zip(city, codes[:, 0])}) == 3  # one region per city
+    m = sid_quality(codes, (3, 8, 8), lat, lon)
+    assert m["geo_coherence_l1_km"] < 50 < m["geo_baseline_km"]
+    tok.save(tmp_path / "geo.npz")
+    assert np.array_equal(GeoPrefixTokenizer.load(tmp_path / "geo.npz").encode(x, lat, lon), codes)

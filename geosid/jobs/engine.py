@@ -58,7 +58,7 @@ def spark_session(settings: Settings | None = None) -> Iterator:
         with _sail_session() as spark:
             yield spark
     elif settings.engine == "spark-local":
-        with _jvm_session(settings.spark_local_master) as spark:
+        with _jvm_session(settings.spark_local_master, settings.spark_local_driver_memory) as spark:
             yield spark
     elif settings.engine == "remote":
         with _without_env(LOCAL_JVM_ENV):
@@ -97,14 +97,39 @@ def _sail_session() -> Iterator:
         server.stop()
 
 
+# pyspark's local mode serves Spark Connect on this fixed port and connects to it.
+LOCAL_CONNECT_PORT = 15002
+
+
+def _wait_for_free_port(port: int, timeout_s: float = 60.0) -> None:
+    """A JVM from a run moments ago may still hold the port; a new one would die at start."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {port} is still in use: is another local Spark Connect server running?")
+        time.sleep(0.5)
+
+
 @contextmanager
-def _jvm_session(master: str) -> Iterator:
+def _jvm_session(master: str, driver_memory: str) -> Iterator:
     before = {name: os.environ.get(name) for name in LOCAL_JVM_ENV}
     spark = None
+    _wait_for_free_port(LOCAL_CONNECT_PORT)
     try:
         with _without_env(_CONNECT_ENV):
             # `local[...]` connection strings start a JVM Spark Connect server in-process.
-            spark = _builder(master).getOrCreate()
+            # An explicit heap: the JVM's default (a quarter of the machine) can fail to be
+            # reserved when other work holds the memory.
+            spark = _builder(master).config("spark.driver.memory", driver_memory).getOrCreate()
         yield spark
     finally:
         if spark is not None:

@@ -178,7 +178,8 @@ class Lake:
         Exactly those partitions are replaced (narrowed further by the SQL predicate
         `where`, e.g. one source's rows); a re-run of the same day gives the same content.
         A row of `df` outside them fails the whole write (nothing is committed).
-        Unpartitioned tables are overwritten whole (`dt=None`). Returns the new version.
+        Unpartitioned tables are overwritten whole, or only the rows matching `where`.
+        Returns the new version.
         """
         spec = self.spec(table)
         df = conform(df, spec)
@@ -190,8 +191,10 @@ class Lake:
             predicate = partition_predicate(spec.partition_by[0], dt)
             if where:
                 predicate = f"({predicate}) AND ({where})"
-        elif dt is not None or where is not None:
-            raise ValueError(f"{spec.name} is not partitioned; dt and where must be None")
+        elif dt is not None:
+            raise ValueError(f"{spec.name} is not partitioned; dt must be None (use where= to replace some rows)")
+        else:
+            predicate = where  # None: the whole table
         if self.committer == "spark":
             self._commit_spark(df, spec, predicate)
         else:
@@ -202,21 +205,22 @@ class Lake:
         """Engine-native Delta write (a cluster with delta-spark): replaceWhere."""
         writer_df = df
         if predicate is not None:
-            column = spec.partition_by[0]
             # Some engines write rows outside replaceWhere without complaint; this guard
             # makes such a write fail atomically everywhere, as delta-spark does.
+            column = spec.columns[0]
             writer_df = df.withColumn(
                 column,
                 F.expr(
                     f"CASE WHEN {predicate} THEN {column} ELSE raise_error(concat("
                     f"'write to {spec.name}: a row is outside the replaced rows ', "
-                    f"'({predicate.replace(chr(39), '')}); its {column} is ', "
-                    f"coalesce(cast({column} AS STRING), 'NULL'))) END"
+                    f"'({predicate.replace(chr(39), '')})')) END"
                 ),
             )
         writer = writer_df.write.format("delta").mode("overwrite")
         if predicate is not None:
-            writer = writer.option("replaceWhere", predicate).partitionBy(*spec.partition_by)
+            writer = writer.option("replaceWhere", predicate)
+        if spec.partition_by:
+            writer = writer.partitionBy(*spec.partition_by)
         writer.save(self.path(spec))
 
     @contextmanager
@@ -258,11 +262,12 @@ class Lake:
                 ) from exc
             raise
 
-    def merge(self, df: DataFrame, table: str | TableSpec) -> int:
+    def merge(self, df: DataFrame, table: str | TableSpec, insert_only: bool = False) -> int:
         """Upsert `df` into the table on its keys (one atomic commit); returns the version.
 
-        Rows whose keys exist are replaced, others inserted, no row is deleted. Committed
-        by delta-rs on every engine (deltalake reaches local, S3, GCS and Azure lakes).
+        Rows whose keys exist are replaced (left alone with `insert_only`), others
+        inserted, no row is deleted. Committed by delta-rs on every engine (deltalake
+        reaches local, S3, GCS and Azure lakes).
         """
         from deltalake import DeltaTable
 
@@ -275,13 +280,10 @@ class Lake:
         with self._staged(df, spec) as reader:
             source = reader.read_all()
             if source.num_rows:
-                (
-                    DeltaTable(self.path(spec))
-                    .merge(source=source, predicate=on, source_alias="s", target_alias="t")
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute()
-                )
+                merger = DeltaTable(self.path(spec)).merge(source=source, predicate=on, source_alias="s", target_alias="t")
+                if not insert_only:
+                    merger = merger.when_matched_update_all()
+                merger.when_not_matched_insert_all().execute()
         return self.version(spec)
 
     def read(

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, functions as F
 
 from geosid.jobs.lake import DateLike, DateRange, Lake, date_bounds
-from geosid.schemas import Check, TableSpec, bronze, silver
+from geosid.schemas import Check, TableSpec, bronze, index, silver
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,9 @@ def validate_bronze(lake: Lake, dt: DateLike | DateRange, reject_rate_threshold:
 
 
 def validate_silver(lake: Lake, dt: DateLike) -> list[QualityResult]:
-    """The geo context suites for a day, and the embeddings suite over the whole table."""
+    """The geo context suites for a day; the embeddings and SID map suites over the tables."""
     results = [validate_table(lake, spec, dt=dt) for spec in (silver.GEO_CELLS, silver.ITEM_GEO)]
     results.append(validate_table(lake, silver.ITEM_EMBEDDINGS))
+    if lake.exists(index.SID_MAP):
+        results.append(validate_table(lake, index.SID_MAP))
     return results

@@ -48,9 +48,12 @@ class KMeans:
         backend: str = "auto",
         device: str | None = None,
         verbose: bool = False,
+        init: str = "random",
     ):
         assert d > 0 and k > 0, f"need d > 0 and k > 0, got d={d}, k={k}"
-        self.d, self.k, self.niter, self.seed = d, k, niter, seed
+        if init not in ("random", "k-means++"):
+            raise ValueError(f"init must be 'random' or 'k-means++', got {init!r}")
+        self.d, self.k, self.niter, self.seed, self.init = d, k, niter, seed, init
         self.sample_size, self.verbose = sample_size, verbose
         self.backend, self.device = self._resolve(backend, device)
         self.centroids: np.ndarray | None = None  # [k, d] float32
@@ -104,7 +107,7 @@ class KMeans:
             max_points_per_centroid=int(np.ceil(len(x) / self.k)) + 1,
             min_points_per_centroid=1,
         )
-        km.train(x)
+        km.train(x, init_centroids=self._kmeans_plus_plus(x) if self.init == "k-means++" else None)
         self.centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
         self.obj = np.asarray(km.obj, dtype=np.float64)
 
@@ -113,8 +116,11 @@ class KMeans:
 
         generator = torch.Generator().manual_seed(self.seed)
         data = torch.from_numpy(x).to(self.device)  # [n, d]
-        init = torch.randperm(len(x), generator=generator)[: self.k]
-        centroids = data[init.to(self.device)].clone()  # [k, d]
+        if self.init == "k-means++":
+            centroids = torch.from_numpy(self._kmeans_plus_plus(x)).to(self.device)
+        else:
+            init = torch.randperm(len(x), generator=generator)[: self.k]
+            centroids = data[init.to(self.device)].clone()  # [k, d]
         objective = []
         for _ in range(self.niter):
             sums = torch.zeros_like(centroids)
@@ -135,6 +141,19 @@ class KMeans:
                 centroids[empty] = data[pick.to(self.device)]
         self.centroids = centroids.float().cpu().numpy()
         self.obj = np.asarray(objective)
+
+    def _kmeans_plus_plus(self, x: np.ndarray) -> np.ndarray:
+        """k-means++ seeds (each next seed drawn with probability ~ squared distance to the
+        nearest seed so far): O(n k d), for small k or low d such as spatial partitions."""
+        rng = np.random.default_rng(self.seed)
+        seeds = [x[rng.integers(len(x))]]
+        nearest = ((x - seeds[0]) ** 2).sum(1)
+        for _ in range(1, self.k):
+            total = nearest.sum()
+            pick = rng.integers(len(x)) if total == 0 else rng.choice(len(x), p=nearest / total)
+            seeds.append(x[pick])
+            nearest = np.minimum(nearest, ((x - x[pick]) ** 2).sum(1))
+        return np.ascontiguousarray(np.stack(seeds), dtype=np.float32)
 
     def assign(self, x: np.ndarray, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
         """Nearest centroid of each row: (squared distance [n] float32, index [n] int64)."""

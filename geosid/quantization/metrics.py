@@ -47,6 +47,12 @@ def median_pair_distance_km(group: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     return float(np.median(haversine_km(lat[a], lon[a], lat[b], lon[b])))
 
 
+def conflict_floor(x: np.ndarray) -> float:
+    """1 - distinct vectors / items: the conflict rate no tokenizer can go below, since
+    items with identical embeddings (identical documents) must share their codes."""
+    return 1.0 - len(np.unique(np.asarray(x), axis=0)) / len(x)
+
+
 def sid_quality(
     codes: np.ndarray,
     level_sizes: tuple[int, ...],
@@ -78,17 +84,3 @@ def sid_quality(
         out["geo_coherence_l2_km"] = median_pair_distance_km(prefix2, lat, lon, pairs, seed + 1)
         out["geo_baseline_km"] = median_pair_distance_km(np.zeros(n, np.int64), lat, lon, pairs, seed + 2)
     return out
-
-
-def disambiguate(codes: np.ndarray, order_keys: list[np.ndarray]) -> np.ndarray:
-    """The disambiguation digit of each item: its rank among the items sharing its codes,
-    ordered by `order_keys` (e.g. first_seen then item_id), so re-runs agree. [n] int32."""
-    codes = np.asarray(codes)
-    keys = [*reversed(order_keys), *[codes[:, level] for level in reversed(range(codes.shape[1]))]]
-    order = np.lexsort(keys)  # by codes, then by the order keys
-    sorted_codes = codes[order]
-    new_group = np.r_[True, (sorted_codes[1:] != sorted_codes[:-1]).any(1)]
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))
-    digit = np.empty(len(order), np.int32)
-    digit[order] = np.arange(len(order)) - group_start
-    return digit

@@ -131,7 +131,8 @@ class FSQ:
         import torch
 
         levels = torch.tensor(self.levels, dtype=z.dtype, device=z.device)
-        half = (levels - 1) * (1 - 1e-3) / 2
+        # (1 + eps) keeps offset / half below 1 for 2-level channels (atanh(>= 1) is NaN)
+        half = (levels - 1) * (1 + 1e-3) / 2
         offset = torch.where(levels % 2 == 0, 0.5, 0.0).to(z.dtype)
         shift = torch.atanh(offset / half)
         return torch.tanh(z + shift) * half - offset
@@ -209,6 +210,7 @@ class ResidualKMeansFSQ(ResidualKMeans):
         scale = float(np.sqrt((residual * residual).sum(1).mean()) + 1e-12)
         r = torch.from_numpy(residual / scale)  # unit-scale residuals [n, d]
         project_in, project_out = torch.nn.Linear(self.d, m), torch.nn.Linear(m, self.d)
+        self._pca_init(residual / scale, project_in, project_out)
         optimizer = torch.optim.Adam([*project_in.parameters(), *project_out.parameters()], lr=self.lr)
         for _ in range(self.epochs):
             order = torch.randperm(len(r), generator=generator)
@@ -226,6 +228,28 @@ class ResidualKMeansFSQ(ResidualKMeans):
         error = x - self.decode(self.encode(x))
         self.level_mse.append(float((error * error).sum(1).mean()))
         return float((error * error).sum())
+
+    def _pca_init(self, r: np.ndarray, project_in, project_out, sample: int = 20_000) -> None:
+        """Start the projection on the residual's top principal directions, scaled so that
+        tanh(1.2 z) (close to the Gaussian CDF) spreads every channel evenly over its
+        levels: a default init maps every residual to nearly the same code."""
+        import torch
+
+        m = len(self.fsq.levels)
+        rows = r if len(r) <= sample else r[np.random.default_rng(self.seed).choice(len(r), sample, replace=False)]
+        mean = rows.mean(0)
+        _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
+        directions = vt[:m]  # [m, d]
+        spread = (rows - mean) @ directions.T  # [n, m]
+        std = spread.std(0) + 1e-8
+        w_in = directions / std[:, None] * 1.2  # [m, d]
+        half_width = np.array([level // 2 for level in self.fsq.levels], np.float64)
+        with torch.no_grad():
+            project_in.weight.copy_(torch.from_numpy(w_in.astype(np.float32)))
+            project_in.bias.copy_(torch.from_numpy((-(mean @ w_in.T)).astype(np.float32)))
+            # values in [-1, 1] back to the residual: about one std per unit of value
+            project_out.weight.copy_(torch.from_numpy((directions.T * std * half_width / 2).astype(np.float32)))
+            project_out.bias.copy_(torch.from_numpy(mean.astype(np.float32)))
 
     def _fsq_digits(self, residual: np.ndarray) -> np.ndarray:
         import torch
