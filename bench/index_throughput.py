@@ -79,7 +79,9 @@ def main() -> None:
             rq.cp.niter = args.niter
             rq.cp.max_points_per_centroid = args.fit_items  # all points, as ours
             _, fit_s = timed(lambda: rq.train(train))
-            packed, assign_s = timed(lambda: rq.compute_codes(test))
+            print(f"faiss_rq fit {fit_s:.1f}s", flush=True)
+            # faiss encodes a whole call at once (1M x 8192 distances would need ~32 GB): batch it
+            packed, assign_s = timed(lambda: np.concatenate([rq.compute_codes(test[i : i + 50_000]) for i in range(0, len(test), 50_000)]))
             bits = int(math.log2(args.codes))
             unpacked = np.unpackbits(packed, axis=1, bitorder="little")[:, : bits * args.levels]
             assigned = (unpacked.reshape(len(test), args.levels, bits) * (1 << np.arange(bits))).sum(2)

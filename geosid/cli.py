@@ -162,12 +162,12 @@ def cmd_codebook(args) -> int:
     with _lake(args) as (settings, spark, lake):
         if args.action == "fit":
             spec = CodebookSpec(method=args.method, codes=_codes(args.codes), niter=args.niter, seed=args.seed, sample_size=args.sample_size)
-            report = fit_candidate(spark, lake, spec, args.date, embeddings_version=args.embeddings_version)
+            report = fit_candidate(spark, lake, spec, args.date or _latest_day(lake), embeddings_version=args.embeddings_version)
             print(report.summary())
             print(f"version {report.version} is a candidate; publish with: geosid codebook publish --version {report.version}")
         elif args.action == "publish":
             gates = Gates(args.max_excess_conflict, args.min_exclusive, args.min_usage)
-            print(publish(spark, lake, args.version, args.date or _today_of(lake), gates))
+            print(publish(spark, lake, args.version, args.date or _latest_day(lake), gates))
         else:
             table = versions(lake)
             columns = ["version", "method", "status", "level_sizes", "n_items", "embeddings_version", "created_dt", "published_dt"]
@@ -175,7 +175,7 @@ def cmd_codebook(args) -> int:
     return 0
 
 
-def _today_of(lake) -> "dt_.date":
+def _latest_day(lake) -> "dt_.date":
     from pyspark.sql import functions as F
 
     return lake.read("silver.item_geo").agg(F.max("dt")).collect()[0][0]
@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--sample-size", type=int, help="train k-means on this many items (default: all)")
     p.add_argument("--embeddings-version", type=int, help="pinned silver.item_embeddings version (default: latest)")
-    p.add_argument("--date", type=_date, help="logical date (default for fit: required)")
+    p.add_argument("--date", type=_date, help="logical date (default: the latest day of silver.item_geo)")
     p.add_argument("--version", help="the version to publish")
     p.add_argument("--max-excess-conflict", type=float, default=0.15, help="conflict rate above the identical-embedding floor")
     p.add_argument("--min-exclusive", type=float, default=0.50)

@@ -1,11 +1,8 @@
-import collections
 import gzip
 import json
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pytest
 from pyspark.sql import functions as F
 
 from geosid.jobs.ingest import run_ingest

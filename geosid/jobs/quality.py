@@ -108,8 +108,8 @@ def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str
     if sorted(by_index) != list(range(len(checks))):
         raise RuntimeError(f"great-expectations returned results for checks {sorted(by_index)} of {len(checks)}")
     outcomes = []
-    for index, check in enumerate(checks):
-        res = by_index[index]
+    for position, check in enumerate(checks):
+        res = by_index[position]
         detail = res.result or {}
         outcomes.append(
             {
