@@ -156,3 +156,10 @@ def test_geo_prefix_first_digit_is_spatial(tmp_path):
     assert m["geo_coherence_l1_km"] < 50 < m["geo_baseline_km"]
     tok.save(tmp_path / "geo.npz")
     assert np.array_equal(GeoPrefixTokenizer.load(tmp_path / "geo.npz").encode(x, lat, lon), codes)
+
+
+def test_conflict_floor_counts_identical_documents_once():
+    from geosid.quantization.metrics import conflict_floor
+
+    x = np.array([[0.6, 0.8], [0.6, 0.8 + 1e-7], [0.8, 0.6], [1.0, 0.0]], np.float32)
+    assert conflict_floor(x) == pytest.approx(0.25)  # the first two are one document

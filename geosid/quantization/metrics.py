@@ -47,10 +47,12 @@ def median_pair_distance_km(group: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     return float(np.median(haversine_km(lat[a], lon[a], lat[b], lon[b])))
 
 
-def conflict_floor(x: np.ndarray) -> float:
+def conflict_floor(x: np.ndarray, decimals: int = 4) -> float:
     """1 - distinct vectors / items: the conflict rate no tokenizer can go below, since
-    items with identical embeddings (identical documents) must share their codes."""
-    return 1.0 - len(np.unique(np.asarray(x), axis=0)) / len(x)
+    items with identical embeddings (identical documents) must share their codes.
+    Vectors equal to `decimals` places count as one: the same document embedded in two
+    batches differs by float noise (padding), not in meaning."""
+    return 1.0 - len(np.unique(np.round(np.asarray(x), decimals), axis=0)) / len(x)
 
 
 def sid_quality(
