@@ -79,14 +79,18 @@ class ResidualKMeans:
         assert self.centroids, "train() or load() first"
         return self._encode_kmeans(x)[0]
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Reconstruction [n, d] of codes [n, L]."""
+    def _decode_kmeans(self, codes: np.ndarray) -> np.ndarray:
+        """Sum of the k-means levels' centroids for codes [n, >= k-means levels] -> [n, d]."""
         codes = np.asarray(codes)
         assert codes.ndim == 2 and codes.shape[1] == self.levels, f"expected codes [n, {self.levels}], got {codes.shape}"
         out = np.zeros((len(codes), self.d), np.float32)
         for level, centroids in enumerate(self.centroids):
             out += centroids[codes[:, level]]
         return out
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Reconstruction [n, d] of codes [n, L]."""
+        return self._decode_kmeans(codes)
 
     def assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(squared reconstruction error [n], codes [n, L])."""
@@ -265,13 +269,8 @@ class ResidualKMeansFSQ(ResidualKMeans):
         return np.concatenate([codes, last[:, None].astype(np.int32)], axis=1)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        codes = np.asarray(codes)
-        assert codes.ndim == 2 and codes.shape[1] == self.levels, f"expected codes [n, {self.levels}], got {codes.shape}"
-        out = np.zeros((len(codes), self.d), np.float32)
-        for level, centroids in enumerate(self.centroids):
-            out += centroids[codes[:, level]]
-        values = self.fsq.digits_to_values(self.fsq.codes_to_digits(codes[:, -1]))  # [n, m]
-        return out + values @ self.w_out + self.b_out
+        values = self.fsq.digits_to_values(self.fsq.codes_to_digits(np.asarray(codes)[:, -1]))  # [n, m]
+        return self._decode_kmeans(codes) + values @ self.w_out + self.b_out
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {**super().arrays(), "fsq_w_in": self.w_in, "fsq_b_in": self.b_in, "fsq_w_out": self.w_out, "fsq_b_out": self.b_out}
