@@ -121,7 +121,8 @@ def _codes(value: str | None) -> tuple[int, ...] | None:
 
 
 def _index_stage(spark, lake, day, codes=None) -> bool:
-    """Fit the three tokenizers at one code budget, compare, publish the best that passes."""
+    """Fit the three tokenizers at one code budget, compare, publish the best that passes.
+    Returns True unless something broke: gates refusing every candidate is an outcome."""
     from geosid.jobs.index import METHODS, CodebookSpec, GateError, fit_candidate, publish
     from geosid.jobs.report import quality_row, quality_table, sid_report
 
@@ -152,8 +153,12 @@ def _index_stage(spark, lake, day, codes=None) -> bool:
         text, _ = sid_report(lake, report.version, Path(lake.root) / "_reports" / report.version)
         print(text)
         return True
-    print("no candidate passed the publish gates")
-    return False
+    # Not a failure of the run: publishing is a decision the gates may refuse.
+    print(
+        "no candidate passed the publish gates: nothing published; the daily run assigns SIDs "
+        "once a version is (geosid codebook publish --version V, with gates of your choosing)"
+    )
+    return True
 
 
 def cmd_codebook(args) -> int:
@@ -439,7 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from geosid.jobs.index import GateError, ImmutableVersionError
+    from geosid.jobs.lake import SchemaMismatchError
+
+    try:
+        return args.func(args)
+    except (GateError, ImmutableVersionError, SchemaMismatchError) as exc:
+        # Refusals the user acts on: say why, no traceback.
+        print(f"geosid: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
