@@ -11,6 +11,7 @@ does the I/O: land raw files, classify, stage once, write the three tables.
 from __future__ import annotations
 
 import datetime as dt_
+import functools
 import logging
 import shutil
 import tempfile
@@ -242,48 +243,48 @@ def run_ingest(
     run = f"ingest-{source}-{first}_{last}"
     run_dir = lake.root / "_work" / "ingest" / source / f"{first}_{last}"
 
-    staged: dict[str, DataFrame] = {}
-    for feed in spec.feeds:
-        feed_root = Path(path) / feed.subdir if feed.subdir else Path(path)
-        files = landing.discover(feed_root, first, last)
-        landed_dir, n_lines = landing.land(files, feed.name, feed.encoding, run_dir / "landed" / feed.kind, progress)
-        report.lines_landed += n_lines
-        lines = spark.read.parquet(str(landed_dir))
-        classified = lines.transform(feed.parse).transform(classify, first=first, last=last)
-        # Materialize once: events, items, rejects and the counts all read the staged rows.
-        staged[feed.kind] = lake.checkpoint(classified, f"{run}-{feed.kind}")
+    try:
+        staged: dict[str, DataFrame] = {}
+        for feed in spec.feeds:
+            feed_root = Path(path) / feed.subdir if feed.subdir else Path(path)
+            files = landing.discover(feed_root, first, last)
+            landed_dir, n_lines = landing.land(files, feed.name, feed.encoding, run_dir / "landed" / feed.kind, progress)
+            report.lines_landed += n_lines
+            lines = spark.read.parquet(str(landed_dir))
+            classified = lines.transform(feed.parse).transform(classify, first=first, last=last)
+            # Materialize once: events, items, rejects and the counts all read the staged rows.
+            staged[feed.kind] = lake.checkpoint(classified, f"{run}-{feed.kind}")
 
-    events_stage = staged["events"]
-    events = events_stage.transform(to_events, dataset=spec.name)
-    valid_items = staged["items"].filter(F.col("reason").isNull()) if "items" in staged else None
-    if spec.items_from_events is not None:
-        items = spec.items_from_events(
-            events_stage.filter(F.col("reason").isNull()).withColumn("source", F.lit(spec.name))
-        )
-    else:
-        items = spec.items_from_catalog(valid_items)
-    rejects = events_stage.transform(to_rejects)
-    if "items" in staged:
-        rejects = rejects.unionByName(staged["items"].transform(to_rejects))
+        events_stage = staged["events"]
+        events = events_stage.transform(to_events, dataset=spec.name)
+        valid_items = staged["items"].filter(F.col("reason").isNull()) if "items" in staged else None
+        if spec.items_from_events is not None:
+            items = spec.items_from_events(
+                events_stage.filter(F.col("reason").isNull()).withColumn("source", F.lit(spec.name))
+            )
+        else:
+            items = spec.items_from_catalog(valid_items)
+        rejects = events_stage.transform(to_rejects)
+        if "items" in staged:
+            rejects = rejects.unionByName(staged["items"].transform(to_rejects))
 
-    feed_names = ", ".join(f"'{feed.name}'" for feed in spec.feeds)
-    dt_range = (first, last)
-    report.versions["bronze.events"] = lake.write(events, bronze.EVENTS, dt=dt_range, where=f"source = '{spec.name}'")
-    report.versions["bronze.items"] = lake.write(items, bronze.ITEMS, dt=dt_range, where=f"source = '{spec.name}'")
-    report.versions["bronze.rejects"] = lake.write(rejects, bronze.REJECTS, dt=dt_range, where=f"source IN ({feed_names})")
+        feed_names = ", ".join(f"'{feed.name}'" for feed in spec.feeds)
+        dt_range = (first, last)
+        report.versions["bronze.events"] = lake.write(events, bronze.EVENTS, dt=dt_range, where=f"source = '{spec.name}'")
+        report.versions["bronze.items"] = lake.write(items, bronze.ITEMS, dt=dt_range, where=f"source = '{spec.name}'")
+        report.versions["bronze.rejects"] = lake.write(rejects, bronze.REJECTS, dt=dt_range, where=f"source IN ({feed_names})")
 
-    classified_all = staged["events"]
-    if "items" in staged:
-        classified_all = classified_all.select("reason").unionByName(staged["items"].select("reason"))
-    counts = classified_all.groupBy(F.coalesce("reason", F.lit("")).alias("reason")).count().collect()
-    by_reason = {row["reason"]: row["count"] for row in counts}
-    report.lines_in_range = sum(by_reason.values())
-    report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
-    report.rejects = sum(report.rejects_by_reason.values())
-    report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
-    report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
-    shutil.rmtree(run_dir, ignore_errors=True)
-    lake.drop_checkpoints(run)
+        reasons = functools.reduce(DataFrame.unionByName, [frame.select("reason") for frame in staged.values()])
+        counts = reasons.groupBy(F.coalesce("reason", F.lit("")).alias("reason")).count().collect()
+        by_reason = {row["reason"]: row["count"] for row in counts}
+        report.lines_in_range = sum(by_reason.values())
+        report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
+        report.rejects = sum(report.rejects_by_reason.values())
+        report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
+        report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started
     return report
 
