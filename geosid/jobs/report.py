@@ -39,6 +39,15 @@ def quality_row(lake: Lake, version: str) -> dict:
     return out
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def sid_report(lake: Lake, version: str, out_dir: str | Path) -> tuple[str, list[Path]]:
     """Text report plus three PNG plots under out_dir; returns (text, plot paths)."""
     import matplotlib
@@ -63,10 +72,7 @@ def sid_report(lake: Lake, version: str, out_dir: str | Path) -> tuple[str, list
         ax.set_title(f"level {level + 1}: {np.count_nonzero(counts)}/{sizes[level]} codes used")
         ax.set_xlabel("code (by frequency)")
         ax.set_ylabel("items")
-    fig.tight_layout()
-    paths.append(out_dir / "code_usage.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "code_usage.png"))
 
     fig, ax = plt.subplots(figsize=(5, 3))
     values, counts = np.unique(buckets, return_counts=True)
@@ -75,20 +81,14 @@ def sid_report(lake: Lake, version: str, out_dir: str | Path) -> tuple[str, list
     ax.set_xlabel("items on one code tuple")
     ax.set_ylabel("code tuples")
     ax.set_title("bucket sizes")
-    fig.tight_layout()
-    paths.append(out_dir / "bucket_sizes.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "bucket_sizes.png"))
 
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.scatter(sid_map.lon, sid_map.lat, c=codes[:, 0] % 20, cmap="tab20", s=2, linewidths=0)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title("first-level code of each item")
-    fig.tight_layout()
-    paths.append(out_dir / "first_level_map.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir / "first_level_map.png"))
 
     metrics = json.loads(row["metrics"])
     text = "\n".join(
