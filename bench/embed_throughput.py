@@ -28,7 +28,7 @@ from geosid.embedding.documents import documents  # noqa: E402
 from geosid.embedding.encoders import HFEncoder, MiniLMEncoder  # noqa: E402
 from geosid.jobs.embed import run_embed  # noqa: E402
 from geosid.jobs.engine import spark_session  # noqa: E402
-from geosid.jobs.geo import run_geo  # noqa: E402
+from geosid.jobs.geo import GeoConfig, run_geo  # noqa: E402
 from geosid.jobs.ingest import run_ingest  # noqa: E402
 from geosid.jobs.lake import Lake  # noqa: E402
 from geosid.schemas import silver  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
     with spark_session(settings) as spark:
         lake = Lake(Path(args.work) / "lake", spark)
         run_ingest(spark, lake, "tsmc2014", path, first, last, progress=False)
-        run_geo(spark, lake, last, settings.geo_config())
+        run_geo(spark, lake, last, GeoConfig.from_settings(settings))
         docs = [r.document for r in documents(lake.read(silver.ITEM_GEO, dt=last)).select("document").collect()]
         results["documents"] = len(docs)
         results["mean_chars"] = round(sum(map(len, docs)) / len(docs))

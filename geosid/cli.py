@@ -98,10 +98,10 @@ def _ingest_and_validate(settings, spark, lake, source, path, first, last, valid
 
 def _geo_embed_validate(settings, spark, lake, day) -> bool:
     from geosid.jobs.embed import run_embed
-    from geosid.jobs.geo import run_geo
+    from geosid.jobs.geo import GeoConfig, run_geo
     from geosid.jobs.quality import validate_silver
 
-    config = settings.geo_config()
+    config = GeoConfig.from_settings(settings)
     with _step(f"geo context as of {day} ({config.cells().name} cells, {config.window_days}-day activity window)"):
         print(run_geo(spark, lake, day, config).summary())
     with _step(f"item embeddings as of {day} (encoder {settings.encoder})"):
@@ -210,10 +210,10 @@ def cmd_backfill(args) -> int:
 
 
 def cmd_geo(args) -> int:
-    from geosid.jobs.geo import run_geo
+    from geosid.jobs.geo import GeoConfig, run_geo
 
     with _lake(args) as (settings, spark, lake):
-        print(run_geo(spark, lake, args.date, settings.geo_config()).summary())
+        print(run_geo(spark, lake, args.date, GeoConfig.from_settings(settings)).summary())
     return 0
 
 

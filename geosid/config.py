@@ -79,16 +79,6 @@ class Settings(BaseModel):
             raise ValueError(f"encoder must be 'minilm' or 'hf:<local model dir>', got {value!r}")
         return value
 
-    def geo_config(self):
-        from geosid.jobs.geo import GeoConfig
-
-        return GeoConfig(
-            cell_system=self.cell_system,
-            precision=self.geohash_precision,
-            resolution=self.h3_resolution,
-            window_days=self.geo_window_days,
-        )
-
     def committer(self) -> str:
         if self.lake_committer != "auto":
             return self.lake_committer

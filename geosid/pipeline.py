@@ -64,10 +64,10 @@ def validate_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
 
 def geo_day(logical_date: str | dt_.date, lake: str | None = None) -> dict:
     """silver.geo_cells and silver.item_geo for one logical date."""
-    from geosid.jobs.geo import run_geo
+    from geosid.jobs.geo import GeoConfig, run_geo
 
     with _lake(lake) as (settings, spark, lake_):
-        report = run_geo(spark, lake_, logical_date, settings.geo_config())
+        report = run_geo(spark, lake_, logical_date, GeoConfig.from_settings(settings))
     return {"dt": report.dt.isoformat(), "cells": report.cells, "items": report.items, "versions": report.versions}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Window, functions as F
 
+from geosid.config import Settings
 from geosid.geo import cell_system as make_cell_system
 from geosid.geo.cells import CellSystem
 from geosid.jobs.lake import Lake, as_date
@@ -33,6 +34,15 @@ class GeoConfig:
 
     def cells(self) -> CellSystem:
         return make_cell_system(self.cell_system, precision=self.precision, resolution=self.resolution)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "GeoConfig":
+        return cls(
+            cell_system=settings.cell_system,
+            precision=settings.geohash_precision,
+            resolution=settings.h3_resolution,
+            window_days=settings.geo_window_days,
+        )
 
 
 # ---------------------------------------------------------------------------------------
