@@ -286,6 +286,16 @@ class Lake:
                 merger.when_not_matched_insert_all().execute()
         return self.version(spec)
 
+    def delete(self, table: str | TableSpec, predicate: str) -> int:
+        """Delete the rows matching the SQL `predicate` (one commit, by delta-rs); returns
+        the version. Deleted rows stay readable at earlier versions until vacuum."""
+        from deltalake import DeltaTable
+
+        spec = self.spec(table)
+        self.ensure_table(spec)
+        DeltaTable(self.path(spec)).delete(predicate)
+        return self.version(spec)
+
     def read(
         self,
         table: str | TableSpec,

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, functions as F
 
 from geosid.jobs.lake import DateLike, DateRange, Lake, date_bounds
-from geosid.schemas import Check, TableSpec, bronze, index, silver
+from geosid.schemas import Check, TableSpec, bronze, corpus, index, silver
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,15 @@ def validate_table(
     table: str | TableSpec,
     dt: DateLike | DateRange | None = None,
     extra_checks: tuple[Check, ...] = (),
+    where: str | None = None,
 ) -> QualityResult:
-    """Run the table's declared suite on a day / day range (or the whole table)."""
+    """Run the table's declared suite on a day / day range (or the whole table), on the
+    rows matching the SQL `where` if given."""
     spec = lake.spec(table)
     first, last = date_bounds(dt) if dt is not None else (None, None)
     df = lake.read(spec, dt=dt)
+    if where:
+        df = df.filter(where)
     checks = (*spec.checks, *extra_checks)
     lambdas = [c for c in checks if c.sql and "->" in c.sql]
     run = f"quality-{spec.name}"
@@ -211,4 +215,77 @@ def validate_silver(lake: Lake, dt: DateLike) -> list[QualityResult]:
     results.append(validate_table(lake, silver.ITEM_EMBEDDINGS))
     if lake.exists(index.SID_MAP):
         results.append(validate_table(lake, index.SID_MAP))
+    return results
+
+
+def cell_id_pattern(cell_system: str) -> str:
+    """A regex every valid cell id of the named system matches (geohash<P> / h3r<R>)."""
+    if cell_system.startswith("geohash"):
+        return f"^[0123456789bcdefghjkmnpqrstuvwxyz]{{{int(cell_system[len('geohash'):])}}}$"
+    if cell_system.startswith("h3r"):
+        return "^8[0-9a-f]{14}$"
+    raise ValueError(f"unknown cell system {cell_system!r}")
+
+
+def _codes_ok(codes: str, sizes: tuple[int, ...]) -> str:
+    """SQL: `codes` has one code per level, each in [0, level size). (CASE keeps the
+    element reads from running on a short array.)"""
+    levels = " AND ".join(f"{codes}[{j}] BETWEEN 0 AND {int(s) - 1}" for j, s in enumerate(sizes))
+    return f"(CASE WHEN size({codes}) = {len(sizes)} THEN {levels} ELSE false END)"
+
+
+def corpus_checks(level_sizes: tuple[int, ...], cell_system: str) -> tuple[Check, ...]:
+    """The suite parts that depend on the codebook version and the cell system: SID codes
+    within the codebook's level sizes, every cell id valid."""
+    pattern = cell_id_pattern(cell_system)
+    valid = lambda c: f"{c} RLIKE '{pattern}'"  # noqa: E731
+    return (
+        Check("in_set", "target_codes_in_codebook", sql=_codes_ok("target_codes", level_sizes), args={"values": [True]}),
+        Check(
+            "in_set",
+            "history_codes_in_codebook",
+            sql=f"forall(histories, h -> forall(h.events, e -> {_codes_ok('e.codes', level_sizes)}))",
+            args={"values": [True]},
+        ),
+        Check(
+            "in_set",
+            "cells_valid",
+            sql=(
+                f"{valid('user_cell_id')} AND {valid('target_cell_id')} AND "
+                f"forall(neighbour_cell_ids, c -> {valid('c')}) AND "
+                f"forall(histories, h -> forall(h.events, e -> {valid('e.cell_id')}))"
+            ),
+            args={"values": [True]},
+        ),
+    )
+
+
+def validate_corpus(
+    lake: Lake, dt: DateLike | DateRange, version: str, level_sizes: tuple[int, ...], cell_system: str
+) -> list[QualityResult]:
+    """The corpus suites of a day or range under one codebook version (sequences, the
+    latest history state in the range, cell context)."""
+    first, last = date_bounds(dt)
+    scope = f"codebook_version = '{version}'"
+    results = [
+        validate_table(
+            lake, corpus.TRAINING_SEQUENCES, dt=(first, last), where=scope,
+            extra_checks=corpus_checks(level_sizes, cell_system),
+        ),  # fmt: skip
+        validate_table(lake, corpus.USER_HISTORY_STATE, dt=(first, last), where=scope),
+    ]
+    if lake.exists(corpus.CELL_CONTEXT):
+        pattern = cell_id_pattern(cell_system)
+        cells_valid = Check(
+            "in_set",
+            "cells_valid",
+            sql=f"cell_id RLIKE '{pattern}' AND forall(neighbour_ids, c -> c RLIKE '{pattern}')",
+            args={"values": [True]},
+        )
+        results.append(
+            validate_table(
+                lake, corpus.CELL_CONTEXT, dt=(first, last), where=f"cell_system = '{cell_system}'",
+                extra_checks=(cells_valid,),
+            )  # fmt: skip
+        )
     return results

@@ -1,0 +1,508 @@
+"""Training corpus: bronze events + SIDs + geo -> corpus.training_sequences, its history
+state, and corpus.cell_context.
+
+Two ways to build, one kernel (`geosid.jobs.sequences_kernel`):
+
+- `build_range` (from scratch, what a backfill runs): every past event of the source
+  feeds the kernel; targets are the events of [first, last]; the history state is
+  written as of the last `state_retention_days` days of the range.
+- `build_day` (incremental, what the daily run does): the state as of the day before
+  plus the day's events feed the kernel; it writes the day's sequences and the state
+  as of the day. Past days are never re-read.
+
+Both give the same rows (tested), so a backfill and a year of daily runs agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pyspark.sql import DataFrame, Window, functions as F, types as T
+
+from geosid.geo import cell_system as make_cell_system
+from geosid.geo.cells import CellSystem
+from geosid.jobs import sequences_kernel as kernel
+from geosid.jobs.lake import Lake, as_date
+from geosid.schemas import bronze, corpus, index, silver
+
+# ---------------------------------------------------------------------------------------
+# Configuration
+
+
+class BehaviorConfig(BaseModel):
+    """One history: the last `max_len` events whose action is in `actions`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    actions: tuple[str, ...]
+    max_len: int = Field(gt=0, le=4096)
+
+
+class SplitConfig(BaseModel):
+    """How targets are labelled train / valid / test.
+
+    time (OneLoc): by day: dt >= test_start is test, dt >= valid_start valid, the rest
+    train; with no test_start every row is train. A function of dt alone, so daily runs
+    and rebuilds agree.
+    user_chrono (public next-POI benchmarks): per user, the chronologically first 80% of
+    the user's targets in the built range are train, the next 10% valid, the rest test
+    (floor of 0.8n and 0.9n; a user with one target is test). Needs the whole range, so
+    only range builds use it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    protocol: Literal["time", "user_chrono"] = "time"
+    valid_start: dt_.date | None = None
+    test_start: dt_.date | None = None
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SplitConfig":
+        if abs(sum(self.fractions) - 1.0) > 1e-9 or min(self.fractions) < 0:
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {self.fractions}")
+        if self.valid_start and self.test_start and self.valid_start > self.test_start:
+            raise ValueError("valid_start must not be after test_start")
+        if self.valid_start and not self.test_start:
+            raise ValueError("valid_start needs a test_start")
+        return self
+
+
+class CorpusConfig(BaseModel):
+    """What a source's training rows look like. `for_source` gives the two shapes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str
+    target_actions: tuple[str, ...]
+    behaviors: tuple[BehaviorConfig, ...]
+    location: Literal["request", "previous_event"]
+    cell_system: Literal["geohash", "h3"] = "geohash"
+    precision: int = Field(default=6, ge=1, le=12)
+    resolution: int = Field(default=8, ge=0, le=15)
+    split: SplitConfig = SplitConfig()
+    state_retention_days: int = Field(default=2, ge=1)
+    events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
+
+    @model_validator(mode="after")
+    def _valid(self) -> "CorpusConfig":
+        if not self.behaviors:
+            raise ValueError("at least one behavior is needed")
+        names = [b.name for b in self.behaviors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"behavior names repeat: {names}")
+        unknown = {a for b in self.behaviors for a in b.actions} | set(self.target_actions)
+        unknown -= set(bronze.ACTIONS)
+        if unknown:
+            raise ValueError(f"unknown actions {sorted(unknown)}; bronze actions are {bronze.ACTIONS}")
+        return self
+
+    @classmethod
+    def for_source(cls, source: str, **overrides) -> "CorpusConfig":
+        """Check-ins: every check-in is a target, one history of 100 check-ins, the
+        real-time cell is the previous check-in's. Local life (synthetic): pays are the
+        targets (consumption), histories watch 256 / click 32 / pay 10, the real-time
+        cell is the request's location."""
+        if source == "tsmc2014":
+            shape = dict(
+                target_actions=("checkin",),
+                behaviors=(BehaviorConfig(name="checkin", actions=("checkin",), max_len=100),),
+                location="previous_event",
+            )
+        else:
+            shape = dict(
+                target_actions=("pay",),
+                behaviors=(
+                    BehaviorConfig(name="watch", actions=("watch",), max_len=256),
+                    BehaviorConfig(name="click", actions=("click",), max_len=32),
+                    BehaviorConfig(name="pay", actions=("pay",), max_len=10),
+                ),
+                location="request",
+            )
+        return cls.model_validate({"source": source, **shape, **overrides})
+
+    def cells(self) -> CellSystem:
+        return make_cell_system(self.cell_system, precision=self.precision, resolution=self.resolution)
+
+    def kernel_params(self, state_days: tuple[dt_.date, ...]) -> kernel.KernelParams:
+        return kernel.KernelParams(
+            behaviors=tuple(kernel.KernelBehavior(b.name, tuple(b.actions), b.max_len) for b in self.behaviors),
+            target_actions=tuple(self.target_actions),
+            location=self.location,
+            state_days=state_days,
+        )
+
+
+class MissingStateError(RuntimeError):
+    """The day before has events but no history state: rebuild with a backfill."""
+
+
+# ---------------------------------------------------------------------------------------
+# Pure transforms
+
+
+def sid_items(sid_map: DataFrame, cells: CellSystem) -> DataFrame:
+    """index.sid_map rows of one version -> (source, item_id, codes, digit, sid, item cell)."""
+    return cells.add_cells(sid_map, "lat", "lon", cell="item_cell").select(
+        "source", "item_id", "codes", "disambiguation", "sid", "item_cell"
+    )
+
+
+def kernel_events(events: DataFrame, items: DataFrame, cells: CellSystem, first: dt_.date) -> DataFrame:
+    """bronze.events + SID items -> kernel input rows; events of days >= first are new.
+
+    Events whose item has no SID under the version are left out (they cannot be
+    written as tokens); `run` reports how many.
+    """
+    with_cells = cells.add_cells(events, "user_lat", "user_lon", cell="user_cell")
+    return with_cells.join(items, ["source", "item_id"]).select(
+        "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
+        "disambiguation", "sid", "item_cell", "user_cell", "gmv", (F.col("dt") >= F.lit(first)).alias("is_new"),
+    )  # fmt: skip
+
+
+def state_events(state: DataFrame) -> DataFrame:
+    """corpus.user_history_state rows -> kernel input rows (never targets)."""
+    exploded = state.select("source", "user_id", F.explode("histories").alias("h")).select(
+        "source", "user_id", F.explode("h.events").alias("e")
+    )
+    return exploded.select(
+        "source",
+        "user_id",
+        F.col("e.event_id").alias("event_id"),
+        F.lit(None).cast("string").alias("request_id"),
+        F.col("e.event_ts").alias("event_ts"),
+        F.to_date("e.event_ts").alias("dt"),
+        F.col("e.action").alias("action"),
+        F.col("e.item_id").alias("item_id"),
+        F.col("e.codes").alias("codes"),
+        F.lit(None).cast("int").alias("disambiguation"),
+        F.lit(None).cast("string").alias("sid"),
+        F.col("e.cell_id").alias("item_cell"),
+        F.col("e.user_cell_id").alias("user_cell"),
+        F.lit(None).cast("double").alias("gmv"),
+        F.lit(False).alias("is_new"),
+    )
+
+
+KERNEL_OUTPUT = T.StructType(
+    [
+        T.StructField("kind", T.StringType()),
+        *[
+            T.StructField(f.name, f.dataType)
+            for f in corpus.TRAINING_SEQUENCES.schema.fields
+            if f.name not in ("cell_system", "split", "codebook_version")
+        ],
+        T.StructField("last_event_ts", T.TimestampType()),
+        T.StructField("last_cell_id", T.StringType()),
+        T.StructField("state_histories", T.ArrayType(corpus.STATE_HISTORY)),
+        T.StructField("n_unlocated", T.LongType()),
+    ]
+)
+
+
+def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, partitions: int) -> DataFrame:
+    """Kernel input rows -> KERNEL_OUTPUT rows (kind 'target', 'state' or 'stats').
+
+    Rows are hash-partitioned by user, so every task holds whole users; a task gathers
+    its batches, runs the kernel once and streams the result back.
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    out_schema = to_arrow_schema(KERNEL_OUTPUT, timezone="UTC")
+
+    def shaped(table: pa.Table, kind: str) -> pa.Table:
+        columns = {f.name: table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in out_schema}
+        columns["kind"] = pa.array([kind] * table.num_rows, pa.string())
+        return pa.table(columns).cast(out_schema)
+
+    def task(batches):
+        batches = list(batches)
+        if not batches or not sum(b.num_rows for b in batches):
+            return
+        result = kernel.build(pa.Table.from_batches(batches), params, cells.neighbours)
+        state = result.states.rename_columns(
+            ["state_histories" if c == "histories" else c for c in result.states.column_names]
+        )
+        stats = pa.table({"n_unlocated": pa.array([result.targets_without_location], pa.int64())})
+        for part in (shaped(result.targets, "target"), shaped(state, "state"), shaped(stats, "stats")):
+            yield from part.to_batches(max_chunksize=8192)
+
+    return rows.repartition(partitions, "source", "user_id").mapInArrow(task, KERNEL_OUTPUT)
+
+
+def label_splits(targets: DataFrame, split: SplitConfig) -> DataFrame:
+    """Add `split` by the configured protocol (see SplitConfig)."""
+    if split.protocol == "time":
+        label = F.lit("train")
+        if split.valid_start:
+            label = F.when(F.col("dt") >= F.lit(split.valid_start), "valid").otherwise(label)
+        if split.test_start:
+            label = F.when(F.col("dt") >= F.lit(split.test_start), "test").otherwise(label)
+        return targets.withColumn("split", label)
+    user = Window.partitionBy("source", "user_id")
+    rank = F.row_number().over(user.orderBy("target_ts", "event_id")) - 1
+    n = F.count(F.lit(1)).over(user)
+    train_end = F.floor(n * split.fractions[0])
+    valid_end = F.floor(n * (split.fractions[0] + split.fractions[1]))
+    return (
+        targets.withColumn("_rank", rank)
+        .withColumn("_n", n)
+        .withColumn(
+            "split",
+            F.when(F.col("_rank") < train_end, "train").when(F.col("_rank") < valid_end, "valid").otherwise("test"),
+        )
+        .drop("_rank", "_n")
+    )
+
+
+def sequence_rows(output: DataFrame, config: CorpusConfig, version: str) -> DataFrame:
+    """Kernel targets -> corpus.training_sequences rows."""
+    targets = output.filter(F.col("kind") == "target").select(
+        *[f.name for f in KERNEL_OUTPUT.fields if f.name in corpus.TRAINING_SEQUENCES.columns]
+    )
+    return targets.transform(label_splits, config.split).select(
+        *[
+            F.lit(config.cells().name).alias(c) if c == "cell_system"
+            else F.lit(version).alias(c) if c == "codebook_version"
+            else F.col(c)
+            for c in corpus.TRAINING_SEQUENCES.columns
+        ]
+    )  # fmt: skip
+
+
+def state_rows(output: DataFrame, version: str) -> DataFrame:
+    """Kernel states -> corpus.user_history_state rows."""
+    return output.filter(F.col("kind") == "state").select(
+        "source", "user_id", "last_event_ts", "last_cell_id", F.col("state_histories").alias("histories"),
+        F.lit(version).alias("codebook_version"), "dt",
+    )  # fmt: skip
+
+
+def cell_features(geo_cells: DataFrame) -> DataFrame:
+    """silver.geo_cells -> the features vector in CELL_FEATURES order."""
+    log = lambda c: F.log1p(F.greatest(F.coalesce(F.col(c).cast("double"), F.lit(0.0)), F.lit(0.0)))  # noqa: E731
+    values = [
+        log("n_items"), log("n_categories"), log("events_day"), log("events_window"), log("users_window"),
+        log("pays_window"), log("gmv_window"), log("price_median"), F.col("price_median").isNotNull().cast("double"),
+        log("area_n_items"), log("area_events_window"),
+    ]  # fmt: skip
+    assert len(values) == len(corpus.CELL_FEATURES), "features and CELL_FEATURES disagree"
+    return geo_cells.withColumn("features", F.array(*[v.cast("float") for v in values]))
+
+
+def cell_context_rows(geo_cells: DataFrame, day_to_snapshot: DataFrame) -> DataFrame:
+    """silver.geo_cells snapshots + (dt, context_dt) pairs -> corpus.cell_context rows."""
+    snapshots = geo_cells.withColumnRenamed("dt", "context_dt").transform(cell_features)
+    return snapshots.join(day_to_snapshot, "context_dt").select(
+        "cell_system", "cell_id", "context_dt", "neighbour_ids", F.col("n_items").cast("int").alias("n_items"),
+        "top_categories", "top_brands", "area_top_categories", "features", "dt",
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# run
+
+
+@dataclass
+class CorpusReport:
+    version: str
+    source: str
+    first: dt_.date
+    last: dt_.date
+    mode: str  # "range" | "day"
+    input_events: int = 0
+    events_without_sid: int = 0
+    targets: int = 0
+    targets_without_location: int = 0
+    states: int = 0
+    splits: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        span = f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
+        splits = ", ".join(f"{k} {v:,}" for k, v in sorted(self.splits.items()))
+        return (
+            f"sequences {self.source} {span} under {self.version} ({self.mode}): {self.targets:,} targets "
+            f"[{splits}] from {self.input_events:,} events, {self.states:,} user states; "
+            f"left out: {self.events_without_sid:,} events without SID, {self.targets_without_location:,} "
+            f"targets without a prior location; {self.seconds:.1f}s"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version, "source": self.source, "first": self.first.isoformat(),
+            "last": self.last.isoformat(), "mode": self.mode, "input_events": self.input_events,
+            "events_without_sid": self.events_without_sid, "targets": self.targets,
+            "targets_without_location": self.targets_without_location, "states": self.states,
+            "splits": self.splits, "versions": self.versions, "seconds": round(self.seconds, 2),
+        }  # fmt: skip
+
+
+def _scope(config: CorpusConfig, version: str) -> str:
+    return f"codebook_version = '{version}' AND source = '{config.source}'"
+
+
+def _source_events(lake: Lake, config: CorpusConfig, last: dt_.date) -> DataFrame:
+    return lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") <= F.lit(last)))
+
+
+def _version_items(lake: Lake, version: str, cells: CellSystem) -> DataFrame:
+    if not lake.exists(index.SID_MAP):
+        raise FileNotFoundError("index.sid_map does not exist: assign SIDs under a codebook version first")
+    return sid_items(lake.read(index.SID_MAP).filter(F.col("version") == version), cells)
+
+
+def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, version: str, report: CorpusReport,
+            targets_span: tuple[dt_.date, dt_.date], state_span: tuple[dt_.date, dt_.date]) -> CorpusReport:  # fmt: skip
+    scope = _scope(config, version)
+    report.versions["corpus.training_sequences"] = lake.write(
+        sequence_rows(output, config, version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=scope
+    )
+    report.versions["corpus.user_history_state"] = lake.write(
+        state_rows(output, version), corpus.USER_HISTORY_STATE, dt=state_span, where=scope
+    )
+    # Keep only the latest states; older ones stay readable by time travel until vacuum.
+    oldest_kept = state_span[1] - dt_.timedelta(days=config.state_retention_days - 1)
+    stale = f"dt < DATE'{oldest_kept.isoformat()}' AND {scope}"
+    report.versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
+    report.targets_without_location = int(
+        output.filter(F.col("kind") == "stats").agg(F.coalesce(F.sum("n_unlocated"), F.lit(0))).first()[0]
+    )
+    written = lake.read(corpus.TRAINING_SEQUENCES, dt=targets_span).filter(scope)
+    report.splits = {r["split"]: int(r["n"]) for r in written.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
+    report.targets = sum(report.splits.values())
+    report.states = lake.read(corpus.USER_HISTORY_STATE, dt=state_span[1]).filter(scope).count()
+    return report
+
+
+def _partitions(n_events: int, config: CorpusConfig) -> int:
+    return max(2, math.ceil(n_events / config.events_per_partition))
+
+
+def build_range(spark, lake: Lake, version: str, first, last, config: CorpusConfig) -> CorpusReport:
+    """From scratch: the sequences of [first, last] and the states as of its last days."""
+    started = time.perf_counter()
+    first, last = as_date(first), as_date(last)
+    if first > last:
+        raise ValueError(f"first {first} is after last {last}")
+    report = CorpusReport(version, config.source, first, last, "range")
+    cells = config.cells()
+    run = f"corpus-{version}-{config.source}-{first}-{last}"
+    events = _source_events(lake, config, last)
+    rows = lake.checkpoint(kernel_events(events, _version_items(lake, version, cells), cells, first), f"{run}-input")
+    try:
+        report.input_events = rows.count()
+        report.events_without_sid = events.count() - report.input_events
+        state_first = max(first, last - dt_.timedelta(days=config.state_retention_days - 1))
+        state_days = tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
+        partitions = _partitions(report.input_events, config)
+        output = lake.checkpoint(run_kernel(rows, config.kernel_params(state_days), cells, partitions), f"{run}-out")
+        _finish(lake, output, config, version, report, (first, last), (state_first, last))
+    finally:
+        lake.drop_checkpoints(run)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def build_day(spark, lake: Lake, version: str, day, config: CorpusConfig) -> CorpusReport:
+    """Incremental: the day's sequences from the state as of the day before plus the
+    day's events; writes the state as of the day."""
+    started = time.perf_counter()
+    day = as_date(day)
+    if config.split.protocol != "time":
+        raise ValueError(
+            f"split protocol {config.split.protocol!r} labels a target by the user's whole range; "
+            "build the range (build_range / `geosid corpus build --from --to`) instead of one day"
+        )
+    report = CorpusReport(version, config.source, day, day, "day")
+    cells = config.cells()
+    scope = _scope(config, version)
+    yesterday = day - dt_.timedelta(days=1)
+    state = (
+        lake.read(corpus.USER_HISTORY_STATE, dt=yesterday).filter(scope)
+        if lake.exists(corpus.USER_HISTORY_STATE)
+        else None
+    )
+    if state is None or state.limit(1).count() == 0:
+        earlier = lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") < F.lit(day)))
+        if earlier.limit(1).count():
+            raise MissingStateError(
+                f"no history state of {config.source} under {version} as of {yesterday}, but earlier events exist: "
+                f"run the day before, or rebuild with `geosid corpus build --to {day}`"
+            )
+        state = None
+    run = f"corpus-{version}-{config.source}-{day}"
+    day_events = lake.read(bronze.EVENTS, dt=day).filter(F.col("source") == config.source)
+    rows = kernel_events(day_events, _version_items(lake, version, cells), cells, day)
+    if state is not None:
+        rows = rows.unionByName(state_events(state))
+    rows = lake.checkpoint(rows, f"{run}-input")
+    try:
+        report.input_events = rows.count()
+        report.events_without_sid = day_events.count() - rows.filter("is_new").count()
+        output = lake.checkpoint(
+            run_kernel(rows, config.kernel_params((day,)), cells, _partitions(report.input_events, config)),
+            f"{run}-out",
+        )
+        _finish(lake, output, config, version, report, (day, day), (day, day))
+    finally:
+        lake.drop_checkpoints(run)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass
+class CellContextReport:
+    first: dt_.date
+    last: dt_.date
+    rows: int
+    days_without_context: list
+    version: int
+    seconds: float
+
+    def summary(self) -> str:
+        missing = f"; {len(self.days_without_context)} day(s) with no earlier geo snapshot" if self.days_without_context else ""
+        return f"cell context {self.first}..{self.last}: {self.rows:,} rows{missing} in {self.seconds:.1f}s"
+
+
+def build_cell_context(spark, lake: Lake, first, last, cells: CellSystem) -> CellContextReport:
+    """corpus.cell_context for [first, last]: each day takes the latest silver.geo_cells
+    snapshot strictly before it."""
+    started = time.perf_counter()
+    first, last = as_date(first), as_date(last)
+    geo = lake.read(silver.GEO_CELLS).filter((F.col("cell_system") == cells.name) & (F.col("dt") < F.lit(last)))
+    snapshots = sorted(r["dt"] for r in geo.select("dt").distinct().collect())
+    pairs, missing = [], []
+    day = first
+    while day <= last:
+        earlier = [s for s in snapshots if s < day]
+        if earlier:
+            pairs.append((day, earlier[-1]))
+        else:
+            missing.append(day)
+        day += dt_.timedelta(days=1)
+    mapping = spark.createDataFrame(pairs, "dt date, context_dt date")
+    rows = cell_context_rows(geo, mapping)
+    where = f"cell_system = '{cells.name}'"
+    version = lake.write(rows, corpus.CELL_CONTEXT, dt=(first, last), where=where)
+    n = lake.read(corpus.CELL_CONTEXT, dt=(first, last)).filter(where).count()
+    return CellContextReport(first, last, n, missing, version, time.perf_counter() - started)
+
+
+def corpus_scan(lake: Lake, source: str) -> tuple[dt_.date, dt_.date] | None:
+    """First and last day of a source's bronze events."""
+    row = lake.read(bronze.EVENTS).filter(F.col("source") == source).agg(F.min("dt"), F.max("dt")).first()
+    return (row[0], row[1]) if row and row[0] else None
+
+
+__all__ = [
+    "BehaviorConfig", "CellContextReport", "CorpusConfig", "CorpusReport", "MissingStateError", "SplitConfig",
+    "build_cell_context", "build_day", "build_range", "cell_context_rows", "corpus_scan", "kernel_events",
+    "label_splits", "sequence_rows", "state_events", "state_rows",
+]  # fmt: skip

@@ -1,0 +1,248 @@
+"""The history kernel: sorted user timelines -> target rows and history states, in Arrow.
+
+It is the one place where histories are cut, used alike by a from-scratch build (every
+past event of the users) and by the incremental daily build (yesterday's state plus
+today's events), which is why the two agree exactly:
+
+- a history of behavior b for a target holds the last `max_len` events whose action is
+  one of b's, with event_ts strictly before the target's, oldest first;
+- the state of a user as of day S holds, per behavior, the last `max_len` such events
+  with dt <= S; since every later event is later in time, those are all a later target
+  can ever need;
+- the real-time cell at request time is either the request's own location
+  (location="request", the local-life shape) or the user cell of the latest behavior
+  event strictly before the target (location="previous_event", check-ins: never the
+  target's own location).
+
+Everything is vectorized: slices of a user's timeline become index ranges into sorted
+arrays, and nested lists are built from offsets (no Python loop per event).
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Columns the kernel reads (one row per event; state events have is_new = False).
+INPUT_COLUMNS = (
+    "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
+    "disambiguation", "sid", "item_cell", "user_cell", "gmv", "is_new",
+)  # fmt: skip
+
+EPOCH = dt_.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class KernelBehavior:
+    name: str
+    actions: tuple[str, ...]
+    max_len: int
+
+
+@dataclass(frozen=True)
+class KernelParams:
+    behaviors: tuple[KernelBehavior, ...]
+    target_actions: tuple[str, ...]
+    location: str  # "request" | "previous_event"
+    state_days: tuple[dt_.date, ...]  # write a state as of the end of each of these days
+
+
+@dataclass
+class KernelOutput:
+    targets: pa.Table  # one row per target (columns TARGET_FIELDS)
+    states: pa.Table  # one row per (user, state day) (columns STATE_FIELDS)
+    targets_without_location: int
+
+
+def ranges(begins: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated [begin, begin + length) index ranges and the list offsets over them."""
+    lengths = lengths.astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - begins.astype(np.int64), lengths)
+    return index, offsets
+
+
+def _starts(boundary: np.ndarray) -> np.ndarray:
+    """For every row, the index of the first row of its run (boundary marks run starts)."""
+    return np.maximum.accumulate(np.where(boundary, np.arange(len(boundary)), 0))
+
+
+def _changed(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Row i differs from row i - 1 (row 0 always counts as changed)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    out = np.ones(len(array), bool)
+    if len(array) > 1:
+        out[1:] = pc.fill_null(pc.not_equal(array.slice(1), array.slice(0, len(array) - 1)), True).to_numpy(
+            zero_copy_only=False
+        )
+    return out
+
+
+def _is_in(column, values: Sequence[str]) -> np.ndarray:
+    return pc.fill_null(pc.is_in(column, value_set=pa.array(list(values), pa.string())), False).to_numpy(
+        zero_copy_only=False
+    )
+
+
+class _Timeline:
+    """Events sorted by (source, user, time, event id), duplicates of an event dropped."""
+
+    def __init__(self, events: pa.Table):
+        order = pc.sort_indices(
+            events,
+            sort_keys=[("source", "ascending"), ("user_id", "ascending"), ("event_ts", "ascending"), ("event_id", "ascending")],
+        )
+        table = events.take(order)
+        new_user = _changed(table["source"]) | _changed(table["user_id"])
+        duplicate = ~(_changed(table["event_id"]) | new_user)
+        if duplicate.any():  # the same event reached the kernel twice (state + bronze)
+            table = table.filter(pa.array(~duplicate))
+            new_user = new_user[~duplicate]
+        self.table = table
+        self.n = table.num_rows
+        ts = table["event_ts"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        self.ts = ts
+        self.day = table["dt"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+        new_tie = new_user.copy()
+        new_tie[1:] |= ts[1:] != ts[:-1]
+        self.new_user = new_user
+        self.user_start = _starts(new_user)  # first row of the row's user
+        self.tie_start = _starts(new_tie)  # first row of the user's events at the same instant
+        self.block_starts = np.flatnonzero(new_user)
+
+    def prefix_counts(self, mask: np.ndarray) -> np.ndarray:
+        """c[i] = number of masked rows before row i (length n + 1)."""
+        out = np.zeros(self.n + 1, np.int64)
+        np.cumsum(mask, out=out[1:])
+        return out
+
+
+def _history_lists(
+    timeline: _Timeline,
+    events: pa.StructArray,
+    behaviors: Sequence[KernelBehavior],
+    masks: Sequence[np.ndarray],
+    cuts: np.ndarray,
+    floors: np.ndarray,
+) -> pa.ListArray:
+    """Per row r: for each behavior, the last max_len of its events in [floors[r], cuts[r])."""
+    n_rows, n_behaviors = len(cuts), len(behaviors)
+    per_behavior = []
+    for behavior, mask in zip(behaviors, masks):
+        before = timeline.prefix_counts(mask)
+        positions = np.flatnonzero(mask)
+        ends = before[cuts]
+        begins = np.maximum(before[floors], ends - behavior.max_len)
+        index, offsets = ranges(begins, ends - begins)
+        values = events.take(pa.array(positions[index]))
+        per_behavior.append(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values))
+    # Interleave: row r's histories are [b0, b1, ...] at positions r * n_behaviors + j.
+    stacked = pa.concat_arrays(per_behavior) if per_behavior else pa.array([], pa.list_(events.type))
+    order = (np.arange(n_rows)[:, None] + np.arange(n_behaviors)[None, :] * n_rows).ravel()
+    lists = stacked.take(pa.array(order))
+    names = pa.array([b.name for b in behaviors] * n_rows, pa.string())
+    max_lens = pa.array([b.max_len for b in behaviors] * n_rows, pa.int32())
+    struct = pa.StructArray.from_arrays([names, max_lens, lists], names=["behavior", "max_len", "events"])
+    return pa.ListArray.from_arrays(pa.array((np.arange(n_rows + 1) * n_behaviors).astype(np.int32)), struct)
+
+
+def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], list[str]]) -> KernelOutput:
+    """Events (INPUT_COLUMNS) of whole users -> targets with histories, and user states.
+
+    `events` must hold every event a user's histories may need: all of the user's past
+    behavior events, or a state of them plus the days being built.
+    """
+    missing = [c for c in INPUT_COLUMNS if c not in events.column_names]
+    assert not missing, f"kernel input lacks columns {missing}"
+    timeline = _Timeline(events.select(list(INPUT_COLUMNS)))
+    table = timeline.table
+    behaviors = params.behaviors
+    masks = [_is_in(table["action"], b.actions) for b in behaviors]
+    in_any = np.logical_or.reduce(masks) if masks else np.zeros(timeline.n, bool)
+    any_before = timeline.prefix_counts(in_any)
+    any_positions = np.flatnonzero(in_any)
+    user_cell = table["user_cell"].combine_chunks()
+
+    # ---- targets ---------------------------------------------------------------------
+    is_new = table["is_new"].combine_chunks().to_numpy(zero_copy_only=False).astype(bool)
+    targets = np.flatnonzero(is_new & _is_in(table["action"], params.target_actions))
+    if params.location == "request":
+        located = targets[pc.is_valid(user_cell.take(pa.array(targets))).to_numpy(zero_copy_only=False)]
+        location = user_cell.take(pa.array(located))
+    elif params.location == "previous_event":
+        k = any_before[timeline.tie_start[targets]]
+        has_previous = k > any_before[timeline.user_start[targets]]
+        located = targets[has_previous]
+        location = user_cell.take(pa.array(any_positions[k[has_previous] - 1]))
+    else:
+        raise ValueError(f"location must be 'request' or 'previous_event', got {params.location!r}")
+    history_events = pa.StructArray.from_arrays(
+        [table[c].combine_chunks() for c in ("item_id", "codes", "item_cell", "event_ts", "action")],
+        names=["item_id", "codes", "cell_id", "event_ts", "action"],
+    )
+    histories = _history_lists(
+        timeline, history_events, behaviors, masks, timeline.tie_start[located], timeline.user_start[located]
+    )
+    cache: dict[str, list[str]] = {}
+    ring = []
+    for cell in location.to_pylist():
+        if cell not in cache:
+            cache[cell] = neighbours(cell)
+        ring.append(cache[cell])
+    take = pa.array(located)
+    target_table = pa.table(
+        {
+            "source": table["source"].take(take),
+            "user_id": table["user_id"].take(take),
+            "event_id": table["event_id"].take(take),
+            "request_id": table["request_id"].take(take),
+            "target_ts": table["event_ts"].take(take),
+            "target_action": table["action"].take(take),
+            "target_item_id": table["item_id"].take(take),
+            "target_codes": table["codes"].take(take),
+            "target_disambiguation": table["disambiguation"].take(take),
+            "target_sid": table["sid"].take(take),
+            "target_cell_id": table["item_cell"].take(take),
+            "target_gmv": table["gmv"].take(take),
+            "user_cell_id": location,
+            "neighbour_cell_ids": pa.array(ring, pa.list_(pa.string())),
+            "histories": histories,
+            "dt": table["dt"].take(take),
+        }
+    )
+
+    # ---- states as of the end of each state day ---------------------------------------
+    state_events = pa.StructArray.from_arrays(
+        [table[c].combine_chunks() for c in ("event_id", "item_id", "codes", "item_cell", "user_cell", "event_ts", "action")],
+        names=["event_id", "item_id", "codes", "cell_id", "user_cell_id", "event_ts", "action"],
+    )
+    state_parts = []
+    starts = timeline.block_starts
+    for day in params.state_days:
+        upto = timeline.day <= (day - EPOCH).days  # a prefix of every user's block
+        counts = np.add.reduceat(upto.astype(np.int64), starts) if len(starts) else np.zeros(0, np.int64)
+        cuts = starts + counts
+        k = any_before[cuts]
+        keep = k > any_before[starts]  # users with at least one behavior event by then
+        cuts, floors, last = cuts[keep], starts[keep], any_positions[k[keep] - 1]
+        rows = pa.array(starts[keep])
+        state_parts.append(
+            pa.table(
+                {
+                    "source": table["source"].take(rows),
+                    "user_id": table["user_id"].take(rows),
+                    "last_event_ts": table["event_ts"].take(pa.array(last)),
+                    "last_cell_id": user_cell.take(pa.array(last)),
+                    "histories": _history_lists(timeline, state_events, behaviors, masks, cuts, floors),
+                    "dt": pa.array([day] * int(keep.sum()), pa.date32()),
+                }
+            )
+        )
+    states = pa.concat_tables(state_parts) if state_parts else None
+    return KernelOutput(target_table, states, int(len(targets) - len(located)))
