@@ -1,6 +1,7 @@
 """Codebook backfill: fit a candidate version (or take a given one), publish it through
-its gates, then tokenize every day of a date range under it, one mapped task per day.
-Old versions and their SID maps stay readable.
+its gates, tokenize every day of a date range under it (one mapped task per day), then
+rebuild the range's training corpus under it from scratch and validate it. Old versions,
+their SID maps and their corpora stay readable.
 
 Wiring only: the work lives in geosid.pipeline.
 """
@@ -26,6 +27,10 @@ from airflow.sdk import Param, dag, task
         "gates": Param({}, type="object", description="Gates overrides: max_excess_conflict, min_exclusive_rate, min_code_usage"),
         "from": Param("2012-04-03", type="string", format="date"),
         "to": Param("2012-04-03", type="string", format="date"),
+        "source": Param("tsmc2014", enum=["tsmc2014", "synthetic"], description="whose corpus to rebuild"),
+        "split": Param("time", enum=["time", "user_chrono"], description="split protocol of the rebuilt corpus"),
+        "test_start": Param(None, type=["null", "string"], description="time split: first test day"),
+        "valid_start": Param(None, type=["null", "string"], description="time split: first valid day"),
         "lake": Param(None, type=["null", "string"]),
     },
     doc_md=__doc__,
@@ -67,8 +72,32 @@ def geosid_codebook_backfill():
         print(f"backfill tokenized {total} items over {len(reports)} days")
         return {"days": len(reports), "new_items": total}
 
-    version = publish(codebook())
-    summarize(tokenize_day.partial(version=version).expand(day=days()))
+    @task
+    def rebuild_corpus(tokenized: dict, version: str, params: dict | None = None) -> dict:
+        from geosid.pipeline import rebuild_corpus as rebuild
 
+        report = rebuild(
+            version, params["from"], params["to"], params["source"], test_start=params.get("test_start"),
+            valid_start=params.get("valid_start"), protocol=params["split"], lake=params.get("lake"),
+        )  # fmt: skip
+        print(f"corpus under {version}: {report['targets']} targets {report['splits']}")
+        return {"version": version, "targets": report["targets"], "versions": report["versions"]}
+
+    @task
+    def validate_corpus(rebuilt: dict, params: dict | None = None) -> dict:
+        from airflow.exceptions import AirflowFailException
+
+        from geosid.pipeline import validate_corpus_day
+
+        outcome = validate_corpus_day(params["from"], version=rebuilt["version"], last=params["to"], lake=params.get("lake"))
+        for summary in outcome.pop("summaries"):
+            print(summary)
+        if not outcome["passed"]:
+            raise AirflowFailException(f"corpus data-quality gate failed: {outcome['tables']}")
+        return outcome
+
+    version = publish(codebook())
+    tokenized = summarize(tokenize_day.partial(version=version).expand(day=days()))
+    validate_corpus(rebuild_corpus(tokenized, version))
 
 geosid_codebook_backfill()

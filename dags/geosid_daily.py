@@ -1,9 +1,12 @@
 """geosid daily run: the logical date drives everything.
 
-ingest -> validate_bronze -> geo -> embed -> assign_sids -> validate_silver
+ingest -> validate_bronze -> geo -> embed -> assign_sids -> sequences -> validate
 
 assign_sids gives the day's new items SIDs under the published codebook version (it
 skips, saying so, until a version is published: see geosid_codebook_backfill).
+sequences writes the day's corpus.cell_context and corpus.training_sequences,
+continuing yesterday's history state (a new version's first run rebuilds from the
+source's first day). validate gates on the silver, SID-map and corpus suites.
 
 Wiring only: the work lives in geosid.pipeline, imported inside the task callables so
 that parsing this file stays cheap. XCom carries dates, counts and table versions.
@@ -36,6 +39,8 @@ def _gate(outcome: dict, what: str) -> dict:
         "source": Param("tsmc2014", enum=["tsmc2014", "synthetic"], description="raw source to ingest"),
         "path": Param(None, type=["null", "string"], description="raw file or folder of drops (default: shipped NYC file)"),
         "lake": Param(None, type=["null", "string"], description="lake root (default: $GEOSID_LAKE or ./lake)"),
+        "test_start": Param(None, type=["null", "string"], description="time split: targets from this day on are test"),
+        "valid_start": Param(None, type=["null", "string"], description="time split: from this day on valid (until test)"),
     },
     doc_md=__doc__,
 )
@@ -80,12 +85,24 @@ def geosid_daily():
         return report
 
     @task
-    def validate_silver(embedded: dict, params: dict | None = None) -> dict:
-        from geosid.pipeline import validate_silver_day
+    def sequences(assigned: dict, params: dict | None = None) -> dict:
+        from geosid.pipeline import corpus_day
 
-        return _gate(validate_silver_day(embedded["dt"], lake=params.get("lake")), "silver")
+        report = corpus_day(
+            assigned["dt"], params["source"], version=assigned.get("version"), test_start=params.get("test_start"),
+            valid_start=params.get("valid_start"), lake=params.get("lake"),
+        )  # fmt: skip
+        print(report.get("skipped") or f"{report['targets']} targets {report['splits']} ({report['mode']}) under {report['version']}")
+        return report
 
-    validate_silver(assign_sids(embed(geo(validate_bronze(ingest())))))
+    @task
+    def validate(built: dict, params: dict | None = None) -> dict:
+        from geosid.pipeline import validate_corpus_day, validate_silver_day
 
+        silver = _gate(validate_silver_day(built["dt"], lake=params.get("lake")), "silver")
+        corpus = _gate(validate_corpus_day(built["dt"], version=built.get("version"), lake=params.get("lake")), "corpus")
+        return {"dt": built["dt"], "silver": silver["tables"], "corpus": corpus["tables"]}
+
+    validate(sequences(assign_sids(embed(geo(validate_bronze(ingest()))))))
 
 geosid_daily()

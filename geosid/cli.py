@@ -161,6 +161,120 @@ def _index_stage(spark, lake, day, codes=None) -> bool:
     return True
 
 
+def _corpus_split(args_split, first, last, test_start=None, valid_start=None, test_days=None, valid_days=None):
+    from geosid.jobs.corpus import SplitConfig
+
+    if args_split == "user_chrono":
+        return SplitConfig(protocol="user_chrono")
+    if test_days and not test_start:
+        test_start = last - dt_.timedelta(days=test_days - 1)
+    if valid_days and test_start and not valid_start:
+        valid_start = test_start - dt_.timedelta(days=valid_days)
+    return SplitConfig(protocol="time", test_start=test_start, valid_start=valid_start)
+
+
+def _content_digest(lake, version: str, day) -> tuple[int, str]:
+    """(rows, digest) of a day's sequences under a version: equal digests, equal content."""
+    import hashlib
+
+    from geosid.schemas import corpus
+
+    rows = lake.read(corpus.TRAINING_SEQUENCES, dt=day).filter(f"codebook_version = '{version}'").collect()
+    text = "\n".join(sorted(repr(r.asDict(recursive=True)) for r in rows))
+    return len(rows), hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _corpus_stage(settings, spark, lake, source, first, last, context_every: int, test_days: int, valid_days: int) -> bool:
+    """Cell context snapshots, cell context and sequences for every day, the corpus suites,
+    then one day re-run incrementally to show it reproduces the rebuild."""
+    from pyspark.sql import functions as F
+
+    from geosid.jobs.corpus import build_cell_context, build_day, build_range
+    from geosid.jobs.geo import GeoConfig, run_geo
+    from geosid.jobs.index import published_version, version_row
+    from geosid.jobs.quality import validate_corpus
+    from geosid.pipeline import corpus_config
+    from geosid.schemas import silver
+
+    version = published_version(lake)
+    if version is None:
+        print("no published codebook version: no training corpus")
+        return True
+    geo = GeoConfig.from_settings(settings)
+    have = {r.dt for r in lake.read(silver.GEO_CELLS).filter(F.col("cell_system") == geo.cells().name).select("dt").distinct().collect()}
+    wanted = [first + dt_.timedelta(days=k) for k in range(context_every - 1, (last - first).days, context_every)]
+    todo = [d for d in wanted if d not in have]
+    with _step(f"geo context snapshots every {context_every} days for the cell context ({len(todo)} to compute)"):
+        for day in todo:
+            run_geo(spark, lake, day, geo, with_items=False)
+    config = corpus_config(source, settings).model_copy(
+        update={"split": _corpus_split("time", first, last, test_days=test_days, valid_days=valid_days)}
+    )
+    with _step(f"corpus.cell_context {first} .. {last}"):
+        print(build_cell_context(spark, lake, first, last, config.cells()).summary())
+    split = config.split
+    with _step(f"training sequences {first} .. {last} under {version} (test from {split.test_start}, valid from {split.valid_start})"):
+        report = build_range(spark, lake, version, first, last, config)
+        print(report.summary())
+        print(f"    {report.input_events / max(report.seconds, 1e-9):,.0f} events/s")
+    print("targets per split: " + ", ".join(f"{k} {report.splits.get(k, 0):,}" for k in ("train", "valid", "test")))
+    with _step("data quality (great-expectations)"):
+        sizes = tuple(int(v) for v in version_row(lake, version)["level_sizes"])
+        results = validate_corpus(lake, (first, last), version, sizes, config.cells().name)
+    for result in results:
+        print(result.summary().splitlines()[0] if result.success else result.summary())
+    with _step(f"re-run {last} incrementally from the {last - dt_.timedelta(days=1)} history state"):
+        before = _content_digest(lake, version, last)
+        day_report = build_day(spark, lake, version, last, config)
+        after = _content_digest(lake, version, last)
+    same = "identical to the full rebuild" if before == after else "DIFFERENT from the full rebuild"
+    print(f"{day_report.summary()}\n    {after[0]:,} rows, digest {after[1]}: {same}")
+    return all(r.success for r in results) and before == after
+
+
+def cmd_corpus(args) -> int:
+    from geosid.jobs.corpus import build_cell_context, build_day, build_range, corpus_scan
+    from geosid.jobs.index import published_version, version_row
+    from geosid.jobs.quality import validate_corpus
+    from geosid.pipeline import corpus_config
+
+    with _lake(args) as (settings, spark, lake):
+        version = args.version or published_version(lake)
+        if version is None:
+            print("geosid: no published codebook version; pass --version", file=sys.stderr)
+            return 1
+        scan = corpus_scan(lake, args.source)
+        if scan is None:
+            print(f"geosid: no bronze events of {args.source}", file=sys.stderr)
+            return 1
+        first = args.date or args.from_date or scan[0]
+        last = args.date or args.to_date or scan[1]
+        config = corpus_config(args.source, settings).model_copy(
+            update={"split": _corpus_split(args.split, first, last, args.test_start, args.valid_start, args.test_days, args.valid_days)}
+        )
+        ok = True
+        if args.action in ("build", "day"):
+            with _step(f"corpus.cell_context {first} .. {last}"):
+                print(build_cell_context(spark, lake, first, last, config.cells()).summary())
+            if args.action == "build":
+                with _step(f"training sequences {first} .. {last} under {version} (from scratch)"):
+                    report = build_range(spark, lake, version, first, last, config)
+            else:
+                if first != last:
+                    print("geosid: corpus day takes one --date", file=sys.stderr)
+                    return 1
+                with _step(f"training sequences {first} under {version} (incremental)"):
+                    report = build_day(spark, lake, version, first, config)
+            print(report.summary())
+        sizes = tuple(int(v) for v in version_row(lake, version)["level_sizes"])
+        with _step("data quality (great-expectations)"):
+            results = validate_corpus(lake, (first, last), version, sizes, config.cells().name)
+        for result in results:
+            print(result.summary().splitlines()[0] if result.success else result.summary())
+            ok = ok and result.success
+    return 0 if ok else 1
+
+
 def cmd_codebook(args) -> int:
     from geosid.jobs.index import CodebookSpec, Gates, fit_candidate, publish, versions
 
@@ -346,6 +460,11 @@ def cmd_demo(args) -> int:
         # The silver stage is a daily snapshot: the demo takes it as of the data's last day.
         ok = _geo_embed_validate(settings, spark, lake, last) and ok
         ok = _index_stage(spark, lake, last) and ok
+        days = (last - first).days + 1
+        ok = _corpus_stage(
+            settings, spark, lake, source, first, last, context_every=7 if days > 14 else 1,
+            test_days=3 if days > 14 else 1, valid_days=3 if days > 14 else 1,
+        ) and ok  # fmt: skip
         print()
         _print_tables(lake)
     print(f"\nlake: {Path(settings.lake).resolve()}  (try: geosid sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\")")
@@ -413,6 +532,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="to_date", type=_date, required=True)
     p.set_defaults(func=cmd_backfill)
 
+    p = sub.add_parser("corpus", help="training corpus: build a range from scratch, one day incrementally, or validate")
+    p.add_argument("action", choices=["build", "day", "validate"])
+    p.add_argument("--source", choices=["tsmc2014", "synthetic"], default="tsmc2014")
+    p.add_argument("--version", help="codebook version (default: the published one)")
+    p.add_argument("--split", choices=["time", "user_chrono"], default="time", help="split protocol (user_chrono: build only)")
+    p.add_argument("--test-start", type=_date, help="time split: first test day")
+    p.add_argument("--valid-start", type=_date, help="time split: first valid day")
+    p.add_argument("--test-days", type=int, help="time split: the range's last N days are test")
+    p.add_argument("--valid-days", type=int, help="time split: the N days before the test days are valid")
+    add_range(p)
+    p.set_defaults(func=cmd_corpus)
+
     p = sub.add_parser("synth", help="write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)
     p.add_argument("--days", type=int, default=7)
@@ -444,12 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     args = build_parser().parse_args(argv)
+    from geosid.jobs.corpus import MissingStateError
     from geosid.jobs.index import GateError, ImmutableVersionError
     from geosid.jobs.lake import SchemaMismatchError
 
     try:
         return args.func(args)
-    except (GateError, ImmutableVersionError, SchemaMismatchError) as exc:
+    except (GateError, ImmutableVersionError, SchemaMismatchError, MissingStateError) as exc:
         # Refusals the user acts on: say why, no traceback.
         print(f"geosid: {exc}", file=sys.stderr)
         return 1

@@ -132,3 +132,87 @@ def days_between(first: str | dt_.date, last: str | dt_.date) -> list[str]:
 
     start, end = date_bounds((first, last))
     return [(start + dt_.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def corpus_config(source: str, settings: Settings, test_start=None, valid_start=None, protocol: str = "time"):
+    """The source's corpus shape with the lake's cell system and the given split."""
+    from geosid.jobs.corpus import CorpusConfig, SplitConfig
+
+    split = SplitConfig(protocol=protocol, test_start=test_start or None, valid_start=valid_start or None)
+    return CorpusConfig.for_source(
+        source,
+        cell_system=settings.cell_system,
+        precision=settings.geohash_precision,
+        resolution=settings.h3_resolution,
+        split=split,
+    )
+
+
+def corpus_day(
+    logical_date: str | dt_.date,
+    source: str,
+    version: str | None = None,
+    test_start: str | None = None,
+    valid_start: str | None = None,
+    lake: str | None = None,
+) -> dict:
+    """corpus.cell_context and the day's training sequences under `version` (default: the
+    published one), continuing yesterday's history state. With no state yet (a new
+    version, or the first run), the corpus is rebuilt from the first day of the source."""
+    from geosid.jobs.corpus import MissingStateError, build_cell_context, build_day, build_range, corpus_scan
+    from geosid.jobs.index import published_version
+    from geosid.jobs.lake import as_date
+
+    day = as_date(logical_date)
+    with _lake(lake) as (settings, spark, lake_):
+        version = version or published_version(lake_)
+        if version is None:
+            return {"dt": day.isoformat(), "version": None, "skipped": "no published codebook version"}
+        config = corpus_config(source, settings, test_start, valid_start)
+        context = build_cell_context(spark, lake_, day, day, config.cells())
+        try:
+            report = build_day(spark, lake_, version, day, config)
+        except MissingStateError:
+            first = corpus_scan(lake_, source)[0]
+            report = build_range(spark, lake_, version, first, day, config)
+    return {"dt": day.isoformat(), "context_rows": context.rows, **report.to_dict()}
+
+
+def rebuild_corpus(
+    version: str,
+    first: str | dt_.date,
+    last: str | dt_.date,
+    source: str,
+    test_start: str | None = None,
+    valid_start: str | None = None,
+    protocol: str = "time",
+    lake: str | None = None,
+) -> dict:
+    """Rebuild corpus.cell_context and the sequences of [first, last] under `version`
+    from scratch (the backfill path), with the history state as of `last`."""
+    from geosid.jobs.corpus import build_cell_context, build_range
+
+    with _lake(lake) as (settings, spark, lake_):
+        config = corpus_config(source, settings, test_start, valid_start, protocol)
+        context = build_cell_context(spark, lake_, first, last, config.cells())
+        report = build_range(spark, lake_, version, first, last, config)
+    return {"context_rows": context.rows, **report.to_dict()}
+
+
+def validate_corpus_day(
+    logical_date: str | dt_.date, version: str | None = None, last: str | dt_.date | None = None, lake: str | None = None
+) -> dict:
+    """The corpus suites of a day (or of [logical_date, last]) under `version`."""
+    from geosid.jobs.index import published_version, version_row
+    from geosid.jobs.lake import as_date
+    from geosid.jobs.quality import validate_corpus
+
+    day = as_date(logical_date)
+    with _lake(lake) as (settings, _spark, lake_):
+        version = version or published_version(lake_)
+        if version is None:
+            return {"dt": day.isoformat(), "passed": True, "tables": {}, "summaries": ["no published version: no corpus"]}
+        sizes = tuple(int(s) for s in version_row(lake_, version)["level_sizes"])
+        cells = corpus_config("tsmc2014", settings).cells().name
+        span = (day, as_date(last)) if last else day
+        return _gate_outcome(day, validate_corpus(lake_, span, version, sizes, cells))

@@ -46,8 +46,10 @@ def test_dagbag_imports_without_errors(tmp_path):
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
     assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily"]
-    assert info["tasks"] == ["assign_sids", "embed", "geo", "ingest", "validate_bronze", "validate_silver"]
-    assert info["backfill_tasks"] == ["codebook", "days", "publish", "summarize", "tokenize_day"]
+    assert info["tasks"] == ["assign_sids", "embed", "geo", "ingest", "sequences", "validate", "validate_bronze"]
+    assert info["backfill_tasks"] == [
+        "codebook", "days", "publish", "rebuild_corpus", "summarize", "tokenize_day", "validate_corpus",
+    ]  # fmt: skip
     assert info["schedule"] == "@daily"
 
 
@@ -105,3 +107,22 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     sid_map = DeltaTable(str(lake / "index" / "sid_map")).to_pyarrow_table()
     assert sid_map.num_rows == item_geo.num_rows
     assert len(set(sid_map.column("sid").to_pylist())) == sid_map.num_rows
+
+    # the backfill rebuilt that day's corpus under the version and validated it
+    sequences = DeltaTable(str(lake / "corpus" / "training_sequences")).to_pyarrow_table()
+    assert set(sequences.column("dt").to_pylist()) == {day} and sequences.num_rows > 100
+    assert set(sequences.column("codebook_version").to_pylist()) == {versions[0]["version"]}
+    assert (lake / "_quality" / "corpus.training_sequences" / f"dt={day}" / "result.json").exists()
+
+    # the next day's daily run continues the corpus from the backfill's history state
+    next_day = day + dt.timedelta(days=1)
+    run = subprocess.run(
+        [str(AIRFLOW), "dags", "test", "geosid_daily", next_day.isoformat(), "-c", json.dumps({"lake": str(lake)})],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0 and "state=success" in log, log[-5000:]
+    assert "(day) under" in log, log[-5000:]  # incremental, not a rebuild
+    sequences = DeltaTable(str(lake / "corpus" / "training_sequences")).to_pyarrow_table()
+    assert set(sequences.column("dt").to_pylist()) == {day, next_day}
+    assert (lake / "_quality" / "corpus.training_sequences" / f"dt={next_day}" / "result.json").exists()

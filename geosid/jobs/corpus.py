@@ -487,8 +487,10 @@ def build_cell_context(spark, lake: Lake, first, last, cells: CellSystem) -> Cel
         else:
             missing.append(day)
         day += dt_.timedelta(days=1)
-    mapping = spark.createDataFrame(pairs, "dt date, context_dt date")
-    rows = cell_context_rows(geo, mapping)
+    if pairs:
+        rows = cell_context_rows(geo, spark.createDataFrame(pairs, "dt date, context_dt date"))
+    else:  # still replace the days: a re-run after a snapshot was removed must not keep stale rows
+        rows = spark.createDataFrame([], corpus.CELL_CONTEXT.schema)
     where = f"cell_system = '{cells.name}'"
     version = lake.write(rows, corpus.CELL_CONTEXT, dt=(first, last), where=where)
     n = lake.read(corpus.CELL_CONTEXT, dt=(first, last)).filter(where).count()

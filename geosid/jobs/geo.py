@@ -279,8 +279,13 @@ class GeoReport:
         return f"geo context {self.dt}: {self.cells:,} cells, {self.items:,} items in {self.seconds:.1f}s"
 
 
-def run_geo(spark, lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig()) -> GeoReport:
-    """Compute and write silver.geo_cells and silver.item_geo for one logical date."""
+def run_geo(
+    spark, lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), with_items: bool = True
+) -> GeoReport:
+    """Compute and write silver.geo_cells and (with_items) silver.item_geo for one logical date.
+
+    A context-only snapshot (with_items=False) is what corpus.cell_context needs on days
+    that are not embedded."""
     started = time.perf_counter()
     as_of = as_date(as_of)
     cells = config.cells()
@@ -299,10 +304,13 @@ def run_geo(spark, lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoCon
         where = f"cell_system = '{cells.name}'"
         versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=as_of, where=where)}
         written_cells = lake.read(silver.GEO_CELLS, dt=as_of).filter(F.col("cell_system") == cells.name)
-        items_df = item_geo(items, written_cells, cells, as_of)
-        versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=as_of, where=where)
+        if with_items:
+            items_df = item_geo(items, written_cells, cells, as_of)
+            versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=as_of, where=where)
     finally:
         lake.drop_checkpoints(run)
     n_cells = written_cells.count()
-    n_items = lake.read(silver.ITEM_GEO, dt=as_of).filter(F.col("cell_system") == cells.name).count()
+    n_items = (
+        lake.read(silver.ITEM_GEO, dt=as_of).filter(F.col("cell_system") == cells.name).count() if with_items else 0
+    )
     return GeoReport(as_of, n_cells, n_items, time.perf_counter() - started, versions)

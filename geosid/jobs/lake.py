@@ -341,6 +341,8 @@ class Lake:
         """
         folder = self.root / "_work" / "checkpoints" / name
         df.write.mode("overwrite").parquet(str(folder))
+        if not any(folder.rglob("*.parquet")):  # no rows, no files: keep the schema anyway
+            return self._require_spark().createDataFrame([], df.schema)
         return self._require_spark().read.parquet(str(folder))
 
     def drop_checkpoints(self, prefix: str) -> None:

@@ -1,0 +1,1 @@
+"""Downstream of the corpus: snapshot readers, the OneLoc model and its training jobs."""

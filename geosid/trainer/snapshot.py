@@ -1,0 +1,217 @@
+"""Pinned corpus snapshots for trainers: read the corpus at fixed Delta table versions
+(or as of a time) as pyarrow batches or a torch IterableDataset, and record what was read.
+
+No engine is needed: delta-rs resolves the snapshot and pyarrow reads its files, so a
+training job reads exactly the files of the versions in its manifest, however the lake
+moves on afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from geosid.schemas import REGISTRY, corpus
+
+SEQUENCES = corpus.TRAINING_SEQUENCES.name
+CELL_CONTEXT = corpus.CELL_CONTEXT.name
+DEFAULT_TABLES = (SEQUENCES, CELL_CONTEXT)
+
+
+def _delta(path: str, version: int | None = None, as_of: dt_.datetime | None = None):
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path)
+    if version is not None:
+        table.load_as_version(int(version))
+    elif as_of is not None:
+        table.load_as_version(as_of if as_of.tzinfo else as_of.replace(tzinfo=dt_.timezone.utc))
+    return table
+
+
+@dataclass(frozen=True)
+class _PinnedFiles:
+    """The data files of one table version and their partition values: plain pyarrow
+    from here on (delta-rs's runtime must not be used in forked DataLoader workers)."""
+
+    uri: str
+    paths: tuple[str, ...]
+    partitions: tuple[dict, ...]
+    schema: pa.Schema
+
+    def dataset(self) -> pads.Dataset:
+        filesystem, root = pafs.FileSystem.from_uri(self.uri)
+        expressions = []
+        for values in self.partitions:
+            expression = pc.scalar(True)
+            for column, value in values.items():
+                typed = pa.scalar(value, self.schema.field(column).type)
+                expression = expression & (pc.field(column) == typed if value is not None else pc.field(column).is_null())
+            expressions.append(expression)
+        return pads.FileSystemDataset.from_paths(
+            [f"{root}/{p}" for p in self.paths], schema=self.schema, format=pads.ParquetFileFormat(),
+            filesystem=filesystem, partitions=expressions,
+        )  # fmt: skip
+
+
+def _pinned_files(handle) -> _PinnedFiles:
+    actions = pa.table(handle.get_add_actions(flatten=True))
+    partition_columns = [c for c in actions.column_names if c.startswith("partition.")]
+    rows = actions.select(["path", *partition_columns]).to_pylist()
+    return _PinnedFiles(
+        uri=handle.table_uri,
+        paths=tuple(unquote(r["path"]) for r in rows),
+        partitions=tuple({c.removeprefix("partition."): r[c] for c in partition_columns} for r in rows),
+        schema=handle.to_pyarrow_dataset().schema,
+    )
+
+
+@dataclass
+class CorpusSnapshot:
+    """The corpus of one codebook version at pinned table versions, with row filters."""
+
+    lake: Path
+    codebook_version: str
+    versions: dict[str, int]
+    splits: tuple[str, ...] | None = None
+    source: str | None = None
+    first: dt_.date | None = None
+    last: dt_.date | None = None
+    _tables: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        lake: str | Path,
+        codebook_version: str | None = None,
+        versions: dict[str, int] | None = None,
+        as_of: dt_.datetime | None = None,
+        splits: Sequence[str] | None = None,
+        source: str | None = None,
+        first: dt_.date | None = None,
+        last: dt_.date | None = None,
+        tables: Sequence[str] = DEFAULT_TABLES,
+    ) -> "CorpusSnapshot":
+        """Pin `tables`: at `versions[name]` when given, else as of `as_of`, else the latest.
+
+        codebook_version defaults to the only one in the sequences snapshot (an error
+        lists them when there are several).
+        """
+        lake = Path(lake).resolve()
+        versions = dict(versions or {})
+        pinned, files = {}, {}
+        for name in tables:
+            path = str(lake / REGISTRY.get(name).relative_path)
+            handle = _delta(path, versions.get(name), None if name in versions else as_of)
+            pinned[name], files[name] = handle.version(), _pinned_files(handle)
+        snapshot = cls(lake, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files)
+        if not codebook_version:
+            present = sorted(set(pc.unique(snapshot._dataset(SEQUENCES).to_table(columns=["codebook_version"])["codebook_version"]).to_pylist()))
+            if len(present) != 1:
+                raise ValueError(f"pass codebook_version: the snapshot holds {present or 'none'}")
+            snapshot.codebook_version = present[0]
+        return snapshot
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def _dataset(self, name: str) -> pads.Dataset:
+        return self._tables[name].dataset()
+
+    def _filter(self, name: str) -> pads.Expression | None:
+        conditions = []
+        names = REGISTRY.get(name).columns
+        if "codebook_version" in names and self.codebook_version:
+            conditions.append(pc.field("codebook_version") == self.codebook_version)
+        if self.splits and "split" in names:
+            conditions.append(pc.field("split").isin(list(self.splits)))
+        if self.source and "source" in names:
+            conditions.append(pc.field("source") == self.source)
+        if self.first:
+            conditions.append(pc.field("dt") >= pa.scalar(self.first, pa.date32()))
+        if self.last:
+            conditions.append(pc.field("dt") <= pa.scalar(self.last, pa.date32()))
+        out = None
+        for condition in conditions:
+            out = condition if out is None else out & condition
+        return out
+
+    def batches(self, table: str = SEQUENCES, columns: Sequence[str] | None = None, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
+        """The snapshot's rows of `table` as record batches (file order, deterministic)."""
+        scanner = self._dataset(table).scanner(columns=list(columns) if columns else None, filter=self._filter(table), batch_size=batch_size)
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield batch
+
+    def to_table(self, table: str = SEQUENCES, columns: Sequence[str] | None = None) -> pa.Table:
+        return self._dataset(table).to_table(columns=list(columns) if columns else None, filter=self._filter(table))
+
+    def count(self, table: str = SEQUENCES) -> int:
+        return self._dataset(table).count_rows(filter=self._filter(table))
+
+    def fragments(self, table: str = SEQUENCES) -> list:
+        return sorted(self._dataset(table).get_fragments(filter=self._filter(table)), key=lambda f: f.path)
+
+    def manifest(self) -> dict:
+        """What a checkpoint records: the lake, every table's pinned version, the filters."""
+        return {
+            "lake": str(self.lake),
+            "codebook_version": self.codebook_version,
+            "table_versions": dict(self.versions),
+            "splits": list(self.splits) if self.splits else None,
+            "source": self.source,
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+        }
+
+    def torch_dataset(
+        self,
+        transform: Callable[[dict], object] | None = None,
+        columns: Sequence[str] | None = None,
+        table: str = SEQUENCES,
+        batch_size: int = 1024,
+    ) -> "SnapshotIterableDataset":
+        return SnapshotIterableDataset(self, table, transform, columns, batch_size)
+
+
+def _torch_iterable():
+    import torch.utils.data
+
+    return torch.utils.data.IterableDataset
+
+
+class SnapshotIterableDataset(_torch_iterable()):  # type: ignore[misc]
+    """Rows of a pinned snapshot as a torch IterableDataset.
+
+    Files are dealt round-robin to DataLoader workers, so every row is read once per
+    epoch whatever the number of workers. Each row is a dict (after `transform` if one
+    is given). `manifest` records the table versions read.
+    """
+
+    def __init__(self, snapshot: CorpusSnapshot, table: str, transform, columns, batch_size: int):
+        super().__init__()
+        self.snapshot, self.table, self.transform = snapshot, table, transform
+        self.columns, self.batch_size = list(columns) if columns else None, batch_size
+        self.manifest = snapshot.manifest()
+
+    def __iter__(self):
+        import torch.utils.data
+
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        condition = self.snapshot._filter(self.table)
+        schema = self.snapshot._dataset(self.table).schema  # carries the partition columns
+        for k, fragment in enumerate(self.snapshot.fragments(self.table)):
+            if k % workers != worker:
+                continue
+            batches = fragment.to_batches(schema=schema, columns=self.columns, filter=condition, batch_size=self.batch_size)
+            for batch in batches:
+                for row in batch.to_pylist():
+                    yield self.transform(row) if self.transform else row

@@ -1,0 +1,276 @@
+"""Training corpus on hand-made timelines: no leakage, histories across days, the
+real-time cell, incremental == from scratch, idempotent re-runs, splits, cell context,
+data quality."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
+
+from geosid.geo import GeohashCells
+from geosid.jobs.corpus import (
+    BehaviorConfig,
+    CorpusConfig,
+    MissingStateError,
+    SplitConfig,
+    build_cell_context,
+    build_day,
+    build_range,
+)
+from geosid.jobs.geo import GeoConfig, run_geo
+from geosid.jobs.lake import Lake
+from geosid.jobs.quality import validate_corpus
+from geosid.schemas import bronze, corpus, index
+
+V = "cb-test"
+SIZES = (8, 8, 8)
+CELLS = GeohashCells(6)
+D0 = dt.date(2024, 5, 1)
+D1, D2, D3 = (D0 + dt.timedelta(days=k) for k in (1, 2, 3))
+A = (40.7500, -73.9800)
+B = (40.7800, -73.9500)
+C = (40.7000, -74.0100)
+ITEMS = {"i1": A, "i2": B, "i3": C, "i4": A}  # i9 has no SID
+
+
+def _nullable(schema):
+    return StructType([StructField(f.name, f.dataType, True) for f in schema.fields])
+
+
+def ts(day, hh, mm=0):
+    return dt.datetime.combine(day, dt.time(hh, mm))
+
+
+def event(eid, source, user, item, action, when, where, gmv=None):
+    return (eid, source, user, item, action, when, None, where[0], where[1], f"r-{eid}", gmv, "f", 1, when.date())
+
+
+def write_events(spark, lake, rows):
+    days = (min(r[5].date() for r in rows), max(r[5].date() for r in rows))
+    lake.write(spark.createDataFrame(rows, _nullable(bronze.EVENTS.schema)), bronze.EVENTS, dt=days)
+
+
+def write_sid_map(spark, lake, items=ITEMS, sources=("synthetic", "tsmc2014")):
+    rows = []
+    for source in sources:
+        for k, (item, (lat, lon)) in enumerate(sorted(items.items())):
+            codes = [k % 8, (3 * k) % 8, (5 * k + 1) % 8]
+            rows.append((V, source, item, codes, 0, "-".join(map(str, codes)) + "-0", ts(D0, 0), lat, lon, D0))
+    lake.write(spark.createDataFrame(rows, _nullable(index.SID_MAP.schema)), index.SID_MAP)
+
+
+LOCAL = CorpusConfig.for_source(
+    "synthetic",
+    behaviors=(
+        BehaviorConfig(name="watch", actions=("watch",), max_len=5),
+        BehaviorConfig(name="click", actions=("click",), max_len=2),
+        BehaviorConfig(name="pay", actions=("pay",), max_len=2),
+    ),
+)
+CHECKINS = CorpusConfig.for_source("tsmc2014")
+
+
+@pytest.fixture
+def local_life(spark, lake):
+    write_events(
+        spark,
+        lake,
+        [
+            event("e01", "synthetic", "u1", "i1", "watch", ts(D0, 10, 0), A),
+            event("e02", "synthetic", "u1", "i1", "click", ts(D0, 10, 1), A),
+            event("e03", "synthetic", "u1", "i1", "pay", ts(D0, 10, 5), A, gmv=12.0),
+            event("e04", "synthetic", "u1", "i2", "watch", ts(D0, 10, 5), A),  # same instant as the pay
+            event("e05", "synthetic", "u1", "i3", "watch", ts(D1, 9, 0), B),
+            event("e06", "synthetic", "u1", "i3", "pay", ts(D1, 9, 30), B, gmv=30.0),
+            event("e07", "synthetic", "u1", "i9", "pay", ts(D1, 9, 40), B),  # no SID
+            event("e08", "synthetic", "u2", "i2", "watch", ts(D1, 8, 0), C),
+            event("e09", "synthetic", "u2", "i2", "pay", ts(D2, 8, 0), C),
+        ],
+    )
+    write_sid_map(spark, lake)
+    return lake
+
+
+def rows_by_event(lake, where="true"):
+    return {r.event_id: r for r in lake.read(corpus.TRAINING_SEQUENCES).filter(where).collect()}
+
+
+def history(row, behavior):
+    return [e.item_id for h in row.histories if h.behavior == behavior for e in h.events]
+
+
+def test_local_life_targets_histories_and_request_cells(spark, local_life):
+    report = build_range(spark, local_life, V, D0, D2, LOCAL)
+    assert (report.targets, report.events_without_sid, report.targets_without_location) == (3, 1, 0)
+    rows = rows_by_event(local_life)
+    assert set(rows) == {"e03", "e06", "e09"}
+
+    first = rows["e03"]  # the watch of i2 at the pay's very instant is not history
+    assert (history(first, "watch"), history(first, "click"), history(first, "pay")) == (["i1"], ["i1"], [])
+    assert first.user_cell_id == CELLS.cell_of(*A) and first.neighbour_cell_ids == CELLS.neighbours(CELLS.cell_of(*A))
+    assert (first.target_cell_id, first.target_gmv, first.dt) == (CELLS.cell_of(*A), 12.0, D0)
+    assert first.target_codes == [0, 0, 1] and first.target_sid == "0-0-1-0"
+
+    across = rows["e06"]  # a history that crosses the day boundary
+    assert (history(across, "watch"), history(across, "click"), history(across, "pay")) == (["i1", "i2", "i3"], ["i1"], ["i1"])
+    assert across.user_cell_id == CELLS.cell_of(*B)  # the request's own location
+    assert [h.max_len for h in across.histories] == [5, 2, 2]
+    assert all(e.event_ts < across.target_ts for h in across.histories for e in h.events)
+    assert rows["e09"].user_cell_id == CELLS.cell_of(*C) and history(rows["e09"], "watch") == ["i2"]
+
+
+def test_checkins_use_the_previous_checkin_location_never_the_target(spark, lake):
+    write_events(
+        spark,
+        lake,
+        [
+            event("c1", "tsmc2014", "u3", "i1", "checkin", ts(D0, 9), A),
+            event("c2", "tsmc2014", "u3", "i2", "checkin", ts(D0, 18), B),
+            event("c3", "tsmc2014", "u3", "i3", "checkin", ts(D1, 9), C),
+        ],
+    )
+    write_sid_map(spark, lake)
+    report = build_range(spark, lake, V, D0, D1, CHECKINS)
+    rows = rows_by_event(lake)
+    assert report.targets_without_location == 1 and set(rows) == {"c2", "c3"}  # the first has no prior location
+    assert rows["c2"].user_cell_id == CELLS.cell_of(*A) and rows["c2"].target_cell_id == CELLS.cell_of(*B)
+    assert rows["c3"].user_cell_id == CELLS.cell_of(*B) and history(rows["c3"], "checkin") == ["i1", "i2"]
+
+
+def random_timeline(seed=3, users=7, n=240, days=4):
+    rng = np.random.default_rng(seed)
+    places = [A, B, C]
+    out = []
+    for k in range(n):
+        day = D0 + dt.timedelta(days=int(rng.integers(0, days)))
+        when = ts(day, int(rng.integers(8, 12)), int(rng.integers(0, 4)))  # many ties
+        action = str(rng.choice(["watch", "watch", "watch", "click", "pay"]))
+        item = str(rng.choice(["i1", "i2", "i3", "i4", "i9"]))
+        out.append(event(f"e{k:04d}", "synthetic", f"u{int(rng.integers(0, users))}", item, action, when, places[int(rng.integers(0, 3))]))
+    return out
+
+
+def content(lake, table, dt_range):
+    return sorted(repr(r.asDict(recursive=True)) for r in lake.read(table, dt=dt_range).filter(f"codebook_version = '{V}'").collect())
+
+
+def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, lake, tmp_path):
+    events = random_timeline()
+    config = LOCAL.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
+    daily = lake
+    write_events(spark, daily, events)
+    write_sid_map(spark, daily)
+    build_range(spark, daily, V, D0, D0, config)
+    for day in (D1, D2, D3):
+        build_day(spark, daily, V, day, config)
+    full = Lake(tmp_path / "full", spark)
+    write_events(spark, full, events)
+    write_sid_map(spark, full)
+    report = build_range(spark, full, V, D0, D3, config)
+
+    sequences = content(daily, corpus.TRAINING_SEQUENCES, (D0, D3))
+    assert len(sequences) == report.targets > 20
+    assert sequences == content(full, corpus.TRAINING_SEQUENCES, (D0, D3))
+    assert content(daily, corpus.USER_HISTORY_STATE, D3) == content(full, corpus.USER_HISTORY_STATE, D3)
+    assert report.splits["test"] and report.splits["valid"] and report.splits["train"]
+
+    again = build_day(spark, daily, V, D3, config)  # re-running a day: same content
+    assert content(daily, corpus.TRAINING_SEQUENCES, (D0, D3)) == sequences
+    assert again.targets == len(content(daily, corpus.TRAINING_SEQUENCES, D3))
+    # Only the retained states stay (2 days): D2 and D3.
+    states = daily.read(corpus.USER_HISTORY_STATE).select("dt").distinct().collect()
+    assert sorted(r.dt for r in states) == [D2, D3]
+
+
+def test_a_day_without_the_previous_state_is_refused(spark, local_life):
+    with pytest.raises(MissingStateError, match="rebuild"):
+        build_day(spark, local_life, V, D2, LOCAL)
+    build_day(spark, local_life, V, D0, LOCAL)  # nothing before D0: no state needed
+    assert set(rows_by_event(local_life)) == {"e03"}
+
+
+def test_user_chronological_split(spark, lake):
+    events = [event(f"c{k:02d}", "tsmc2014", "u1", "i1", "checkin", ts(D0, 8) + dt.timedelta(minutes=10 * k), A) for k in range(11)]
+    write_events(spark, lake, events)
+    write_sid_map(spark, lake)
+    config = CHECKINS.model_copy(update={"split": SplitConfig(protocol="user_chrono")})
+    report = build_range(spark, lake, V, D0, D0, config)
+    rows = sorted(rows_by_event(lake).values(), key=lambda r: r.target_ts)
+    assert [r.split for r in rows] == ["train"] * 8 + ["valid"] + ["test"]  # 10 targets: the first check-in has no location
+    assert report.splits == {"train": 8, "valid": 1, "test": 1}
+    with pytest.raises(ValueError, match="user_chrono"):
+        build_day(spark, lake, V, D1, config)
+
+
+def test_config_rejects_unknown_keys_and_actions():
+    with pytest.raises(ValueError):
+        CorpusConfig.for_source("synthetic", target_action=("pay",))
+    with pytest.raises(ValueError, match="unknown actions"):
+        CorpusConfig.for_source("synthetic", target_actions=("buy",))
+    with pytest.raises(ValueError):
+        SplitConfig(valid_start=D3, test_start=D1)
+
+
+def test_cell_context_comes_from_the_latest_earlier_snapshot(spark, lake):
+    from tests.test_geo import A as CITY_A, D as CITY_D, write_city
+
+    write_city(spark, lake)
+    for day in (CITY_D, CITY_D + dt.timedelta(days=1)):
+        run_geo(spark, lake, day, GeoConfig(window_days=28))
+    report = build_cell_context(spark, lake, CITY_D, CITY_D + dt.timedelta(days=2), CELLS)
+    assert report.days_without_context == [CITY_D]  # no snapshot strictly before it
+    rows = {(r.cell_id, r.dt): r for r in lake.read(corpus.CELL_CONTEXT).collect()}
+    a = rows[(CITY_A, CITY_D + dt.timedelta(days=1))]
+    assert a.context_dt == CITY_D and a.n_items == 3
+    assert len(a.features) == len(corpus.CELL_FEATURES)
+    assert a.features[0] == pytest.approx(np.log1p(3)) and a.features[corpus.CELL_FEATURES.index("has_price")] == 1.0
+    assert rows[(CITY_A, CITY_D + dt.timedelta(days=2))].context_dt == CITY_D + dt.timedelta(days=1)
+
+
+def test_corpus_quality_suites_pass_and_catch_leakage(spark, local_life):
+    build_range(spark, local_life, V, D0, D2, LOCAL)
+    results = validate_corpus(local_life, (D0, D2), V, SIZES, CELLS.name)
+    assert all(r.success for r in results[:2]), [r.summary() for r in results]
+
+    leaky = local_life.read(corpus.TRAINING_SEQUENCES, dt=D1).withColumn(
+        "target_ts", F.expr("CASE WHEN size(histories[0].events) > 0 THEN element_at(histories[0].events, -1).event_ts ELSE target_ts END")
+    )
+    local_life.write(leaky, corpus.TRAINING_SEQUENCES, dt=D1, where=f"codebook_version = '{V}'")
+    sequences = validate_corpus(local_life, (D0, D2), V, SIZES, CELLS.name)[0]
+    failed = {c["check"].split("(")[1].split(")")[0] for c in sequences.failed}
+    assert "history_before_target" in failed
+
+    small = validate_corpus(local_life, (D0, D2), V, (2, 8, 8), CELLS.name)[0]  # codes beyond a level's size
+    assert "target_codes_in_codebook" in {c["check"].split("(")[1].split(")")[0] for c in small.failed}
+
+
+def test_snapshot_reader_pins_versions(spark, local_life):
+    import torch.utils.data
+
+    from geosid.trainer.snapshot import CorpusSnapshot
+
+    build_range(spark, local_life, V, D0, D2, LOCAL)
+    snapshot = CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,))
+    assert snapshot.codebook_version == V and snapshot.count() == 3
+    pinned = snapshot.manifest()["table_versions"]["corpus.training_sequences"]
+    assert pinned == local_life.version(corpus.TRAINING_SEQUENCES)
+
+    # The lake moves on (one more target on D2); the pinned snapshot does not.
+    day2 = [event("e09", "synthetic", "u2", "i2", "pay", ts(D2, 8, 0), C), event("e10", "synthetic", "u2", "i4", "pay", ts(D2, 9), C)]
+    write_events(spark, local_life, day2)
+    build_day(spark, local_life, V, D2, LOCAL.model_copy(update={"state_retention_days": 3}))
+    assert CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,)).count() == 4
+    latest = CorpusSnapshot.open(local_life.root, as_of=dt.datetime.now(dt.timezone.utc), tables=(corpus.TRAINING_SEQUENCES.name,))
+    assert latest.count() == 4
+    again = CorpusSnapshot.open(local_life.root, versions={corpus.TRAINING_SEQUENCES.name: pinned}, tables=(corpus.TRAINING_SEQUENCES.name,))
+    assert again.count() == 3
+    assert sorted(r["event_id"] for b in again.batches(columns=["event_id"]) for r in b.to_pylist()) == ["e03", "e06", "e09"]
+
+    dataset = snapshot.torch_dataset(transform=lambda row: (row["event_id"], str(row["dt"]), len(row["histories"])))
+    seen = sorted(x for batch in torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2) for x in [batch])
+    assert [s[0] for s in seen] == ["e03", "e06", "e09"] and {s[2] for s in seen} == {3}
+    assert dataset.manifest["table_versions"] == {"corpus.training_sequences": pinned}
+    tests_split = CorpusSnapshot.open(local_life.root, splits=["test"], tables=(corpus.TRAINING_SEQUENCES.name,))
+    assert tests_split.count() == 0  # no test_start configured: every row is train
