@@ -28,6 +28,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest_throughput.py
 	$(VENV)/bin/python bench/embed_throughput.py
+	$(VENV)/bin/python bench/sequences_throughput.py
 
 clean:
 	rm -rf lake .airflow
