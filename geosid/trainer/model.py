@@ -1,0 +1,233 @@
+"""The OneLoc model: a geo-aware encoder over multi-behavior histories and a decoder that
+emits an item's SID token by token after a neighbour-aware prompt.
+
+Shapes: b batch, H history slots, d model width, e location width, F cell features,
+R neighbours, T SID tokens (levels + disambiguation digit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SIZES = {
+    "tiny": dict(d_model=64, n_heads=4, enc_layers=2, dec_layers=2, d_ff=256, d_loc=32),
+    "small": dict(d_model=256, n_heads=4, enc_layers=2, dec_layers=2, d_ff=1024, d_loc=64),
+    "paper": dict(d_model=1024, n_heads=8, enc_layers=4, dec_layers=4, d_ff=4096, d_loc=128),
+}
+
+
+@dataclass
+class OneLocConfig:
+    token_sizes: tuple[int, ...]  # vocabulary per SID position
+    n_cells: int  # cell vocabulary (index 0: unknown)
+    n_behaviors: int
+    n_features: int = 11
+    d_model: int = 64
+    n_heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 2
+    d_ff: int = 256
+    d_loc: int = 32
+    dropout: float = 0.0
+    # ablations of the paper
+    location_scores: bool = True  # add E_lc E_lc^T to the encoder's attention scores
+    location_gate: bool = True  # scale attention outputs by 2 * sigmoid(MLP(user ctx, E_lc))
+    prompt: str = "neighbor"  # neighbor | pointwise | mlp
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        assert self.d_model % self.n_heads == 0, f"d_model {self.d_model} not divisible by n_heads {self.n_heads}"
+        assert self.prompt in ("neighbor", "pointwise", "mlp"), f"unknown prompt {self.prompt!r}"
+
+    @classmethod
+    def sized(cls, size: str, **kwargs) -> "OneLocConfig":
+        return cls(**{**SIZES[size], **kwargs})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def feed_forward(d: int, d_ff: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+
+
+class GeoSelfAttention(nn.Module):
+    """scores = (Z Wq)(Z Wk)^T / sqrt(d_head) + E_lc E_lc^T / sqrt(e); output row i is
+    scaled by g_i = 2 * sigmoid(MLP(concat(user ctx, E_lc[i])))."""
+
+    def __init__(self, cfg: OneLocConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.gate = nn.Sequential(nn.Linear(2 * cfg.d_loc, cfg.d_loc), nn.GELU(), nn.Linear(cfg.d_loc, 1))
+
+    def forward(self, z, e_lc, valid, user_lc):
+        """z [b, H, d], e_lc [b, H, e], valid [b, H] bool, user_lc [b, e] -> ([b, H, d], gate [b, H, 1])."""
+        b, h, d = z.shape
+        nh = self.cfg.n_heads
+        q, k, v = self.qkv(z).view(b, h, 3, nh, d // nh).permute(2, 0, 3, 1, 4)  # each [b, nh, H, dh]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // nh)  # [b, nh, H, H]
+        if self.cfg.location_scores:
+            scores = scores + (e_lc @ e_lc.transpose(-1, -2) / math.sqrt(e_lc.shape[-1]))[:, None]
+        eye = torch.eye(h, dtype=torch.bool, device=z.device)
+        allowed = valid[:, None, None, :] | eye  # a padding row attends to itself: no NaN
+        attn = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        out = self.out((attn @ v).transpose(1, 2).reshape(b, h, d))
+        gate = torch.ones(b, h, 1, device=z.device, dtype=out.dtype)
+        if self.cfg.location_gate:
+            gate = 2 * torch.sigmoid(self.gate(torch.cat([user_lc[:, None].expand(-1, h, -1), e_lc], -1)))
+            out = out * gate
+        return out, gate
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, cfg: OneLocConfig):
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(cfg.d_model), RMSNorm(cfg.d_model)
+        self.attn = GeoSelfAttention(cfg)
+        self.ffn = feed_forward(cfg.d_model, cfg.d_ff, cfg.dropout)
+
+    def forward(self, x, e_lc, valid, user_lc):
+        a, gate = self.attn(self.norm1(x), e_lc, valid, user_lc)
+        x = x + a
+        return x + self.ffn(self.norm2(x)), gate
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: OneLocConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.norm1, self.norm2, self.norm3 = RMSNorm(d), RMSNorm(d), RMSNorm(d)
+        self.self_attn = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.cross = nn.MultiheadAttention(d, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.ffn = feed_forward(d, cfg.d_ff, cfg.dropout)
+
+    def forward(self, y, memory, memory_valid):
+        t = y.shape[1]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=y.device), 1)  # True: may not attend
+        h = self.norm1(y)
+        y = y + self.self_attn(h, h, h, attn_mask=causal, need_weights=False)[0]
+        h = self.norm2(y)
+        y = y + self.cross(h, memory, memory, key_padding_mask=~memory_valid, need_weights=False)[0]
+        return y + self.ffn(self.norm3(y))
+
+
+class OneLoc(nn.Module):
+    def __init__(self, cfg: OneLocConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, e = cfg.d_model, cfg.d_loc
+        self.n_levels = len(cfg.token_sizes) - 1
+        self.code_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.token_sizes[: self.n_levels])
+        self.kind_emb = nn.Embedding(cfg.n_behaviors + 1, d)
+        self.cell_emb = nn.Embedding(cfg.n_cells + 1, e)
+        self.ctx_proj = nn.Sequential(nn.Linear(cfg.n_features, e), nn.GELU(), nn.Linear(e, e))
+        self.item_mlp = nn.Sequential(nn.Linear(d + 2 * e, d), nn.GELU(), nn.Linear(d, d))
+        self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
+        self.enc_norm = RMSNorm(d)
+        self.user_query = nn.Linear(2 * e, d)
+        self.neighbour_kv = nn.Linear(2 * e, d)
+        self.prompt_attn = nn.MultiheadAttention(d, cfg.n_heads, batch_first=True)
+        self.prompt_mlp = nn.Sequential(nn.Linear(4 * e, d), nn.GELU(), nn.Linear(d, d))
+        self.tok_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.token_sizes[:-1])
+        self.pos_emb = nn.Embedding(len(cfg.token_sizes), d)
+        self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
+        self.dec_norm = RMSNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, n) for n in cfg.token_sizes)
+
+    # ---- encoder ---------------------------------------------------------------------
+
+    def location(self, cell, ctx):
+        """cell [...], ctx [..., F] -> (location-id embedding, location-context embedding), each [..., e]."""
+        return self.cell_emb(cell), self.ctx_proj(ctx)
+
+    def encode(self, x: dict):
+        """-> memory [b, H, d], valid [b, H], prompt [b, 1, d], gates (one [b, H, 1] per block)."""
+        codes = x["hist_codes"]  # [b, H, L]
+        assert codes.shape[-1] == self.n_levels, f"hist_codes has {codes.shape[-1]} levels, model {self.n_levels}"
+        valid = x["hist_kind"] > 0  # [b, H]
+        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(x["hist_kind"])
+        loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])
+        z = self.item_mlp(torch.cat([item, loc_id, e_lc], -1))  # [b, H, d]
+        user_id, user_lc = self.location(x["user_cell"], x["user_ctx"])  # [b, e] each
+        gates = []
+        for block in self.encoder:
+            z, gate = block(z, e_lc, valid, user_lc)
+            gates.append(gate)
+        memory = self.enc_norm(z)
+        return memory, valid, self.prompt(x, user_id, user_lc), gates
+
+    def prompt(self, x: dict, user_id, user_lc):
+        """The decoder's first input [b, 1, d]."""
+        user = torch.cat([user_id, user_lc], -1)  # [b, 2e]
+        if self.cfg.prompt == "pointwise":
+            return self.user_query(user)[:, None]
+        nbr_id, nbr_lc = self.location(x["nbr_cell"], x["nbr_ctx"])  # [b, R, e]
+        neighbours = torch.cat([nbr_id, nbr_lc], -1)  # [b, R, 2e]
+        present = x["nbr_cell"] > 0  # [b, R]
+        if self.cfg.prompt == "mlp":
+            mean = (neighbours * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
+            return self.prompt_mlp(torch.cat([user, mean], -1))[:, None]
+        kv = self.neighbour_kv(neighbours)
+        no_neighbour = ~present.any(1, keepdim=True)
+        mask = ~present & ~no_neighbour  # a row without known neighbours attends to all (zeros)
+        out = self.prompt_attn(self.user_query(user)[:, None], kv, kv, key_padding_mask=mask, need_weights=False)[0]
+        return out  # [b, 1, d]
+
+    # ---- decoder ---------------------------------------------------------------------
+
+    def decode(self, memory, valid, prompt, prefix):
+        """prefix [b, j] SID tokens (j < T) -> logits of position j, [b, V_j]; and hidden states."""
+        j = prefix.shape[1]
+        inputs = [prompt]
+        for k in range(j):
+            inputs.append(self.tok_emb[k](prefix[:, k])[:, None])
+        y = torch.cat(inputs, 1) + self.pos_emb.weight[: j + 1]
+        for block in self.decoder:
+            y = block(y, memory, valid)
+        y = self.dec_norm(y)
+        return self.heads[j](y[:, -1]), y
+
+    def forward(self, x: dict):
+        """Teacher-forced logits: a list of T tensors, position j: [b, V_j]."""
+        memory, valid, prompt, _ = self.encode(x)
+        target = x["target"]  # [b, T]
+        assert target.shape[1] == len(self.cfg.token_sizes), f"target has {target.shape[1]} tokens"
+        inputs = [prompt] + [self.tok_emb[k](target[:, k])[:, None] for k in range(target.shape[1] - 1)]
+        y = torch.cat(inputs, 1) + self.pos_emb.weight[: target.shape[1]]
+        for block in self.decoder:
+            y = block(y, memory, valid)
+        y = self.dec_norm(y)
+        return [head(y[:, k]) for k, head in enumerate(self.heads)]
+
+
+def ntp_loss(logits: list, target: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the T SID positions. logits: T x [b, V_j]; target [b, T]."""
+    return torch.stack([F.cross_entropy(lg.float(), target[:, k]) for k, lg in enumerate(logits)]).mean()
+
+
+def sequence_logprob(logits: list, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(tokens) summed over positions: [b]. (logits teacher-forced on `tokens`.)"""
+    return torch.stack(
+        [lg.float().log_softmax(-1).gather(1, tokens[:, k : k + 1]).squeeze(1) for k, lg in enumerate(logits)]
+    ).sum(0)
+
+
+def dpo_loss(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
+    """-log sigmoid(beta * ((pi_w - ref_w) - (pi_l - ref_l))), mean over the batch; inputs [b]."""
+    return -F.logsigmoid(beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))).mean()

@@ -1,0 +1,115 @@
+"""Constrained beam search over valid SIDs, ranking metrics and the two baselines.
+
+Every method returns ranked item indices [n, K] (-1 where fewer than K), and
+`ranking_metrics` scores them all alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class SIDTrie:
+    """Prefix trie of the valid SID token sequences [I, T]; a full SID maps to one item."""
+
+    def __init__(self, tokens: np.ndarray):
+        self.T = tokens.shape[1]
+        self.children: dict[tuple, np.ndarray] = {}
+        groups: dict[tuple, set] = {}
+        for row in map(tuple, tokens.tolist()):
+            for j in range(self.T):
+                groups.setdefault(row[:j], set()).add(row[j])
+        self.children = {prefix: np.array(sorted(v), np.int64) for prefix, v in groups.items()}
+        self.item_of = {row: i for i, row in enumerate(map(tuple, tokens.tolist()))}
+
+    def allowed(self, prefix: tuple) -> np.ndarray:
+        return self.children.get(prefix, np.zeros(0, np.int64))
+
+
+@torch.no_grad()
+def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (items [b, beam] (-1: none), log-probabilities [b, beam]), best first.
+
+    Only valid SID prefixes are ever expanded, so every returned SID is an item's.
+    """
+    memory, valid, prompt, _ = model.encode(x)
+    b, device = memory.shape[0], memory.device
+    prefixes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # [b, k, j]
+    scores = torch.zeros(b, 1, device=device)
+    for j in range(trie.T):
+        k = prefixes.shape[1]
+        rep = lambda t: t.repeat_interleave(k, 0)  # noqa: E731
+        logits, _ = model.decode(rep(memory), rep(valid), rep(prompt), prefixes.reshape(b * k, j))
+        logp = logits.float().log_softmax(-1)  # [b*k, V_j]
+        mask = torch.full_like(logp, float("-inf"))
+        flat = prefixes.reshape(b * k, j).tolist()
+        rows, cols = [], []
+        for r, prefix in enumerate(flat):
+            allowed = trie.allowed(tuple(prefix))
+            rows.append(np.full(len(allowed), r))
+            cols.append(allowed)
+        if rows:
+            mask[torch.as_tensor(np.concatenate(rows), device=device), torch.as_tensor(np.concatenate(cols), device=device)] = 0
+        total = (scores.reshape(b * k, 1) + logp + mask).reshape(b, -1)  # [b, k * V_j]
+        top = total.topk(min(beam, total.shape[1]), dim=1)
+        vocab = logp.shape[1]
+        parent, token = top.indices // vocab, top.indices % vocab
+        prefixes = torch.cat([prefixes.gather(1, parent[..., None].expand(-1, -1, j)), token[..., None]], 2)
+        scores = top.values
+    items = np.full((b, prefixes.shape[1]), -1, np.int64)
+    finite = torch.isfinite(scores).cpu().numpy()
+    for r, row in enumerate(prefixes.cpu().tolist()):
+        for c, tokens in enumerate(row):
+            if finite[r, c]:
+                items[r, c] = trie.item_of.get(tuple(tokens), -1)
+    return items, scores.cpu().numpy()
+
+
+def ranking_metrics(ranked: np.ndarray, target: np.ndarray, ks=(5, 10, 20)) -> dict:
+    """Recall@K and NDCG@K with one relevant item per request. ranked [n, >=max(ks)]."""
+    hit = ranked == target[:, None]
+    rank = np.where(hit.any(1), hit.argmax(1), np.iinfo(np.int64).max)
+    out = {}
+    for k in ks:
+        inside = rank < k
+        out[f"recall@{k}"] = float(inside.mean()) if len(target) else 0.0
+        out[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(np.minimum(rank, k) + 2), 0.0).mean()) if len(target) else 0.0
+    return out
+
+
+def most_popular(train_items: np.ndarray, n: int, k: int) -> np.ndarray:
+    """The k items most often a train target, for every one of n requests."""
+    counts = np.bincount(train_items[train_items >= 0])
+    top = np.argsort(-counts, kind="stable")[:k]
+    top = np.pad(top, (0, max(0, k - len(top))), constant_values=-1)
+    return np.tile(top, (n, 1))
+
+
+def nearest_popular(train_items, train_cells, request_cells, request_neighbours, k: int) -> np.ndarray:
+    """Per request: items most popular as train targets in the user's cell, then in its
+    neighbour cells, then globally; ranked [n, k]."""
+    counts = np.bincount(train_items[train_items >= 0])
+    global_top = np.argsort(-counts, kind="stable")[: 4 * k]
+    by_cell: dict[int, list[int]] = {}
+    pairs = {}
+    for item, cell in zip(train_items.tolist(), train_cells.tolist()):
+        if item >= 0:
+            pairs[(cell, item)] = pairs.get((cell, item), 0) + 1
+    for (cell, item), n in sorted(pairs.items(), key=lambda kv: -kv[1]):
+        by_cell.setdefault(cell, []).append(item)
+    out = np.full((len(request_cells), k), -1, np.int64)
+    for r, (cell, ring) in enumerate(zip(request_cells.tolist(), request_neighbours.tolist())):
+        chosen: list[int] = []
+        seen = set()
+        for source in [by_cell.get(cell, [])] + [by_cell.get(c, []) for c in ring if c > 0] + [global_top.tolist()]:
+            for item in source:
+                if item not in seen:
+                    seen.add(item)
+                    chosen.append(item)
+                if len(chosen) == k:
+                    break
+            if len(chosen) == k:
+                break
+        out[r, : len(chosen)] = chosen
+    return out

@@ -1,0 +1,152 @@
+"""OneLoc model, constrained beam search, metrics, rewards: shapes, causality, the gate's
+range, DPO by hand, only valid SIDs, and a tiny model that overfits a tiny corpus."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from geosid.trainer.model import OneLoc, OneLocConfig, dpo_loss, ntp_loss, sequence_logprob
+from geosid.trainer.rewards import geo_reward, haversine_km, train_gmv_model
+from geosid.trainer.search import SIDTrie, beam_search, most_popular, nearest_popular, ranking_metrics
+
+TOKEN_SIZES = (6, 5, 4, 3)  # three levels + digit
+B, H, F, R = 5, 7, 11, 8
+
+
+def tiny_items(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = set()
+    while len(tokens) < n:
+        tokens.add(tuple(int(rng.integers(0, s)) for s in TOKEN_SIZES))
+    return np.array(sorted(tokens))
+
+
+def batch(seed=0, b=B, items=None):
+    g = torch.Generator().manual_seed(seed)
+    items = tiny_items() if items is None else items
+    target = torch.as_tensor(items[torch.randint(0, len(items), (b,), generator=g).numpy()])
+    kind = torch.randint(0, 3, (b, H), generator=g)
+    kind[:, 0] = 1  # at least one event
+    return {
+        "hist_codes": torch.stack([torch.randint(0, s, (b, H), generator=g) for s in TOKEN_SIZES[:3]], -1),
+        "hist_cell": torch.randint(0, 10, (b, H), generator=g),
+        "hist_ctx": torch.rand(b, H, F, generator=g),
+        "hist_kind": kind,
+        "user_cell": torch.randint(1, 10, (b,), generator=g),
+        "user_ctx": torch.rand(b, F, generator=g),
+        "nbr_cell": torch.randint(0, 10, (b, R), generator=g),
+        "nbr_ctx": torch.rand(b, R, F, generator=g),
+        "target": target,
+    }
+
+
+def model(**kwargs):
+    torch.manual_seed(0)
+    return OneLoc(OneLocConfig.sized("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2, **kwargs)).eval()
+
+
+@pytest.mark.parametrize("variant", [{}, {"location_scores": False}, {"location_gate": False}, {"prompt": "pointwise"}, {"prompt": "mlp"}])
+def test_shapes_for_every_ablation(variant):
+    m = model(**variant)
+    x = batch()
+    logits = m(x)
+    assert [tuple(lg.shape) for lg in logits] == [(B, s) for s in TOKEN_SIZES]
+    memory, valid, prompt, gates = m.encode(x)
+    assert memory.shape == (B, H, 64) and prompt.shape == (B, 1, 64) and valid.shape == (B, H)
+    assert torch.isfinite(ntp_loss(logits, x["target"]))
+
+
+def test_gate_lies_in_zero_two():
+    m = model()
+    with torch.no_grad():
+        for block in m.encoder:  # push the gate's pre-activation to extremes
+            block.attn.gate[-1].bias.fill_(30.0)
+        _, _, _, high = m.encode(batch())
+        for block in m.encoder:
+            block.attn.gate[-1].bias.fill_(-30.0)
+        _, _, _, low = m.encode(batch())
+    assert all(((g > 0) & (g <= 2)).all() for g in high + low)
+    assert all(g.min() > 1.99 for g in high) and all(g.max() < 0.01 for g in low)
+
+
+def test_decoder_never_attends_to_future_tokens():
+    m = model()
+    x = batch()
+    changed = dict(x, target=x["target"].clone())
+    changed["target"][:, 2:] = (changed["target"][:, 2:] + 1) % torch.tensor(TOKEN_SIZES[2:])
+    with torch.no_grad():
+        a, b = m(x), m(changed)
+    for k in range(3):  # positions 0..2 see tokens < k only, all unchanged
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert not torch.allclose(a[3], b[3])
+
+
+def test_padding_events_do_not_change_the_encoding():
+    m = model()
+    x = batch()
+    y = {k: v.clone() for k, v in x.items()}
+    pad = x["hist_kind"] == 0
+    y["hist_codes"][pad] = 0
+    y["hist_ctx"][pad] = 99.0
+    with torch.no_grad():
+        assert torch.allclose(m(x)[0], m(y)[0], atol=1e-5)
+
+
+def test_dpo_loss_equals_a_hand_computation():
+    pc, pr, rc, rr = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0]), torch.tensor([-1.5, -2.5]), torch.tensor([-2.0, -1.5])
+    beta = 0.1
+    by_hand = [-math.log(1 / (1 + math.exp(-beta * ((a - c) - (b - d))))) for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())]
+    assert dpo_loss(pc, pr, rc, rr, beta).item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+
+
+def test_beam_search_returns_only_valid_sids():
+    items = tiny_items()
+    trie = SIDTrie(items)
+    found, scores = beam_search(model(), batch(items=items), trie, beam=10)
+    assert found.shape == (B, 10) and (found >= 0).all()
+    assert all(len(set(row)) == len(row) for row in found.tolist())  # distinct items
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+
+
+def test_tiny_model_overfits_a_tiny_corpus():
+    items = tiny_items(n=12)
+    x = batch(seed=3, b=12, items=items)
+    x["target"] = torch.as_tensor(items)  # 12 requests, 12 distinct targets
+    torch.manual_seed(0)
+    m = OneLoc(OneLocConfig.sized("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2))
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = ntp_loss(m(x), x["target"])
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 * first
+    found, _ = beam_search(m.eval(), x, SIDTrie(items), beam=3)
+    assert (found[:, 0] == np.arange(12)).all()  # every request's top-1 is its own target
+    assert sequence_logprob(m(x), x["target"]).exp().min() > 0.5
+
+
+def test_ranking_metrics_and_baselines():
+    ranked = np.array([[3, 1, 2], [0, 9, 8], [7, 7, 7]])
+    m = ranking_metrics(ranked, np.array([1, 0, 5]), ks=(1, 3))
+    assert m["recall@1"] == pytest.approx(1 / 3) and m["recall@3"] == pytest.approx(2 / 3)
+    assert m["ndcg@3"] == pytest.approx((1 / math.log2(3) + 1) / 3)
+    pop = most_popular(np.array([2, 2, 1, 5, 2, 1]), n=2, k=3)
+    assert pop.tolist() == [[2, 1, 5], [2, 1, 5]]
+    near = nearest_popular(np.array([4, 4, 6, 2, 2, 2]), np.array([1, 1, 3, 9, 9, 9]), np.array([3, 7]), np.array([[1, 0], [0, 0]]), k=3)
+    assert near[0].tolist() == [6, 4, 2] and near[1].tolist() == [2, 4, 6]
+
+
+def test_geo_reward_and_gmv_model():
+    d = haversine_km(40.75, -73.98, 40.76, -73.98)
+    assert d == pytest.approx(1.112, abs=0.01)
+    assert geo_reward(np.array([0.01, 2.0, 6.0]), max_km=5.0).tolist() == [10.0, 0.5, 0.0]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 4)).astype(np.float32)
+    gmv = np.expm1(np.clip(2 + x[:, 0] - 0.5 * x[:, 1] + 0.1 * rng.normal(size=2000), 0, None))
+    _, metrics = train_gmv_model(x, gmv, epochs=30)
+    assert metrics["test_mse_log_gmv"] < 0.2 * metrics["mean_predictor_mse"]
