@@ -184,7 +184,7 @@ def _content_digest(lake, version: str, day) -> tuple[int, str]:
     return len(rows), hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _corpus_stage(settings, spark, lake, source, first, last, context_every: int, test_days: int, valid_days: int) -> bool:
+def _corpus_stage(settings, spark, lake, source, first, last, context_every: int, test_days: int, valid_days: int) -> tuple[bool, str | None]:
     """Cell context snapshots, cell context and sequences for every day, the corpus suites,
     then one day re-run incrementally to show it reproduces the rebuild."""
     from pyspark.sql import functions as F
@@ -194,12 +194,18 @@ def _corpus_stage(settings, spark, lake, source, first, last, context_every: int
     from geosid.jobs.index import published_version, version_row
     from geosid.jobs.quality import validate_corpus
     from geosid.pipeline import corpus_config
-    from geosid.schemas import silver
+    from geosid.schemas import index, silver
 
     version = published_version(lake)
     if version is None:
-        print("no published codebook version: no training corpus")
-        return True
+        # Publishing is the gates' decision; the corpus (like a backfill) can still be
+        # built under a candidate, and the demo says which.
+        quality = lake.read(index.SID_QUALITY).orderBy("conflict_rate", "version").select("version").first()
+        if quality is None:
+            print("no codebook version: no training corpus")
+            return True, None
+        version = quality["version"]
+        print(f"no published codebook version: building the corpus under the best candidate {version} (fewest conflicts)")
     geo = GeoConfig.from_settings(settings)
     have = {r.dt for r in lake.read(silver.GEO_CELLS).filter(F.col("cell_system") == geo.cells().name).select("dt").distinct().collect()}
     wanted = [first + dt_.timedelta(days=k) for k in range(context_every - 1, (last - first).days, context_every)]
@@ -229,7 +235,7 @@ def _corpus_stage(settings, spark, lake, source, first, last, context_every: int
         after = _content_digest(lake, version, last)
     same = "identical to the full rebuild" if before == after else "DIFFERENT from the full rebuild"
     print(f"{day_report.summary()}\n    {after[0]:,} rows, digest {after[1]}: {same}")
-    return all(r.success for r in results) and before == after
+    return all(r.success for r in results) and before == after, version
 
 
 def cmd_corpus(args) -> int:
@@ -273,6 +279,107 @@ def cmd_corpus(args) -> int:
             print(result.summary().splitlines()[0] if result.success else result.summary())
             ok = ok and result.success
     return 0 if ok else 1
+
+
+def _train_config(args):
+    from geosid.trainer.train import TrainConfig
+
+    ablation = {}
+    if getattr(args, "no_location_scores", False):
+        ablation["location_scores"] = False
+    if getattr(args, "no_location_gate", False):
+        ablation["location_gate"] = False
+    if getattr(args, "prompt", None):
+        ablation["prompt"] = args.prompt
+    values = {
+        "size": args.size, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "max_history": args.max_history, "beam": args.beam, "device": args.device, "eval_limit": args.eval_limit,
+        "ablation": ablation, "dpo_requests": args.requests, "dpo_candidates": args.candidates,
+        "dpo_lambda": args.dpo_lambda, "dpo_beta": args.beta, "dpo_epochs": args.dpo_epochs,
+        "geo_max_km": args.max_km, "gmv_weight": args.gmv_weight,
+    }  # fmt: skip
+    return TrainConfig(**values)
+
+
+def _latest_run(lake_root: Path, kind: str) -> str | None:
+    import json
+
+    runs = []
+    for record in (lake_root / "_models").glob("*/run.json"):
+        meta = json.loads(record.read_text())
+        if meta.get("kind") == kind:
+            runs.append((record.stat().st_mtime, meta["run_id"]))
+    return max(runs)[1] if runs else None
+
+
+def _print_eval(evaluation: dict, label: str) -> None:
+    from geosid.trainer.train import metrics_table
+
+    print(f"{evaluation['split']} split, {evaluation['requests']:,} requests (beam search {evaluation['beam_search_s']}s):")
+    print(metrics_table(evaluation, label))
+
+
+def cmd_train(args) -> int:
+    from geosid.trainer.train import dpo, eval_run, pretrain
+
+    settings = _settings(args)
+    lake_root = Path(settings.lake).resolve()
+    if args.action == "pretrain":
+        cfg = _train_config(args)
+        with _step(f"pretrain OneLoc ({cfg.size}, {cfg.epochs} epoch(s), device {cfg.resolved_device()})"):
+            meta = pretrain(lake_root, cfg, codebook_version=args.version, run_id=args.run_id)
+        m = meta["metrics"]
+        print(f"run {meta['run_id']}: {meta['parameters']:,} parameters, {meta['rows']['train']:,} train rows, "
+              f"{m['tokens_per_s']:,} tokens/s; pinned {meta['manifest']['table_versions']}")  # fmt: skip
+        _print_eval(m["eval"], "OneLoc")
+    elif args.action == "dpo":
+        parent = args.from_run or _latest_run(lake_root, "pretrain")
+        if parent is None:
+            print("geosid: no pretrain run under the lake; run `geosid train pretrain` first", file=sys.stderr)
+            return 1
+        cfg = _train_config(args) if args.override else None
+        with _step(f"DPO on {parent}"):
+            meta = dpo(lake_root, parent, cfg=cfg, run_id=args.run_id)
+        print(f"run {meta['run_id']} (parent {parent})")
+        _print_eval(meta["metrics"]["eval"], "OneLoc + DPO")
+        before = (meta.get("parent_eval") or {}).get("oneloc", {}).get("geo_reward@10")
+        after = meta["metrics"]["eval"]["oneloc"]["geo_reward@10"]
+        if before is not None:
+            print(f"mean geographic reward of the top 10: {before:.4f} pretrained -> {after:.4f} after DPO")
+    else:
+        run = args.run or _latest_run(lake_root, "dpo") or _latest_run(lake_root, "pretrain")
+        if run is None:
+            print("geosid: no run to evaluate", file=sys.stderr)
+            return 1
+        _print_eval(eval_run(lake_root, run, split=args.split, eval_limit=args.eval_limit), run)
+    return 0
+
+
+def _train_stage(settings, version: str) -> bool:
+    """Pretrain a tiny OneLoc on the corpus, align it with DPO, and compare with a control
+    that takes the same extra next-token steps without the DPO term (lambda = 0)."""
+    import dataclasses
+
+    from geosid.trainer.train import TrainConfig, dpo, pretrain
+
+    lake_root = Path(settings.lake).resolve()
+    cfg = TrainConfig(size="tiny", epochs=1, batch_size=256, max_history=20, dpo_requests=6000, dpo_candidates=10, dpo_epochs=3)
+    with _step(f"pretrain a tiny OneLoc on the corpus (1 epoch, device {cfg.resolved_device()})"):
+        pre = pretrain(lake_root, cfg, codebook_version=version)
+    m = pre["metrics"]
+    print(f"run {pre['run_id']}: {pre['parameters']:,} parameters, {pre['rows']['train']:,} train rows, {m['tokens_per_s']:,} tokens/s")
+    _print_eval(m["eval"], "OneLoc (pretrained)")
+    with _step(f"DPO, lambda {cfg.dpo_lambda}, geographic reward (+ GMV where the source has it)"):
+        aligned = dpo(lake_root, pre["run_id"], cfg=cfg)
+    _print_eval(aligned["metrics"]["eval"], "OneLoc + DPO")
+    with _step("control: the same extra steps with lambda = 0 (next-token loss only)"):
+        control = dpo(lake_root, pre["run_id"], cfg=dataclasses.replace(cfg, dpo_lambda=0.0))
+    rewards = [r["oneloc"]["geo_reward@10"] for r in (m["eval"], control["metrics"]["eval"], aligned["metrics"]["eval"])]
+    print(
+        "mean geographic reward of the top 10: pretrained {:.4f}, control (lambda 0) {:.4f}, DPO {:.4f}".format(*rewards)
+    )
+    print(f"    runs under {lake_root / '_models'} (each run.json records the pinned table versions)")
+    return True
 
 
 def cmd_codebook(args) -> int:
@@ -461,10 +568,13 @@ def cmd_demo(args) -> int:
         ok = _geo_embed_validate(settings, spark, lake, last) and ok
         ok = _index_stage(spark, lake, last) and ok
         days = (last - first).days + 1
-        ok = _corpus_stage(
+        corpus_ok, version = _corpus_stage(
             settings, spark, lake, source, first, last, context_every=7 if days > 14 else 1,
             test_days=3 if days > 14 else 1, valid_days=3 if days > 14 else 1,
-        ) and ok  # fmt: skip
+        )  # fmt: skip
+        ok = corpus_ok and ok
+        if version is not None:
+            ok = _train_stage(settings, version) and ok
         print()
         _print_tables(lake)
     print(f"\nlake: {Path(settings.lake).resolve()}  (try: geosid sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\")")
@@ -543,6 +653,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-days", type=int, help="time split: the N days before the test days are valid")
     add_range(p)
     p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("train", help="OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot)")
+    p.add_argument("action", choices=["pretrain", "dpo", "eval"])
+    p.add_argument("--version", help="codebook version of the corpus (default: the only one present)")
+    p.add_argument("--run-id", help="name of the new run (default: kind-timestamp-random)")
+    p.add_argument("--from-run", help="dpo: the pretrained run (default: the latest)")
+    p.add_argument("--run", help="eval: the run (default: the latest DPO, else pretrain, run)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--override", action="store_true", help="dpo: use these options instead of the parent's")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "paper"])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-history", type=int, default=50, help="latest events kept per behavior")
+    p.add_argument("--beam", type=int, default=20)
+    p.add_argument("--device", default="auto", help="auto (cuda + bf16 when available), cpu, cuda")
+    p.add_argument("--eval-limit", type=int, help="score at most N requests")
+    p.add_argument("--no-location-scores", action="store_true", help="ablation: no E_lc E_lc^T in attention")
+    p.add_argument("--no-location-gate", action="store_true", help="ablation: no location gate")
+    p.add_argument("--prompt", choices=["neighbor", "pointwise", "mlp"], help="ablation: the decoder's prompt")
+    p.add_argument("--requests", type=int, default=2000, help="dpo: train requests sampled for pairs")
+    p.add_argument("--candidates", type=int, default=10, help="dpo: beam candidates per request")
+    p.add_argument("--dpo-lambda", type=float, default=0.05, help="dpo: L = L_ntp + lambda * L_dpo")
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--dpo-epochs", type=int, default=1)
+    p.add_argument("--max-km", type=float, default=5.0, help="geographic reward: 1/d within this distance")
+    p.add_argument("--gmv-weight", type=float, default=1.0, help="weight of the GMV reward (sources with GMV)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("synth", help="write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

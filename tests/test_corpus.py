@@ -274,3 +274,42 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     assert dataset.manifest["table_versions"] == {"corpus.training_sequences": pinned}
     tests_split = CorpusSnapshot.open(local_life.root, splits=["test"], tables=(corpus.TRAINING_SEQUENCES.name,))
     assert tests_split.count() == 0  # no test_start configured: every row is train
+
+
+def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
+    """The trainer end to end on a tiny Spark-built corpus: runs record table versions,
+    metrics for the model and both baselines, and DPO pairs land in their table."""
+    import json
+
+    from deltalake import DeltaTable
+
+    from geosid.trainer.train import TrainConfig, dpo, eval_run, pretrain
+
+    items = {f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}
+    write_events(spark, lake, [
+        event(f"e{k:03d}", "tsmc2014", f"u{k % 5}", f"i{(k * 7) % 12}", "checkin", ts(D0 + dt.timedelta(days=k // 20), 8) + dt.timedelta(minutes=k), items[f"i{(k * 7) % 12}"])
+        for k in range(80)
+    ])  # fmt: skip
+    write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
+    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None)]
+    lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
+    config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
+    build_range(spark, lake, V, D0, D3, config)
+
+    cfg = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
+    pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
+    record = json.loads((lake.root / "_models" / "pre" / "run.json").read_text())
+    assert record["manifest"]["table_versions"]["corpus.training_sequences"] == lake.version(corpus.TRAINING_SEQUENCES)
+    assert record["manifest"]["codebook_version"] == V and record["rows"]["test"] == 20
+    evaluation = pre["metrics"]["eval"]
+    assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)
+    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10"}
+    assert evaluation["oneloc"]["recall@20"] >= evaluation["oneloc"]["recall@5"]
+
+    aligned = dpo(lake.root, "pre", run_id="aligned", log=lambda *_: None)
+    pairs = DeltaTable(str(lake.root / "corpus" / "preference_pairs")).to_pyarrow_table().to_pylist()
+    assert len(pairs) == aligned["metrics"]["pairs"]["pairs"] > 0
+    assert all(p["chosen_reward"] > p["rejected_reward"] and p["run_id"] == "aligned" for p in pairs)
+    assert aligned["parent"] == "pre" and aligned["manifest"]["table_versions"] == record["manifest"]["table_versions"]
+    again = eval_run(lake.root, "aligned")
+    assert again["oneloc"] == aligned["metrics"]["eval"]["oneloc"]  # the same pinned data, the same numbers

@@ -39,17 +39,19 @@ def test_dagbag_imports_without_errors(tmp_path):
         "import json; print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, "
         "'dags': sorted(bag.dags), 'tasks': sorted(t.task_id for t in bag.dags['geosid_daily'].tasks), "
         "'backfill_tasks': sorted(t.task_id for t in bag.dags['geosid_codebook_backfill'].tasks), "
+        "'train_tasks': sorted(t.task_id for t in bag.dags['geosid_train'].tasks), "
         "'schedule': str(bag.dags['geosid_daily'].schedule)}))\n"
     ) % str(REPO / "dags")
     out = subprocess.run([sys.executable, "-c", code], env=_airflow_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
-    assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily"]
+    assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily", "geosid_train"]
     assert info["tasks"] == ["assign_sids", "embed", "geo", "ingest", "sequences", "validate", "validate_bronze"]
     assert info["backfill_tasks"] == [
         "codebook", "days", "publish", "rebuild_corpus", "summarize", "tokenize_day", "validate_corpus",
     ]  # fmt: skip
+    assert info["train_tasks"] == ["dpo", "evaluate", "pretrain"]
     assert info["schedule"] == "@daily"
 
 
@@ -126,3 +128,15 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     sequences = DeltaTable(str(lake / "corpus" / "training_sequences")).to_pyarrow_table()
     assert set(sequences.column("dt").to_pylist()) == {day, next_day}
     assert (lake / "_quality" / "corpus.training_sequences" / f"dt={next_day}" / "result.json").exists()
+
+    # and the training DAG on that corpus: pretrain -> dpo -> evaluate, each run pinned
+    conf = {"lake": str(lake), "epochs": 1, "batch_size": 64, "max_history": 10, "dpo_requests": 64}
+    run = subprocess.run(
+        [str(AIRFLOW), "dags", "test", "geosid_train", next_day.isoformat(), "-c", json.dumps(conf)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0 and "state=success" in log, log[-5000:]
+    records = [json.loads(p.read_text()) for p in (lake / "_models").glob("*/run.json")]
+    assert sorted(r["kind"] for r in records) == ["dpo", "pretrain"]
+    assert all(r["manifest"]["table_versions"]["corpus.training_sequences"] >= 1 for r in records)

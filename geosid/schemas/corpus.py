@@ -219,4 +219,36 @@ CELL_CONTEXT = TableSpec(
     ),
 )
 
-TABLES = [TRAINING_SEQUENCES, USER_HISTORY_STATE, CELL_CONTEXT]
+PREFERENCE_PAIRS = TableSpec(
+    name="corpus.preference_pairs",
+    description=(
+        "DPO pairs of one alignment run: for a train request, the best and worst of N "
+        "candidates sampled by beam search from the reference model, by the run's reward "
+        "(`reward` says which). Tokens are SID tokens (level codes then digit)."
+    ),
+    schema=StructType(
+        [
+            StructField("run_id", StringType(), False),
+            StructField("codebook_version", StringType(), False),
+            StructField("source", StringType(), False),
+            StructField("event_id", StringType(), False),
+            StructField("dt", DateType(), False),
+            StructField("n_candidates", IntegerType(), False),
+            StructField("reward", StringType(), False),
+            StructField("chosen_item_id", StringType(), False),
+            StructField("chosen_tokens", ArrayType(IntegerType()), False),
+            StructField("chosen_reward", DoubleType(), False),
+            StructField("rejected_item_id", StringType(), False),
+            StructField("rejected_tokens", ArrayType(IntegerType()), False),
+            StructField("rejected_reward", DoubleType(), False),
+        ]
+    ),
+    partition_by=("dt",),
+    keys=("run_id", "event_id"),
+    checks=(
+        Check("compound_unique", args={"columns": ["run_id", "event_id"]}),
+        Check("in_set", "chosen_beats_rejected", sql="chosen_reward > rejected_reward", args={"values": [True]}),
+    ),
+)
+
+TABLES = [TRAINING_SEQUENCES, USER_HISTORY_STATE, CELL_CONTEXT, PREFERENCE_PAIRS]

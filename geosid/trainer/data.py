@@ -1,0 +1,241 @@
+"""Tensors for the OneLoc model from a pinned corpus snapshot.
+
+A `Vocab` maps items (by their SID under the version: level codes + disambiguation digit),
+cells and cell contexts to indices; `featurize` turns corpus rows into fixed-shape
+numpy arrays (histories left-aligned and masked). Everything is vectorized over Arrow.
+
+Shapes (n rows, H history slots over all behaviors, L levels, T = L + 1 SID tokens,
+F cell features, R = 8 neighbours):
+  hist_codes   [n, H, L] int64     hist_cell [n, H] int64    hist_ctx [n, H, F] float32
+  hist_kind    [n, H] int64 (behavior index + 1; 0 = padding)
+  user_cell    [n] int64           user_ctx  [n, F]          nbr_cell [n, R]   nbr_ctx [n, R, F]
+  target       [n, T] int64 (SID tokens)                     target_item [n] int64
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from geosid.schemas import corpus
+
+N_FEATURES = len(corpus.CELL_FEATURES)
+N_NEIGHBOURS = 8
+
+
+@dataclass(frozen=True)
+class CellGeometry:
+    """Centres and cells of the corpus's cell system (`geohash<P>` or `h3r<R>`)."""
+
+    cell_system: str
+
+    def center(self, cell: str) -> tuple[float, float]:
+        if self.cell_system.startswith("geohash"):
+            import pygeohash
+
+            lat, lon, _, _ = pygeohash.decode_exactly(cell)
+            return float(lat), float(lon)
+        import h3
+
+        return h3.cell_to_latlng(cell)
+
+    def cell_of(self, lat: float, lon: float) -> str:
+        if self.cell_system.startswith("geohash"):
+            import pygeohash
+
+            return pygeohash.encode(float(lat), float(lon), int(self.cell_system.removeprefix("geohash")))
+        import h3
+
+        return h3.latlng_to_cell(float(lat), float(lon), int(self.cell_system.removeprefix("h3r")))
+
+
+@dataclass
+class Vocab:
+    """Items (rows of the SID map) and cells, with each cell's context by day."""
+
+    item_ids: np.ndarray  # [I] str
+    tokens: np.ndarray  # [I, T] SID tokens: level codes then disambiguation digit
+    item_lat: np.ndarray
+    item_lon: np.ndarray
+    item_cell: np.ndarray  # [I] cell index of each item's location
+    token_sizes: tuple[int, ...]  # vocabulary size per SID position
+    cells: pd.Index  # cell id -> index + 1 (0: unknown)
+    cell_centres: np.ndarray  # [C + 1, 2] lat, lon
+    context_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted cell * 2^20 + day
+    context_features: np.ndarray = field(default_factory=lambda: np.zeros((0, N_FEATURES), np.float32))
+
+    @property
+    def n_levels(self) -> int:
+        return self.tokens.shape[1] - 1
+
+    def item_index(self, item_ids) -> np.ndarray:
+        return pd.Index(self.item_ids).get_indexer(np.asarray(item_ids, dtype=object))
+
+    def cell_index(self, cell_ids) -> np.ndarray:
+        found = self.cells.get_indexer(np.asarray(cell_ids, dtype=object))
+        return np.where(found >= 0, found + 1, 0)
+
+    def context(self, cell_index: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """[..., F] features of each cell on each day (zeros where the corpus has none)."""
+        keys = cell_index.astype(np.int64) * (1 << 20) + day.astype(np.int64)
+        flat = keys.reshape(-1)
+        pos = np.searchsorted(self.context_keys, flat)
+        pos = np.minimum(pos, max(len(self.context_keys) - 1, 0))
+        hit = (len(self.context_keys) > 0) & (self.context_keys[pos] == flat) if len(self.context_keys) else np.zeros(len(flat), bool)
+        out = np.zeros((len(flat), N_FEATURES), np.float32)
+        out[hit] = self.context_features[pos[hit]]
+        return out.reshape(*keys.shape, N_FEATURES)
+
+
+def build_vocab(
+    sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, sequences: pa.Table, cells: CellGeometry
+) -> Vocab:
+    """The vocabulary of one codebook version: every item of its SID map, every cell seen
+    in the sequences or the cell context."""
+    codes = np.asarray(sid_map["codes"].combine_chunks().flatten().to_numpy(zero_copy_only=False), np.int64)
+    codes = codes.reshape(sid_map.num_rows, len(level_sizes))
+    digit = np.asarray(sid_map["disambiguation"].to_numpy(), np.int64)
+    tokens = np.concatenate([codes, digit[:, None]], axis=1)
+    item_lat = np.asarray(sid_map["lat"].to_numpy(), np.float64)
+    item_lon = np.asarray(sid_map["lon"].to_numpy(), np.float64)
+    item_cells = np.array([cells.cell_of(a, b) for a, b in zip(item_lat, item_lon)], dtype=object)
+    cell_ids = [sequences["user_cell_id"], sequences["target_cell_id"], pc.list_flatten(sequences["neighbour_cell_ids"])]
+    if cell_context is not None and cell_context.num_rows:
+        cell_ids.append(cell_context["cell_id"])
+    names = pd.unique(
+        np.concatenate([np.asarray(c.to_numpy(zero_copy_only=False), dtype=object) for c in cell_ids] + [item_cells])
+    )
+    index = pd.Index(sorted(n for n in names if n is not None))
+    centres = np.zeros((len(index) + 1, 2))
+    for k, cell in enumerate(index):
+        centres[k + 1] = cells.center(cell)
+    vocab = Vocab(
+        item_ids=np.asarray(sid_map["item_id"].to_numpy(zero_copy_only=False), dtype=object),
+        tokens=tokens,
+        item_lat=item_lat,
+        item_lon=item_lon,
+        item_cell=np.zeros(len(item_lat), np.int64),
+        token_sizes=(*map(int, level_sizes), int(digit.max(initial=0)) + 1),
+        cells=index,
+        cell_centres=centres,
+    )
+    vocab.item_cell = vocab.cell_index(item_cells)
+    if cell_context is not None and cell_context.num_rows:
+        cell = vocab.cell_index(cell_context["cell_id"].to_numpy(zero_copy_only=False))
+        day = cell_context["dt"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+        keys = cell.astype(np.int64) * (1 << 20) + day
+        order = np.argsort(keys, kind="stable")
+        features = np.stack(cell_context["features"].to_numpy(zero_copy_only=False)).astype(np.float32)
+        vocab.context_keys, vocab.context_features = keys[order], features[order]
+    return vocab
+
+
+@dataclass
+class Batch:
+    """Featurized rows (numpy); see the module docstring for shapes."""
+
+    hist_codes: np.ndarray
+    hist_cell: np.ndarray
+    hist_ctx: np.ndarray
+    hist_kind: np.ndarray
+    user_cell: np.ndarray
+    user_ctx: np.ndarray
+    nbr_cell: np.ndarray
+    nbr_ctx: np.ndarray
+    target: np.ndarray
+    target_item: np.ndarray
+    day: np.ndarray
+    event_id: np.ndarray
+    gmv: np.ndarray  # [n] float64, NaN where the target carries none
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def take(self, index) -> "Batch":
+        return Batch(**{k: v[index] for k, v in self.__dict__.items()})
+
+    def tensors(self, device="cpu") -> dict:
+        import torch
+
+        return {
+            k: torch.as_tensor(v, device=device)
+            for k, v in self.__dict__.items()
+            if k not in ("event_id", "gmv", "day", "target_item")
+        }
+
+
+def empty_batch(vocab: Vocab, slots: int) -> Batch:
+    """A batch of no rows with every array's trailing shape (an empty split)."""
+    L, F = vocab.n_levels, N_FEATURES
+    zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)  # noqa: E731
+    return Batch(
+        hist_codes=zeros(0, slots, L), hist_cell=zeros(0, slots), hist_ctx=zeros(0, slots, F, dtype=np.float32),
+        hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
+        nbr_cell=zeros(0, N_NEIGHBOURS), nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
+        target=zeros(0, L + 1), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
+    )  # fmt: skip
+
+
+def _last_events(events: pa.ListArray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions [n, keep] into the flattened events, valid mask): each row's last `keep`
+    events, left-aligned, oldest first."""
+    offsets = np.asarray(events.offsets.to_numpy(), np.int64)
+    lengths = np.diff(offsets)
+    take = np.minimum(lengths, keep)
+    start = offsets[1:] - take
+    slots = np.arange(keep)[None, :]
+    valid = slots < take[:, None]
+    positions = np.where(valid, start[:, None] + slots, 0)
+    return positions, valid
+
+
+def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: int) -> Batch:
+    """Corpus rows -> Batch; unknown target items are dropped (they have no SID)."""
+    n = rows.num_rows
+    if n == 0:
+        return empty_batch(vocab, len(behaviors) * max_history)
+    day = rows["dt"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+    per_row = pc.list_flatten(rows["histories"])  # n * n_behaviors structs, config order
+    n_behaviors = len(per_row) // max(n, 1) if n else len(behaviors)
+    parts_codes, parts_cell, parts_kind = [], [], []
+    L = vocab.n_levels
+    for j in range(n_behaviors):
+        lists = per_row.combine_chunks().field("events").take(pa.array(np.arange(n) * n_behaviors + j)) if n else None
+        if lists is None:
+            continue
+        events = lists.flatten()
+        positions, valid = _last_events(lists, max_history)
+        codes = np.asarray(events.field("codes").flatten().to_numpy(zero_copy_only=False), np.int64).reshape(-1, L) if len(events) else np.zeros((1, L), np.int64)
+        cell = vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)) if len(events) else np.zeros(1, np.int64)
+        parts_codes.append(np.where(valid[..., None], codes[positions] if len(events) else 0, 0))
+        parts_cell.append(np.where(valid, cell[positions] if len(events) else 0, 0))
+        parts_kind.append(np.where(valid, j + 1, 0))
+    hist_codes = np.concatenate(parts_codes, axis=1)
+    hist_cell = np.concatenate(parts_cell, axis=1)
+    hist_kind = np.concatenate(parts_kind, axis=1)
+    user_cell = vocab.cell_index(rows["user_cell_id"].to_numpy(zero_copy_only=False))
+    nbrs = rows["neighbour_cell_ids"].combine_chunks()
+    nbr_positions, nbr_valid = _last_events(nbrs, N_NEIGHBOURS)
+    nbr_flat = vocab.cell_index(nbrs.flatten().to_numpy(zero_copy_only=False)) if len(nbrs.flatten()) else np.zeros(1, np.int64)
+    nbr_cell = np.where(nbr_valid, nbr_flat[nbr_positions], 0)
+    target_item = vocab.item_index(rows["target_item_id"].to_numpy(zero_copy_only=False))
+    batch = Batch(
+        hist_codes=hist_codes,
+        hist_cell=hist_cell,
+        hist_ctx=vocab.context(hist_cell, np.broadcast_to(day[:, None], hist_cell.shape)),
+        hist_kind=hist_kind,
+        user_cell=user_cell,
+        user_ctx=vocab.context(user_cell, day),
+        nbr_cell=nbr_cell,
+        nbr_ctx=vocab.context(nbr_cell, np.broadcast_to(day[:, None], nbr_cell.shape)),
+        target=vocab.tokens[np.maximum(target_item, 0)],
+        target_item=target_item,
+        day=day,
+        event_id=np.asarray(rows["event_id"].to_numpy(zero_copy_only=False), dtype=object),
+        gmv=np.asarray(rows["target_gmv"].to_numpy(zero_copy_only=False), dtype=np.float64),
+    )
+    return batch.take(np.flatnonzero(target_item >= 0))
