@@ -312,6 +312,11 @@ def _latest_run(lake_root: Path, kind: str) -> str | None:
     return max(runs)[1] if runs else None
 
 
+def _print_unknown(meta: dict) -> None:
+    if any(meta.get("unknown_targets", {}).values()):
+        print(f"    left out, target not in the version's SID map: {meta['unknown_targets']}")
+
+
 def _print_eval(evaluation: dict, label: str) -> None:
     from geosid.trainer.train import metrics_table
 
@@ -331,6 +336,7 @@ def cmd_train(args) -> int:
         m = meta["metrics"]
         print(f"run {meta['run_id']}: {meta['parameters']:,} parameters, {meta['rows']['train']:,} train rows, "
               f"{m['tokens_per_s']:,} tokens/s; pinned {meta['manifest']['table_versions']}")  # fmt: skip
+        _print_unknown(meta)
         _print_eval(m["eval"], "OneLoc")
     elif args.action == "dpo":
         parent = args.from_run or _latest_run(lake_root, "pretrain")
@@ -368,6 +374,7 @@ def _train_stage(settings, version: str) -> bool:
         pre = pretrain(lake_root, cfg, codebook_version=version)
     m = pre["metrics"]
     print(f"run {pre['run_id']}: {pre['parameters']:,} parameters, {pre['rows']['train']:,} train rows, {m['tokens_per_s']:,} tokens/s")
+    _print_unknown(pre)
     _print_eval(m["eval"], "OneLoc (pretrained)")
     with _step(f"DPO, lambda {cfg.dpo_lambda}, geographic reward (+ GMV where the source has it)"):
         aligned = dpo(lake_root, pre["run_id"], cfg=cfg)

@@ -83,11 +83,11 @@ class Vocab:
         """[..., F] features of each cell on each day (zeros where the corpus has none)."""
         keys = cell_index.astype(np.int64) * (1 << 20) + day.astype(np.int64)
         flat = keys.reshape(-1)
-        pos = np.searchsorted(self.context_keys, flat)
-        pos = np.minimum(pos, max(len(self.context_keys) - 1, 0))
-        hit = (len(self.context_keys) > 0) & (self.context_keys[pos] == flat) if len(self.context_keys) else np.zeros(len(flat), bool)
         out = np.zeros((len(flat), N_FEATURES), np.float32)
-        out[hit] = self.context_features[pos[hit]]
+        if len(self.context_keys):
+            pos = np.minimum(np.searchsorted(self.context_keys, flat), len(self.context_keys) - 1)
+            hit = self.context_keys[pos] == flat
+            out[hit] = self.context_features[pos[hit]]
         return out.reshape(*keys.shape, N_FEATURES)
 
 
@@ -194,25 +194,28 @@ def _last_events(events: pa.ListArray, keep: int) -> tuple[np.ndarray, np.ndarra
 
 
 def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: int) -> Batch:
-    """Corpus rows -> Batch; unknown target items are dropped (they have no SID)."""
+    """Corpus rows -> Batch. Rows whose target is not in the vocabulary (none, when the
+    SID map and the corpus come from the same version) are left out: callers compare
+    lengths and report them."""
     n = rows.num_rows
     if n == 0:
         return empty_batch(vocab, len(behaviors) * max_history)
     day = rows["dt"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
-    per_row = pc.list_flatten(rows["histories"])  # n * n_behaviors structs, config order
-    n_behaviors = len(per_row) // max(n, 1) if n else len(behaviors)
+    per_row = pc.list_flatten(rows["histories"]).combine_chunks()  # n * n_behaviors structs, config order
+    n_behaviors = len(per_row) // n
+    assert n_behaviors == len(behaviors), f"rows carry {n_behaviors} histories, expected {behaviors}"
     parts_codes, parts_cell, parts_kind = [], [], []
     L = vocab.n_levels
     for j in range(n_behaviors):
-        lists = per_row.combine_chunks().field("events").take(pa.array(np.arange(n) * n_behaviors + j)) if n else None
-        if lists is None:
-            continue
+        lists = per_row.field("events").take(pa.array(np.arange(n) * n_behaviors + j))
         events = lists.flatten()
         positions, valid = _last_events(lists, max_history)
-        codes = np.asarray(events.field("codes").flatten().to_numpy(zero_copy_only=False), np.int64).reshape(-1, L) if len(events) else np.zeros((1, L), np.int64)
-        cell = vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)) if len(events) else np.zeros(1, np.int64)
-        parts_codes.append(np.where(valid[..., None], codes[positions] if len(events) else 0, 0))
-        parts_cell.append(np.where(valid, cell[positions] if len(events) else 0, 0))
+        # One padding event at the end keeps the gathers valid when no row has events.
+        codes = np.asarray(events.field("codes").flatten().to_numpy(zero_copy_only=False), np.int64).reshape(-1, L)
+        codes = np.concatenate([codes, np.zeros((1, L), np.int64)])
+        cell = np.concatenate([vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)), [0]])
+        parts_codes.append(np.where(valid[..., None], codes[positions], 0))
+        parts_cell.append(np.where(valid, cell[positions], 0))
         parts_kind.append(np.where(valid, j + 1, 0))
     hist_codes = np.concatenate(parts_codes, axis=1)
     hist_cell = np.concatenate(parts_cell, axis=1)

@@ -67,6 +67,7 @@ class CorpusData:
     splits: dict[str, Batch]
     cell_system: str
     source: str
+    unknown_targets: dict  # per split: rows whose target item is not in the version's SID map
 
 
 def load_corpus(lake, codebook_version: str | None, versions: dict | None, max_history: int, splits=("train", "valid", "test")) -> CorpusData:
@@ -91,8 +92,12 @@ def load_corpus(lake, codebook_version: str | None, versions: dict | None, max_h
     behaviors = [h["behavior"] for h in first]
     context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.versions else None
     vocab = build_vocab(sid_map, level_sizes, context, rows, CellGeometry(cell_system))
-    by_split = {name: featurize(rows.filter(pc.field("split") == name), vocab, behaviors, max_history) for name in splits}
-    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py())
+    by_split, unknown = {}, {}
+    for name in splits:
+        part = rows.filter(pc.field("split") == name)
+        by_split[name] = featurize(part, vocab, behaviors, max_history)
+        unknown[name] = part.num_rows - len(by_split[name])
+    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
 
 
 def _autocast(device: str):
@@ -214,6 +219,7 @@ def pretrain(lake, cfg: TrainConfig, codebook_version: str | None = None, versio
     meta = {
         "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
         "train_config": asdict(cfg), "device": device, "rows": {k: len(v) for k, v in data.splits.items()},
+        "unknown_targets": data.unknown_targets,
         "parameters": sum(p.numel() for p in model.parameters()), "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
