@@ -311,5 +311,7 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert len(pairs) == aligned["metrics"]["pairs"]["pairs"] > 0
     assert all(p["chosen_reward"] > p["rejected_reward"] and p["run_id"] == "aligned" for p in pairs)
     assert aligned["parent"] == "pre" and aligned["manifest"]["table_versions"] == record["manifest"]["table_versions"]
+    twin = pretrain(lake.root, cfg, run_id="pre-twin", log=lambda *_: None)  # same snapshot, same seed
+    assert twin["metrics"]["train_loss"] == pre["metrics"]["train_loss"] and twin["metrics"]["eval"]["oneloc"] == evaluation["oneloc"]
     again = eval_run(lake.root, "aligned")
     assert again["oneloc"] == aligned["metrics"]["eval"]["oneloc"]  # the same pinned data, the same numbers

@@ -80,7 +80,8 @@ def load_corpus(lake, codebook_version: str | None, versions: dict | None, max_h
     present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake) / REGISTRY.get(t).relative_path))]
     snapshot = CorpusSnapshot.open(lake, codebook_version=codebook_version, versions=versions, tables=present)
     version = snapshot.codebook_version
-    rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name)
+    # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
+    rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
     if rows.num_rows == 0:
         raise ValueError(f"the corpus under {version} has no rows at {snapshot.versions}")
     sid_map = snapshot._dataset(index.SID_MAP.name).to_table(filter=pc.field("version") == version)
