@@ -21,20 +21,20 @@ import os
 import platform
 import resource
 import shutil
-import time
 from pathlib import Path
 
 os.environ.setdefault("RUST_LOG", "error")
 
-from pyspark.sql import Window, functions as F  # noqa: E402
+from pyspark.sql import Window
+from pyspark.sql import functions as F
 
-from geosid.config import Settings  # noqa: E402
-from geosid.jobs.corpus import CorpusConfig, build_day, build_range  # noqa: E402
-from geosid.jobs.engine import spark_session  # noqa: E402
-from geosid.jobs.ingest import run_ingest  # noqa: E402
-from geosid.jobs.lake import Lake  # noqa: E402
-from geosid.jobs.sources.synthetic import WorldConfig, write_world  # noqa: E402
-from geosid.schemas import bronze, index  # noqa: E402
+from geosid.config import Settings
+from geosid.jobs.corpus import CorpusConfig, build_day, build_range
+from geosid.jobs.engine import spark_session
+from geosid.jobs.ingest import run_ingest
+from geosid.jobs.lake import Lake
+from geosid.jobs.sources.synthetic import WorldConfig, write_world
+from geosid.schemas import bronze, index
 
 CASES = {
     "1m": WorldConfig(n_days=7, n_users=16_500, n_stores=3_000),

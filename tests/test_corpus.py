@@ -214,7 +214,9 @@ def test_config_rejects_unknown_keys_and_actions():
 
 
 def test_cell_context_comes_from_the_latest_earlier_snapshot(spark, lake):
-    from tests.test_geo import A as CITY_A, D as CITY_D, write_city
+    from tests.test_geo import A as CITY_A
+    from tests.test_geo import D as CITY_D
+    from tests.test_geo import write_city
 
     write_city(spark, lake)
     for day in (CITY_D, CITY_D + dt.timedelta(days=1)):
@@ -262,7 +264,7 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     write_events(spark, local_life, day2)
     build_day(spark, local_life, V, D2, LOCAL.model_copy(update={"state_retention_days": 3}))
     assert CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,)).count() == 4
-    latest = CorpusSnapshot.open(local_life.root, as_of=dt.datetime.now(dt.timezone.utc), tables=(corpus.TRAINING_SEQUENCES.name,))
+    latest = CorpusSnapshot.open(local_life.root, as_of=dt.datetime.now(dt.UTC), tables=(corpus.TRAINING_SEQUENCES.name,))
     assert latest.count() == 4
     again = CorpusSnapshot.open(local_life.root, versions={corpus.TRAINING_SEQUENCES.name: pinned}, tables=(corpus.TRAINING_SEQUENCES.name,))
     assert again.count() == 3

@@ -7,7 +7,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from geosid.jobs.sequences_kernel import INPUT_COLUMNS, KernelBehavior, KernelParams, build, ranges
+from geosid.jobs.sequences_kernel import (
+    INPUT_COLUMNS,
+    KernelBehavior,
+    KernelParams,
+    build,
+    ranges,
+)
 
 DAY0 = dt.date(2024, 3, 1)
 BEHAVIORS = (
@@ -27,7 +33,7 @@ def random_events(seed: int, n_users: int = 6, n_events: int = 160, days: int = 
     for i in range(n_events):
         day = DAY0 + dt.timedelta(days=int(rng.integers(0, days)))
         # Few distinct instants, so ties between events are common.
-        ts = dt.datetime.combine(day, dt.time(int(rng.integers(8, 11)), int(rng.integers(0, 3))), tzinfo=dt.timezone.utc)
+        ts = dt.datetime.combine(day, dt.time(int(rng.integers(8, 11)), int(rng.integers(0, 3))), tzinfo=dt.UTC)
         rows.append(
             {
                 "source": "s", "user_id": f"u{int(rng.integers(0, n_users))}", "event_id": f"e{i:04d}",
@@ -127,7 +133,7 @@ def test_state_plus_new_days_equals_all_events():
     incremental = build(table(carried + later), params_all, neighbours)
 
     def canonical(t: pa.Table, drop=()):
-        return sorted((tuple((k, repr(v)) for k, v in row.items() if k not in drop) for row in t.to_pylist()))
+        return sorted(tuple((k, repr(v)) for k, v in row.items() if k not in drop) for row in t.to_pylist())
 
     # Targets carry request ids etc. from the new events only; histories must agree exactly.
     assert canonical(incremental.targets) == canonical(full.targets)

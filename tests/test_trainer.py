@@ -7,9 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from geosid.trainer.model import OneLoc, OneLocConfig, dpo_loss, ntp_loss, sequence_logprob
+from geosid.trainer.model import (
+    OneLoc,
+    OneLocConfig,
+    dpo_loss,
+    ntp_loss,
+    sequence_logprob,
+)
 from geosid.trainer.rewards import geo_reward, haversine_km, train_gmv_model
-from geosid.trainer.search import SIDTrie, beam_search, most_popular, nearest_popular, ranking_metrics
+from geosid.trainer.search import (
+    SIDTrie,
+    beam_search,
+    most_popular,
+    nearest_popular,
+    ranking_metrics,
+)
 
 TOKEN_SIZES = (6, 5, 4, 3)  # three levels + digit
 B, H, F, R = 5, 7, 11, 8

@@ -23,7 +23,9 @@ from typing import Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pyspark.sql import DataFrame, Window, functions as F, types as T
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from geosid.geo import cell_system as make_cell_system
 from geosid.geo.cells import CellSystem
@@ -63,7 +65,7 @@ class SplitConfig(BaseModel):
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SplitConfig":
+    def _consistent(self) -> SplitConfig:
         if abs(sum(self.fractions) - 1.0) > 1e-9 or min(self.fractions) < 0:
             raise ValueError(f"split fractions must be >= 0 and sum to 1, got {self.fractions}")
         if self.valid_start and self.test_start and self.valid_start > self.test_start:
@@ -89,7 +91,7 @@ class CorpusConfig(BaseModel):
     events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
 
     @model_validator(mode="after")
-    def _valid(self) -> "CorpusConfig":
+    def _valid(self) -> CorpusConfig:
         if not self.behaviors:
             raise ValueError("at least one behavior is needed")
         names = [b.name for b in self.behaviors]
@@ -102,7 +104,7 @@ class CorpusConfig(BaseModel):
         return self
 
     @classmethod
-    def for_source(cls, source: str, **overrides) -> "CorpusConfig":
+    def for_source(cls, source: str, **overrides) -> CorpusConfig:
         """Check-ins: every check-in is a target, one history of 100 check-ins, the
         real-time cell is the previous check-in's. Local life (synthetic): pays are the
         targets (consumption), histories watch 256 / click 32 / pay 10, the real-time
@@ -285,7 +287,7 @@ def state_rows(output: DataFrame, version: str) -> DataFrame:
 
 def cell_features(geo_cells: DataFrame) -> DataFrame:
     """silver.geo_cells -> the features vector in CELL_FEATURES order."""
-    log = lambda c: F.log1p(F.greatest(F.coalesce(F.col(c).cast("double"), F.lit(0.0)), F.lit(0.0)))  # noqa: E731
+    log = lambda c: F.log1p(F.greatest(F.coalesce(F.col(c).cast("double"), F.lit(0.0)), F.lit(0.0)))
     values = [
         log("n_items"), log("n_categories"), log("events_day"), log("events_window"), log("users_window"),
         log("pays_window"), log("gmv_window"), log("price_median"), F.col("price_median").isNotNull().cast("double"),

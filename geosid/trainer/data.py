@@ -155,7 +155,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.target)
 
-    def take(self, index) -> "Batch":
+    def take(self, index) -> Batch:
         return Batch(**{k: v[index] for k, v in self.__dict__.items()})
 
     def tensors(self, device="cpu") -> dict:
@@ -171,7 +171,7 @@ class Batch:
 def empty_batch(vocab: Vocab, slots: int) -> Batch:
     """A batch of no rows with every array's trailing shape (an empty split)."""
     L, F = vocab.n_levels, N_FEATURES
-    zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)  # noqa: E731
+    zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
     return Batch(
         hist_codes=zeros(0, slots, L), hist_cell=zeros(0, slots), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),

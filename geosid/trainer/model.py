@@ -45,7 +45,7 @@ class OneLocConfig:
         assert self.prompt in ("neighbor", "pointwise", "mlp"), f"unknown prompt {self.prompt!r}"
 
     @classmethod
-    def sized(cls, size: str, **kwargs) -> "OneLocConfig":
+    def sized(cls, size: str, **kwargs) -> OneLocConfig:
         return cls(**{**SIZES[size], **kwargs})
 
     def to_dict(self) -> dict:

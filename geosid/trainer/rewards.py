@@ -82,7 +82,7 @@ def train_gmv_model(x: np.ndarray, gmv: np.ndarray, epochs: int = 60, seed: int 
         held = test if len(test) else train
         pred = model(torch.as_tensor(x[held])).numpy()
     metrics = {
-        "pays": int(len(x)),
+        "pays": len(x),
         "test_mse_log_gmv": float(np.mean((pred - y[held]) ** 2)),
         "mean_predictor_mse": float(np.mean((y[train].mean() - y[held]) ** 2)),
     }

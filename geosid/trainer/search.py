@@ -39,8 +39,9 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
     scores = torch.zeros(b, 1, device=device)
     for j in range(trie.T):
         k = prefixes.shape[1]
-        rep = lambda t: t.repeat_interleave(k, 0)  # noqa: E731
-        logits, _ = model.decode(rep(memory), rep(valid), rep(prompt), prefixes.reshape(b * k, j))
+        logits, _ = model.decode(
+            memory.repeat_interleave(k, 0), valid.repeat_interleave(k, 0), prompt.repeat_interleave(k, 0), prefixes.reshape(b * k, j)
+        )
         logp = logits.float().log_softmax(-1)  # [b*k, V_j]
         mask = torch.full_like(logp, float("-inf"))
         flat = prefixes.reshape(b * k, j).tolist()

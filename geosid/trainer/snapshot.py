@@ -33,7 +33,7 @@ def _delta(path: str, version: int | None = None, as_of: dt_.datetime | None = N
     if version is not None:
         table.load_as_version(int(version))
     elif as_of is not None:
-        table.load_as_version(as_of if as_of.tzinfo else as_of.replace(tzinfo=dt_.timezone.utc))
+        table.load_as_version(as_of if as_of.tzinfo else as_of.replace(tzinfo=dt_.UTC))
     return table
 
 
@@ -99,7 +99,7 @@ class CorpusSnapshot:
         first: dt_.date | None = None,
         last: dt_.date | None = None,
         tables: Sequence[str] = DEFAULT_TABLES,
-    ) -> "CorpusSnapshot":
+    ) -> CorpusSnapshot:
         """Pin `tables`: at `versions[name]` when given, else as of `as_of`, else the latest.
 
         codebook_version defaults to the only one in the sequences snapshot (an error
@@ -177,7 +177,7 @@ class CorpusSnapshot:
         columns: Sequence[str] | None = None,
         table: str = SEQUENCES,
         batch_size: int = 1024,
-    ) -> "SnapshotIterableDataset":
+    ) -> SnapshotIterableDataset:
         return SnapshotIterableDataset(self, table, transform, columns, batch_size)
 
 

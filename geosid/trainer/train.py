@@ -22,9 +22,26 @@ import torch
 
 from geosid.schemas import corpus, index
 from geosid.trainer.data import Batch, CellGeometry, Vocab, build_vocab, featurize
-from geosid.trainer.model import OneLoc, OneLocConfig, dpo_loss, ntp_loss, sequence_logprob
-from geosid.trainer.rewards import GMVFeatures, geo_reward, haversine_km, train_gmv_model
-from geosid.trainer.search import SIDTrie, beam_search, most_popular, nearest_popular, ranking_metrics
+from geosid.trainer.model import (
+    OneLoc,
+    OneLocConfig,
+    dpo_loss,
+    ntp_loss,
+    sequence_logprob,
+)
+from geosid.trainer.rewards import (
+    GMVFeatures,
+    geo_reward,
+    haversine_km,
+    train_gmv_model,
+)
+from geosid.trainer.search import (
+    SIDTrie,
+    beam_search,
+    most_popular,
+    nearest_popular,
+    ranking_metrics,
+)
 from geosid.trainer.snapshot import CorpusSnapshot
 
 TABLES = (corpus.TRAINING_SEQUENCES.name, corpus.CELL_CONTEXT.name, index.SID_MAP.name, index.CODEBOOK_VERSIONS.name)
@@ -167,7 +184,7 @@ def _save(run_dir: Path, model: OneLoc, meta: dict) -> None:
 
 
 def _run_dir(lake, run_id: str | None, kind: str) -> tuple[str, Path]:
-    run_id = run_id or f"{kind}-{dt_.datetime.now(dt_.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run_id = run_id or f"{kind}-{dt_.datetime.now(dt_.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return run_id, Path(lake) / "_models" / run_id
 
 
@@ -374,7 +391,7 @@ def dpo(lake, parent_run: str, cfg: TrainConfig | None = None, run_id: str | Non
 
 
 def eval_run(lake, run_id: str, split: str = "test", eval_limit: int | None = None) -> dict:
-    model, data, cfg, meta = load_run(lake, run_id)
+    model, data, cfg, _ = load_run(lake, run_id)
     if eval_limit:
         cfg.eval_limit = eval_limit
     return {"run_id": run_id, "manifest": data.snapshot.manifest(), **evaluate(model, data, cfg, split)}
