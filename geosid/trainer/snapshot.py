@@ -114,7 +114,7 @@ class CorpusSnapshot:
             pinned[name], files[name] = handle.version(), _pinned_files(handle)
         snapshot = cls(lake, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files)
         if not codebook_version:
-            present = sorted(set(pc.unique(snapshot._dataset(SEQUENCES).to_table(columns=["codebook_version"])["codebook_version"]).to_pylist()))
+            present = sorted(set(pc.unique(snapshot.dataset(SEQUENCES).to_table(columns=["codebook_version"])["codebook_version"]).to_pylist()))
             if len(present) != 1:
                 raise ValueError(f"pass codebook_version: the snapshot holds {present or 'none'}")
             snapshot.codebook_version = present[0]
@@ -122,7 +122,8 @@ class CorpusSnapshot:
 
     # ---- reading ---------------------------------------------------------------------
 
-    def _dataset(self, name: str) -> pads.Dataset:
+    def dataset(self, name: str) -> pads.Dataset:
+        """The pinned files of table `name`, unfiltered (e.g. the SID map of the version)."""
         return self._tables[name].dataset()
 
     def _filter(self, name: str) -> pads.Expression | None:
@@ -145,19 +146,19 @@ class CorpusSnapshot:
 
     def batches(self, table: str = SEQUENCES, columns: Sequence[str] | None = None, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
         """The snapshot's rows of `table` as record batches (file order, deterministic)."""
-        scanner = self._dataset(table).scanner(columns=list(columns) if columns else None, filter=self._filter(table), batch_size=batch_size)
+        scanner = self.dataset(table).scanner(columns=list(columns) if columns else None, filter=self._filter(table), batch_size=batch_size)
         for batch in scanner.to_batches():
             if batch.num_rows:
                 yield batch
 
     def to_table(self, table: str = SEQUENCES, columns: Sequence[str] | None = None) -> pa.Table:
-        return self._dataset(table).to_table(columns=list(columns) if columns else None, filter=self._filter(table))
+        return self.dataset(table).to_table(columns=list(columns) if columns else None, filter=self._filter(table))
 
     def count(self, table: str = SEQUENCES) -> int:
-        return self._dataset(table).count_rows(filter=self._filter(table))
+        return self.dataset(table).count_rows(filter=self._filter(table))
 
     def fragments(self, table: str = SEQUENCES) -> list:
-        return sorted(self._dataset(table).get_fragments(filter=self._filter(table)), key=lambda f: f.path)
+        return sorted(self.dataset(table).get_fragments(filter=self._filter(table)), key=lambda f: f.path)
 
     def manifest(self) -> dict:
         """What a checkpoint records: the lake, every table's pinned version, the filters."""
@@ -207,7 +208,7 @@ class SnapshotIterableDataset(_torch_iterable()):  # type: ignore[misc]
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         condition = self.snapshot._filter(self.table)
-        schema = self.snapshot._dataset(self.table).schema  # carries the partition columns
+        schema = self.snapshot.dataset(self.table).schema  # carries the partition columns
         for k, fragment in enumerate(self.snapshot.fragments(self.table)):
             if k % workers != worker:
                 continue

@@ -101,8 +101,8 @@ def load_corpus(lake, codebook_version: str | None, versions: dict | None, max_h
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
     if rows.num_rows == 0:
         raise ValueError(f"the corpus under {version} has no rows at {snapshot.versions}")
-    sid_map = snapshot._dataset(index.SID_MAP.name).to_table(filter=pc.field("version") == version)
-    codebook = snapshot._dataset(index.CODEBOOK_VERSIONS.name).to_table(filter=pc.field("version") == version).to_pylist()
+    sid_map = snapshot.dataset(index.SID_MAP.name).to_table(filter=pc.field("version") == version)
+    codebook = snapshot.dataset(index.CODEBOOK_VERSIONS.name).to_table(filter=pc.field("version") == version).to_pylist()
     assert codebook, f"codebook version {version} is not in index.codebook_versions"
     level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
     cell_system = rows["cell_system"][0].as_py()
