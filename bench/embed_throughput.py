@@ -27,11 +27,12 @@ from geosid.config import Settings  # noqa: E402
 from geosid.embedding.documents import documents  # noqa: E402
 from geosid.embedding.encoders import HFEncoder, MiniLMEncoder  # noqa: E402
 from geosid.jobs.embed import run_embed  # noqa: E402
-from geosid.jobs.engine import spark_session  # noqa: E402
 from geosid.jobs.geo import GeoConfig, run_geo  # noqa: E402
 from geosid.jobs.ingest import run_ingest  # noqa: E402
-from geosid.jobs.lake import Lake  # noqa: E402
+from geosid.lake import Lake  # noqa: E402
+from geosid.lake.engine import spark_session  # noqa: E402
 from geosid.schemas import silver  # noqa: E402
+from geosid.sources.registry import get_source  # noqa: E402
 
 
 def rate(encoder, docs, batch_size) -> float:
@@ -50,7 +51,7 @@ def main() -> None:
     import torch
 
     settings = Settings.from_env()
-    path = settings.resolved_tsmc_path()
+    path = get_source("tsmc2014").default_path(settings)
     if path is None:
         raise SystemExit("the TSMC2014 file is needed (../shared/data or GEOSID_TSMC_PATH)")
     shutil.rmtree(args.work, ignore_errors=True)
@@ -59,14 +60,14 @@ def main() -> None:
     results: dict = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     with spark_session(settings) as spark:
         lake = Lake(Path(args.work) / "lake", spark)
-        run_ingest(spark, lake, "tsmc2014", path, first, last, progress=False)
-        run_geo(spark, lake, last, GeoConfig.from_settings(settings))
+        run_ingest(lake, "tsmc2014", path, first, last, progress=False)
+        run_geo(lake, last, GeoConfig(cell_config=settings.cells, window_days=settings.geo_window_days))
         docs = [r.document for r in documents(lake.read(silver.ITEM_GEO, dt=last)).select("document").collect()]
         results["documents"] = len(docs)
         results["mean_chars"] = round(sum(map(len, docs)) / len(docs))
         cpu = MiniLMEncoder(device="cpu")
         results["cpu_encoder_docs_per_s"] = {bs: round(rate(cpu, docs, bs)) for bs in (32, 64, 128)}
-        report = run_embed(spark, lake, last, "minilm", progress=False)
+        report = run_embed(lake, last, "minilm", progress=False)
         results["cpu_engine_path_docs_per_s"] = round(report.docs_per_s)
         results["cpu_engine_path_s"] = round(report.seconds, 1)
     if torch.cuda.is_available():

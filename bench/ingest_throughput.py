@@ -22,10 +22,11 @@ from pathlib import Path
 os.environ.setdefault("RUST_LOG", "error")
 
 from geosid.config import Settings  # noqa: E402
-from geosid.jobs.engine import spark_session  # noqa: E402
 from geosid.jobs.ingest import run_ingest, scan_date_range  # noqa: E402
-from geosid.jobs.lake import Lake  # noqa: E402
-from geosid.jobs.sources.synthetic import WorldConfig, write_world  # noqa: E402
+from geosid.lake import Lake  # noqa: E402
+from geosid.lake.engine import spark_session  # noqa: E402
+from geosid.sources.registry import get_source  # noqa: E402
+from geosid.sources.synthetic_world import WorldConfig, write_world  # noqa: E402
 
 # ~8.6 events per user-day with the default funnel: 16.5k users x 7 days ~ 1M events.
 SYNTHETIC_CASES = {
@@ -46,11 +47,11 @@ def bench_case(spark, settings: Settings, name: str, work: Path) -> dict:
     lake = Lake(lake_root, spark, committer=settings.committer())
     result: dict = {"case": name}
     if name == "nyc":
-        path = settings.resolved_tsmc_path()
+        path = get_source("tsmc2014").default_path(settings)
         if path is None:
             return {"case": name, "skipped": "TSMC2014 file not found"}
         source = "tsmc2014"
-        first, last = scan_date_range(spark, source, path)
+        first, last = scan_date_range(lake, source, path)
     else:
         config = SYNTHETIC_CASES[name]
         path = work / name / "raw"
@@ -63,7 +64,7 @@ def bench_case(spark, settings: Settings, name: str, work: Path) -> dict:
             generate_events_per_min=round(manifest["totals"]["events"] / gen_s * 60),
         )
         source, first, last = "synthetic", config.start, config.days()[-1]
-    report = run_ingest(spark, lake, source, path, first, last, progress=False)
+    report = run_ingest(lake, source, path, first, last, progress=False)
     result.update(
         source=source,
         lines=report.lines_landed,
@@ -74,7 +75,7 @@ def bench_case(spark, settings: Settings, name: str, work: Path) -> dict:
         rows_per_s=round(report.lines_landed / report.seconds),
     )
     # a re-run of the same range (idempotent replace of existing partitions)
-    rerun = run_ingest(spark, lake, source, path, first, last, progress=False)
+    rerun = run_ingest(lake, source, path, first, last, progress=False)
     result.update(rerun_s=round(rerun.seconds, 2), rerun_rows_per_s=round(rerun.lines_landed / rerun.seconds))
     result["peak_rss_mb"] = round(_peak_rss_mb())
     shutil.rmtree(work / name, ignore_errors=True)

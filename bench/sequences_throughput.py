@@ -30,11 +30,11 @@ from pyspark.sql import functions as F
 
 from geosid.config import Settings
 from geosid.jobs.corpus import CorpusConfig, build_day, build_range
-from geosid.jobs.engine import spark_session
 from geosid.jobs.ingest import run_ingest
-from geosid.jobs.lake import Lake
-from geosid.jobs.sources.synthetic import WorldConfig, write_world
+from geosid.lake import Lake
+from geosid.lake.engine import spark_session
 from geosid.schemas import bronze, index
+from geosid.sources.synthetic_world import WorldConfig, write_world
 
 CASES = {
     "1m": WorldConfig(n_days=7, n_users=16_500, n_stores=3_000),
@@ -72,7 +72,7 @@ def prepare(spark, settings, name: str, work: Path) -> tuple[Lake, WorldConfig, 
     shutil.rmtree(work / name, ignore_errors=True)
     lake = Lake(work / name / "lake", spark, committer=settings.committer())
     manifest = write_world(work / name / "raw", config, progress=False)
-    ingest = run_ingest(spark, lake, "synthetic", work / name / "raw", config.start, config.days()[-1], progress=False)
+    ingest = run_ingest(lake, "synthetic", work / name / "raw", config.start, config.days()[-1], progress=False)
     return lake, config, {"events": ingest.events, "items": hashed_sid_map(lake), "generated": manifest["totals"]["events"]}
 
 
@@ -80,8 +80,8 @@ def bench_full(spark, settings, name: str, work: Path) -> dict:
     lake, world, info = prepare(spark, settings, name, work)
     config = CorpusConfig.for_source("synthetic")
     first, last = world.start, world.days()[-1]
-    full = build_range(spark, lake, VERSION, first, last, config)
-    day = build_day(spark, lake, VERSION, last, config)
+    full = build_range(lake, VERSION, first, last, config)
+    day = build_day(lake, VERSION, last, config)
     result = {
         "case": name, **info, "input_events": full.input_events, "targets": full.targets, "states": full.states,
         "full_s": round(full.seconds, 1), "events_per_s": round(full.input_events / full.seconds),
@@ -96,9 +96,9 @@ def bench_days(spark, settings, work: Path) -> dict:
     lake, world, info = prepare(spark, settings, "days", work)
     config = CorpusConfig.for_source("synthetic")
     days = world.days()
-    per_day = [build_range(spark, lake, VERSION, days[0], days[0], config)]
+    per_day = [build_range(lake, VERSION, days[0], days[0], config)]
     for day in days[1:]:
-        per_day.append(build_day(spark, lake, VERSION, day, config))
+        per_day.append(build_day(lake, VERSION, day, config))
     seconds = [round(r.seconds, 2) for r in per_day]
     result = {
         "case": "days", **info, "days": len(days), "seconds_per_day": seconds, "targets_per_day": [r.targets for r in per_day],

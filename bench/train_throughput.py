@@ -18,7 +18,8 @@ import platform
 import resource
 from pathlib import Path
 
-from geosid.trainer.train import TrainConfig, pretrain
+from geosid.trainer.loading import TrainConfig
+from geosid.trainer.training import pretrain
 
 
 def main() -> None:

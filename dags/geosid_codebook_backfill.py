@@ -11,6 +11,9 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from geosid.quantization.base import TOKENIZERS
+from geosid.sources.registry import source_names
+
 
 @dag(
     dag_id="geosid_codebook_backfill",
@@ -21,13 +24,13 @@ from airflow.sdk import Param, dag, task
     tags=["geosid"],
     params={
         "version": Param(None, type=["null", "string"], description="an existing version to backfill; none: fit a new one"),
-        "method": Param("residual_kmeans_fsq", enum=["residual_kmeans", "residual_kmeans_fsq", "geo_prefix"]),
+        "method": Param("residual_kmeans_fsq", enum=list(TOKENIZERS)),
         "codes": Param(None, type=["null", "string"], description="codes per level, e.g. 64,64,64 (none: sized to the data)"),
         "publish": Param(True, type="boolean", description="publish the version (through its gates) before the backfill"),
         "gates": Param({}, type="object", description="Gates overrides: max_excess_conflict, min_exclusive_rate, min_code_usage"),
         "from": Param("2012-04-03", type="string", format="date"),
         "to": Param("2012-04-03", type="string", format="date"),
-        "source": Param("tsmc2014", enum=["tsmc2014", "synthetic"], description="whose corpus to rebuild"),
+        "source": Param("tsmc2014", enum=source_names(), description="whose corpus to rebuild"),
         "split": Param("time", enum=["time", "user_chrono"], description="split protocol of the rebuilt corpus"),
         "test_start": Param(None, type=["null", "string"], description="time split: first test day"),
         "valid_start": Param(None, type=["null", "string"], description="time split: first valid day"),
@@ -37,59 +40,57 @@ from airflow.sdk import Param, dag, task
 )
 def geosid_codebook_backfill():
     @task
-    def codebook(ds: str | None = None, params: dict | None = None) -> str:
-        from geosid.pipeline import fit_codebook
+    def codebook(params: dict | None = None) -> str:
+        from geosid import pipeline
 
         if params.get("version"):
             return params["version"]
-        report = fit_codebook(params["method"], params["to"], codes=params.get("codes"), lake=params.get("lake"))
-        print(f"fitted candidate {report['version']}: {report['metrics']}")
-        return report["version"]
+        codes = tuple(int(c) for c in params["codes"].split(",")) if params.get("codes") else None
+        return pipeline.fit_codebook(params["method"], params["to"], codes, lake_root=params.get("lake")).codebook_version
 
     @task
     def publish(version: str, params: dict | None = None) -> str:
-        from geosid.pipeline import publish_codebook
+        from geosid import pipeline
 
         if params.get("publish"):
-            print(publish_codebook(version, params["to"], gates=params.get("gates") or None, lake=params.get("lake")))
+            pipeline.publish_codebook(version, params["to"], gates=params.get("gates") or None, lake_root=params.get("lake"))
         return version
 
     @task
     def days(params: dict | None = None) -> list[str]:
         from geosid.pipeline import days_between
 
-        return days_between(params["from"], params["to"])
+        return [d.isoformat() for d in days_between(params["from"], params["to"])]
 
     @task(max_active_tis_per_dag=1)
     def tokenize_day(day: str, version: str, params: dict | None = None) -> dict:
-        from geosid.pipeline import assign_day
+        from geosid import pipeline
 
-        return assign_day(day, version=version, lake=params.get("lake"))
+        return pipeline.assign_day(day, version, lake_root=params.get("lake")).to_dict()
 
     @task
     def summarize(reports: list[dict]) -> dict:
-        total = sum(r["new_items"] for r in reports)
+        total = sum(r.get("new_items", 0) for r in reports)
         print(f"backfill tokenized {total} items over {len(reports)} days")
         return {"days": len(reports), "new_items": total}
 
     @task
     def rebuild_corpus(tokenized: dict, version: str, params: dict | None = None) -> dict:
-        from geosid.pipeline import rebuild_corpus as rebuild
+        from geosid import pipeline
 
-        report = rebuild(
-            version, params["from"], params["to"], params["source"], test_start=params.get("test_start"),
-            valid_start=params.get("valid_start"), protocol=params["split"], lake=params.get("lake"),
+        outcome = pipeline.rebuild_corpus(
+            version, params["from"], params["to"], params["source"], params.get("test_start"), params.get("valid_start"),
+            params["split"], lake_root=params.get("lake"),
         )  # fmt: skip
-        print(f"corpus under {version}: {report['targets']} targets {report['splits']}")
-        return {"version": version, "targets": report["targets"], "versions": report["versions"]}
+        return {"codebook_version": version, "targets": outcome.sequences.targets, "table_versions": outcome.sequences.table_versions}
 
     @task
     def validate_corpus(rebuilt: dict, params: dict | None = None) -> dict:
         from airflow.exceptions import AirflowFailException
 
-        from geosid.pipeline import validate_corpus_day
+        from geosid import pipeline
 
-        outcome = validate_corpus_day(params["from"], version=rebuilt["version"], last=params["to"], lake=params.get("lake"))
+        outcome = pipeline.validate_corpus(params["from"], params["to"], rebuilt["codebook_version"], lake_root=params.get("lake")).to_dict()
         for summary in outcome.pop("summaries"):
             print(summary)
         if not outcome["passed"]:
@@ -99,5 +100,6 @@ def geosid_codebook_backfill():
     version = publish(codebook())
     tokenized = summarize(tokenize_day.partial(version=version).expand(day=days()))
     validate_corpus(rebuild_corpus(tokenized, version))
+
 
 geosid_codebook_backfill()

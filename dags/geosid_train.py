@@ -2,7 +2,7 @@
 evaluate both against the baselines. Triggered by hand or by a sensor after the daily
 run; each run's record (lake/_models/<run>/run.json) pins the table versions it read.
 
-Wiring only: the work lives in geosid.trainer.train, imported inside the tasks.
+Wiring only: the work lives in geosid.pipeline, imported inside the tasks.
 """
 
 from __future__ import annotations
@@ -12,19 +12,13 @@ from airflow.sdk import Param, dag, task
 
 
 def _config(params: dict):
-    from geosid.trainer.train import TrainConfig
+    from geosid import pipeline
 
-    return TrainConfig(
+    return pipeline.train_config(
         size=params["size"], epochs=params["epochs"], batch_size=params["batch_size"], max_history=params["max_history"],
         eval_limit=params.get("eval_limit"), dpo_requests=params["dpo_requests"], dpo_lambda=params["dpo_lambda"],
         geo_max_km=params["max_km"],
     )  # fmt: skip
-
-
-def _lake(params: dict) -> str:
-    from geosid.config import Settings
-
-    return str(Settings.from_env(lake=params.get("lake")).lake.resolve())
 
 
 @dag(
@@ -51,16 +45,16 @@ def _lake(params: dict) -> str:
 def geosid_train():
     @task
     def pretrain(params: dict | None = None) -> dict:
-        from geosid.trainer.train import pretrain as run
+        from geosid import pipeline
 
-        meta = run(_lake(params), _config(params), codebook_version=params.get("version"))
-        return {"run_id": meta["run_id"], "versions": meta["manifest"]["table_versions"], "eval": meta["metrics"]["eval"]["oneloc"]}
+        meta = pipeline.pretrain(_config(params), params.get("version"), lake_root=params.get("lake"))
+        return {"run_id": meta["run_id"], "table_versions": meta["manifest"]["table_versions"], "eval": meta["metrics"]["eval"]["oneloc"]}
 
     @task
     def dpo(pretrained: dict, params: dict | None = None) -> dict:
-        from geosid.trainer.train import dpo as run
+        from geosid import pipeline
 
-        meta = run(_lake(params), pretrained["run_id"])
+        meta = pipeline.dpo(pretrained["run_id"], lake_root=params.get("lake"))
         return {"run_id": meta["run_id"], "pairs": meta["metrics"]["pairs"]["pairs"], "eval": meta["metrics"]["eval"]["oneloc"]}
 
     @task

@@ -11,13 +11,13 @@ import pytest
 os.environ.setdefault("RUST_LOG", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from geosid.config import DEFAULT_TSMC_FILE, Settings  # noqa: E402
+from geosid.config import Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def spark():
     """The embedded default engine (Sail), shared by every test."""
-    from geosid.jobs.engine import spark_session
+    from geosid.lake.engine import spark_session
 
     with spark_session(Settings(engine="sail")) as session:
         yield session
@@ -26,7 +26,7 @@ def spark():
 @pytest.fixture(scope="session")
 def jvm_spark(spark):
     """pyspark's own JVM Spark, for conformance tests only (started on first use)."""
-    from geosid.jobs.engine import spark_session
+    from geosid.lake.engine import spark_session
 
     with spark_session(Settings(engine="spark-local", spark_local_master="local[2]", spark_local_driver_memory="1g")) as session:
         yield session
@@ -34,16 +34,18 @@ def jvm_spark(spark):
 
 @pytest.fixture
 def lake(spark, tmp_path):
-    from geosid.jobs.lake import Lake
+    from geosid.lake import Lake
 
     return Lake(tmp_path / "lake", spark)
 
 
 @pytest.fixture(scope="session")
 def nyc_file() -> Path:
-    if not DEFAULT_TSMC_FILE.exists():
-        pytest.skip(f"shipped TSMC2014 file not found at {DEFAULT_TSMC_FILE}")
-    return DEFAULT_TSMC_FILE
+    from geosid.sources.registry import SHIPPED_TSMC_FILE
+
+    if not SHIPPED_TSMC_FILE.exists():
+        pytest.skip(f"shipped TSMC2014 file not found at {SHIPPED_TSMC_FILE}")
+    return SHIPPED_TSMC_FILE
 
 
 @pytest.fixture(scope="session")

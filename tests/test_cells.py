@@ -5,6 +5,7 @@ import pygeohash as pgh
 import pytest
 
 from geosid.geo import GeohashCells, H3Cells, haversine_km
+from geosid.geo.sql import add_cells
 
 RNG = np.random.default_rng(42)
 
@@ -53,7 +54,7 @@ def test_neighbours_of_1000_random_cells_are_the_chebyshev_ring(spark):
     cells = GeohashCells(6)
     lat, lon = sample_points(1000)
     df = spark.createDataFrame([(float(a), float(b)) for a, b in zip(lat, lon)], "lat double, lon double")
-    rows = cells.add_cells(df, "lat", "lon", cell="cell", neighbours="ring").collect()
+    rows = add_cells(df, cells, "lat", "lon", cell="cell", neighbours="ring").collect()
     assert len(rows) == 1000
     polar = 0
     for row in rows:
@@ -84,7 +85,7 @@ def test_cell_center_is_inside_the_cell(spark):
     cells = GeohashCells(6)
     lat, lon = sample_points(200)
     df = spark.createDataFrame([(float(a), float(b)) for a, b in zip(lat, lon)], "lat double, lon double")
-    centers = cells.add_cells(df, "lat", "lon", center=("clat", "clon")).select("clat", "clon").collect()
+    centers = add_cells(df, cells, "lat", "lon", center=("clat", "clon")).select("clat", "clon").collect()
     for (a, b), (clat, clon) in zip(zip(lat, lon), centers):
         assert cells.cell_of(clat, clon) == cells.cell_of(a, b)
         assert (clat, clon) == pytest.approx(cells.center(cells.cell_of(a, b)))
@@ -95,7 +96,7 @@ def test_h3_cells_behind_the_same_interface(spark):
 
     cells = H3Cells(8)
     df = spark.createDataFrame([(40.75, -73.98), (10.0, 179.999)], "lat double, lon double")
-    rows = cells.add_cells(df, "lat", "lon", cell="cell", neighbours="ring").collect()
+    rows = add_cells(df, cells, "lat", "lon", cell="cell", neighbours="ring").collect()
     for row, (a, b) in zip(rows, [(40.75, -73.98), (10.0, 179.999)]):
         assert row.cell == h3.latlng_to_cell(a, b, 8)
         assert set(row.ring) == set(h3.grid_ring(row.cell, 1)) and len(row.ring) == 6

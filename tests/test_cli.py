@@ -64,3 +64,53 @@ def test_codebook_lifecycle_from_the_cli(world, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["bucket_sizes.png", "code_usage.png", "first_level_map.png"]
     assert main(["--lake", lake, "backfill", "--version", version, "--from", "2024-05-01", "--to", "2024-05-01"]) == 0
     assert "0 items given SIDs" in capsys.readouterr().out  # all tokenized at fit time
+
+
+def _one_line_error(capsys, code: int, expected: int, *needles: str) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == expected, (code, captured.out[-2000:], err[-2000:])
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_user_errors_are_one_line_with_exit_codes(world, tmp_path, capsys):
+    lake = str(tmp_path / "lake")
+    # usage mistakes: exit 2
+    _one_line_error(capsys, main(["--lake", lake, "ingest", "--source", "nope"]), 2, "invalid choice", "tsmc2014")
+    _one_line_error(capsys, main(["--lake", lake, "validate", "--date", "2024-13-01"]), 2, "not a date")
+    _one_line_error(capsys, main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world),
+                                  "--from", "2024-05-01"]), 2, "--from and --to go together")  # fmt: skip
+    # refusals and things that do not exist: exit 1, the name and what is valid
+    _one_line_error(capsys, main(["--lake", lake, "ingest", "--source", "tsmc2014", "--path", "/nonexistent/file.txt"]),
+                    1, "/nonexistent/file.txt", "does not exist")  # fmt: skip
+    _one_line_error(capsys, main(["--lake", lake, "corpus", "build", "--source", "synthetic"]), 1, "no bronze events")
+    _one_line_error(capsys, main(["--lake", lake, "history", "nosuch"]), 1, "unknown table 'nosuch'", "bronze.events")
+    _one_line_error(capsys, main(["--lake", lake, "train", "dpo"]), 1, "no pretrain run")
+    assert main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world), "--date", "2024-05-01"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, main(["--lake", lake, "sql", "SELEC count(*) FROM events"]), 1, "SQL syntax error")
+    _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT nope FROM events"]), 1, "unknown column 'nope'",
+                    "columns of events:", "event_id", "user_id")  # fmt: skip
+    _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT * FROM nosuch"]), 1, "unknown table 'nosuch'", "events")
+    _one_line_error(capsys, main(["--lake", lake, "sid", "report", "--version", "nope"]), 1, "no codebook version 'nope'")
+    _one_line_error(capsys, main(["--lake", lake, "corpus", "build", "--source", "synthetic"]), 1, "no codebook version published")
+    # --debug shows the traceback instead
+    with pytest.raises(KeyError, match="nope"):
+        main(["--lake", lake, "--debug", "sid", "report", "--version", "nope"])
+
+
+@pytest.mark.slow
+def test_demo_on_a_small_synthetic_world(tmp_path, capsys):
+    """`geosid demo` end to end: every stage, the incremental day equal to the rebuild,
+    training with its control, the stage timings; a re-run reuses what it can."""
+    lake = str(tmp_path / "lake")
+    args = ["--lake", lake, "demo", "--synthetic", "--days", "3", "--users", "400", "--stores", "80"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for needle in ("PASS bronze.reject_rate", "SID quality at the same code budget", "identical to the full rebuild",
+                   "mean geographic reward of the top 10", "stage timings:", "corpus.training_sequences"):  # fmt: skip
+        assert needle in out, needle
+    assert "FAILED" not in out

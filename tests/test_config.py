@@ -16,7 +16,7 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     settings = Settings.from_env()
     assert settings.engine == "remote"
     assert settings.spark_remote == "sc://spark.example:15002"
-    assert settings.lake == tmp_path
+    assert settings.lake_root == tmp_path
     assert settings.committer() == "spark"
     # an explicit argument wins over the environment
     assert Settings.from_env(engine="sail").committer() == "delta-rs"

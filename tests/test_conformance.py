@@ -9,9 +9,9 @@ from pyspark.testing import assertDataFrameEqual
 
 from badlines import bad_tsmc_lines
 from geosid.jobs import ingest
-from geosid.jobs.quality import reject_rates
-from geosid.jobs.sources import synthetic, tsmc2014
-from geosid.jobs.sources.landing import discover, land
+from geosid.jobs.validate import reject_rates
+from geosid.sources import synthetic, synthetic_world, tsmc2014
+from geosid.sources.landing import discover, land
 
 pytestmark = pytest.mark.conformance
 
@@ -31,8 +31,8 @@ def tsmc_landed(tmp_path_factory, nyc_lines):
 @pytest.fixture(scope="module")
 def synthetic_landed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic")
-    config = synthetic.WorldConfig(n_days=2, n_users=150, n_stores=40, n_brands=10, start_date="2012-04-03", corrupt_rate=0.05)
-    synthetic.write_world(folder / "raw", config, progress=False)
+    config = synthetic_world.WorldConfig(n_days=2, n_users=150, n_stores=40, n_brands=10, start_date="2012-04-03", corrupt_rate=0.05)
+    synthetic_world.write_world(folder / "raw", config, progress=False)
     landed = {}
     for feed, kind in ((synthetic.EVENTS_FEED, "events"), (synthetic.ITEMS_FEED, "items")):
         out, _ = land(discover(folder / "raw" / kind), feed, synthetic.ENCODING, folder / kind, progress=False)
@@ -113,7 +113,7 @@ def test_geo_context_and_documents(spark, jvm_spark, tmp_path):
     from geosid.embedding.documents import documents
     from geosid.geo import GeohashCells
     from geosid.jobs import geo
-    from geosid.jobs.lake import Lake
+    from geosid.lake import Lake
     from geosid.schemas import bronze
     from test_geo import D, write_city
 

@@ -10,18 +10,18 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from geosid.geo import GeohashCells
+from geosid.errors import MissingStateError
 from geosid.jobs.corpus import (
     BehaviorConfig,
     CorpusConfig,
-    MissingStateError,
     SplitConfig,
     build_cell_context,
     build_day,
     build_range,
 )
 from geosid.jobs.geo import GeoConfig, run_geo
-from geosid.jobs.lake import Lake
-from geosid.jobs.quality import validate_corpus
+from geosid.lake import Lake
+from geosid.jobs.validate import validate_corpus
 from geosid.schemas import bronze, corpus, index
 
 V = "cb-test"
@@ -102,7 +102,7 @@ def history(row, behavior):
 
 
 def test_local_life_targets_histories_and_request_cells(spark, local_life):
-    report = build_range(spark, local_life, V, D0, D2, LOCAL)
+    report = build_range(local_life, V, D0, D2, LOCAL)
     assert (report.targets, report.events_without_sid, report.targets_without_location) == (3, 1, 0)
     rows = rows_by_event(local_life)
     assert set(rows) == {"e03", "e06", "e09"}
@@ -132,7 +132,7 @@ def test_checkins_use_the_previous_checkin_location_never_the_target(spark, lake
         ],
     )
     write_sid_map(spark, lake)
-    report = build_range(spark, lake, V, D0, D1, CHECKINS)
+    report = build_range(lake, V, D0, D1, CHECKINS)
     rows = rows_by_event(lake)
     assert report.targets_without_location == 1 and set(rows) == {"c2", "c3"}  # the first has no prior location
     assert rows["c2"].user_cell_id == CELLS.cell_of(*A) and rows["c2"].target_cell_id == CELLS.cell_of(*B)
@@ -162,13 +162,13 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, 
     daily = lake
     write_events(spark, daily, events)
     write_sid_map(spark, daily)
-    build_range(spark, daily, V, D0, D0, config)
+    build_range(daily, V, D0, D0, config)
     for day in (D1, D2, D3):
-        build_day(spark, daily, V, day, config)
+        build_day(daily, V, day, config)
     full = Lake(tmp_path / "full", spark)
     write_events(spark, full, events)
     write_sid_map(spark, full)
-    report = build_range(spark, full, V, D0, D3, config)
+    report = build_range(full, V, D0, D3, config)
 
     sequences = content(daily, corpus.TRAINING_SEQUENCES, (D0, D3))
     assert len(sequences) == report.targets > 20
@@ -176,7 +176,7 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, 
     assert content(daily, corpus.USER_HISTORY_STATE, D3) == content(full, corpus.USER_HISTORY_STATE, D3)
     assert report.splits["test"] and report.splits["valid"] and report.splits["train"]
 
-    again = build_day(spark, daily, V, D3, config)  # re-running a day: same content
+    again = build_day(daily, V, D3, config)  # re-running a day: same content
     assert content(daily, corpus.TRAINING_SEQUENCES, (D0, D3)) == sequences
     assert again.targets == len(content(daily, corpus.TRAINING_SEQUENCES, D3))
     # Only the retained states stay (2 days): D2 and D3.
@@ -186,8 +186,8 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, 
 
 def test_a_day_without_the_previous_state_is_refused(spark, local_life):
     with pytest.raises(MissingStateError, match="rebuild"):
-        build_day(spark, local_life, V, D2, LOCAL)
-    build_day(spark, local_life, V, D0, LOCAL)  # nothing before D0: no state needed
+        build_day(local_life, V, D2, LOCAL)
+    build_day(local_life, V, D0, LOCAL)  # nothing before D0: no state needed
     assert set(rows_by_event(local_life)) == {"e03"}
 
 
@@ -196,12 +196,12 @@ def test_user_chronological_split(spark, lake):
     write_events(spark, lake, events)
     write_sid_map(spark, lake)
     config = CHECKINS.model_copy(update={"split": SplitConfig(protocol="user_chrono")})
-    report = build_range(spark, lake, V, D0, D0, config)
+    report = build_range(lake, V, D0, D0, config)
     rows = sorted(rows_by_event(lake).values(), key=lambda r: r.target_ts)
     assert [r.split for r in rows] == ["train"] * 8 + ["valid"] + ["test"]  # 10 targets: the first check-in has no location
     assert report.splits == {"train": 8, "valid": 1, "test": 1}
     with pytest.raises(ValueError, match="user_chrono"):
-        build_day(spark, lake, V, D1, config)
+        build_day(lake, V, D1, config)
 
 
 def test_config_rejects_unknown_keys_and_actions():
@@ -220,8 +220,8 @@ def test_cell_context_comes_from_the_latest_earlier_snapshot(spark, lake):
 
     write_city(spark, lake)
     for day in (CITY_D, CITY_D + dt.timedelta(days=1)):
-        run_geo(spark, lake, day, GeoConfig(window_days=28))
-    report = build_cell_context(spark, lake, CITY_D, CITY_D + dt.timedelta(days=2), CELLS)
+        run_geo(lake, day, GeoConfig(window_days=28))
+    report = build_cell_context(lake, CITY_D, CITY_D + dt.timedelta(days=2), CELLS)
     assert report.days_without_context == [CITY_D]  # no snapshot strictly before it
     rows = {(r.cell_id, r.dt): r for r in lake.read(corpus.CELL_CONTEXT).collect()}
     a = rows[(CITY_A, CITY_D + dt.timedelta(days=1))]
@@ -232,7 +232,7 @@ def test_cell_context_comes_from_the_latest_earlier_snapshot(spark, lake):
 
 
 def test_corpus_quality_suites_pass_and_catch_leakage(spark, local_life):
-    build_range(spark, local_life, V, D0, D2, LOCAL)
+    build_range(local_life, V, D0, D2, LOCAL)
     results = validate_corpus(local_life, (D0, D2), V, SIZES, CELLS.name)
     assert all(r.success for r in results[:2]), [r.summary() for r in results]
 
@@ -253,16 +253,16 @@ def test_snapshot_reader_pins_versions(spark, local_life):
 
     from geosid.trainer.snapshot import CorpusSnapshot
 
-    build_range(spark, local_life, V, D0, D2, LOCAL)
+    build_range(local_life, V, D0, D2, LOCAL)
     snapshot = CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,))
     assert snapshot.codebook_version == V and snapshot.count() == 3
     pinned = snapshot.manifest()["table_versions"]["corpus.training_sequences"]
-    assert pinned == local_life.version(corpus.TRAINING_SEQUENCES)
+    assert pinned == local_life.table_version(corpus.TRAINING_SEQUENCES)
 
     # The lake moves on (one more target on D2); the pinned snapshot does not.
     day2 = [event("e09", "synthetic", "u2", "i2", "pay", ts(D2, 8, 0), C), event("e10", "synthetic", "u2", "i4", "pay", ts(D2, 9), C)]
     write_events(spark, local_life, day2)
-    build_day(spark, local_life, V, D2, LOCAL.model_copy(update={"state_retention_days": 3}))
+    build_day(local_life, V, D2, LOCAL.model_copy(update={"state_retention_days": 3}))
     assert CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,)).count() == 4
     latest = CorpusSnapshot.open(local_life.root, as_of=dt.datetime.now(dt.UTC), tables=(corpus.TRAINING_SEQUENCES.name,))
     assert latest.count() == 4
@@ -285,7 +285,10 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
 
     from deltalake import DeltaTable
 
-    from geosid.trainer.train import TrainConfig, dpo, eval_run, pretrain
+    from geosid.trainer.dpo import dpo
+    from geosid.trainer.evaluation import eval_run
+    from geosid.trainer.loading import TrainConfig
+    from geosid.trainer.training import pretrain
 
     items = {f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}
     write_events(spark, lake, [
@@ -293,15 +296,15 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
         for k in range(80)
     ])  # fmt: skip
     write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
-    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None)]
+    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1)]
     lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
     config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
-    build_range(spark, lake, V, D0, D3, config)
+    build_range(lake, V, D0, D3, config)
 
     cfg = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
     pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
     record = json.loads((lake.root / "_models" / "pre" / "run.json").read_text())
-    assert record["manifest"]["table_versions"]["corpus.training_sequences"] == lake.version(corpus.TRAINING_SEQUENCES)
+    assert record["manifest"]["table_versions"]["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
     assert record["manifest"]["codebook_version"] == V and record["rows"]["test"] == 20
     evaluation = pre["metrics"]["eval"]
     assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)

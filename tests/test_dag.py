@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from geosid.jobs.engine import LOCAL_JVM_ENV
+from geosid.lake.engine import LOCAL_JVM_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -124,7 +124,7 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0 and "state=success" in log, log[-5000:]
-    assert "(day) under" in log, log[-5000:]  # incremental, not a rebuild
+    assert " (day): " in log, log[-5000:]  # incremental, not a rebuild
     sequences = DeltaTable(str(lake / "corpus" / "training_sequences")).to_pyarrow_table()
     assert set(sequences.column("dt").to_pylist()) == {day, next_day}
     assert (lake / "_quality" / "corpus.training_sequences" / f"dt={next_day}" / "result.json").exists()

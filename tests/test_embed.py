@@ -14,7 +14,7 @@ from test_geo import D, write_city
 
 def test_documents_render_content_and_surroundings(spark, lake):
     write_city(spark, lake)
-    run_geo(spark, lake, D)
+    run_geo(lake, D)
     docs = {r.item_id: r for r in documents(lake.read(silver.ITEM_GEO, dt=D)).collect()}
     assert docs["i2"].document.splitlines() == [
         "coffee",
@@ -33,8 +33,8 @@ def test_documents_render_content_and_surroundings(spark, lake):
 
 def test_embeds_once_then_only_what_changed(spark, lake):
     write_city(spark, lake)
-    run_geo(spark, lake, D)
-    first = run_embed(spark, lake, D, progress=False)
+    run_geo(lake, D)
+    first = run_embed(lake, D, progress=False)
     assert (first.items, first.embedded) == (5, 5)
     table = lake.read(silver.ITEM_EMBEDDINGS)
     assert table.count() == 5
@@ -43,11 +43,11 @@ def test_embeds_once_then_only_what_changed(spark, lake):
     assert vectors.shape == (5, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 
-    assert run_embed(spark, lake, D, progress=False).embedded == 0  # same day again
+    assert run_embed(lake, D, progress=False).embedded == 0  # same day again
 
     write_city(spark, lake, i3_title="Sunrise Bakery: sourdough")  # one document changes
-    run_geo(spark, lake, D)
-    third = run_embed(spark, lake, D, progress=False)
+    run_geo(lake, D)
+    third = run_embed(lake, D, progress=False)
     assert third.embedded == 1
     changed = lake.read(silver.ITEM_EMBEDDINGS).filter(F.col("item_id") == "i3").collect()
     assert len(changed) == 1 and changed[0].document.startswith("Sunrise Bakery")

@@ -1,7 +1,7 @@
 import os
 
 from geosid.config import Settings
-from geosid.jobs.engine import LOCAL_JVM_ENV, spark_session
+from geosid.lake.engine import LOCAL_JVM_ENV, spark_session
 
 
 def test_sail_session_runs_sql_in_utc():

@@ -6,7 +6,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
-from geosid.geo import GeohashCells
+from geosid.geo import CellConfig, GeohashCells
 from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.schemas import bronze, silver
 
@@ -68,7 +68,7 @@ def as_hist(rows):
 
 def test_geo_cells_of_the_tiny_city(spark, lake):
     write_city(spark, lake)
-    report = run_geo(spark, lake, D, GeoConfig(window_days=28))
+    report = run_geo(lake, D, GeoConfig(window_days=28))
     cells = {r.cell_id: r for r in lake.read(silver.GEO_CELLS, dt=D).collect()}
     assert report.cells == 3 and set(cells) == {A, B, CELLS.cell_of(C_LAT, C_LON)}
     a = cells[A]
@@ -91,7 +91,7 @@ def test_geo_cells_of_the_tiny_city(spark, lake):
 
 def test_item_geo_joins_own_and_neighbour_contexts(spark, lake):
     write_city(spark, lake)
-    report = run_geo(spark, lake, D)
+    report = run_geo(lake, D)
     items = {r.item_id: r for r in lake.read(silver.ITEM_GEO, dt=D).collect()}
     assert report.items == 5 and set(items) == {"i1", "i2", "i3", "i4", "i5"}
     i1 = items["i1"]
@@ -107,10 +107,10 @@ def test_item_geo_joins_own_and_neighbour_contexts(spark, lake):
 
 def test_rerun_is_identical(spark, lake):
     write_city(spark, lake)
-    run_geo(spark, lake, D)
+    run_geo(lake, D)
     specs = (silver.GEO_CELLS, silver.ITEM_GEO)
     before = [lake.to_arrow(spec) for spec in specs]
-    run_geo(spark, lake, D)
+    run_geo(lake, D)
     for spec, table in zip(specs, before):
         keys = [(k, "ascending") for k in spec.keys]
         assert lake.to_arrow(spec).sort_by(keys).equals(table.sort_by(keys)), spec.name
@@ -118,7 +118,7 @@ def test_rerun_is_identical(spark, lake):
 
 def test_h3_cells_behind_the_same_job(spark, lake):
     write_city(spark, lake)
-    report = run_geo(spark, lake, D, GeoConfig(cell_system="h3", resolution=8))
+    report = run_geo(lake, D, GeoConfig(cell_config=CellConfig(system="h3", resolution=8)))
     rows = lake.read(silver.ITEM_GEO, dt=D).filter(F.col("cell_system") == "h3r8").collect()
     assert report.items == 5 and len(rows) == 5
     assert all(len(r.neighbours) == 6 for r in rows)

@@ -8,11 +8,10 @@ from pyspark.sql import functions as F
 
 from geosid.jobs.embed import run_embed
 from geosid.jobs.geo import run_geo
+from geosid.errors import GateError, ImmutableVersionError
 from geosid.jobs.index import (
     CodebookSpec,
-    GateError,
     Gates,
-    ImmutableVersionError,
     assign_sids,
     backfill,
     fit_candidate,
@@ -20,8 +19,8 @@ from geosid.jobs.index import (
     version_row,
 )
 from geosid.jobs.ingest import run_ingest
-from geosid.jobs.lake import Lake
-from geosid.jobs.sources.synthetic import WorldConfig, write_world
+from geosid.lake import Lake
+from geosid.sources.synthetic_world import WorldConfig, write_world
 from geosid.quantization.metrics import sid_quality
 from geosid.schemas import index
 
@@ -36,29 +35,30 @@ def world(spark, tmp_path_factory):
     write_world(root / "raw", WorldConfig(n_days=2, n_users=300, n_stores=60, n_brands=20, start_date=DAY1,
                                           new_video_fraction_per_day=0.1), progress=False)
     lake = Lake(root / "lake", spark)
-    run_ingest(spark, lake, "synthetic", root / "raw", DAY1, DAY1, progress=False)
-    run_geo(spark, lake, DAY1)
-    run_embed(spark, lake, DAY1, progress=False)
+    run_ingest(lake, "synthetic", root / "raw", DAY1, DAY1, progress=False)
+    run_geo(lake, DAY1)
+    run_embed(lake, DAY1, progress=False)
     return root, lake
 
 
 def test_fit_writes_version_codebooks_sids_and_quality(spark, world):
     _, lake = world
-    report = fit_candidate(spark, lake, SPEC, DAY1)
-    row = version_row(lake, report.version)
+    report = fit_candidate(lake, SPEC, DAY1)
+    row = version_row(lake, report.codebook_version)
     assert row["status"] == "candidate" and row["method"] == "residual_kmeans"
     assert list(row["level_sizes"]) == [8, 8, 8]
-    assert row["embeddings_version"] == lake.version("silver.item_embeddings")
-    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == report.version).toPandas()
+    assert row["embeddings_version"] == lake.table_version("silver.item_embeddings")
+    assert row["item_geo_version"] == lake.table_version("silver.item_geo")
+    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == report.codebook_version).toPandas()
     n_items = lake.read("silver.item_embeddings").count()
     assert len(sid_map) == n_items == report.n_items
     assert sid_map.sid.is_unique
     # sid = codes + disambiguation digit, digits 0..n-1 within each bucket
     for _, bucket in sid_map.groupby(sid_map.codes.map(tuple)):
         assert sorted(bucket.disambiguation) == list(range(len(bucket)))
-    collisions = lake.read(index.SID_COLLISIONS).filter(F.col("version") == report.version).toPandas()
+    collisions = lake.read(index.SID_COLLISIONS).filter(F.col("version") == report.codebook_version).toPandas()
     assert collisions.n_items.sum() == n_items
-    quality = lake.read(index.SID_QUALITY).filter(F.col("version") == report.version).collect()[0]
+    quality = lake.read(index.SID_QUALITY).filter(F.col("version") == report.codebook_version).collect()[0]
     expected = sid_quality(np.array(sid_map.codes.tolist()), (8, 8, 8))
     assert quality.conflict_rate == pytest.approx(expected["conflict_rate"])
     assert quality.exclusive_rate == pytest.approx(expected["exclusive_rate"])
@@ -67,54 +67,54 @@ def test_fit_writes_version_codebooks_sids_and_quality(spark, world):
 
 def test_same_inputs_same_version_and_sids(spark, world):
     _, lake = world
-    first = fit_candidate(spark, lake, SPEC, DAY1)
-    sids = lake.read(index.SID_MAP).filter(F.col("version") == first.version).select("item_id", "sid").toPandas()
-    second = fit_candidate(spark, lake, SPEC, DAY1)
-    again = lake.read(index.SID_MAP).filter(F.col("version") == second.version).select("item_id", "sid").toPandas()
-    assert second.version == first.version
+    first = fit_candidate(lake, SPEC, DAY1)
+    sids = lake.read(index.SID_MAP).filter(F.col("version") == first.codebook_version).select("item_id", "sid").toPandas()
+    second = fit_candidate(lake, SPEC, DAY1)
+    again = lake.read(index.SID_MAP).filter(F.col("version") == second.codebook_version).select("item_id", "sid").toPandas()
+    assert second.codebook_version == first.codebook_version
     assert sids.sort_values("item_id").reset_index(drop=True).equals(again.sort_values("item_id").reset_index(drop=True))
-    other = fit_candidate(spark, lake, CodebookSpec(method="residual_kmeans", codes=(8, 8, 8), niter=10, seed=99), DAY1)
-    assert other.version != first.version
+    other = fit_candidate(lake, CodebookSpec(method="residual_kmeans", codes=(8, 8, 8), niter=10, seed=99), DAY1)
+    assert other.codebook_version != first.codebook_version
 
 
 def test_fsq_and_geo_prefix_fit(spark, world):
     _, lake = world
     for method in ("residual_kmeans_fsq", "geo_prefix"):
-        report = fit_candidate(spark, lake, CodebookSpec(method=method, codes=(8, 8, 8), niter=10, fsq_epochs=30), DAY1)
+        report = fit_candidate(lake, CodebookSpec(method=method, codes=(8, 8, 8), niter=10, fsq_epochs=30), DAY1)
         assert report.level_sizes == (8, 8, 8)
-        assert lake.read(index.SID_MAP).filter(F.col("version") == report.version).count() == report.n_items
+        assert lake.read(index.SID_MAP).filter(F.col("version") == report.codebook_version).count() == report.n_items
 
 
 def test_publish_gates_immutability_and_stable_sids_for_new_items(spark, world):
     root, lake = world
-    report = fit_candidate(spark, lake, SPEC, DAY1)
+    report = fit_candidate(lake, SPEC, DAY1)
     with pytest.raises(GateError, match="exclusive rate"):
-        publish(spark, lake, report.version, DAY1, Gates(min_exclusive_rate=1.01))
-    publish(spark, lake, report.version, DAY1, Gates(max_excess_conflict=1.0, min_exclusive_rate=0.0, min_code_usage=0.0))
-    assert version_row(lake, report.version)["status"] == "published"
+        publish(lake, report.codebook_version, DAY1, Gates(min_exclusive_rate=1.01))
+    publish(lake, report.codebook_version, DAY1, Gates(max_excess_conflict=1.0, min_exclusive_rate=0.0, min_code_usage=0.0))
+    assert version_row(lake, report.codebook_version)["status"] == "published"
     with pytest.raises(ImmutableVersionError, match="published"):
-        fit_candidate(spark, lake, SPEC, DAY1)
-    before = lake.read(index.SID_MAP).filter(F.col("version") == report.version).select("item_id", "sid").toPandas()
+        fit_candidate(lake, SPEC, DAY1)
+    before = lake.read(index.SID_MAP).filter(F.col("version") == report.codebook_version).select("item_id", "sid").toPandas()
 
     # day two: new videos arrive; old SIDs stay, new items get SIDs that collide with nothing
-    run_ingest(spark, lake, "synthetic", root / "raw", DAY2, DAY2, progress=False)
-    run_geo(spark, lake, DAY2)
-    run_embed(spark, lake, DAY2, progress=False)
-    assigned = assign_sids(spark, lake, report.version, DAY2)
+    run_ingest(lake, "synthetic", root / "raw", DAY2, DAY2, progress=False)
+    run_geo(lake, DAY2)
+    run_embed(lake, DAY2, progress=False)
+    assigned = assign_sids(lake, report.codebook_version, DAY2)
     assert assigned.new_items > 0
-    after = lake.read(index.SID_MAP).filter(F.col("version") == report.version).select("item_id", "sid").toPandas()
+    after = lake.read(index.SID_MAP).filter(F.col("version") == report.codebook_version).select("item_id", "sid").toPandas()
     merged = before.merge(after, on="item_id", suffixes=("_before", "_after"))
     assert len(merged) == len(before) and (merged.sid_before == merged.sid_after).all()
     assert len(after) == len(before) + assigned.new_items and after.sid.is_unique
     # a re-run adds nothing
-    assert assign_sids(spark, lake, report.version, DAY2).new_items == 0
-    assert backfill(spark, lake, report.version, DAY1, DAY2).days[-1].new_items == 0
+    assert assign_sids(lake, report.codebook_version, DAY2).new_items == 0
+    assert backfill(lake, report.codebook_version, DAY1, DAY2).days[-1].new_items == 0
 
     # analysts' query
     lake.register_views()
-    top = spark.sql(f"SELECT sid, n_items FROM sid_collisions WHERE version = '{report.version}' ORDER BY n_items DESC LIMIT 10").collect()
+    top = spark.sql(f"SELECT sid, n_items FROM sid_collisions WHERE version = '{report.codebook_version}' ORDER BY n_items DESC LIMIT 10").collect()
     assert top and top[0].n_items >= top[-1].n_items
-    metrics = json.loads(version_row(lake, report.version)["metrics"])
+    metrics = json.loads(version_row(lake, report.codebook_version)["metrics"])
     assert 0.0 <= metrics["conflict_rate"] <= 1.0
 
 

@@ -39,7 +39,7 @@ def corpus(tmp_path, nyc_lines):
 def test_every_line_is_an_event_or_a_reject(spark, lake, corpus):
     path, lines, days, expected = corpus
     first, last = days[0], _day_of(lines[-1])
-    report = run_ingest(spark, lake, "tsmc2014", path, first, last, progress=False)
+    report = run_ingest(lake, "tsmc2014", path, first, last, progress=False)
     assert report.lines_landed == len(lines)
     assert report.events + report.rejects == len(lines)
     assert report.rejects_by_reason == dict(expected)
@@ -54,9 +54,9 @@ def test_every_line_is_an_event_or_a_reject(spark, lake, corpus):
 def test_rerun_of_the_range_leaves_tables_identical(spark, lake, corpus):
     path, lines, days, _ = corpus
     last = _day_of(lines[-1])
-    run_ingest(spark, lake, "tsmc2014", path, days[0], last, progress=False)
+    run_ingest(lake, "tsmc2014", path, days[0], last, progress=False)
     before = {spec.name: lake.to_arrow(spec) for spec in bronze.TABLES}
-    run_ingest(spark, lake, "tsmc2014", path, days[0], last, progress=False)
+    run_ingest(lake, "tsmc2014", path, days[0], last, progress=False)
     for spec in bronze.TABLES:
         after = lake.to_arrow(spec)
         keys = [(k, "ascending") for k in spec.keys]
@@ -66,14 +66,14 @@ def test_rerun_of_the_range_leaves_tables_identical(spark, lake, corpus):
 
 def test_a_daily_run_takes_only_its_day(spark, lake, corpus):
     path, lines, days, _ = corpus
-    report = run_ingest(spark, lake, "tsmc2014", path, days[1], days[1], progress=False)
+    report = run_ingest(lake, "tsmc2014", path, days[1], days[1], progress=False)
     events = lake.read(bronze.EVENTS)
     assert {r.dt for r in events.select("dt").distinct().collect()} == {days[1]}
     in_day = sum(1 for line in lines if line.count(b"\t") == 7 and _safe_day(line) == days[1])
     assert report.lines_in_range >= in_day
     assert report.lines_out_of_range == len(lines) - report.lines_in_range
     # the run for day one afterwards leaves day two alone
-    run_ingest(spark, lake, "tsmc2014", path, days[0], days[0], progress=False)
+    run_ingest(lake, "tsmc2014", path, days[0], days[0], progress=False)
     assert lake.read(bronze.EVENTS, dt=days[1]).count() == report.events
 
 
@@ -86,7 +86,7 @@ def _safe_day(line):
 
 def test_event_fields_are_typed_from_the_real_line(spark, lake, corpus, nyc_lines):
     path, lines, days, _ = corpus
-    run_ingest(spark, lake, "tsmc2014", path, days[0], days[0], progress=False)
+    run_ingest(lake, "tsmc2014", path, days[0], days[0], progress=False)
     first = nyc_lines[0].rstrip(b"\n").decode("latin-1").split("\t")
     row = lake.read(bronze.EVENTS).filter(F.col("line_no") == 1).collect()[0]
     assert row.user_id == first[0] and row.item_id == first[1]
@@ -101,7 +101,7 @@ def test_items_take_the_median_location_and_decode_latin1(spark, lake, tmp_path)
     text = "".join(base.format(u=u, lat=lat, m=m) for u, lat, m in [(1, 40.70, 1), (2, 40.71, 2), (3, 45.00, 3)])
     path = tmp_path / "venue.txt"
     path.write_bytes(text.encode("latin-1"))
-    run_ingest(spark, lake, "tsmc2014", path, "2012-04-03", "2012-04-03", progress=False)
+    run_ingest(lake, "tsmc2014", path, "2012-04-03", "2012-04-03", progress=False)
     item = lake.read(bronze.ITEMS).collect()
     assert len(item) == 1
     assert item[0].category == "Caf\u00e9" and item[0].content == "Caf\u00e9"

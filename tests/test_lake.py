@@ -4,7 +4,8 @@ import pytest
 from pyspark.sql.types import ArrayType, DateType, LongType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from geosid.jobs.lake import Lake, SchemaMismatchError
+from geosid.errors import SchemaMismatchError
+from geosid.lake import Lake
 from geosid.schemas import Registry, TableSpec
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
@@ -80,10 +81,10 @@ def test_row_outside_the_day_fails_atomically(spark, tmp_path, committer):
     lake = Lake(tmp_path / committer, spark, registry=REGISTRY, committer=committer)
     flat = "k long, dt date"
     lake.write(spark.createDataFrame([(1, D1)], flat), "test.flat", dt=D1)
-    version = lake.version("test.flat")
+    version = lake.table_version("test.flat")
     with pytest.raises(Exception, match="outside the replaced rows"):
         lake.write(spark.createDataFrame([(2, D1), (3, D3)], flat), "test.flat", dt=D1)
-    assert lake.version("test.flat") == version
+    assert lake.table_version("test.flat") == version
     assert [r.k for r in lake.read("test.flat").collect()] == [1]
 
 
@@ -118,7 +119,7 @@ def test_history_and_version(spark, test_lake):
     test_lake.write(rows(spark, [(1, "a", ["x"], D1)]), "test.visits", dt=D1)
     test_lake.write(rows(spark, [(2, "a", ["x"], D2)]), "test.visits", dt=D2)
     history = test_lake.history("test.visits")
-    assert test_lake.version("test.visits") == 2
+    assert test_lake.table_version("test.visits") == 2
     assert [h["operation"] for h in history] == ["WRITE", "WRITE", "CREATE TABLE"]
     assert "2024-01-02" in history[0]["operationParameters"]["predicate"]
 

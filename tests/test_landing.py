@@ -1,7 +1,7 @@
 import datetime as dt
 import gzip
 
-from geosid.jobs.sources.landing import decode_lines, discover, land
+from geosid.sources.landing import decode_lines, discover, land
 
 
 def test_latin1_lines_decode_and_keep_their_characters():

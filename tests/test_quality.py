@@ -3,7 +3,8 @@ import json
 
 from pyspark.sql.types import StructField, StructType
 
-from geosid.jobs.quality import validate_bronze, validate_reject_rate, validate_table
+from geosid.jobs.validate import validate_bronze, validate_reject_rate
+from geosid.lake.quality import validate_table
 from geosid.schemas import bronze
 
 DAY = dt.date(2024, 1, 1)

@@ -5,7 +5,8 @@ import pytest
 
 from geosid.quantization.kmeans import KMeans
 from geosid.quantization.metrics import median_pair_distance_km, sid_quality
-from geosid.quantization.residual import FSQ, ResidualKMeans, ResidualKMeansFSQ
+from geosid.quantization.levels import FSQ
+from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ
 
 
 def blobs(n_per=3000, d=8, k=4, sigma=0.5, seed=0):
@@ -148,14 +149,14 @@ def test_geo_prefix_first_digit_is_spatial(tmp_path):
     lat = np.array([40.7, 35.7, 51.5])[city] + rng.normal(0, 0.05, len(x))
     lon = np.array([-74.0, 139.7, -0.1])[city] + rng.normal(0, 0.05, len(x))
     tok = GeoPrefixTokenizer(16, codes=(3, 8, 8), niter=10, seed=0)
-    tok.train(x, lat, lon)
-    codes = tok.encode(x, lat, lon)
+    tok.train(x, lat=lat, lon=lon)
+    codes = tok.encode(x, lat=lat, lon=lon)
     assert codes.shape == (2000, 3)
     assert len({(c, r) for c, r in zip(city, codes[:, 0])}) == 3  # one region per city
     m = sid_quality(codes, (3, 8, 8), lat, lon)
     assert m["geo_coherence_l1_km"] < 50 < m["geo_baseline_km"]
     tok.save(tmp_path / "geo.npz")
-    assert np.array_equal(GeoPrefixTokenizer.load(tmp_path / "geo.npz").encode(x, lat, lon), codes)
+    assert np.array_equal(GeoPrefixTokenizer.load(tmp_path / "geo.npz").encode(x, lat=lat, lon=lon), codes)
 
 
 def test_conflict_floor_counts_identical_documents_once():

@@ -6,7 +6,8 @@ import pyarrow.csv as pacsv
 from pyspark.sql import functions as F
 
 from geosid.jobs.ingest import run_ingest
-from geosid.jobs.sources.synthetic import WorldConfig, haversine_km, write_world
+from geosid.geo import haversine_km
+from geosid.sources.synthetic_world import WorldConfig, write_world
 from geosid.schemas import bronze
 
 SMALL = dict(n_days=3, n_users=400, n_stores=80, n_brands=30, start_date="2024-03-01")
@@ -67,7 +68,7 @@ def test_injected_bad_lines_land_in_rejects_by_reason(spark, lake, tmp_path):
         "wrong_column_count", "null_id", "bad_number", "bad_time", "bad_coordinate",
         "bad_value", "future_event", "late_event", "duplicate", "bad_encoding",
     }
-    report = run_ingest(spark, lake, "synthetic", tmp_path / "raw", "2024-03-01", "2024-03-03", progress=False)
+    report = run_ingest(lake, "synthetic", tmp_path / "raw", "2024-03-01", "2024-03-03", progress=False)
     assert report.rejects_by_reason == manifest["corrupted"]
     n_item_lines = manifest["totals"]["items"]
     assert report.lines_landed == manifest["totals"]["event_lines"] + n_item_lines

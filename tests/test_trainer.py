@@ -14,7 +14,8 @@ from geosid.trainer.model import (
     ntp_loss,
     sequence_logprob,
 )
-from geosid.trainer.rewards import geo_reward, haversine_km, train_gmv_model
+from geosid.geo import haversine_km
+from geosid.trainer.rewards import geo_reward, train_gmv_model
 from geosid.trainer.search import (
     SIDTrie,
     beam_search,

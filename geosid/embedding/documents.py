@@ -18,7 +18,8 @@ that a document, and so its embedding, changes only when the surroundings really
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, functions as F
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 TEMPLATE_V1 = "geo-doc-v1"
 TEMPLATES = (TEMPLATE_V1,)

@@ -1,11 +1,18 @@
-"""Cells, neighbours and distances: pure geometry shared by jobs, embedding and trainer."""
+"""Cells, neighbours and distances.
 
-from geosid.geo.cells import (
+`geosid.geo.geometry` is numpy only (imported by everything); `geosid.geo.sql` is the same
+grid as engine expressions (imported by jobs). Importing this package never imports an
+engine.
+"""
+
+from geosid.geo.geometry import (
+    CellConfig,
+    CellSystem,
     GeohashCells,
     H3Cells,
-    cell_system,
+    cells_from_name,
     haversine_km,
-    haversine_km_expr,
+    offset_km,
 )
 
-__all__ = ["GeohashCells", "H3Cells", "cell_system", "haversine_km", "haversine_km_expr"]
+__all__ = ["CellConfig", "CellSystem", "GeohashCells", "H3Cells", "cells_from_name", "haversine_km", "offset_km"]

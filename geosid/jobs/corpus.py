@@ -27,23 +27,16 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from geosid.geo import cell_system as make_cell_system
-from geosid.geo.cells import CellSystem
+from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
+from geosid.geo.geometry import CellConfig, CellSystem
+from geosid.geo.sql import add_cells
 from geosid.jobs import sequences_kernel as kernel
-from geosid.jobs.lake import Lake, as_date
+from geosid.lake import Lake, as_date
 from geosid.schemas import bronze, corpus, index, silver
+from geosid.sources.registry import BehaviorConfig, CorpusShape, get_source
 
 # ---------------------------------------------------------------------------------------
 # Configuration
-
-
-class BehaviorConfig(BaseModel):
-    """One history: the last `max_len` events whose action is in `actions`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    actions: tuple[str, ...]
-    max_len: int = Field(gt=0, le=4096)
 
 
 class SplitConfig(BaseModel):
@@ -74,61 +67,48 @@ class SplitConfig(BaseModel):
             raise ValueError("valid_start needs a test_start")
         return self
 
+    @classmethod
+    def for_range(cls, protocol: str, last: dt_.date, test_start=None, valid_start=None, test_days: int | None = None,
+                  valid_days: int | None = None) -> SplitConfig:  # fmt: skip
+        """A split for a range ending on `last`: the time split's boundaries given as days,
+        or as the range's last `test_days` (test) and the `valid_days` before them (valid)."""
+        if protocol != "time":
+            return cls(protocol=protocol)
+        if test_days and not test_start:
+            test_start = last - dt_.timedelta(days=test_days - 1)
+        if valid_days and test_start and not valid_start:
+            valid_start = as_date(test_start) - dt_.timedelta(days=valid_days)
+        return cls(protocol="time", test_start=test_start or None, valid_start=valid_start or None)
+
 
 class CorpusConfig(BaseModel):
-    """What a source's training rows look like. `for_source` gives the two shapes."""
+    """What a source's training rows look like (its registry shape, overridable) and how
+    they are cut: cells, split, state retention."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     source: str
     target_actions: tuple[str, ...]
     behaviors: tuple[BehaviorConfig, ...]
     location: Literal["request", "previous_event"]
-    cell_system: Literal["geohash", "h3"] = "geohash"
-    precision: int = Field(default=6, ge=1, le=12)
-    resolution: int = Field(default=8, ge=0, le=15)
+    cell_config: CellConfig = CellConfig()
     split: SplitConfig = SplitConfig()
     state_retention_days: int = Field(default=2, ge=1)
     events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
 
     @model_validator(mode="after")
     def _valid(self) -> CorpusConfig:
-        if not self.behaviors:
-            raise ValueError("at least one behavior is needed")
-        names = [b.name for b in self.behaviors]
-        if len(set(names)) != len(names):
-            raise ValueError(f"behavior names repeat: {names}")
-        unknown = {a for b in self.behaviors for a in b.actions} | set(self.target_actions)
-        unknown -= set(bronze.ACTIONS)
-        if unknown:
-            raise ValueError(f"unknown actions {sorted(unknown)}; bronze actions are {bronze.ACTIONS}")
+        CorpusShape(target_actions=self.target_actions, behaviors=self.behaviors, location=self.location)
         return self
 
     @classmethod
     def for_source(cls, source: str, **overrides) -> CorpusConfig:
-        """Check-ins: every check-in is a target, one history of 100 check-ins, the
-        real-time cell is the previous check-in's. Local life (synthetic): pays are the
-        targets (consumption), histories watch 256 / click 32 / pay 10, the real-time
-        cell is the request's location."""
-        if source == "tsmc2014":
-            shape = dict(
-                target_actions=("checkin",),
-                behaviors=(BehaviorConfig(name="checkin", actions=("checkin",), max_len=100),),
-                location="previous_event",
-            )
-        else:
-            shape = dict(
-                target_actions=("pay",),
-                behaviors=(
-                    BehaviorConfig(name="watch", actions=("watch",), max_len=256),
-                    BehaviorConfig(name="click", actions=("click",), max_len=32),
-                    BehaviorConfig(name="pay", actions=("pay",), max_len=10),
-                ),
-                location="request",
-            )
-        return cls.model_validate({"source": source, **shape, **overrides})
+        """The source's corpus shape from the registry (`geosid.sources.registry`), with
+        `overrides` on top."""
+        shape = get_source(source).corpus
+        return cls.model_validate({"source": source, **shape.model_dump(), **overrides})
 
     def cells(self) -> CellSystem:
-        return make_cell_system(self.cell_system, precision=self.precision, resolution=self.resolution)
+        return self.cell_config.cells()
 
     def kernel_params(self, state_days: tuple[dt_.date, ...]) -> kernel.KernelParams:
         return kernel.KernelParams(
@@ -139,17 +119,13 @@ class CorpusConfig(BaseModel):
         )
 
 
-class MissingStateError(RuntimeError):
-    """The day before has events but no history state: rebuild with a backfill."""
-
-
 # ---------------------------------------------------------------------------------------
 # Pure transforms
 
 
 def sid_items(sid_map: DataFrame, cells: CellSystem) -> DataFrame:
     """index.sid_map rows of one version -> (source, item_id, codes, digit, sid, item cell)."""
-    return cells.add_cells(sid_map, "lat", "lon", cell="item_cell").select(
+    return add_cells(sid_map, cells, "lat", "lon", cell="item_cell").select(
         "source", "item_id", "codes", "disambiguation", "sid", "item_cell"
     )
 
@@ -160,7 +136,7 @@ def kernel_events(events: DataFrame, items: DataFrame, cells: CellSystem, first:
     Events whose item has no SID under the version are left out (they cannot be
     written as tokens); `run` reports how many.
     """
-    with_cells = cells.add_cells(events, "user_lat", "user_lon", cell="user_cell")
+    with_cells = add_cells(events, cells, "user_lat", "user_lon", cell="user_cell")
     return with_cells.join(items, ["source", "item_id"]).select(
         "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
         "disambiguation", "sid", "item_cell", "user_cell", "gmv", (F.col("dt") >= F.lit(first)).alias("is_new"),
@@ -262,7 +238,7 @@ def label_splits(targets: DataFrame, split: SplitConfig) -> DataFrame:
     )
 
 
-def sequence_rows(output: DataFrame, config: CorpusConfig, version: str) -> DataFrame:
+def sequence_rows(output: DataFrame, config: CorpusConfig, codebook_version: str) -> DataFrame:
     """Kernel targets -> corpus.training_sequences rows."""
     targets = output.filter(F.col("kind") == "target").select(
         *[f.name for f in KERNEL_OUTPUT.fields if f.name in corpus.TRAINING_SEQUENCES.columns]
@@ -270,18 +246,18 @@ def sequence_rows(output: DataFrame, config: CorpusConfig, version: str) -> Data
     return targets.transform(label_splits, config.split).select(
         *[
             F.lit(config.cells().name).alias(c) if c == "cell_system"
-            else F.lit(version).alias(c) if c == "codebook_version"
+            else F.lit(codebook_version).alias(c) if c == "codebook_version"
             else F.col(c)
             for c in corpus.TRAINING_SEQUENCES.columns
         ]
     )  # fmt: skip
 
 
-def state_rows(output: DataFrame, version: str) -> DataFrame:
+def state_rows(output: DataFrame, codebook_version: str) -> DataFrame:
     """Kernel states -> corpus.user_history_state rows."""
     return output.filter(F.col("kind") == "state").select(
         "source", "user_id", "last_event_ts", "last_cell_id", F.col("state_histories").alias("histories"),
-        F.lit(version).alias("codebook_version"), "dt",
+        F.lit(codebook_version).alias("codebook_version"), "dt",
     )  # fmt: skip
 
 
@@ -312,7 +288,7 @@ def cell_context_rows(geo_cells: DataFrame, day_to_snapshot: DataFrame) -> DataF
 
 @dataclass
 class CorpusReport:
-    version: str
+    codebook_version: str
     source: str
     first: dt_.date
     last: dt_.date
@@ -323,14 +299,14 @@ class CorpusReport:
     targets_without_location: int = 0
     states: int = 0
     splits: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
+    table_versions: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def summary(self) -> str:
         span = f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
         splits = ", ".join(f"{k} {v:,}" for k, v in sorted(self.splits.items()))
         return (
-            f"sequences {self.source} {span} under {self.version} ({self.mode}): {self.targets:,} targets "
+            f"sequences {self.source} {span} under {self.codebook_version} ({self.mode}): {self.targets:,} targets "
             f"[{splits}] from {self.input_events:,} events, {self.states:,} user states; "
             f"left out: {self.events_without_sid:,} events without SID, {self.targets_without_location:,} "
             f"targets without a prior location; {self.seconds:.1f}s"
@@ -338,41 +314,41 @@ class CorpusReport:
 
     def to_dict(self) -> dict:
         return {
-            "version": self.version, "source": self.source, "first": self.first.isoformat(),
+            "codebook_version": self.codebook_version, "source": self.source, "first": self.first.isoformat(),
             "last": self.last.isoformat(), "mode": self.mode, "input_events": self.input_events,
             "events_without_sid": self.events_without_sid, "targets": self.targets,
             "targets_without_location": self.targets_without_location, "states": self.states,
-            "splits": self.splits, "versions": self.versions, "seconds": round(self.seconds, 2),
+            "splits": self.splits, "table_versions": self.table_versions, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
 
-def _scope(config: CorpusConfig, version: str) -> str:
-    return f"codebook_version = '{version}' AND source = '{config.source}'"
+def _scope(config: CorpusConfig, codebook_version: str) -> str:
+    return f"codebook_version = '{codebook_version}' AND source = '{config.source}'"
 
 
 def _source_events(lake: Lake, config: CorpusConfig, last: dt_.date) -> DataFrame:
     return lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") <= F.lit(last)))
 
 
-def _version_items(lake: Lake, version: str, cells: CellSystem) -> DataFrame:
+def _version_items(lake: Lake, codebook_version: str, cells: CellSystem) -> DataFrame:
     if not lake.exists(index.SID_MAP):
-        raise FileNotFoundError("index.sid_map does not exist: assign SIDs under a codebook version first")
-    return sid_items(lake.read(index.SID_MAP).filter(F.col("version") == version), cells)
+        raise NotFoundError("index.sid_map does not exist: assign SIDs under a codebook version first")
+    return sid_items(lake.read(index.SID_MAP).filter(F.col("version") == codebook_version), cells)
 
 
-def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, version: str, report: CorpusReport,
+def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_version: str, report: CorpusReport,
             targets_span: tuple[dt_.date, dt_.date], state_span: tuple[dt_.date, dt_.date]) -> CorpusReport:  # fmt: skip
-    scope = _scope(config, version)
-    report.versions["corpus.training_sequences"] = lake.write(
-        sequence_rows(output, config, version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=scope
+    scope = _scope(config, codebook_version)
+    report.table_versions["corpus.training_sequences"] = lake.write(
+        sequence_rows(output, config, codebook_version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=scope
     )
-    report.versions["corpus.user_history_state"] = lake.write(
-        state_rows(output, version), corpus.USER_HISTORY_STATE, dt=state_span, where=scope
+    report.table_versions["corpus.user_history_state"] = lake.write(
+        state_rows(output, codebook_version), corpus.USER_HISTORY_STATE, dt=state_span, where=scope
     )
     # Keep only the latest states; older ones stay readable by time travel until vacuum.
     oldest_kept = state_span[1] - dt_.timedelta(days=config.state_retention_days - 1)
     stale = f"dt < DATE'{oldest_kept.isoformat()}' AND {scope}"
-    report.versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
+    report.table_versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
     report.targets_without_location = int(
         output.filter(F.col("kind") == "stats").agg(F.coalesce(F.sum("n_unlocated"), F.lit(0))).first()[0]
     )
@@ -387,17 +363,17 @@ def _partitions(n_events: int, config: CorpusConfig) -> int:
     return max(2, math.ceil(n_events / config.events_per_partition))
 
 
-def build_range(spark, lake: Lake, version: str, first, last, config: CorpusConfig) -> CorpusReport:
+def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusConfig) -> CorpusReport:
     """From scratch: the sequences of [first, last] and the states as of its last days."""
     started = time.perf_counter()
     first, last = as_date(first), as_date(last)
     if first > last:
-        raise ValueError(f"first {first} is after last {last}")
-    report = CorpusReport(version, config.source, first, last, "range")
+        raise InvalidRequestError(f"first {first} is after last {last}")
+    report = CorpusReport(codebook_version, config.source, first, last, "range")
     cells = config.cells()
-    run = f"corpus-{version}-{config.source}-{first}-{last}"
+    run = f"corpus-{codebook_version}-{config.source}-{first}-{last}"
     events = _source_events(lake, config, last)
-    rows = lake.checkpoint(kernel_events(events, _version_items(lake, version, cells), cells, first), f"{run}-input")
+    rows = lake.checkpoint(kernel_events(events, _version_items(lake, codebook_version, cells), cells, first), f"{run}-input")
     try:
         report.input_events = rows.count()
         report.events_without_sid = events.count() - report.input_events
@@ -405,26 +381,26 @@ def build_range(spark, lake: Lake, version: str, first, last, config: CorpusConf
         state_days = tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
         partitions = _partitions(report.input_events, config)
         output = lake.checkpoint(run_kernel(rows, config.kernel_params(state_days), cells, partitions), f"{run}-out")
-        _finish(lake, output, config, version, report, (first, last), (state_first, last))
+        _finish(lake, output, config, codebook_version, report, (first, last), (state_first, last))
     finally:
         lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def build_day(spark, lake: Lake, version: str, day, config: CorpusConfig) -> CorpusReport:
+def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> CorpusReport:
     """Incremental: the day's sequences from the state as of the day before plus the
     day's events; writes the state as of the day."""
     started = time.perf_counter()
     day = as_date(day)
     if config.split.protocol != "time":
-        raise ValueError(
+        raise InvalidRequestError(
             f"split protocol {config.split.protocol!r} labels a target by the user's whole range; "
             "build the range (build_range / `geosid corpus build --from --to`) instead of one day"
         )
-    report = CorpusReport(version, config.source, day, day, "day")
+    report = CorpusReport(codebook_version, config.source, day, day, "day")
     cells = config.cells()
-    scope = _scope(config, version)
+    scope = _scope(config, codebook_version)
     yesterday = day - dt_.timedelta(days=1)
     state = (
         lake.read(corpus.USER_HISTORY_STATE, dt=yesterday).filter(scope)
@@ -435,13 +411,13 @@ def build_day(spark, lake: Lake, version: str, day, config: CorpusConfig) -> Cor
         earlier = lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") < F.lit(day)))
         if earlier.limit(1).count():
             raise MissingStateError(
-                f"no history state of {config.source} under {version} as of {yesterday}, but earlier events exist: "
+                f"no history state of {config.source} under {codebook_version} as of {yesterday}, but earlier events exist: "
                 f"run the day before, or rebuild with `geosid corpus build --to {day}`"
             )
         state = None
-    run = f"corpus-{version}-{config.source}-{day}"
+    run = f"corpus-{codebook_version}-{config.source}-{day}"
     day_events = lake.read(bronze.EVENTS, dt=day).filter(F.col("source") == config.source)
-    rows = kernel_events(day_events, _version_items(lake, version, cells), cells, day)
+    rows = kernel_events(day_events, _version_items(lake, codebook_version, cells), cells, day)
     if state is not None:
         rows = rows.unionByName(state_events(state))
     rows = lake.checkpoint(rows, f"{run}-input")
@@ -452,7 +428,7 @@ def build_day(spark, lake: Lake, version: str, day, config: CorpusConfig) -> Cor
             run_kernel(rows, config.kernel_params((day,)), cells, _partitions(report.input_events, config)),
             f"{run}-out",
         )
-        _finish(lake, output, config, version, report, (day, day), (day, day))
+        _finish(lake, output, config, codebook_version, report, (day, day), (day, day))
     finally:
         lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started
@@ -465,7 +441,7 @@ class CellContextReport:
     last: dt_.date
     rows: int
     days_without_context: list
-    version: int
+    table_version: int
     seconds: float
 
     def summary(self) -> str:
@@ -473,7 +449,7 @@ class CellContextReport:
         return f"cell context {self.first}..{self.last}: {self.rows:,} rows{missing} in {self.seconds:.1f}s"
 
 
-def build_cell_context(spark, lake: Lake, first, last, cells: CellSystem) -> CellContextReport:
+def build_cell_context(lake: Lake, first, last, cells: CellSystem) -> CellContextReport:
     """corpus.cell_context for [first, last]: each day takes the latest silver.geo_cells
     snapshot strictly before it."""
     started = time.perf_counter()
@@ -490,13 +466,13 @@ def build_cell_context(spark, lake: Lake, first, last, cells: CellSystem) -> Cel
             missing.append(day)
         day += dt_.timedelta(days=1)
     if pairs:
-        rows = cell_context_rows(geo, spark.createDataFrame(pairs, "dt date, context_dt date"))
+        rows = cell_context_rows(geo, lake.spark.createDataFrame(pairs, "dt date, context_dt date"))
     else:  # still replace the days: a re-run after a snapshot was removed must not keep stale rows
-        rows = spark.createDataFrame([], corpus.CELL_CONTEXT.schema)
+        rows = lake.spark.createDataFrame([], corpus.CELL_CONTEXT.schema)
     where = f"cell_system = '{cells.name}'"
-    version = lake.write(rows, corpus.CELL_CONTEXT, dt=(first, last), where=where)
+    table_version = lake.write(rows, corpus.CELL_CONTEXT, dt=(first, last), where=where)
     n = lake.read(corpus.CELL_CONTEXT, dt=(first, last)).filter(where).count()
-    return CellContextReport(first, last, n, missing, version, time.perf_counter() - started)
+    return CellContextReport(first, last, n, missing, table_version, time.perf_counter() - started)
 
 
 def corpus_scan(lake: Lake, source: str) -> tuple[dt_.date, dt_.date] | None:

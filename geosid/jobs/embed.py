@@ -1,8 +1,10 @@
 """Embed: silver.item_geo -> documents -> silver.item_embeddings, incrementally.
 
 Only documents whose (item, template, model) has no embedding yet, or whose document
-hash changed, are embedded: a re-run of the same day embeds nothing. Embedding runs on
-the engine's workers (mapInPandas); each worker process loads the model once.
+hash changed, are embedded: a re-run of the same day embeds nothing, and a re-run of an
+older day leaves alone the items a later day has embedded since (it never moves a
+vector back in time). Embedding runs on the engine's workers (mapInPandas); each worker
+process loads the model once.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.embedding.documents import TEMPLATE_V1, documents
-from geosid.jobs.lake import Lake, as_date
+from geosid.errors import InvalidRequestError
+from geosid.lake import Lake, as_date
 from geosid.schemas import silver
 
 EMBEDDING_COLUMNS = [f.name for f in silver.ITEM_EMBEDDINGS.schema.fields]
@@ -33,18 +37,20 @@ def model_id_for(spec: str) -> str:
         import os
 
         return f"hf:{os.path.basename(os.path.normpath(spec[3:]))}"
-    raise ValueError(f"unknown encoder {spec!r}: use 'minilm' or 'hf:<model dir>'")
+    raise InvalidRequestError(f"unknown encoder {spec!r}: use 'minilm' or 'hf:<model dir>'")
 
 
-def pending(docs: DataFrame, existing: DataFrame, model_id: str) -> DataFrame:
-    """Documents with no embedding under `model_id`, or whose document changed."""
+def pending(docs: DataFrame, existing: DataFrame, model_id: str, as_of: dt_.date) -> DataFrame:
+    """Documents with no embedding under `model_id`, or whose document changed since an
+    embedding made on or before `as_of` (one made on a later day is newer: kept)."""
     current = existing.filter(F.col("model_id") == model_id).select(
-        "source", "item_id", "template_id", F.col("doc_hash").alias("embedded_hash")
+        "source", "item_id", "template_id", F.col("doc_hash").alias("embedded_hash"), F.col("embedded_dt").alias("_embedded_dt")
     )
+    changed = (F.col("embedded_hash") != F.col("doc_hash")) & (F.col("_embedded_dt") <= F.lit(as_of))
     return (
         docs.join(current, ["source", "item_id", "template_id"], "left")
-        .filter(F.col("embedded_hash").isNull() | (F.col("embedded_hash") != F.col("doc_hash")))
-        .drop("embedded_hash")
+        .filter(F.col("embedded_hash").isNull() | changed)
+        .drop("embedded_hash", "_embedded_dt")
     )
 
 
@@ -89,7 +95,13 @@ class EmbedReport:
     items: int
     embedded: int
     seconds: float
-    version: int | None
+    table_version: int | None
+
+    def to_dict(self) -> dict:
+        return {
+            "dt": self.dt.isoformat(), "model_id": self.model_id, "template_id": self.template_id, "items": self.items,
+            "embedded": self.embedded, "table_version": self.table_version, "seconds": round(self.seconds, 2),
+        }  # fmt: skip
 
     @property
     def docs_per_s(self) -> float:
@@ -104,7 +116,6 @@ class EmbedReport:
 
 
 def run_embed(
-    spark,
     lake: Lake,
     as_of: dt_.date | str,
     encoder_spec: str = "minilm",
@@ -116,13 +127,14 @@ def run_embed(
     as_of = as_date(as_of)
     model_id = model_id_for(encoder_spec)
     docs = documents(lake.read(silver.ITEM_GEO, dt=as_of), template_id)
+    spark = lake.spark
     if lake.exists(silver.ITEM_EMBEDDINGS):
         existing = lake.read(silver.ITEM_EMBEDDINGS)
     else:
         existing = spark.createDataFrame([], silver.ITEM_EMBEDDINGS.schema)
-    todo = pending(docs, existing, model_id)
+    todo = pending(docs, existing, model_id, as_of)
     n_items, n_todo = docs.count(), todo.count()
-    version = lake.version(silver.ITEM_EMBEDDINGS) if lake.exists(silver.ITEM_EMBEDDINGS) else None
+    table_version = lake.table_version(silver.ITEM_EMBEDDINGS) if lake.exists(silver.ITEM_EMBEDDINGS) else None
     if n_todo:
         if progress:
             print(f"    embedding {n_todo:,} new or changed documents of {n_items:,} with {model_id}", flush=True)
@@ -131,5 +143,5 @@ def run_embed(
         embedded = todo.repartition(partitions, "item_id").mapInPandas(
             embed_partitions(encoder_spec, model_id, as_of, progress), silver.ITEM_EMBEDDINGS.schema
         )
-        version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
-    return EmbedReport(as_of, model_id, template_id, n_items, n_todo, time.perf_counter() - started, version)
+        table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
+    return EmbedReport(as_of, model_id, template_id, n_items, n_todo, time.perf_counter() - started, table_version)

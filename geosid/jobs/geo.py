@@ -11,12 +11,12 @@ import datetime as dt_
 import time
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
-from geosid.config import Settings
-from geosid.geo import cell_system as make_cell_system
-from geosid.geo.cells import CellSystem
-from geosid.jobs.lake import Lake, as_date
+from geosid.geo.geometry import CellConfig, CellSystem
+from geosid.geo.sql import add_cells
+from geosid.lake import Lake, as_date
 from geosid.schemas import bronze, silver
 
 TOP_K = 5
@@ -26,23 +26,12 @@ TOP_K = 5
 class GeoConfig:
     """How cells are drawn and how much context is summarized."""
 
-    cell_system: str = "geohash"  # or "h3"
-    precision: int = 6  # geohash
-    resolution: int = 8  # h3
+    cell_config: CellConfig = CellConfig()
     window_days: int = 28
     top_k: int = TOP_K
 
     def cells(self) -> CellSystem:
-        return make_cell_system(self.cell_system, precision=self.precision, resolution=self.resolution)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "GeoConfig":
-        return cls(
-            cell_system=settings.cell_system,
-            precision=settings.geohash_precision,
-            resolution=settings.h3_resolution,
-            window_days=settings.geo_window_days,
-        )
+        return self.cell_config.cells()
 
 
 # ---------------------------------------------------------------------------------------
@@ -71,7 +60,7 @@ def items_as_of(observations: DataFrame, as_of: dt_.date) -> DataFrame:
 
 
 def with_cells(df: DataFrame, cells: CellSystem, lat: str = "lat", lon: str = "lon") -> DataFrame:
-    return cells.add_cells(df, lat, lon, cell="cell_id")
+    return add_cells(df, cells, lat, lon, cell="cell_id")
 
 
 def top_k_histogram(df: DataFrame, keys: list[str], value: str, k: int, name: str) -> DataFrame:
@@ -157,8 +146,9 @@ def geo_cells(
         .groupBy("cell_id")
         .agg(F.min(F.struct("lat", "lon")).alias("p"))
     )
-    geometry = cells.add_cells(
+    geometry = add_cells(
         anchor.select("cell_id", F.col("p.lat").alias("_lat"), F.col("p.lon").alias("_lon")),
+        cells,
         "_lat",
         "_lon",
         cell="_cell",
@@ -273,15 +263,17 @@ class GeoReport:
     cells: int
     items: int
     seconds: float
-    versions: dict
+    table_versions: dict
+
+    def to_dict(self) -> dict:
+        return {"dt": self.dt.isoformat(), "cells": self.cells, "items": self.items, "table_versions": self.table_versions,
+                "seconds": round(self.seconds, 2)}  # fmt: skip
 
     def summary(self) -> str:
         return f"geo context {self.dt}: {self.cells:,} cells, {self.items:,} items in {self.seconds:.1f}s"
 
 
-def run_geo(
-    spark, lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), with_items: bool = True
-) -> GeoReport:
+def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), with_items: bool = True) -> GeoReport:
     """Compute and write silver.geo_cells and (with_items) silver.item_geo for one logical date.
 
     A context-only snapshot (with_items=False) is what corpus.cell_context needs on days
@@ -302,15 +294,15 @@ def run_geo(
     try:
         cells_df = geo_cells(items, events, cells, as_of, config.window_days, config.top_k)
         where = f"cell_system = '{cells.name}'"
-        versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=as_of, where=where)}
+        table_versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=as_of, where=where)}
         written_cells = lake.read(silver.GEO_CELLS, dt=as_of).filter(F.col("cell_system") == cells.name)
         if with_items:
             items_df = item_geo(items, written_cells, cells, as_of)
-            versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=as_of, where=where)
+            table_versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=as_of, where=where)
     finally:
         lake.drop_checkpoints(run)
     n_cells = written_cells.count()
     n_items = (
         lake.read(silver.ITEM_GEO, dt=as_of).filter(F.col("cell_system") == cells.name).count() if with_items else 0
     )
-    return GeoReport(as_of, n_cells, n_items, time.perf_counter() - started, versions)
+    return GeoReport(as_of, n_cells, n_items, time.perf_counter() - started, table_versions)

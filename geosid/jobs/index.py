@@ -1,15 +1,21 @@
 """The SID index: fit codebook versions, publish them, assign SIDs, measure collisions.
 
-- fit_candidate: train a quantizer on a pinned snapshot of silver.item_embeddings; the
-  version id hashes the parameters, the embedding model / template and the snapshot's
-  table version, so the same inputs give the same version. Writes the codebooks, the
-  version row (status candidate), the SIDs of the snapshot's items and the quality tables.
+- fit_candidate: train a tokenizer on the items known on a logical date, read from
+  pinned snapshots of silver.item_embeddings and silver.item_geo (both table versions are
+  recorded); the version id hashes the parameters, the model / template, the date and
+  the content of that training set, so the same inputs give the same version (however
+  many identical re-writes the tables went through). Writes the codebooks, the version
+  row (status candidate), the SIDs of the training items and the quality tables.
 - publish: gates on conflict / exclusive rate and code usage; a published version is
   immutable (re-fitting or overwriting it fails); the previously published one retires.
-- assign_sids: items with an embedding but no SID under a version get one, on the engine
-  (the codebook travels inside the mapInPandas closure). Rows are only ever added: an
-  existing item's SID never moves; a new item colliding with existing ones takes the next
-  disambiguation digit of its bucket.
+  Publication is dated by its logical date: `published_version(lake, as_of=D)` is the
+  version that was in force on D, so a re-run of an old day uses the version of its day.
+- assign_sids: items known on a day, with an embedding made on or before it, and no SID
+  under a version get one, on the engine (the codebook travels inside the mapInPandas
+  closure). Rows are only ever added: an existing item's SID never moves; a new item
+  colliding with existing ones takes the next disambiguation digit of its bucket.
+
+Every tokenizer is used through the contract of `geosid.quantization.base` only.
 """
 
 from __future__ import annotations
@@ -21,26 +27,33 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
-from geosid.jobs.lake import Lake, as_date
-from geosid.quantization.geo_prefix import GeoPrefixTokenizer
+from geosid.errors import (
+    GateError,
+    ImmutableVersionError,
+    InvalidRequestError,
+    NotFoundError,
+    UnknownNameError,
+)
+from geosid.lake import Lake, as_date
+from geosid.quantization.base import (
+    TOKENIZERS,
+    Tokenizer,
+    restore,
+    state,
+    tokenizer_class,
+)
 from geosid.quantization.metrics import conflict_floor, sid_quality
-from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ, from_params
 from geosid.schemas import index, silver
 
-METHODS = ("residual_kmeans", "residual_kmeans_fsq", "geo_prefix")
-
-
-class ImmutableVersionError(RuntimeError):
-    """A published (or retired) codebook version cannot be changed."""
-
-
-class GateError(RuntimeError):
-    """A candidate version failed the publish gates."""
+METHODS = tuple(TOKENIZERS)
+DEFAULT_TEMPLATE = "geo-doc-v1"
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,12 @@ class CodebookSpec:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise InvalidRequestError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+
+    def build(self, d: int, level_sizes: tuple[int, ...]) -> Tokenizer:
+        return tokenizer_class(self.method).for_budget(
+            d, level_sizes, self.niter, self.seed, self.sample_size, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr
+        )
 
 
 def default_codes(n_items: int, levels: int = 3) -> tuple[int, ...]:
@@ -66,43 +84,6 @@ def default_codes(n_items: int, levels: int = 3) -> tuple[int, ...]:
     between 16 and 8192 (OneLoc / OneMall use 3 x 8192 at scale)."""
     k = 2 ** math.ceil(math.log2(max(2.0, 2 * n_items ** (1 / levels))))
     return (int(min(max(k, 16), 8192)),) * levels
-
-
-def fsq_levels_for(k: int) -> tuple[int, ...]:
-    """FSQ levels whose product is k (a power of two): channels of 8 (then 4 / 2)."""
-    if k & (k - 1):
-        raise ValueError(f"the FSQ level's code count must be a power of two, got {k}")
-    bits = int(math.log2(k))
-    levels = [8] * (bits // 3)
-    if bits % 3:
-        levels.append(2 ** (bits % 3))
-    return tuple(levels)
-
-
-def build_quantizer(spec: CodebookSpec, d: int, codes: tuple[int, ...]):
-    if spec.method == "residual_kmeans":
-        return ResidualKMeans(d, codes, spec.niter, spec.seed, spec.sample_size)
-    if spec.method == "residual_kmeans_fsq":
-        return ResidualKMeansFSQ(
-            d, codes[:-1], fsq_levels_for(codes[-1]), spec.niter, spec.seed, spec.sample_size, epochs=spec.fsq_epochs, lr=spec.fsq_lr
-        )
-    return GeoPrefixTokenizer(d, codes, spec.niter, spec.seed, spec.sample_size)
-
-
-def level_sizes(quantizer) -> tuple[int, ...]:
-    return tuple(getattr(quantizer, "level_sizes", None) or quantizer.codes)
-
-
-def encode(quantizer, x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    if isinstance(quantizer, GeoPrefixTokenizer):
-        return quantizer.encode(x, lat, lon)
-    return quantizer.encode(x)
-
-
-def restore(params: dict, arrays: dict[str, np.ndarray]):
-    if params["kind"] == GeoPrefixTokenizer.kind:
-        return GeoPrefixTokenizer.from_arrays(params, arrays)
-    return from_params(params, arrays)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,84 +117,150 @@ def collisions(sid_map: DataFrame) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------
-# I/O helpers
+# Inputs
 
 
 @dataclass
 class TrainingSet:
-    keys: pd.DataFrame  # source, item_id, first_seen, lat, lon
+    keys: pd.DataFrame  # source, item_id, first_seen, lat, lon (sorted by source, item_id)
     x: np.ndarray  # [n, d] float32
     model_id: str
     template_id: str
-    embeddings_version: int
+    as_of: dt_.date
+    embeddings_version: int  # pinned table versions read
+    item_geo_version: int
+
+    def digest(self) -> str:
+        """The content of the training set: keys, locations and vectors."""
+        h = hashlib.sha256()
+        h.update(pd.util.hash_pandas_object(self.keys[["source", "item_id"]], index=False).to_numpy().tobytes())
+        h.update(np.ascontiguousarray(self.keys[["lat", "lon"]].to_numpy(np.float64)).tobytes())
+        h.update(np.ascontiguousarray(self.x).tobytes())
+        return h.hexdigest()
 
 
-def item_locations(lake: Lake, as_of: dt_.date | None = None) -> DataFrame:
-    """Each item's first_seen and location as of `as_of` (default: the latest day)."""
-    item_geo = lake.read(silver.ITEM_GEO)
-    day = as_of or item_geo.agg(F.max("dt")).collect()[0][0]
-    return item_geo.filter(F.col("dt") == F.lit(day)).select("source", "item_id", "first_seen", "lat", "lon").dropDuplicates(["source", "item_id"])
+def item_locations(lake: Lake, as_of: dt_.date, table_version: int | None = None) -> DataFrame:
+    """Each item's first_seen and location as known on `as_of` (silver.item_geo's day)."""
+    return (
+        lake.read(silver.ITEM_GEO, version=table_version, dt=as_of)
+        .select("source", "item_id", "first_seen", "lat", "lon")
+        .dropDuplicates(["source", "item_id"])
+    )
 
 
-def load_training_set(lake: Lake, model_id: str | None, template_id: str, embeddings_version: int | None) -> TrainingSet:
-    version = embeddings_version if embeddings_version is not None else lake.version(silver.ITEM_EMBEDDINGS)
-    embeddings = lake.read(silver.ITEM_EMBEDDINGS, version=version).filter(F.col("template_id") == template_id)
+def embeddings_as_of(lake: Lake, as_of: dt_.date, model_id: str, template_id: str, table_version: int | None = None) -> DataFrame:
+    """The vectors of `model_id` / `template_id` made on or before `as_of`."""
+    return lake.read(silver.ITEM_EMBEDDINGS, version=table_version).filter(
+        (F.col("model_id") == model_id) & (F.col("template_id") == template_id) & (F.col("embedded_dt") <= F.lit(as_of))
+    )
+
+
+def load_training_set(
+    lake: Lake,
+    as_of: dt_.date,
+    model_id: str | None = None,
+    template_id: str = DEFAULT_TEMPLATE,
+    embeddings_version: int | None = None,
+    item_geo_version: int | None = None,
+) -> TrainingSet:
+    """The items known on `as_of` with their vectors, from pinned table versions (default:
+    the latest of each, recorded)."""
+    for spec in (silver.ITEM_EMBEDDINGS, silver.ITEM_GEO):
+        if not lake.exists(spec):
+            raise NotFoundError(f"table {spec.name} does not exist: run geo and embed for {as_of} first")
+    embeddings_version = lake.table_version(silver.ITEM_EMBEDDINGS) if embeddings_version is None else int(embeddings_version)
+    item_geo_version = lake.table_version(silver.ITEM_GEO) if item_geo_version is None else int(item_geo_version)
     if model_id is None:
-        models = [r.model_id for r in embeddings.select("model_id").distinct().collect()]
+        stored = lake.read(silver.ITEM_EMBEDDINGS, version=embeddings_version).filter(F.col("template_id") == template_id)
+        models = sorted(r.model_id for r in stored.select("model_id").distinct().collect())
         if len(models) != 1:
-            raise ValueError(f"choose a model: the embeddings hold {models}")
+            raise InvalidRequestError(f"choose a model: the embeddings of template {template_id} hold {models or 'none'}")
         model_id = models[0]
     rows = (
-        embeddings.filter(F.col("model_id") == model_id)
-        .join(item_locations(lake), ["source", "item_id"])
+        embeddings_as_of(lake, as_of, model_id, template_id, embeddings_version)
+        .join(item_locations(lake, as_of, item_geo_version), ["source", "item_id"])
         .select("source", "item_id", "first_seen", "lat", "lon", "vector")
         .orderBy("source", "item_id")
         .toArrow()
     )
     if rows.num_rows == 0:
-        raise ValueError(f"no embeddings of model {model_id!r} and template {template_id!r} at version {version}")
+        raise NotFoundError(
+            f"no items of {as_of} with embeddings of model {model_id!r} and template {template_id!r} "
+            f"(silver.item_embeddings v{embeddings_version}, silver.item_geo v{item_geo_version})"
+        )
     x = np.stack(rows.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)  # [n, d]
     keys = rows.drop_columns(["vector"]).to_pandas()
-    return TrainingSet(keys, x, model_id, template_id, version)
+    return TrainingSet(keys, x, model_id, template_id, as_of, embeddings_version, item_geo_version)
 
 
-def version_id(params: dict, model_id: str, template_id: str, embeddings_version: int) -> str:
-    payload = json.dumps({"params": params, "model": model_id, "template": template_id, "embeddings_version": embeddings_version}, sort_keys=True)
+def version_id(params: dict, data: TrainingSet) -> str:
+    payload = json.dumps(
+        {"params": params, "model": data.model_id, "template": data.template_id, "as_of": data.as_of.isoformat(),
+         "training_set": data.digest()},
+        sort_keys=True,
+    )  # fmt: skip
     return "cb-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def versions(lake: Lake) -> pd.DataFrame:
+# ---------------------------------------------------------------------------------------
+# Version registry
+
+
+def codebook_versions(lake: Lake) -> pd.DataFrame:
+    """index.codebook_versions as a frame (empty with its columns when absent)."""
     if not lake.exists(index.CODEBOOK_VERSIONS):
         return pd.DataFrame(columns=index.CODEBOOK_VERSIONS.columns)
     return lake.read(index.CODEBOOK_VERSIONS).toPandas()
 
 
-def version_row(lake: Lake, version: str) -> dict:
-    table = versions(lake)
-    match = table[table.version == version]
+def version_row(lake: Lake, codebook_version: str) -> dict:
+    table = codebook_versions(lake)
+    match = table[table.version == codebook_version]
     if match.empty:
-        raise KeyError(f"no codebook version {version!r}; known: {sorted(table.version)}")
+        known = ", ".join(sorted(table.version)) or "none yet (geosid codebook fit)"
+        raise UnknownNameError(f"no codebook version {codebook_version!r}; known: {known}")
     return match.iloc[0].to_dict()
 
 
-def load_quantizer(lake: Lake, version: str):
-    row = version_row(lake, version)
+def level_sizes_of(lake: Lake, codebook_version: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in version_row(lake, codebook_version)["level_sizes"])
+
+
+def load_tokenizer(lake: Lake, codebook_version: str) -> Tokenizer:
+    """The trained tokenizer of a version, from index.codebooks."""
+    row = version_row(lake, codebook_version)
     arrays: dict[str, list] = {}
-    for r in lake.read(index.CODEBOOKS).filter(F.col("version") == version).orderBy("kind", "row").collect():
+    for r in lake.read(index.CODEBOOKS).filter(F.col("version") == codebook_version).orderBy("kind", "row").collect():
         arrays.setdefault(r.kind, []).append(np.asarray(r["values"], np.float32))
-    stacked = {kind: np.stack(rows) for kind, rows in arrays.items()}
-    for kind in ("fsq_b_in", "fsq_b_out"):
-        if kind in stacked:
-            stacked[kind] = stacked[kind][0]
-    return restore(json.loads(row["params"]), stacked)
+    params = {k: v for k, v in json.loads(row["params"]).items() if k != "spec"}  # spec: what was asked, kept for the record
+    return restore(params, {kind: np.stack(rows) for kind, rows in arrays.items()})
 
 
-def _codebook_rows(spark, version: str, quantizer) -> DataFrame:
+def _codebook_rows(spark, codebook_version: str, tokenizer: Tokenizer) -> DataFrame:
     rows = []
-    for kind, array in quantizer.arrays().items():
+    for kind, array in state(tokenizer).items():
         matrix = np.atleast_2d(np.asarray(array, np.float32))
-        rows += [(version, kind, i, [float(v) for v in matrix[i]]) for i in range(len(matrix))]
+        rows += [(codebook_version, kind, i, [float(v) for v in matrix[i]]) for i in range(len(matrix))]
     return spark.createDataFrame(rows, index.CODEBOOKS.schema)
+
+
+def published_version(lake: Lake, as_of: dt_.date | str | None = None, model_id: str | None = None,
+                      template_id: str | None = None) -> str | None:  # fmt: skip
+    """The version in force on `as_of` (published on or before it, not retired by then),
+    or the one published now when `as_of` is None."""
+    table = codebook_versions(lake)
+    if as_of is None:
+        table = table[table.status == "published"]
+    else:
+        day = as_date(as_of)
+        published = table.published_dt.map(lambda v: v is not None and not pd.isna(v) and v <= day)
+        retired = table.retired_dt.map(lambda v: v is not None and not pd.isna(v) and v <= day)
+        table = table[published & ~retired]
+    if model_id:
+        table = table[table.model_id == model_id]
+    if template_id:
+        table = table[table.template_id == template_id]
+    return None if table.empty else str(table.sort_values(["published_dt", "version"]).iloc[-1].version)
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,36 +269,42 @@ def _codebook_rows(spark, version: str, quantizer) -> DataFrame:
 
 @dataclass
 class FitReport:
-    version: str
+    codebook_version: str
     method: str
     level_sizes: tuple[int, ...]
     n_items: int
     metrics: dict
     seconds: float
     fit_seconds: float
+    reused: bool = False
     assign: "AssignReport | None" = None
 
     def summary(self) -> str:
         m = self.metrics
         return (
-            f"codebook {self.version} ({self.method}, {' x '.join(map(str, self.level_sizes))} codes) on {self.n_items:,} items: "
+            f"codebook {self.codebook_version} ({self.method}, {' x '.join(map(str, self.level_sizes))} codes) on {self.n_items:,} items: "
             f"conflict {m['conflict_rate']:.2%} (floor {m.get('conflict_floor', 0):.2%}), exclusive {m['exclusive_rate']:.2%}, "
             f"alone {m['items_alone_rate']:.2%}, "
-            f"largest bucket {m['largest_bucket']}, fit {self.fit_seconds:.1f}s"
+            f"largest bucket {m['largest_bucket']}, fit {self.fit_seconds:.1f}s" + (" (stored version, reused)" if self.reused else "")
         )
+
+    def to_dict(self) -> dict:
+        return {"codebook_version": self.codebook_version, "method": self.method, "level_sizes": list(self.level_sizes),
+                "n_items": self.n_items, "metrics": self.metrics, "reused": self.reused, "seconds": round(self.seconds, 2)}  # fmt: skip
 
 
 def fit_candidate(
-    spark,
     lake: Lake,
     spec: CodebookSpec,
     as_of: dt_.date | str,
     model_id: str | None = None,
-    template_id: str = "geo-doc-v1",
+    template_id: str = DEFAULT_TEMPLATE,
     embeddings_version: int | None = None,
+    item_geo_version: int | None = None,
     reuse_published: bool = False,
 ) -> FitReport:
-    """Fit a candidate version on a pinned embeddings snapshot and write it (see module doc).
+    """Fit a candidate version on the pinned training set of `as_of` and write it (see
+    module doc).
 
     The same inputs give the same version id. If that version is already published (or
     retired) it is immutable: this raises ImmutableVersionError, or with
@@ -259,51 +312,51 @@ def fit_candidate(
     """
     started = time.perf_counter()
     as_of = as_date(as_of)
-    data = load_training_set(lake, model_id, template_id, embeddings_version)
-    codes = spec.codes or default_codes(len(data.x))
-    quantizer = build_quantizer(spec, data.x.shape[1], codes)
-    params = {**quantizer.params(), "spec": asdict(spec)}
-    version = version_id(params, data.model_id, data.template_id, data.embeddings_version)
-    existing = versions(lake)
+    spark = lake.spark
+    data = load_training_set(lake, as_of, model_id, template_id, embeddings_version, item_geo_version)
+    level_sizes = spec.codes or default_codes(len(data.x))
+    tokenizer = spec.build(data.x.shape[1], tuple(level_sizes))
+    params = {**tokenizer.params(), "spec": asdict(spec)}
+    version = version_id(params, data)
+    existing = codebook_versions(lake)
     if version in set(existing.version) and version_row(lake, version)["status"] != "candidate":
         stored = version_row(lake, version)
         if not reuse_published:
             raise ImmutableVersionError(f"codebook version {version} is {stored['status']}: it cannot be re-fitted")
         metrics = json.loads(stored["metrics"])
         sizes = tuple(int(v) for v in stored["level_sizes"])
-        return FitReport(version, spec.method, sizes, int(stored["n_items"]), metrics, time.perf_counter() - started, metrics.get("fit_seconds", 0.0))
+        return FitReport(version, spec.method, sizes, int(stored["n_items"]), metrics, time.perf_counter() - started,
+                         metrics.get("fit_seconds", 0.0), reused=True)  # fmt: skip
     fit_started = time.perf_counter()
     lat, lon = data.keys.lat.to_numpy(), data.keys.lon.to_numpy()
-    if isinstance(quantizer, GeoPrefixTokenizer):
-        quantizer.train(data.x, lat, lon)
-    else:
-        quantizer.train(data.x)
+    tokenizer.train(data.x, lat=lat, lon=lon)
     fit_seconds = time.perf_counter() - fit_started
-    sizes = level_sizes(quantizer)
-    metrics = sid_quality(encode(quantizer, data.x, lat, lon), sizes, lat, lon)
-    metrics["reconstruction_mse"] = quantizer.level_mse[-1] if quantizer.level_mse else None
+    sizes = tokenizer.level_sizes
+    metrics = sid_quality(tokenizer.encode(data.x, lat=lat, lon=lon), sizes, lat, lon)
+    metrics["reconstruction_mse"] = tokenizer.level_mse[-1] if tokenizer.level_mse else None
     metrics["conflict_floor"] = conflict_floor(data.x)
     metrics["fit_seconds"] = round(fit_seconds, 3)
     where = f"version = '{version}'"
-    lake.write(_codebook_rows(spark, version, quantizer), index.CODEBOOKS, where=where)
+    lake.write(_codebook_rows(spark, version, tokenizer), index.CODEBOOKS, where=where)
     row = (
         version, spec.method, "candidate", json.dumps(params, sort_keys=True), list(sizes), data.model_id, data.template_id,
         int(data.embeddings_version), len(data.x), json.dumps(metrics, sort_keys=True, default=float), as_of, None, None,
-    )
+        int(data.item_geo_version),
+    )  # fmt: skip
     lake.merge(spark.createDataFrame([row], index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
     # A candidate's SIDs are rebuilt from scratch on every fit.
     if lake.exists(index.SID_MAP):
         lake.write(spark.createDataFrame([], index.SID_MAP.schema), index.SID_MAP, where=where)
     report = FitReport(version, spec.method, sizes, len(data.x), metrics, 0.0, fit_seconds)
-    report.assign = assign_sids(spark, lake, version, as_of, quantizer=quantizer)
+    report.assign = assign_sids(lake, version, as_of, tokenizer=tokenizer)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _require_mutable(lake: Lake, version: str) -> dict:
-    row = version_row(lake, version)
+def _require_mutable(lake: Lake, codebook_version: str) -> dict:
+    row = version_row(lake, codebook_version)
     if row["status"] != "candidate":
-        raise ImmutableVersionError(f"codebook version {version} is {row['status']} and immutable")
+        raise ImmutableVersionError(f"codebook version {codebook_version} is {row['status']} and immutable")
     return row
 
 
@@ -318,10 +371,8 @@ class Gates:
     min_code_usage: float = 0.20  # of every level
 
 
-def publish(spark, lake: Lake, version: str, as_of: dt_.date | str, gates: Gates = Gates()) -> dict:
-    """candidate -> published (after the gates); the model's previously published version retires."""
-    row = _require_mutable(lake, version)
-    metrics = json.loads(row["metrics"])
+def gate_failures(metrics: dict, gates: Gates) -> list[str]:
+    """Why a version with these fit metrics would not be published (empty: it passes)."""
     failures = []
     excess = metrics["conflict_rate"] - metrics.get("conflict_floor", 0.0)
     if excess > gates.max_excess_conflict:
@@ -334,10 +385,33 @@ def publish(spark, lake: Lake, version: str, as_of: dt_.date | str, gates: Gates
     low = [f"level {i + 1}: {u:.1%}" for i, u in enumerate(metrics["code_usage"]) if u < gates.min_code_usage]
     if low:
         failures.append(f"code usage under {gates.min_code_usage:.0%} ({', '.join(low)})")
+    return failures
+
+
+@dataclass
+class PublishReport:
+    codebook_version: str
+    published_dt: dt_.date
+    retired: list[str]
+
+    def summary(self) -> str:
+        retired = f"; retired {', '.join(self.retired)}" if self.retired else ""
+        return f"published {self.codebook_version} as of {self.published_dt}{retired}"
+
+    def to_dict(self) -> dict:
+        return {"codebook_version": self.codebook_version, "status": "published", "published_dt": self.published_dt.isoformat(),
+                "retired": self.retired}  # fmt: skip
+
+
+def publish(lake: Lake, codebook_version: str, as_of: dt_.date | str, gates: Gates = Gates()) -> PublishReport:
+    """candidate -> published on `as_of` (after the gates); the model's previously
+    published version retires on the same date."""
+    row = _require_mutable(lake, codebook_version)
+    failures = gate_failures(json.loads(row["metrics"]), gates)
     if failures:
-        raise GateError(f"codebook version {version} not published: " + "; ".join(failures))
+        raise GateError(f"codebook version {codebook_version} not published: " + "; ".join(failures))
     as_of = as_date(as_of)
-    table = versions(lake)
+    table = codebook_versions(lake)
     updates = []
     for _, other in table.iterrows():
         if other.status == "published" and other.model_id == row["model_id"] and other.template_id == row["template_id"]:
@@ -345,123 +419,209 @@ def publish(spark, lake: Lake, version: str, as_of: dt_.date | str, gates: Gates
     updates.append({**row, "status": "published", "published_dt": as_of})
     frame = pd.DataFrame(updates)[index.CODEBOOK_VERSIONS.columns]
     frame["level_sizes"] = frame["level_sizes"].map(lambda v: [int(x) for x in v])
-    for column in ("published_dt", "retired_dt", "created_dt"):
-        frame[column] = frame[column].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-    lake.merge(spark.createDataFrame(frame.to_dict("records"), index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
-    return {"version": version, "status": "published", "retired": [u["version"] for u in updates[:-1]]}
-
-
-def published_version(lake: Lake, model_id: str | None = None, template_id: str | None = None) -> str | None:
-    table = versions(lake)
-    table = table[table.status == "published"]
-    if model_id:
-        table = table[table.model_id == model_id]
-    if template_id:
-        table = table[table.template_id == template_id]
-    return None if table.empty else str(table.sort_values("published_dt").iloc[-1].version)
+    for column in ("published_dt", "retired_dt", "created_dt", "item_geo_version"):
+        frame[column] = frame[column].map(lambda v: None if v is None or pd.isna(v) else v)
+    frame["item_geo_version"] = frame["item_geo_version"].map(lambda v: None if v is None else int(v))
+    lake.merge(lake.spark.createDataFrame(frame.to_dict("records"), index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
+    return PublishReport(codebook_version, as_of, [u["version"] for u in updates[:-1]])
 
 
 @dataclass
 class AssignReport:
-    version: str
+    codebook_version: str
     dt: dt_.date
     new_items: int
     total_items: int
     seconds: float
 
     def summary(self) -> str:
-        return f"SIDs under {self.version} as of {self.dt}: {self.new_items:,} new, {self.total_items:,} in all, in {self.seconds:.1f}s"
+        return (f"SIDs under {self.codebook_version} as of {self.dt}: {self.new_items:,} new, {self.total_items:,} in all, "
+                f"in {self.seconds:.1f}s")  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return {"codebook_version": self.codebook_version, "dt": self.dt.isoformat(), "new_items": self.new_items,
+                "total_items": self.total_items, "seconds": round(self.seconds, 2)}  # fmt: skip
 
 
-def assign_sids(spark, lake: Lake, version: str, as_of: dt_.date | str, quantizer=None) -> AssignReport:
-    """Give every item with an embedding (and location) as of `as_of` a SID under `version`."""
-    started = time.perf_counter()
-    as_of = as_date(as_of)
-    row = version_row(lake, version)
-    quantizer = quantizer or load_quantizer(lake, version)
-    embeddings = lake.read(silver.ITEM_EMBEDDINGS).filter(
-        (F.col("model_id") == row["model_id"]) & (F.col("template_id") == row["template_id"])
-    )
-    candidates = embeddings.join(item_locations(lake, as_of), ["source", "item_id"]).select(
-        "source", "item_id", "first_seen", "lat", "lon", "vector"
-    )
-    existing = (
-        lake.read(index.SID_MAP).filter(F.col("version") == version)
-        if lake.exists(index.SID_MAP)
-        else spark.createDataFrame([], index.SID_MAP.schema)
-    )
-    new = candidates.join(existing.select("source", "item_id"), ["source", "item_id"], "left_anti")
-    coded_schema = "source string, item_id string, first_seen timestamp, lat double, lon double, codes array<int>"
+CODED_SCHEMA = "source string, item_id string, first_seen timestamp, lat double, lon double, codes array<int>"
+
+
+def tokenize_partitions(tokenizer: Tokenizer):
+    """The mapInPandas function: (source, item_id, first_seen, lat, lon, vector) batches ->
+    the same keys with their codes."""
 
     def tokenize(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
-            x = np.stack(pdf["vector"].to_numpy()).astype(np.float32) if len(pdf) else np.zeros((0, 1), np.float32)
-            codes = encode(quantizer, x, pdf["lat"].to_numpy(), pdf["lon"].to_numpy()) if len(pdf) else np.zeros((0, 0), np.int32)
+            if len(pdf):
+                x = np.stack(pdf["vector"].to_numpy()).astype(np.float32)  # [n, d]
+                codes = tokenizer.encode(x, lat=pdf["lat"].to_numpy(), lon=pdf["lon"].to_numpy())  # [n, L]
+            else:
+                codes = np.zeros((0, 0), np.int32)
             yield pd.DataFrame(
                 {
                     "source": pdf["source"], "item_id": pdf["item_id"], "first_seen": pdf["first_seen"],
                     "lat": pdf["lat"], "lon": pdf["lon"], "codes": [list(map(int, c)) for c in codes],
                 }
-            )
+            )  # fmt: skip
 
-    coded = lake.checkpoint(new.mapInPandas(tokenize, coded_schema), f"assign-{version}-{as_of}")
+    return tokenize
+
+
+def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokenizer: Tokenizer | None = None) -> AssignReport:
+    """Give every item known on `as_of` (with an embedding made by then) a SID under the version."""
+    started = time.perf_counter()
+    as_of = as_date(as_of)
+    spark = lake.spark
+    row = version_row(lake, codebook_version)
+    tokenizer = tokenizer or load_tokenizer(lake, codebook_version)
+    candidates = embeddings_as_of(lake, as_of, row["model_id"], row["template_id"]).join(
+        item_locations(lake, as_of), ["source", "item_id"]
+    ).select("source", "item_id", "first_seen", "lat", "lon", "vector")
+    existing = (
+        lake.read(index.SID_MAP).filter(F.col("version") == codebook_version)
+        if lake.exists(index.SID_MAP)
+        else spark.createDataFrame([], index.SID_MAP.schema)
+    )
+    new = candidates.join(existing.select("source", "item_id"), ["source", "item_id"], "left_anti")
+    run = f"assign-{codebook_version}-{as_of}"
+    coded = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer), CODED_SCHEMA), run)
     try:
         n_new = coded.count()
         if n_new:
             rows = with_disambiguation(coded, existing).select(
-                F.lit(version).alias("version"), "source", "item_id", "codes", "disambiguation", "sid",
+                F.lit(codebook_version).alias("version"), "source", "item_id", "codes", "disambiguation", "sid",
                 "first_seen", "lat", "lon", F.lit(as_of).alias("assigned_dt"),
-            )
+            )  # fmt: skip
             lake.merge(rows, index.SID_MAP, insert_only=True)
     finally:
-        lake.drop_checkpoints(f"assign-{version}-{as_of}")
-    write_quality(spark, lake, version, as_of)
-    total = lake.read(index.SID_MAP).filter(F.col("version") == version).count()
-    return AssignReport(version, as_of, n_new, total, time.perf_counter() - started)
+        lake.drop_checkpoints(run)
+    write_quality(lake, codebook_version, as_of)
+    total = lake.read(index.SID_MAP).filter(F.col("version") == codebook_version).count()
+    return AssignReport(codebook_version, as_of, n_new, total, time.perf_counter() - started)
 
 
-def write_quality(spark, lake: Lake, version: str, as_of: dt_.date) -> dict:
+def write_quality(lake: Lake, codebook_version: str, as_of: dt_.date) -> dict:
     """Recompute index.sid_collisions and index.sid_quality of a version from its SID map."""
-    row = version_row(lake, version)
-    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == version)
-    lake.write(collisions(sid_map), index.SID_COLLISIONS, where=f"version = '{version}'")
+    row = version_row(lake, codebook_version)
+    where = f"version = '{codebook_version}'"
+    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == codebook_version)
+    lake.write(collisions(sid_map), index.SID_COLLISIONS, where=where)
     local = sid_map.select("codes", "lat", "lon").toPandas()
     sizes = tuple(int(s) for s in row["level_sizes"])
     codes = np.array(local["codes"].tolist(), np.int64).reshape(len(local), len(sizes))
     metrics = sid_quality(codes, sizes, local["lat"].to_numpy(), local["lon"].to_numpy())
     fit_metrics = json.loads(row["metrics"])
     quality = (
-        version, row["method"], metrics["items"], metrics["sids"], metrics["conflict_rate"], metrics["exclusive_rate"],
+        codebook_version, row["method"], metrics["items"], metrics["sids"], metrics["conflict_rate"], metrics["exclusive_rate"],
         metrics["items_alone_rate"], metrics["largest_bucket"], [float(v) for v in metrics["code_usage"]],
         [float(v) for v in metrics["perplexity"]], metrics.get("geo_coherence_l1_km"), metrics.get("geo_coherence_l2_km"),
         metrics.get("geo_baseline_km"), fit_metrics.get("reconstruction_mse"), as_of,
-    )
-    lake.write(spark.createDataFrame([quality], index.SID_QUALITY.schema), index.SID_QUALITY, where=f"version = '{version}'")
+    )  # fmt: skip
+    lake.write(lake.spark.createDataFrame([quality], index.SID_QUALITY.schema), index.SID_QUALITY, where=where)
     return metrics
 
 
 @dataclass
 class BackfillReport:
-    version: str
+    codebook_version: str
     days: list = field(default_factory=list)
 
     def summary(self) -> str:
         new = sum(d.new_items for d in self.days)
-        return f"backfill {self.version}: {len(self.days)} days, {new:,} items given SIDs"
+        return f"backfill {self.codebook_version}: {len(self.days)} days, {new:,} items given SIDs"
+
+    def to_dict(self) -> dict:
+        return {"codebook_version": self.codebook_version, "days": len(self.days), "new_items": sum(d.new_items for d in self.days)}
 
 
-def backfill(spark, lake: Lake, version: str, first: dt_.date | str, last: dt_.date | str) -> BackfillReport:
-    """Tokenize every item of the days [first, last] under `version` (existing SIDs stay);
-    other versions' tables are untouched and stay readable."""
-    row = version_row(lake, version)
+def backfill(lake: Lake, codebook_version: str, first: dt_.date | str, last: dt_.date | str) -> BackfillReport:
+    """Tokenize every item of the days [first, last] under the version (existing SIDs
+    stay); other versions' tables are untouched and stay readable."""
+    row = version_row(lake, codebook_version)
     if row["status"] == "retired":
-        raise ImmutableVersionError(f"codebook version {version} is retired; backfill a published or candidate version")
-    quantizer = load_quantizer(lake, version)
-    report = BackfillReport(version)
+        raise ImmutableVersionError(f"codebook version {codebook_version} is retired; backfill a published or candidate version")
+    tokenizer = load_tokenizer(lake, codebook_version)
+    report = BackfillReport(codebook_version)
     day, last = as_date(first), as_date(last)
     days_with_items = {r.dt for r in lake.read(silver.ITEM_GEO).select("dt").distinct().collect()}
     while day <= last:
         if day in days_with_items:
-            report.days.append(assign_sids(spark, lake, version, day, quantizer=quantizer))
+            report.days.append(assign_sids(lake, codebook_version, day, tokenizer=tokenizer))
         day += dt_.timedelta(days=1)
     return report
+
+
+# ---------------------------------------------------------------------------------------
+# Reports for people
+
+
+def quality_row(lake: Lake, codebook_version: str) -> dict:
+    """A version's index.sid_quality row, with its code budget and identical-vector floor."""
+    version_info = version_row(lake, codebook_version)
+    rows = lake.read(index.SID_QUALITY).filter(F.col("version") == codebook_version).collect() if lake.exists(index.SID_QUALITY) else []
+    if not rows:
+        raise NotFoundError(f"codebook version {codebook_version} has no quality row yet: assign its SIDs first")
+    out = rows[0].asDict()
+    out["codes"] = " x ".join(str(s) for s in version_info["level_sizes"])
+    out["conflict_floor"] = json.loads(version_info["metrics"]).get("conflict_floor", 0.0)
+    return out
+
+
+def quality_table(rows: list[dict]) -> str:
+    """A markdown table comparing versions (one dict of `quality_row` per row)."""
+    head = "| method | codes | conflict | floor | exclusive | items alone | largest bucket | geo L1 km | geo L2 km | random km |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.append(
+            f"| {r['method']} | {r['codes']} | {r['conflict_rate']:.2%} | {r['conflict_floor']:.2%} | {r['exclusive_rate']:.2%} | "
+            f"{r['items_alone_rate']:.2%} | {r['largest_bucket']} | {fmt(r['geo_coherence_l1_km'])} | "
+            f"{fmt(r['geo_coherence_l2_km'])} | {fmt(r['geo_baseline_km'])} |"
+        )
+    return "\n".join(lines)
+
+
+def sid_report(lake: Lake, codebook_version: str, out_dir: str | Path) -> tuple[str, list[Path]]:
+    """Text report of a version plus three PNG plots under out_dir; returns (text, plot paths)."""
+    from geosid.quantization.plots import (
+        bucket_size_plot,
+        code_usage_plot,
+        first_level_map,
+    )
+
+    row = version_row(lake, codebook_version)
+    quality = quality_row(lake, codebook_version)
+    sizes = [int(s) for s in row["level_sizes"]]
+    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == codebook_version).select("codes", "lat", "lon").toPandas()
+    codes = np.array(sid_map["codes"].tolist(), np.int64).reshape(len(sid_map), len(sizes))
+    buckets = lake.read(index.SID_COLLISIONS).filter(F.col("version") == codebook_version).select("n_items").toPandas().n_items
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [
+        code_usage_plot(codes, sizes, out_dir / "code_usage.png"),
+        bucket_size_plot(buckets.to_numpy(), out_dir / "bucket_sizes.png"),
+        first_level_map(codes[:, 0], sid_map.lat.to_numpy(), sid_map.lon.to_numpy(), out_dir / "first_level_map.png"),
+    ]
+    metrics = json.loads(row["metrics"])
+    item_geo = row.get("item_geo_version")
+    pinned = f"embeddings table version {row['embeddings_version']}" + (
+        f", item_geo table version {int(item_geo)}" if item_geo is not None and not pd.isna(item_geo) else ""
+    )
+    text = "\n".join(
+        [
+            f"codebook version {codebook_version}: {row['method']}, status {row['status']}, codes {' x '.join(map(str, sizes))}",
+            f"  trained on {row['n_items']:,} items of {row['model_id']} / {row['template_id']} as of {row['created_dt']} ({pinned})",
+            f"  items with SIDs  {quality['items']:,}   distinct code tuples {quality['sids']:,}",
+            f"  conflict rate    {quality['conflict_rate']:.2%} (floor from identical embeddings: {metrics.get('conflict_floor', 0):.2%})",
+            f"  exclusive rate   {quality['exclusive_rate']:.2%}",
+            f"  items alone      {quality['items_alone_rate']:.2%}",
+            f"  largest bucket   {quality['largest_bucket']}",
+            f"  code usage       {', '.join(f'{u:.1%}' for u in quality['code_usage'])}",
+            f"  perplexity       {', '.join(f'{p:.1f}' for p in quality['perplexity'])}",
+            f"  geo coherence    L1 {quality['geo_coherence_l1_km'] or 0:.2f} km, L2 {quality['geo_coherence_l2_km'] or 0:.2f} km "
+            f"(random pairs {quality['geo_baseline_km'] or 0:.2f} km)",
+            f"  reconstruction   MSE {metrics.get('reconstruction_mse') or 0:.4f}, fit {metrics.get('fit_seconds', 0):.1f}s",
+            f"  plots            {', '.join(str(p) for p in paths)}",
+        ]
+    )
+    return text, paths

@@ -16,15 +16,17 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
-from geosid.jobs.lake import Lake, date_bounds
-from geosid.jobs.sources import landing, synthetic, tsmc2014
+from geosid.errors import NotFoundError
+from geosid.lake import Lake, date_bounds
 from geosid.schemas import bronze
+from geosid.sources import landing
+from geosid.sources.registry import get_source
 
 log = logging.getLogger(__name__)
 
@@ -131,43 +133,7 @@ def to_rejects(classified: DataFrame) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------
-# Sources
-
-
-@dataclass(frozen=True)
-class Feed:
-    """One raw feed: where its files are, how to decode and parse them."""
-
-    name: str  # recorded as bronze.rejects.source
-    subdir: str | None  # under the source path; None: the path itself
-    encoding: str
-    parse: Callable[[DataFrame], DataFrame]
-    kind: str  # "events" or "items"
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    name: str  # recorded as bronze.events/items.source
-    feeds: tuple[Feed, ...]
-    items_from_events: Callable[[DataFrame], DataFrame] | None = None
-    items_from_catalog: Callable[[DataFrame], DataFrame] | None = None
-
-
-SOURCES: dict[str, SourceSpec] = {
-    tsmc2014.SOURCE: SourceSpec(
-        name=tsmc2014.SOURCE,
-        feeds=(Feed(tsmc2014.SOURCE, None, tsmc2014.ENCODING, tsmc2014.parse, "events"),),
-        items_from_events=tsmc2014.items_from_checkins,
-    ),
-    synthetic.SOURCE: SourceSpec(
-        name=synthetic.SOURCE,
-        feeds=(
-            Feed(synthetic.EVENTS_FEED, "events", synthetic.ENCODING, synthetic.parse_events, "events"),
-            Feed(synthetic.ITEMS_FEED, "items", synthetic.ENCODING, synthetic.parse_items, "items"),
-        ),
-        items_from_catalog=synthetic.items_from_catalog,
-    ),
-}
+# run
 
 
 @dataclass
@@ -181,7 +147,7 @@ class IngestReport:
     items: int = 0
     rejects: int = 0
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)
+    table_versions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -215,13 +181,12 @@ class IngestReport:
             "items": self.items,
             "rejects": self.rejects,
             "rejects_by_reason": self.rejects_by_reason,
-            "versions": self.versions,
+            "table_versions": self.table_versions,
             "seconds": round(self.seconds, 3),
         }
 
 
 def run_ingest(
-    spark,
     lake: Lake,
     source: str,
     path: str | Path,
@@ -234,9 +199,8 @@ def run_ingest(
     Replaces exactly this source's rows of those days in the three bronze tables, so a
     re-run gives identical tables.
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; known: {sorted(SOURCES)}")
-    spec = SOURCES[source]
+    spec = get_source(source)
+    spark = lake.spark
     first, last = date_bounds((first, last if last is not None else first))
     started = time.perf_counter()
     report = IngestReport(source=source, first=first, last=last)
@@ -246,8 +210,7 @@ def run_ingest(
     try:
         staged: dict[str, DataFrame] = {}
         for feed in spec.feeds:
-            feed_root = Path(path) / feed.subdir if feed.subdir else Path(path)
-            files = landing.discover(feed_root, first, last)
+            files = landing.discover(feed.root(path), first, last)
             landed_dir, n_lines = landing.land(files, feed.name, feed.encoding, run_dir / "landed" / feed.kind, progress)
             report.lines_landed += n_lines
             lines = spark.read.parquet(str(landed_dir))
@@ -258,21 +221,19 @@ def run_ingest(
         events_stage = staged["events"]
         events = events_stage.transform(to_events, dataset=spec.name)
         valid_items = staged["items"].filter(F.col("reason").isNull()) if "items" in staged else None
-        if spec.items_from_events is not None:
-            items = spec.items_from_events(
-                events_stage.filter(F.col("reason").isNull()).withColumn("source", F.lit(spec.name))
-            )
+        if spec.items_from == "events":
+            items = spec.make_items(events_stage.filter(F.col("reason").isNull()).withColumn("source", F.lit(spec.name)))
         else:
-            items = spec.items_from_catalog(valid_items)
+            items = spec.make_items(valid_items)
         rejects = events_stage.transform(to_rejects)
         if "items" in staged:
             rejects = rejects.unionByName(staged["items"].transform(to_rejects))
 
         feed_names = ", ".join(f"'{feed.name}'" for feed in spec.feeds)
         dt_range = (first, last)
-        report.versions["bronze.events"] = lake.write(events, bronze.EVENTS, dt=dt_range, where=f"source = '{spec.name}'")
-        report.versions["bronze.items"] = lake.write(items, bronze.ITEMS, dt=dt_range, where=f"source = '{spec.name}'")
-        report.versions["bronze.rejects"] = lake.write(rejects, bronze.REJECTS, dt=dt_range, where=f"source IN ({feed_names})")
+        report.table_versions["bronze.events"] = lake.write(events, bronze.EVENTS, dt=dt_range, where=f"source = '{spec.name}'")
+        report.table_versions["bronze.items"] = lake.write(items, bronze.ITEMS, dt=dt_range, where=f"source = '{spec.name}'")
+        report.table_versions["bronze.rejects"] = lake.write(rejects, bronze.REJECTS, dt=dt_range, where=f"source IN ({feed_names})")
 
         reasons = functools.reduce(DataFrame.unionByName, [frame.select("reason") for frame in staged.values()])
         counts = reasons.groupBy(F.coalesce("reason", F.lit("")).alias("reason")).count().collect()
@@ -289,24 +250,22 @@ def run_ingest(
     return report
 
 
-def scan_date_range(spark, source: str, path: str | Path) -> tuple[dt_.date, dt_.date]:
+def scan_date_range(lake: Lake, source: str, path: str | Path) -> tuple[dt_.date, dt_.date]:
     """The first and last event dates of a source: drop dates, or the file's readable times."""
-    spec = SOURCES[source]
-    feed = spec.feeds[0]
-    feed_root = Path(path) / feed.subdir if feed.subdir else Path(path)
-    files = landing.discover(feed_root)
+    feed = get_source(source).feed("events")
+    files = landing.discover(feed.root(path))
     drop_dates = [f.drop_date for f in files if f.drop_date is not None]
     if drop_dates and len(drop_dates) == len(files):
         return min(drop_dates), max(drop_dates)
     with tempfile.TemporaryDirectory() as scratch:
         landed_dir, _ = landing.land(files, feed.name, feed.encoding, Path(scratch) / "landed", progress=False)
         row = (
-            spark.read.parquet(str(landed_dir))
+            lake.spark.read.parquet(str(landed_dir))
             .transform(feed.parse)
             .filter(F.col("reason").isNull())
             .agg(F.min(F.to_date("event_ts")).alias("first"), F.max(F.to_date("event_ts")).alias("last"))
             .collect()[0]
         )
     if row["first"] is None:
-        raise ValueError(f"no readable event date in {path}")
+        raise NotFoundError(f"no readable event date in {path}: is it a {source} file?")
     return row["first"], row["last"]

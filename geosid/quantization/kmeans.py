@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _as_float32(x: np.ndarray, d: int | None = None) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    assert x.ndim == 2, f"expected a matrix [n, d], got shape {x.shape}"
-    if d is not None:
-        assert x.shape[1] == d, f"expected dimension d={d}, got {x.shape[1]}"
-    return x
+from geosid.quantization.base import as_float32
 
 
 def cuda_available() -> bool:
@@ -84,7 +78,7 @@ class KMeans:
 
     def train(self, x: np.ndarray) -> float:
         """Fit the centroids on x [n, d]; returns the final objective (sum of squared distances)."""
-        x = self._training_points(_as_float32(x, self.d))
+        x = self._training_points(as_float32(x, self.d))
         if len(x) < self.k:
             raise ValueError(f"cannot fit k={self.k} centroids on {len(x)} points")
         if self.backend == "faiss":
@@ -158,7 +152,7 @@ class KMeans:
     def assign(self, x: np.ndarray, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
         """Nearest centroid of each row: (squared distance [n] float32, index [n] int64)."""
         assert self.centroids is not None, "train() first"
-        return nearest_centroids(_as_float32(x, self.d), self.centroids, batch)
+        return nearest_centroids(as_float32(x, self.d), self.centroids, batch)
 
 
 def _nearest(x, centroids):
@@ -175,7 +169,7 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, batch: int = 65_536)
     """Exact nearest centroid (faiss flat L2 index), in batches: (dist [n], idx [n])."""
     import faiss
 
-    x = _as_float32(x, centroids.shape[1])
+    x = as_float32(x, centroids.shape[1])
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     dist = np.empty(len(x), np.float32)

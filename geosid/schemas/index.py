@@ -26,9 +26,11 @@ STATUSES = ("candidate", "published", "retired")
 CODEBOOK_VERSIONS = TableSpec(
     name="index.codebook_versions",
     description=(
-        "One row per codebook version. version = hash of the quantizer parameters, the "
-        "embedding model and template, and the training snapshot's table version. status: "
-        "candidate -> published -> retired. params and metrics are JSON."
+        "One row per codebook version. version = hash of the tokenizer parameters, the "
+        "embedding model and template, the logical date and the content of the training set "
+        "read from the pinned snapshots of silver.item_embeddings (embeddings_version) and "
+        "silver.item_geo (item_geo_version). status: candidate -> published -> retired "
+        "(published_dt / retired_dt: the logical dates). params and metrics are JSON."
     ),
     schema=StructType(
         [
@@ -45,6 +47,7 @@ CODEBOOK_VERSIONS = TableSpec(
             StructField("created_dt", DateType(), False),
             StructField("published_dt", DateType(), True),
             StructField("retired_dt", DateType(), True),
+            StructField("item_geo_version", LongType(), True),
         ]
     ),
     keys=("version",),
@@ -58,8 +61,8 @@ CODEBOOKS = TableSpec(
     name="index.codebooks",
     description=(
         "The arrays of each version, one row per array row: kind is centroids_<level>, "
-        "regions (geo-prefix), or fsq_w_in / fsq_b_in / fsq_w_out / fsq_b_out (the FSQ "
-        "projection); row is the row index (the code, for centroids)."
+        "regions (geo-prefix), fsq_w_in / fsq_b_in / fsq_w_out / fsq_b_out (the FSQ "
+        "projection) or level_mse; row is the row index (the code, for centroids)."
     ),
     schema=StructType(
         [

@@ -70,6 +70,13 @@ class TableSpec:
         return self.schema.fieldNames()
 
 
+class UnknownTableError(KeyError):
+    """A table name the registry does not know (or that is ambiguous); names the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "unknown table"
+
+
 class Registry:
     """All tables by full name (`bronze.events`) and by unique short name (`events`)."""
 
@@ -86,7 +93,7 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         try:
             self.get(name)
-        except KeyError:
+        except UnknownTableError:
             return False
         return True
 
@@ -101,5 +108,5 @@ class Registry:
             return matches[0]
         known = ", ".join(sorted(self._by_name))
         if not matches:
-            raise KeyError(f"unknown table {name!r}; known tables: {known}")
-        raise KeyError(f"table name {name!r} is ambiguous: {[m.name for m in matches]}")
+            raise UnknownTableError(f"unknown table {name!r}; known tables: {known}")
+        raise UnknownTableError(f"table name {name!r} is ambiguous: {[m.name for m in matches]}")

@@ -21,36 +21,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geosid.geo.geometry import CellSystem
 from geosid.schemas import corpus
 
 N_FEATURES = len(corpus.CELL_FEATURES)
 N_NEIGHBOURS = 8
-
-
-@dataclass(frozen=True)
-class CellGeometry:
-    """Centres and cells of the corpus's cell system (`geohash<P>` or `h3r<R>`)."""
-
-    cell_system: str
-
-    def center(self, cell: str) -> tuple[float, float]:
-        if self.cell_system.startswith("geohash"):
-            import pygeohash
-
-            lat, lon, _, _ = pygeohash.decode_exactly(cell)
-            return float(lat), float(lon)
-        import h3
-
-        return h3.cell_to_latlng(cell)
-
-    def cell_of(self, lat: float, lon: float) -> str:
-        if self.cell_system.startswith("geohash"):
-            import pygeohash
-
-            return pygeohash.encode(float(lat), float(lon), int(self.cell_system.removeprefix("geohash")))
-        import h3
-
-        return h3.latlng_to_cell(float(lat), float(lon), int(self.cell_system.removeprefix("h3r")))
 
 
 @dataclass
@@ -92,7 +67,7 @@ class Vocab:
 
 
 def build_vocab(
-    sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, sequences: pa.Table, cells: CellGeometry
+    sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, sequences: pa.Table, cells: CellSystem
 ) -> Vocab:
     """The vocabulary of one codebook version: every item of its SID map, every cell seen
     in the sequences or the cell context."""
@@ -102,7 +77,7 @@ def build_vocab(
     tokens = np.concatenate([codes, digit[:, None]], axis=1)
     item_lat = np.asarray(sid_map["lat"].to_numpy(), np.float64)
     item_lon = np.asarray(sid_map["lon"].to_numpy(), np.float64)
-    item_cells = np.array([cells.cell_of(a, b) for a, b in zip(item_lat, item_lon)], dtype=object)
+    item_cells = np.asarray(cells.cell_of(item_lat, item_lon), dtype=object).reshape(-1)
     cell_ids = [sequences["user_cell_id"], sequences["target_cell_id"], pc.list_flatten(sequences["neighbour_cell_ids"])]
     if cell_context is not None and cell_context.num_rows:
         cell_ids.append(cell_context["cell_id"])

@@ -13,14 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-EARTH_KM = 6371.0088
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, np.float64)) for v in (lat1, lon1, lat2, lon2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
 
 def geo_reward(distance_km: np.ndarray, max_km: float = 5.0, min_km: float = 0.1) -> np.ndarray:
     """R_geo = 1 / d if d <= max_km else 0. d is floored at min_km (an item inside the

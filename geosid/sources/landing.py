@@ -21,6 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geosid.errors import NotFoundError
+
 LANDED_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), False),
@@ -54,7 +56,7 @@ def discover(root: Path, first: dt_.date | None = None, last: dt_.date | None = 
     if root.is_file():
         return [RawFile(root, root.name, None)]
     if not root.is_dir():
-        raise FileNotFoundError(f"raw source {root} does not exist")
+        raise NotFoundError(f"raw source {root} does not exist: pass an existing file or folder of dt=YYYY-MM-DD drops")
     files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))):
         drop_date = None

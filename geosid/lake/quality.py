@@ -1,8 +1,9 @@
-"""Data quality: the suites declared beside each table's schema, run by great-expectations.
+"""Data quality: runs the suites declared beside each table's schema with great-expectations.
 
 Suites run on Spark DataFrames (any engine) through an ephemeral GX context. Each run
 writes its result as JSON plus a readable summary under `<lake>/_quality/` and returns
-pass/fail, so a DAG task or the CLI can gate on it.
+pass/fail, so a DAG task or the CLI can gate on it. Which suites a stage's output gets
+is the stage's business (`geosid.jobs.validate`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, functions as F
 
-from geosid.jobs.lake import DateLike, DateRange, Lake, date_bounds
-from geosid.schemas import Check, TableSpec, bronze, corpus, index, silver
+from geosid.lake.dates import DateLike, DateRange, date_bounds
+from geosid.lake.table import Lake
+from geosid.schemas import Check, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str
     return bool(result.success), int(rows), outcomes
 
 
-def _write_result(lake: Lake, result: QualityResult) -> Path:
+def write_result(lake: Lake, result: QualityResult) -> Path:
     if result.first is None:
         folder = lake.root / "_quality" / result.table
     elif result.first == result.last:
@@ -177,115 +179,5 @@ def validate_table(
     finally:
         lake.drop_checkpoints(run)
     result = QualityResult(spec.name, first, last, success, rows, outcomes)
-    result.result_path = _write_result(lake, result)
+    result.result_path = write_result(lake, result)
     return result
-
-
-def reject_rates(events: DataFrame, rejects: DataFrame) -> DataFrame:
-    """Per day: accepted events, rejected lines and the reject rate (rejected / all lines)."""
-    accepted = events.groupBy("dt").agg(F.count(F.lit(1)).alias("n_events"))
-    rejected = rejects.groupBy("dt").agg(F.count(F.lit(1)).alias("n_rejects"))
-    joined = accepted.join(rejected, "dt", "full_outer").na.fill(0, ["n_events", "n_rejects"])
-    return joined.withColumn(
-        "reject_rate", F.col("n_rejects") / F.greatest(F.col("n_events") + F.col("n_rejects"), F.lit(1))
-    )
-
-
-def validate_reject_rate(lake: Lake, dt: DateLike | DateRange, threshold: float) -> QualityResult:
-    """Gate: for every day in `dt`, rejected lines / all lines <= threshold."""
-    first, last = date_bounds(dt)
-    rates = reject_rates(lake.read(bronze.EVENTS, dt=dt), lake.read(bronze.REJECTS, dt=dt))
-    check = Check("between", "reject_rate", args={"min_value": 0.0, "max_value": threshold})
-    success, rows, outcomes = run_checks(rates, [check], name="bronze.reject_rate")
-    result = QualityResult("bronze.reject_rate", first, last, success, rows, outcomes)
-    result.result_path = _write_result(lake, result)
-    return result
-
-
-def validate_bronze(lake: Lake, dt: DateLike | DateRange, reject_rate_threshold: float) -> list[QualityResult]:
-    """All bronze suites for a day or range, plus the reject-rate gate."""
-    results = [validate_table(lake, spec, dt=dt) for spec in bronze.TABLES]
-    results.append(validate_reject_rate(lake, dt, reject_rate_threshold))
-    return results
-
-
-def validate_silver(lake: Lake, dt: DateLike) -> list[QualityResult]:
-    """The geo context suites for a day; the embeddings and SID map suites over the tables."""
-    results = [validate_table(lake, spec, dt=dt) for spec in (silver.GEO_CELLS, silver.ITEM_GEO)]
-    results.append(validate_table(lake, silver.ITEM_EMBEDDINGS))
-    if lake.exists(index.SID_MAP):
-        results.append(validate_table(lake, index.SID_MAP))
-    return results
-
-
-def cell_id_pattern(cell_system: str) -> str:
-    """A regex every valid cell id of the named system matches (geohash<P> / h3r<R>)."""
-    if cell_system.startswith("geohash"):
-        return f"^[0123456789bcdefghjkmnpqrstuvwxyz]{{{int(cell_system[len('geohash'):])}}}$"
-    if cell_system.startswith("h3r"):
-        return "^8[0-9a-f]{14}$"
-    raise ValueError(f"unknown cell system {cell_system!r}")
-
-
-def _codes_ok(codes: str, sizes: tuple[int, ...]) -> str:
-    """SQL: `codes` has one code per level, each in [0, level size). (CASE keeps the
-    element reads from running on a short array.)"""
-    levels = " AND ".join(f"{codes}[{j}] BETWEEN 0 AND {int(s) - 1}" for j, s in enumerate(sizes))
-    return f"(CASE WHEN size({codes}) = {len(sizes)} THEN {levels} ELSE false END)"
-
-
-def corpus_checks(level_sizes: tuple[int, ...], cell_system: str) -> tuple[Check, ...]:
-    """The suite parts that depend on the codebook version and the cell system: SID codes
-    within the codebook's level sizes, every cell id valid."""
-    pattern = cell_id_pattern(cell_system)
-    valid = lambda c: f"{c} RLIKE '{pattern}'"  # noqa: E731
-    return (
-        Check("in_set", "target_codes_in_codebook", sql=_codes_ok("target_codes", level_sizes), args={"values": [True]}),
-        Check(
-            "in_set",
-            "history_codes_in_codebook",
-            sql=f"forall(histories, h -> forall(h.events, e -> {_codes_ok('e.codes', level_sizes)}))",
-            args={"values": [True]},
-        ),
-        Check(
-            "in_set",
-            "cells_valid",
-            sql=(
-                f"{valid('user_cell_id')} AND {valid('target_cell_id')} AND "
-                f"forall(neighbour_cell_ids, c -> {valid('c')}) AND "
-                f"forall(histories, h -> forall(h.events, e -> {valid('e.cell_id')}))"
-            ),
-            args={"values": [True]},
-        ),
-    )
-
-
-def validate_corpus(
-    lake: Lake, dt: DateLike | DateRange, version: str, level_sizes: tuple[int, ...], cell_system: str
-) -> list[QualityResult]:
-    """The corpus suites of a day or range under one codebook version (sequences, the
-    latest history state in the range, cell context)."""
-    first, last = date_bounds(dt)
-    scope = f"codebook_version = '{version}'"
-    results = [
-        validate_table(
-            lake, corpus.TRAINING_SEQUENCES, dt=(first, last), where=scope,
-            extra_checks=corpus_checks(level_sizes, cell_system),
-        ),  # fmt: skip
-        validate_table(lake, corpus.USER_HISTORY_STATE, dt=(first, last), where=scope),
-    ]
-    if lake.exists(corpus.CELL_CONTEXT):
-        pattern = cell_id_pattern(cell_system)
-        cells_valid = Check(
-            "in_set",
-            "cells_valid",
-            sql=f"cell_id RLIKE '{pattern}' AND forall(neighbour_ids, c -> c RLIKE '{pattern}')",
-            args={"values": [True]},
-        )
-        results.append(
-            validate_table(
-                lake, corpus.CELL_CONTEXT, dt=(first, last), where=f"cell_system = '{cell_system}'",
-                extra_checks=(cells_valid,),
-            )  # fmt: skip
-        )
-    return results

@@ -19,7 +19,8 @@ Raw layout written under `root` (UTF-8, tab-separated, no header, one drop per d
 
 The catalog drop of the first day holds the initial catalog; later drops hold the
 videos created that day. `corrupt_rate` > 0 injects bad lines of every reject kind
-(recorded in manifest.json) to exercise the quarantine.
+(recorded in manifest.json) to exercise the quarantine. The parsers of this layout are
+in `geosid.sources.synthetic`; this module needs no engine.
 """
 
 from __future__ import annotations
@@ -36,29 +37,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from pyspark.sql import DataFrame, functions as F
 
-from geosid.jobs.sources.fields import (
-    coordinate_checks,
-    field,
-    first_failure,
-    is_missing,
-    line_checks,
-    number_checks,
-    quoted,
-    split_fields,
-    try_double,
-)
+from geosid.geo.geometry import KM_PER_DEG_LAT, haversine_km, offset_km
 
-SOURCE = "synthetic"
-EVENTS_FEED = "synthetic.events"
-ITEMS_FEED = "synthetic.items"
-ENCODING = "utf-8"
-EVENT_FIELDS = 8
-ITEM_FIELDS = 10
-TIME_PATTERN = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
-
-KM_PER_DEG_LAT = 111.32
 _KEY_STRIDE = np.int64(10**9)  # > any creation time in seconds
 
 # category -> (base price, title words, tags)
@@ -113,23 +94,6 @@ class WorldConfig:
 
     def days(self) -> list[dt_.date]:
         return [self.start + dt_.timedelta(days=i) for i in range(self.n_days)]
-
-
-# ---------------------------------------------------------------------------------------
-# Geometry helpers (numpy, vectorized)
-
-
-def _offset(lat: np.ndarray, lon: np.ndarray, dx_km: np.ndarray, dy_km: np.ndarray):
-    """Move points by (east, north) kilometres."""
-    new_lat = lat + dy_km / KM_PER_DEG_LAT
-    new_lon = lon + dx_km / (KM_PER_DEG_LAT * np.cos(np.radians(lat)))
-    return new_lat, new_lon
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(a, dtype=np.float64)) for a in (lat1, lon1, lat2, lon2))
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6371.0088 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -193,7 +157,7 @@ def build_world(config: WorldConfig) -> World:
 
     # Districts: dense centres around the city centre, with unequal weights.
     d_dx, d_dy = rng.normal(0, config.city_radius_km / 2, (2, config.n_districts))
-    d_lat, d_lon = _offset(np.full(config.n_districts, config.center_lat), np.full(config.n_districts, config.center_lon), d_dx, d_dy)
+    d_lat, d_lon = offset_km(np.full(config.n_districts, config.center_lat), np.full(config.n_districts, config.center_lon), d_dx, d_dy)
     d_weight = rng.dirichlet(np.full(config.n_districts, 2.0))
 
     # Brands: a category each, a price level, Zipf-like popularity.
@@ -212,7 +176,7 @@ def build_world(config: WorldConfig) -> World:
     store_brand = rng.choice(config.n_brands, config.n_stores, p=brand_pop)
     store_district = rng.choice(config.n_districts, config.n_stores, p=d_weight)
     s_dx, s_dy = rng.normal(0, 1.2, (2, config.n_stores))
-    store_lat, store_lon = _offset(d_lat[store_district], d_lon[store_district], s_dx, s_dy)
+    store_lat, store_lon = offset_km(d_lat[store_district], d_lon[store_district], s_dx, s_dy)
     store_price = brand_price[store_brand] * rng.lognormal(0, 0.1, config.n_stores)
     store_category = brand_category[store_brand]
 
@@ -242,8 +206,8 @@ def build_world(config: WorldConfig) -> World:
     home_d = rng.choice(config.n_districts, config.n_users, p=d_weight)
     work_d = rng.choice(config.n_districts, config.n_users, p=d_weight)
     h_dx, h_dy, w_dx, w_dy = rng.normal(0, [[2.0], [2.0], [1.5], [1.5]], (4, config.n_users))
-    user_home = np.stack(_offset(d_lat[home_d], d_lon[home_d], h_dx, h_dy), axis=1)
-    user_work = np.stack(_offset(d_lat[work_d], d_lon[work_d], w_dx, w_dy), axis=1)
+    user_home = np.stack(offset_km(d_lat[home_d], d_lon[home_d], h_dx, h_dy), axis=1)
+    user_work = np.stack(offset_km(d_lat[work_d], d_lon[work_d], w_dx, w_dy), axis=1)
     user_interest = rng.dirichlet(np.full(n_cat, 0.3), config.n_users)
     user_activity = rng.lognormal(0, 0.6, config.n_users)
     user_activity /= user_activity.mean()
@@ -275,7 +239,7 @@ def _day_events(world: World, day: int, rng: np.random.Generator, grid: _StoreGr
     weekday = (world.config.start + dt_.timedelta(days=day)).weekday() < 5
     at_work = weekday & (seconds > 9 * 3600) & (seconds < 18 * 3600)
     anchor = np.where(at_work[:, None], world.user_work[req_user], world.user_home[req_user])
-    r_lat, r_lon = _offset(anchor[:, 0], anchor[:, 1], *rng.normal(0, 0.3, (2, n_req)))
+    r_lat, r_lon = offset_km(anchor[:, 0], anchor[:, 1], *rng.normal(0, 0.3, (2, n_req)))
 
     # Exposure (watch): candidates near the request, the most interesting ones kept.
     width = cfg.max_watches_per_request
@@ -283,7 +247,7 @@ def _day_events(world: World, day: int, rng: np.random.Generator, grid: _StoreGr
     n_cand = 3 * width
     far = rng.random((n_req, n_cand)) < 0.15
     radius = np.where(far, 4 * cfg.candidate_radius_km, cfg.candidate_radius_km)
-    c_lat, c_lon = _offset(
+    c_lat, c_lon = offset_km(
         np.repeat(r_lat[:, None], n_cand, 1), np.repeat(r_lon[:, None], n_cand, 1),
         rng.normal(0, 1, (n_req, n_cand)) * radius, rng.normal(0, 1, (n_req, n_cand)) * radius,
     )
@@ -503,122 +467,3 @@ def write_world(root: str | Path, config: WorldConfig, progress: bool = True) ->
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
-
-
-# ---------------------------------------------------------------------------------------
-# Parsers: landed lines -> candidate rows with reason/detail (pure transforms)
-
-
-def parse_events(lines: DataFrame) -> DataFrame:
-    """Landed event lines -> candidate events (same shape as the TSMC2014 parser's)."""
-    fields = split_fields()
-    request_id, user_id, item_id, action, time_raw, lat_raw, lon_raw, gmv_raw = (
-        field(fields, i) for i in range(EVENT_FIELDS)
-    )
-    lat, lon = try_double(lat_raw), try_double(lon_raw)
-    gmv = F.when(is_missing(gmv_raw), F.lit(None).cast("double")).otherwise(try_double(gmv_raw))
-    event_ts = F.try_to_timestamp(time_raw, F.lit(TIME_PATTERN))
-    reason, detail = first_failure(
-        [
-            *line_checks(fields, EVENT_FIELDS),
-            (is_missing(user_id), "null_id", F.lit("user id is empty")),
-            (is_missing(item_id), "null_id", F.lit("item id is empty")),
-            *number_checks(latitude=(lat_raw, lat), longitude=(lon_raw, lon)),
-            (
-                gmv.isNull() & ~is_missing(gmv_raw),
-                "bad_number",
-                F.concat(F.lit("gmv is not a number: "), quoted(gmv_raw)),
-            ),
-            (event_ts.isNull(), "bad_time", F.concat(F.lit("cannot parse time "), quoted(time_raw))),
-            *coordinate_checks(lat_raw, lat, lon_raw, lon),
-            (
-                ~action.isin("watch", "click", "pay"),
-                "bad_value",
-                F.concat(F.lit("unknown action "), quoted(action)),
-            ),
-            (gmv < 0, "bad_value", F.format_string("negative gmv %s", gmv_raw)),
-        ]
-    )
-    return lines.select(
-        "source",
-        "source_file",
-        "line_no",
-        "raw",
-        "drop_date",
-        reason.alias("reason"),
-        detail.alias("detail"),
-        user_id.alias("user_id"),
-        item_id.alias("item_id"),
-        action.alias("action"),
-        event_ts.alias("event_ts"),
-        F.lit(None).cast("int").alias("tz_offset_min"),
-        lat.alias("user_lat"),
-        lon.alias("user_lon"),
-        request_id.alias("request_id"),
-        gmv.alias("gmv"),
-    )
-
-
-def parse_items(lines: DataFrame) -> DataFrame:
-    """Landed catalog lines -> candidate bronze.items rows (event_ts = created_at)."""
-    fields = split_fields()
-    item_id, store_id, brand, category, price_raw, lat_raw, lon_raw, title, tags, created_raw = (
-        field(fields, i) for i in range(ITEM_FIELDS)
-    )
-    lat, lon, price = try_double(lat_raw), try_double(lon_raw), try_double(price_raw)
-    created = F.try_to_timestamp(created_raw, F.lit(TIME_PATTERN))
-    reason, detail = first_failure(
-        [
-            *line_checks(fields, ITEM_FIELDS),
-            (is_missing(item_id), "null_id", F.lit("item id is empty")),
-            (is_missing(store_id), "null_id", F.lit("store id is empty")),
-            *number_checks(latitude=(lat_raw, lat), longitude=(lon_raw, lon), price=(price_raw, price)),
-            (created.isNull(), "bad_time", F.concat(F.lit("cannot parse time "), quoted(created_raw))),
-            *coordinate_checks(lat_raw, lat, lon_raw, lon),
-            (price < 0, "bad_value", F.format_string("negative price %s", price_raw)),
-        ]
-    )
-    tag_list = F.when(is_missing(tags), F.array().cast("array<string>")).otherwise(F.split(tags, r"\|"))
-    content = F.concat_ws(" | ", title, brand, category, F.array_join(tag_list, ", "))
-    return lines.select(
-        "source",
-        "source_file",
-        "line_no",
-        "raw",
-        "drop_date",
-        reason.alias("reason"),
-        detail.alias("detail"),
-        created.alias("event_ts"),
-        item_id.alias("item_id"),
-        store_id.alias("store_id"),
-        F.lit(None).cast("string").alias("category_id"),
-        category.alias("category"),
-        brand.alias("brand"),
-        price.alias("price"),
-        title.alias("title"),
-        tag_list.alias("tags"),
-        content.alias("content"),
-        lat.alias("lat"),
-        lon.alias("lon"),
-    )
-
-
-def items_from_catalog(valid: DataFrame) -> DataFrame:
-    """Accepted catalog rows -> bronze.items (one observation: the store's location)."""
-    return valid.select(
-        F.lit(SOURCE).alias("source"),
-        "item_id",
-        "store_id",
-        "category_id",
-        "category",
-        "brand",
-        "price",
-        "title",
-        "tags",
-        "content",
-        "lat",
-        "lon",
-        F.lit(1).cast("bigint").alias("n_obs"),
-        F.col("event_ts").alias("first_seen"),
-        "dt",
-    )

@@ -2,58 +2,28 @@
 
 Writes go through Spark (`df.write.format("delta")`) so they scale with the engine;
 table creation, history, versions and snapshot reads outside Spark use deltalake
-(delta-rs), which reads and writes the same tables.
+(delta-rs), which reads and writes the same tables. Writers that hold Arrow data (the
+trainer) commit through `write_arrow`, against the same registered schemas.
+
+Names: `Lake.root` is the lake's folder; a table's `table_version` is its Delta version.
 """
 
 from __future__ import annotations
 
-import datetime as dt_
+import hashlib
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, functions as F
 from pyspark.sql import types as T
 
+from geosid.errors import InvalidRequestError, NotFoundError, SchemaMismatchError
+from geosid.lake.dates import DateLike, DateRange, partition_predicate
 from geosid.schemas import REGISTRY, Registry, TableSpec
-
-DateLike = Union[dt_.date, str]
-DateRange = tuple[DateLike, DateLike]
-
-
-class SchemaMismatchError(ValueError):
-    """A DataFrame does not match the registered schema of the table it is written to."""
-
-
-def as_date(value: DateLike) -> dt_.date:
-    if isinstance(value, dt_.datetime):
-        return value.date()
-    if isinstance(value, dt_.date):
-        return value
-    return dt_.date.fromisoformat(str(value))
-
-
-def date_bounds(dt: DateLike | DateRange) -> tuple[dt_.date, dt_.date]:
-    """A day or an inclusive (first, last) range, as two dates."""
-    if isinstance(dt, tuple):
-        first, last = as_date(dt[0]), as_date(dt[1])
-    else:
-        first = last = as_date(dt)
-    if last < first:
-        raise ValueError(f"empty date range: {first} .. {last}")
-    return first, last
-
-
-def partition_predicate(column: str, dt: DateLike | DateRange) -> str:
-    first, last = date_bounds(dt)
-    if first == last:
-        return f"{column} = DATE'{first.isoformat()}'"
-    return f"{column} >= DATE'{first.isoformat()}' AND {column} <= DATE'{last.isoformat()}'"
-
 
 def spark_type_to_arrow(data_type: T.DataType) -> pa.DataType:
     simple = {
@@ -110,6 +80,30 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.select(*spec.columns)
 
 
+def conform_arrow(data: pa.Table, spec: TableSpec) -> pa.Table:
+    """`conform` for Arrow data: the registered columns, each castable to its type
+    without loss (ints stay ints), in table order."""
+    target = spec_arrow_schema(spec)
+    problems = [f"column '{n}' is missing (expected {target.field(n).type})" for n in target.names if n not in data.column_names]
+    problems += [f"column '{n}' is not in the table's schema" for n in data.column_names if n not in target.names]
+    if problems:
+        raise SchemaMismatchError(f"write to {spec.name} rejected: " + "; ".join(problems))
+    try:
+        return data.select(target.names).cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SchemaMismatchError(f"write to {spec.name} rejected: {exc}") from exc
+
+
+def table_digest(data: pa.Table) -> str:
+    """A digest of a table's content that ignores row order: each row is hashed on its
+    canonical text, and the sorted row hashes are hashed together."""
+    rows = sorted(hashlib.sha256(repr(row).encode()).digest() for row in data.to_pylist())
+    total = hashlib.sha256()
+    for row in rows:
+        total.update(row)
+    return total.hexdigest()[:16]
+
+
 # How writes are committed. "delta-rs": the engine stages Parquet and deltalake commits
 # (the embedded default: Sail's own Delta replace cannot yet rewrite tables that hold
 # array columns). "spark": the engine's own Delta writer with replaceWhere (clusters
@@ -146,11 +140,14 @@ class Lake:
         return DeltaTable.is_deltatable(self.path(table))
 
     def ensure_table(self, table: str | TableSpec) -> None:
-        """Create the empty Delta table with its registered schema if it is absent."""
+        """Create the empty Delta table with its registered schema if it is absent; add
+        the columns a newer registry declares to an existing table (additive evolution:
+        older rows read them as null)."""
         from deltalake import DeltaTable
 
         spec = self.spec(table)
         if self.exists(spec):
+            self._add_new_columns(spec)
             return
         Path(self.path(spec)).mkdir(parents=True, exist_ok=True)
         DeltaTable.create(
@@ -160,6 +157,15 @@ class Lake:
             name=spec.name,
             description=spec.description[:1000] or None,
         )
+
+    def _add_new_columns(self, spec: TableSpec) -> None:
+        from deltalake import DeltaTable, Field
+
+        handle = DeltaTable(self.path(spec))
+        present = set(handle.schema().to_arrow().names)
+        missing = [f for f in spec_arrow_schema(spec) if f.name not in present]
+        if missing:
+            handle.alter.add_columns([Field.from_arrow(f) for f in missing])
 
     def _require_spark(self):
         if self.spark is None:
@@ -184,22 +190,12 @@ class Lake:
         spec = self.spec(table)
         df = conform(df, spec)
         self.ensure_table(spec)
-        predicate = None
-        if spec.partition_by:
-            if dt is None:
-                raise ValueError(f"{spec.name} is partitioned by {spec.partition_by}: pass dt= (a day or a range)")
-            predicate = partition_predicate(spec.partition_by[0], dt)
-            if where:
-                predicate = f"({predicate}) AND ({where})"
-        elif dt is not None:
-            raise ValueError(f"{spec.name} is not partitioned; dt must be None (use where= to replace some rows)")
-        else:
-            predicate = where  # None: the whole table
+        predicate = self._predicate(spec, dt, where)  # None: the whole table
         if self.committer == "spark":
             self._commit_spark(df, spec, predicate)
         else:
             self._commit_delta_rs(df, spec, predicate)
-        return self.version(spec)
+        return self.table_version(spec)
 
     def _commit_spark(self, df: DataFrame, spec: TableSpec, predicate: str | None) -> None:
         """Engine-native Delta write (a cluster with delta-spark): replaceWhere."""
@@ -257,10 +253,24 @@ class Lake:
                 )
         except Exception as exc:
             if "failed validation check" in str(exc):
-                raise ValueError(
+                raise InvalidRequestError(
                     f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed"
                 ) from exc
             raise
+
+    def _predicate(self, spec: TableSpec, dt, where: str | None) -> str | None:
+        """The rows a write replaces. A partitioned table needs its days (dt=), or at
+        least a `where`: a write never replaces a whole partitioned table by accident."""
+        if spec.partition_by:
+            if dt is None and where:
+                return where
+            if dt is None:
+                raise InvalidRequestError(f"{spec.name} is partitioned by {spec.partition_by}: pass dt= (a day or a range)")
+            predicate = partition_predicate(spec.partition_by[0], dt)
+            return f"({predicate}) AND ({where})" if where else predicate
+        if dt is not None:
+            raise InvalidRequestError(f"{spec.name} is not partitioned; dt must be None (use where= to replace some rows)")
+        return where
 
     def merge(self, df: DataFrame, table: str | TableSpec, insert_only: bool = False) -> int:
         """Upsert `df` into the table on its keys (one atomic commit); returns the version.
@@ -284,7 +294,7 @@ class Lake:
                 if not insert_only:
                     merger = merger.when_matched_update_all()
                 merger.when_not_matched_insert_all().execute()
-        return self.version(spec)
+        return self.table_version(spec)
 
     def delete(self, table: str | TableSpec, predicate: str) -> int:
         """Delete the rows matching the SQL `predicate` (one commit, by delta-rs); returns
@@ -294,7 +304,7 @@ class Lake:
         spec = self.spec(table)
         self.ensure_table(spec)
         DeltaTable(self.path(spec)).delete(predicate)
-        return self.version(spec)
+        return self.table_version(spec)
 
     def read(
         self,
@@ -306,14 +316,14 @@ class Lake:
         spark = self._require_spark()
         spec = self.spec(table)
         if not self.exists(spec):
-            raise FileNotFoundError(f"table {spec.name} does not exist under {self.root}")
+            raise NotFoundError(f"table {spec.name} does not exist under {self.root}: run the step that writes it first")
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", int(version))
         df = reader.load(self.path(spec))
         if dt is not None:
             if not spec.partition_by:
-                raise ValueError(f"{spec.name} is not partitioned; cannot filter by dt")
+                raise InvalidRequestError(f"{spec.name} is not partitioned; cannot filter by dt")
             df = df.filter(partition_predicate(spec.partition_by[0], dt))
         return df.select(*spec.columns)
 
@@ -323,10 +333,47 @@ class Lake:
 
         return DeltaTable(self.path(table), version=version).to_pyarrow_table()
 
-    def version(self, table: str | TableSpec) -> int:
+    def table_version(self, table: str | TableSpec) -> int:
+        """The table's latest Delta version."""
         from deltalake import DeltaTable
 
         return DeltaTable(self.path(table)).version()
+
+    def write_arrow(self, data: pa.Table, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None) -> int:
+        """`write` for Arrow data (writers without an engine, e.g. the trainer): the same
+        registered schema, the same replace semantics, one delta-rs commit. Returns the
+        new table version."""
+        from deltalake import write_deltalake
+
+        spec = self.spec(table)
+        data = conform_arrow(data, spec)
+        self.ensure_table(spec)
+        predicate = self._predicate(spec, dt, where)
+        options = {"predicate": predicate} if predicate is not None else {}
+        try:
+            write_deltalake(self.path(spec), data, mode="overwrite", partition_by=list(spec.partition_by) or None, **options)
+        except Exception as exc:
+            if "failed validation check" in str(exc):
+                raise InvalidRequestError(f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed") from exc
+            raise
+        return self.table_version(spec)
+
+    def digest(self, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None,
+               table_version: int | None = None) -> tuple[int, str]:  # fmt: skip
+        """(rows, content digest) of a table's rows (a day or range, `where` a SQL filter
+        on the engine): equal digests, equal content, whatever the file layout or row
+        order. Read with the engine when the lake has one, else with delta-rs (no filter)."""
+        spec = self.spec(table)
+        if self.spark is not None:
+            df = self.read(spec, version=table_version, dt=dt)
+            if where:
+                df = df.filter(where)
+            data = df.toArrow()
+        else:
+            if dt is not None or where:
+                raise InvalidRequestError("digest with dt/where needs an engine (Lake(..., spark))")
+            data = self.to_arrow(spec, version=table_version).select(spec.columns)
+        return data.num_rows, table_digest(data)
 
     def history(self, table: str | TableSpec) -> list[dict]:
         from deltalake import DeltaTable

@@ -1,1 +1,0 @@
-"""Raw sources: file formats, landing of raw lines, and their parse transforms."""

@@ -1,0 +1,123 @@
+"""Validate: which data-quality suites each stage's output gets, and the gates.
+
+The suites themselves are declared beside the schemas (`geosid.schemas`); the runner is
+`geosid.lake.quality`. Here: bronze (with the reject-rate gate), silver and the SID map,
+and the corpus (with the checks that depend on the codebook version and cell system).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from geosid.geo.geometry import cells_from_name
+from geosid.lake.dates import DateLike, DateRange, date_bounds
+from geosid.lake.quality import QualityResult, run_checks, validate_table, write_result
+from geosid.lake.table import Lake
+from geosid.schemas import Check, bronze, corpus, index, silver
+
+
+def reject_rates(events: DataFrame, rejects: DataFrame) -> DataFrame:
+    """Per day: accepted events, rejected lines and the reject rate (rejected / all lines)."""
+    accepted = events.groupBy("dt").agg(F.count(F.lit(1)).alias("n_events"))
+    rejected = rejects.groupBy("dt").agg(F.count(F.lit(1)).alias("n_rejects"))
+    joined = accepted.join(rejected, "dt", "full_outer").na.fill(0, ["n_events", "n_rejects"])
+    return joined.withColumn(
+        "reject_rate", F.col("n_rejects") / F.greatest(F.col("n_events") + F.col("n_rejects"), F.lit(1))
+    )
+
+
+def validate_reject_rate(lake: Lake, dt: DateLike | DateRange, threshold: float) -> QualityResult:
+    """Gate: for every day in `dt`, rejected lines / all lines <= threshold."""
+    first, last = date_bounds(dt)
+    rates = reject_rates(lake.read(bronze.EVENTS, dt=dt), lake.read(bronze.REJECTS, dt=dt))
+    check = Check("between", "reject_rate", args={"min_value": 0.0, "max_value": threshold})
+    success, rows, outcomes = run_checks(rates, [check], name="bronze.reject_rate")
+    result = QualityResult("bronze.reject_rate", first, last, success, rows, outcomes)
+    result.result_path = write_result(lake, result)
+    return result
+
+
+def validate_bronze(lake: Lake, dt: DateLike | DateRange, reject_rate_threshold: float) -> list[QualityResult]:
+    """All bronze suites for a day or range, plus the reject-rate gate."""
+    results = [validate_table(lake, spec, dt=dt) for spec in bronze.TABLES]
+    results.append(validate_reject_rate(lake, dt, reject_rate_threshold))
+    return results
+
+
+def validate_silver(lake: Lake, dt: DateLike) -> list[QualityResult]:
+    """The geo context suites for a day; the embeddings and SID map suites over the tables."""
+    results = [validate_table(lake, spec, dt=dt) for spec in (silver.GEO_CELLS, silver.ITEM_GEO)]
+    results.append(validate_table(lake, silver.ITEM_EMBEDDINGS))
+    if lake.exists(index.SID_MAP):
+        results.append(validate_table(lake, index.SID_MAP))
+    return results
+
+
+def cell_id_pattern(cell_system: str) -> str:
+    """A regex every valid cell id of the named system (geohash<P> / h3r<R>) matches."""
+    return cells_from_name(cell_system).id_pattern()
+
+
+def _codes_ok(codes: str, sizes: tuple[int, ...]) -> str:
+    """SQL: `codes` has one code per level, each in [0, level size). (CASE keeps the
+    element reads from running on a short array.)"""
+    levels = " AND ".join(f"{codes}[{j}] BETWEEN 0 AND {int(s) - 1}" for j, s in enumerate(sizes))
+    return f"(CASE WHEN size({codes}) = {len(sizes)} THEN {levels} ELSE false END)"
+
+
+def corpus_checks(level_sizes: tuple[int, ...], cell_system: str) -> tuple[Check, ...]:
+    """The suite parts that depend on the codebook version and the cell system: SID codes
+    within the codebook's level sizes, every cell id valid."""
+    pattern = cell_id_pattern(cell_system)
+    valid = lambda c: f"{c} RLIKE '{pattern}'"  # noqa: E731
+    return (
+        Check("in_set", "target_codes_in_codebook", sql=_codes_ok("target_codes", level_sizes), args={"values": [True]}),
+        Check(
+            "in_set",
+            "history_codes_in_codebook",
+            sql=f"forall(histories, h -> forall(h.events, e -> {_codes_ok('e.codes', level_sizes)}))",
+            args={"values": [True]},
+        ),
+        Check(
+            "in_set",
+            "cells_valid",
+            sql=(
+                f"{valid('user_cell_id')} AND {valid('target_cell_id')} AND "
+                f"forall(neighbour_cell_ids, c -> {valid('c')}) AND "
+                f"forall(histories, h -> forall(h.events, e -> {valid('e.cell_id')}))"
+            ),
+            args={"values": [True]},
+        ),
+    )
+
+
+def validate_corpus(
+    lake: Lake, dt: DateLike | DateRange, codebook_version: str, level_sizes: tuple[int, ...], cell_system: str
+) -> list[QualityResult]:
+    """The corpus suites of a day or range under one codebook version (sequences, the
+    latest history state in the range, cell context)."""
+    first, last = date_bounds(dt)
+    scope = f"codebook_version = '{codebook_version}'"
+    results = [
+        validate_table(
+            lake, corpus.TRAINING_SEQUENCES, dt=(first, last), where=scope,
+            extra_checks=corpus_checks(level_sizes, cell_system),
+        ),  # fmt: skip
+        validate_table(lake, corpus.USER_HISTORY_STATE, dt=(first, last), where=scope),
+    ]
+    if lake.exists(corpus.CELL_CONTEXT):
+        pattern = cell_id_pattern(cell_system)
+        cells_valid = Check(
+            "in_set",
+            "cells_valid",
+            sql=f"cell_id RLIKE '{pattern}' AND forall(neighbour_ids, c -> c RLIKE '{pattern}')",
+            args={"values": [True]},
+        )
+        results.append(
+            validate_table(
+                lake, corpus.CELL_CONTEXT, dt=(first, last), where=f"cell_system = '{cell_system}'",
+                extra_checks=(cells_valid,),
+            )  # fmt: skip
+        )
+    return results

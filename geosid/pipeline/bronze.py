@@ -1,0 +1,69 @@
+"""Pipeline steps of the bronze layer: ingest a source's raw files, validate the days."""
+
+from __future__ import annotations
+
+import datetime as dt_
+from dataclasses import dataclass
+from pathlib import Path
+
+from geosid.errors import InvalidRequestError
+from geosid.lake import DateLike, as_date, date_bounds
+from geosid.pipeline.context import Context, use
+from geosid.pipeline.gates import GateReport
+
+
+@dataclass
+class IngestOutcome:
+    path: Path
+    report: object  # geosid.jobs.ingest.IngestReport
+    gate: GateReport | None
+
+    @property
+    def passed(self) -> bool:
+        return self.gate is None or self.gate.passed
+
+    def to_dict(self) -> dict:
+        return {**self.report.to_dict(), "path": str(self.path), "gate": self.gate.to_dict() if self.gate else None}
+
+
+def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None, last: DateLike | None) -> tuple[dt_.date, dt_.date]:
+    """The days to ingest: as given, else every day the raw files hold."""
+    if first is not None and last is not None:
+        return date_bounds((first, last))
+    if first is not None or last is not None:
+        raise InvalidRequestError("give both the first and the last day of the range (--from and --to), or --date")
+    from geosid.jobs.ingest import scan_date_range
+
+    return scan_date_range(ctx.lake, source, path)
+
+
+def ingest(source: str, first: DateLike | None = None, last: DateLike | None = None, path: str | Path | None = None,
+           validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> IngestOutcome:  # fmt: skip
+    """Ingest `source` for [first, last] (default: every day of its raw files) from `path`
+    (default: the registry's path for the source), then run the bronze gate."""
+    from geosid.jobs.ingest import run_ingest
+    from geosid.sources.registry import get_source
+
+    with use(ctx, lake_root) as ctx:
+        raw = get_source(source).raw_path(path, ctx.settings)
+        first, last = resolve_range(ctx, source, raw, first, last)
+        with ctx.stage(f"ingest {source} {first} .. {last} from {raw}", timed="ingest"):
+            report = run_ingest(ctx.lake, source, raw, first, last, progress=ctx.progress)
+        ctx.log(report.summary())
+        gate = validate_bronze(first, last, ctx=ctx) if validate else None
+        return IngestOutcome(raw, report, gate)
+
+
+def validate_bronze(first: DateLike, last: DateLike | None = None, *, ctx: Context | None = None,
+                    lake_root: str | None = None) -> GateReport:  # fmt: skip
+    """The bronze suites and the reject-rate gate for a day or range."""
+    from geosid.jobs.validate import validate_bronze as run
+
+    first = as_date(first)
+    last = as_date(last) if last is not None else first
+    with use(ctx, lake_root) as ctx:
+        with ctx.stage("data quality (great-expectations)", timed="validate bronze"):
+            gate = GateReport("bronze", first, last, run(ctx.lake, (first, last), ctx.settings.reject_rate_threshold))
+        ctx.log(gate.summary())
+        ctx.log(f"    results under {ctx.lake.root / '_quality'}")
+        return gate

@@ -1,0 +1,81 @@
+"""The context every pipeline step runs in: settings, an engine session, the lake, where
+progress lines go, and the stage timings.
+
+A step called without a context (a DAG task, a script) opens its own for the duration
+of the call; the CLI and the demo open one and pass it to every step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from geosid.config import Settings
+from geosid.lake import Lake
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Context:
+    settings: Settings
+    spark: object
+    lake: Lake
+    log: Callable[[str], None] = _quiet
+    progress: bool = False  # progress bars (terminals); plain lines otherwise
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    _depth: int = 0
+
+    @property
+    def lake_root(self):
+        return self.lake.root
+
+    @contextmanager
+    def stage(self, label: str, timed: str | None = None) -> Iterator[None]:
+        """Log `==> label`, run the block, log its time and record it under `timed`
+        (default: the label) for the run's timing summary. A stage inside another is
+        logged (indented) but only the outer one is timed, so the summary adds up."""
+        indent = "    " * self._depth
+        self.log(f"{indent}==> {label}")
+        started = time.perf_counter()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            seconds = time.perf_counter() - started
+            if self._depth == 0:
+                self.timings.append((timed or label, seconds))
+            self.log(f"{indent}    done in {seconds:.1f}s")
+
+    def timing_summary(self) -> str:
+        total = sum(s for _, s in self.timings)
+        width = max([len(label) for label, _ in self.timings] + [5])
+        lines = [f"{label:<{width}}  {seconds:8.1f}s" for label, seconds in self.timings]
+        lines.append(f"{'total':<{width}}  {total:8.1f}s")
+        return "\n".join(lines)
+
+
+@contextmanager
+def open_context(settings: Settings | None = None, log: Callable[[str], None] | None = None, progress: bool = False) -> Iterator[Context]:
+    """An engine session on the settings' engine and the lake under its root."""
+    from geosid.lake import spark_session
+
+    settings = settings or Settings.from_env()
+    with spark_session(settings) as spark:
+        lake = Lake(settings.lake_root, spark, committer=settings.committer())
+        yield Context(settings, spark, lake, log or _quiet, progress)
+
+
+@contextmanager
+def use(ctx: Context | None, lake_root: str | None = None, log: Callable[[str], None] | None = None) -> Iterator[Context]:
+    """`ctx` itself, or (a DAG task) a context of its own on the lake at `lake_root`."""
+    if ctx is not None:
+        yield ctx
+        return
+    with open_context(Settings.from_env(lake_root=lake_root), log=log or print) as own:
+        yield own

@@ -1,0 +1,179 @@
+"""Pipeline steps of the training corpus: cell context, sequences (a range from scratch, or
+one day incrementally), the corpus gate."""
+
+from __future__ import annotations
+
+import datetime as dt_
+from dataclasses import dataclass
+
+from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
+from geosid.lake import DateLike, as_date
+from geosid.pipeline.context import Context, use
+from geosid.pipeline.gates import GateReport
+from geosid.pipeline.index import SkippedStep, version_in_force
+
+
+def corpus_config(ctx: Context, source: str, split=None):
+    """The source's corpus shape (registry) with the lake's cells and the given split."""
+    from geosid.jobs.corpus import CorpusConfig, SplitConfig
+
+    return CorpusConfig.for_source(source, cell_config=ctx.settings.cells, split=split or SplitConfig())
+
+
+def split_config(protocol: str, last: dt_.date, test_start=None, valid_start=None, test_days=None, valid_days=None):
+    from geosid.jobs.corpus import SplitConfig
+
+    return SplitConfig.for_range(protocol, last, test_start, valid_start, test_days, valid_days)
+
+
+def source_days(ctx: Context, source: str) -> tuple[dt_.date, dt_.date]:
+    from geosid.jobs.corpus import corpus_scan
+    from geosid.schemas import bronze
+
+    scan = corpus_scan(ctx.lake, source) if ctx.lake.exists(bronze.EVENTS) else None
+    if scan is None:
+        raise NotFoundError(f"no bronze events of {source}: ingest it first")
+    return scan
+
+
+def _require_version(ctx: Context, day: dt_.date, codebook_version: str | None) -> str:
+    version = version_in_force(ctx, day, codebook_version)
+    if version is None:
+        raise NotFoundError(f"no codebook version published as of {day}; pass --version (geosid codebook list)")
+    return version
+
+
+def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
+    """corpus.cell_context of [first, last] from the latest earlier geo snapshots."""
+    from geosid.jobs.corpus import build_cell_context
+
+    first, last = as_date(first), as_date(last)
+    with use(ctx, lake_root) as ctx:
+        with ctx.stage(f"corpus.cell_context {first} .. {last}", timed="cell context"):
+            report = build_cell_context(ctx.lake, first, last, ctx.settings.cells.cells())
+        ctx.log(report.summary())
+        return report
+
+
+def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Context | None = None, lake_root: str | None = None) -> list[dt_.date]:
+    """silver.geo_cells snapshots every `every` days of [first, last) that are missing
+    (context only: no item_geo); returns the days computed."""
+    from pyspark.sql import functions as F
+
+    from geosid.jobs.geo import run_geo
+    from geosid.pipeline.silver import geo_config
+    from geosid.schemas import silver
+
+    first, last = as_date(first), as_date(last)
+    with use(ctx, lake_root) as ctx:
+        config = geo_config(ctx)
+        have = set()
+        if ctx.lake.exists(silver.GEO_CELLS):
+            cells = ctx.lake.read(silver.GEO_CELLS).filter(F.col("cell_system") == config.cells().name)
+            have = {r.dt for r in cells.select("dt").distinct().collect()}
+        wanted = [first + dt_.timedelta(days=k) for k in range(every - 1, (last - first).days, every)]
+        todo = [d for d in wanted if d not in have]
+        with ctx.stage(f"geo context snapshots every {every} days for the cell context ({len(todo)} to compute)", timed="geo snapshots"):
+            for day in todo:
+                run_geo(ctx.lake, day, config, with_items=False)
+        return todo
+
+
+@dataclass
+class CorpusOutcome:
+    codebook_version: str
+    context: object | None  # CellContextReport
+    sequences: object  # CorpusReport
+    gate: GateReport | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.gate is None or self.gate.passed
+
+    def to_dict(self) -> dict:
+        return {**self.sequences.to_dict(), "dt": self.sequences.last.isoformat(), "context_rows": self.context.rows if self.context else None,
+                "gate": self.gate.to_dict() if self.gate else None}  # fmt: skip
+
+
+def corpus_build(source: str, first: DateLike | None = None, last: DateLike | None = None, codebook_version: str | None = None,
+                 split=None, validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> CorpusOutcome:  # fmt: skip
+    """Cell context and training sequences of [first, last] (default: every day of the
+    source) from scratch under a version (default: the one in force on the last day),
+    then the corpus gate."""
+    from geosid.jobs.corpus import build_range
+
+    with use(ctx, lake_root) as ctx:
+        days = source_days(ctx, source)
+        first = as_date(first) if first is not None else days[0]
+        last = as_date(last) if last is not None else days[1]
+        version = _require_version(ctx, last, codebook_version)
+        config = corpus_config(ctx, source, split)
+        context = cell_context(first, last, ctx=ctx)
+        s = config.split
+        detail = f"test from {s.test_start}, valid from {s.valid_start}" if s.protocol == "time" else f"split {s.protocol}"
+        with ctx.stage(f"training sequences {first} .. {last} under {version} (from scratch; {detail})", timed="sequences"):
+            report = build_range(ctx.lake, version, first, last, config)
+        ctx.log(report.summary())
+        ctx.log(f"    {report.input_events / max(report.seconds, 1e-9):,.0f} events/s")
+        ctx.log("targets per split: " + ", ".join(f"{k} {report.splits.get(k, 0):,}" for k in ("train", "valid", "test")))
+        gate = validate_corpus(first, last, version, ctx=ctx) if validate else None
+        return CorpusOutcome(version, context, report, gate)
+
+
+def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, test_start=None, valid_start=None,
+               validate: bool = False, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
+    """Cell context and the day's sequences under the version in force on the day,
+    continuing yesterday's history state. With no state yet (a new version, or the first
+    run) the corpus is rebuilt from the source's first day."""
+    from geosid.jobs.corpus import build_day, build_range
+
+    day = as_date(day)
+    with use(ctx, lake_root) as ctx:
+        version = version_in_force(ctx, day, codebook_version)
+        if version is None:
+            skipped = SkippedStep(day, f"no codebook version published as of {day}")
+            ctx.log(skipped.summary())
+            return skipped
+        config = corpus_config(ctx, source, split_config("time", day, test_start, valid_start))
+        context = cell_context(day, day, ctx=ctx)
+        try:
+            with ctx.stage(f"training sequences {day} under {version} (incremental)", timed="sequences"):
+                report = build_day(ctx.lake, version, day, config)
+        except MissingStateError as exc:
+            ctx.log(f"    {exc}: rebuilding from the first day")
+            with ctx.stage(f"training sequences up to {day} under {version} (rebuild)", timed="sequences"):
+                report = build_range(ctx.lake, version, source_days(ctx, source)[0], day, config)
+        ctx.log(report.summary())
+        gate = validate_corpus(day, day, version, ctx=ctx) if validate else None
+        return CorpusOutcome(version, context, report, gate)
+
+
+def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, source: str, test_start=None, valid_start=None,
+                   protocol: str = "time", *, ctx: Context | None = None, lake_root: str | None = None) -> CorpusOutcome:  # fmt: skip
+    """The backfill path: cell context and sequences of [first, last] under a version,
+    from scratch, with the history state as of `last`."""
+    split = split_config(protocol, as_date(last), test_start, valid_start)
+    return corpus_build(source, first, last, codebook_version, split, validate=False, ctx=ctx, lake_root=lake_root)
+
+
+def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_version: str | None = None, *,
+                    ctx: Context | None = None, lake_root: str | None = None) -> GateReport | SkippedStep:  # fmt: skip
+    """The corpus suites of a day or range under a version (default: in force on the last day)."""
+    from geosid.jobs.index import level_sizes_of
+    from geosid.jobs.validate import validate_corpus as run
+
+    first = as_date(first)
+    last = as_date(last) if last is not None else first
+    if last < first:
+        raise InvalidRequestError(f"empty date range: {first} .. {last}")
+    with use(ctx, lake_root) as ctx:
+        version = version_in_force(ctx, last, codebook_version)
+        if version is None:
+            skipped = SkippedStep(last, f"no codebook version published as of {last}: no corpus to validate")
+            ctx.log(skipped.summary())
+            return skipped
+        with ctx.stage("data quality (great-expectations)", timed="validate corpus"):
+            results = run(ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name)
+            gate = GateReport("corpus", first, last, results)
+        ctx.log(gate.summary())
+        return gate

@@ -1,0 +1,209 @@
+"""Pipeline steps of the SID index: fit, publish, assign, backfill, reports."""
+
+from __future__ import annotations
+
+import datetime as dt_
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geosid.errors import GateError, NotFoundError
+from geosid.lake import DateLike, as_date
+from geosid.pipeline.context import Context, use
+
+
+def latest_item_day(ctx: Context) -> dt_.date:
+    """The latest logical date of silver.item_geo (the default day of a fit)."""
+    from pyspark.sql import functions as F
+
+    from geosid.schemas import silver
+
+    if not ctx.lake.exists(silver.ITEM_GEO):
+        raise NotFoundError("silver.item_geo does not exist yet: run geo (and embed) first")
+    return ctx.lake.read(silver.ITEM_GEO).agg(F.max("dt")).collect()[0][0]
+
+
+def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...] | None = None, niter: int = 20,
+                 seed: int = 1234, sample_size: int | None = None, embeddings_version: int | None = None,
+                 item_geo_version: int | None = None, reuse_published: bool = False, *, ctx: Context | None = None,
+                 lake_root: str | None = None):  # fmt: skip
+    """Fit a candidate codebook version on the items of `day` (default: the latest day)."""
+    from geosid.jobs.index import CodebookSpec, fit_candidate
+
+    spec = CodebookSpec(method=method, codes=tuple(codes) if codes else None, niter=niter, seed=seed, sample_size=sample_size)
+    with use(ctx, lake_root) as ctx:
+        day = as_date(day) if day is not None else latest_item_day(ctx)
+        with ctx.stage(f"codebook candidate: {method} as of {day}", timed=f"codebook {method}"):
+            report = fit_candidate(ctx.lake, spec, day, embeddings_version=embeddings_version,
+                                   item_geo_version=item_geo_version, reuse_published=reuse_published)  # fmt: skip
+        ctx.log(report.summary())
+        return report
+
+
+def gates_from(values: dict | None):
+    from geosid.jobs.index import Gates
+
+    return Gates(**(values or {}))
+
+
+def publish_codebook(codebook_version: str, day: DateLike | None = None, gates: dict | None = None, *,
+                     ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
+    """Publish a candidate as of `day` (default: the latest item day) after its gates
+    (GateError says which failed)."""
+    from geosid.jobs.index import publish
+
+    with use(ctx, lake_root) as ctx:
+        day = as_date(day) if day is not None else latest_item_day(ctx)
+        report = publish(ctx.lake, codebook_version, day, gates_from(gates))
+        ctx.log(report.summary())
+        return report
+
+
+@dataclass
+class IndexOutcome:
+    """The index stage: candidates of every method at one budget, the one published."""
+
+    fits: list = field(default_factory=list)
+    published: str | None = None
+    comparison: str = ""
+    report: str = ""
+    refusals: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"candidates": [f.to_dict() for f in self.fits], "published": self.published, "refusals": self.refusals}
+
+
+def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict | None = None, *,
+                ctx: Context | None = None, lake_root: str | None = None) -> IndexOutcome:  # fmt: skip
+    """Fit every tokenizer at one code budget, compare them, publish the candidate with the
+    fewest conflicts that passes the gates. The gates refusing every candidate is an
+    outcome (nothing published, said so), not a failure."""
+    from geosid.jobs.index import (
+        METHODS,
+        quality_row,
+        quality_table,
+        sid_report,
+        version_row,
+    )
+
+    day = as_date(day)
+    outcome = IndexOutcome()
+    with use(ctx, lake_root) as ctx:
+        for method in METHODS:
+            outcome.fits.append(fit_codebook(method, day, codes, reuse_published=True, ctx=ctx))
+        outcome.comparison = quality_table([quality_row(ctx.lake, r.codebook_version) for r in outcome.fits])
+        ctx.log("\nSID quality at the same code budget (before disambiguation):\n")
+        ctx.log(outcome.comparison + "\n")
+        for fit in sorted(outcome.fits, key=lambda r: r.metrics["conflict_rate"]):
+            version = fit.codebook_version
+            if version_row(ctx.lake, version)["status"] == "published":
+                ctx.log(f"{version} ({fit.method}) is already published: same inputs, same version, unchanged")
+            else:
+                try:
+                    publish_codebook(version, day, gates, ctx=ctx)
+                except GateError as exc:
+                    outcome.refusals.append(str(exc))
+                    ctx.log(f"    {exc}")
+                    continue
+            outcome.published = version
+            outcome.report, _ = sid_report(ctx.lake, version, ctx.lake.root / "_reports" / version)
+            ctx.log(outcome.report)
+            return outcome
+        ctx.log(
+            "no candidate passed the publish gates: nothing published; the daily run assigns SIDs "
+            "once a version is (geosid codebook publish --version V, with gates of your choosing)"
+        )
+        return outcome
+
+
+@dataclass
+class SkippedStep:
+    """A step with nothing to do, and why (e.g. no codebook version in force yet)."""
+
+    dt: dt_.date
+    reason: str
+    passed: bool = True  # nothing to check is no failure of a gate
+
+    def summary(self) -> str:
+        return f"{self.dt}: skipped: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {"dt": self.dt.isoformat(), "codebook_version": None, "skipped": self.reason, "passed": True, "tables": {},
+                "summaries": [self.summary()]}  # fmt: skip
+
+
+def version_in_force(ctx: Context, day: dt_.date, codebook_version: str | None) -> str | None:
+    """The given version, else the one published as of `day` (a re-run of an old day uses
+    the version of its day, not today's)."""
+    from geosid.jobs.index import published_version, version_row
+
+    if codebook_version:
+        version_row(ctx.lake, codebook_version)  # UnknownNameError lists the known ones
+        return codebook_version
+    return published_version(ctx.lake, as_of=day)
+
+
+def assign_day(day: DateLike, codebook_version: str | None = None, *, ctx: Context | None = None,
+               lake_root: str | None = None):  # fmt: skip
+    """SIDs for the day's items not yet tokenized under the version in force on the day."""
+    from geosid.jobs.index import assign_sids
+
+    day = as_date(day)
+    with use(ctx, lake_root) as ctx:
+        version = version_in_force(ctx, day, codebook_version)
+        if version is None:
+            report = SkippedStep(day, f"no codebook version published as of {day}")
+        else:
+            with ctx.stage(f"assign SIDs under {version} as of {day}", timed="assign"):
+                report = assign_sids(ctx.lake, version, day)
+        ctx.log(report.summary())
+        return report
+
+
+def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
+    """Give every item of [first, last] a SID under a version (existing SIDs stay)."""
+    from geosid.jobs.index import backfill as run
+
+    with use(ctx, lake_root) as ctx:
+        with ctx.stage(f"backfill {codebook_version} {as_date(first)} .. {as_date(last)}", timed="backfill"):
+            report = run(ctx.lake, codebook_version, first, last)
+        for day in report.days:
+            ctx.log(day.summary())
+        ctx.log(report.summary())
+        return report
+
+
+CODEBOOK_COLUMNS = ["version", "method", "status", "level_sizes", "n_items", "embeddings_version", "item_geo_version",
+                    "created_dt", "published_dt", "retired_dt"]  # fmt: skip
+
+
+def list_codebooks(*, ctx: Context | None = None, lake_root: str | None = None) -> str:
+    """index.codebook_versions as a text table."""
+    from geosid.jobs.index import codebook_versions
+
+    with use(ctx, lake_root) as ctx:
+        table = codebook_versions(ctx.lake)
+        return table[CODEBOOK_COLUMNS].to_string(index=False) if len(table) else "no codebook versions yet"
+
+
+def sid_report(codebook_version: str, out_dir: str | Path | None = None, *, ctx: Context | None = None,
+               lake_root: str | None = None) -> tuple[str, list[Path]]:  # fmt: skip
+    """A version's quality numbers and plots (default folder: <lake>/_reports/<version>)."""
+    from geosid.jobs.index import sid_report as run
+
+    with use(ctx, lake_root) as ctx:
+        return run(ctx.lake, codebook_version, Path(out_dir) if out_dir else ctx.lake.root / "_reports" / codebook_version)
+
+
+def sid_compare(codebook_versions: list[str] | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> str:
+    """The quality table of several versions side by side (default: every version that
+    has its SIDs assigned)."""
+    from geosid.jobs.index import quality_row, quality_table
+    from geosid.schemas import index
+
+    with use(ctx, lake_root) as ctx:
+        if not codebook_versions:
+            if not ctx.lake.exists(index.SID_QUALITY):
+                raise NotFoundError("no codebook version has SIDs yet: geosid codebook fit")
+            rows = ctx.lake.read(index.SID_QUALITY).select("version").orderBy("version").collect()
+            codebook_versions = [r.version for r in rows]
+        return quality_table([quality_row(ctx.lake, v) for v in codebook_versions])

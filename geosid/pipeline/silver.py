@@ -1,0 +1,54 @@
+"""Pipeline steps of the silver layer: geo context, item embeddings, their gate."""
+
+from __future__ import annotations
+
+from geosid.lake import DateLike, as_date
+from geosid.pipeline.context import Context, use
+from geosid.pipeline.gates import GateReport
+
+
+def geo_config(ctx: Context):
+    from geosid.jobs.geo import GeoConfig
+
+    return GeoConfig(cell_config=ctx.settings.cells, window_days=ctx.settings.geo_window_days)
+
+
+def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, lake_root: str | None = None):
+    """silver.geo_cells (and silver.item_geo) as of a logical date."""
+    from geosid.jobs.geo import run_geo
+
+    day = as_date(day)
+    with use(ctx, lake_root) as ctx:
+        config = geo_config(ctx)
+        label = f"geo context as of {day} ({config.cells().name} cells, {config.window_days}-day activity window)"
+        with ctx.stage(label, timed="geo"):
+            report = run_geo(ctx.lake, day, config, with_items=with_items)
+        ctx.log(report.summary())
+        return report
+
+
+def embed(day: DateLike, encoder: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):
+    """Embed the new and changed item documents of a logical date."""
+    from geosid.jobs.embed import run_embed
+
+    day = as_date(day)
+    with use(ctx, lake_root) as ctx:
+        encoder = encoder or ctx.settings.encoder
+        with ctx.stage(f"item embeddings as of {day} (encoder {encoder})", timed="embed"):
+            report = run_embed(ctx.lake, day, encoder, progress=ctx.progress)
+        ctx.log(report.summary())
+        if report.embedded:
+            ctx.log(f"    {report.docs_per_s:,.0f} documents/s")
+        return report
+
+
+def validate_silver(day: DateLike, *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport:
+    """The silver suites of a day, and the embeddings' and SID map's."""
+    from geosid.jobs.validate import validate_silver as run
+
+    day = as_date(day)
+    with use(ctx, lake_root) as ctx:
+        with ctx.stage("data quality (great-expectations)", timed="validate silver"):
+            gate = GateReport("silver", day, day, run(ctx.lake, day))
+        ctx.log(gate.summary())
+        return gate

@@ -1,0 +1,119 @@
+"""Pipeline steps of training: pretrain, align with DPO, evaluate, on a pinned corpus
+snapshot (no engine: the trainer reads the lake with delta-rs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from geosid.config import Settings
+from geosid.errors import NotFoundError
+from geosid.pipeline.context import Context
+
+
+def _lake_root(ctx: Context | None, lake_root: str | None) -> Path:
+    return (ctx.lake.root if ctx is not None else Settings.from_env(lake_root=lake_root).lake_root).resolve()
+
+
+def _log(ctx: Context | None):
+    return ctx.log if ctx is not None else print
+
+
+def train_config(**options):
+    """A TrainConfig from keyword options (None: the default)."""
+    from geosid.trainer.loading import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in options.items() if v is not None})
+
+
+def _eval_lines(evaluation: dict, label: str) -> str:
+    from geosid.trainer.evaluation import metrics_table
+
+    head = f"{evaluation['split']} split, {evaluation['requests']:,} requests (beam search {evaluation['beam_search_s']}s):"
+    return head + "\n" + metrics_table(evaluation, label)
+
+
+def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None = None, *, ctx: Context | None = None,
+             lake_root: str | None = None) -> dict:  # fmt: skip
+    """Pretrain OneLoc on the corpus (pinned at the latest table versions); returns the run record."""
+    from geosid.trainer.training import pretrain as run
+
+    cfg = cfg or train_config()
+    root, log = _lake_root(ctx, lake_root), _log(ctx)
+    meta = run(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log)
+    m = meta["metrics"]
+    log(f"run {meta['run_id']}: {meta['parameters']:,} parameters, {meta['rows']['train']:,} train rows, "
+        f"{m['tokens_per_s']:,} tokens/s; pinned {meta['manifest']['table_versions']}")  # fmt: skip
+    if any(meta.get("unknown_targets", {}).values()):
+        log(f"    left out, target not in the version's SID map: {meta['unknown_targets']}")
+    log(_eval_lines(m["eval"], "OneLoc"))
+    return meta
+
+
+def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, *, ctx: Context | None = None,
+        lake_root: str | None = None) -> dict:  # fmt: skip
+    """Align a pretrained run (default: the latest) with DPO; returns the run record."""
+    from geosid.trainer.dpo import dpo as run
+    from geosid.trainer.runs import latest_run
+
+    root, log = _lake_root(ctx, lake_root), _log(ctx)
+    parent_run = parent_run or latest_run(root, "pretrain")
+    if parent_run is None:
+        raise NotFoundError(f"no pretrain run under {root}: run `geosid train pretrain` first")
+    meta = run(root, parent_run, cfg=cfg, run_id=run_id, log=log)
+    log(f"run {meta['run_id']} (parent {parent_run})")
+    log(_eval_lines(meta["metrics"]["eval"], "OneLoc + DPO"))
+    before = (meta.get("parent_eval") or {}).get("oneloc", {}).get("geo_reward@10")
+    if before is not None:
+        log(f"mean geographic reward of the top 10: {before:.4f} pretrained -> {meta['metrics']['eval']['oneloc']['geo_reward@10']:.4f} after DPO")
+    return meta
+
+
+def evaluate(run: str | None = None, split: str = "test", eval_limit: int | None = None, *, ctx: Context | None = None,
+             lake_root: str | None = None) -> dict:  # fmt: skip
+    """Evaluate a saved run (default: the latest DPO run, else pretrain) on a split."""
+    from geosid.trainer.evaluation import eval_run
+    from geosid.trainer.runs import latest_run
+
+    root, log = _lake_root(ctx, lake_root), _log(ctx)
+    run = run or latest_run(root, "dpo", "pretrain")
+    if run is None:
+        raise NotFoundError(f"no run to evaluate under {root}: run `geosid train pretrain` first")
+    evaluation = eval_run(root, run, split=split, eval_limit=eval_limit)
+    log(_eval_lines(evaluation, run))
+    return evaluation
+
+
+@dataclass
+class TrainOutcome:
+    pretrained: dict
+    aligned: dict
+    control: dict
+
+    @property
+    def geo_rewards(self) -> tuple[float, float, float]:
+        """Mean geographic reward@10: pretrained, control (lambda 0), DPO."""
+        return tuple(r["metrics"]["eval"]["oneloc"]["geo_reward@10"] for r in (self.pretrained, self.control, self.aligned))
+
+    def to_dict(self) -> dict:
+        return {"pretrain_run": self.pretrained["run_id"], "dpo_run": self.aligned["run_id"], "control_run": self.control["run_id"],
+                "geo_reward@10": list(self.geo_rewards)}  # fmt: skip
+
+
+def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> TrainOutcome:
+    """Pretrain a tiny OneLoc, align it with DPO, and compare with a control that takes the
+    same extra next-token steps without the DPO term (lambda = 0)."""
+    cfg = cfg or train_config(size="tiny", epochs=1, batch_size=256, max_history=20, dpo_requests=6000, dpo_candidates=10, dpo_epochs=3)
+    with ctx.stage(f"pretrain a tiny OneLoc on the corpus ({cfg.epochs} epoch(s), device {cfg.resolved_device()})", timed="pretrain"):
+        pre = pretrain(cfg, codebook_version, ctx=ctx)
+    with ctx.stage(f"DPO, lambda {cfg.dpo_lambda}, geographic reward (+ GMV where the source has it)", timed="dpo"):
+        aligned = dpo(pre["run_id"], cfg, ctx=ctx)
+    with ctx.stage("control: the same extra steps with lambda = 0 (next-token loss only)", timed="dpo control"):
+        from geosid.trainer.dpo import dpo as run
+
+        control = run(ctx.lake.root, pre["run_id"], cfg=dataclasses.replace(cfg, dpo_lambda=0.0), log=ctx.log)
+    outcome = TrainOutcome(pre, aligned, control)
+    ctx.log("mean geographic reward of the top 10: pretrained {:.4f}, control (lambda 0) {:.4f}, DPO {:.4f}".format(*outcome.geo_rewards))
+    ctx.log(f"    runs under {ctx.lake.root / '_models'} (each run.json records the pinned table versions)")
+    return outcome

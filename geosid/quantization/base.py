@@ -1,0 +1,142 @@
+"""The tokenizer contract every quantizer implements, and the one registry that saves and
+restores them.
+
+A tokenizer maps item vectors x [n, d] (and, for spatial ones, item locations) to codes
+[n, L] (one code per level; a semantic ID before its disambiguation digit). The shape
+follows faiss's `Kmeans`:
+
+    train(x, *, lat=None, lon=None) -> objective (sum of squared reconstruction errors)
+    encode(x, *, lat=None, lon=None) -> codes [n, L] int32
+    decode(codes [n, L]) -> reconstruction [n, d] float32
+    assign(x, *, lat=None, lon=None) -> (squared error [n], codes [n, L])
+    level_sizes -> codes per level; level_mse -> mean squared residual after each level
+    params() -> JSON-able constructor arguments (with "kind"); arrays() -> trained state
+
+`restore(params, arrays)` rebuilds any trained tokenizer (from index.codebooks rows or
+an .npz file); `save` / `load` write and read one file. Tokenizers that need item
+locations set `uses_location = True` and refuse to train or encode without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+
+def as_float32(x: np.ndarray, d: int | None = None) -> np.ndarray:
+    """x as a C-contiguous float32 matrix [n, d]; asserts name the wrong dimension."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    assert x.ndim == 2, f"expected a matrix [n, d], got shape {x.shape}"
+    if d is not None:
+        assert x.shape[1] == d, f"expected dimension d={d}, got {x.shape[1]}"
+    return x
+
+
+class Tokenizer(ABC):
+    """See the module docstring for the contract."""
+
+    kind: ClassVar[str]
+    uses_location: ClassVar[bool] = False
+
+    d: int
+    level_mse: list[float]
+
+    @property
+    @abstractmethod
+    def level_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def levels(self) -> int:
+        return len(self.level_sizes)
+
+    @abstractmethod
+    def train(self, x: np.ndarray, *, lat: np.ndarray | None = None, lon: np.ndarray | None = None) -> float: ...
+
+    @abstractmethod
+    def encode(self, x: np.ndarray, *, lat: np.ndarray | None = None, lon: np.ndarray | None = None) -> np.ndarray: ...
+
+    @abstractmethod
+    def decode(self, codes: np.ndarray) -> np.ndarray: ...
+
+    def assign(self, x: np.ndarray, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray]:
+        """(squared reconstruction error [n], codes [n, L])."""
+        x = as_float32(x, self.d)
+        codes = self.encode(x, lat=lat, lon=lon)
+        error = x - self.decode(codes)
+        return (error * error).sum(1), codes
+
+    @abstractmethod
+    def params(self) -> dict:
+        """JSON-able constructor arguments, with "kind": `from_params` rebuilds it untrained."""
+
+    @classmethod
+    def from_params(cls, params: dict) -> Tokenizer:
+        return cls(**{k: v for k, v in params.items() if k != "kind"})
+
+    @abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The trained state, one named array each."""
+
+    @abstractmethod
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set the trained state from `arrays()` output (1-D arrays may arrive as [1, n])."""
+
+    def _locations(self, n: int, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+        if lat is None or lon is None:
+            raise ValueError(f"{self.kind} places items by location: pass lat= and lon=")
+        lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+        assert lat.shape == lon.shape == (n,), f"{n} vectors but locations of shape {lat.shape} / {lon.shape}"
+        return lat, lon
+
+    def save(self, path: str | Path) -> None:
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        tokenizer = load(path)
+        if not isinstance(tokenizer, cls):
+            raise TypeError(f"{path} holds a {tokenizer.kind} tokenizer, not {cls.kind}")
+        return tokenizer
+
+
+# kind -> "module:Class"; imported on use, so the registry itself is cheap to import.
+TOKENIZERS = {
+    "residual_kmeans": "geosid.quantization.residual:ResidualKMeans",
+    "residual_kmeans_fsq": "geosid.quantization.residual:ResidualKMeansFSQ",
+    "geo_prefix": "geosid.quantization.geo_prefix:GeoPrefixTokenizer",
+}
+
+
+def tokenizer_class(kind: str) -> type[Tokenizer]:
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; known: {', '.join(TOKENIZERS)}")
+    module, _, name = TOKENIZERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def state(tokenizer: Tokenizer) -> dict[str, np.ndarray]:
+    """Everything needed to restore a trained tokenizer: its arrays and its level_mse."""
+    return {**tokenizer.arrays(), "level_mse": np.asarray(tokenizer.level_mse, np.float64)}
+
+
+def restore(params: dict, arrays: dict[str, np.ndarray]) -> Tokenizer:
+    """A trained tokenizer from its params and `state()` arrays."""
+    tokenizer = tokenizer_class(params["kind"]).from_params(params)
+    arrays = dict(arrays)
+    tokenizer.level_mse = [float(v) for v in np.asarray(arrays.pop("level_mse", []), np.float64).ravel()]
+    tokenizer.load_arrays(arrays)
+    return tokenizer
+
+
+def save(tokenizer: Tokenizer, path: str | Path) -> None:
+    np.savez(path, params=json.dumps(tokenizer.params()), **state(tokenizer))
+
+
+def load(path: str | Path) -> Tokenizer:
+    data = np.load(path, allow_pickle=False)
+    return restore(json.loads(str(data["params"])), {k: data[k] for k in data.files if k != "params"})

@@ -1,0 +1,124 @@
+"""What every training step starts from: the training config, the corpus loader (pinned
+snapshot -> vocabulary -> featurized splits), a new model, and a saved run reloaded (its
+model and its corpus at exactly the table versions it recorded).
+
+Pretraining is `geosid.trainer.training`, evaluation `geosid.trainer.evaluation`,
+preference pairs `geosid.trainer.pairs`, alignment `geosid.trainer.dpo`, run records
+`geosid.trainer.runs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from geosid.geo.geometry import cells_from_name
+from geosid.schemas import REGISTRY, corpus, index
+from geosid.trainer.data import Batch, Vocab, build_vocab, featurize
+from geosid.trainer.model import OneLoc, OneLocConfig
+from geosid.trainer.runs import read_run, weights_path
+from geosid.trainer.snapshot import CorpusSnapshot
+
+TABLES = (corpus.TRAINING_SEQUENCES.name, corpus.CELL_CONTEXT.name, index.SID_MAP.name, index.CODEBOOK_VERSIONS.name)
+
+
+@dataclass
+class TrainConfig:
+    size: str = "tiny"
+    epochs: int = 2
+    batch_size: int = 256
+    lr: float = 1e-3
+    max_history: int = 50  # per behavior, the latest events
+    seed: int = 0
+    beam: int = 20
+    device: str = "auto"  # auto: cuda with bf16 when available, else cpu
+    eval_limit: int | None = None  # score at most this many test requests
+    max_steps: int | None = None  # stop pretraining after this many optimizer steps (benchmarks)
+    ablation: dict = field(default_factory=dict)  # OneLocConfig switches
+    # DPO
+    dpo_requests: int = 2000
+    dpo_candidates: int = 10
+    dpo_lambda: float = 0.05
+    dpo_beta: float = 0.1
+    dpo_epochs: int = 1
+    geo_max_km: float = 5.0
+    gmv_weight: float = 1.0
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+
+@dataclass
+class CorpusData:
+    snapshot: CorpusSnapshot
+    vocab: Vocab
+    behaviors: list[str]
+    splits: dict[str, Batch]
+    cell_system: str
+    source: str
+    unknown_targets: dict  # per split: rows whose target item is not in the version's SID map
+
+
+def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | None, max_history: int,
+                splits=("train", "valid", "test")) -> CorpusData:  # fmt: skip
+    """Pin the corpus, the SID map and the codebook's row; featurize each split."""
+    from deltalake import DeltaTable
+
+    # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
+    present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake_root) / REGISTRY.get(t).relative_path))]
+    snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, versions=table_versions, tables=present)
+    version = snapshot.codebook_version
+    # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
+    rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
+    if rows.num_rows == 0:
+        raise ValueError(f"the corpus under {version} has no rows at {snapshot.versions}")
+    sid_map = snapshot.dataset(index.SID_MAP.name).to_table(filter=pc.field("version") == version)
+    codebook = snapshot.dataset(index.CODEBOOK_VERSIONS.name).to_table(filter=pc.field("version") == version).to_pylist()
+    assert codebook, f"codebook version {version} is not in index.codebook_versions"
+    level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
+    cell_system = rows["cell_system"][0].as_py()
+    first = rows["histories"][0].as_py()
+    behaviors = [h["behavior"] for h in first]
+    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.versions else None
+    vocab = build_vocab(sid_map, level_sizes, context, rows, cells_from_name(cell_system))
+    by_split, unknown = {}, {}
+    for name in splits:
+        part = rows.filter(pc.field("split") == name)
+        by_split[name] = featurize(part, vocab, behaviors, max_history)
+        unknown[name] = part.num_rows - len(by_split[name])
+    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
+
+
+def autocast(device: str):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def minibatches(n: int, size: int, rng: np.random.Generator):
+    order = rng.permutation(n)
+    for start in range(0, n, size):
+        yield order[start : start + size]
+
+
+def new_model(data: CorpusData, cfg: TrainConfig) -> OneLoc:
+    model_cfg = OneLocConfig.sized(
+        cfg.size, token_sizes=data.vocab.token_sizes, n_cells=len(data.vocab.cells), n_behaviors=len(data.behaviors), **cfg.ablation
+    )
+    torch.manual_seed(cfg.seed)
+    return OneLoc(model_cfg)
+
+
+def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[OneLoc, CorpusData, TrainConfig, dict]:
+    """A saved run's model, its corpus at the recorded versions, its config and record."""
+    meta = read_run(lake_root, run_id)
+    cfg = cfg or TrainConfig(**meta["train_config"])
+    manifest = meta["manifest"]
+    data = load_corpus(lake_root, manifest["codebook_version"], manifest["table_versions"], cfg.max_history)
+    model = OneLoc(OneLocConfig(**{**meta["model_config"], "token_sizes": tuple(meta["model_config"]["token_sizes"])}))
+    model.load_state_dict(torch.load(weights_path(lake_root, run_id), map_location="cpu"))
+    return model, data, cfg, meta
