@@ -105,11 +105,11 @@ def cmd_codebook(args, p) -> int:
             print(f"version {report.codebook_version} is a candidate; publish with: "
                   f"geosid codebook publish --version {report.codebook_version}")  # fmt: skip
         elif args.action == "publish":
-            if not args.version:
+            if not args.codebook_version:
                 return _usage("codebook publish needs --version (see: geosid codebook list)")
             gates = {"max_excess_conflict": args.max_excess_conflict, "min_exclusive_rate": args.min_exclusive,
                      "min_code_usage": args.min_usage}  # fmt: skip
-            p.publish_codebook(args.version, args.date, gates, ctx=ctx)
+            p.publish_codebook(args.codebook_version, args.date, gates, ctx=ctx)
         else:
             print(p.list_codebooks(ctx=ctx))
     return 0
@@ -118,23 +118,23 @@ def cmd_codebook(args, p) -> int:
 def cmd_sid(args, p) -> int:
     with _context(args) as ctx:
         if args.action == "report":
-            if not args.version:
+            if not args.codebook_version:
                 return _usage("sid report needs --version (see: geosid codebook list)")
-            print(p.sid_report(args.version, args.out, ctx=ctx)[0])
+            print(p.sid_report(args.codebook_version, args.out, ctx=ctx)[0])
         else:
-            print(p.sid_compare(args.versions, ctx=ctx))
+            print(p.sid_compare(args.codebook_versions, ctx=ctx))
     return 0
 
 
 def cmd_assign(args, p) -> int:
     with _context(args) as ctx:
-        p.assign_day(args.date, args.version, ctx=ctx)
+        p.assign_day(args.date, args.codebook_version, ctx=ctx)
     return 0
 
 
 def cmd_backfill(args, p) -> int:
     with _context(args) as ctx:
-        p.backfill(args.version, args.from_date, args.to_date, ctx=ctx)
+        p.backfill(args.codebook_version, args.from_date, args.to_date, ctx=ctx)
     return 0
 
 
@@ -144,14 +144,14 @@ def cmd_corpus(args, p) -> int:
         if args.action == "day":
             if first is None or first != last:
                 return _usage("corpus day takes one --date")
-            outcome = p.corpus_day(first, args.source, args.version, args.test_start, args.valid_start, validate=True, ctx=ctx)
+            outcome = p.corpus_day(first, args.source, args.codebook_version, args.test_start, args.valid_start, validate=True, ctx=ctx)
         elif args.action == "build":
             split = p.split_config(args.split, last or p.source_days(ctx, args.source)[1], args.test_start,
                                    args.valid_start, args.test_days, args.valid_days)  # fmt: skip
-            outcome = p.corpus_build(args.source, first, last, args.version, split, ctx=ctx)
+            outcome = p.corpus_build(args.source, first, last, args.codebook_version, split, ctx=ctx)
         else:
             first, last = (first, last) if first else p.source_days(ctx, args.source)
-            outcome = p.validate_corpus(first, last, args.version, ctx=ctx)
+            outcome = p.validate_corpus(first, last, args.codebook_version, ctx=ctx)
     return 0 if outcome.passed else 1
 
 
@@ -171,7 +171,7 @@ def _train_options(args) -> dict:
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "pretrain":
-        p.pretrain(p.train_config(**_train_options(args)), args.version, args.run_id, lake_root=lake_root)
+        p.pretrain(p.train_config(**_train_options(args)), args.codebook_version, args.run_id, lake_root=lake_root)
     elif args.action == "dpo":
         cfg = p.train_config(**_train_options(args)) if args.override else None
         p.dpo(args.from_run, cfg, args.run_id, lake_root=lake_root)
@@ -266,27 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings-version", type=int, help="pinned silver.item_embeddings table version (default: latest)")
     p.add_argument("--item-geo-version", type=int, help="pinned silver.item_geo table version (default: latest)")
     p.add_argument("--date", type=_date, help="logical date (default: the latest day of silver.item_geo)")
-    p.add_argument("--version", help="the version to publish")
+    p.add_argument("--version", dest="codebook_version", help="the version to publish")
     p.add_argument("--max-excess-conflict", type=float, default=0.15, help="conflict rate above the identical-embedding floor")
     p.add_argument("--min-exclusive", type=float, default=0.50)
     p.add_argument("--min-usage", type=float, default=0.20)
 
     p = command("sid", cmd_sid, "SID reports: report --version V (with plots), compare [V1 V2 ...] (default: all)", "report", "compare")
-    p.add_argument("--version")
+    p.add_argument("--version", dest="codebook_version")
     p.add_argument("--out", help="folder for the plots (default: <lake>/_reports/<version>)")
-    p.add_argument("versions", nargs="*")
+    p.add_argument("codebook_versions", nargs="*", metavar="version")
     p = command("assign", cmd_assign, "SIDs for a day's new items under the version in force on the day")
     p.add_argument("--date", type=_date, required=True)
-    p.add_argument("--version", help="codebook version (default: the one published as of the date)")
+    p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the date)")
     p = command("backfill", cmd_backfill, "give every item of a date range a SID under a version")
-    p.add_argument("--version", required=True)
+    p.add_argument("--version", dest="codebook_version", required=True)
     p.add_argument("--from", dest="from_date", type=_date, required=True)
     p.add_argument("--to", dest="to_date", type=_date, required=True)
 
     p = command("corpus", cmd_corpus, "training corpus: build a range from scratch, one day incrementally, or validate",
                 "build", "day", "validate")  # fmt: skip
     p.add_argument("--source", choices=sources, default="tsmc2014")
-    p.add_argument("--version", help="codebook version (default: the one published as of the last day)")
+    p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the last day)")
     p.add_argument("--split", choices=["time", "user_chrono"], default="time", help="split protocol (user_chrono: build only)")
     p.add_argument("--test-start", type=_date, help="time split: first test day")
     p.add_argument("--valid-start", type=_date, help="time split: first valid day")
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_range(p)
 
     p = command("train", cmd_train, "OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot)", "pretrain", "dpo", "eval")
-    p.add_argument("--version", help="codebook version of the corpus (default: the only one present)")
+    p.add_argument("--version", dest="codebook_version", help="codebook version of the corpus (default: the only one present)")
     p.add_argument("--run-id", help="name of the new run (default: kind-timestamp-random)")
     p.add_argument("--from-run", help="dpo: the pretrained run (default: the latest)")
     p.add_argument("--run", help="eval: the run (default: the latest DPO, else pretrain, run)")

@@ -4,10 +4,10 @@ import datetime as dt
 
 import pyarrow.parquet as pq
 import pytest
+from badlines import bad_tsmc_lines
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from badlines import bad_tsmc_lines
 from geosid.jobs import ingest
 from geosid.jobs.validate import reject_rates
 from geosid.sources import synthetic, synthetic_world, tsmc2014
@@ -109,13 +109,13 @@ def test_reject_rates(spark, jvm_spark):
 def test_geo_context_and_documents(spark, jvm_spark, tmp_path):
     """geo_cells, item_geo and documents on the tiny city, on both engines."""
     import pyarrow as pa
+    from test_geo import D, write_city
 
     from geosid.embedding.documents import documents
     from geosid.geo import GeohashCells
     from geosid.jobs import geo
     from geosid.lake import Lake
     from geosid.schemas import bronze
-    from test_geo import D, write_city
 
     lake = Lake(tmp_path / "lake", spark)
     write_city(spark, lake)

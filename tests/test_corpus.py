@@ -9,8 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
-from geosid.geo import GeohashCells
 from geosid.errors import MissingStateError
+from geosid.geo import GeohashCells
 from geosid.jobs.corpus import (
     BehaviorConfig,
     CorpusConfig,
@@ -20,8 +20,8 @@ from geosid.jobs.corpus import (
     build_range,
 )
 from geosid.jobs.geo import GeoConfig, run_geo
-from geosid.lake import Lake
 from geosid.jobs.validate import validate_corpus
+from geosid.lake import Lake
 from geosid.schemas import bronze, corpus, index
 
 V = "cb-test"
@@ -266,7 +266,7 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     assert CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,)).count() == 4
     latest = CorpusSnapshot.open(local_life.root, as_of=dt.datetime.now(dt.UTC), tables=(corpus.TRAINING_SEQUENCES.name,))
     assert latest.count() == 4
-    again = CorpusSnapshot.open(local_life.root, versions={corpus.TRAINING_SEQUENCES.name: pinned}, tables=(corpus.TRAINING_SEQUENCES.name,))
+    again = CorpusSnapshot.open(local_life.root, table_versions={corpus.TRAINING_SEQUENCES.name: pinned}, tables=(corpus.TRAINING_SEQUENCES.name,))
     assert again.count() == 3
     assert sorted(r["event_id"] for b in again.batches(columns=["event_id"]) for r in b.to_pylist()) == ["e03", "e06", "e09"]
 

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
+from test_geo import D, write_city
 
 from geosid.embedding.documents import documents
 from geosid.embedding.encoders import HFEncoder, load_encoder
 from geosid.jobs.embed import run_embed
 from geosid.jobs.geo import run_geo
 from geosid.schemas import silver
-from test_geo import D, write_city
 
 
 def test_documents_render_content_and_surroundings(spark, lake):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
+from geosid.errors import GateError, ImmutableVersionError
 from geosid.jobs.embed import run_embed
 from geosid.jobs.geo import run_geo
-from geosid.errors import GateError, ImmutableVersionError
 from geosid.jobs.index import (
     CodebookSpec,
     Gates,
@@ -20,9 +20,9 @@ from geosid.jobs.index import (
 )
 from geosid.jobs.ingest import run_ingest
 from geosid.lake import Lake
-from geosid.sources.synthetic_world import WorldConfig, write_world
 from geosid.quantization.metrics import sid_quality
 from geosid.schemas import index
+from geosid.sources.synthetic_world import WorldConfig, write_world
 
 DAY1, DAY2 = "2024-03-01", "2024-03-02"
 SPEC = CodebookSpec(method="residual_kmeans", codes=(8, 8, 8), niter=10)

@@ -3,9 +3,9 @@ import datetime as dt
 import gzip
 
 import pytest
+from badlines import bad_tsmc_lines
 from pyspark.sql import functions as F
 
-from badlines import bad_tsmc_lines
 from geosid.jobs.ingest import run_ingest
 from geosid.schemas import bronze
 

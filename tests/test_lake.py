@@ -1,7 +1,7 @@
 import datetime as dt
 
 import pytest
-from pyspark.sql.types import ArrayType, DateType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DateType, DoubleType, LongType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from geosid.errors import SchemaMismatchError
@@ -144,3 +144,18 @@ def test_outside_clients_read_what_geosid_wrote(spark, test_lake):
     arrow = DeltaTable(path).to_pyarrow_dataset()  # noqa: F841  (duckdb scans it by name)
     by_duckdb = con.execute("SELECT visit_id, source, tags, dt FROM arrow ORDER BY visit_id").fetchall()
     assert by_duckdb == expected
+
+
+def test_a_column_added_to_the_registry_reads_as_null_then_is_written(spark, tmp_path):
+    """Additive schema evolution: a lake written before a column was registered keeps
+    working; old rows read the new column as null, the next write adds it."""
+    old = Lake(tmp_path / "lake", spark, registry=REGISTRY)
+    old.write(rows(spark, [(1, "a", ["x"], D1)]), "test.visits", dt=D1)
+    fields = [*VISITS.schema.fields[:-1], StructField("score", DoubleType()), VISITS.schema.fields[-1]]
+    newer = TableSpec(name="test.visits", schema=StructType(fields), partition_by=("dt",), keys=("visit_id",))
+    lake = Lake(tmp_path / "lake", spark, registry=Registry([newer, FLAT]))
+    assert [r.score for r in lake.read("test.visits").collect()] == [None]
+    lake.write(spark.createDataFrame([(2, "a", [], 0.5, D2)], "visit_id long, source string, tags array<string>, score double, dt date"),
+               "test.visits", dt=D2)  # fmt: skip
+    assert sorted((r.visit_id, r.score) for r in lake.read("test.visits").collect()) == [(1, None), (2, 0.5)]
+    assert "score" in lake.to_arrow("test.visits").column_names

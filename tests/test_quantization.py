@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from geosid.quantization.kmeans import KMeans
-from geosid.quantization.metrics import median_pair_distance_km, sid_quality
 from geosid.quantization.levels import FSQ
+from geosid.quantization.metrics import median_pair_distance_km, sid_quality
 from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ
 
 

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pyspark.sql import functions as F
 
-from geosid.jobs.ingest import run_ingest
 from geosid.geo import haversine_km
-from geosid.sources.synthetic_world import WorldConfig, write_world
+from geosid.jobs.ingest import run_ingest
 from geosid.schemas import bronze
+from geosid.sources.synthetic_world import WorldConfig, write_world
 
 SMALL = dict(n_days=3, n_users=400, n_stores=80, n_brands=30, start_date="2024-03-01")
 

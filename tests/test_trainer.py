@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from geosid.geo import haversine_km
 from geosid.trainer.model import (
     OneLoc,
     OneLocConfig,
@@ -14,7 +15,6 @@ from geosid.trainer.model import (
     ntp_loss,
     sequence_logprob,
 )
-from geosid.geo import haversine_km
 from geosid.trainer.rewards import geo_reward, train_gmv_model
 from geosid.trainer.search import (
     SIDTrie,

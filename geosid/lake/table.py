@@ -325,7 +325,9 @@ class Lake:
             if not spec.partition_by:
                 raise InvalidRequestError(f"{spec.name} is not partitioned; cannot filter by dt")
             df = df.filter(partition_predicate(spec.partition_by[0], dt))
-        return df.select(*spec.columns)
+        present = set(df.columns)
+        # A column the registry added after this table (or version) was written reads as null.
+        return df.select(*[F.col(f.name) if f.name in present else F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields])
 
     def to_arrow(self, table: str | TableSpec, version: int | None = None) -> pa.Table:
         """Read a table with deltalake alone (no engine): what outside clients see."""

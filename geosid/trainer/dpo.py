@@ -42,14 +42,15 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
         steps = 0
         for idx in minibatches(len(requests), cfg.batch_size, rng):
             x = requests.take(idx).tensors(device)
-            w, l = chosen_t[idx].to(device), rejected_t[idx].to(device)
+            won, lost = chosen_t[idx].to(device), rejected_t[idx].to(device)  # [b, T] SID tokens
             ntp_x = train.take(rng.choice(len(train), len(idx), replace=False)).tensors(device)
             with autocast(device):
                 with torch.no_grad():
-                    ref_w = sequence_logprob(reference({**x, "target": w}), w)
-                    ref_l = sequence_logprob(reference({**x, "target": l}), l)
+                    ref_won = sequence_logprob(reference({**x, "target": won}), won)
+                    ref_lost = sequence_logprob(reference({**x, "target": lost}), lost)
                 l_dpo = dpo_loss(
-                    sequence_logprob(policy({**x, "target": w}), w), sequence_logprob(policy({**x, "target": l}), l), ref_w, ref_l, cfg.dpo_beta
+                    sequence_logprob(policy({**x, "target": won}), won), sequence_logprob(policy({**x, "target": lost}), lost),
+                    ref_won, ref_lost, cfg.dpo_beta,
                 )
                 l_ntp = ntp_loss(policy(ntp_x), ntp_x["target"])
                 loss = l_ntp + cfg.dpo_lambda * l_dpo
@@ -61,7 +62,7 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
             steps += 1
         history.append({k: round(float(v) / max(steps, 1), 4) for k, v in zip(("loss", "ntp", "dpo"), totals)})
         log(f"    DPO epoch {epoch + 1}/{cfg.dpo_epochs}: {history[-1]}")
-    metrics = {"dpo": history, "pairs": info, "preference_pairs_version": pairs_version, "eval": evaluate(policy, data, cfg)}
+    metrics = {"dpo": history, "pairs": info, "preference_pairs_table_version": pairs_version, "eval": evaluate(policy, data, cfg)}
     meta = {
         "run_id": run_id, "kind": "dpo", "parent": parent_run, "manifest": data.snapshot.manifest(),
         "model_config": policy.cfg.to_dict(), "train_config": asdict(cfg), "device": device,

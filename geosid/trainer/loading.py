@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from geosid.errors import NotFoundError
 from geosid.geo.geometry import cells_from_name
 from geosid.schemas import REGISTRY, corpus, index
 from geosid.trainer.data import Batch, Vocab, build_vocab, featurize
@@ -72,12 +73,12 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
     present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake_root) / REGISTRY.get(t).relative_path))]
-    snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, versions=table_versions, tables=present)
+    snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present)
     version = snapshot.codebook_version
     # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
     if rows.num_rows == 0:
-        raise ValueError(f"the corpus under {version} has no rows at {snapshot.versions}")
+        raise NotFoundError(f"the corpus under {version} has no rows at {snapshot.table_versions}: build it first (geosid corpus build)")
     sid_map = snapshot.dataset(index.SID_MAP.name).to_table(filter=pc.field("version") == version)
     codebook = snapshot.dataset(index.CODEBOOK_VERSIONS.name).to_table(filter=pc.field("version") == version).to_pylist()
     assert codebook, f"codebook version {version} is not in index.codebook_versions"
@@ -85,7 +86,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     cell_system = rows["cell_system"][0].as_py()
     first = rows["histories"][0].as_py()
     behaviors = [h["behavior"] for h in first]
-    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.versions else None
+    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
     vocab = build_vocab(sid_map, level_sizes, context, rows, cells_from_name(cell_system))
     by_split, unknown = {}, {}
     for name in splits:

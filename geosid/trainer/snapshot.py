@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from geosid.errors import InvalidRequestError
 from geosid.schemas import REGISTRY, corpus
 
 SEQUENCES = corpus.TRAINING_SEQUENCES.name
@@ -78,9 +79,9 @@ def _pinned_files(handle) -> _PinnedFiles:
 class CorpusSnapshot:
     """The corpus of one codebook version at pinned table versions, with row filters."""
 
-    lake: Path
+    lake_root: Path
     codebook_version: str
-    versions: dict[str, int]
+    table_versions: dict[str, int]
     splits: tuple[str, ...] | None = None
     source: str | None = None
     first: dt_.date | None = None
@@ -90,9 +91,9 @@ class CorpusSnapshot:
     @classmethod
     def open(
         cls,
-        lake: str | Path,
+        lake_root: str | Path,
         codebook_version: str | None = None,
-        versions: dict[str, int] | None = None,
+        table_versions: dict[str, int] | None = None,
         as_of: dt_.datetime | None = None,
         splits: Sequence[str] | None = None,
         source: str | None = None,
@@ -100,23 +101,23 @@ class CorpusSnapshot:
         last: dt_.date | None = None,
         tables: Sequence[str] = DEFAULT_TABLES,
     ) -> CorpusSnapshot:
-        """Pin `tables`: at `versions[name]` when given, else as of `as_of`, else the latest.
+        """Pin `tables`: at `table_versions[name]` when given, else as of `as_of`, else the latest.
 
         codebook_version defaults to the only one in the sequences snapshot (an error
         lists them when there are several).
         """
-        lake = Path(lake).resolve()
-        versions = dict(versions or {})
+        lake_root = Path(lake_root).resolve()
+        table_versions = dict(table_versions or {})
         pinned, files = {}, {}
         for name in tables:
-            path = str(lake / REGISTRY.get(name).relative_path)
-            handle = _delta(path, versions.get(name), None if name in versions else as_of)
+            path = str(lake_root / REGISTRY.get(name).relative_path)
+            handle = _delta(path, table_versions.get(name), None if name in table_versions else as_of)
             pinned[name], files[name] = handle.version(), _pinned_files(handle)
-        snapshot = cls(lake, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files)
+        snapshot = cls(lake_root, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files)
         if not codebook_version:
             present = sorted(set(pc.unique(snapshot.dataset(SEQUENCES).to_table(columns=["codebook_version"])["codebook_version"]).to_pylist()))
             if len(present) != 1:
-                raise ValueError(f"pass codebook_version: the snapshot holds {present or 'none'}")
+                raise InvalidRequestError(f"pass a codebook version: the snapshot holds {present or 'none'}")
             snapshot.codebook_version = present[0]
         return snapshot
 
@@ -163,9 +164,9 @@ class CorpusSnapshot:
     def manifest(self) -> dict:
         """What a checkpoint records: the lake, every table's pinned version, the filters."""
         return {
-            "lake": str(self.lake),
+            "lake": str(self.lake_root),
             "codebook_version": self.codebook_version,
-            "table_versions": dict(self.versions),
+            "table_versions": dict(self.table_versions),
             "splits": list(self.splits) if self.splits else None,
             "source": self.source,
             "first": self.first.isoformat() if self.first else None,
