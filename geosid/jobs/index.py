@@ -417,12 +417,16 @@ def publish(lake: Lake, codebook_version: str, as_of: dt_.date | str, gates: Gat
         if other.status == "published" and other.model_id == row["model_id"] and other.template_id == row["template_id"]:
             updates.append({**other.to_dict(), "status": "retired", "retired_dt": as_of})
     updates.append({**row, "status": "published", "published_dt": as_of})
-    frame = pd.DataFrame(updates)[index.CODEBOOK_VERSIONS.columns]
-    frame["level_sizes"] = frame["level_sizes"].map(lambda v: [int(x) for x in v])
-    for column in ("published_dt", "retired_dt", "created_dt", "item_geo_version"):
-        frame[column] = frame[column].map(lambda v: None if v is None or pd.isna(v) else v)
-    frame["item_geo_version"] = frame["item_geo_version"].map(lambda v: None if v is None else int(v))
-    lake.merge(lake.spark.createDataFrame(frame.to_dict("records"), index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
+    records = []
+    for update in updates:
+        record = {c: update.get(c) for c in index.CODEBOOK_VERSIONS.columns}
+        for column in ("published_dt", "retired_dt", "created_dt", "item_geo_version"):
+            if record[column] is not None and pd.isna(record[column]):
+                record[column] = None  # pandas spells a missing value NaN
+        record["level_sizes"] = [int(x) for x in record["level_sizes"]]
+        record["item_geo_version"] = None if record["item_geo_version"] is None else int(record["item_geo_version"])
+        records.append(record)
+    lake.merge(lake.spark.createDataFrame(records, index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
     return PublishReport(codebook_version, as_of, [u["version"] for u in updates[:-1]])
 
 
@@ -506,7 +510,8 @@ def write_quality(lake: Lake, codebook_version: str, as_of: dt_.date) -> dict:
     where = f"version = '{codebook_version}'"
     sid_map = lake.read(index.SID_MAP).filter(F.col("version") == codebook_version)
     lake.write(collisions(sid_map), index.SID_COLLISIONS, where=where)
-    local = sid_map.select("codes", "lat", "lon").toPandas()
+    # A fixed row order: the geo-coherence pairs are sampled by position.
+    local = sid_map.orderBy("source", "item_id").select("codes", "lat", "lon").toPandas()
     sizes = tuple(int(s) for s in row["level_sizes"])
     codes = np.array(local["codes"].tolist(), np.int64).reshape(len(local), len(sizes))
     metrics = sid_quality(codes, sizes, local["lat"].to_numpy(), local["lon"].to_numpy())

@@ -79,8 +79,8 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
     if rows.num_rows == 0:
         raise NotFoundError(f"the corpus under {version} has no rows at {snapshot.table_versions}: build it first (geosid corpus build)")
-    sid_map = snapshot.dataset(index.SID_MAP.name).to_table(filter=pc.field("version") == version)
-    codebook = snapshot.dataset(index.CODEBOOK_VERSIONS.name).to_table(filter=pc.field("version") == version).to_pylist()
+    sid_map = snapshot.version_rows(index.SID_MAP.name)
+    codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
     assert codebook, f"codebook version {version} is not in index.codebook_versions"
     level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
     cell_system = rows["cell_system"][0].as_py()

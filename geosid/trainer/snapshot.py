@@ -127,6 +127,15 @@ class CorpusSnapshot:
         """The pinned files of table `name`, unfiltered (e.g. the SID map of the version)."""
         return self._tables[name].dataset()
 
+    def version_rows(self, name: str, codebook_version: str | None = None) -> pa.Table:
+        """The pinned rows of an index table (keyed by `version`) for one codebook version.
+        Filtered after reading: files written by a delta-rs merge hold string_view
+        columns, which pyarrow cannot compare in a scan filter once a file lacks a column
+        of the table's (evolved) schema."""
+        table = self.dataset(name).to_table()
+        key = table["version"].cast(pa.string())
+        return table.filter(pc.equal(key, codebook_version or self.codebook_version))
+
     def _filter(self, name: str) -> pads.Expression | None:
         conditions = []
         names = REGISTRY.get(name).columns
