@@ -28,3 +28,23 @@ def test_remote_engine_needs_a_connect_url(monkeypatch):
         Settings.from_env(engine="remote")
     with pytest.raises(ValidationError, match="sc://"):
         Settings(engine="remote", spark_remote="http://host:15002")
+
+
+def test_an_unknown_source_is_refused_with_the_known_ones():
+    from geosid.errors import UnknownNameError
+    from geosid.jobs.corpus import CorpusConfig
+    from geosid.sources.registry import get_source
+
+    with pytest.raises(UnknownNameError, match="known sources: tsmc2014, synthetic"):
+        get_source("foursquare")
+    with pytest.raises(UnknownNameError, match="unknown source 'foursquare'"):
+        CorpusConfig.for_source("foursquare")
+    assert get_source("synthetic").corpus.location == "request" and get_source("tsmc2014").has_gmv is False
+
+
+def test_cell_settings_are_declared_once(monkeypatch):
+    monkeypatch.setenv("GEOSID_CELL_SYSTEM", "h3")
+    monkeypatch.setenv("GEOSID_H3_RESOLUTION", "7")
+    settings = Settings.from_env()
+    assert settings.cells.name == "h3r7"
+    assert Settings.from_env(cells={"system": "geohash"}).cells.name == "geohash6"

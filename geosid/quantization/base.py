@@ -6,11 +6,17 @@ A tokenizer maps item vectors x [n, d] (and, for spatial ones, item locations) t
 follows faiss's `Kmeans`:
 
     train(x, *, lat=None, lon=None) -> objective (sum of squared reconstruction errors)
-    encode(x, *, lat=None, lon=None) -> codes [n, L] int32
+    encode(x, *, lat=None, lon=None, taken=None) -> codes [n, L] int32
     decode(codes [n, L]) -> reconstruction [n, d] float32
     assign(x, *, lat=None, lon=None) -> (squared error [n], codes [n, L])
     level_sizes -> codes per level; level_mse -> mean squared residual after each level
     params() -> JSON-able constructor arguments (with "kind"); arrays() -> trained state
+
+A tokenizer built with `capacity_aware=True` gives the last level by capacity-aware
+assignment (`geosid.quantization.assignment`): within the items encoded together, and
+away from the code tuples already `taken` ([t, L]), a code tuple holds one item where it
+can. `encode_candidates` is the same split in two, for engines that compute candidates
+per partition and resolve them in one place.
 
 `restore(params, arrays)` rebuilds any trained tokenizer (from index.codebooks rows or
 an .npz file); `save` / `load` write and read one file. Tokenizers that need item
@@ -45,6 +51,8 @@ class Tokenizer(ABC):
 
     d: int
     level_mse: list[float]
+    capacity_aware: bool = False
+    candidates: int = 16  # last-level candidates per item for capacity-aware assignment
 
     @property
     @abstractmethod
@@ -58,7 +66,23 @@ class Tokenizer(ABC):
     def train(self, x: np.ndarray, *, lat: np.ndarray | None = None, lon: np.ndarray | None = None) -> float: ...
 
     @abstractmethod
-    def encode(self, x: np.ndarray, *, lat: np.ndarray | None = None, lon: np.ndarray | None = None) -> np.ndarray: ...
+    def nearest_codes(self, x: np.ndarray, *, lat=None, lon=None) -> np.ndarray:
+        """codes [n, L] int32: every level's nearest code, item by item."""
+
+    @abstractmethod
+    def encode_candidates(self, x: np.ndarray, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prefix codes [n, L-1], last-level candidate codes [n, k] best first, their costs [n, k])."""
+
+    def encode(self, x: np.ndarray, *, lat=None, lon=None, taken: np.ndarray | None = None) -> np.ndarray:
+        """codes [n, L] int32: nearest codes, or with capacity_aware the last level
+        assigned so that code tuples stay free of collisions where they can."""
+        if not self.capacity_aware:
+            return self.nearest_codes(x, lat=lat, lon=lon)
+        from geosid.quantization.assignment import resolve_last_level
+
+        prefix, candidates, cost = self.encode_candidates(x, lat=lat, lon=lon)
+        last = resolve_last_level(prefix, candidates, cost, self.level_sizes, taken)
+        return np.concatenate([prefix, last[:, None]], axis=1).astype(np.int32)
 
     @abstractmethod
     def decode(self, codes: np.ndarray) -> np.ndarray: ...

@@ -24,15 +24,18 @@ class GeoPrefixTokenizer(Tokenizer):
     uses_location = True
 
     def __init__(self, d: int, codes=(256, 256, 256), niter: int = 20, seed: int = 1234,
-                 sample_size: int | None = None, backend: str = "auto"):  # fmt: skip
+                 sample_size: int | None = None, backend: str = "auto", capacity_aware: bool = False,
+                 candidates: int = 16):  # fmt: skip
         self.d, self.codes = d, tuple(int(k) for k in codes)
         self.niter, self.seed, self.sample_size, self.backend = niter, seed, sample_size, backend
+        self.capacity_aware, self.candidates = bool(capacity_aware), int(candidates)
         self.regions: np.ndarray | None = None  # [codes[0], 3] points on the unit sphere
-        self.rest = ResidualKMeans(d, self.codes[1:], niter, seed + 100, sample_size, backend)
+        self.rest = ResidualKMeans(d, self.codes[1:], niter, seed + 100, sample_size, backend, candidates=candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None, **_) -> GeoPrefixTokenizer:
-        return cls(d, level_sizes, niter, seed, sample_size)
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
+                   capacity_aware: bool = False, **_) -> GeoPrefixTokenizer:  # fmt: skip
+        return cls(d, level_sizes, niter, seed, sample_size, capacity_aware=capacity_aware)
 
     @property
     def level_sizes(self) -> tuple[int, ...]:
@@ -49,7 +52,10 @@ class GeoPrefixTokenizer(Tokenizer):
         self.rest.level_mse = list(values)
 
     def params(self) -> dict:
-        return {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+        if self.capacity_aware:
+            out.update(capacity_aware=True, candidates=self.candidates)
+        return out
 
     def train(self, x, *, lat=None, lon=None) -> float:
         x = as_float32(x, self.d)
@@ -59,12 +65,20 @@ class GeoPrefixTokenizer(Tokenizer):
         self.regions = km.centroids
         return self.rest.train(x)
 
-    def encode(self, x, *, lat=None, lon=None) -> np.ndarray:
+    def _regions(self, x, lat, lon) -> tuple[np.ndarray, np.ndarray]:
         assert self.regions is not None, "train() or load_arrays() first"
         x = as_float32(x, self.d)
         lat, lon = self._locations(len(x), lat, lon)
-        _, region = nearest_centroids(unit_sphere(lat, lon), self.regions)
-        return np.concatenate([region[:, None].astype(np.int32), self.rest.encode(x)], axis=1)
+        return x, nearest_centroids(unit_sphere(lat, lon), self.regions)[1][:, None].astype(np.int32)
+
+    def nearest_codes(self, x, *, lat=None, lon=None) -> np.ndarray:
+        x, region = self._regions(x, lat, lon)
+        return np.concatenate([region, self.rest.nearest_codes(x)], axis=1)
+
+    def encode_candidates(self, x, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, region = self._regions(x, lat, lon)
+        prefix, candidates, cost = self.rest.encode_candidates(x)
+        return np.concatenate([region, prefix], axis=1), candidates, cost
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """The embedding part's reconstruction (the region code carries no vector)."""

@@ -2,6 +2,7 @@
 one code per row and back.
 
     train(r) ; encode(r) -> codes [n] int64 ; decode(codes) -> [n, d] float32
+    candidates(r, k) -> (codes [n, k], cost [n, k]): the k best codes, best first
     size (codes of the level) ; arrays() / load_arrays() (trained state, names unprefixed)
 
 - KMeansLevel: the nearest of k centroids (faiss k-means, every point used).
@@ -40,6 +41,16 @@ class KMeansLevel:
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return self.centroids[np.asarray(codes)]
+
+    def candidates(self, residual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest centroids of each row, nearest first (squared distances)."""
+        import faiss
+
+        k = min(k, self.k)
+        index = faiss.IndexFlatL2(self.d)
+        index.add(np.ascontiguousarray(self.centroids, np.float32))
+        dist, idx = index.search(np.ascontiguousarray(residual, np.float32), k)
+        return idx.astype(np.int64), dist.astype(np.float64)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"centroids": self.centroids}
@@ -177,6 +188,37 @@ class FSQLevel:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         values = self.fsq.digits_to_values(self.fsq.codes_to_digits(np.asarray(codes)))  # [n, m]
         return values @ self.w_out + self.b_out
+
+    def candidates(self, residual: np.ndarray, k: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """The k codes nearest each row's bounded projection: per channel its 3 nearest
+        levels, combined and ranked by squared distance in the bounded space."""
+        parts = [self._candidates(residual[start : start + chunk], k) for start in range(0, len(residual), chunk)]
+        if not parts:
+            return np.zeros((0, k), np.int64), np.zeros((0, k))
+        return np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts])
+
+    def _candidates(self, residual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import itertools
+
+        import torch
+
+        with torch.no_grad():
+            bounded = self.fsq.bound(torch.from_numpy(residual @ self.w_in + self.b_in)).numpy()  # [n, m]
+        half = np.array([level // 2 for level in self.fsq.levels], np.float64)
+        levels = np.array(self.fsq.levels)
+        nearest = np.round(bounded)  # [n, m], the level of each channel (centred)
+        options = nearest[:, :, None] + np.array([0.0, -1.0, 1.0])[None, None, :]  # [n, m, 3]
+        low, high = -half, levels - 1 - half
+        valid = (options >= low[None, :, None]) & (options <= high[None, :, None])
+        gap = np.where(valid, (options - bounded[:, :, None]) ** 2, np.inf)  # [n, m, 3]
+        m = len(self.fsq.levels)
+        combos = np.array(list(itertools.product(range(3), repeat=m)))  # [3^m, m]
+        cost = gap[:, np.arange(m)[None, :], combos].sum(-1)  # [n, 3^m]
+        digits = (options[:, np.arange(m)[None, :], combos] + half).astype(np.int64)  # [n, 3^m, m]
+        order = np.argsort(cost, axis=1, kind="stable")[:, : min(k, len(combos))]
+        picked = np.take_along_axis(cost, order, 1)
+        codes = self.fsq.digits_to_codes(np.take_along_axis(digits, order[:, :, None], 1))
+        return np.where(np.isfinite(picked), codes, -1), picked
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"w_in": self.w_in, "b_in": self.b_in, "w_out": self.w_out, "b_out": self.b_out}

@@ -21,10 +21,11 @@ __all__ = ["FSQ", "ResidualKMeans", "ResidualKMeansFSQ", "ResidualQuantizer"]
 class ResidualQuantizer(Tokenizer):
     """codes [n, L]: level l encodes the residual after levels 0..l-1 (see module doc)."""
 
-    def __init__(self, d: int, stages: list):
+    def __init__(self, d: int, stages: list, capacity_aware: bool = False, candidates: int = 16):
         self.d = d
         self.stages = stages  # level quantizers, first to last
         self.level_mse: list[float] = []  # mean squared residual norm after each level
+        self.capacity_aware, self.candidates = bool(capacity_aware), int(candidates)
 
     @property
     def level_sizes(self) -> tuple[int, ...]:
@@ -45,15 +46,25 @@ class ResidualQuantizer(Tokenizer):
             self.level_mse.append(float((residual * residual).sum(1).mean()))
         return float((residual * residual).sum())
 
-    def encode(self, x, *, lat=None, lon=None) -> np.ndarray:
-        """codes [n, L] int32."""
+    def _prefix(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """(codes of every level but the last [n, L-1], the residual they leave [n, d])."""
         residual = as_float32(x, self.d).copy()
-        codes = np.empty((len(residual), len(self.stages)), np.int32)
-        for level, stage in enumerate(self.stages):
+        codes = np.empty((len(residual), len(self.stages) - 1), np.int32)
+        for level, stage in enumerate(self.stages[:-1]):
             idx = stage.encode(residual)
             codes[:, level] = idx
             residual -= stage.decode(idx)
-        return codes
+        return codes, residual
+
+    def nearest_codes(self, x, *, lat=None, lon=None) -> np.ndarray:
+        """codes [n, L] int32, each level's nearest code."""
+        prefix, residual = self._prefix(x)
+        return np.concatenate([prefix, self.stages[-1].encode(residual)[:, None].astype(np.int32)], axis=1)
+
+    def encode_candidates(self, x, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        prefix, residual = self._prefix(x)
+        candidates, cost = self.stages[-1].candidates(residual, self.candidates)
+        return prefix, candidates, cost
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Reconstruction [n, d] of codes [n, L]: the sum of the levels' decodes."""
@@ -82,17 +93,23 @@ class ResidualKMeans(ResidualQuantizer):
     kind = "residual_kmeans"
 
     def __init__(self, d: int, codes=(256, 256, 256), niter: int = 20, seed: int = 1234,
-                 sample_size: int | None = None, backend: str = "auto"):  # fmt: skip
+                 sample_size: int | None = None, backend: str = "auto", capacity_aware: bool = False,
+                 candidates: int = 16):  # fmt: skip
         self.codes = tuple(int(k) for k in codes)
         self.niter, self.seed, self.sample_size, self.backend = niter, seed, sample_size, backend
-        super().__init__(d, [KMeansLevel(d, k, niter, seed + level, sample_size, backend) for level, k in enumerate(self.codes)])
+        levels = [KMeansLevel(d, k, niter, seed + level, sample_size, backend) for level, k in enumerate(self.codes)]
+        super().__init__(d, levels, capacity_aware, candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None, **_) -> ResidualKMeans:
-        return cls(d, level_sizes, niter, seed, sample_size)
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
+                   capacity_aware: bool = False, **_) -> ResidualKMeans:  # fmt: skip
+        return cls(d, level_sizes, niter, seed, sample_size, capacity_aware=capacity_aware)
 
     def params(self) -> dict:
-        return {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+        if self.capacity_aware:  # absent from the versions fitted before it existed
+            out.update(capacity_aware=True, candidates=self.candidates)
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         # the names index.codebooks has stored since the first version
@@ -110,13 +127,13 @@ class ResidualKMeansFSQ(ResidualQuantizer):
 
     def __init__(self, d: int, codes=(256, 256), fsq_levels=(8, 8, 8, 8), niter: int = 20, seed: int = 1234,
                  sample_size: int | None = None, backend: str = "auto", epochs: int = 200, lr: float = 0.01,
-                 batch_size: int = 8192):  # fmt: skip
+                 batch_size: int = 8192, capacity_aware: bool = False, candidates: int = 16):  # fmt: skip
         self.codes = tuple(int(k) for k in codes)
         self.niter, self.seed, self.sample_size, self.backend = niter, seed, sample_size, backend
         self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
         kmeans = [KMeansLevel(d, k, niter, seed + level, sample_size, backend) for level, k in enumerate(self.codes)]
         self.fsq_level = FSQLevel(d, tuple(fsq_levels), seed, epochs, lr, batch_size)
-        super().__init__(d, [*kmeans, self.fsq_level])
+        super().__init__(d, [*kmeans, self.fsq_level], capacity_aware, candidates)
 
     @property
     def fsq(self) -> FSQ:
@@ -124,16 +141,20 @@ class ResidualKMeansFSQ(ResidualQuantizer):
 
     @classmethod
     def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
-                   fsq_epochs: int = 100, fsq_lr: float = 0.01, **_) -> ResidualKMeansFSQ:  # fmt: skip
+                   fsq_epochs: int = 100, fsq_lr: float = 0.01, capacity_aware: bool = False, **_) -> ResidualKMeansFSQ:  # fmt: skip
         """k-means for all levels but the last, whose code count (a power of two) becomes FSQ channels."""
-        return cls(d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), niter, seed, sample_size, epochs=fsq_epochs, lr=fsq_lr)
+        return cls(d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), niter, seed, sample_size, epochs=fsq_epochs, lr=fsq_lr,
+                   capacity_aware=capacity_aware)  # fmt: skip
 
     def params(self) -> dict:
-        return {
+        out = {
             "kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed,
             "sample_size": self.sample_size, "fsq_levels": list(self.fsq.levels), "epochs": self.epochs, "lr": self.lr,
             "batch_size": self.batch_size,
         }  # fmt: skip
+        if self.capacity_aware:
+            out.update(capacity_aware=True, candidates=self.candidates)
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {f"centroids_{level}": stage.centroids for level, stage in enumerate(self.stages[:-1])}
