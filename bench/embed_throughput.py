@@ -67,7 +67,7 @@ def main() -> None:
         results["mean_chars"] = round(sum(map(len, docs)) / len(docs))
         cpu = MiniLMEncoder(device="cpu")
         results["cpu_encoder_docs_per_s"] = {bs: round(rate(cpu, docs, bs)) for bs in (32, 64, 128)}
-        report = run_embed(lake, last, "minilm", progress=False)
+        report = run_embed(lake, last, progress=False)
         results["cpu_engine_path_docs_per_s"] = round(report.docs_per_s)
         results["cpu_engine_path_s"] = round(report.seconds, 1)
     if torch.cuda.is_available():

@@ -93,7 +93,7 @@ def cmd_geo(args, p) -> int:
 
 def cmd_embed(args, p) -> int:
     with _context(args) as ctx:
-        p.embed(args.date, args.encoder, ctx=ctx)
+        p.embed(args.date, args.encoder, args.template, ctx=ctx)
     return 0
 
 
@@ -101,7 +101,8 @@ def cmd_codebook(args, p) -> int:
     with _context(args) as ctx:
         if args.action == "fit":
             report = p.fit_codebook(args.method, args.date, args.codes, args.niter, args.seed, args.sample_size,
-                                    args.embeddings_version, args.item_geo_version, ctx=ctx)  # fmt: skip
+                                    args.embeddings_version, args.item_geo_version, capacity_aware=args.capacity_aware,
+                                    template=args.template, ctx=ctx)  # fmt: skip
             print(f"version {report.codebook_version} is a candidate; publish with: "
                   f"geosid codebook publish --version {report.codebook_version}")  # fmt: skip
         elif args.action == "publish":
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("embed", cmd_embed, "embed new and changed item documents of a logical date")
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--encoder", help="minilm (default) or hf:<local model dir>; default: $GEOSID_ENCODER")
+    p.add_argument("--template", help="document template: content-v1, geo-doc-v1, geo-doc-v2 (default: $GEOSID_TEMPLATE or geo-doc-v2)")
 
     p = command("codebook", cmd_codebook, "fit / publish / list codebook versions", "fit", "publish", "list")
     p.add_argument("--method", default="residual_kmeans_fsq", choices=list(TOKENIZER_KINDS))
@@ -267,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item-geo-version", type=int, help="pinned silver.item_geo table version (default: latest)")
     p.add_argument("--date", type=_date, help="logical date (default: the latest day of silver.item_geo)")
     p.add_argument("--version", dest="codebook_version", help="the version to publish")
-    p.add_argument("--max-excess-conflict", type=float, default=0.15, help="conflict rate above the identical-embedding floor")
-    p.add_argument("--min-exclusive", type=float, default=0.50)
+    p.add_argument("--max-excess-conflict", type=float, default=0.10, help="conflict rate above the identical-vector floor")
+    p.add_argument("--min-exclusive", type=float, default=0.90)
     p.add_argument("--min-usage", type=float, default=0.20)
+    p.add_argument("--capacity-aware", action="store_true", help="fit: last level by capacity-aware assignment")
+    p.add_argument("--template", help="fit: the vectors' document template (default: $GEOSID_TEMPLATE or geo-doc-v2)")
 
     p = command("sid", cmd_sid, "SID reports: report --version V (with plots), compare [V1 V2 ...] (default: all)", "report", "compare")
     p.add_argument("--version", dest="codebook_version")

@@ -31,6 +31,8 @@ ENV = {
     "lake_committer": "GEOSID_LAKE_COMMITTER",
     "geo_window_days": "GEOSID_GEO_WINDOW_DAYS",
     "encoder": "GEOSID_ENCODER",
+    "template": "GEOSID_TEMPLATE",
+    "location_weight": "GEOSID_LOCATION_WEIGHT",
 }
 CELL_ENV = {"system": "GEOSID_CELL_SYSTEM", "precision": "GEOSID_GEOHASH_PRECISION", "resolution": "GEOSID_H3_RESOLUTION"}
 
@@ -49,7 +51,9 @@ class Settings(BaseModel):
     reject_rate_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
     cells: CellConfig = CellConfig()
     geo_window_days: int = Field(default=28, ge=1, description="trailing days of activity in cell context")
-    encoder: str = Field(default="minilm", description="minilm, or hf:<local model dir>")
+    encoder: str = Field(default="minilm", description="text encoder: minilm, or hf:<local model dir>")
+    template: str = Field(default="geo-doc-v2", description="item document template (geosid.embedding.documents.TEMPLATES)")
+    location_weight: float = Field(default=0.4, ge=0.0, le=1.0, description="share of the location encoding in geo-doc-v2 vectors")
     lake_committer: Literal["auto", "delta-rs", "spark"] = Field(
         default="auto", description="auto: spark on engine=remote, delta-rs otherwise"
     )

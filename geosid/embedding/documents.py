@@ -1,6 +1,17 @@
-"""Item documents: a versioned template rendering content and location context as text.
+"""Item documents: versioned templates rendering an item for its encoder.
 
-Template `geo-doc-v1` (deterministic, one document per item and day):
+Templates (each deterministic, one document per item and day):
+
+- `content-v1`: what the item is, nothing of where: its title / category, brand, tags,
+  price level (the first five lines of geo-doc-v1). Text-only SIDs embed this.
+- `geo-doc-v1`: content plus coarse surroundings, as text (below).
+- `geo-doc-v2`: geo-doc-v1's text plus the item's exact location, a last line
+  `location: <lat>, <lon>` (6 decimals, about 0.1 m). Its vector fuses the text embedding
+  with a multi-scale location encoding (`geosid.embedding.location`), so two items with
+  the same text at different places get different vectors; the text part is the
+  geo-doc-v1 document, whose embedding is reused when it exists.
+
+Template `geo-doc-v1`:
 
     {title, else the category}
     category: {category}
@@ -21,8 +32,14 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+TEMPLATE_CONTENT = "content-v1"
 TEMPLATE_V1 = "geo-doc-v1"
-TEMPLATES = (TEMPLATE_V1,)
+TEMPLATE_V2 = "geo-doc-v2"
+TEMPLATES = (TEMPLATE_CONTENT, TEMPLATE_V1, TEMPLATE_V2)
+# The text part of each template (what the text encoder reads) and whether its vector
+# carries the item's exact location.
+TEXT_TEMPLATE = {TEMPLATE_CONTENT: TEMPLATE_CONTENT, TEMPLATE_V1: TEMPLATE_V1, TEMPLATE_V2: TEMPLATE_V1}
+WITH_LOCATION = {TEMPLATE_CONTENT: False, TEMPLATE_V1: False, TEMPLATE_V2: True}
 
 # Upper bounds of the area-density buckets (items in the 3x3 block of cells).
 DENSITY_BUCKETS = ((10, "quiet"), (50, "moderate"), (200, "busy"))
@@ -46,15 +63,25 @@ def _line(label: str, value: Column) -> Column:
     return F.when(value.isNotNull() & (F.length(value) > 0), F.concat(F.lit(f"{label}: "), value))
 
 
-def render_v1(item_geo: DataFrame) -> Column:
+def _content_lines() -> list[Column]:
     tags = F.when(F.size("tags") > 0, F.array_join("tags", ", "))
-    return F.concat_ws(
-        "\n",
+    return [
         F.coalesce(F.col("title"), F.col("category"), F.col("content")),
         _line("category", F.col("category")),
         _line("brand", F.col("brand")),
         _line("tags", tags),
         _line("price level", F.when(F.col("price").isNotNull(), _bucket(F.col("price"), PRICE_LEVELS, "luxury"))),
+    ]
+
+
+def render_content(item_geo: DataFrame) -> Column:
+    return F.concat_ws("\n", *_content_lines())
+
+
+def render_v1(item_geo: DataFrame) -> Column:
+    return F.concat_ws(
+        "\n",
+        *_content_lines(),
         F.concat(
             F.lit("area: "),
             _bucket(F.col("area_n_items"), DENSITY_BUCKETS, "dense"),
@@ -68,14 +95,33 @@ def render_v1(item_geo: DataFrame) -> Column:
     )
 
 
+def _hash(template: Column, document: Column) -> Column:
+    return F.sha2(F.concat_ws("\n", template, document), 256)
+
+
 def documents(item_geo: DataFrame, template_id: str = TEMPLATE_V1) -> DataFrame:
-    """silver.item_geo -> (source, item_id, template_id, document, doc_hash)."""
-    if template_id != TEMPLATE_V1:
-        raise ValueError(f"unknown document template {template_id!r}; known: {TEMPLATES}")
-    document = render_v1(item_geo)
+    """silver.item_geo -> (source, item_id, template_id, document, doc_hash, text,
+    text_hash, lat, lon): `text` is what the text encoder reads (the text template's
+    document) and `text_hash` its hash under that template, so a text embedding made for
+    one template serves every template sharing its text."""
+    if template_id not in TEMPLATES:
+        from geosid.errors import UnknownNameError
+
+        raise UnknownNameError(f"unknown document template {template_id!r}; known: {', '.join(TEMPLATES)}")
+    text = render_content(item_geo) if TEXT_TEMPLATE[template_id] == TEMPLATE_CONTENT else render_v1(item_geo)
+    document = text
+    if WITH_LOCATION[template_id]:
+        document = F.concat(text, F.lit("\nlocation: "), F.format_string("%.6f, %.6f", F.col("lat"), F.col("lon")))
     return item_geo.select(
         "source",
         "item_id",
         F.lit(template_id).alias("template_id"),
         document.alias("document"),
-    ).withColumn("doc_hash", F.sha2(F.concat_ws("\n", F.col("template_id"), F.col("document")), 256))
+        text.alias("text"),
+        "lat",
+        "lon",
+    ).select(
+        "source", "item_id", "template_id", "document",
+        _hash(F.col("template_id"), F.col("document")).alias("doc_hash"),
+        "text", _hash(F.lit(TEXT_TEMPLATE[template_id]), F.col("text")).alias("text_hash"), "lat", "lon",
+    )  # fmt: skip

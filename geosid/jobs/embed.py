@@ -1,5 +1,12 @@
 """Embed: silver.item_geo -> documents -> silver.item_embeddings, incrementally.
 
+A representation is a document template, a text encoder and, for templates that carry
+the item's exact location (geo-doc-v2), a location encoder: the stored vector is then the
+fusion of the text embedding and the location encoding, and the model id names both
+(`<text model>+<location encoder id>`), so vectors of different representations never
+mix. The text embedding of a document is computed once: a template whose text is
+another template's document (geo-doc-v2 reads geo-doc-v1's) reuses the stored vector.
+
 Only documents whose (item, template, model) has no embedding yet, or whose document
 hash changed, are embedded: a re-run of the same day embeds nothing, and a re-run of an
 older day leaves alone the items a later day has embedded since (it never moves a
@@ -15,11 +22,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from geosid.embedding.documents import TEMPLATE_V1, documents
+from geosid.embedding.documents import TEMPLATE_V1, TEXT_TEMPLATE, WITH_LOCATION, documents
+from geosid.embedding.location import LocationEncoder
 from geosid.errors import InvalidRequestError
 from geosid.lake import Lake, as_date
 from geosid.schemas import silver
@@ -27,8 +36,8 @@ from geosid.schemas import silver
 EMBEDDING_COLUMNS = [f.name for f in silver.ITEM_EMBEDDINGS.schema.fields]
 
 
-def model_id_for(spec: str) -> str:
-    """The model id an encoder spec embeds with, known without loading the model."""
+def text_model_id(spec: str) -> str:
+    """The model id a text encoder spec embeds with, known without loading the model."""
     if spec == "minilm":
         from importlib.metadata import version
 
@@ -38,6 +47,30 @@ def model_id_for(spec: str) -> str:
 
         return f"hf:{os.path.basename(os.path.normpath(spec[3:]))}"
     raise InvalidRequestError(f"unknown encoder {spec!r}: use 'minilm' or 'hf:<model dir>'")
+
+
+@dataclass(frozen=True)
+class Representation:
+    """How an item becomes a vector: a template, a text encoder, a location encoder (for
+    templates with a location part)."""
+
+    template_id: str = TEMPLATE_V1
+    encoder: str = "minilm"
+    location: LocationEncoder | None = None
+
+    def __post_init__(self):
+        if WITH_LOCATION.get(self.template_id) and self.location is None:
+            object.__setattr__(self, "location", LocationEncoder())
+        if not WITH_LOCATION.get(self.template_id, False) and self.location is not None:
+            raise InvalidRequestError(f"template {self.template_id} carries no location: it takes no location encoder")
+
+    @property
+    def text_model_id(self) -> str:
+        return text_model_id(self.encoder)
+
+    @property
+    def model_id(self) -> str:
+        return self.text_model_id + (f"+{self.location.encoder_id}" if self.location else "")
 
 
 def pending(docs: DataFrame, existing: DataFrame, model_id: str, as_of: dt_.date) -> DataFrame:
@@ -54,19 +87,31 @@ def pending(docs: DataFrame, existing: DataFrame, model_id: str, as_of: dt_.date
     )
 
 
-def embed_partitions(encoder_spec: str, model_id: str, embedded_dt: dt_.date, progress: bool = True) -> Callable:
-    """The mapInPandas function: document batches -> embedding rows."""
+def embed_partitions(representation: Representation, embedded_dt: dt_.date, progress: bool = True) -> Callable:
+    """The mapInPandas function: document batches (with `text_vector` where the text is
+    already embedded) -> embedding rows."""
+    model_id, location = representation.model_id, representation.location
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from geosid.embedding.encoders import load_encoder
-
-        encoder = load_encoder(encoder_spec)
-        if encoder.model_id != model_id:
-            raise RuntimeError(f"worker loaded {encoder.model_id}, the driver expected {model_id}")
+        encoder = None
         done = 0
         for pdf in batches:
-            vectors = encoder.encode(pdf["document"].tolist())  # [n, dim] float32, unit rows
-            assert vectors.shape == (len(pdf), encoder.dim), f"vectors {vectors.shape} for {len(pdf)} documents"
+            if not len(pdf):
+                continue
+            known = pdf["text_vector"].notna().to_numpy()
+            if (~known).any() and encoder is None:
+                from geosid.embedding.encoders import load_encoder
+
+                encoder = load_encoder(representation.encoder)
+                if encoder.model_id != representation.text_model_id:
+                    raise RuntimeError(f"worker loaded {encoder.model_id}, the driver expected {representation.text_model_id}")
+            text = np.zeros((len(pdf), encoder.dim if encoder else len(pdf["text_vector"].iloc[0])), np.float32)  # [n, d]
+            if known.any():
+                text[known] = np.stack(pdf["text_vector"][known].to_numpy())
+            if (~known).any():
+                text[~known] = encoder.encode(pdf["text"][~known].tolist())  # float32, unit rows
+            vectors = location.fuse(text, pdf["lat"].to_numpy(), pdf["lon"].to_numpy()) if location else text  # [n, D]
+            assert len(vectors) == len(pdf), f"vectors {vectors.shape} for {len(pdf)} documents"
             done += len(pdf)
             if progress:
                 print(f"    embedded {done:,} documents in this partition", file=sys.stderr, flush=True)
@@ -78,7 +123,7 @@ def embed_partitions(encoder_spec: str, model_id: str, embedded_dt: dt_.date, pr
                     "model_id": model_id,
                     "doc_hash": pdf["doc_hash"],
                     "document": pdf["document"],
-                    "dim": encoder.dim,
+                    "dim": vectors.shape[1],
                     "vector": list(vectors),
                     "embedded_dt": embedded_dt,
                 }
@@ -96,11 +141,13 @@ class EmbedReport:
     embedded: int
     seconds: float
     table_version: int | None
+    text_reused: int = 0  # of the embedded, how many took a stored text vector
 
     def to_dict(self) -> dict:
         return {
             "dt": self.dt.isoformat(), "model_id": self.model_id, "template_id": self.template_id, "items": self.items,
-            "embedded": self.embedded, "table_version": self.table_version, "seconds": round(self.seconds, 2),
+            "embedded": self.embedded, "text_reused": self.text_reused, "table_version": self.table_version,
+            "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
     @property
@@ -111,37 +158,47 @@ class EmbedReport:
         return (
             f"embeddings {self.dt}: {self.embedded:,} of {self.items:,} documents embedded "
             f"({self.items - self.embedded:,} unchanged) with {self.model_id}, template {self.template_id}, "
-            f"in {self.seconds:.1f}s"
+            f"in {self.seconds:.1f}s" + (f"; {self.text_reused:,} reused a stored text vector" if self.text_reused else "")
         )
 
 
-def run_embed(
-    lake: Lake,
-    as_of: dt_.date | str,
-    encoder_spec: str = "minilm",
-    template_id: str = TEMPLATE_V1,
-    progress: bool = True,
-) -> EmbedReport:
+def with_text_vectors(todo: DataFrame, existing: DataFrame, representation: Representation) -> DataFrame:
+    """Add `text_vector`: the stored embedding of the row's text under its text template
+    and the same text encoder, when there is one (null otherwise)."""
+    text_template = TEXT_TEMPLATE[representation.template_id]
+    stored = existing.filter(
+        (F.col("template_id") == text_template) & (F.col("model_id") == representation.text_model_id)
+    ).select("source", "item_id", F.col("doc_hash").alias("text_hash"), F.col("vector").alias("text_vector"))
+    return todo.join(stored, ["source", "item_id", "text_hash"], "left")
+
+
+def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True) -> EmbedReport:
     """Embed the new and changed documents of the items of `as_of` (from silver.item_geo)."""
     started = time.perf_counter()
     as_of = as_date(as_of)
-    model_id = model_id_for(encoder_spec)
+    model_id, template_id = representation.model_id, representation.template_id
     docs = documents(lake.read(silver.ITEM_GEO, dt=as_of), template_id)
     spark = lake.spark
     if lake.exists(silver.ITEM_EMBEDDINGS):
         existing = lake.read(silver.ITEM_EMBEDDINGS)
     else:
         existing = spark.createDataFrame([], silver.ITEM_EMBEDDINGS.schema)
-    todo = pending(docs, existing, model_id, as_of)
-    n_items, n_todo = docs.count(), todo.count()
-    table_version = lake.table_version(silver.ITEM_EMBEDDINGS) if lake.exists(silver.ITEM_EMBEDDINGS) else None
-    if n_todo:
-        if progress:
-            print(f"    embedding {n_todo:,} new or changed documents of {n_items:,} with {model_id}", flush=True)
-        # Enough partitions for every core, each large enough to batch well.
-        partitions = max(1, min(n_todo // 2_000 + 1, int(spark.conf.get("spark.default.parallelism", "0") or 0) or 2))
-        embedded = todo.repartition(partitions, "item_id").mapInPandas(
-            embed_partitions(encoder_spec, model_id, as_of, progress), silver.ITEM_EMBEDDINGS.schema
-        )
-        table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
-    return EmbedReport(as_of, model_id, template_id, n_items, n_todo, time.perf_counter() - started, table_version)
+    todo = with_text_vectors(pending(docs, existing, model_id, as_of), existing, representation)
+    run = f"embed-{template_id}-{as_of}"
+    todo = lake.checkpoint(todo, run)  # counted, then embedded: computed once
+    try:
+        n_items, n_todo = docs.count(), todo.count()
+        reused = todo.filter(F.col("text_vector").isNotNull()).count() if n_todo else 0
+        table_version = lake.table_version(silver.ITEM_EMBEDDINGS) if lake.exists(silver.ITEM_EMBEDDINGS) else None
+        if n_todo:
+            if progress:
+                print(f"    embedding {n_todo:,} new or changed documents of {n_items:,} with {model_id}", flush=True)
+            # Enough partitions for every core, each large enough to batch well.
+            partitions = max(1, min(n_todo // 2_000 + 1, int(spark.conf.get("spark.default.parallelism", "0") or 0) or 2))
+            embedded = todo.repartition(partitions, "item_id").mapInPandas(
+                embed_partitions(representation, as_of, progress), silver.ITEM_EMBEDDINGS.schema
+            )
+            table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
+    finally:
+        lake.drop_checkpoints(run)
+    return EmbedReport(as_of, model_id, template_id, n_items, n_todo, time.perf_counter() - started, table_version, reused)

@@ -24,17 +24,22 @@ def latest_item_day(ctx: Context) -> dt_.date:
 
 def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...] | None = None, niter: int = 20,
                  seed: int = 1234, sample_size: int | None = None, embeddings_version: int | None = None,
-                 item_geo_version: int | None = None, reuse_published: bool = False, *, ctx: Context | None = None,
-                 lake_root: str | None = None):  # fmt: skip
-    """Fit a candidate codebook version on the items of `day` (default: the latest day)."""
+                 item_geo_version: int | None = None, reuse_published: bool = False, capacity_aware: bool = False,
+                 template: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
+    """Fit a candidate codebook version on the items of `day` (default: the latest day),
+    embedded under `template` (default: the settings')."""
     from geosid.jobs.index import CodebookSpec, fit_candidate
+    from geosid.pipeline.silver import representation
 
-    spec = CodebookSpec(method=method, codes=tuple(codes) if codes else None, niter=niter, seed=seed, sample_size=sample_size)
+    spec = CodebookSpec(method=method, codes=tuple(codes) if codes else None, niter=niter, seed=seed, sample_size=sample_size,
+                        capacity_aware=capacity_aware)  # fmt: skip
     with use(ctx, lake_root) as ctx:
+        rep = representation(ctx, template)
         day = as_date(day) if day is not None else latest_item_day(ctx)
-        with ctx.stage(f"codebook candidate: {method} as of {day}", timed=f"codebook {method}"):
-            report = fit_candidate(ctx.lake, spec, day, embeddings_version=embeddings_version,
-                                   item_geo_version=item_geo_version, reuse_published=reuse_published)  # fmt: skip
+        with ctx.stage(f"codebook candidate: {spec.label} on {rep.template_id} as of {day}", timed=f"codebook {spec.label}"):
+            report = fit_candidate(ctx.lake, spec, day, model_id=rep.model_id, template_id=rep.template_id,
+                                   embeddings_version=embeddings_version, item_geo_version=item_geo_version,
+                                   reuse_published=reuse_published)  # fmt: skip
         ctx.log(report.summary())
         return report
 

@@ -27,18 +27,35 @@ def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, l
         return report
 
 
-def embed(day: DateLike, encoder: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):
-    """Embed the new and changed item documents of a logical date."""
+def representation(ctx: Context, template: str | None = None, encoder: str | None = None):
+    """The representation the settings name (template, text encoder, location weight)."""
+    from geosid.embedding.documents import WITH_LOCATION
+    from geosid.embedding.location import LocationEncoder
+    from geosid.jobs.embed import Representation
+
+    template = template or ctx.settings.template
+    location = LocationEncoder(weight=ctx.settings.location_weight) if WITH_LOCATION.get(template) else None
+    return Representation(template, encoder or ctx.settings.encoder, location)
+
+
+def embed(day: DateLike, encoder: str | None = None, template: str | None = None, *, ctx: Context | None = None,
+          lake_root: str | None = None):  # fmt: skip
+    """Embed the new and changed item documents of a logical date under a representation
+    (default: the settings'). A template whose text is another template's document
+    (geo-doc-v2 reads geo-doc-v1's) embeds that one first and reuses its text vectors."""
+    from geosid.embedding.documents import TEXT_TEMPLATE
     from geosid.jobs.embed import run_embed
 
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
-        encoder = encoder or ctx.settings.encoder
-        with ctx.stage(f"item embeddings as of {day} (encoder {encoder})", timed="embed"):
-            report = run_embed(ctx.lake, day, encoder, progress=ctx.progress)
-        ctx.log(report.summary())
-        if report.embedded:
-            ctx.log(f"    {report.docs_per_s:,.0f} documents/s")
+        wanted = representation(ctx, template, encoder)
+        steps = [representation(ctx, TEXT_TEMPLATE[wanted.template_id], encoder)] if TEXT_TEMPLATE[wanted.template_id] != wanted.template_id else []
+        for rep in [*steps, wanted]:
+            with ctx.stage(f"item embeddings as of {day} ({rep.template_id}, {rep.model_id})", timed=f"embed {rep.template_id}"):
+                report = run_embed(ctx.lake, day, rep, progress=ctx.progress)
+            ctx.log(report.summary())
+            if report.embedded:
+                ctx.log(f"    {report.docs_per_s:,.0f} documents/s")
         return report
 
 
