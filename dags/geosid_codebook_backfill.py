@@ -1,7 +1,9 @@
-"""Codebook backfill: fit a candidate version (or take a given one), publish it through
-its gates, tokenize every day of a date range under it (one mapped task per day), then
-rebuild the range's training corpus under it from scratch and validate it. Old versions,
-their SID maps and their corpora stay readable.
+"""Codebook backfill: embed the range's items under a representation (a new template or
+location encoder: only what is not embedded yet), fit a candidate version on them (or
+take a given one), publish it through its gates, tokenize every day of a date range
+under it (one mapped task per day), then rebuild the range's training corpus under it
+from scratch and validate it. Old versions, their vectors, SID maps and corpora stay
+readable.
 
 Wiring only: the work lives in geosid.pipeline.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from geosid.embedding.templates import TEMPLATES
 from geosid.quantization.base import TOKENIZERS
 from geosid.sources.registry import source_names
 
@@ -24,7 +27,9 @@ from geosid.sources.registry import source_names
     tags=["geosid"],
     params={
         "version": Param(None, type=["null", "string"], description="an existing version to backfill; none: fit a new one"),
-        "method": Param("residual_kmeans_fsq", enum=list(TOKENIZERS)),
+        "method": Param("residual_kmeans", enum=list(TOKENIZERS)),
+        "capacity_aware": Param(True, type="boolean", description="last level by capacity-aware assignment"),
+        "template": Param(None, type=["null", "string"], enum=[None, *TEMPLATES], description="vectors' template (default: settings)"),
         "codes": Param(None, type=["null", "string"], description="codes per level, e.g. 64,64,64 (none: sized to the data)"),
         "publish": Param(True, type="boolean", description="publish the version (through its gates) before the backfill"),
         "gates": Param({}, type="object", description="Gates overrides: max_excess_conflict, min_exclusive_rate, min_code_usage"),
@@ -40,13 +45,22 @@ from geosid.sources.registry import source_names
 )
 def geosid_codebook_backfill():
     @task
-    def codebook(params: dict | None = None) -> str:
+    def embed(params: dict | None = None) -> dict:
+        from geosid import pipeline
+
+        if params.get("version"):  # an existing version brings its vectors
+            return {"skipped": "existing version"}
+        return pipeline.embed(params["to"], template=params.get("template"), lake_root=params.get("lake")).to_dict()
+
+    @task
+    def codebook(embedded: dict, params: dict | None = None) -> str:
         from geosid import pipeline
 
         if params.get("version"):
             return params["version"]
         codes = tuple(int(c) for c in params["codes"].split(",")) if params.get("codes") else None
-        return pipeline.fit_codebook(params["method"], params["to"], codes, lake_root=params.get("lake")).codebook_version
+        return pipeline.fit_codebook(params["method"], params["to"], codes, capacity_aware=params["capacity_aware"],
+                                     template=params.get("template"), lake_root=params.get("lake")).codebook_version  # fmt: skip
 
     @task
     def publish(version: str, params: dict | None = None) -> str:
@@ -97,7 +111,7 @@ def geosid_codebook_backfill():
             raise AirflowFailException(f"corpus data-quality gate failed: {outcome['tables']}")
         return outcome
 
-    version = publish(codebook())
+    version = publish(codebook(embed()))
     tokenized = summarize(tokenize_day.partial(version=version).expand(day=days()))
     validate_corpus(rebuild_corpus(tokenized, version))
 

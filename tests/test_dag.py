@@ -49,7 +49,7 @@ def test_dagbag_imports_without_errors(tmp_path):
     assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily", "geosid_train"]
     assert info["tasks"] == ["assign_sids", "embed", "geo", "ingest", "sequences", "validate", "validate_bronze"]
     assert info["backfill_tasks"] == [
-        "codebook", "days", "publish", "rebuild_corpus", "summarize", "tokenize_day", "validate_corpus",
+        "codebook", "days", "embed", "publish", "rebuild_corpus", "summarize", "tokenize_day", "validate_corpus",
     ]  # fmt: skip
     assert info["train_tasks"] == ["dpo", "evaluate", "pretrain"]
     assert info["schedule"] == "@daily"
@@ -90,7 +90,9 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     item_geo = DeltaTable(str(lake / "silver" / "item_geo")).to_pyarrow_table()
     embeddings = DeltaTable(str(lake / "silver" / "item_embeddings")).to_pyarrow_table()
     assert item_geo.num_rows == len({line.split("\t")[1] for line in lines})
-    assert embeddings.num_rows == item_geo.num_rows
+    templates = embeddings.column("template_id").to_pylist()
+    # the settings' template (geo-doc-v2) and the geo-doc-v1 text it reuses: one vector per item each
+    assert templates.count("geo-doc-v2") == templates.count("geo-doc-v1") == item_geo.num_rows
     assert (lake / "_quality" / "silver.item_embeddings" / "result.json").exists()
 
     # then the codebook backfill DAG on that lake: fit, publish, one mapped day

@@ -1,5 +1,6 @@
 """The SID index on a small synthetic world: fit, publish, immutability, stable SIDs."""
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -156,3 +157,28 @@ def test_index_transforms_conform(spark, jvm_spark):
         on_sail, on_jvm = transform(spark), transform(jvm_spark).collect()
         assert on_jvm
         assertDataFrameEqual(on_sail, on_jvm)
+
+
+def test_capacity_aware_version_keeps_code_tuples_apart_through_the_engine(spark, world):
+    """A capacity-aware fit: the SID map holds the codes the tokenizer gives the training
+    set in one piece (candidates per partition, resolved on the driver, crowded prefixes
+    widened), and new items of a later day avoid the tuples earlier items hold."""
+    from geosid.jobs.index import load_tokenizer, load_training_set
+
+    root, lake = world
+    spec = CodebookSpec(method="residual_kmeans", codes=(4, 4, 8), niter=10, capacity_aware=True)
+    report = fit_candidate(lake, spec, DAY1)
+    assert report.method == "residual_kmeans+capacity"
+    data = load_training_set(lake, dt.date.fromisoformat(DAY1))
+    tokenizer = load_tokenizer(lake, report.codebook_version)
+    assert tokenizer.capacity_aware
+    expected = tokenizer.encode(data.x, lat=data.keys.lat.to_numpy(), lon=data.keys.lon.to_numpy())
+    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == report.codebook_version).toPandas().sort_values(["source", "item_id"])
+    assert np.array_equal(np.array(sid_map.codes.tolist()), expected)
+    # 16 prefixes x 8 codes for ~200 items: only prefixes holding more than 8 items share a tuple
+    prefix = expected[:, 0] * 4 + expected[:, 1]
+    per_prefix = np.bincount(prefix, minlength=16)
+    buckets = sid_map.groupby(sid_map.codes.map(tuple)).size()
+    shared = [c for c, n in buckets.items() if n > 1]
+    assert all(per_prefix[c[0] * 4 + c[1]] > 8 for c in shared)
+    assert report.metrics["conflict_rate"] == pytest.approx(1 - len(buckets) / len(sid_map))

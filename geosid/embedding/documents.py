@@ -32,14 +32,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-TEMPLATE_CONTENT = "content-v1"
-TEMPLATE_V1 = "geo-doc-v1"
-TEMPLATE_V2 = "geo-doc-v2"
-TEMPLATES = (TEMPLATE_CONTENT, TEMPLATE_V1, TEMPLATE_V2)
-# The text part of each template (what the text encoder reads) and whether its vector
-# carries the item's exact location.
-TEXT_TEMPLATE = {TEMPLATE_CONTENT: TEMPLATE_CONTENT, TEMPLATE_V1: TEMPLATE_V1, TEMPLATE_V2: TEMPLATE_V1}
-WITH_LOCATION = {TEMPLATE_CONTENT: False, TEMPLATE_V1: False, TEMPLATE_V2: True}
+from geosid.embedding.templates import TEMPLATE_CONTENT, TEMPLATE_V1, TEMPLATES, TEXT_TEMPLATE, WITH_LOCATION
 
 # Upper bounds of the area-density buckets (items in the 3x3 block of cells).
 DENSITY_BUCKETS = ((10, "quiet"), (50, "moderate"), (200, "busy"))

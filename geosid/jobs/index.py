@@ -484,7 +484,23 @@ def tokenize_partitions(tokenizer: Tokenizer, candidates: bool = False):
     return tokenize
 
 
-def resolve_capacity(lake: Lake, candidates: DataFrame, existing: DataFrame, tokenizer: Tokenizer) -> DataFrame:
+def _widen_from(new: DataFrame, local: pd.DataFrame, tokenizer: Tokenizer):
+    """`resolve_last_level`'s widen callback for the engine path: the vectors of the rows
+    that need more candidates come to the driver (the few items of crowded prefixes)."""
+
+    def widen(rows: np.ndarray):
+        keys = local.iloc[rows][["source", "item_id"]]
+        wanted = new.join(new.sparkSession.createDataFrame(keys), ["source", "item_id"]).toPandas()
+        wanted = keys.merge(wanted, on=["source", "item_id"], how="left")  # the rows' order
+        x = np.stack(wanted["vector"].to_numpy()).astype(np.float32)
+        k = min(int(tokenizer.level_sizes[-1]), 1024)
+        _, codes, cost = tokenizer.encode_candidates(x, lat=wanted["lat"].to_numpy(), lon=wanted["lon"].to_numpy(), k=k)
+        return codes, cost
+
+    return widen
+
+
+def resolve_capacity(lake: Lake, candidates: DataFrame, existing: DataFrame, tokenizer: Tokenizer, new: DataFrame) -> DataFrame:
     """Capacity-aware last level for every new item at once, away from the code tuples
     the version's earlier items hold: the candidates come to the driver (the day's new
     items; at fit time every item), are resolved in (source, item_id) order, and go back
@@ -499,7 +515,7 @@ def resolve_capacity(lake: Lake, candidates: DataFrame, existing: DataFrame, tok
     k = max((len(c) for c in local["candidates"]), default=1)
     codes = np.array(local["candidates"].tolist(), np.int64).reshape(len(local), k)
     cost = np.array(local["cost"].tolist(), np.float64).reshape(len(local), k)
-    last = resolve_last_level(prefix, codes, cost, sizes, taken)
+    last = resolve_last_level(prefix, codes, cost, sizes, taken, widen=_widen_from(new, local, tokenizer))
     local["codes"] = [list(map(int, p)) + [int(c)] for p, c in zip(prefix, last)]
     return lake.spark.createDataFrame(local[["source", "item_id", "first_seen", "lat", "lon", "codes"]], CODED_SCHEMA)
 
@@ -524,7 +540,7 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
     try:
         if tokenizer.capacity_aware:
             staged = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer, candidates=True), CANDIDATE_SCHEMA), f"{run}-candidates")
-            coded = lake.checkpoint(resolve_capacity(lake, staged, existing, tokenizer), f"{run}-coded")
+            coded = lake.checkpoint(resolve_capacity(lake, staged, existing, tokenizer, new), f"{run}-coded")
         else:
             coded = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer), CODED_SCHEMA), f"{run}-coded")
         n_new = coded.count()

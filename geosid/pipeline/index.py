@@ -77,24 +77,31 @@ class IndexOutcome:
         return {"candidates": [f.to_dict() for f in self.fits], "published": self.published, "refusals": self.refusals}
 
 
-def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict | None = None, *,
+# The candidates an index build compares at one budget: OneMall's pair with nearest codes,
+# the same two with the capacity-aware last level, and the geo-prefix baseline.
+CANDIDATES = (
+    ("residual_kmeans", False),
+    ("residual_kmeans_fsq", False),
+    ("residual_kmeans", True),
+    ("residual_kmeans_fsq", True),
+    ("geo_prefix", True),
+)
+
+
+def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict | None = None,
+                candidates: tuple[tuple[str, bool], ...] = CANDIDATES, template: str | None = None, *,
                 ctx: Context | None = None, lake_root: str | None = None) -> IndexOutcome:  # fmt: skip
-    """Fit every tokenizer at one code budget, compare them, publish the candidate with the
-    fewest conflicts that passes the gates. The gates refusing every candidate is an
+    """Fit every candidate tokenizer at one code budget, compare them, publish the one with
+    the fewest conflicts that passes the gates. The gates refusing every candidate is an
     outcome (nothing published, said so), not a failure."""
-    from geosid.jobs.index import (
-        METHODS,
-        quality_row,
-        quality_table,
-        sid_report,
-        version_row,
-    )
+    from geosid.jobs.index import quality_row, quality_table, sid_report, version_row
 
     day = as_date(day)
     outcome = IndexOutcome()
     with use(ctx, lake_root) as ctx:
-        for method in METHODS:
-            outcome.fits.append(fit_codebook(method, day, codes, reuse_published=True, ctx=ctx))
+        for method, capacity_aware in candidates:
+            outcome.fits.append(fit_codebook(method, day, codes, reuse_published=True, capacity_aware=capacity_aware,
+                                             template=template, ctx=ctx))  # fmt: skip
         outcome.comparison = quality_table([quality_row(ctx.lake, r.codebook_version) for r in outcome.fits])
         ctx.log("\nSID quality at the same code budget (before disambiguation):\n")
         ctx.log(outcome.comparison + "\n")

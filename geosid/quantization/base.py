@@ -70,8 +70,20 @@ class Tokenizer(ABC):
         """codes [n, L] int32: every level's nearest code, item by item."""
 
     @abstractmethod
-    def encode_candidates(self, x: np.ndarray, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(prefix codes [n, L-1], last-level candidate codes [n, k] best first, their costs [n, k])."""
+    def encode_candidates(self, x: np.ndarray, *, lat=None, lon=None, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prefix codes [n, L-1], last-level candidate codes [n, k] best first, their
+        costs [n, k]); k defaults to `candidates`."""
+
+    def widen(self, x: np.ndarray, lat=None, lon=None, k_max: int = 1024):
+        """`resolve_last_level`'s widen callback over x: up to every code of the last level."""
+        k = min(int(self.level_sizes[-1]), k_max)
+
+        def more(rows: np.ndarray):
+            sub = (lambda a: None if a is None else np.asarray(a)[rows])
+            _, codes, cost = self.encode_candidates(np.asarray(x)[rows], lat=sub(lat), lon=sub(lon), k=k)
+            return codes, cost
+
+        return more
 
     def encode(self, x: np.ndarray, *, lat=None, lon=None, taken: np.ndarray | None = None) -> np.ndarray:
         """codes [n, L] int32: nearest codes, or with capacity_aware the last level
@@ -81,7 +93,7 @@ class Tokenizer(ABC):
         from geosid.quantization.assignment import resolve_last_level
 
         prefix, candidates, cost = self.encode_candidates(x, lat=lat, lon=lon)
-        last = resolve_last_level(prefix, candidates, cost, self.level_sizes, taken)
+        last = resolve_last_level(prefix, candidates, cost, self.level_sizes, taken, widen=self.widen(x, lat, lon))
         return np.concatenate([prefix, last[:, None]], axis=1).astype(np.int32)
 
     @abstractmethod

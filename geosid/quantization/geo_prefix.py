@@ -75,9 +75,9 @@ class GeoPrefixTokenizer(Tokenizer):
         x, region = self._regions(x, lat, lon)
         return np.concatenate([region, self.rest.nearest_codes(x)], axis=1)
 
-    def encode_candidates(self, x, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode_candidates(self, x, *, lat=None, lon=None, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, region = self._regions(x, lat, lon)
-        prefix, candidates, cost = self.rest.encode_candidates(x)
+        prefix, candidates, cost = self.rest.encode_candidates(x, k=k or self.candidates)
         return np.concatenate([region, prefix], axis=1), candidates, cost
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

@@ -61,9 +61,9 @@ class ResidualQuantizer(Tokenizer):
         prefix, residual = self._prefix(x)
         return np.concatenate([prefix, self.stages[-1].encode(residual)[:, None].astype(np.int32)], axis=1)
 
-    def encode_candidates(self, x, *, lat=None, lon=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode_candidates(self, x, *, lat=None, lon=None, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         prefix, residual = self._prefix(x)
-        candidates, cost = self.stages[-1].candidates(residual, self.candidates)
+        candidates, cost = self.stages[-1].candidates(residual, k or self.candidates)
         return prefix, candidates, cost
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
