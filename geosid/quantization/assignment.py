@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Enters the params (and so the version id) of capacity-aware tokenizers: a change of
+# this algorithm makes new versions, never silently other SIDs under an old id.
+REVISION = "greedy-widen-spread-v2"
+
 
 def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
     """codes [n, L] -> one int64 per row (mixed radix over the level sizes)."""

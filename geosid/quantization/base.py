@@ -112,7 +112,8 @@ class Tokenizer(ABC):
 
     @classmethod
     def from_params(cls, params: dict) -> Tokenizer:
-        return cls(**{k: v for k, v in params.items() if k != "kind"})
+        # "assignment" records the capacity-aware algorithm's revision (not an argument)
+        return cls(**{k: v for k, v in params.items() if k not in ("kind", "assignment")})
 
     @abstractmethod
     def arrays(self) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geosid.quantization.assignment import REVISION as ASSIGNMENT_REVISION
 from geosid.quantization.base import Tokenizer, as_float32
 from geosid.quantization.kmeans import KMeans, nearest_centroids
 from geosid.quantization.residual import ResidualKMeans
@@ -54,7 +55,7 @@ class GeoPrefixTokenizer(Tokenizer):
     def params(self) -> dict:
         out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
         if self.capacity_aware:
-            out.update(capacity_aware=True, candidates=self.candidates)
+            out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
         return out
 
     def train(self, x, *, lat=None, lon=None) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geosid.quantization.assignment import REVISION as ASSIGNMENT_REVISION
 from geosid.quantization.base import Tokenizer, as_float32
 from geosid.quantization.levels import FSQ, FSQLevel, KMeansLevel, fsq_levels_for
 
@@ -108,7 +109,7 @@ class ResidualKMeans(ResidualQuantizer):
     def params(self) -> dict:
         out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
         if self.capacity_aware:  # absent from the versions fitted before it existed
-            out.update(capacity_aware=True, candidates=self.candidates)
+            out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -153,7 +154,7 @@ class ResidualKMeansFSQ(ResidualQuantizer):
             "batch_size": self.batch_size,
         }  # fmt: skip
         if self.capacity_aware:
-            out.update(capacity_aware=True, candidates=self.candidates)
+            out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
