@@ -18,7 +18,7 @@ import numpy as np
 
 # Enters the params (and so the version id) of capacity-aware tokenizers: a change of
 # this algorithm makes new versions, never silently other SIDs under an old id.
-REVISION = "greedy-widen-spread-v2"
+REVISION = "greedy-widen-spread-v3"
 
 
 def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:

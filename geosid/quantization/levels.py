@@ -189,35 +189,45 @@ class FSQLevel:
         values = self.fsq.digits_to_values(self.fsq.codes_to_digits(np.asarray(codes)))  # [n, m]
         return values @ self.w_out + self.b_out
 
-    def candidates(self, residual: np.ndarray, k: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-        """The k codes nearest each row's bounded projection: per channel its 3 nearest
-        levels, combined and ranked by squared distance in the bounded space."""
-        parts = [self._candidates(residual[start : start + chunk], k) for start in range(0, len(residual), chunk)]
+    def candidates(self, residual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k codes nearest each row's bounded projection: per channel its t nearest
+        levels (t^channels >= k; every level when k covers the whole level), combined
+        and ranked by squared distance in the bounded space; -1 past the codes there are."""
+        m = len(self.fsq.levels)
+        top = int(max(self.fsq.levels))
+        t = top if k >= self.size else min(top, int(np.ceil(k ** (1 / m))) + 1)
+        chunk = max(1, 20_000_000 // (t**m * m))  # rows per pass: bounded memory whatever t
+        parts = [self._candidates(residual[start : start + chunk], k, t) for start in range(0, len(residual), chunk)]
         if not parts:
             return np.zeros((0, k), np.int64), np.zeros((0, k))
         return np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts])
 
-    def _candidates(self, residual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _candidates(self, residual: np.ndarray, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
         import itertools
 
         import torch
 
         with torch.no_grad():
             bounded = self.fsq.bound(torch.from_numpy(residual @ self.w_in + self.b_in)).numpy()  # [n, m]
-        half = np.array([level // 2 for level in self.fsq.levels], np.float64)
-        levels = np.array(self.fsq.levels)
-        nearest = np.round(bounded)  # [n, m], the level of each channel (centred)
-        options = nearest[:, :, None] + np.array([0.0, -1.0, 1.0])[None, None, :]  # [n, m, 3]
-        low, high = -half, levels - 1 - half
-        valid = (options >= low[None, :, None]) & (options <= high[None, :, None])
-        gap = np.where(valid, (options - bounded[:, :, None]) ** 2, np.inf)  # [n, m, 3]
-        m = len(self.fsq.levels)
-        combos = np.array(list(itertools.product(range(3), repeat=m)))  # [3^m, m]
-        cost = gap[:, np.arange(m)[None, :], combos].sum(-1)  # [n, 3^m]
-        digits = (options[:, np.arange(m)[None, :], combos] + half).astype(np.int64)  # [n, 3^m, m]
-        order = np.argsort(cost, axis=1, kind="stable")[:, : min(k, len(combos))]
+        n, m = bounded.shape
+        # per channel, its levels (centred) nearest first: options [n, m, t], gap [n, m, t]
+        options = np.full((n, m, t), np.nan)
+        gap = np.full((n, m, t), np.inf)
+        for c, level in enumerate(self.fsq.levels):
+            values = np.arange(level) - level // 2  # [L]
+            dist = (values[None, :] - bounded[:, c : c + 1]) ** 2  # [n, L]
+            order = np.argsort(dist, axis=1, kind="stable")[:, :t]
+            options[:, c, : order.shape[1]] = values[order]
+            gap[:, c, : order.shape[1]] = np.take_along_axis(dist, order, 1)
+        combos = np.array(list(itertools.product(range(t), repeat=m)))  # [t^m, m]
+        cost = gap[:, np.arange(m)[None, :], combos].sum(-1)  # [n, t^m]
+        keep = min(k, len(combos))
+        order = np.argsort(cost, axis=1, kind="stable")[:, :keep]
         picked = np.take_along_axis(cost, order, 1)
-        codes = self.fsq.digits_to_codes(np.take_along_axis(digits, order[:, :, None], 1))
+        chosen = options[np.arange(n)[:, None, None], np.arange(m)[None, None, :], combos[order]]  # [n, keep, m]
+        half = np.array([level // 2 for level in self.fsq.levels])
+        digits = np.where(np.isfinite(chosen), chosen + half, 0).astype(np.int64)
+        codes = self.fsq.digits_to_codes(digits)
         return np.where(np.isfinite(picked), codes, -1), picked
 
     def arrays(self) -> dict[str, np.ndarray]:
