@@ -139,6 +139,39 @@ def test_checkins_use_the_previous_checkin_location_never_the_target(spark, lake
     assert rows["c3"].user_cell_id == CELLS.cell_of(*B) and history(rows["c3"], "checkin") == ["i1", "i2"]
 
 
+def test_libcity_protocol_keeps_sessions_and_their_targets(spark, lake):
+    """LibCity on a toy check-in file: rare POIs and short sessions dropped, users with one
+    session dropped; targets are the check-ins after the first of a non-first session,
+    their histories the earlier (kept) sessions plus the session so far; per user 80/10/10."""
+    places = {"i1": A, "i2": B, "i3": C, "i4": A}
+    rows, t0 = [], ts(D0, 6)
+
+    def checkin(user, item, hours):
+        rows.append(event(f"e{len(rows):03d}", "tsmc2014", user, item, "checkin", t0 + dt.timedelta(hours=hours), places[item]))
+
+    for k in range(6):  # u1, session 0: six check-ins an hour apart
+        checkin("u1", ["i1", "i2"][k % 2], k)
+    checkin("u1", "i4", 5.5)  # i4 is checked in twice in all: a rare POI, dropped everywhere
+    for k in range(5):  # 13 h later: session 1
+        checkin("u1", ["i3", "i1"][k % 2], 18 + k)
+    for k in range(2):  # 20 h later: a session of two, too short
+        checkin("u1", "i2", 42 + k)
+    checkin("u2", "i4", 1)
+    for k in range(6):  # u2: a single session, dropped
+        checkin("u2", "i1", 2 + k)
+    write_events(spark, lake, rows)
+    write_sid_map(spark, lake, sources=("tsmc2014",))
+    config = CHECKINS.model_copy(update={"split": SplitConfig(protocol="libcity")})
+    build_range(lake, V, D0, D3, config)
+    got = sorted(lake.read(corpus.TRAINING_SEQUENCES).collect(), key=lambda r: r.target_ts)
+    assert [r.event_id for r in got] == ["e008", "e009", "e010", "e011"]  # session 1 after its first check-in
+    assert {r.user_id for r in got} == {"u1"}
+    assert [e.item_id for e in got[0].histories[0].events] == ["i1", "i2", "i1", "i2", "i1", "i2", "i3"]  # no i4
+    assert [r.split for r in got] == ["train", "train", "train", "test"]  # floor(0.8 * 4) = 3, floor(0.9 * 4) = 3
+    with pytest.raises(ValueError, match="libcity"):
+        build_day(lake, V, D1, config)
+
+
 def random_timeline(seed=3, users=7, n=240, days=4):
     rng = np.random.default_rng(seed)
     places = [A, B, C]

@@ -53,7 +53,7 @@ SCHEMA = pa.schema(
         ("event_ts", pa.timestamp("us", tz="UTC")), ("dt", pa.date32()), ("action", pa.string()),
         ("item_id", pa.string()), ("codes", pa.list_(pa.int32())), ("disambiguation", pa.int32()),
         ("sid", pa.string()), ("item_cell", pa.string()), ("user_cell", pa.string()), ("gmv", pa.float64()),
-        ("is_new", pa.bool_()),
+        ("is_new", pa.bool_()), ("is_target", pa.bool_()),
     ]
 )  # fmt: skip
 
@@ -148,3 +148,17 @@ def test_input_columns_are_checked():
 
 def test_schema_lists_every_input_column():
     assert tuple(SCHEMA.names) == INPUT_COLUMNS
+
+
+def test_events_marked_not_target_are_history_only():
+    rows = random_events(7)
+    marked = [dict(r, is_target=(i % 3 != 0)) for i, r in enumerate(rows)]
+    out = build(table(marked), KernelParams(BEHAVIORS, ("pay", "click"), "request", ()), neighbours)
+    ids = set(out.targets.column("event_id").to_pylist())
+    skipped = {r["event_id"] for i, r in enumerate(rows) if i % 3 == 0}
+    assert ids and not ids & skipped
+    # they still fill later histories
+    skipped_events = {(r["item_id"], r["event_ts"], r["action"]) for i, r in enumerate(rows) if i % 3 == 0}
+    in_histories = {(e["item_id"], e["event_ts"], e["action"]) for row in out.targets.column("histories").to_pylist()
+                    for h in row for e in h["events"]}  # fmt: skip
+    assert in_histories & skipped_events

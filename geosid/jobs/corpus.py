@@ -39,6 +39,23 @@ from geosid.sources.registry import BehaviorConfig, CorpusShape, get_source
 # Configuration
 
 
+class LibCityConfig(BaseModel):
+    """LibCity's trajectory pre-processing of check-ins (the OneLoc paper's protocol for
+    Foursquare): POIs with fewer than `min_poi_checkins` check-ins are dropped; a user's
+    check-ins are cut into sessions at gaps longer than `session_gap_hours` or every
+    `max_session_len` check-ins; sessions shorter than `min_session_len` are dropped, then
+    users with fewer than `min_sessions` sessions. Every check-in after the first of a
+    non-first session is a target; its history is the earlier sessions plus the session
+    so far (what is dropped is in no history)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_poi_checkins: int = Field(default=3, ge=1)
+    session_gap_hours: float = Field(default=12.0, gt=0)
+    max_session_len: int = Field(default=50, ge=2)
+    min_session_len: int = Field(default=5, ge=1)
+    min_sessions: int = Field(default=2, ge=1)
+
+
 class SplitConfig(BaseModel):
     """How targets are labelled train / valid / test.
 
@@ -49,13 +66,21 @@ class SplitConfig(BaseModel):
     the user's targets in the built range are train, the next 10% valid, the rest test
     (floor of 0.8n and 0.9n; a user with one target is test). Needs the whole range, so
     only range builds use it.
+    libcity (the OneLoc paper on Foursquare): the events and targets of LibCity's
+    pre-processing (`LibCityConfig`), split per user 80/10/10 like user_chrono.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    protocol: Literal["time", "user_chrono"] = "time"
+    protocol: Literal["time", "user_chrono", "libcity"] = "time"
     valid_start: dt_.date | None = None
     test_start: dt_.date | None = None
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    libcity: LibCityConfig = LibCityConfig()
+
+    @property
+    def per_user(self) -> bool:
+        """Labels that depend on the user's whole range (range builds only)."""
+        return self.protocol in ("user_chrono", "libcity")
 
     @model_validator(mode="after")
     def _consistent(self) -> SplitConfig:
@@ -137,9 +162,12 @@ def kernel_events(events: DataFrame, items: DataFrame, cells: CellSystem, first:
     written as tokens); `run` reports how many.
     """
     with_cells = add_cells(events, cells, "user_lat", "user_lon", cell="user_cell")
+    if "is_target" not in events.columns:
+        with_cells = with_cells.withColumn("is_target", F.lit(True))
     return with_cells.join(items, ["source", "item_id"]).select(
         "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
         "disambiguation", "sid", "item_cell", "user_cell", "gmv", (F.col("dt") >= F.lit(first)).alias("is_new"),
+        "is_target",
     )  # fmt: skip
 
 
@@ -164,6 +192,7 @@ def state_events(state: DataFrame) -> DataFrame:
         F.col("e.user_cell_id").alias("user_cell"),
         F.lit(None).cast("double").alias("gmv"),
         F.lit(False).alias("is_new"),
+        F.lit(False).alias("is_target"),
     )
 
 
@@ -213,6 +242,33 @@ def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, 
     return rows.repartition(partitions, "source", "user_id").mapInArrow(task, KERNEL_OUTPUT)
 
 
+def libcity_sessions(events: DataFrame, config: LibCityConfig) -> DataFrame:
+    """Check-ins -> the check-ins LibCity keeps, with `session` (per user, from 0),
+    `position` (within the session, from 0) and `is_target` (see LibCityConfig)."""
+    poi = Window.partitionBy("source", "item_id")
+    kept = events.withColumn("_poi_n", F.count(F.lit(1)).over(poi)).filter(F.col("_poi_n") >= config.min_poi_checkins)
+    timeline = Window.partitionBy("source", "user_id").orderBy("event_ts", "event_id")
+    # (the seconds are a column first: Sail 0.7 cannot lag over an expression)
+    kept = kept.withColumn("_s", F.unix_seconds("event_ts"))
+    kept = kept.withColumn("_gap", F.col("_s") - F.lag("_s").over(timeline))
+    new_run = F.coalesce(F.col("_gap") > F.lit(int(config.session_gap_hours * 3600)), F.lit(True)).cast("int")
+    runs = kept.withColumn("_new", new_run).withColumn("_run", F.sum("_new").over(timeline.rowsBetween(Window.unboundedPreceding, 0)))
+    in_run = Window.partitionBy("source", "user_id", "_run").orderBy("event_ts", "event_id")
+    # a run longer than max_session_len is cut every max_session_len check-ins
+    chunks = runs.withColumn("_chunk", F.floor((F.row_number().over(in_run) - 1) / config.max_session_len))
+    session = Window.partitionBy("source", "user_id", "_run", "_chunk")
+    sized = chunks.withColumn("_len", F.count(F.lit(1)).over(session)).filter(F.col("_len") >= config.min_session_len)
+    user = Window.partitionBy("source", "user_id")
+    numbered = sized.withColumn("session", F.dense_rank().over(user.orderBy("_run", "_chunk")) - 1)
+    numbered = numbered.withColumn("_sessions", F.max("session").over(user) + 1).filter(F.col("_sessions") >= config.min_sessions)
+    numbered = numbered.withColumn(
+        "position", F.row_number().over(Window.partitionBy("source", "user_id", "session").orderBy("event_ts", "event_id")) - 1
+    )
+    return numbered.withColumn("is_target", (F.col("session") > 0) & (F.col("position") > 0)).drop(
+        "_poi_n", "_s", "_gap", "_new", "_run", "_chunk", "_len", "_sessions"
+    )
+
+
 def label_splits(targets: DataFrame, split: SplitConfig) -> DataFrame:
     """Add `split` by the configured protocol (see SplitConfig)."""
     if split.protocol == "time":
@@ -222,7 +278,7 @@ def label_splits(targets: DataFrame, split: SplitConfig) -> DataFrame:
         if split.test_start:
             label = F.when(F.col("dt") >= F.lit(split.test_start), "test").otherwise(label)
         return targets.withColumn("split", label)
-    user = Window.partitionBy("source", "user_id")
+    user = Window.partitionBy("source", "user_id")  # user_chrono and libcity: per user, in time order
     rank = F.row_number().over(user.orderBy("target_ts", "event_id")) - 1
     n = F.count(F.lit(1)).over(user)
     train_end = F.floor(n * split.fractions[0])
@@ -373,6 +429,8 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     cells = config.cells()
     run = f"corpus-{codebook_version}-{config.source}-{first}-{last}"
     events = _source_events(lake, config, last)
+    if config.split.protocol == "libcity":
+        events = events.transform(libcity_sessions, config.split.libcity).drop("session", "position")
     rows = lake.checkpoint(kernel_events(events, _version_items(lake, codebook_version, cells), cells, first), f"{run}-input")
     try:
         report.input_events = rows.count()
@@ -393,7 +451,7 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
     day's events; writes the state as of the day."""
     started = time.perf_counter()
     day = as_date(day)
-    if config.split.protocol != "time":
+    if config.split.per_user:
         raise InvalidRequestError(
             f"split protocol {config.split.protocol!r} labels a target by the user's whole range; "
             "build the range (build_range / `geosid corpus build --from --to`) instead of one day"

@@ -29,9 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # Columns the kernel reads (one row per event; state events have is_new = False).
+# is_target: whether a new event of a target action is a target (a protocol may keep an
+# event as history only, e.g. the first check-in of a session).
 INPUT_COLUMNS = (
     "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
-    "disambiguation", "sid", "item_cell", "user_cell", "gmv", "is_new",
+    "disambiguation", "sid", "item_cell", "user_cell", "gmv", "is_new", "is_target",
 )  # fmt: skip
 
 EPOCH = dt_.date(1970, 1, 1)
@@ -171,7 +173,8 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
 
     # ---- targets ---------------------------------------------------------------------
     is_new = table["is_new"].combine_chunks().to_numpy(zero_copy_only=False).astype(bool)
-    targets = np.flatnonzero(is_new & _is_in(table["action"], params.target_actions))
+    is_target = pc.fill_null(table["is_target"].combine_chunks(), True).to_numpy(zero_copy_only=False).astype(bool)
+    targets = np.flatnonzero(is_new & is_target & _is_in(table["action"], params.target_actions))
     if params.location == "request":
         located = targets[pc.is_valid(user_cell.take(pa.array(targets))).to_numpy(zero_copy_only=False)]
         location = user_cell.take(pa.array(located))
