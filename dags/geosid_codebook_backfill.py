@@ -36,7 +36,7 @@ from geosid.sources.registry import source_names
         "from": Param("2012-04-03", type="string", format="date"),
         "to": Param("2012-04-03", type="string", format="date"),
         "source": Param("tsmc2014", enum=source_names(), description="whose corpus to rebuild"),
-        "split": Param("time", enum=["time", "user_chrono"], description="split protocol of the rebuilt corpus"),
+        "split": Param("time", enum=["time", "user_chrono", "libcity"], description="split protocol of the rebuilt corpus"),
         "test_start": Param(None, type=["null", "string"], description="time split: first test day"),
         "valid_start": Param(None, type=["null", "string"], description="time split: first valid day"),
         "lake": Param(None, type=["null", "string"]),
@@ -104,7 +104,8 @@ def geosid_codebook_backfill():
 
         from geosid import pipeline
 
-        outcome = pipeline.validate_corpus(params["from"], params["to"], rebuilt["codebook_version"], lake_root=params.get("lake")).to_dict()
+        outcome = pipeline.validate_corpus(params["from"], params["to"], rebuilt["codebook_version"], params["split"],
+                                           lake_root=params.get("lake")).to_dict()  # fmt: skip
         for summary in outcome.pop("summaries"):
             print(summary)
         if not outcome["passed"]:

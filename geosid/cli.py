@@ -152,7 +152,7 @@ def cmd_corpus(args, p) -> int:
             outcome = p.corpus_build(args.source, first, last, args.codebook_version, split, ctx=ctx)
         else:
             first, last = (first, last) if first else p.source_days(ctx, args.source)
-            outcome = p.validate_corpus(first, last, args.codebook_version, ctx=ctx)
+            outcome = p.validate_corpus(first, last, args.codebook_version, args.split, ctx=ctx)
     return 0 if outcome.passed else 1
 
 
@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "build", "day", "validate")  # fmt: skip
     p.add_argument("--source", choices=sources, default="tsmc2014")
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the last day)")
-    p.add_argument("--split", choices=["time", "user_chrono"], default="time", help="split protocol (user_chrono: build only)")
+    p.add_argument("--split", choices=["time", "user_chrono", "libcity"], default="time",
+                   help="split protocol (user_chrono, libcity: range builds; see the README)")
     p.add_argument("--test-start", type=_date, help="time split: first test day")
     p.add_argument("--valid-start", type=_date, help="time split: first valid day")
     p.add_argument("--test-days", type=int, help="time split: the range's last N days are test")

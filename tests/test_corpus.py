@@ -341,7 +341,10 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert record["manifest"]["codebook_version"] == V and record["rows"]["test"] == 20
     evaluation = pre["metrics"]["eval"]
     assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)
-    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10"}
+    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10"} | {
+        f"{part}_{m}" for part in ("repeat", "new") for m in ("recall@5", "ndcg@5", "recall@20")
+    }
+    assert {"repeat", "recent", "markov", "markov_user", "most_popular", "nearest_popular"} <= set(evaluation)
     assert evaluation["oneloc"]["recall@20"] >= evaluation["oneloc"]["recall@5"]
 
     aligned = dpo(lake.root, "pre", run_id="aligned", log=lambda *_: None)
@@ -351,5 +354,11 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert aligned["parent"] == "pre" and aligned["manifest"]["table_versions"] == record["manifest"]["table_versions"]
     twin = pretrain(lake.root, cfg, run_id="pre-twin", log=lambda *_: None)  # same snapshot, same seed
     assert twin["metrics"]["train_loss"] == pre["metrics"]["train_loss"] and twin["metrics"]["eval"]["oneloc"] == evaluation["oneloc"]
+    # stopped after one epoch (as a kill would), then resumed: the same run as the uninterrupted one
+    cut = pretrain(lake.root, cfg, run_id="cut", log=lambda *_: None, stop_after_epochs=1)
+    assert cut["metrics"]["stopped"] == "asked" and "eval" not in cut["metrics"]
+    resumed = pretrain(lake.root, cfg, run_id="cut", log=lambda *_: None, resume=True)
+    assert resumed["metrics"]["train_loss"] == pre["metrics"]["train_loss"]
+    assert resumed["metrics"]["eval"]["oneloc"] == evaluation["oneloc"]
     again = eval_run(lake.root, "aligned")
     assert again["oneloc"] == aligned["metrics"]["eval"]["oneloc"]  # the same pinned data, the same numbers

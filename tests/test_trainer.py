@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from geosid.geo import haversine_km
+from geosid.trainer.baselines import most_popular, nearest_popular
 from geosid.trainer.model import (
     OneLoc,
     OneLocConfig,
@@ -19,8 +20,6 @@ from geosid.trainer.rewards import geo_reward, train_gmv_model
 from geosid.trainer.search import (
     SIDTrie,
     beam_search,
-    most_popular,
-    nearest_popular,
     ranking_metrics,
 )
 
@@ -43,7 +42,8 @@ def batch(seed=0, b=B, items=None):
     kind = torch.randint(0, 3, (b, H), generator=g)
     kind[:, 0] = 1  # at least one event
     return {
-        "hist_codes": torch.stack([torch.randint(0, s, (b, H), generator=g) for s in TOKEN_SIZES[:3]], -1),
+        "hist_codes": torch.stack([torch.randint(0, s, (b, H), generator=g) for s in TOKEN_SIZES], -1),
+        "hist_item_emb": torch.randint(0, 12, (b, H), generator=g),
         "hist_cell": torch.randint(0, 10, (b, H), generator=g),
         "hist_ctx": torch.rand(b, H, F, generator=g),
         "hist_kind": kind,
@@ -57,7 +57,7 @@ def batch(seed=0, b=B, items=None):
 
 def model(**kwargs):
     torch.manual_seed(0)
-    return OneLoc(OneLocConfig.sized("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2, **kwargs)).eval()
+    return OneLoc(OneLocConfig.sized("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2, n_items=12, **kwargs)).eval()
 
 
 @pytest.mark.parametrize("variant", [{}, {"location_scores": False}, {"location_gate": False}, {"prompt": "pointwise"}, {"prompt": "mlp"}])
@@ -103,6 +103,7 @@ def test_padding_events_do_not_change_the_encoding():
     pad = x["hist_kind"] == 0
     y["hist_codes"][pad] = 0
     y["hist_ctx"][pad] = 99.0
+    y["hist_item_emb"][pad] = 7
     with torch.no_grad():
         assert torch.allclose(m(x)[0], m(y)[0], atol=1e-5)
 

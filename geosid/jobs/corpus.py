@@ -33,6 +33,7 @@ from geosid.geo.sql import add_cells
 from geosid.jobs import sequences_kernel as kernel
 from geosid.lake import Lake, as_date
 from geosid.schemas import bronze, corpus, index, silver
+from geosid.schemas.corpus import protocol_predicate
 from geosid.sources.registry import BehaviorConfig, CorpusShape, get_source
 
 # ---------------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ KERNEL_OUTPUT = T.StructType(
         *[
             T.StructField(f.name, f.dataType)
             for f in corpus.TRAINING_SEQUENCES.schema.fields
-            if f.name not in ("cell_system", "split", "codebook_version")
+            if f.name not in ("cell_system", "split", "codebook_version", "protocol")
         ],
         T.StructField("last_event_ts", T.TimestampType()),
         T.StructField("last_cell_id", T.StringType()),
@@ -232,11 +233,14 @@ def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, 
         if not batches or not sum(b.num_rows for b in batches):
             return
         result = kernel.build(pa.Table.from_batches(batches), params, cells.neighbours)
-        state = result.states.rename_columns(
-            ["state_histories" if c == "histories" else c for c in result.states.column_names]
-        )
-        stats = pa.table({"n_unlocated": pa.array([result.targets_without_location], pa.int64())})
-        for part in (shaped(result.targets, "target"), shaped(state, "state"), shaped(stats, "stats")):
+        parts = [shaped(result.targets, "target")]
+        if result.states is not None:  # no state days: a per-user protocol's range build
+            state = result.states.rename_columns(
+                ["state_histories" if c == "histories" else c for c in result.states.column_names]
+            )
+            parts.append(shaped(state, "state"))
+        parts.append(shaped(pa.table({"n_unlocated": pa.array([result.targets_without_location], pa.int64())}), "stats"))
+        for part in parts:
             yield from part.to_batches(max_chunksize=8192)
 
     return rows.repartition(partitions, "source", "user_id").mapInArrow(task, KERNEL_OUTPUT)
@@ -295,7 +299,7 @@ def label_splits(targets: DataFrame, split: SplitConfig) -> DataFrame:
 
 
 def sequence_rows(output: DataFrame, config: CorpusConfig, codebook_version: str) -> DataFrame:
-    """Kernel targets -> corpus.training_sequences rows."""
+    """Kernel targets -> corpus.training_sequences rows (tagged with the split protocol)."""
     targets = output.filter(F.col("kind") == "target").select(
         *[f.name for f in KERNEL_OUTPUT.fields if f.name in corpus.TRAINING_SEQUENCES.columns]
     )
@@ -303,6 +307,7 @@ def sequence_rows(output: DataFrame, config: CorpusConfig, codebook_version: str
         *[
             F.lit(config.cells().name).alias(c) if c == "cell_system"
             else F.lit(codebook_version).alias(c) if c == "codebook_version"
+            else F.lit(config.split.protocol).alias(c) if c == "protocol"
             else F.col(c)
             for c in corpus.TRAINING_SEQUENCES.columns
         ]
@@ -382,6 +387,10 @@ def _scope(config: CorpusConfig, codebook_version: str) -> str:
     return f"codebook_version = '{codebook_version}' AND source = '{config.source}'"
 
 
+def _sequence_scope(config: CorpusConfig, codebook_version: str) -> str:
+    return f"{_scope(config, codebook_version)} AND {protocol_predicate(config.split.protocol)}"
+
+
 def _source_events(lake: Lake, config: CorpusConfig, last: dt_.date) -> DataFrame:
     return lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") <= F.lit(last)))
 
@@ -394,24 +403,27 @@ def _version_items(lake: Lake, codebook_version: str, cells: CellSystem) -> Data
 
 def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_version: str, report: CorpusReport,
             targets_span: tuple[dt_.date, dt_.date], state_span: tuple[dt_.date, dt_.date]) -> CorpusReport:  # fmt: skip
-    scope = _scope(config, codebook_version)
+    scope, sequences = _scope(config, codebook_version), _sequence_scope(config, codebook_version)
     report.table_versions["corpus.training_sequences"] = lake.write(
-        sequence_rows(output, config, codebook_version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=scope
+        sequence_rows(output, config, codebook_version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=sequences
     )
-    report.table_versions["corpus.user_history_state"] = lake.write(
-        state_rows(output, codebook_version), corpus.USER_HISTORY_STATE, dt=state_span, where=scope
-    )
-    # Keep only the latest states; older ones stay readable by time travel until vacuum.
-    oldest_kept = state_span[1] - dt_.timedelta(days=config.state_retention_days - 1)
-    stale = f"dt < DATE'{oldest_kept.isoformat()}' AND {scope}"
-    report.table_versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
+    if not config.split.per_user:
+        # The history state continues the time protocol's daily builds; per-user protocols
+        # are range builds only and leave it alone.
+        report.table_versions["corpus.user_history_state"] = lake.write(
+            state_rows(output, codebook_version), corpus.USER_HISTORY_STATE, dt=state_span, where=scope
+        )
+        # Keep only the latest states; older ones stay readable by time travel until vacuum.
+        oldest_kept = state_span[1] - dt_.timedelta(days=config.state_retention_days - 1)
+        stale = f"dt < DATE'{oldest_kept.isoformat()}' AND {scope}"
+        report.table_versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
+        report.states = lake.read(corpus.USER_HISTORY_STATE, dt=state_span[1]).filter(scope).count()
     report.targets_without_location = int(
         output.filter(F.col("kind") == "stats").agg(F.coalesce(F.sum("n_unlocated"), F.lit(0))).first()[0]
     )
-    written = lake.read(corpus.TRAINING_SEQUENCES, dt=targets_span).filter(scope)
+    written = lake.read(corpus.TRAINING_SEQUENCES, dt=targets_span).filter(sequences)
     report.splits = {r["split"]: int(r["n"]) for r in written.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
     report.targets = sum(report.splits.values())
-    report.states = lake.read(corpus.USER_HISTORY_STATE, dt=state_span[1]).filter(scope).count()
     return report
 
 
@@ -436,7 +448,7 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
         report.input_events = rows.count()
         report.events_without_sid = events.count() - report.input_events
         state_first = max(first, last - dt_.timedelta(days=config.state_retention_days - 1))
-        state_days = tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
+        state_days = () if config.split.per_user else tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
         partitions = _partitions(report.input_events, config)
         output = lake.checkpoint(run_kernel(rows, config.kernel_params(state_days), cells, partitions), f"{run}-out")
         _finish(lake, output, config, codebook_version, report, (first, last), (state_first, last))

@@ -93,19 +93,23 @@ def corpus_checks(level_sizes: tuple[int, ...], cell_system: str) -> tuple[Check
 
 
 def validate_corpus(
-    lake: Lake, dt: DateLike | DateRange, codebook_version: str, level_sizes: tuple[int, ...], cell_system: str
+    lake: Lake, dt: DateLike | DateRange, codebook_version: str, level_sizes: tuple[int, ...], cell_system: str,
+    protocol: str = "time",
 ) -> list[QualityResult]:
-    """The corpus suites of a day or range under one codebook version (sequences, the
-    latest history state in the range, cell context)."""
+    """The corpus suites of a day or range under one codebook version and split protocol
+    (sequences; the latest history state in the range, for the time protocol; cell context)."""
+    from geosid.schemas.corpus import protocol_predicate
+
     first, last = date_bounds(dt)
     scope = f"codebook_version = '{codebook_version}'"
     results = [
         validate_table(
-            lake, corpus.TRAINING_SEQUENCES, dt=(first, last), where=scope,
+            lake, corpus.TRAINING_SEQUENCES, dt=(first, last), where=f"{scope} AND {protocol_predicate(protocol)}",
             extra_checks=corpus_checks(level_sizes, cell_system),
         ),  # fmt: skip
-        validate_table(lake, corpus.USER_HISTORY_STATE, dt=(first, last), where=scope),
     ]
+    if protocol == "time":
+        results.append(validate_table(lake, corpus.USER_HISTORY_STATE, dt=(first, last), where=scope))
     if lake.exists(corpus.CELL_CONTEXT):
         pattern = cell_id_pattern(cell_system)
         cells_valid = Check(

@@ -116,7 +116,7 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
         ctx.log(report.summary())
         ctx.log(f"    {report.input_events / max(report.seconds, 1e-9):,.0f} events/s")
         ctx.log("targets per split: " + ", ".join(f"{k} {report.splits.get(k, 0):,}" for k in ("train", "valid", "test")))
-        gate = validate_corpus(first, last, version, ctx=ctx) if validate else None
+        gate = validate_corpus(first, last, version, protocol=config.split.protocol, ctx=ctx) if validate else None
         return CorpusOutcome(version, context, report, gate)
 
 
@@ -156,9 +156,10 @@ def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, sourc
     return corpus_build(source, first, last, codebook_version, split, validate=False, ctx=ctx, lake_root=lake_root)
 
 
-def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_version: str | None = None, *,
-                    ctx: Context | None = None, lake_root: str | None = None) -> GateReport | SkippedStep:  # fmt: skip
-    """The corpus suites of a day or range under a version (default: in force on the last day)."""
+def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_version: str | None = None,
+                    protocol: str = "time", *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport | SkippedStep:  # fmt: skip
+    """The corpus suites of a day or range under a version (default: in force on the last
+    day) and split protocol."""
     from geosid.jobs.index import level_sizes_of
     from geosid.jobs.validate import validate_corpus as run
 
@@ -173,7 +174,7 @@ def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_vers
             ctx.log(skipped.summary())
             return skipped
         with ctx.stage("data quality (great-expectations)", timed="validate corpus"):
-            results = run(ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name)
+            results = run(ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name, protocol)
             gate = GateReport("corpus", first, last, results)
         ctx.log(gate.summary())
         return gate

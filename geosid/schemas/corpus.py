@@ -25,6 +25,14 @@ from geosid.schemas.registry import Check, TableSpec
 from geosid.schemas.silver import HISTOGRAM
 
 SPLITS = ("train", "valid", "test")
+PROTOCOLS = ("time", "user_chrono", "libcity")
+
+
+def protocol_predicate(protocol: str) -> str:
+    """SQL: the rows of a protocol (rows written before the column existed are time's)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {PROTOCOLS}")
+    return "(protocol = 'time' OR protocol IS NULL)" if protocol == "time" else f"protocol = '{protocol}'"
 
 # One past event as a trainer sees it: the item, its SID codes under the table's
 # codebook version, the item's cell, when, and what the user did.
@@ -91,7 +99,8 @@ TRAINING_SEQUENCES = TableSpec(
         "codes, disambiguation digit, cell), the user's real-time cell at request time (for "
         "check-ins the previous check-in's cell, never the target's) and its neighbour cells "
         "(order N, NE, E, SE, S, SW, W, NW), one history per configured behavior (events "
-        "strictly before the target's timestamp, oldest first), and the split label."
+        "strictly before the target's timestamp, oldest first), and the split label of the "
+        "row's protocol (time, user_chrono, libcity: one table, the protocols side by side)."
     ),
     schema=StructType(
         [
@@ -114,17 +123,21 @@ TRAINING_SEQUENCES = TableSpec(
             StructField("split", StringType(), False),
             StructField("codebook_version", StringType(), False),
             StructField("dt", DateType(), False),
+            # The split protocol that chose and labelled the row (time, user_chrono, libcity);
+            # protocols live side by side. Null on rows written before the column: time.
+            StructField("protocol", StringType(), True),
         ]
     ),
     partition_by=("dt", "codebook_version"),
-    keys=("codebook_version", "source", "event_id"),
+    keys=("codebook_version", "source", "protocol", "event_id"),
     checks=(
         Check("not_null", "event_id"),
         Check("not_null", "user_id"),
         Check("not_null", "target_item_id"),
         Check("not_null", "user_cell_id"),
-        Check("compound_unique", args={"columns": ["codebook_version", "source", "event_id"]}),
+        Check("compound_unique", args={"columns": ["codebook_version", "source", "protocol", "event_id"]}),
         Check("in_set", "split", args={"values": list(SPLITS)}),
+        Check("in_set", "protocol", args={"values": list(PROTOCOLS)}),
         Check("in_set", "dt_matches_target_date", sql="to_date(target_ts) = dt", args={"values": [True]}),
         Check("in_set", "history_lengths_within_max", sql=_HISTORY_LENGTHS_OK, args={"values": [True]}),
         Check(

@@ -6,7 +6,10 @@ numpy arrays (histories left-aligned and masked). Everything is vectorized over 
 
 Shapes (n rows, H history slots over all behaviors, L levels, T = L + 1 SID tokens,
 F cell features, R = 8 neighbours):
-  hist_codes   [n, H, L] int64     hist_cell [n, H] int64    hist_ctx [n, H, F] float32
+  hist_codes   [n, H, T] int64 (the history item's full SID: codes, then digit)
+  hist_item    [n, H] int64 (vocabulary index of the history item; -1 = padding)
+  hist_item_emb [n, H] int64 (its item-id embedding row: 0 padding, 1 rare, 2.. frequent)
+  hist_cell    [n, H] int64          hist_ctx [n, H, F] float32
   hist_kind    [n, H] int64 (behavior index + 1; 0 = padding)
   user_cell    [n] int64           user_ctx  [n, F]          nbr_cell [n, R]   nbr_ctx [n, R, F]
   target       [n, T] int64 (SID tokens)                     target_item [n] int64
@@ -14,6 +17,7 @@ F cell features, R = 8 neighbours):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,13 +46,33 @@ class Vocab:
     cell_centres: np.ndarray  # [C + 1, 2] lat, lon
     context_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted cell * 2^20 + day
     context_features: np.ndarray = field(default_factory=lambda: np.zeros((0, N_FEATURES), np.float32))
+    # item-id embedding row of each item: 1 (a shared "rare" row) unless frequent enough
+    item_embed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def n_item_embeddings(self) -> int:
+        """Rows of the item-id embedding: padding, rare, then one per frequent item."""
+        return int(self.item_embed.max(initial=1)) + 1
+
+    def set_item_embeddings(self, counts: np.ndarray, min_count: int) -> None:
+        """Items seen at least `min_count` times in training get their own id embedding
+        row (a frequency cut-off for large catalogs); the others share the rare row."""
+        assert len(counts) == len(self.item_ids), f"{len(counts)} counts for {len(self.item_ids)} items"
+        frequent = np.flatnonzero(counts >= max(min_count, 1))
+        self.item_embed = np.ones(len(self.item_ids), np.int64)
+        self.item_embed[frequent] = np.arange(2, len(frequent) + 2)
 
     @property
     def n_levels(self) -> int:
         return self.tokens.shape[1] - 1
 
+    @functools.cached_property
+    def _item_lookup(self) -> pd.Index:
+        return pd.Index(self.item_ids)
+
     def item_index(self, item_ids) -> np.ndarray:
-        return pd.Index(self.item_ids).get_indexer(np.asarray(item_ids, dtype=object))
+        """Vocabulary index of each item id (-1: not in the version's SID map)."""
+        return self._item_lookup.get_indexer(np.asarray(item_ids, dtype=object))
 
     def cell_index(self, cell_ids) -> np.ndarray:
         found = self.cells.get_indexer(np.asarray(cell_ids, dtype=object))
@@ -98,6 +122,7 @@ def build_vocab(
         cells=index,
         cell_centres=centres,
     )
+    vocab.item_embed = np.arange(2, len(vocab.item_ids) + 2)  # every item its own row until counted
     vocab.item_cell = vocab.cell_index(item_cells)
     if cell_context is not None and cell_context.num_rows:
         cell = vocab.cell_index(cell_context["cell_id"].to_numpy(zero_copy_only=False))
@@ -114,6 +139,8 @@ class Batch:
     """Featurized rows (numpy); see the module docstring for shapes."""
 
     hist_codes: np.ndarray
+    hist_item: np.ndarray
+    hist_item_emb: np.ndarray
     hist_cell: np.ndarray
     hist_ctx: np.ndarray
     hist_kind: np.ndarray
@@ -139,19 +166,19 @@ class Batch:
         return {
             k: torch.as_tensor(v, device=device)
             for k, v in self.__dict__.items()
-            if k not in ("event_id", "gmv", "day", "target_item")
+            if k not in ("event_id", "gmv", "day", "target_item", "hist_item")
         }
 
 
 def empty_batch(vocab: Vocab, slots: int) -> Batch:
     """A batch of no rows with every array's trailing shape (an empty split)."""
-    L, F = vocab.n_levels, N_FEATURES
+    T, F = vocab.n_levels + 1, N_FEATURES
     zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
     return Batch(
-        hist_codes=zeros(0, slots, L), hist_cell=zeros(0, slots), hist_ctx=zeros(0, slots, F, dtype=np.float32),
+        hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
         nbr_cell=zeros(0, N_NEIGHBOURS), nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
-        target=zeros(0, L + 1), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
+        target=zeros(0, T), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
     )  # fmt: skip
 
 
@@ -179,22 +206,24 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     per_row = pc.list_flatten(rows["histories"]).combine_chunks()  # n * n_behaviors structs, config order
     n_behaviors = len(per_row) // n
     assert n_behaviors == len(behaviors), f"rows carry {n_behaviors} histories, expected {behaviors}"
-    parts_codes, parts_cell, parts_kind = [], [], []
-    L = vocab.n_levels
+    parts_item, parts_cell, parts_kind = [], [], []
     for j in range(n_behaviors):
         lists = per_row.field("events").take(pa.array(np.arange(n) * n_behaviors + j))
         events = lists.flatten()
         positions, valid = _last_events(lists, max_history)
         # One padding event at the end keeps the gathers valid when no row has events.
-        codes = np.asarray(events.field("codes").flatten().to_numpy(zero_copy_only=False), np.int64).reshape(-1, L)
-        codes = np.concatenate([codes, np.zeros((1, L), np.int64)])
+        item = np.concatenate([vocab.item_index(events.field("item_id").to_numpy(zero_copy_only=False)), [-1]])
         cell = np.concatenate([vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)), [0]])
-        parts_codes.append(np.where(valid[..., None], codes[positions], 0))
+        valid = valid & (item[positions] >= 0)  # an item without a SID under the version is no token
+        parts_item.append(np.where(valid, item[positions], -1))
         parts_cell.append(np.where(valid, cell[positions], 0))
         parts_kind.append(np.where(valid, j + 1, 0))
-    hist_codes = np.concatenate(parts_codes, axis=1)
+    hist_item = np.concatenate(parts_item, axis=1)  # [n, H]
     hist_cell = np.concatenate(parts_cell, axis=1)
     hist_kind = np.concatenate(parts_kind, axis=1)
+    known = hist_item >= 0
+    hist_codes = np.where(known[..., None], vocab.tokens[np.maximum(hist_item, 0)], 0)  # [n, H, T] full SIDs
+    hist_item_emb = np.where(known, vocab.item_embed[np.maximum(hist_item, 0)], 0)
     user_cell = vocab.cell_index(rows["user_cell_id"].to_numpy(zero_copy_only=False))
     nbrs = rows["neighbour_cell_ids"].combine_chunks()
     nbr_positions, nbr_valid = _last_events(nbrs, N_NEIGHBOURS)
@@ -203,6 +232,8 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     target_item = vocab.item_index(rows["target_item_id"].to_numpy(zero_copy_only=False))
     batch = Batch(
         hist_codes=hist_codes,
+        hist_item=hist_item,
+        hist_item_emb=hist_item_emb,
         hist_cell=hist_cell,
         hist_ctx=vocab.context(hist_cell, np.broadcast_to(day[:, None], hist_cell.shape)),
         hist_kind=hist_kind,

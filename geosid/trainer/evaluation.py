@@ -1,5 +1,10 @@
-"""Evaluation: constrained beam search over the valid SIDs, Recall@K / NDCG@K, the mean
-geographic reward of the top 10, and the baselines scored by the same code."""
+"""Evaluation: a model's ranking (constrained beam search over valid SIDs for OneLoc and
+TIGER, the top items by score for SASRec), Recall@K / NDCG@K, the mean geographic reward
+of the top 10, and every baseline scored by the same code on the same requests.
+
+Each result also splits the requests into repeat targets (the venue is in the user's
+history) and new ones, so a model that loses says where.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +13,29 @@ import time
 import numpy as np
 
 from geosid.geo.geometry import haversine_km
+from geosid.trainer import baselines as B
 from geosid.trainer.data import Batch
 from geosid.trainer.loading import CorpusData, TrainConfig, autocast, load_run
-from geosid.trainer.model import OneLoc
 from geosid.trainer.rewards import geo_reward
-from geosid.trainer.search import (
-    SIDTrie,
-    beam_search,
-    most_popular,
-    nearest_popular,
-    ranking_metrics,
-)
+from geosid.trainer.search import SIDTrie, beam_search, ranking_metrics
 
 KS = (5, 10, 20)
 
 
-def ranked_items(model: OneLoc, batch: Batch, trie: SIDTrie, beam: int, device: str, chunk: int = 256) -> np.ndarray:
+def ranked_items(model, batch: Batch, trie: SIDTrie | None, k: int, device: str, chunk: int = 256) -> np.ndarray:
+    """[n, k] item indices, best first (-1 where fewer): beam search for SID decoders, top
+    scores for item-id models (anything with a `rank` method)."""
     model.eval()
     out = []
     for start in range(0, len(batch), chunk):
         part = batch.take(np.arange(start, min(start + chunk, len(batch))))
         with autocast(device):
-            items, _ = beam_search(model, part.tensors(device), trie, beam)
+            if hasattr(model, "rank"):
+                items = model.rank(part, k, device)
+            else:
+                items, _ = beam_search(model, part.tensors(device), trie, k)
         out.append(items)
-    return np.concatenate(out) if out else np.zeros((0, beam), np.int64)
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
 def mean_geo_reward(data: CorpusData, batch: Batch, ranked: np.ndarray, max_km: float, k: int = 10) -> float:
@@ -43,25 +47,82 @@ def mean_geo_reward(data: CorpusData, batch: Batch, ranked: np.ndarray, max_km: 
     return float(np.where(ok, geo_reward(d, max_km), 0.0).sum() / max(ok.sum(), 1))
 
 
-def evaluate(model: OneLoc, data: CorpusData, cfg: TrainConfig, split: str = "test") -> dict:
-    """Recall / NDCG @5/10/20 of the model and the two baselines on a split, and the mean
-    geographic reward of each one's top 10."""
-    device = cfg.resolved_device()
-    batch = data.splits[split]
-    if cfg.eval_limit and len(batch) > cfg.eval_limit:
-        batch = batch.take(np.random.default_rng(cfg.seed).choice(len(batch), cfg.eval_limit, replace=False))
-    trie = SIDTrie(data.vocab.tokens)
-    started = time.perf_counter()
-    ranked = ranked_items(model.to(device), batch, trie, max(cfg.beam, max(KS)), device)
-    seconds = time.perf_counter() - started
+def is_repeat(batch: Batch) -> np.ndarray:
+    """[n] bool: the target is among the request's history items."""
+    return (batch.hist_item == batch.target_item[:, None]).any(1)
+
+
+def baseline_rankings(data: CorpusData, batch: Batch, k: int, names=B.BASELINES) -> dict[str, np.ndarray]:
+    """Every baseline's ranking of the requests, from the train split's counts."""
     train = data.splits["train"]
-    popular = most_popular(train.target_item, len(batch), max(KS))
-    target_cells = data.vocab.item_cell[np.maximum(train.target_item, 0)]
-    nearest = nearest_popular(train.target_item, target_cells, batch.user_cell, batch.nbr_cell, max(KS))
-    out = {"split": split, "requests": len(batch), "beam_search_s": round(seconds, 2)}
-    for name, items in (("oneloc", ranked), ("most_popular", popular), ("nearest_popular", nearest)):
-        out[name] = {**ranking_metrics(items, batch.target_item, KS), "geo_reward@10": mean_geo_reward(data, batch, items, cfg.geo_max_km)}
+    out = {}
+    for name in names:
+        if name == "most_popular":
+            out[name] = B.most_popular(train.target_item, len(batch), k)
+        elif name == "nearest_popular":
+            target_cells = data.vocab.item_cell[np.maximum(train.target_item, 0)]
+            out[name] = B.nearest_popular(train.target_item, target_cells, batch.user_cell, batch.nbr_cell, k)
+        elif name == "repeat":
+            out[name] = B.repeat(batch.hist_item, train.target_item, k)
+        elif name == "recent":
+            out[name] = B.recent(batch.hist_item, train.target_item, k)
+        elif name == "markov":
+            out[name] = B.markov(batch.hist_item, train.hist_item, train.target_item, k)
+        elif name == "markov_user":
+            out[name] = B.markov_user(batch.hist_item, train.target_item, k)
+        else:
+            raise ValueError(f"unknown baseline {name!r}; known: {B.BASELINES}")
     return out
+
+
+def score(data: CorpusData, batch: Batch, ranked: np.ndarray, cfg: TrainConfig) -> dict:
+    """Recall / NDCG at KS on all requests, on repeat targets and on new ones; geo reward@10."""
+    repeat = is_repeat(batch)
+    out = {**ranking_metrics(ranked, batch.target_item, KS), "geo_reward@10": mean_geo_reward(data, batch, ranked, cfg.geo_max_km)}
+    for label, mask in (("repeat", repeat), ("new", ~repeat)):
+        part = ranking_metrics(ranked[mask], batch.target_item[mask], KS)
+        out.update({f"{label}_{k}": v for k, v in part.items() if k in ("recall@5", "ndcg@5", "recall@20")})
+    return out
+
+
+def limited(batch: Batch, limit: int | None, seed: int) -> Batch:
+    if limit and len(batch) > limit:
+        return batch.take(np.sort(np.random.default_rng(seed).choice(len(batch), limit, replace=False)))
+    return batch
+
+
+def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", baselines=B.BASELINES, name: str | None = None) -> dict:
+    """The model and the baselines on a split: {split, requests, repeat_share, <method>: metrics}.
+    The model's key is `name` (default: "oneloc", or "sasrec")."""
+    device = cfg.resolved_device()
+    batch = limited(data.splits[split], cfg.eval_limit, cfg.seed)
+    trie = None if hasattr(model, "rank") else SIDTrie(data.vocab.tokens)
+    k = max(cfg.beam, max(KS))
+    started = time.perf_counter()
+    ranked = ranked_items(model.to(device), batch, trie, k, device)
+    seconds = time.perf_counter() - started
+    name = name or ("sasrec" if hasattr(model, "rank") else "oneloc")
+    out = {"split": split, "requests": len(batch), "repeat_share": float(is_repeat(batch).mean()) if len(batch) else 0.0,
+           "beam_search_s": round(seconds, 2), name: score(data, batch, ranked, cfg)}  # fmt: skip
+    for baseline, items in baseline_rankings(data, batch, max(KS), baselines).items():
+        out[baseline] = score(data, batch, items, cfg)
+    return out
+
+
+def validator(data: CorpusData, cfg: TrainConfig):
+    """validate(model) -> the selection metric on (up to valid_limit) valid requests; None
+    when the corpus has no valid split."""
+    batch = limited(data.splits.get("valid", data.splits["train"].take(np.arange(0))), cfg.valid_limit, cfg.seed)
+    if len(batch) == 0:
+        return None
+    metric = cfg.select
+
+    def validate(model) -> float:
+        trie = None if hasattr(model, "rank") else SIDTrie(data.vocab.tokens)
+        ranked = ranked_items(model, batch, trie, max(cfg.beam, max(KS)), cfg.resolved_device())
+        return ranking_metrics(ranked, batch.target_item, KS)[metric]
+
+    return validate
 
 
 def eval_run(lake_root, run_id: str, split: str = "test", eval_limit: int | None = None) -> dict:
@@ -72,13 +133,17 @@ def eval_run(lake_root, run_id: str, split: str = "test", eval_limit: int | None
     return {"run_id": run_id, "manifest": data.snapshot.manifest(), **evaluate(model, data, cfg, split)}
 
 
-def metrics_table(evaluation: dict, label: str = "oneloc") -> str:
-    """Markdown rows: method | Recall@5/10/20 | NDCG@5/10/20 | geo reward@10."""
+METHOD_ORDER = ("oneloc", "sasrec", *B.BASELINES)
+
+
+def metrics_table(evaluation: dict, label: str = "oneloc", methods=None) -> str:
+    """Markdown rows: method | Recall@5/10/20 | NDCG@5/10/20 | geo reward@10 (the model's
+    row first, named `label`)."""
     header = "| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | geo reward@10 |\n|---|---|---|---|---|---|---|---|"
     lines = [header]
-    for name in ("oneloc", "most_popular", "nearest_popular"):
+    for name in methods or [m for m in METHOD_ORDER if m in evaluation]:
         m = evaluation[name]
-        shown = label if name == "oneloc" else name
+        shown = label if name in ("oneloc", "sasrec") else name
         lines.append(
             f"| {shown} | " + " | ".join(f"{m[f'{kind}@{k}']:.4f}" for kind in ("recall", "ndcg") for k in KS) + f" | {m['geo_reward@10']:.4f} |"
         )

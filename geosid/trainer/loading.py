@@ -30,10 +30,18 @@ TABLES = (corpus.TRAINING_SEQUENCES.name, corpus.CELL_CONTEXT.name, index.SID_MA
 @dataclass
 class TrainConfig:
     size: str = "tiny"
-    epochs: int = 2
+    model: str = "oneloc"  # oneloc | tiger (the same decoder, every geo part off) | sasrec
+    epochs: int = 2  # at most; early stopping may end sooner
     batch_size: int = 256
     lr: float = 1e-3
+    warmup: float = 0.05  # share of the steps with a linear warm-up, then cosine decay
+    min_lr: float = 0.1  # the decay's floor, as a share of lr
+    patience: int = 2  # epochs without a better valid metric before stopping
+    select: str = "ndcg@10"  # the valid metric that selects the checkpoint
+    valid_limit: int | None = 2000  # valid requests scored after every epoch (None: all)
     max_history: int = 50  # per behavior, the latest events
+    item_min_count: int = 1  # an item with fewer train occurrences shares the rare item-id row
+    protocol: str = "time"  # the corpus's split protocol: time | user_chrono | libcity
     seed: int = 0
     beam: int = 20
     device: str = "auto"  # auto: cuda with bf16 when available, else cpu
@@ -67,13 +75,16 @@ class CorpusData:
 
 
 def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | None, max_history: int,
-                splits=("train", "valid", "test")) -> CorpusData:  # fmt: skip
-    """Pin the corpus, the SID map and the codebook's row; featurize each split."""
+                splits=("train", "valid", "test"), protocol: str = "time", item_min_count: int = 1) -> CorpusData:  # fmt: skip
+    """Pin the corpus (one split protocol's rows), the SID map and the codebook's row;
+    featurize each split. Item-id embedding rows go to items seen at least
+    `item_min_count` times in the train split (targets and histories)."""
     from deltalake import DeltaTable
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
     present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake_root) / REGISTRY.get(t).relative_path))]
-    snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present)
+    snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present,
+                                   protocol=protocol)  # fmt: skip
     version = snapshot.codebook_version
     # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
@@ -88,6 +99,10 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     behaviors = [h["behavior"] for h in first]
     context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
     vocab = build_vocab(sid_map, level_sizes, context, rows, cells_from_name(cell_system))
+    train_rows = rows.filter(pc.field("split") == "train")
+    seen = [train_rows["target_item_id"], pc.list_flatten(pc.list_flatten(train_rows["histories"]).combine_chunks().field("events")).field("item_id")]
+    found = np.concatenate([vocab.item_index(np.asarray(c.to_numpy(zero_copy_only=False), dtype=object)) for c in seen])
+    vocab.set_item_embeddings(np.bincount(found[found >= 0], minlength=len(vocab.item_ids)), item_min_count)
     by_split, unknown = {}, {}
     for name in splits:
         part = rows.filter(pc.field("split") == name)
@@ -106,10 +121,21 @@ def minibatches(n: int, size: int, rng: np.random.Generator):
         yield order[start : start + size]
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The row order of one epoch: a function of (seed, epoch) alone, so a run resumed
+    at an epoch boundary sees the batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 def new_model(data: CorpusData, cfg: TrainConfig) -> OneLoc:
-    model_cfg = OneLocConfig.sized(
-        cfg.size, token_sizes=data.vocab.token_sizes, n_cells=len(data.vocab.cells), n_behaviors=len(data.behaviors), **cfg.ablation
-    )
+    """A fresh OneLoc (or TIGER: the same model with every geo part off) for the corpus."""
+    if cfg.model not in ("oneloc", "tiger"):
+        raise ValueError(f"model {cfg.model!r} is not a SID decoder; use oneloc or tiger (sasrec: geosid.trainer.sasrec)")
+    build = OneLocConfig.tiger if cfg.model == "tiger" else OneLocConfig.sized
+    model_cfg = build(
+        cfg.size, token_sizes=data.vocab.token_sizes, n_cells=len(data.vocab.cells), n_behaviors=len(data.behaviors),
+        n_items=data.vocab.n_item_embeddings, **cfg.ablation,
+    )  # fmt: skip
     torch.manual_seed(cfg.seed)
     return OneLoc(model_cfg)
 
@@ -119,7 +145,18 @@ def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[On
     meta = read_run(lake_root, run_id)
     cfg = cfg or TrainConfig(**meta["train_config"])
     manifest = meta["manifest"]
-    data = load_corpus(lake_root, manifest["codebook_version"], manifest["table_versions"], cfg.max_history)
-    model = OneLoc(OneLocConfig(**{**meta["model_config"], "token_sizes": tuple(meta["model_config"]["token_sizes"])}))
+    data = load_corpus(lake_root, manifest["codebook_version"], manifest["table_versions"], cfg.max_history,
+                       protocol=manifest.get("protocol") or "time", item_min_count=cfg.item_min_count)  # fmt: skip
+    model = model_from_record(meta)
     model.load_state_dict(torch.load(weights_path(lake_root, run_id), map_location="cpu"))
     return model, data, cfg, meta
+
+
+def model_from_record(meta: dict):
+    """The untrained model a run record describes (OneLoc / TIGER, or SASRec)."""
+    config = meta["model_config"]
+    if meta.get("train_config", {}).get("model") == "sasrec":
+        from geosid.trainer.sasrec import SASRec, SASRecConfig
+
+        return SASRec(SASRecConfig(**config))
+    return OneLoc(OneLocConfig(**{**config, "token_sizes": tuple(config["token_sizes"])}))

@@ -1,6 +1,16 @@
 """The OneLoc model: a geo-aware encoder over multi-behavior histories and a decoder that
 emits an item's SID token by token after a neighbour-aware prompt.
 
+Encoder input per history event, as the paper has it: MLP(concat(e_v, e_lid, e_lc)) with
+e_v the item: its item-id embedding (a frequency cut-off maps rare items to one shared
+row) plus the embeddings of its full SID (codes and digit) and of the behavior; e_lid
+and e_lc the location-id and location-context embeddings of the event's cell.
+
+Switches (`OneLocConfig`), for the paper's ablations and the TIGER baseline:
+location_scores (geo-aware attention scores), location_gate, prompt (neighbor |
+pointwise | mlp | none), item_embedding (e_v's id part), geo_inputs (e_lid and e_lc in
+the input; off, with scores, gate and prompt off: TIGER).
+
 Shapes: b batch, H history slots, d model width, e location width, F cell features,
 R neighbours, T SID tokens (levels + disambiguation digit).
 """
@@ -37,12 +47,21 @@ class OneLocConfig:
     # ablations of the paper
     location_scores: bool = True  # add E_lc E_lc^T to the encoder's attention scores
     location_gate: bool = True  # scale attention outputs by 2 * sigmoid(MLP(user ctx, E_lc))
-    prompt: str = "neighbor"  # neighbor | pointwise | mlp
+    prompt: str = "neighbor"  # neighbor | pointwise | mlp | none (a learned start token)
+    item_embedding: bool = True  # item-id embedding in e_v
+    n_items: int = 2  # item-id embedding rows (0 padding, 1 rare, 2.. frequent items)
+    geo_inputs: bool = True  # location-id and location-context embeddings in the encoder input
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         assert self.d_model % self.n_heads == 0, f"d_model {self.d_model} not divisible by n_heads {self.n_heads}"
-        assert self.prompt in ("neighbor", "pointwise", "mlp"), f"unknown prompt {self.prompt!r}"
+        assert self.prompt in ("neighbor", "pointwise", "mlp", "none"), f"unknown prompt {self.prompt!r}"
+
+    @classmethod
+    def tiger(cls, size: str, **kwargs) -> OneLocConfig:
+        """TIGER: the same decoder over SIDs with every geo part off and no item ids."""
+        off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False)
+        return cls.sized(size, **{**kwargs, **off})
 
     @classmethod
     def sized(cls, size: str, **kwargs) -> OneLocConfig:
@@ -133,8 +152,10 @@ class OneLoc(nn.Module):
         self.cfg = cfg
         d, e = cfg.d_model, cfg.d_loc
         self.n_levels = len(cfg.token_sizes) - 1
-        self.code_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.token_sizes[: self.n_levels])
+        self.code_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.token_sizes)  # the full SID, digit included
+        self.item_emb = nn.Embedding(cfg.n_items, d, padding_idx=0) if cfg.item_embedding else None
         self.kind_emb = nn.Embedding(cfg.n_behaviors + 1, d)
+        self.start = nn.Parameter(torch.zeros(1, 1, d))
         self.cell_emb = nn.Embedding(cfg.n_cells + 1, e)
         self.ctx_proj = nn.Sequential(nn.Linear(cfg.n_features, e), nn.GELU(), nn.Linear(e, e))
         self.item_mlp = nn.Sequential(nn.Linear(d + 2 * e, d), nn.GELU(), nn.Linear(d, d))
@@ -158,11 +179,15 @@ class OneLoc(nn.Module):
 
     def encode(self, x: dict):
         """-> memory [b, H, d], valid [b, H], prompt [b, 1, d], gates (one [b, H, 1] per block)."""
-        codes = x["hist_codes"]  # [b, H, L]
-        assert codes.shape[-1] == self.n_levels, f"hist_codes has {codes.shape[-1]} levels, model {self.n_levels}"
+        codes = x["hist_codes"]  # [b, H, T]
+        assert codes.shape[-1] == len(self.code_emb), f"hist_codes has {codes.shape[-1]} tokens, model {len(self.code_emb)}"
         valid = x["hist_kind"] > 0  # [b, H]
-        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(x["hist_kind"])
-        loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])
+        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(x["hist_kind"])  # [b, H, d]
+        if self.item_emb is not None:
+            item = item + self.item_emb(x["hist_item_emb"].clamp(max=self.cfg.n_items - 1))
+        loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])  # [b, H, e] each
+        if not self.cfg.geo_inputs:
+            loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
         z = self.item_mlp(torch.cat([item, loc_id, e_lc], -1))  # [b, H, d]
         user_id, user_lc = self.location(x["user_cell"], x["user_ctx"])  # [b, e] each
         gates = []
@@ -175,6 +200,8 @@ class OneLoc(nn.Module):
     def prompt(self, x: dict, user_id, user_lc):
         """The decoder's first input [b, 1, d]."""
         user = torch.cat([user_id, user_lc], -1)  # [b, 2e]
+        if self.cfg.prompt == "none":
+            return self.start.expand(user.shape[0], -1, -1)
         if self.cfg.prompt == "pointwise":
             return self.user_query(user)[:, None]
         nbr_id, nbr_lc = self.location(x["nbr_cell"], x["nbr_ctx"])  # [b, R, e]

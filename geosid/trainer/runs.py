@@ -57,7 +57,13 @@ def read_run(lake_root: str | Path, run_id: str) -> dict:
 
 
 def weights_path(lake_root: str | Path, run_id: str) -> Path:
+    """The run's model weights (the best epoch's, for runs that select on validation)."""
     return run_dir(lake_root, run_id) / "model.pt"
+
+
+def checkpoint_path(folder: Path) -> Path:
+    """A run's resumable training state (model, optimizer, schedule, epoch, history)."""
+    return Path(folder) / "checkpoint.pt"
 
 
 def latest_run(lake_root: str | Path, *kinds: str) -> str | None:

@@ -1,7 +1,7 @@
-"""Constrained beam search over valid SIDs, ranking metrics and the two baselines.
+"""Constrained beam search over valid SIDs and the ranking metrics.
 
-Every method returns ranked item indices [n, K] (-1 where fewer than K), and
-`ranking_metrics` scores them all alike.
+Every method (models here, baselines in `geosid.trainer.baselines`) returns ranked item
+indices [n, K] (-1 where fewer than K), and `ranking_metrics` scores them all alike.
 """
 
 from __future__ import annotations
@@ -76,41 +76,4 @@ def ranking_metrics(ranked: np.ndarray, target: np.ndarray, ks=(5, 10, 20)) -> d
         inside = rank < k
         out[f"recall@{k}"] = float(inside.mean()) if len(target) else 0.0
         out[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(np.minimum(rank, k) + 2), 0.0).mean()) if len(target) else 0.0
-    return out
-
-
-def most_popular(train_items: np.ndarray, n: int, k: int) -> np.ndarray:
-    """The k items most often a train target, for every one of n requests."""
-    counts = np.bincount(train_items[train_items >= 0])
-    top = np.argsort(-counts, kind="stable")[:k]
-    top = np.pad(top, (0, max(0, k - len(top))), constant_values=-1)
-    return np.tile(top, (n, 1))
-
-
-def nearest_popular(train_items, train_cells, request_cells, request_neighbours, k: int) -> np.ndarray:
-    """Per request: items most popular as train targets in the user's cell, then in its
-    neighbour cells, then globally; ranked [n, k]."""
-    counts = np.bincount(train_items[train_items >= 0])
-    global_top = np.argsort(-counts, kind="stable")[: 4 * k]
-    by_cell: dict[int, list[int]] = {}
-    pairs = {}
-    for item, cell in zip(train_items.tolist(), train_cells.tolist()):
-        if item >= 0:
-            pairs[(cell, item)] = pairs.get((cell, item), 0) + 1
-    for (cell, item), n in sorted(pairs.items(), key=lambda kv: -kv[1]):
-        by_cell.setdefault(cell, []).append(item)
-    out = np.full((len(request_cells), k), -1, np.int64)
-    for r, (cell, ring) in enumerate(zip(request_cells.tolist(), request_neighbours.tolist())):
-        chosen: list[int] = []
-        seen = set()
-        for source in [by_cell.get(cell, [])] + [by_cell.get(c, []) for c in ring if c > 0] + [global_top.tolist()]:
-            for item in source:
-                if item not in seen:
-                    seen.add(item)
-                    chosen.append(item)
-                if len(chosen) == k:
-                    break
-            if len(chosen) == k:
-                break
-        out[r, : len(chosen)] = chosen
     return out

@@ -87,6 +87,7 @@ class CorpusSnapshot:
     first: dt_.date | None = None
     last: dt_.date | None = None
     _tables: dict = field(default_factory=dict, repr=False)
+    protocol: str = "time"  # the split protocol of the sequences read
 
     @classmethod
     def open(
@@ -100,11 +101,13 @@ class CorpusSnapshot:
         first: dt_.date | None = None,
         last: dt_.date | None = None,
         tables: Sequence[str] = DEFAULT_TABLES,
+        protocol: str = "time",
     ) -> CorpusSnapshot:
         """Pin `tables`: at `table_versions[name]` when given, else as of `as_of`, else the latest.
 
         codebook_version defaults to the only one in the sequences snapshot (an error
-        lists them when there are several).
+        lists them when there are several). `protocol` selects the sequences of one split
+        protocol (time, user_chrono, libcity).
         """
         lake_root = Path(lake_root).resolve()
         table_versions = dict(table_versions or {})
@@ -113,7 +116,8 @@ class CorpusSnapshot:
             path = str(lake_root / REGISTRY.get(name).relative_path)
             handle = _delta(path, table_versions.get(name), None if name in table_versions else as_of)
             pinned[name], files[name] = handle.version(), _pinned_files(handle)
-        snapshot = cls(lake_root, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files)
+        snapshot = cls(lake_root, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files,
+                       protocol)  # fmt: skip
         if not codebook_version:
             present = sorted(set(pc.unique(snapshot.dataset(SEQUENCES).to_table(columns=["codebook_version"])["codebook_version"]).to_pylist()))
             if len(present) != 1:
@@ -145,6 +149,9 @@ class CorpusSnapshot:
             conditions.append(pc.field("split").isin(list(self.splits)))
         if self.source and "source" in names:
             conditions.append(pc.field("source") == self.source)
+        if "protocol" in names:
+            same = pc.field("protocol") == self.protocol
+            conditions.append(same | pc.field("protocol").is_null() if self.protocol == "time" else same)
         if self.first:
             conditions.append(pc.field("dt") >= pa.scalar(self.first, pa.date32()))
         if self.last:
@@ -177,6 +184,7 @@ class CorpusSnapshot:
             "codebook_version": self.codebook_version,
             "table_versions": dict(self.table_versions),
             "splits": list(self.splits) if self.splits else None,
+            "protocol": self.protocol,
             "source": self.source,
             "first": self.first.isoformat() if self.first else None,
             "last": self.last.isoformat() if self.last else None,

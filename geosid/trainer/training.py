@@ -1,68 +1,190 @@
-"""Next-token pretraining of OneLoc over the SID tokens of a pinned corpus's train split."""
+"""Training that selects on validation: the loop every model of the trainer uses, and
+OneLoc / TIGER pretraining on it.
+
+`fit` runs epochs over the train split (row order a function of seed and epoch), with a
+linear warm-up then cosine decay of the learning rate; after every epoch it scores the
+valid split and keeps the best weights; it stops after `patience` epochs without a
+better valid metric. Every epoch leaves a checkpoint (model, optimizer, schedule, epoch,
+step, history, best metric, config) from which `resume=True` continues exactly where an
+uninterrupted run would be. The test split is scored once, at the end, with the best
+weights. Progress: a bar with loss, learning rate and tokens/s on a terminal, one line
+per epoch otherwise.
+"""
 
 from __future__ import annotations
 
+import math
+import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 
-from geosid.trainer.evaluation import evaluate
-from geosid.trainer.loading import (
-    TrainConfig,
-    autocast,
-    load_corpus,
-    minibatches,
-    new_model,
-)
+from geosid.trainer.data import Batch
+from geosid.trainer.loading import TrainConfig, autocast, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
-from geosid.trainer.runs import new_run_id, save_run
+from geosid.trainer.runs import checkpoint_path, new_run_id, run_dir, save_run
 
 
-def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
-             run_id: str | None = None, log=print) -> dict:  # fmt: skip
-    """Next-token pretraining over the SID tokens of the train split; evaluates on test.
-    Returns the run record (also written under the lake's _models/)."""
+def lr_factor(step: int, total: int, warmup: float, floor: float) -> float:
+    """Linear warm-up over `warmup` of the steps, then cosine decay to `floor` (shares of lr)."""
+    warm = max(1, int(total * warmup))
+    if step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class FitResult:
+    epochs: list[dict] = field(default_factory=list)  # per epoch: loss, valid metric, lr, seconds, tokens/s
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    stopped: str = "epochs"  # epochs | early | asked
+    tokens_per_s: float = 0.0
+    train_s: float = 0.0
+
+
+def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Callable | None, cfg: TrainConfig, folder,
+        resume: bool = False, stop_after_epochs: int | None = None, log=print) -> FitResult:  # fmt: skip
+    """Train `model` on `train` (see the module doc). `step_loss(model, rows: Batch) ->
+    (loss, tokens)`; `validate(model) -> metric` (higher is better). Returns the history;
+    the model holds the best weights after it. `stop_after_epochs` stops as a kill would
+    (a checkpoint is left to resume from)."""
     device = cfg.resolved_device()
-    started = time.perf_counter()
-    data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history)
-    model = new_model(data, cfg).to(device)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    train = data.splits["train"]
-    rng = np.random.default_rng(cfg.seed)
-    history, tokens, seen = [], 0, time.perf_counter()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for epoch in range(cfg.epochs):
+    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    if cfg.max_steps:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
+    total = steps_per_epoch * cfg.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, cfg.warmup, cfg.min_lr))
+    result, start_epoch, bad_epochs, best_state = FitResult(), 0, 0, None
+    state_file = checkpoint_path(folder)
+    if resume and state_file.exists():
+        state = torch.load(state_file, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        result = FitResult(**state["result"])
+        start_epoch, bad_epochs, best_state = state["epoch"] + 1, state["bad_epochs"], state["best_model"]
+        log(f"    resumed after epoch {state['epoch'] + 1}/{cfg.epochs} (best valid {cfg.select} {result.best_metric})")
+    bar = sys.stderr.isatty()
+    tokens_total, train_s = result.tokens_per_s * result.train_s, result.train_s
+    for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        total, steps = 0.0, 0
-        for idx in minibatches(len(train), cfg.batch_size, rng):
-            x = train.take(idx).tensors(device)
+        order = epoch_order(len(train), cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
+        started, total_loss, steps, tokens = time.perf_counter(), 0.0, 0, 0
+        progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", bar)
+        for begin in range(0, len(order), cfg.batch_size):
+            rows = train.take(order[begin : begin + cfg.batch_size])
             with autocast(device):
-                loss = ntp_loss(model(x), x["target"])
+                loss, n_tokens = step_loss(model, rows)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            total, steps = total + loss.item(), steps + 1
-            tokens += int((x["hist_kind"] > 0).sum()) + x["target"].numel()
-            if cfg.max_steps and steps >= cfg.max_steps:
-                break
-        history.append(round(total / max(steps, 1), 4))
-        log(f"    epoch {epoch + 1}/{cfg.epochs}: next-token loss {history[-1]:.4f}")
-    train_s = time.perf_counter() - seen
-    metrics = {"train_loss": history, "train_s": round(train_s, 1), "tokens_per_s": round(tokens / max(train_s, 1e-9))}
+            schedule.step()
+            total_loss, steps, tokens = total_loss + loss.item(), steps + 1, tokens + n_tokens
+            if progress is not None:
+                elapsed = time.perf_counter() - started
+                progress.set_postfix(loss=f"{total_loss / steps:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
+                                     tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)  # fmt: skip
+                progress.update(1)
+        if progress is not None:
+            progress.close()
+        seconds = time.perf_counter() - started
+        train_s, tokens_total = train_s + seconds, tokens_total + tokens
+        record = {"epoch": epoch + 1, "loss": round(total_loss / max(steps, 1), 4), "lr": schedule.get_last_lr()[0],
+                  "seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9))}  # fmt: skip
+        if validate is not None:
+            metric = float(validate(model))
+            record[f"valid_{cfg.select}"] = round(metric, 5)
+            if result.best_metric is None or metric > result.best_metric:
+                result.best_metric, result.best_epoch, bad_epochs = metric, epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+        result.epochs.append(record)
+        log(f"    epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}"
+            + (f", valid {cfg.select} {record[f'valid_{cfg.select}']:.4f}" if validate is not None else "")
+            + f", {record['tokens_per_s']:,} tokens/s, {seconds:.0f}s")  # fmt: skip
+        result.train_s, result.tokens_per_s = round(train_s, 1), round(tokens_total / max(train_s, 1e-9))
+        early = validate is not None and bad_epochs >= cfg.patience
+        result.stopped = "early" if early else result.stopped
+        run_dir_ready(folder)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+                    "result": asdict(result), "epoch": epoch, "bad_epochs": bad_epochs, "best_model": best_state,
+                    "config": asdict(cfg)}, state_file)  # fmt: skip
+        if early:
+            log(f"    early stop: no better valid {cfg.select} for {cfg.patience} epoch(s); best epoch {result.best_epoch}")
+            break
+        if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs and epoch + 1 < cfg.epochs:
+            result.stopped = "asked"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def _progress(total: int, label: str, bar: bool):
+    if not bar:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"    {label}", unit="step", leave=False, file=sys.stderr)
+
+
+def run_dir_ready(folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def oneloc_step(model, rows: Batch):
+    """Next-token loss over the SID tokens; tokens = history events + target tokens."""
+    x = rows.tensors(next(model.parameters()).device)
+    return ntp_loss(model(x), x["target"]), int((x["hist_kind"] > 0).sum()) + x["target"].numel()
+
+
+def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
+             run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> dict:  # fmt: skip
+    """Pretrain OneLoc (or TIGER) with next-token prediction on a pinned corpus: select on
+    the valid split, evaluate the best weights on test once. Returns the run record
+    (written under the lake's _models/). `resume` continues the run `run_id` from its
+    last checkpoint; `stop_after_epochs` stops early, as a kill would."""
+    from geosid.trainer.evaluation import evaluate, validator
+
+    if cfg.model == "sasrec":
+        from geosid.trainer.sasrec import train_sasrec
+
+        return train_sasrec(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
+    started = time.perf_counter()
+    device = cfg.resolved_device()
+    if resume and not run_id:
+        raise ValueError("resume needs the run id of the run to continue")
+    data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol,
+                       item_min_count=cfg.item_min_count)  # fmt: skip
+    model = new_model(data, cfg)
+    run_id = run_id or new_run_id("pretrain")
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = fit(model, data.splits["train"], oneloc_step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
+                 stop_after_epochs, log)  # fmt: skip
+    metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
+               "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
+               "tokens_per_s": result.tokens_per_s}  # fmt: skip
     if device == "cuda":
         metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    metrics["eval"] = evaluate(model, data, cfg)
-    run_id = run_id or new_run_id("pretrain")
+    if result.stopped != "asked":
+        metrics["eval"] = evaluate(model, data, cfg)
     meta = {
         "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
         "train_config": asdict(cfg), "device": device, "rows": {k: len(v) for k, v in data.splits.items()},
-        "unknown_targets": data.unknown_targets,
+        "unknown_targets": data.unknown_targets, "item_embeddings": data.vocab.n_item_embeddings,
         "parameters": sum(p.numel() for p in model.parameters()), "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     save_run(lake_root, run_id, model.cpu().state_dict(), meta)
     return meta
+
+

@@ -1,0 +1,79 @@
+"""The training loop: warm-up and decay, selection on validation with early stopping,
+and a resumed run equal to an uninterrupted one."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from geosid.trainer.loading import TrainConfig
+from geosid.trainer.training import fit, lr_factor
+
+
+class Rows:
+    """A minimal train split: 64 rows of x -> y."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def take(self, idx):
+        return Rows(self.x[idx], self.y[idx])
+
+
+def linear_step(model, rows):
+    loss = torch.nn.functional.mse_loss(model(torch.as_tensor(rows.x)), torch.as_tensor(rows.y))
+    return loss, len(rows)
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    factors = [lr_factor(s, 100, 0.1, 0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = Rows(rng.normal(size=(64, 4)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    scores = iter([0.1, 0.5, 0.3, 0.2, 0.9])  # best at epoch 2, then two worse: stop after epoch 4
+    snapshots = []
+
+    def validate(m):
+        snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+        return next(scores)
+
+    cfg = TrainConfig(epochs=5, batch_size=16, lr=0.05, patience=2, device="cpu")
+    result = fit(model, rows, linear_step, validate, cfg, tmp_path / "run", log=lambda *_: None)
+    assert [e["epoch"] for e in result.epochs] == [1, 2, 3, 4] and result.stopped == "early"
+    assert result.best_epoch == 2 and result.best_metric == 0.5
+    assert all(torch.equal(model.state_dict()[k], snapshots[1][k]) for k in snapshots[1])  # epoch 2's weights
+    assert not torch.equal(model.state_dict()["weight"], snapshots[3]["weight"])
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = Rows(rng.normal(size=(64, 4)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32))
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=0.05, patience=9, device="cpu")
+    metric = lambda m: -float(m.weight.detach().abs().sum())  # noqa: E731 - any deterministic function of the weights
+
+    torch.manual_seed(0)
+    whole = torch.nn.Linear(4, 1)
+    full = fit(whole, rows, linear_step, metric, cfg, tmp_path / "whole", log=lambda *_: None)
+    torch.manual_seed(0)
+    parts = torch.nn.Linear(4, 1)
+    first = fit(parts, rows, linear_step, metric, cfg, tmp_path / "parts", stop_after_epochs=2, log=lambda *_: None)
+    assert first.stopped == "asked" and len(first.epochs) == 2
+    torch.manual_seed(123)  # a new process: nothing but the checkpoint carries over
+    resumed = torch.nn.Linear(4, 1)
+    rest = fit(resumed, rows, linear_step, metric, cfg, tmp_path / "parts", resume=True, log=lambda *_: None)
+    strip = lambda epochs: [{k: v for k, v in e.items() if k not in ("seconds", "tokens_per_s")} for e in epochs]  # noqa: E731
+    assert strip(rest.epochs) == strip(full.epochs) and rest.best_epoch == full.best_epoch
+    assert all(torch.equal(resumed.state_dict()[k], whole.state_dict()[k]) for k in whole.state_dict())
+    assert json.dumps(rest.best_metric) == json.dumps(full.best_metric)
