@@ -49,13 +49,17 @@ def nyc_vectors(lake: Path) -> dict:
 
 
 def synthetic_vectors(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n unit vectors from 2,000 topic clusters, each item somewhere in a 40 km city."""
+    """n unit vectors with structure at three scales, like text embeddings of a catalog:
+    one of 2,000 topics, one of 4,096 facets (a direction shared across topics) at 0.7 of
+    the topic's scale, a little noise (0.25); each item somewhere in a 40 km city."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (2000, 384)).astype(np.float32)
+    topics = rng.normal(0, 1, (2000, 384)).astype(np.float32)
+    facets = rng.normal(0, 0.7, (4096, 384)).astype(np.float32)
     x = np.empty((n, 384), np.float32)
     for start in range(0, n, 200_000):
         m = min(200_000, n - start)
-        x[start : start + m] = centres[rng.integers(0, 2000, m)] + rng.normal(0, 0.6, (m, 384)).astype(np.float32)
+        x[start : start + m] = topics[rng.integers(0, 2000, m)] + facets[rng.integers(0, 4096, m)]
+        x[start : start + m] += rng.normal(0, 0.25, (m, 384)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     lat, lon = offset_km(np.full(n, 31.23), np.full(n, 121.47), rng.normal(0, 8, n), rng.normal(0, 8, n))
     return x, lat, lon

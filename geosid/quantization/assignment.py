@@ -2,14 +2,18 @@
 
 Items are grouped by their prefix (the codes of every level but the last). An item whose
 nearest last-level code is free (not taken before, not wanted by another item of its
-prefix) keeps it; the others are given, greedily by distance over all their candidates,
-the next-nearest code that is still free (ties: the earlier item). An item none of
-whose candidates is free gets a wider list (`widen`: every code of the level, where the
-caller can compute it) and a second pass. Only when its prefix holds more items than
-the level has codes does an item share a code tuple, and then the least crowded of its
-candidates, so collisions spread instead of piling up.
-Deterministic: the result depends on the set of items, their order only through ties,
-and the codes already `taken` (an index's earlier items, which never move).
+prefix) keeps it. The others propose, in rounds, their next candidate (nearest first):
+a free code goes to the nearest of the items proposing it in that round (ties: the
+earlier item), the rest try their next candidate. An item none of whose candidates is
+free gets a wider list (`widen`: every code of the level, where the caller can compute
+it) and more rounds. Only when its prefix holds more items than the level has codes
+does an item share a code tuple; the items left over then spread over their candidate
+lists (the j-th left-over item of a prefix takes its j-th candidate), not onto one code.
+
+Every step is vectorized (rounds over arrays, chunked when widened), so a badly spread
+codebook costs rounds, not a Python loop over items. Deterministic: the result depends
+on the set of items, their order only through ties, and the codes already `taken` (an
+index's earlier items, which never move).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 # Enters the params (and so the version id) of capacity-aware tokenizers: a change of
 # this algorithm makes new versions, never silently other SIDs under an old id.
-REVISION = "greedy-widen-spread-v3"
+REVISION = "proposal-rounds-v4"
 
 
 def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
@@ -30,59 +34,96 @@ def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
     return keys
 
 
-def _greedy(last: np.ndarray, items: np.ndarray, candidates: np.ndarray, cost: np.ndarray, base: np.ndarray, occupied: set) -> None:
-    """Give each of `items` (rows of candidates / cost) its best free candidate, pairs
-    nearest first over all of them (ties: the earlier item)."""
-    k = candidates.shape[1]
-    owner = np.repeat(items, k)
-    choice = candidates.reshape(-1)
-    order = np.lexsort((owner, cost.reshape(-1)))
-    for i, code in zip(owner[order].tolist(), choice[order].tolist()):
-        if last[i] >= 0 or code < 0:
-            continue
-        key = int(base[i]) + code
-        if key not in occupied:
-            occupied.add(key)
-            last[i] = code
+class _Occupied:
+    """The set of occupied tuple keys, as a sorted array grown in batches."""
+
+    def __init__(self, keys: np.ndarray):
+        self.keys = np.unique(keys)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        if not len(self.keys):
+            return np.zeros(len(keys), bool)
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return self.keys[pos] == keys
+
+    def add(self, keys: np.ndarray) -> None:
+        if len(keys):
+            self.keys = np.union1d(self.keys, keys)
+
+
+def _rounds(last: np.ndarray, rows: np.ndarray, candidates: np.ndarray, cost: np.ndarray, base: np.ndarray, occupied: _Occupied) -> None:
+    """Proposal rounds for `rows` (their candidate lists [m, k], nearest first) until
+    every row has a free code or has run through its list; sets `last` in place."""
+    m, k = candidates.shape
+    pointer = np.zeros(m, np.int64)
+    active = np.flatnonzero(last[rows] < 0)
+    while len(active):
+        code = candidates[active, pointer[active]]
+        key = base[rows[active]] + code
+        free = (code >= 0) & ~occupied.contains(key)
+        proposers = active[free]
+        if len(proposers):
+            order = np.lexsort((rows[proposers], cost[proposers, pointer[proposers]], key[free]))
+            ordered_keys = key[free][order]
+            first = np.r_[True, ordered_keys[1:] != ordered_keys[:-1]]
+            winners = proposers[order[first]]
+            last[rows[winners]] = candidates[winners, pointer[winners]]
+            occupied.add(ordered_keys[first])
+        pointer[active] += 1
+        active = active[(last[rows[active]] < 0) & (pointer[active] < k)]
 
 
 def resolve_last_level(prefix: np.ndarray, candidates: np.ndarray, cost: np.ndarray, level_sizes: tuple[int, ...],
-                       taken: np.ndarray | None = None, widen=None) -> np.ndarray:  # fmt: skip
+                       taken: np.ndarray | None = None, widen=None, chunk: int = 16_384) -> np.ndarray:  # fmt: skip
     """Last-level codes [n] for prefix codes [n, L-1], candidate codes [n, k] (best first,
     -1: none) and their costs [n, k]; `taken` [t, L] code tuples already occupied;
     `widen(rows) -> (codes [m, k'], cost [m, k'])` more candidates for the given rows."""
     n, k = candidates.shape
     assert prefix.shape == (n, len(level_sizes) - 1), f"prefix {prefix.shape} for {n} items and {len(level_sizes)} levels"
-    last_size = int(level_sizes[-1])
-    base = tuple_keys(prefix, level_sizes[:-1]) * last_size  # [n]
+    base = tuple_keys(prefix, level_sizes[:-1]) * int(level_sizes[-1])  # [n]
     taken_keys = np.zeros(0, np.int64) if taken is None or len(taken) == 0 else tuple_keys(taken, level_sizes)
-    occupied = set(taken_keys.tolist())
+    occupied = _Occupied(taken_keys)
     first = candidates[:, 0]
     first_key = base + first
     _, inverse, counts = np.unique(first_key, return_inverse=True, return_counts=True)
-    alone = (counts[inverse] == 1) & ~np.isin(first_key, taken_keys)
+    alone = (counts[inverse] == 1) & ~occupied.contains(first_key) & (first >= 0)
     last = np.where(alone, first, -1)
-    occupied.update(first_key[alone].tolist())
-    rest = np.flatnonzero(~alone)
-    if len(rest):
-        _greedy(last, rest, candidates[rest], cost[rest], base, occupied)
-    lists = {}  # row -> (codes, cost) of its widest candidate list
+    occupied.add(first_key[alone])
+    contested = np.flatnonzero(~alone)
+    if len(contested):
+        _rounds(last, contested, candidates[contested], cost[contested], base, occupied)
+    lists_codes, lists_rows = candidates, None  # the candidate lists the stuck rows end with (None: their own)
     stuck = np.flatnonzero(last < 0)
     if len(stuck) and widen is not None:
-        wide, wide_cost = widen(stuck)
-        _greedy(last, stuck, wide, wide_cost, base, occupied)
-        lists = {int(r): (wide[j], wide_cost[j]) for j, r in enumerate(stuck)}
-    stuck = np.flatnonzero(last < 0)
+        wide_parts = []
+        for start in range(0, len(stuck), chunk):
+            rows = stuck[start : start + chunk]
+            wide, wide_cost = widen(rows)
+            _rounds(last, rows, wide, wide_cost, base, occupied)
+            left = last[rows] < 0
+            wide_parts.append((rows[left], wide[left]))
+        stuck = np.flatnonzero(last < 0)
+        if len(stuck):
+            width = max(w.shape[1] for _, w in wide_parts)
+            lists_rows = np.concatenate([r for r, _ in wide_parts])
+            lists_codes = np.full((len(lists_rows), width), -1, np.int64)
+            for (rows, wide), offset in zip(wide_parts, np.cumsum([0] + [len(r) for r, _ in wide_parts[:-1]])):
+                lists_codes[offset : offset + len(rows), : wide.shape[1]] = wide
     if len(stuck):
-        # a crowded prefix: share, on the least crowded candidate (then the nearest)
-        load: dict[int, int] = {}
-        for key in np.concatenate([taken_keys, (base + last)[last >= 0]]).tolist():
-            load[key] = load.get(key, 0) + 1
-        for r in stuck.tolist():
-            codes, _ = lists.get(r, (candidates[r], cost[r]))
-            codes = codes[codes >= 0]
-            best = min(range(len(codes)), key=lambda j: (load.get(int(base[r]) + int(codes[j]), 0), j))
-            last[r] = int(codes[best])
-            key = int(base[r]) + last[r]
-            load[key] = load.get(key, 0) + 1
+        # A crowded prefix: its j-th left-over item takes the j-th of its own candidates,
+        # so collisions spread over the prefix's codes instead of piling up on one.
+        if lists_rows is None:
+            own = stuck
+        else:
+            position = np.argsort(lists_rows, kind="stable")
+            own = position[np.searchsorted(lists_rows[position], stuck)]
+        codes = lists_codes[own]  # [s, k'] each stuck row's list
+        order = np.lexsort((stuck, base[stuck]))
+        group_start = np.r_[True, base[stuck][order][1:] != base[stuck][order][:-1]]
+        rank_sorted = np.arange(len(stuck)) - np.maximum.accumulate(np.where(group_start, np.arange(len(stuck)), 0))
+        rank = np.empty(len(stuck), np.int64)
+        rank[order] = rank_sorted
+        valid = (codes >= 0).sum(1)
+        pick = np.where(valid > 0, rank % np.maximum(valid, 1), 0)
+        last[stuck] = np.where(valid > 0, codes[np.arange(len(stuck)), pick], np.maximum(candidates[stuck, 0], 0))
     return last
