@@ -85,16 +85,19 @@ def cmd_validate(args, p) -> int:
         return 0 if p.validate_bronze(first, last, ctx=ctx).passed else 1
 
 
-def cmd_geo(args, p) -> int:
+def _run(args, step) -> int:
+    """One pipeline step in a session of its own; it logs its own report."""
     with _context(args) as ctx:
-        p.geo(args.date, ctx=ctx)
+        step(ctx)
     return 0
+
+
+def cmd_geo(args, p) -> int:
+    return _run(args, lambda ctx: p.geo(args.date, ctx=ctx))
 
 
 def cmd_embed(args, p) -> int:
-    with _context(args) as ctx:
-        p.embed(args.date, args.encoder, args.template, ctx=ctx)
-    return 0
+    return _run(args, lambda ctx: p.embed(args.date, args.encoder, args.template, ctx=ctx))
 
 
 def cmd_codebook(args, p) -> int:
@@ -128,15 +131,11 @@ def cmd_sid(args, p) -> int:
 
 
 def cmd_assign(args, p) -> int:
-    with _context(args) as ctx:
-        p.assign_day(args.date, args.codebook_version, ctx=ctx)
-    return 0
+    return _run(args, lambda ctx: p.assign_day(args.date, args.codebook_version, ctx=ctx))
 
 
 def cmd_backfill(args, p) -> int:
-    with _context(args) as ctx:
-        p.backfill(args.codebook_version, args.from_date, args.to_date, ctx=ctx)
-    return 0
+    return _run(args, lambda ctx: p.backfill(args.codebook_version, args.from_date, args.to_date, ctx=ctx))
 
 
 def cmd_corpus(args, p) -> int:
@@ -157,22 +156,21 @@ def cmd_corpus(args, p) -> int:
 
 
 def _train_options(args) -> dict:
+    """The parsed options named like TrainConfig's fields, and the ablation switches."""
     ablation = {"location_scores": False} if args.no_location_scores else {}
     ablation.update({"location_gate": False} if args.no_location_gate else {})
     ablation.update({"prompt": args.prompt} if args.prompt else {})
-    return {
-        "size": args.size, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "max_history": args.max_history, "beam": args.beam, "device": args.device, "eval_limit": args.eval_limit,
-        "ablation": ablation, "dpo_requests": args.requests, "dpo_candidates": args.candidates,
-        "dpo_lambda": args.dpo_lambda, "dpo_beta": args.beta, "dpo_epochs": args.dpo_epochs,
-        "geo_max_km": args.max_km, "gmv_weight": args.gmv_weight,
-    }  # fmt: skip
+    return {**vars(args), "ablation": ablation}
 
 
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
+    if args.action == "benchmark":
+        protocols = args.protocols or ["user_chrono", "libcity"]
+        return _run(args, lambda ctx: [p.benchmark(pr, size=args.size, epochs=args.epochs, max_minutes=args.max_minutes or 20.0,
+                                                   ctx=ctx) for pr in protocols])  # fmt: skip
     if args.action == "pretrain":
-        p.pretrain(p.train_config(**_train_options(args)), args.codebook_version, args.run_id, lake_root=lake_root)
+        p.pretrain(p.train_config(**_train_options(args)), args.codebook_version, args.run_id, args.resume, lake_root=lake_root)
     elif args.action == "dpo":
         cfg = p.train_config(**_train_options(args)) if args.override else None
         p.dpo(args.from_run, cfg, args.run_id, lake_root=lake_root)
@@ -211,9 +209,7 @@ def cmd_sql(args, p) -> int:
 
 
 def cmd_tables(args, p) -> int:
-    with _context(args) as ctx:
-        print(p.format_tables(p.tables(ctx=ctx)))
-    return 0
+    return _run(args, lambda ctx: print(p.format_tables(p.tables(ctx=ctx))))
 
 
 def cmd_history(args, p) -> int:
@@ -293,13 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the last day)")
     p.add_argument("--split", choices=["time", "user_chrono", "libcity"], default="time",
                    help="split protocol (user_chrono, libcity: range builds; see the README)")
-    p.add_argument("--test-start", type=_date, help="time split: first test day")
-    p.add_argument("--valid-start", type=_date, help="time split: first valid day")
-    p.add_argument("--test-days", type=int, help="time split: the range's last N days are test")
-    p.add_argument("--valid-days", type=int, help="time split: the N days before the test days are valid")
+    for flag, kind, text in (("--test-start", _date, "first test day"), ("--valid-start", _date, "first valid day"),
+                             ("--test-days", int, "the range's last N days are test"),
+                             ("--valid-days", int, "the N days before the test days are valid")):  # fmt: skip
+        p.add_argument(flag, type=kind, help=f"time split: {text}")
     add_range(p)
 
-    p = command("train", cmd_train, "OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot)", "pretrain", "dpo", "eval")
+    p = command("train", cmd_train, "OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot); benchmark",
+                "pretrain", "dpo", "eval", "benchmark")  # fmt: skip
+    p.add_argument("--model", default="oneloc", choices=["oneloc", "tiger", "sasrec"])
+    p.add_argument("--protocol", default="time", choices=["time", "user_chrono", "libcity"], help="the corpus's split protocol")
+    p.add_argument("--protocols", nargs="*", choices=["user_chrono", "libcity"], help="benchmark: the protocols (default: both)")
+    p.add_argument("--resume", action="store_true", help="pretrain: continue --run-id from its last checkpoint")
     p.add_argument("--version", dest="codebook_version", help="codebook version of the corpus (default: the only one present)")
     p.add_argument("--run-id", help="name of the new run (default: kind-timestamp-random)")
     p.add_argument("--from-run", help="dpo: the pretrained run (default: the latest)")
@@ -310,11 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind, default, text in (
         ("--epochs", int, 2, None), ("--batch-size", int, 256, None), ("--lr", float, 1e-3, None),
         ("--max-history", int, 50, "latest events kept per behavior"), ("--beam", int, 20, None),
-        ("--eval-limit", int, None, "score at most N requests"), ("--requests", int, 2000, "dpo: train requests sampled for pairs"),
-        ("--candidates", int, 10, "dpo: beam candidates per request"), ("--dpo-lambda", float, 0.05, "dpo: L = L_ntp + lambda * L_dpo"),
-        ("--beta", float, 0.1, None), ("--dpo-epochs", int, 1, None),
-        ("--max-km", float, 5.0, "geographic reward: 1/d within this distance"),
+        ("--eval-limit", int, None, "score at most N requests"), ("--dpo-requests", int, 2000, "dpo: train requests sampled for pairs"),
+        ("--dpo-candidates", int, 10, "dpo: beam candidates per request"), ("--dpo-lambda", float, 0.05, "dpo: L = L_ntp + lambda * L_dpo"),
+        ("--dpo-beta", float, 0.1, None), ("--dpo-epochs", int, 1, None),
+        ("--geo-max-km", float, 5.0, "geographic reward: 1/d within this distance"),
         ("--gmv-weight", float, 1.0, "weight of the GMV reward (sources with GMV)"),
+        ("--patience", int, 2, "epochs without a better valid metric before stopping"),
+        ("--max-minutes", float, None, "a time budget per model (no epoch starts after it)"),
+        ("--item-min-count", int, 1, "train occurrences for an own item-id embedding"),
     ):  # fmt: skip
         p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--device", default="auto", help="auto (cuda + bf16 when available), cpu, cuda")

@@ -7,6 +7,7 @@ inside a caller's session, or `lake_root=` to open its own (a DAG task).
 """
 
 from geosid.lake.dates import days_between
+from geosid.pipeline.benchmark import BenchmarkReport, benchmark
 from geosid.pipeline.bronze import IngestOutcome, ingest, validate_bronze
 from geosid.pipeline.context import Context, open_context, use
 from geosid.pipeline.corpus import (
@@ -57,7 +58,7 @@ from geosid.sources.registry import source_names
 TOKENIZER_KINDS = tuple(TOKENIZERS)
 
 __all__ = [
-    "TOKENIZER_KINDS", "days_between", "source_names", "Context", "CorpusOutcome", "DemoReport", "GateReport", "IndexOutcome", "IngestOutcome", "SkippedStep", "TableInfo",
+    "BenchmarkReport", "benchmark", "TOKENIZER_KINDS", "days_between", "source_names", "Context", "CorpusOutcome", "DemoReport", "GateReport", "IndexOutcome", "IngestOutcome", "SkippedStep", "TableInfo",
     "TrainOutcome", "assign_day", "backfill", "build_index", "cell_context", "context_snapshots", "corpus_build",
     "corpus_day", "demo", "dpo", "embed", "evaluate", "fit_codebook", "format_tables", "geo", "history", "ingest",
     "list_codebooks", "open_context", "pretrain", "publish_codebook", "rebuild_corpus", "sid_compare", "sid_report",

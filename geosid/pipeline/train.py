@@ -21,10 +21,14 @@ def _log(ctx: Context | None):
 
 
 def train_config(**options):
-    """A TrainConfig from keyword options (None: the default)."""
+    """A TrainConfig from keyword options: None means the default, and keys that are no
+    field of it (other command-line options) are left out."""
+    import dataclasses
+
     from geosid.trainer.loading import TrainConfig
 
-    return TrainConfig(**{k: v for k, v in options.items() if v is not None})
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in options.items() if v is not None and k in fields})
 
 
 def _eval_lines(evaluation: dict, label: str) -> str:
@@ -34,20 +38,28 @@ def _eval_lines(evaluation: dict, label: str) -> str:
     return head + "\n" + metrics_table(evaluation, label)
 
 
-def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None = None, *, ctx: Context | None = None,
-             lake_root: str | None = None) -> dict:  # fmt: skip
-    """Pretrain OneLoc on the corpus (pinned at the latest table versions); returns the run record."""
+def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None = None, resume: bool = False, *,
+             ctx: Context | None = None, lake_root: str | None = None, label: str | None = None) -> dict:  # fmt: skip
+    """Pretrain a model (OneLoc, TIGER or SASRec: `cfg.model`) on the corpus of one split
+    protocol, pinned at the latest table versions, selecting on valid; `resume`
+    continues run `run_id` from its last checkpoint. Returns the run record."""
     from geosid.trainer.training import pretrain as run
 
     cfg = cfg or train_config()
     root, log = _lake_root(ctx, lake_root), _log(ctx)
-    meta = run(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log)
+    if resume and not run_id:
+        from geosid.errors import InvalidRequestError
+
+        raise InvalidRequestError("--resume continues a run: pass --run-id of the run to continue")
+    meta = run(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log, resume=resume)
     m = meta["metrics"]
     log(f"run {meta['run_id']}: {meta['parameters']:,} parameters, {meta['rows']['train']:,} train rows, "
-        f"{m['tokens_per_s']:,} tokens/s; pinned {meta['manifest']['table_versions']}")  # fmt: skip
+        f"{m['tokens_per_s']:,} tokens/s, {len(m['epochs'])} epoch(s) ({m['stopped']}), best epoch {m['best_epoch']}; "
+        f"pinned {meta['manifest']['table_versions']}")  # fmt: skip
     if any(meta.get("unknown_targets", {}).values()):
         log(f"    left out, target not in the version's SID map: {meta['unknown_targets']}")
-    log(_eval_lines(m["eval"], "OneLoc"))
+    if "eval" in m:
+        log(_eval_lines(m["eval"], label or {"sasrec": "SASRec", "tiger": "TIGER"}.get(cfg.model, "OneLoc")))
     return meta
 
 

@@ -46,7 +46,8 @@ class TrainConfig:
     beam: int = 20
     device: str = "auto"  # auto: cuda with bf16 when available, else cpu
     eval_limit: int | None = None  # score at most this many test requests
-    max_steps: int | None = None  # stop pretraining after this many optimizer steps (benchmarks)
+    max_steps: int | None = None  # steps per epoch at most (benchmarks)
+    max_minutes: float | None = None  # a time budget: no epoch starts after it is spent
     ablation: dict = field(default_factory=dict)  # OneLocConfig switches
     # DPO
     dpo_requests: int = 2000

@@ -1,17 +1,17 @@
 """SASRec (Kang & McAuley, 2018), the strongest traditional baseline of the OneLoc paper:
 a causal transformer over the history's item ids that scores every item as the next one.
 
-Trained in-house on the same pinned corpus, rows and splits as OneLoc, with the same
-training loop (valid selection, early stopping, checkpoints): each row's history (oldest
-first) -> the target item, full softmax over the catalog (cross-entropy, as the
-strongest published SASRec variants train it), output layer tied to the item embedding.
+Trained in-house (`geosid.trainer.training.train_sasrec`) on the same pinned corpus, rows
+and splits as OneLoc, with the same training loop (valid selection, early stopping,
+checkpoints): each row's history (oldest first) -> the target item, full softmax over
+the catalog (cross-entropy, as the strongest published SASRec variants train it),
+output layer tied to the item embedding.
 
 Shapes: b batch, H history slots (left-aligned, oldest first), d width, I items.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,8 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from geosid.trainer.data import Batch
-from geosid.trainer.loading import TrainConfig, load_corpus
-from geosid.trainer.runs import new_run_id, run_dir, save_run
 
 SIZES = {
     "tiny": dict(d_model=64, n_heads=2, layers=2, d_ff=256),
@@ -82,32 +80,3 @@ def sasrec_step(model: SASRec, rows: Batch):
     logits = model(torch.as_tensor(rows.hist_item, device=device))
     loss = F.cross_entropy(logits.float(), torch.as_tensor(rows.target_item, device=device))
     return loss, int((rows.hist_item >= 0).sum()) + len(rows)
-
-
-def train_sasrec(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
-                 run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> dict:  # fmt: skip
-    """SASRec on a pinned corpus, selected on valid, evaluated on test; the run record."""
-    from geosid.trainer.evaluation import evaluate, validator
-    from geosid.trainer.training import fit
-
-    started = time.perf_counter()
-    data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol)
-    slots = data.splits["train"].hist_item.shape[1]
-    torch.manual_seed(cfg.seed)
-    model = SASRec(SASRecConfig(n_items=len(data.vocab.item_ids), max_len=slots, **SIZES[cfg.size]))
-    run_id = run_id or new_run_id("sasrec")
-    result = fit(model, data.splits["train"], sasrec_step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
-                 stop_after_epochs, log)  # fmt: skip
-    metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
-               "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
-               "tokens_per_s": result.tokens_per_s}  # fmt: skip
-    if result.stopped != "asked":
-        metrics["eval"] = evaluate(model, data, cfg, name="sasrec")
-    meta = {
-        "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
-        "train_config": asdict(cfg), "device": cfg.resolved_device(), "rows": {k: len(v) for k, v in data.splits.items()},
-        "unknown_targets": data.unknown_targets, "parameters": sum(p.numel() for p in model.parameters()),
-        "metrics": metrics, "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    save_run(lake_root, run_id, model.cpu().state_dict(), meta)
-    return meta

@@ -41,9 +41,10 @@ class FitResult:
     epochs: list[dict] = field(default_factory=list)  # per epoch: loss, valid metric, lr, seconds, tokens/s
     best_epoch: int | None = None
     best_metric: float | None = None
-    stopped: str = "epochs"  # epochs | early | asked
+    stopped: str = "epochs"  # epochs | early | budget | asked
     tokens_per_s: float = 0.0
-    train_s: float = 0.0
+    train_s: float = 0.0  # in training steps
+    wall_s: float = 0.0  # training and validation: what a time budget counts
 
 
 def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Callable | None, cfg: TrainConfig, folder,
@@ -76,6 +77,7 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
         model.train()
         order = epoch_order(len(train), cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
         started, total_loss, steps, tokens = time.perf_counter(), 0.0, 0, 0
+        epoch_started = started
         progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", bar)
         for begin in range(0, len(order), cfg.batch_size):
             rows = train.take(order[begin : begin + cfg.batch_size])
@@ -111,6 +113,7 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
             + (f", valid {cfg.select} {record[f'valid_{cfg.select}']:.4f}" if validate is not None else "")
             + f", {record['tokens_per_s']:,} tokens/s, {seconds:.0f}s")  # fmt: skip
         result.train_s, result.tokens_per_s = round(train_s, 1), round(tokens_total / max(train_s, 1e-9))
+        result.wall_s = round(result.wall_s + time.perf_counter() - epoch_started, 1)
         early = validate is not None and bad_epochs >= cfg.patience
         result.stopped = "early" if early else result.stopped
         run_dir_ready(folder)
@@ -122,6 +125,10 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
             break
         if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs and epoch + 1 < cfg.epochs:
             result.stopped = "asked"
+            break
+        if cfg.max_minutes is not None and result.wall_s / 60 >= cfg.max_minutes and epoch + 1 < cfg.epochs:
+            result.stopped = "budget"
+            log(f"    time budget of {cfg.max_minutes:g} min spent after epoch {epoch + 1}; best epoch {result.best_epoch}")
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -155,8 +162,6 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     from geosid.trainer.evaluation import evaluate, validator
 
     if cfg.model == "sasrec":
-        from geosid.trainer.sasrec import train_sasrec
-
         return train_sasrec(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
     started = time.perf_counter()
     device = cfg.resolved_device()
@@ -172,7 +177,7 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
                  stop_after_epochs, log)  # fmt: skip
     metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
                "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
-               "tokens_per_s": result.tokens_per_s}  # fmt: skip
+               "wall_s": result.wall_s, "tokens_per_s": result.tokens_per_s}  # fmt: skip
     if device == "cuda":
         metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if result.stopped != "asked":
@@ -188,3 +193,30 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     return meta
 
 
+def train_sasrec(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
+                 run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> dict:  # fmt: skip
+    """SASRec on a pinned corpus, selected on valid, evaluated on test; the run record."""
+    from geosid.trainer.evaluation import evaluate, validator
+    from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
+
+    started = time.perf_counter()
+    data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol)
+    slots = data.splits["train"].hist_item.shape[1]
+    torch.manual_seed(cfg.seed)
+    model = SASRec(SASRecConfig(n_items=len(data.vocab.item_ids), max_len=slots, **SIZES[cfg.size]))
+    run_id = run_id or new_run_id("sasrec")
+    result = fit(model, data.splits["train"], sasrec_step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
+                 stop_after_epochs, log)  # fmt: skip
+    metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
+               "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
+               "tokens_per_s": result.tokens_per_s}  # fmt: skip
+    if result.stopped != "asked":
+        metrics["eval"] = evaluate(model, data, cfg, name="sasrec")
+    meta = {
+        "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
+        "train_config": asdict(cfg), "device": cfg.resolved_device(), "rows": {k: len(v) for k, v in data.splits.items()},
+        "unknown_targets": data.unknown_targets, "parameters": sum(p.numel() for p in model.parameters()),
+        "metrics": metrics, "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    save_run(lake_root, run_id, model.cpu().state_dict(), meta)
+    return meta
