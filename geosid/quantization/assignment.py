@@ -35,20 +35,40 @@ def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
 
 
 class _Occupied:
-    """The set of occupied tuple keys, as a sorted array grown in batches."""
+    """The set of occupied tuple keys: a bitmap over the key space when it is small
+    enough (256^3 codes: 16 MB), else a sorted array with a small sorted buffer of recent
+    additions, merged when it grows (so a round costs O(its keys), not O(all keys))."""
 
-    def __init__(self, keys: np.ndarray):
-        self.keys = np.unique(keys)
+    BITMAP_LIMIT = 1 << 28
+
+    def __init__(self, keys: np.ndarray, space: int):
+        self.bitmap = np.zeros(space, bool) if space <= self.BITMAP_LIMIT else None
+        if self.bitmap is not None:
+            self.bitmap[keys] = True
+        else:
+            self.keys, self.recent = np.unique(keys), np.zeros(0, np.int64)
+
+    @staticmethod
+    def _in(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        if not len(sorted_keys):
+            return np.zeros(len(keys), bool)
+        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        return sorted_keys[pos] == keys
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
-        if not len(self.keys):
-            return np.zeros(len(keys), bool)
-        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return self.keys[pos] == keys
+        if self.bitmap is not None:
+            return self.bitmap[keys]
+        return self._in(self.keys, keys) | self._in(self.recent, keys)
 
     def add(self, keys: np.ndarray) -> None:
-        if len(keys):
-            self.keys = np.union1d(self.keys, keys)
+        if not len(keys):
+            return
+        if self.bitmap is not None:
+            self.bitmap[keys] = True
+            return
+        self.recent = np.union1d(self.recent, keys)
+        if len(self.recent) > max(1024, len(self.keys) // 8):
+            self.keys, self.recent = np.union1d(self.keys, self.recent), np.zeros(0, np.int64)
 
 
 def _rounds(last: np.ndarray, rows: np.ndarray, candidates: np.ndarray, cost: np.ndarray, base: np.ndarray, occupied: _Occupied) -> None:
@@ -82,7 +102,8 @@ def resolve_last_level(prefix: np.ndarray, candidates: np.ndarray, cost: np.ndar
     assert prefix.shape == (n, len(level_sizes) - 1), f"prefix {prefix.shape} for {n} items and {len(level_sizes)} levels"
     base = tuple_keys(prefix, level_sizes[:-1]) * int(level_sizes[-1])  # [n]
     taken_keys = np.zeros(0, np.int64) if taken is None or len(taken) == 0 else tuple_keys(taken, level_sizes)
-    occupied = _Occupied(taken_keys)
+    space = float(np.prod(np.asarray(level_sizes, dtype=np.float64)))  # code tuples there are
+    occupied = _Occupied(taken_keys, int(min(space, 2**62)))
     first = candidates[:, 0]
     first_key = base + first
     _, inverse, counts = np.unique(first_key, return_inverse=True, return_counts=True)
