@@ -160,6 +160,7 @@ def _train_options(args) -> dict:
     ablation = {"location_scores": False} if args.no_location_scores else {}
     ablation.update({"location_gate": False} if args.no_location_gate else {})
     ablation.update({"prompt": args.prompt} if args.prompt else {})
+    ablation.update({"copy_head": True} if args.copy_head else {})
     return {**vars(args), "ablation": ablation}
 
 
@@ -324,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda + bf16 when available), cpu, cuda")
     p.add_argument("--no-location-scores", action="store_true", help="ablation: no E_lc E_lc^T in attention")
     p.add_argument("--no-location-gate", action="store_true", help="ablation: no location gate")
-    p.add_argument("--prompt", choices=["neighbor", "pointwise", "mlp"], help="ablation: the decoder's prompt")
+    p.add_argument("--prompt", choices=["neighbor", "pointwise", "mlp", "none"], help="ablation: the decoder's prompt")
+    p.add_argument("--copy-head", action="store_true", help="OneLoc: mix in a copy of the history's SID tokens (pointer)")
 
     p = command("synth", cmd_synth, "write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

@@ -68,8 +68,8 @@ class Settings(BaseModel):
     @field_validator("encoder")
     @classmethod
     def _known_encoder(cls, value: str) -> str:
-        if value != "minilm" and not value.startswith("hf:"):
-            raise ValueError(f"encoder must be 'minilm' or 'hf:<local model dir>', got {value!r}")
+        if value not in ("minilm", "minilm-torch", "minilm-onnx", "minilm-onnx-int8") and not value.startswith("hf:"):
+            raise ValueError(f"encoder must be minilm[-torch|-onnx|-onnx-int8] or hf:<local model dir>, got {value!r}")
         return value
 
     @classmethod

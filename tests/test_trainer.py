@@ -164,3 +164,21 @@ def test_geo_reward_and_gmv_model():
     gmv = np.expm1(np.clip(2 + x[:, 0] - 0.5 * x[:, 1] + 0.1 * rng.normal(size=2000), 0, None))
     _, metrics = train_gmv_model(x, gmv, epochs=30)
     assert metrics["test_mse_log_gmv"] < 0.2 * metrics["mean_predictor_mse"]
+
+
+def test_copy_head_points_at_history_tokens_consistent_with_the_prefix():
+    items = tiny_items()
+    m = model(copy_head=True)
+    x = batch(items=items)
+    logits = m(x)
+    assert all(torch.allclose(lp.exp().sum(-1), torch.ones(B), atol=1e-4) for lp in logits)  # log-probabilities
+    with torch.no_grad():
+        m.copy_gate.bias.fill_(20.0)  # the gate fully open: position 0 is the copy of the history's first tokens
+    first = m(x)[0].exp()
+    valid = x["hist_kind"] > 0
+    for r in range(B):
+        seen = set(x["hist_codes"][r, valid[r], 0].tolist())
+        assert set(torch.nonzero(first[r] > 1e-6).flatten().tolist()) <= seen
+    found, _ = beam_search(m, x, SIDTrie(items), beam=5)  # decodes with the history's codes
+    assert (found >= 0).all()
+    assert ntp_loss(m(x), x["target"]).item() > 0

