@@ -160,7 +160,8 @@ def _train_options(args) -> dict:
     ablation = {"location_scores": False} if args.no_location_scores else {}
     ablation.update({"location_gate": False} if args.no_location_gate else {})
     ablation.update({"prompt": args.prompt} if args.prompt else {})
-    ablation.update({"copy_head": True} if args.copy_head else {})
+    ablation.update({"copy_head": False} if args.no_copy_head else {})
+    ablation.update({"time_features": False} if args.no_time_features else {})
     return {**vars(args), "ablation": ablation}
 
 
@@ -326,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-location-scores", action="store_true", help="ablation: no E_lc E_lc^T in attention")
     p.add_argument("--no-location-gate", action="store_true", help="ablation: no location gate")
     p.add_argument("--prompt", choices=["neighbor", "pointwise", "mlp", "none"], help="ablation: the decoder's prompt")
-    p.add_argument("--copy-head", action="store_true", help="OneLoc: mix in a copy of the history's SID tokens (pointer)")
+    p.add_argument("--no-copy-head", action="store_true", help="ablation: no copy of the history's SID tokens (the paper's decoder)")
+    p.add_argument("--no-time-features", action="store_true", help="ablation: no hour-of-week / event-age inputs")
 
     p = command("synth", cmd_synth, "write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

@@ -122,3 +122,24 @@ def test_h3_cells_behind_the_same_job(spark, lake):
     rows = lake.read(silver.ITEM_GEO, dt=D).filter(F.col("cell_system") == "h3r8").collect()
     assert report.items == 5 and len(rows) == 5
     assert all(len(r.neighbours) == 6 for r in rows)
+
+
+def test_a_range_in_one_job_equals_the_days_one_by_one(spark, tmp_path):
+    """run_geo_range writes, for every day, the rows the daily job writes: items as of the
+    day (one moves and changes its title between days), activity over each day's window."""
+    from geosid.jobs.geo import run_geo_range
+    from geosid.lake import Lake
+
+    days = [D - dt.timedelta(days=k) for k in (6, 5, 1, 0)]
+    one_job, day_by_day = Lake(tmp_path / "range", spark), Lake(tmp_path / "days", spark)
+    for lake in (one_job, day_by_day):
+        write_city(spark, lake)
+        extra = [_item("i1", "coffee", "X", 30.0, A_LAT + 0.01, A_LON, D - dt.timedelta(days=1), title="moved and renamed")]
+        lake.write(spark.createDataFrame(extra, _nullable(bronze.ITEMS.schema)), bronze.ITEMS, dt=D - dt.timedelta(days=1),
+                   where="item_id = 'i1'")  # fmt: skip
+    report = run_geo_range(one_job, days[0], D, GeoConfig(window_days=3))
+    assert report.first == days[0] and report.cells > 0
+    for day in [days[0] + dt.timedelta(days=k) for k in range((D - days[0]).days + 1)]:
+        run_geo(day_by_day, day, GeoConfig(window_days=3), with_items=False)
+        assert one_job.digest(silver.GEO_CELLS, dt=day) == day_by_day.digest(silver.GEO_CELLS, dt=day), day
+    assert one_job.digest(silver.GEO_CELLS, dt=D)[0] >= 3

@@ -44,6 +44,9 @@ def batch(seed=0, b=B, items=None):
     return {
         "hist_codes": torch.stack([torch.randint(0, s, (b, H), generator=g) for s in TOKEN_SIZES], -1),
         "hist_item_emb": torch.randint(0, 12, (b, H), generator=g),
+        "hist_hour": torch.randint(1, 169, (b, H), generator=g),
+        "hist_age": torch.randint(1, 25, (b, H), generator=g),
+        "request_hour": torch.randint(1, 169, (b,), generator=g),
         "hist_cell": torch.randint(0, 10, (b, H), generator=g),
         "hist_ctx": torch.rand(b, H, F, generator=g),
         "hist_kind": kind,

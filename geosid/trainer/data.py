@@ -11,6 +11,9 @@ F cell features, R = 8 neighbours):
   hist_item_emb [n, H] int64 (its item-id embedding row: 0 padding, 1 rare, 2.. frequent)
   hist_cell    [n, H] int64          hist_ctx [n, H, F] float32
   hist_kind    [n, H] int64 (behavior index + 1; 0 = padding)
+  hist_hour    [n, H] int64 (hour of the week of the event, UTC, + 1; 0 = padding)
+  hist_age     [n, H] int64 (time from the event to the request: log2 buckets of minutes, + 1; 0 = padding)
+  request_hour [n] int64 (hour of the week of the request, UTC, + 1)
   user_cell    [n] int64           user_ctx  [n, F]          nbr_cell [n, R]   nbr_ctx [n, R, F]
   target       [n, T] int64 (SID tokens)                     target_item [n] int64
 """
@@ -30,6 +33,19 @@ from geosid.schemas import corpus
 
 N_FEATURES = len(corpus.CELL_FEATURES)
 N_NEIGHBOURS = 8
+HOURS = 7 * 24  # hours of the week
+AGE_BUCKETS = 24  # log2 buckets of minutes: 1 min .. ~16 years
+
+
+def hour_of_week(us: np.ndarray) -> np.ndarray:
+    """Microseconds since the epoch (UTC) -> hour of the week, 0..167 (Monday 00h = 0)."""
+    hours = us // 3_600_000_000
+    return (hours + 72) % HOURS  # 1970-01-01 was a Thursday: 3 days after a Monday
+
+
+def age_bucket(minutes: np.ndarray) -> np.ndarray:
+    """Minutes from an event to the request -> 0..AGE_BUCKETS-1 (log2)."""
+    return np.clip(np.floor(np.log2(np.maximum(minutes, 1.0))), 0, AGE_BUCKETS - 1).astype(np.int64)
 
 
 @dataclass
@@ -144,6 +160,9 @@ class Batch:
     hist_cell: np.ndarray
     hist_ctx: np.ndarray
     hist_kind: np.ndarray
+    hist_hour: np.ndarray
+    hist_age: np.ndarray
+    request_hour: np.ndarray
     user_cell: np.ndarray
     user_ctx: np.ndarray
     nbr_cell: np.ndarray
@@ -175,7 +194,8 @@ def empty_batch(vocab: Vocab, slots: int) -> Batch:
     T, F = vocab.n_levels + 1, N_FEATURES
     zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
     return Batch(
-        hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots), hist_ctx=zeros(0, slots, F, dtype=np.float32),
+        hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots),
+        hist_hour=zeros(0, slots), hist_age=zeros(0, slots), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
         nbr_cell=zeros(0, N_NEIGHBOURS), nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
         target=zeros(0, T), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
@@ -206,7 +226,8 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     per_row = pc.list_flatten(rows["histories"]).combine_chunks()  # n * n_behaviors structs, config order
     n_behaviors = len(per_row) // n
     assert n_behaviors == len(behaviors), f"rows carry {n_behaviors} histories, expected {behaviors}"
-    parts_item, parts_cell, parts_kind = [], [], []
+    request_us = rows["target_ts"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)  # [n]
+    parts_item, parts_cell, parts_kind, parts_us = [], [], [], []
     for j in range(n_behaviors):
         lists = per_row.field("events").take(pa.array(np.arange(n) * n_behaviors + j))
         events = lists.flatten()
@@ -214,16 +235,21 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         # One padding event at the end keeps the gathers valid when no row has events.
         item = np.concatenate([vocab.item_index(events.field("item_id").to_numpy(zero_copy_only=False)), [-1]])
         cell = np.concatenate([vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)), [0]])
+        us = np.concatenate([events.field("event_ts").cast(pa.int64()).to_numpy(zero_copy_only=False), [0]])
         valid = valid & (item[positions] >= 0)  # an item without a SID under the version is no token
         parts_item.append(np.where(valid, item[positions], -1))
         parts_cell.append(np.where(valid, cell[positions], 0))
         parts_kind.append(np.where(valid, j + 1, 0))
+        parts_us.append(np.where(valid, us[positions], 0))
     hist_item = np.concatenate(parts_item, axis=1)  # [n, H]
     hist_cell = np.concatenate(parts_cell, axis=1)
     hist_kind = np.concatenate(parts_kind, axis=1)
     known = hist_item >= 0
     hist_codes = np.where(known[..., None], vocab.tokens[np.maximum(hist_item, 0)], 0)  # [n, H, T] full SIDs
     hist_item_emb = np.where(known, vocab.item_embed[np.maximum(hist_item, 0)], 0)
+    hist_us = np.concatenate(parts_us, axis=1)  # [n, H]
+    hist_hour = np.where(known, hour_of_week(hist_us) + 1, 0)
+    hist_age = np.where(known, age_bucket((request_us[:, None] - hist_us) / 60e6) + 1, 0)
     user_cell = vocab.cell_index(rows["user_cell_id"].to_numpy(zero_copy_only=False))
     nbrs = rows["neighbour_cell_ids"].combine_chunks()
     nbr_positions, nbr_valid = _last_events(nbrs, N_NEIGHBOURS)
@@ -237,6 +263,9 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_cell=hist_cell,
         hist_ctx=vocab.context(hist_cell, np.broadcast_to(day[:, None], hist_cell.shape)),
         hist_kind=hist_kind,
+        hist_hour=hist_hour,
+        hist_age=hist_age,
+        request_hour=hour_of_week(request_us) + 1,
         user_cell=user_cell,
         user_ctx=vocab.context(user_cell, day),
         nbr_cell=nbr_cell,

@@ -11,7 +11,10 @@ location_scores (geo-aware attention scores), location_gate, prompt (neighbor |
 pointwise | mlp | none), item_embedding (e_v's id part), geo_inputs (e_lid and e_lc in
 the input; off, with scores, gate and prompt off: TIGER).
 
-copy_head (an addition to the paper, for the repeat visits that make most check-ins):
+Two additions to the paper, on by default (the benchmark ablates them):
+time_features: the hour of the week of every history event and of the request, and each
+event's age at the request (log2 buckets of minutes), added to e_v and to the prompt.
+copy_head, for the repeat visits that make half the check-ins:
 at SID position j the decoder also points at history events whose first j tokens match
 the prefix decoded so far; their j-th tokens form a copy distribution, mixed with the
 generated one by a learned gate (pointer-generator; RepeatNet for sessions). The model
@@ -58,7 +61,8 @@ class OneLocConfig:
     item_embedding: bool = True  # item-id embedding in e_v
     n_items: int = 2  # item-id embedding rows (0 padding, 1 rare, 2.. frequent items)
     geo_inputs: bool = True  # location-id and location-context embeddings in the encoder input
-    copy_head: bool = False  # mix each SID token's distribution with a copy of the history's tokens
+    copy_head: bool = True  # mix each SID token's distribution with a copy of the history's tokens
+    time_features: bool = True  # hour of the week of events and request, and each event's age at the request
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -68,7 +72,8 @@ class OneLocConfig:
     @classmethod
     def tiger(cls, size: str, **kwargs) -> OneLocConfig:
         """TIGER: the same decoder over SIDs with every geo part off and no item ids."""
-        off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False)
+        off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False,
+                   copy_head=False, time_features=False)  # fmt: skip
         return cls.sized(size, **{**kwargs, **off})
 
     @classmethod
@@ -164,6 +169,11 @@ class OneLoc(nn.Module):
         self.item_emb = nn.Embedding(cfg.n_items, d, padding_idx=0) if cfg.item_embedding else None
         self.kind_emb = nn.Embedding(cfg.n_behaviors + 1, d)
         self.start = nn.Parameter(torch.zeros(1, 1, d))
+        if cfg.time_features:
+            from geosid.trainer.data import AGE_BUCKETS, HOURS
+
+            self.hour_emb = nn.Embedding(HOURS + 1, d, padding_idx=0)
+            self.age_emb = nn.Embedding(AGE_BUCKETS + 1, d, padding_idx=0)
         self.cell_emb = nn.Embedding(cfg.n_cells + 1, e)
         self.ctx_proj = nn.Sequential(nn.Linear(cfg.n_features, e), nn.GELU(), nn.Linear(e, e))
         self.item_mlp = nn.Sequential(nn.Linear(d + 2 * e, d), nn.GELU(), nn.Linear(d, d))
@@ -196,6 +206,8 @@ class OneLoc(nn.Module):
         item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(x["hist_kind"])  # [b, H, d]
         if self.item_emb is not None:
             item = item + self.item_emb(x["hist_item_emb"].clamp(max=self.cfg.n_items - 1))
+        if self.cfg.time_features:
+            item = item + self.hour_emb(x["hist_hour"]) + self.age_emb(x["hist_age"])
         loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])  # [b, H, e] each
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
@@ -206,7 +218,10 @@ class OneLoc(nn.Module):
             z, gate = block(z, e_lc, valid, user_lc)
             gates.append(gate)
         memory = self.enc_norm(z)
-        return memory, valid, self.prompt(x, user_id, user_lc), gates
+        prompt = self.prompt(x, user_id, user_lc)  # [b, 1, d]
+        if self.cfg.time_features:
+            prompt = prompt + self.hour_emb(x["request_hour"])[:, None]
+        return memory, valid, prompt, gates
 
     def prompt(self, x: dict, user_id, user_lc):
         """The decoder's first input [b, 1, d]."""
