@@ -124,12 +124,12 @@ def test_geo_context_and_documents(spark, jvm_spark, tmp_path):
     cells = GeohashCells(6)
 
     def run(session, stage):
-        items = geo.items_as_of(session.createDataFrame(items_arrow), D).transform(geo.with_cells, cells=cells)
+        items = geo.item_states(session.createDataFrame(items_arrow), D, D).transform(geo.with_cells, cells=cells)
         events = session.createDataFrame(events_arrow).transform(geo.with_cells, cells=cells, lat="user_lat", lon="user_lon")
-        cells_df = geo.geo_cells(items, events, cells, D, 28, 5)
+        cells_df = geo.geo_cells(items, events, cells, D, D, 28, 5)
         if stage == "cells":
             return cells_df
-        item_geo = geo.item_geo(items, cells_df, cells, D)
+        item_geo = geo.item_geo(items.drop("dt"), cells_df, cells, D)
         return item_geo if stage == "items" else documents(item_geo)
 
     for stage in ("cells", "items", "documents"):
