@@ -10,7 +10,8 @@ For a protocol (user_chrono or libcity; see `geosid.jobs.corpus.SplitConfig`):
    train transitions, Markov on the user's own), SASRec, TIGER (the SID decoder with
    every geo part off, on text-only SIDs), OneLoc, OneLoc + DPO (with its lambda-0
    control), and OneLoc without geo-aware attention, without the neighbour prompt, and
-   without geo-aware SIDs; every model selects its epoch on valid and is scored once
+   without geo-aware SIDs, and with the paper's decoder (no copy head, no time
+   features: our two additions switched off); every model selects its epoch on valid and is scored once
    on test;
 3. a Markdown table and a plot under `<lake>/_reports/benchmark/<protocol>/`, with the
    protocol's users, items, targets and the share of targets the user visited before.
@@ -37,6 +38,7 @@ RUNS = (
     ("OneLoc w/o geo-aware attention", "oneloc", "geo", {"location_scores": False, "location_gate": False}),
     ("OneLoc w/o neighbour prompt", "oneloc", "geo", {"prompt": "pointwise"}),
     ("OneLoc w/o geo-aware SIDs", "oneloc", "text", {}),
+    ("OneLoc, paper decoder (no copy head, no time features)", "oneloc", "geo", {"copy_head": False, "time_features": False}),
 )
 BASELINE_ROWS = (
     ("most popular", "most_popular"), ("nearest popular", "nearest_popular"), ("repeat", "repeat"),
