@@ -33,6 +33,7 @@ ENV = {
     "encoder": "GEOSID_ENCODER",
     "template": "GEOSID_TEMPLATE",
     "location_weight": "GEOSID_LOCATION_WEIGHT",
+    "embed_chunk_size": "GEOSID_EMBED_CHUNK_SIZE",
 }
 CELL_ENV = {"system": "GEOSID_CELL_SYSTEM", "precision": "GEOSID_GEOHASH_PRECISION", "resolution": "GEOSID_H3_RESOLUTION"}
 
@@ -54,6 +55,7 @@ class Settings(BaseModel):
     encoder: str = Field(default="minilm", description="text encoder: minilm, or hf:<local model dir>")
     template: str = Field(default="geo-doc-v2", description="item document template (geosid.embedding.documents.TEMPLATES)")
     location_weight: float = Field(default=0.4, ge=0.0, le=1.0, description="share of the location encoding in geo-doc-v2 vectors")
+    embed_chunk_size: int = Field(default=4096, ge=1, description="documents per embedding commit (a killed run keeps the committed chunks)")
     lake_committer: Literal["auto", "delta-rs", "spark"] = Field(
         default="auto", description="auto: spark on engine=remote, delta-rs otherwise"
     )

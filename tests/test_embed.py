@@ -151,3 +151,14 @@ def test_onnx_runtimes_agree_with_torch_and_say_what_made_them():
         assert encoder.model_id == minilm_model_id(spec) and encoder.model_id.endswith({"minilm-onnx": "+onnx-fp32", "minilm-onnx-int8": "+onnx-int8"}[spec])
     ids = {minilm_model_id(s) for s in ("minilm-torch", "minilm-onnx", "minilm-onnx-int8")}
     assert len(ids) == 3 and minilm_model_id("minilm") in ids
+
+
+def test_a_vector_does_not_depend_on_the_documents_embedded_with_it():
+    """Chunked, resumed and incremental runs embed a document beside different others:
+    its vector must be the same (int8 activations are scaled per run, hence one per run)."""
+    docs = ["coffee\ncategory: coffee\narea: busy", "hotpot near the river " * 20, "a quiet bakery"]
+    for spec in ("minilm-onnx", "minilm-onnx-int8"):
+        encoder = load_encoder(spec)
+        together = encoder.encode(docs)
+        alone = np.concatenate([encoder.encode([d]) for d in docs])
+        assert np.allclose(together, alone, atol=1e-5), spec

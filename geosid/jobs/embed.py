@@ -210,9 +210,9 @@ def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation 
                 )
                 table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
                 done += sizes.get(chunk, 0)
-                if progress:
-                    rate = done / max(time.perf_counter() - chunk_started, 1e-9)
-                    eta = (n_todo - done) / rate if rate else 0.0
+                rate = done / max(time.perf_counter() - chunk_started, 1e-9)
+                eta = (n_todo - done) / rate if rate else 0.0
+                if progress or chunks > 1:
                     log(f"    committed chunk {chunk + 1}/{chunks}: {done:,} / {n_todo:,} documents, {rate:,.0f} documents/s, ETA {eta:,.0f}s")
     finally:
         lake.drop_checkpoints(run)

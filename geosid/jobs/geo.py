@@ -313,13 +313,31 @@ def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), 
 
 
 def run_geo_range(lake: Lake, first: dt_.date | str, last: dt_.date | str, config: GeoConfig = GeoConfig(),
-                  with_items: bool = False) -> GeoReport:  # fmt: skip
-    """silver.geo_cells for every day of [first, last] in one job (items as of each day,
-    activity over each day's window: the same rows the daily job writes day by day), and
-    with `with_items` silver.item_geo as of `last`. This is what corpus.cell_context
-    needs for a range: the context of every day before a request."""
+                  with_items: bool = False, block_days: int | None = None, item_days_per_job: int = 1_000_000) -> GeoReport:  # fmt: skip
+    """silver.geo_cells for every day of [first, last], one job per block of days (items
+    as of each day, activity over each day's window: the same rows the daily job writes
+    day by day), and with `with_items` silver.item_geo as of `last`. This is what
+    corpus.cell_context needs for a range: the context of every day before a request.
+
+    Blocks bound memory: a job holds (items x days of its block) item states, so the
+    block is `item_days_per_job / items` days (at most 28; NYC's 34k venues: 29 -> 28 days,
+    2.3 GB peak RSS, 0.5 s a day; one job per day: 4.8 s a day)."""
     started = time.perf_counter()
     first, last = as_date(first), as_date(last)
+    if block_days is None:
+        n_items = lake.read(bronze.ITEMS).filter(F.col("dt") <= F.lit(last)).select("source", "item_id").distinct().count()
+        block_days = max(1, min(28, item_days_per_job // max(n_items, 1)))
+    day, reports = first, []
+    while day <= last:
+        end = min(last, day + dt_.timedelta(days=block_days - 1))
+        reports.append(_geo_block(lake, day, end, config, with_items and end == last))
+        day = end + dt_.timedelta(days=1)
+    versions = {k: v for r in reports for k, v in r.table_versions.items()}
+    return GeoReport(last, reports[-1].cells, reports[-1].items, time.perf_counter() - started, versions, first)
+
+
+def _geo_block(lake: Lake, first: dt_.date, last: dt_.date, config: GeoConfig, with_items: bool) -> GeoReport:
+    started = time.perf_counter()
     cells = config.cells()
     run = f"geo-{cells.name}-{first}-{last}"
     observations = lake.read(bronze.ITEMS).filter(F.col("dt") <= F.lit(last))

@@ -11,6 +11,7 @@ Names: `Lake.root` is the lake's folder; a table's `table_version` is its Delta 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -110,6 +111,28 @@ def table_digest(data: pa.Table) -> str:
 # with delta-spark).
 COMMITTERS = ("delta-rs", "spark")
 
+
+
+def sweep_dead_stages(folder: Path) -> list[Path]:
+    """Remove staging folders (`<pid>-<uuid>`) of processes that are gone: what a killed
+    writer left behind. A live writer's folder (its pid still runs here) is kept."""
+    removed = []
+    for stage in folder.glob("*-*") if folder.exists() else []:
+        pid = stage.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 class Lake:
     """Delta tables of the registry under `root`, read and written through `spark`."""
@@ -225,7 +248,8 @@ class Lake:
         the registered Arrow schema (representation only: conform() checked the types)."""
         import pyarrow.dataset as pads
 
-        stage = self.root / "_work" / "staging" / spec.relative_path / uuid.uuid4().hex
+        stage = self.root / "_work" / "staging" / spec.relative_path / f"{os.getpid()}-{uuid.uuid4().hex}"
+        sweep_dead_stages(stage.parent)
         target = spec_arrow_schema(spec)
         try:
             df.write.mode("overwrite").parquet(str(stage))

@@ -83,9 +83,10 @@ def _stats(data, protocol: str) -> dict:
 
 
 def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str = "tiny", epochs: int = 30,
-              max_minutes: float = 20.0, dpo: bool = True, runs=RUNS, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
+              max_minutes: float = 20.0, ablations: bool = True, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
     """Build the protocol's corpora, train and score every method (see the module doc).
-    `max_minutes` is each model's training budget (epochs stop early on valid anyway)."""
+    `max_minutes` is each model's training budget (epochs stop early on valid anyway);
+    without `ablations` only the baselines, SASRec, TIGER and OneLoc run (no DPO)."""
     from pyspark.sql import functions as F
 
     from geosid.jobs.index import published_version
@@ -113,7 +114,8 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     results: dict[str, dict] = {}
     base = train_config(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
                         eval_limit=None, batch_size=256)  # fmt: skip
-    main_run = None
+    main_run, dpo = None, ablations
+    runs = RUNS if ablations else [run for run in RUNS if run[0] in ("SASRec", "OneLoc") or run[1] == "tiger"]
     for label, model, kind, ablation in runs:
         cfg = dataclasses.replace(base, model=model, ablation=dict(ablation))
         run_id = f"bench-{protocol}-{label.lower().replace(' ', '-').replace('(', '').replace(')', '').replace(',', '')}"

@@ -57,10 +57,11 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
 
 def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Context | None = None, lake_root: str | None = None) -> list[dt_.date]:
     """silver.geo_cells snapshots every `every` days of [first, last) that are missing
-    (context only: no item_geo); returns the days computed."""
+    (context only: no item_geo); returns the days computed. Daily snapshots (every=1)
+    are one range job (windowed aggregates over all the days at once)."""
     from pyspark.sql import functions as F
 
-    from geosid.jobs.geo import run_geo
+    from geosid.jobs.geo import run_geo, run_geo_range
     from geosid.pipeline.silver import geo_config
     from geosid.schemas import silver
 
@@ -74,8 +75,11 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
         wanted = [first + dt_.timedelta(days=k) for k in range(every - 1, (last - first).days, every)]
         todo = [d for d in wanted if d not in have]
         with ctx.stage(f"geo context snapshots every {every} days for the cell context ({len(todo)} to compute)", timed="geo snapshots"):
-            for day in todo:
-                run_geo(ctx.lake, day, config, with_items=False)
+            if every == 1 and len(todo) > 1:
+                ctx.log(run_geo_range(ctx.lake, min(todo), max(todo), config).summary())  # rewrites the days between too: same rows
+            else:
+                for day in todo:
+                    run_geo(ctx.lake, day, config, with_items=False)
         return todo
 
 

@@ -91,7 +91,7 @@ def demo(synthetic: bool = False, world: dict | None = None, train: bool = True,
 
     days = (last - first).days + 1
     long_range = days > 14
-    context_snapshots(first, last, every=7 if long_range else 1, ctx=ctx)
+    context_snapshots(first, last, every=1, ctx=ctx)  # daily cell context: the day before each request
     split = split_config("time", last, test_days=3 if long_range else 1, valid_days=3 if long_range else 1)
     built = corpus_build(report.source, first, last, report.codebook_version, split, ctx=ctx)
     if not built.passed:

@@ -52,7 +52,7 @@ def embed(day: DateLike, encoder: str | None = None, template: str | None = None
         steps = [representation(ctx, TEXT_TEMPLATE[wanted.template_id], encoder)] if TEXT_TEMPLATE[wanted.template_id] != wanted.template_id else []
         for rep in [*steps, wanted]:
             with ctx.stage(f"item embeddings as of {day} ({rep.template_id}, {rep.model_id})", timed=f"embed {rep.template_id}"):
-                report = run_embed(ctx.lake, day, rep, progress=ctx.progress)
+                report = run_embed(ctx.lake, day, rep, progress=ctx.progress, chunk_size=ctx.settings.embed_chunk_size, log=ctx.log)
             ctx.log(report.summary())
             if report.embedded:
                 ctx.log(f"    {report.docs_per_s:,.0f} documents/s")

@@ -1,0 +1,134 @@
+"""Crash safety: a stage killed with SIGKILL mid-run leaves every table readable by an
+outside Delta client at a committed version, with no partial rows; the re-run finishes
+the work and gives the same tables as a run that was never interrupted.
+
+The killed stage runs as a real `geosid` process (its own engine), so nothing of the
+test's session can tidy up after it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geosid import pipeline
+from geosid.schemas import bronze, silver
+from geosid.sources.synthetic_world import WorldConfig, write_world
+
+DAY = dt.date(2024, 6, 1)
+CHUNK = 20  # documents per embedding commit: several commits on the small world
+TEMPLATE = "geo-doc-v1"  # one representation per run (geo-doc-v2 would embed geo-doc-v1 first)
+
+
+def _context(spark, root: Path):
+    from geosid.config import Settings
+    from geosid.lake import Lake
+    from geosid.pipeline.context import Context
+
+    settings = Settings(lake_root=root, embed_chunk_size=CHUNK)
+    return Context(settings, spark, Lake(root, spark))
+
+
+def _kill_when(args: list[str], root: Path, marker: str, delay_s: float = 0.0, timeout_s: float = 240.0) -> list[str]:
+    """Run `geosid --lake root *args` and SIGKILL it `delay_s` after a stdout line contains
+    `marker`; returns the lines it printed. Fails if it finished before the marker."""
+    env = {**os.environ, "GEOSID_EMBED_CHUNK_SIZE": str(CHUNK), "PYTHONUNBUFFERED": "1", "RUST_LOG": "error"}
+    process = subprocess.Popen([sys.executable, "-m", "geosid.cli", "--lake", str(root), *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    lines, deadline = [], time.monotonic() + timeout_s
+    try:
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if marker in line:
+                time.sleep(delay_s)
+                process.send_signal(signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "the stage ran past the test's timeout"
+    finally:
+        process.kill()
+        process.wait()
+    assert any(marker in line for line in lines), "the stage ended before it could be killed:\n" + "\n".join(lines[-20:])
+    return lines
+
+
+def _outside_reads(root: Path) -> dict[str, int]:
+    """Every Delta table under the lake, read by delta-rs (not the engine): rows per table."""
+    from deltalake import DeltaTable
+
+    rows = {}
+    for log in sorted(root.glob("*/*/_delta_log")):
+        table = DeltaTable(str(log.parent))
+        rows[f"{log.parent.parent.name}.{log.parent.name}"] = table.to_pyarrow_table().num_rows
+    return rows
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("world")
+    write_world(raw, WorldConfig(n_days=1, n_users=150, n_stores=40, n_brands=10, start_date=DAY.isoformat()), progress=False)
+    return raw
+
+
+def _silver_ready(spark, root: Path, raw: Path):
+    ctx = _context(spark, root)
+    pipeline.ingest("synthetic", DAY, DAY, raw, ctx=ctx)
+    pipeline.geo(DAY, ctx=ctx)
+    return ctx
+
+
+@pytest.mark.slow
+def test_killed_embedding_keeps_its_committed_chunks_and_the_rerun_embeds_only_the_rest(spark, tmp_path, world):
+    # the uninterrupted reference
+    reference = _silver_ready(spark, tmp_path / "reference", world)
+    total = pipeline.embed(DAY, template=TEMPLATE, ctx=reference).embedded
+    assert total > 3 * CHUNK, f"the world is too small to kill between commits: {total} documents"
+
+    ctx = _silver_ready(spark, tmp_path / "lake", world)
+    _kill_when(["embed", "--date", DAY.isoformat(), "--template", TEMPLATE], ctx.lake.root, "committed chunk 2/")
+
+    # readable from outside at a committed version: whole chunks, no partial rows
+    rows = _outside_reads(ctx.lake.root)
+    assert {"silver.item_geo", "bronze.events"} <= set(rows)
+    committed = ctx.lake.to_arrow(silver.ITEM_EMBEDDINGS)
+    vectors = np.stack(committed.column("vector").to_numpy(zero_copy_only=False))
+    assert 0 < committed.num_rows < total, (committed.num_rows, total)  # two whole chunks of ~CHUNK (hash split)
+    assert np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    staging = ctx.lake.root / "_work" / "staging"
+
+    # the re-run embeds only what was not committed, and sweeps the dead writer's staging
+    rerun = pipeline.embed(DAY, template=TEMPLATE, ctx=ctx)
+    assert rerun.embedded == total - committed.num_rows
+    assert not any(p.name.split("-")[0] != str(os.getpid()) for p in staging.glob("*/*/*"))
+
+    # the same table as the uninterrupted run (vectors to float tolerance: batches differ)
+    def by_item(lake):
+        table = lake.to_arrow(silver.ITEM_EMBEDDINGS).sort_by("item_id")
+        return table.drop_columns(["vector"]).to_pylist(), np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+
+    (meta_a, vec_a), (meta_b, vec_b) = by_item(reference.lake), by_item(ctx.lake)
+    assert meta_a == meta_b
+    assert np.allclose(vec_a, vec_b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_killed_ingest_leaves_committed_tables_and_the_rerun_matches(spark, tmp_path, world):
+    reference = _context(spark, tmp_path / "reference")
+    pipeline.ingest("synthetic", DAY, DAY, world, ctx=reference)
+
+    root = tmp_path / "lake"
+    # killed mid-job: wherever it dies, what is committed is whole
+    _kill_when(["ingest", "--source", "synthetic", "--path", str(world), "--date", DAY.isoformat()], root, "==> ingest", delay_s=2.0)
+    for name, n in _outside_reads(root).items():
+        assert n >= 0, name  # readable: a table half-written would fail to load here
+
+    ctx = _context(spark, root)
+    pipeline.ingest("synthetic", DAY, DAY, world, ctx=ctx)
+    for spec in (bronze.EVENTS, bronze.ITEMS, bronze.REJECTS):
+        assert ctx.lake.digest(spec, dt=DAY) == reference.lake.digest(spec, dt=DAY), spec.name
