@@ -17,23 +17,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from geosid import pipeline
-from geosid.schemas import bronze, silver
+from geosid.schemas import bronze, corpus, index, silver
 from geosid.sources.synthetic_world import WorldConfig, write_world
 
-DAY = dt.date(2024, 6, 1)
+DAYS = [dt.date(2024, 6, 1) + dt.timedelta(days=k) for k in range(3)]
+DAY = DAYS[-1]
 CHUNK = 20  # documents per embedding commit: several commits on the small world
 TEMPLATE = "geo-doc-v1"  # one representation per run (geo-doc-v2 would embed geo-doc-v1 first)
 
 
-def _context(spark, root: Path):
+def _context(spark, root: Path, log=None):
     from geosid.config import Settings
     from geosid.lake import Lake
     from geosid.pipeline.context import Context
 
     settings = Settings(lake_root=root, embed_chunk_size=CHUNK)
-    return Context(settings, spark, Lake(root, spark))
+    return Context(settings, spark, Lake(root, spark), log or (lambda *_: None))
 
 
 def _kill_when(args: list[str], root: Path, marker: str, delay_s: float = 0.0, timeout_s: float = 240.0) -> list[str]:
@@ -72,15 +74,39 @@ def _outside_reads(root: Path) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("world")
-    write_world(raw, WorldConfig(n_days=1, n_users=150, n_stores=40, n_brands=10, start_date=DAY.isoformat()), progress=False)
+    write_world(raw, WorldConfig(n_days=len(DAYS), n_users=150, n_stores=40, n_brands=10, start_date=DAYS[0].isoformat()),
+                progress=False)  # fmt: skip
     return raw
 
 
 def _silver_ready(spark, root: Path, raw: Path):
     ctx = _context(spark, root)
-    pipeline.ingest("synthetic", DAY, DAY, raw, ctx=ctx)
+    pipeline.ingest("synthetic", DAYS[0], DAY, raw, ctx=ctx)
     pipeline.geo(DAY, ctx=ctx)
     return ctx
+
+
+GATES = {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0}
+FIT = {"codes": (8, 8, 8), "niter": 5}
+
+
+@pytest.fixture(scope="module")
+def base(spark, world, tmp_path_factory) -> Path:
+    """A lake through the corpus: ingest, geo, embeddings, a published codebook, sequences."""
+    root = tmp_path_factory.mktemp("base") / "lake"
+    ctx = _silver_ready(spark, root, world)
+    pipeline.embed(DAY, template=TEMPLATE, ctx=ctx)
+    fit = pipeline.fit_codebook("residual_kmeans", DAY, template=TEMPLATE, ctx=ctx, **FIT)
+    pipeline.publish_codebook(fit.codebook_version, DAY, GATES, ctx=ctx)
+    pipeline.corpus_build("synthetic", DAYS[0], DAY, fit.codebook_version, pipeline.split_config("user_chrono", DAY), ctx=ctx)
+    return root
+
+
+def _copy(base: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(base, to)
+    return to
 
 
 @pytest.mark.slow
@@ -125,10 +151,67 @@ def test_killed_ingest_leaves_committed_tables_and_the_rerun_matches(spark, tmp_
     root = tmp_path / "lake"
     # killed mid-job: wherever it dies, what is committed is whole
     _kill_when(["ingest", "--source", "synthetic", "--path", str(world), "--date", DAY.isoformat()], root, "==> ingest", delay_s=2.0)
-    for name, n in _outside_reads(root).items():
-        assert n >= 0, name  # readable: a table half-written would fail to load here
+    _outside_reads(root)  # a table half-written would fail to load here
 
     ctx = _context(spark, root)
     pipeline.ingest("synthetic", DAY, DAY, world, ctx=ctx)
     for spec in (bronze.EVENTS, bronze.ITEMS, bronze.REJECTS):
         assert ctx.lake.digest(spec, dt=DAY) == reference.lake.digest(spec, dt=DAY), spec.name
+
+
+def _published(ctx) -> str:
+    from geosid.jobs.index import published_version
+
+    return published_version(ctx.lake)
+
+
+# stage: (command line, marker, delay after it, re-run in process, tables compared)
+STAGES = {
+    "geo": (["geo", "--date", DAY.isoformat()], "==> ", 1.0,
+            lambda ctx: pipeline.geo(DAY, ctx=ctx), lambda lake: [lake.digest(silver.GEO_CELLS, dt=DAY), lake.digest(silver.ITEM_GEO, dt=DAY)]),
+    "codebook fit": (["codebook", "fit", "--method", "residual_kmeans", "--codes", "8,8,8", "--niter", "5", "--seed", "7",
+                      "--template", TEMPLATE, "--date", DAY.isoformat()], "==> ", 2.0,
+                     lambda ctx: pipeline.fit_codebook("residual_kmeans", DAY, seed=7, template=TEMPLATE, ctx=ctx, **FIT),
+                     lambda lake: [lake.digest(index.SID_MAP)]),
+    "corpus": (["corpus", "build", "--source", "synthetic", "--split", "user_chrono", "--from", DAYS[0].isoformat(), "--to", DAY.isoformat()],
+               "==> training sequences", 1.0,
+               lambda ctx: pipeline.corpus_build("synthetic", DAYS[0], DAY, None, pipeline.split_config("user_chrono", DAY), ctx=ctx),
+               lambda lake: [lake.digest(corpus.TRAINING_SEQUENCES, dt=(DAYS[0], DAY)), lake.digest(corpus.CELL_CONTEXT, dt=(DAYS[0], DAY))]),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_killed_stage_leaves_committed_tables_and_the_rerun_matches(spark, base, tmp_path, stage):
+    args, marker, delay_s, rerun, digests = STAGES[stage]
+    reference = _context(spark, _copy(base, tmp_path / "reference"))
+    rerun(reference)
+    expected = digests(reference.lake)
+
+    root = _copy(base, tmp_path / "lake")
+    _kill_when(args, root, marker, delay_s=delay_s)
+    _outside_reads(root)  # every table loads at a committed version
+    ctx = _context(spark, root)
+    rerun(ctx)
+    assert digests(ctx.lake) == expected, stage
+
+
+@pytest.mark.slow
+def test_killed_pretraining_resumes_from_its_last_checkpoint(spark, base, tmp_path):
+    options = {"protocol": "user_chrono", "epochs": 3, "batch_size": 16, "max_history": 10, "patience": 9, "eval_limit": 50,
+               "beam": 5, "device": "cpu"}  # fmt: skip
+    flags = ["--protocol", "user_chrono", "--epochs", "3", "--batch-size", "16", "--max-history", "10", "--patience", "9",
+             "--eval-limit", "50", "--beam", "5", "--device", "cpu"]  # fmt: skip
+    root = _copy(base, tmp_path / "lake")
+    lines = []
+    ctx = _context(spark, root, log=lines.append)
+    cfg = pipeline.train_config(**options)
+    whole = pipeline.pretrain(cfg, run_id="whole", ctx=ctx)
+
+    _kill_when(["train", "pretrain", "--run-id", "killed", *flags], root, "epoch 1/3:")
+    pipeline.pretrain(cfg, run_id="killed", resume=True, ctx=ctx)
+    assert any("resumed after epoch 1/3" in line for line in lines), lines[-10:]
+
+    weights = {run: torch.load(root / "_models" / run / "model.pt", weights_only=True) for run in ("whole", "killed")}
+    assert all(torch.equal(weights["whole"][k], weights["killed"][k]) for k in weights["whole"])
+    assert len(whole["metrics"]["epochs"]) == 3

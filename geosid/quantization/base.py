@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -171,7 +172,12 @@ def restore(params: dict, arrays: dict[str, np.ndarray]) -> Tokenizer:
 
 
 def save(tokenizer: Tokenizer, path: str | Path) -> None:
-    np.savez(path, params=json.dumps(tokenizer.params()), **state(tokenizer))
+    """One .npz (params + arrays), written under a temporary name and renamed."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, params=json.dumps(tokenizer.params()), **state(tokenizer))
+    os.replace(tmp, path)
 
 
 def load(path: str | Path) -> Tokenizer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt_
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -33,9 +34,23 @@ def save_run(lake_root: str | Path, run_id: str, state_dict: dict, meta: dict) -
 
     folder = run_dir(lake_root, run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state_dict, folder / "model.pt")
-    (folder / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+    atomic_torch_save(state_dict, folder / "model.pt")
+    # the record last: a run is listed (list_runs reads run.json) only once its weights are whole
+    tmp = folder / f"run.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    os.replace(tmp, folder / "run.json")
     return folder
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to a temporary name, then rename: a kill mid-write leaves the previous
+    file (or none), never half of one."""
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def list_runs(lake_root: str | Path, kind: str | None = None) -> list[dict]:

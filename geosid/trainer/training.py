@@ -24,7 +24,7 @@ import torch
 from geosid.trainer.data import Batch
 from geosid.trainer.loading import TrainConfig, autocast, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
-from geosid.trainer.runs import checkpoint_path, new_run_id, run_dir, save_run
+from geosid.trainer.runs import atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
 
 
 def lr_factor(step: int, total: int, warmup: float, floor: float) -> float:
@@ -109,17 +109,18 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
             else:
                 bad_epochs += 1
         result.epochs.append(record)
-        log(f"    epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}"
-            + (f", valid {cfg.select} {record[f'valid_{cfg.select}']:.4f}" if validate is not None else "")
-            + f", {record['tokens_per_s']:,} tokens/s, {seconds:.0f}s")  # fmt: skip
         result.train_s, result.tokens_per_s = round(train_s, 1), round(tokens_total / max(train_s, 1e-9))
         result.wall_s = round(result.wall_s + time.perf_counter() - epoch_started, 1)
         early = validate is not None and bad_epochs >= cfg.patience
         result.stopped = "early" if early else result.stopped
         run_dir_ready(folder)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
                     "result": asdict(result), "epoch": epoch, "bad_epochs": bad_epochs, "best_model": best_state,
                     "config": asdict(cfg)}, state_file)  # fmt: skip
+        # after the checkpoint: a printed epoch is one a killed run resumes after
+        log(f"    epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}"
+            + (f", valid {cfg.select} {record[f'valid_{cfg.select}']:.4f}" if validate is not None else "")
+            + f", {record['tokens_per_s']:,} tokens/s, {seconds:.0f}s")  # fmt: skip
         if early:
             log(f"    early stop: no better valid {cfg.select} for {cfg.patience} epoch(s); best epoch {result.best_epoch}")
             break
