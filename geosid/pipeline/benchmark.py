@@ -121,8 +121,12 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
         run_id = f"bench-{protocol}-{label.lower().replace(' ', '-').replace('(', '').replace(')', '').replace(',', '')}"
         with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
             started = time.perf_counter()
-            meta = run_pretrain(root, cfg, codebook_version=versions[kind], run_id=run_id, log=log)
-            results[label] = {"eval": meta["metrics"]["eval"], "minutes": round((time.perf_counter() - started) / 60, 1),
+            meta = _finished(root, run_id, cfg, versions[kind])
+            if meta is None:
+                meta = run_pretrain(root, cfg, codebook_version=versions[kind], run_id=run_id, log=log)
+            else:
+                log(f"    reusing the finished run {run_id} (same training config and codebook version)")
+            results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
                               "run_id": meta["run_id"], "epochs": len(meta["metrics"]["epochs"]),
                               "best_epoch": meta["metrics"]["best_epoch"], "model": model}  # fmt: skip
         if label == "OneLoc":
@@ -132,9 +136,11 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
         for label, lam in (("OneLoc + DPO", aligned_cfg.dpo_lambda), ("OneLoc + same steps, lambda 0", 0.0)):
             with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
                 started = time.perf_counter()
-                meta = run_dpo(root, main_run["run_id"], cfg=dataclasses.replace(aligned_cfg, dpo_lambda=lam), log=log,
-                               run_id=f"bench-{protocol}-dpo-{lam:g}")  # fmt: skip
-                results[label] = {"eval": meta["metrics"]["eval"], "minutes": round((time.perf_counter() - started) / 60, 1),
+                dpo_cfg, dpo_run = dataclasses.replace(aligned_cfg, dpo_lambda=lam), f"bench-{protocol}-dpo-{lam:g}"
+                meta = _finished(root, dpo_run, dpo_cfg, geo, parent=main_run["run_id"])
+                if meta is None:
+                    meta = run_dpo(root, main_run["run_id"], cfg=dpo_cfg, log=log, run_id=dpo_run)
+                results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
                                   "run_id": meta["run_id"], "model": "oneloc"}  # fmt: skip
 
     data = load_corpus(root, geo, None, 50, protocol=protocol)
@@ -154,6 +160,22 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     report.paths = [out / "results.md", out / "results.json", plot(report, out / "results.png")]
     log(report.markdown)
     return report
+
+
+def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None = None) -> dict | None:
+    """The record of `run_id` if it finished (test scored) with this exact training config
+    on this codebook version (and parent): an interrupted benchmark resumes, and a run
+    whose code or settings changed is trained again once its folder is removed."""
+    from geosid.trainer.runs import run_dir
+
+    record = run_dir(root, run_id) / "run.json"
+    if not record.exists():
+        return None
+    meta = json.loads(record.read_text())
+    same = (meta.get("train_config") == json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+            and meta.get("manifest", {}).get("codebook_version") == codebook_version
+            and (parent is None or meta.get("parent") == parent))  # fmt: skip
+    return meta if same and "eval" in meta.get("metrics", {}) else None
 
 
 def render(report: BenchmarkReport) -> str:
