@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from geosid.errors import InvalidRequestError, NotFoundError, SchemaMismatchError
 from geosid.lake.dates import DateLike, DateRange, partition_predicate
 from geosid.schemas import REGISTRY, Registry, TableSpec
+
 
 def spark_type_to_arrow(data_type: T.DataType) -> pa.DataType:
     simple = {

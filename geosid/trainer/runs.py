@@ -30,7 +30,6 @@ def run_dir(lake_root: str | Path, run_id: str) -> Path:
 
 def save_run(lake_root: str | Path, run_id: str, state_dict: dict, meta: dict) -> Path:
     """Write a run's weights and record; returns its folder."""
-    import torch
 
     folder = run_dir(lake_root, run_id)
     folder.mkdir(parents=True, exist_ok=True)
