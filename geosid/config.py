@@ -34,6 +34,7 @@ ENV = {
     "template": "GEOSID_TEMPLATE",
     "location_weight": "GEOSID_LOCATION_WEIGHT",
     "embed_chunk_size": "GEOSID_EMBED_CHUNK_SIZE",
+    "lake_reader": "GEOSID_LAKE_READER",
 }
 CELL_ENV = {"system": "GEOSID_CELL_SYSTEM", "precision": "GEOSID_GEOHASH_PRECISION", "resolution": "GEOSID_H3_RESOLUTION"}
 
@@ -58,6 +59,9 @@ class Settings(BaseModel):
     embed_chunk_size: int = Field(default=4096, ge=1, description="documents per embedding commit (a killed run keeps the committed chunks)")
     lake_committer: Literal["auto", "delta-rs", "spark"] = Field(
         default="auto", description="auto: spark on engine=remote, delta-rs otherwise"
+    )
+    lake_reader: Literal["auto", "engine", "files"] = Field(
+        default="auto", description="auto: the engine's Delta reader on sail and where spark commits, the snapshot's files otherwise"
     )
 
     @field_validator("spark_remote")
@@ -93,3 +97,10 @@ class Settings(BaseModel):
         if self.lake_committer != "auto":
             return self.lake_committer
         return "spark" if self.engine == "remote" else "delta-rs"
+
+    def reader(self) -> str:
+        """JVM Spark without delta-spark (spark-local; a cluster committed by delta-rs) reads
+        the snapshot's Parquet files; Sail and delta-spark clusters read Delta themselves."""
+        if self.lake_reader != "auto":
+            return self.lake_reader
+        return "engine" if self.engine == "sail" or self.committer() == "spark" else "files"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -121,15 +122,30 @@ def _wait_for_free_port(port: int, timeout_s: float = 60.0) -> None:
 
 @contextmanager
 def _jvm_session(master: str, driver_memory: str) -> Iterator:
-    before = {name: os.environ.get(name) for name in LOCAL_JVM_ENV}
+    before = {name: os.environ.get(name) for name in (*LOCAL_JVM_ENV, "PYSPARK_PYTHON")}
     spark = None
     _wait_for_free_port(LOCAL_CONNECT_PORT)
+    # The JVM's Python workers (mapInPandas) run this interpreter, so they import geosid
+    # and its pinned dependencies from the same environment.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         with _without_env(_CONNECT_ENV):
             # `local[...]` connection strings start a JVM Spark Connect server in-process.
             # An explicit heap: the JVM's default (a quarter of the machine) can fail to be
             # reserved when other work holds the memory.
-            spark = _builder(master).config("spark.driver.memory", driver_memory).getOrCreate()
+            from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+            previous = ConnectSession.getActiveSession() or ConnectSession._get_default_session()
+            started = _builder(master).config("spark.driver.memory", driver_memory).getOrCreate()
+            if previous is None:
+                spark = started
+            else:
+                # pyspark starts the JVM server, then getOrCreate() hands back the session
+                # already open in this process (e.g. Sail's): connect to the JVM explicitly,
+                # and leave the other session the default it was.
+                spark = _builder(f"sc://localhost:{LOCAL_CONNECT_PORT}").create()
+                ConnectSession._set_default_and_active_session(previous)
+        assert previous is None or spark is not previous, "the JVM session is the already open session"
         yield spark
     finally:
         if spark is not None:

@@ -112,6 +112,10 @@ def table_digest(data: pa.Table) -> str:
 # array columns). "spark": the engine's own Delta writer with replaceWhere (clusters
 # with delta-spark).
 COMMITTERS = ("delta-rs", "spark")
+# How tables are read. "engine": the engine's Delta reader (Sail; Spark with delta-spark).
+# "files": delta-rs lists the snapshot's files, the engine reads them as Parquet (JVM
+# Spark without delta-spark: pyspark's local mode, a standalone cluster).
+READERS = ("engine", "files")
 
 
 
@@ -145,13 +149,17 @@ class Lake:
         spark=None,
         registry: Registry = REGISTRY,
         committer: str = "delta-rs",
+        reader: str = "engine",
     ):
         if committer not in COMMITTERS:
             raise ValueError(f"committer must be one of {COMMITTERS}, got {committer!r}")
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
         self.root = Path(root).resolve()
         self.spark = spark
         self.registry = registry
         self.committer = committer
+        self.reader = reader
 
     def spec(self, table: str | TableSpec) -> TableSpec:
         return table if isinstance(table, TableSpec) else self.registry.get(table)
@@ -343,10 +351,13 @@ class Lake:
         spec = self.spec(table)
         if not self.exists(spec):
             raise NotFoundError(f"table {spec.name} does not exist under {self.root}: run the step that writes it first")
-        reader = spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", int(version))
-        df = reader.load(self.path(spec))
+        if self.reader == "files":
+            df = self._read_files(spec, version)
+        else:
+            reader = spark.read.format("delta")
+            if version is not None:
+                reader = reader.option("versionAsOf", int(version))
+            df = reader.load(self.path(spec))
         if dt is not None:
             if not spec.partition_by:
                 raise InvalidRequestError(f"{spec.name} is not partitioned; cannot filter by dt")
@@ -354,6 +365,21 @@ class Lake:
         present = set(df.columns)
         # A column the registry added after this table (or version) was written reads as null.
         return df.select(*[F.col(f.name) if f.name in present else F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields])
+
+    def _read_files(self, spec: TableSpec, version: int | None) -> DataFrame:
+        """The snapshot's data files (listed by delta-rs from the Delta log) read as Parquet
+        by the engine, for engines without a Delta reader (JVM Spark without delta-spark,
+        e.g. a standalone cluster). Partition values come from the Hive-style folders
+        delta-rs writes; the registered schema is imposed, so columns a file lacks (added
+        later) read as null."""
+        from deltalake import DeltaTable
+
+        spark = self._require_spark()
+        files = DeltaTable(self.path(spec), version=version).file_uris()
+        schema = spec.schema
+        if not files:
+            return spark.createDataFrame([], schema)
+        return spark.read.schema(schema).option("basePath", self.path(spec)).parquet(*files)
 
     def to_arrow(self, table: str | TableSpec, version: int | None = None) -> pa.Table:
         """Read a table with deltalake alone (no engine): what outside clients see."""
@@ -434,7 +460,7 @@ class Lake:
         spark = self._require_spark()
         names = []
         for spec in self.existing_tables():
-            df = spark.read.format("delta").load(self.path(spec))
+            df = self.read(spec) if self.reader == "files" else spark.read.format("delta").load(self.path(spec))
             for view in (spec.short_name, spec.name.replace(".", "_")):
                 df.createOrReplaceTempView(view)
                 names.append(view)

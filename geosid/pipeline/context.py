@@ -67,7 +67,7 @@ def open_context(settings: Settings | None = None, log: Callable[[str], None] | 
 
     settings = settings or Settings.from_env()
     with spark_session(settings) as spark:
-        lake = Lake(settings.lake_root, spark, committer=settings.committer())
+        lake = Lake(settings.lake_root, spark, committer=settings.committer(), reader=settings.reader())
         yield Context(settings, spark, lake, log or _quiet, progress)
 
 
