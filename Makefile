@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-fast bench clean install
+.PHONY: demo test test-fast test-cluster cluster-up cluster-down bench clean install
 
 install: $(STAMP)
 
@@ -21,6 +21,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+test-cluster: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m cluster
+
+cluster-up: $(STAMP)
+	deploy/cluster.sh up
+
+cluster-down:
+	deploy/cluster.sh down
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow and not conformance"

@@ -144,37 +144,15 @@ def test_the_pipeline_on_jvm_spark_gives_the_tables_of_the_embedded_engine(spark
     """Ingest -> geo -> embed -> codebook -> assign -> corpus on a small synthetic world, once
     on Sail and once on JVM Spark (no delta-spark: delta-rs commits, the snapshot's files
     are read as Parquet); every table's digest must agree."""
-    import datetime as dt
+    from engine_flow import run_flow, table_digests, write_small_world
 
-    from geosid import pipeline
     from geosid.config import Settings
-    from geosid.lake import Lake
-    from geosid.pipeline.context import Context
-    from geosid.schemas import REGISTRY
-    from geosid.sources.synthetic_world import WorldConfig, write_world
 
-    days = [dt.date(2024, 6, 1) + dt.timedelta(days=k) for k in range(2)]
-    raw = tmp_path / "raw"
-    write_world(raw, WorldConfig(n_days=2, n_users=120, n_stores=30, n_brands=8, start_date=days[0].isoformat()), progress=False)
-
-    def run(session, engine: str) -> Lake:
-        settings = Settings(lake_root=tmp_path / engine, engine=engine)
-        ctx = Context(settings, session, Lake(settings.lake_root, session, committer=settings.committer(), reader=settings.reader()))
-        pipeline.ingest("synthetic", days[0], days[-1], raw, ctx=ctx)
-        pipeline.geo(days[-1], ctx=ctx)
-        pipeline.embed(days[-1], template="geo-doc-v1", ctx=ctx)
-        fit = pipeline.fit_codebook("residual_kmeans", days[-1], codes=(8, 8, 8), niter=5, template="geo-doc-v1", ctx=ctx)
-        gates = {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0}
-        pipeline.publish_codebook(fit.codebook_version, days[-1], gates, ctx=ctx)
-        pipeline.assign_day(days[-1], ctx=ctx)
-        pipeline.corpus_build("synthetic", days[0], days[-1], fit.codebook_version, pipeline.split_config("user_chrono", days[-1]), ctx=ctx)
-        return settings.lake_root
-
-    roots = {"sail": run(spark, "sail"), "spark-local": run(jvm_spark, "spark-local")}
-    assert Settings(engine="spark-local").reader() == "files"
-    # digests read both lakes the same way (Sail), so only the tables' contents are compared
-    lakes = {engine: Lake(root, spark) for engine, root in roots.items()}
-    compared = [spec for spec in REGISTRY if lakes["sail"].exists(spec) and spec.name not in ("index.codebook_versions",)]
-    assert {"silver.item_embeddings", "index.sid_map", "corpus.training_sequences"} <= {s.name for s in compared}
-    for spec in compared:
-        assert lakes["sail"].digest(spec) == lakes["spark-local"].digest(spec), spec.name
+    raw = write_small_world(tmp_path / "raw")
+    on_sail = run_flow(spark, Settings(lake_root=tmp_path / "sail", engine="sail"), raw)
+    jvm = Settings(lake_root=tmp_path / "jvm", engine="spark-local")
+    assert jvm.reader() == "files"
+    on_jvm = run_flow(jvm_spark, jvm, raw)
+    expected = table_digests(spark, on_sail)
+    assert {"silver.item_embeddings", "index.sid_map", "corpus.training_sequences"} <= set(expected)
+    assert table_digests(spark, on_jvm) == expected
