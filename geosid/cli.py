@@ -168,9 +168,8 @@ def _train_options(args) -> dict:
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "benchmark":
-        protocols = args.protocols or ["user_chrono", "libcity"]
-        return _run(args, lambda ctx: [p.benchmark(pr, size=args.size, epochs=args.epochs, max_minutes=args.max_minutes or 20.0,
-                                                   ablations=not args.no_ablations, ctx=ctx) for pr in protocols])  # fmt: skip
+        options = {"size": args.size, "epochs": args.epochs, "max_minutes": args.max_minutes or 20.0, "ablations": not args.no_ablations}
+        return _run(args, lambda ctx: [p.benchmark(pr, paper_decoder=args.paper_decoder, ctx=ctx, **options) for pr in args.protocols or ["user_chrono", "libcity"]])
     if args.action == "pretrain":
         p.pretrain(p.train_config(**_train_options(args)), args.codebook_version, args.run_id, args.resume, lake_root=lake_root)
     elif args.action == "dpo":
@@ -303,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="time", choices=["time", "user_chrono", "libcity"], help="the corpus's split protocol")
     p.add_argument("--protocols", nargs="*", choices=["user_chrono", "libcity"], help="benchmark: the protocols (default: both)")
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")
+    p.add_argument("--paper-decoder", action="store_true", help="benchmark: also OneLoc without copy head and time features")
     p.add_argument("--resume", action="store_true", help="pretrain: continue --run-id from its last checkpoint")
     p.add_argument("--version", dest="codebook_version", help="codebook version of the corpus (default: the only one present)")
     p.add_argument("--run-id", help="name of the new run (default: kind-timestamp-random)")

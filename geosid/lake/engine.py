@@ -83,6 +83,9 @@ def _stop(spark) -> None:
 def _sail_session() -> Iterator:
     from pysail.spark import SparkConnectServer
 
+    # Sail ends a session idle for its timeout (minutes by default); the embedded session
+    # lives as long as this process, whose training steps leave it idle for longer.
+    os.environ.setdefault("SAIL_SPARK__SESSION_TIMEOUT_SECS", str(7 * 24 * 3600))
     server = SparkConnectServer(ip="127.0.0.1", port=0)
     server.start(background=True)
     host, port = server.listening_address

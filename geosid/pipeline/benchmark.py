@@ -10,8 +10,8 @@ For a protocol (user_chrono or libcity; see `geosid.jobs.corpus.SplitConfig`):
    train transitions, Markov on the user's own), SASRec, TIGER (the SID decoder with
    every geo part off, on text-only SIDs), OneLoc, OneLoc + DPO (with its lambda-0
    control), and OneLoc without geo-aware attention, without the neighbour prompt, and
-   without geo-aware SIDs, and with the paper's decoder (no copy head, no time
-   features: our two additions switched off); every model selects its epoch on valid and is scored once
+   without geo-aware SIDs (and, with `paper_decoder`, with the paper's decoder: no copy
+   head, no time features, our two additions switched off); every model selects its epoch on valid and is scored once
    on test;
 3. a Markdown table and a plot under `<lake>/_reports/benchmark/<protocol>/`, with the
    protocol's users, items, targets and the share of targets the user visited before.
@@ -38,8 +38,9 @@ RUNS = (
     ("OneLoc w/o geo-aware attention", "oneloc", "geo", {"location_scores": False, "location_gate": False}),
     ("OneLoc w/o neighbour prompt", "oneloc", "geo", {"prompt": "pointwise"}),
     ("OneLoc w/o geo-aware SIDs", "oneloc", "text", {}),
-    ("OneLoc, paper decoder (no copy head, no time features)", "oneloc", "geo", {"copy_head": False, "time_features": False}),
 )
+# Our two additions to the paper's decoder, switched off (`--paper-decoder`: one more run).
+PAPER_DECODER = ("OneLoc, paper decoder (no copy head, no time features)", "oneloc", "geo", {"copy_head": False, "time_features": False})
 BASELINE_ROWS = (
     ("most popular", "most_popular"), ("nearest popular", "nearest_popular"), ("repeat", "repeat"),
     ("recent", "recent"), ("Markov (train transitions)", "markov"), ("Markov (user's own)", "markov_user"),
@@ -83,7 +84,7 @@ def _stats(data, protocol: str) -> dict:
 
 
 def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str = "tiny", epochs: int = 30,
-              max_minutes: float = 20.0, ablations: bool = True, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
+              max_minutes: float = 20.0, ablations: bool = True, paper_decoder: bool = False, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
     """Build the protocol's corpora, train and score every method (see the module doc).
     `max_minutes` is each model's training budget (epochs stop early on valid anyway);
     without `ablations` only the baselines, SASRec, TIGER and OneLoc run (no DPO)."""
@@ -115,7 +116,8 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     base = train_config(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
                         eval_limit=None, batch_size=256)  # fmt: skip
     main_run, dpo = None, ablations
-    runs = RUNS if ablations else [run for run in RUNS if run[0] in ("SASRec", "OneLoc") or run[1] == "tiger"]
+    runs = list(RUNS if ablations else [run for run in RUNS if run[0] in ("SASRec", "OneLoc") or run[1] == "tiger"])
+    runs += [PAPER_DECODER] if paper_decoder else []
     for label, model, kind, ablation in runs:
         cfg = dataclasses.replace(base, model=model, ablation=dict(ablation))
         run_id = f"bench-{protocol}-{label.lower().replace(' ', '-').replace('(', '').replace(')', '').replace(',', '')}"
