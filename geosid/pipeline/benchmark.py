@@ -115,7 +115,39 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     results: dict[str, dict] = {}
     base = train_config(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
                         eval_limit=None, batch_size=256)  # fmt: skip
-    main_run, dpo = None, ablations
+    data = load_corpus(root, geo, None, 50, protocol=protocol)
+    report.stats = {**_stats(data, protocol), "users": users, "codebook_versions": versions}
+    del data
+    out = root / "_reports" / "benchmark" / protocol
+    out.mkdir(parents=True, exist_ok=True)
+
+    def publish() -> None:
+        """The table of the runs so far (rewritten after each: a long benchmark shows progress)."""
+        reference = results["OneLoc"]["eval"] if "OneLoc" in results else next(iter(results.values()))["eval"]
+        report.rows = [{"method": label, **reference[key]} for label, key in BASELINE_ROWS]
+        for label, result in results.items():
+            model_key = "sasrec" if result["model"] == "sasrec" else "oneloc"
+            report.rows.append({"method": label, **result["eval"][model_key], "minutes": result["minutes"], "run_id": result["run_id"],
+                                "epochs": result.get("epochs"), "best_epoch": result.get("best_epoch")})  # fmt: skip
+        report.markdown = render(report)
+        (out / "results.md").write_text(report.markdown + "\n")
+        (out / "results.json").write_text(json.dumps({"stats": report.stats, "rows": report.rows}, indent=2, default=str))
+        report.paths = [out / "results.md", out / "results.json", plot(report, out / "results.png")]
+
+    def align(main_run: dict) -> None:
+        """DPO from the OneLoc run, and its lambda-0 control with the same extra steps."""
+        aligned_cfg = dataclasses.replace(base, dpo_requests=6000, dpo_epochs=3)
+        for label, lam in (("OneLoc + DPO", aligned_cfg.dpo_lambda), ("OneLoc + same steps, lambda 0", 0.0)):
+            with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
+                started = time.perf_counter()
+                dpo_cfg, dpo_run = dataclasses.replace(aligned_cfg, dpo_lambda=lam), f"bench-{protocol}-dpo-{lam:g}"
+                meta = _finished(root, dpo_run, dpo_cfg, geo, parent=main_run["run_id"])
+                if meta is None:
+                    meta = run_dpo(root, main_run["run_id"], cfg=dpo_cfg, log=log, run_id=dpo_run)
+                results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
+                                  "run_id": meta["run_id"], "model": "oneloc"}  # fmt: skip
+            publish()
+
     runs = list(RUNS if ablations else [run for run in RUNS if run[0] in ("SASRec", "OneLoc") or run[1] == "tiger"])
     runs += [PAPER_DECODER] if paper_decoder else []
     for label, model, kind, ablation in runs:
@@ -131,35 +163,9 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
             results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
                               "run_id": meta["run_id"], "epochs": len(meta["metrics"]["epochs"]),
                               "best_epoch": meta["metrics"]["best_epoch"], "model": model}  # fmt: skip
-        if label == "OneLoc":
-            main_run = meta
-    if dpo and main_run is not None:
-        aligned_cfg = dataclasses.replace(base, dpo_requests=6000, dpo_epochs=3)
-        for label, lam in (("OneLoc + DPO", aligned_cfg.dpo_lambda), ("OneLoc + same steps, lambda 0", 0.0)):
-            with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
-                started = time.perf_counter()
-                dpo_cfg, dpo_run = dataclasses.replace(aligned_cfg, dpo_lambda=lam), f"bench-{protocol}-dpo-{lam:g}"
-                meta = _finished(root, dpo_run, dpo_cfg, geo, parent=main_run["run_id"])
-                if meta is None:
-                    meta = run_dpo(root, main_run["run_id"], cfg=dpo_cfg, log=log, run_id=dpo_run)
-                results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
-                                  "run_id": meta["run_id"], "model": "oneloc"}  # fmt: skip
-
-    data = load_corpus(root, geo, None, 50, protocol=protocol)
-    report.stats = {**_stats(data, protocol), "users": users, "codebook_versions": versions}
-    reference = results["OneLoc"]["eval"] if "OneLoc" in results else next(iter(results.values()))["eval"]
-    for label, key in BASELINE_ROWS:
-        report.rows.append({"method": label, **reference[key]})
-    for label, result in results.items():
-        model_key = "sasrec" if result["model"] == "sasrec" else "oneloc"
-        report.rows.append({"method": label, **result["eval"][model_key], "minutes": result["minutes"], "run_id": result["run_id"],
-                            "epochs": result.get("epochs"), "best_epoch": result.get("best_epoch")})  # fmt: skip
-    report.markdown = render(report)
-    out = root / "_reports" / "benchmark" / protocol
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(report.markdown + "\n")
-    (out / "results.json").write_text(json.dumps({"stats": report.stats, "rows": report.rows}, indent=2, default=str))
-    report.paths = [out / "results.md", out / "results.json", plot(report, out / "results.png")]
+        publish()
+        if label == "OneLoc" and ablations:  # DPO before the ablations: it answers the first question
+            align(meta)
     log(report.markdown)
     return report
 
