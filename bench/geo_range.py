@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import resource
 import shutil
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("RUST_LOG", "error")
+
+from results_io import write_results  # noqa: E402
 
 from geosid.config import Settings  # noqa: E402
 from geosid.jobs.geo import GeoConfig, run_geo, run_geo_range  # noqa: E402
@@ -55,15 +56,14 @@ def main() -> None:
         range_s = time.perf_counter() - started
         print(f"range job: {days} days in {range_s:.1f}s ({range_s / days:.2f} s a day)", flush=True)
 
-        day_lake = Lake(Path(args.work) / "range", spark)  # same bronze; per-day jobs rewrite their day
         step = max(1, days // args.per_day_sample)
         sample = [first + dt.timedelta(days=k) for k in range(step - 1, days, step)][: args.per_day_sample]
         before = {d: range_lake.digest(silver.GEO_CELLS, dt=d) for d in sample}
         started = time.perf_counter()
         for day in sample:
-            run_geo(day_lake, day, config, with_items=False)
+            run_geo(range_lake, day, config, with_items=False)  # rewrites its day of the range job
         per_day_s = (time.perf_counter() - started) / len(sample)
-        after = {d: day_lake.digest(silver.GEO_CELLS, dt=d) for d in sample}
+        after = {d: range_lake.digest(silver.GEO_CELLS, dt=d) for d in sample}
         print(f"one job per day: {per_day_s:.2f} s a day ({len(sample)} days sampled)", flush=True)
     results = {
         "days": days, "first": first.isoformat(), "last": last.isoformat(), "cells_on_last_day": report.cells,
@@ -73,10 +73,7 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }  # fmt: skip
     shutil.rmtree(args.work, ignore_errors=True)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "geo_range.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results("geo_range", results)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_results  # noqa: E402
 
 from geosid.embedding.location import LocationEncoder
 from geosid.geo import offset_km
@@ -135,10 +136,7 @@ def main() -> None:
                 runs["runs"].append(run(f"{label} {name}", tok, data, lat, lon))
             results["synthetic"][label] = runs
 
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "index_quality.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results("index_quality", results)
 
 
 if __name__ == "__main__":

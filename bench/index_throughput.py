@@ -17,9 +17,9 @@ import json
 import math
 import os
 import time
-from pathlib import Path
 
 import numpy as np
+from results_io import write_results  # noqa: E402
 
 from geosid.quantization.kmeans import cuda_available
 from geosid.quantization.metrics import sid_quality
@@ -95,10 +95,7 @@ def main() -> None:
             "exclusive_rate": round(quality["exclusive_rate"], 4),
         }
         print(json.dumps(results["methods"][method]), flush=True)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "index_throughput.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results("index_throughput", results)
 
 
 if __name__ == "__main__":
