@@ -157,11 +157,9 @@ def cmd_corpus(args, p) -> int:
 
 def _train_options(args) -> dict:
     """The parsed options named like TrainConfig's fields, and the ablation switches."""
-    ablation = {"location_scores": False} if args.no_location_scores else {}
-    ablation.update({"location_gate": False} if args.no_location_gate else {})
-    ablation.update({"prompt": args.prompt} if args.prompt else {})
-    ablation.update({"copy_head": False} if args.no_copy_head else {})
-    ablation.update({"time_features": False} if args.no_time_features else {})
+    ablation = {"prompt": args.prompt} if args.prompt else {}
+    for switch in ("location_scores", "location_gate", "copy_head", "time_features", "repeat_features"):
+        ablation.update({switch: False} if getattr(args, f"no_{switch}") else {})
     return {**vars(args), "ablation": ablation}
 
 
@@ -330,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", choices=["neighbor", "pointwise", "mlp", "none"], help="ablation: the decoder's prompt")
     p.add_argument("--no-copy-head", action="store_true", help="ablation: no copy of the history's SID tokens (the paper's decoder)")
     p.add_argument("--no-time-features", action="store_true", help="ablation: no hour-of-week / event-age inputs")
+    p.add_argument("--no-repeat-features", action="store_true", help="ablation: no visit / own-transition counts of history items")
 
     p = command("synth", cmd_synth, "write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

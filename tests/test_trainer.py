@@ -46,6 +46,8 @@ def batch(seed=0, b=B, items=None):
         "hist_item_emb": torch.randint(0, 12, (b, H), generator=g),
         "hist_hour": torch.randint(1, 169, (b, H), generator=g),
         "hist_age": torch.randint(1, 25, (b, H), generator=g),
+        "hist_visits": torch.randint(1, 7, (b, H), generator=g),
+        "hist_trans": torch.randint(0, 7, (b, H), generator=g),
         "request_hour": torch.randint(1, 169, (b,), generator=g),
         "hist_cell": torch.randint(0, 10, (b, H), generator=g),
         "hist_ctx": torch.rand(b, H, F, generator=g),
@@ -185,6 +187,59 @@ def test_copy_head_points_at_history_tokens_consistent_with_the_prefix():
     found, _ = beam_search(m, x, SIDTrie(items), beam=5)  # decodes with the history's codes
     assert (found >= 0).all()
     assert ntp_loss(m(x), x["target"]).item() > 0
+
+
+def test_repeat_features_count_visits_and_own_transitions_within_a_behavior():
+    from geosid.trainer.data import count_bucket, repeat_features
+
+    assert count_bucket(np.array([0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 500])).tolist() == [0, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    # two behaviors of 3 slots each, oldest first; times order the events across behaviors
+    items = np.array([[1, 2, 1, 3, 1, 2], [7, 8, 7, 8, 7, -1]])
+    times = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 0]])
+    visits, trans = repeat_features(items, times, block=3)
+    assert visits.tolist() == [[3, 2, 3, 1, 3, 2], [3, 2, 3, 2, 3, 0]]
+    # row 0: latest is 2 (slot 5); only slot 2 (1) follows a 2 in its behavior -> item 1 once.
+    # row 1: latest is 7 (time 5); 8 follows 7 in slot 1; slot 3's 8 follows slot 2's 7 of
+    # the other behavior, which is no transition.
+    assert trans.tolist() == [[1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0]]
+
+
+def test_own_transition_feature_marks_what_the_user_markov_rule_ranks_first():
+    from geosid.trainer.baselines import markov_user, transitions
+    from geosid.trainer.data import repeat_features
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 13, 200)
+    items = np.where(np.arange(12)[None, :] < lengths[:, None], rng.integers(0, 6, (200, 12)), -1)  # left-aligned
+    _, trans = repeat_features(items, np.cumsum(np.ones_like(items), 1), block=12)
+    ranked = markov_user(items, np.arange(6), k=6)
+    for row, t, top in zip(items, trans, ranked[:, 0]):
+        history = row[row >= 0].tolist()
+        if not history:
+            continue
+        own = transitions(np.array(history[:-1]), np.array(history[1:])).get(history[-1], [])
+        marked = set(row[t > 0].tolist())
+        assert marked == set(own)
+        if own:
+            assert top in marked and t[row == top].max() == t.max()
+
+
+def test_copy_prior_moves_the_copy_toward_the_own_transition_item():
+    from geosid.trainer.data import COUNT_BUCKETS
+
+    m = model(copy_head=True)
+    x = batch()
+    x["hist_trans"] = torch.zeros_like(x["hist_trans"])
+    x["hist_trans"][:, 0] = 1  # slot 0's item followed the latest item once
+    with torch.no_grad():
+        m.copy_gate.bias.fill_(20.0)
+        before = m(x)[0].exp()
+        m.copy_prior_emb.weight.view(COUNT_BUCKETS, COUNT_BUCKETS)[:, 1] = 30.0
+        after = m(x)[0].exp()
+    first_tokens = x["hist_codes"][:, 0, 0]
+    rows = torch.arange(B)
+    assert (after[rows, first_tokens] > 0.99).all() and (after[rows, first_tokens] > before[rows, first_tokens]).all()
+    assert OneLoc(OneLocConfig.tiger("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2)).copy_prior(x) is None
 
 
 def test_sasrec_learns_a_next_item_rule():

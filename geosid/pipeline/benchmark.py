@@ -39,8 +39,9 @@ RUNS = (
     ("OneLoc w/o neighbour prompt", "oneloc", "geo", {"prompt": "pointwise"}),
     ("OneLoc w/o geo-aware SIDs", "oneloc", "text", {}),
 )
-# Our two additions to the paper's decoder, switched off (`--paper-decoder`: one more run).
-PAPER_DECODER = ("OneLoc, paper decoder (no copy head, no time features)", "oneloc", "geo", {"copy_head": False, "time_features": False})
+# Our additions to the paper's model, switched off (`--paper-decoder`: one more run).
+PAPER_DECODER = ("OneLoc as in the paper (no copy head, time or repeat features)", "oneloc", "geo",
+                 {"copy_head": False, "time_features": False, "repeat_features": False})  # fmt: skip
 BASELINE_ROWS = (
     ("most popular", "most_popular"), ("nearest popular", "nearest_popular"), ("repeat", "repeat"),
     ("recent", "recent"), ("Markov (train transitions)", "markov"), ("Markov (user's own)", "markov_user"),
@@ -179,8 +180,13 @@ def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None 
     record = run_dir(root, run_id) / "run.json"
     if not record.exists():
         return None
+    from geosid.trainer.model import OneLocConfig
+
     meta = json.loads(record.read_text())
+    # a SID model recorded before a model switch existed was trained without it: not the same
+    switches = {f.name for f in dataclasses.fields(OneLocConfig)} if cfg.model != "sasrec" else set()
     same = (meta.get("train_config") == json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+            and switches <= set(meta.get("model_config", {}))
             and meta.get("manifest", {}).get("codebook_version") == codebook_version
             and (parent is None or meta.get("parent") == parent))  # fmt: skip
     return meta if same and "eval" in meta.get("metrics", {}) else None

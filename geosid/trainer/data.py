@@ -13,6 +13,9 @@ F cell features, R = 8 neighbours):
   hist_kind    [n, H] int64 (behavior index + 1; 0 = padding)
   hist_hour    [n, H] int64 (hour of the week of the event, UTC, + 1; 0 = padding)
   hist_age     [n, H] int64 (time from the event to the request: log2 buckets of minutes, + 1; 0 = padding)
+  hist_visits  [n, H] int64 (how often the slot's item occurs in the history: count buckets, 0 = padding)
+  hist_trans   [n, H] int64 (how often the slot's item followed the latest history item in the
+               user's own history, consecutive events of one behavior: count buckets)
   request_hour [n] int64 (hour of the week of the request, UTC, + 1)
   user_cell    [n] int64           user_ctx  [n, F]          nbr_cell [n, R]   nbr_ctx [n, R, F]
   target       [n, T] int64 (SID tokens)                     target_item [n] int64
@@ -35,6 +38,7 @@ N_FEATURES = len(corpus.CELL_FEATURES)
 N_NEIGHBOURS = 8
 HOURS = 7 * 24  # hours of the week
 AGE_BUCKETS = 24  # log2 buckets of minutes: 1 min .. ~16 years
+COUNT_BUCKETS = 7  # 0, 1, 2, 3-4, 5-8, 9-16, 17+
 
 
 def hour_of_week(us: np.ndarray) -> np.ndarray:
@@ -46,6 +50,38 @@ def hour_of_week(us: np.ndarray) -> np.ndarray:
 def age_bucket(minutes: np.ndarray) -> np.ndarray:
     """Minutes from an event to the request -> 0..AGE_BUCKETS-1 (log2)."""
     return np.clip(np.floor(np.log2(np.maximum(minutes, 1.0))), 0, AGE_BUCKETS - 1).astype(np.int64)
+
+
+def count_bucket(count: np.ndarray) -> np.ndarray:
+    """Counts -> 0 (none), 1, 2, 3-4, 5-8, 9-16, 17+ as 0..COUNT_BUCKETS-1."""
+    log = np.ceil(np.log2(np.maximum(count, 1))).astype(np.int64) + 1
+    return np.where(count > 0, np.minimum(log, COUNT_BUCKETS - 1), 0)
+
+
+def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chunk: int = 4096):
+    """The user's own repeat and transition statistics of each history slot, bucketed:
+    (visits [n, H]: how often the slot's item occurs in the history; transitions [n, H]:
+    how often it came right after an occurrence of the latest history item, counted over
+    consecutive events within each behavior's block of `block` slots). These are the
+    signals the repeat and user-Markov rules rank by; the model gets them as inputs and
+    as a prior of its copy head instead of having to rediscover them by attention.
+    hist_item [n, H] (-1 padding), hist_us [n, H] event times."""
+    n, h = hist_item.shape
+    assert h % block == 0, f"{h} history slots are not whole blocks of {block}"
+    known = hist_item >= 0
+    # the latest event; on equal times the later slot (slots are oldest first)
+    times = np.where(known, hist_us, np.iinfo(np.int64).min)[:, ::-1]
+    latest = np.where(known.any(1), hist_item[np.arange(n), h - 1 - times.argmax(1)], -1)  # [n]
+    prev = np.concatenate([np.full((n, 1), -1, hist_item.dtype), hist_item[:, :-1]], 1)
+    prev[:, ::block] = -1  # a block's first slot has no predecessor in its behavior
+    after_latest = known & (prev == latest[:, None]) & (latest[:, None] >= 0)  # [n, H]
+    visits, trans = np.zeros((n, h), np.int64), np.zeros((n, h), np.int64)
+    for lo in range(0, n, chunk):
+        items = hist_item[lo : lo + chunk]
+        same = (items[:, :, None] == items[:, None, :]) & known[lo : lo + chunk, None, :]  # [c, H, H]
+        visits[lo : lo + chunk] = same.sum(2)
+        trans[lo : lo + chunk] = (same & after_latest[lo : lo + chunk, None, :]).sum(2)
+    return np.where(known, count_bucket(visits), 0), np.where(known, count_bucket(trans), 0)
 
 
 @dataclass
@@ -162,6 +198,8 @@ class Batch:
     hist_kind: np.ndarray
     hist_hour: np.ndarray
     hist_age: np.ndarray
+    hist_visits: np.ndarray
+    hist_trans: np.ndarray
     request_hour: np.ndarray
     user_cell: np.ndarray
     user_ctx: np.ndarray
@@ -195,7 +233,7 @@ def empty_batch(vocab: Vocab, slots: int) -> Batch:
     zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
     return Batch(
         hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots),
-        hist_hour=zeros(0, slots), hist_age=zeros(0, slots), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
+        hist_hour=zeros(0, slots), hist_age=zeros(0, slots), hist_visits=zeros(0, slots), hist_trans=zeros(0, slots), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
         nbr_cell=zeros(0, N_NEIGHBOURS), nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
         target=zeros(0, T), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
@@ -250,6 +288,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     hist_us = np.concatenate(parts_us, axis=1)  # [n, H]
     hist_hour = np.where(known, hour_of_week(hist_us) + 1, 0)
     hist_age = np.where(known, age_bucket((request_us[:, None] - hist_us) / 60e6) + 1, 0)
+    hist_visits, hist_trans = repeat_features(hist_item, hist_us, max_history)
     user_cell = vocab.cell_index(rows["user_cell_id"].to_numpy(zero_copy_only=False))
     nbrs = rows["neighbour_cell_ids"].combine_chunks()
     nbr_positions, nbr_valid = _last_events(nbrs, N_NEIGHBOURS)
@@ -265,6 +304,8 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_kind=hist_kind,
         hist_hour=hist_hour,
         hist_age=hist_age,
+        hist_visits=hist_visits,
+        hist_trans=hist_trans,
         request_hour=hour_of_week(request_us) + 1,
         user_cell=user_cell,
         user_ctx=vocab.context(user_cell, day),

@@ -160,4 +160,5 @@ def model_from_record(meta: dict):
         from geosid.trainer.sasrec import SASRec, SASRecConfig
 
         return SASRec(SASRecConfig(**config))
-    return OneLoc(OneLocConfig(**{**config, "token_sizes": tuple(config["token_sizes"])}))
+    # runs recorded before the repeat features existed were trained without them
+    return OneLoc(OneLocConfig(**{"repeat_features": False, **config, "token_sizes": tuple(config["token_sizes"])}))

@@ -20,6 +20,10 @@ the prefix decoded so far; their j-th tokens form a copy distribution, mixed wit
 generated one by a learned gate (pointer-generator; RepeatNet for sessions). The model
 then returns log-probabilities, which every caller treats like logits (log_softmax of
 log-probabilities is the identity).
+repeat_features: each history event's item's visit count in the history and how often it
+followed the latest event's item there (the user's own transitions, what the repeat and
+user-Markov rules rank by), as count-bucket embeddings added to e_v and as a learned bias
+of the copy head's scores (with the copy head).
 
 Shapes: b batch, H history slots, d model width, e location width, F cell features,
 R neighbours, T SID tokens (levels + disambiguation digit).
@@ -63,6 +67,7 @@ class OneLocConfig:
     geo_inputs: bool = True  # location-id and location-context embeddings in the encoder input
     copy_head: bool = True  # mix each SID token's distribution with a copy of the history's tokens
     time_features: bool = True  # hour of the week of events and request, and each event's age at the request
+    repeat_features: bool = True  # visit and own-transition counts of history items (inputs, copy prior)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -73,7 +78,7 @@ class OneLocConfig:
     def tiger(cls, size: str, **kwargs) -> OneLocConfig:
         """TIGER: the same decoder over SIDs with every geo part off and no item ids."""
         off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False,
-                   copy_head=False, time_features=False)  # fmt: skip
+                   copy_head=False, time_features=False, repeat_features=False)  # fmt: skip
         return cls.sized(size, **{**kwargs, **off})
 
     @classmethod
@@ -174,6 +179,13 @@ class OneLoc(nn.Module):
 
             self.hour_emb = nn.Embedding(HOURS + 1, d, padding_idx=0)
             self.age_emb = nn.Embedding(AGE_BUCKETS + 1, d, padding_idx=0)
+        if cfg.repeat_features:
+            from geosid.trainer.data import COUNT_BUCKETS
+
+            self.visit_emb = nn.Embedding(COUNT_BUCKETS, d)
+            self.trans_emb = nn.Embedding(COUNT_BUCKETS, d)
+            self.copy_prior_emb = nn.Embedding(COUNT_BUCKETS * COUNT_BUCKETS, 1)
+            nn.init.zeros_(self.copy_prior_emb.weight)
         self.cell_emb = nn.Embedding(cfg.n_cells + 1, e)
         self.ctx_proj = nn.Sequential(nn.Linear(cfg.n_features, e), nn.GELU(), nn.Linear(e, e))
         self.item_mlp = nn.Sequential(nn.Linear(d + 2 * e, d), nn.GELU(), nn.Linear(d, d))
@@ -208,6 +220,8 @@ class OneLoc(nn.Module):
             item = item + self.item_emb(x["hist_item_emb"].clamp(max=self.cfg.n_items - 1))
         if self.cfg.time_features:
             item = item + self.hour_emb(x["hist_hour"]) + self.age_emb(x["hist_age"])
+        if self.cfg.repeat_features:
+            item = item + self.visit_emb(x["hist_visits"]) + self.trans_emb(x["hist_trans"])
         loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])  # [b, H, e] each
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
@@ -244,12 +258,24 @@ class OneLoc(nn.Module):
 
     # ---- decoder ---------------------------------------------------------------------
 
-    def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent):
+    def copy_prior(self, x: dict):
+        """A learned bias of the copy head's score for each history event [b, H], from its
+        visit and own-transition count buckets (None without repeat features or copy head)."""
+        if not (self.cfg.copy_head and self.cfg.repeat_features):
+            return None
+        from geosid.trainer.data import COUNT_BUCKETS
+
+        return self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)
+
+    def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent, prior=None):
         """Mix position j's generated distribution with the copy of history tokens.
         logits [b, V_j], hidden [b, d], memory [b, H, d], valid [b, H], codes [b, H, T],
-        consistent [b, H] (the event's first j tokens equal the prefix) -> log-probs [b, V_j]."""
+        consistent [b, H] (the event's first j tokens equal the prefix), prior [b, H] or
+        None (added to the pointer's scores) -> log-probs [b, V_j]."""
         allowed = valid & consistent  # [b, H]
         scores = torch.einsum("bd,bhd->bh", self.copy_query(hidden), self.copy_key(memory)) / math.sqrt(hidden.shape[-1])
+        if prior is not None:
+            scores = scores + prior
         attn = scores.float().masked_fill(~allowed, float("-inf")).softmax(-1).nan_to_num(0.0)  # [b, H]
         copied = torch.zeros_like(logits, dtype=torch.float32).scatter_add_(1, codes[..., j], attn)  # [b, V_j]
         pooled = (attn[..., None] * memory.float()).sum(1)  # [b, d] what the pointer reads
@@ -257,9 +283,10 @@ class OneLoc(nn.Module):
         mixed = (1 - gate) * logits.float().softmax(-1) + gate * copied
         return mixed.clamp(min=1e-12).log()
 
-    def decode(self, memory, valid, prompt, prefix, codes=None):
+    def decode(self, memory, valid, prompt, prefix, codes=None, prior=None):
         """prefix [b, j] SID tokens (j < T) -> logits of position j [b, V_j] (log-probs with
-        the copy head, which needs the history's codes [b, H, T]); and hidden states."""
+        the copy head, which needs the history's codes [b, H, T] and takes `copy_prior(x)`
+        [b, H]); and hidden states."""
         j = prefix.shape[1]
         inputs = [prompt]
         for k in range(j):
@@ -272,7 +299,7 @@ class OneLoc(nn.Module):
         if self.cfg.copy_head:
             assert codes is not None, "the copy head decodes with the history's codes"
             consistent = (codes[..., :j] == prefix[:, None, :]).all(-1)  # [b, H]
-            logits = self._copy(j, logits, y[:, -1], memory, valid, codes, consistent)
+            logits = self._copy(j, logits, y[:, -1], memory, valid, codes, consistent, prior)
         return logits, y
 
     def forward(self, x: dict):
@@ -287,11 +314,11 @@ class OneLoc(nn.Module):
         y = self.dec_norm(y)
         out = [head(y[:, k]) for k, head in enumerate(self.heads)]
         if self.cfg.copy_head:
-            codes = x["hist_codes"]  # [b, H, T]
+            codes, prior = x["hist_codes"], self.copy_prior(x)  # [b, H, T], [b, H]
             match = torch.cumprod((codes == target[:, None, :]).long(), -1).bool()  # [b, H, T]: first k+1 tokens agree
             for k in range(len(out)):
                 consistent = match[..., k - 1] if k else torch.ones_like(valid)
-                out[k] = self._copy(k, out[k], y[:, k], memory, valid, codes, consistent)
+                out[k] = self._copy(k, out[k], y[:, k], memory, valid, codes, consistent, prior)
         return out
 
 

@@ -34,7 +34,7 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
     Only valid SID prefixes are ever expanded, so every returned SID is an item's.
     """
     memory, valid, prompt, _ = model.encode(x)
-    codes = x["hist_codes"]
+    codes, prior = x["hist_codes"], model.copy_prior(x)
     b, device = memory.shape[0], memory.device
     prefixes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # [b, k, j]
     scores = torch.zeros(b, 1, device=device)
@@ -42,7 +42,7 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
         k = prefixes.shape[1]
         logits, _ = model.decode(
             memory.repeat_interleave(k, 0), valid.repeat_interleave(k, 0), prompt.repeat_interleave(k, 0), prefixes.reshape(b * k, j),
-            codes.repeat_interleave(k, 0),
+            codes.repeat_interleave(k, 0), None if prior is None else prior.repeat_interleave(k, 0),
         )
         logp = logits.float().log_softmax(-1)  # [b*k, V_j]
         mask = torch.full_like(logp, float("-inf"))
