@@ -159,3 +159,70 @@ def test_a_column_added_to_the_registry_reads_as_null_then_is_written(spark, tmp
                "test.visits", dt=D2)  # fmt: skip
     assert sorted((r.visit_id, r.score) for r in lake.read("test.visits").collect()) == [(1, None), (2, 0.5)]
     assert "score" in lake.to_arrow("test.visits").column_names
+
+
+# ---- direct commits: the engine's staged files committed as they are -----------------
+
+
+def test_predicates_parse_into_clauses_and_decide_files_from_their_facts():
+    from geosid.lake.predicate import ALL, NONE, SOME, Atom, ColumnFacts, parse, verdict
+
+    clauses = parse("(dt >= DATE'2024-01-01' AND dt <= DATE'2024-01-03') AND (source = 'a' AND (protocol = 'time' OR protocol IS NULL))")
+    assert clauses == [[Atom("dt", ">=", ("2024-01-01",))], [Atom("dt", "<=", ("2024-01-03",))], [Atom("source", "=", ("a",))],
+                       [Atom("protocol", "=", ("time",)), Atom("protocol", "is_null")]]  # fmt: skip
+    assert parse("source IN ('a', 'b')") == [[Atom("source", "in", ("a", "b"))]]
+    assert parse(None) == [] and parse("lower(source) = 'a'") is None and parse("n > 3") is None
+    facts = lambda source, protocol=("time", "time", 0): {
+        "dt": ColumnFacts.constant("2024-01-02", 10), "source": ColumnFacts(source[0], source[1], source[2], 10),
+        "protocol": ColumnFacts(*protocol, 10),
+    }  # fmt: skip
+    assert verdict(clauses, facts(("a", "a", 0))) == ALL
+    assert verdict(clauses, facts(("b", "c", 0))) == NONE  # another source
+    assert verdict(clauses, facts(("a", "b", 0))) == SOME  # both sources in one file
+    assert verdict(clauses, facts(("a", "a", 1))) == SOME  # a null source
+    assert verdict(clauses, facts(("a", "a", 0), (None, None, 10))) == ALL  # protocol IS NULL on every row
+    assert verdict(clauses, {**facts(("a", "a", 0)), "dt": ColumnFacts.constant("2024-01-04", 10)}) == NONE
+    assert verdict(clauses, {"dt": ColumnFacts.constant("2024-01-02", 10)}) == SOME  # no statistics: unknown
+    long = "x" * 40  # a long string statistic may be truncated by the writer: never trusted for ALL
+    assert verdict(parse(f"source = '{long}'"), {"source": ColumnFacts(long, long, 0, 10)}) == SOME
+
+
+def test_a_write_commits_the_engines_files_without_rewriting_them(spark, test_lake, monkeypatch):
+    import deltalake
+
+    test_lake.write(rows(spark, [(1, "a", ["x"], D1), (2, "a", ["y"], D2)]), "test.visits", dt=(D1, D2), where="source = 'a'")
+    test_lake.write(rows(spark, [(5, "b", ["q"], D1)]), "test.visits", dt=D1, where="source = 'b'")
+
+    def no_rewrite(*args, **kwargs):
+        raise AssertionError("the staged rows were read back and rewritten")
+
+    monkeypatch.setattr(deltalake, "write_deltalake", no_rewrite)
+    version = test_lake.write(rows(spark, [(3, "a", ["z"], D1)]), "test.visits", dt=D1, where="source = 'a'")
+    got = test_lake.to_arrow("test.visits").sort_by("visit_id")
+    assert got["visit_id"].to_pylist() == [2, 3, 5]  # a's D1 file replaced, b's kept, D2 untouched
+    entry = test_lake.history("test.visits")[0]
+    assert entry["version"] == version and "source = 'a'" in entry["operationParameters"]["predicate"]
+    stats = pa_add_actions(test_lake.path("test.visits"))
+    assert all(n is not None for n in stats["num_records"]) and sorted(stats["min.source"]) == ["a", "a", "b"]
+    with pytest.raises(ValueError, match="outside the replaced rows"):  # still refused, through the rewrite
+        monkeypatch.undo()
+        test_lake.write(rows(spark, [(4, "c", [], D1)]), "test.visits", dt=D1, where="source = 'a'")
+    assert test_lake.to_arrow("test.visits")["visit_id"].to_pylist() != [] and test_lake.table_version("test.visits") == version
+
+
+def pa_add_actions(path):
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    return pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pydict()
+
+
+def test_a_file_mixing_replaced_and_kept_rows_falls_back_to_the_rewrite(spark, test_lake):
+    import pyarrow as pa
+
+    mixed = pa.table({"visit_id": [1, 2], "source": ["a", "b"], "tags": [["x"], []], "dt": [D1, D1]})
+    test_lake.write_arrow(mixed, "test.visits", dt=D1)  # one file holding two sources
+    direct = Lake(test_lake.root, spark, registry=REGISTRY)
+    direct.write(rows(spark, [(3, "a", ["z"], D1)]), "test.visits", dt=D1, where="source = 'a'")
+    assert sorted(test_lake.to_arrow("test.visits")["visit_id"].to_pylist()) == [2, 3]
+    assert "geosid.predicate" not in test_lake.history("test.visits")[0]  # delta-rs rewrote the mixed file
