@@ -142,7 +142,7 @@ class ResidualKMeansFSQ(ResidualQuantizer):
 
     @classmethod
     def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
-                   fsq_epochs: int = 100, fsq_lr: float = 0.01, capacity_aware: bool = False, **_) -> ResidualKMeansFSQ:  # fmt: skip
+                   fsq_epochs: int = 40, fsq_lr: float = 0.01, capacity_aware: bool = False, **_) -> ResidualKMeansFSQ:  # fmt: skip
         """k-means for all levels but the last, whose code count (a power of two) becomes FSQ channels."""
         return cls(d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), niter, seed, sample_size, epochs=fsq_epochs, lr=fsq_lr,
                    capacity_aware=capacity_aware)  # fmt: skip
