@@ -348,9 +348,13 @@ class Lake:
         self.ensure_table(spec)
         on = " AND ".join(f"t.{key} = s.{key}" for key in spec.keys)
         with self._staged(df, spec) as stage:
-            source = self._stage_reader(stage, spec).read_all()
-            if source.num_rows:
-                merger = DeltaTable(self.path(spec)).merge(source=source, predicate=on, source_alias="s", target_alias="t")
+            import pyarrow.parquet as pq
+
+            if sum(pq.ParquetFile(p).metadata.num_rows for p in stage.rglob("*.parquet")):
+                # the staged rows stream into the merge (batch by batch, spilling past memory)
+                source = self._stage_reader(stage, spec)
+                merger = DeltaTable(self.path(spec)).merge(source=source, predicate=on, source_alias="s", target_alias="t",
+                                                           streamed_exec=True)  # fmt: skip
                 if not insert_only:
                     merger = merger.when_matched_update_all()
                 merger.when_not_matched_insert_all().execute()
