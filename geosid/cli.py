@@ -158,7 +158,7 @@ def cmd_corpus(args, p) -> int:
 def _train_options(args) -> dict:
     """The parsed options named like TrainConfig's fields, and the ablation switches."""
     ablation = {"prompt": args.prompt} if args.prompt else {}
-    for switch in ("location_scores", "location_gate", "copy_head", "time_features", "repeat_features"):
+    for switch in ("location_scores", "location_gate", "copy_head", "time_features", "repeat_features", "candidates"):
         ablation.update({switch: False} if getattr(args, f"no_{switch}") else {})
     return {**vars(args), "ablation": ablation}
 
@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-copy-head", action="store_true", help="ablation: no copy of the history's SID tokens (the paper's decoder)")
     p.add_argument("--no-time-features", action="store_true", help="ablation: no hour-of-week / event-age inputs")
     p.add_argument("--no-repeat-features", action="store_true", help="ablation: no visit / own-transition counts of history items")
+    p.add_argument("--no-candidates", action="store_true", help="ablation: no transition candidates (train next items of the latest item)")
 
     p = command("synth", cmd_synth, "write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)

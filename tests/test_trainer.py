@@ -242,6 +242,46 @@ def test_copy_prior_moves_the_copy_toward_the_own_transition_item():
     assert OneLoc(OneLocConfig.tiger("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2)).copy_prior(x) is None
 
 
+def test_transitions_rank_the_next_items_of_the_latest_item_leaving_a_rows_own_out():
+    from geosid.trainer.data import Transitions
+
+    # train pairs (latest -> target): 0 -> 5 three times, 0 -> 2 twice, 0 -> 7 once, 1 -> 3 once
+    latest = np.array([0, 0, 0, 0, 0, 0, 1, -1])
+    target = np.array([5, 5, 5, 2, 2, 7, 3, 4])
+    tr = Transitions.count(latest, target, n_items=8, keep=3)
+    assert tr.following[0].tolist() == [5, 2, 7] and tr.counts[0].tolist() == [3, 2, 1]
+    assert tr.following[1].tolist() == [3, -1, -1] and tr.following[4].tolist() == [-1, -1, -1]
+    items, counts = tr.candidates(np.array([0, 1, 2, -1]), None, slots=2)
+    assert items.tolist() == [[5, 2], [3, -1], [-1, -1], [-1, -1]] and counts[0].tolist() == [3, 2]
+    # leave-one-out: a train row 0 -> 2 sees 2 counted once; a row 1 -> 3 no longer sees 3
+    items, counts = tr.candidates(np.array([0, 1]), np.array([2, 3]), slots=2)
+    assert items.tolist() == [[5, 2], [-1, -1]] and counts.tolist() == [[3, 1], [0, 0]]
+    items, counts = tr.candidates(np.array([0]), np.array([5]), slots=2)  # 5: 3 -> 2, a tie keeps the earlier rank
+    assert items.tolist() == [[5, 2]] and counts.tolist() == [[2, 2]]
+
+
+def test_the_copy_head_can_point_at_a_transition_candidate():
+    items = tiny_items()
+    m = model(copy_head=True, candidates=True)
+    x = batch(items=items)
+    M = 3
+    x["cand_codes"] = torch.as_tensor(items[:M]).expand(B, M, -1).clone()  # candidates: items 0..2
+    x["cand_item_emb"] = torch.ones(B, M, dtype=torch.long)
+    x["cand_cell"] = torch.zeros(B, M, dtype=torch.long)
+    x["cand_ctx"] = torch.zeros(B, M, F)
+    x["cand_count"] = torch.tensor([[2, 1, 0]] * B)  # the third slot is empty
+    with torch.no_grad():
+        memory, valid, _, _ = m.encode(x)
+        assert memory.shape == (B, H + M, 64) and valid[:, H:].tolist() == [[True, True, False]] * B
+        m.copy_gate.bias.fill_(20.0)
+        m.copy_prior_emb.weight.fill_(-30.0)  # history events: no copy
+        m.cand_prior_emb.weight[2] = 30.0  # the most frequent candidate: all of it
+        first = m(x)[0].exp()
+    assert (first[:, items[0, 0]] > 0.99).all()
+    found, _ = beam_search(m, x, SIDTrie(items), beam=3)
+    assert (found[:, 0] == 0).all()  # decoded: the candidate item itself
+
+
 def test_sasrec_learns_a_next_item_rule():
     """History ... a -> next item (a + 1) mod I: after a few hundred steps SASRec ranks it first."""
     import torch.nn.functional as F

@@ -40,8 +40,8 @@ RUNS = (
     ("OneLoc w/o geo-aware SIDs", "oneloc", "text", {}),
 )
 # Our additions to the paper's model, switched off (`--paper-decoder`: one more run).
-PAPER_DECODER = ("OneLoc as in the paper (no copy head, time or repeat features)", "oneloc", "geo",
-                 {"copy_head": False, "time_features": False, "repeat_features": False})  # fmt: skip
+PAPER_DECODER = ("OneLoc as in the paper (no copy head, time, repeat features or candidates)", "oneloc", "geo",
+                 {"copy_head": False, "time_features": False, "repeat_features": False, "candidates": False})  # fmt: skip
 BASELINE_ROWS = (
     ("most popular", "most_popular"), ("nearest popular", "nearest_popular"), ("repeat", "repeat"),
     ("recent", "recent"), ("Markov (train transitions)", "markov"), ("Markov (user's own)", "markov_user"),
@@ -185,8 +185,11 @@ def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None 
     meta = json.loads(record.read_text())
     # a SID model recorded before a model switch existed was trained without it: not the same
     switches = {f.name for f in dataclasses.fields(OneLocConfig)} if cfg.model != "sasrec" else set()
-    same = (meta.get("train_config") == json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-            and switches <= set(meta.get("model_config", {}))
+    # a training option added since the run was recorded must be at its default
+    wanted, recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), meta.get("train_config", {})
+    defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)()), default=str))
+    same_config = all(recorded.get(k, defaults[k]) == v for k, v in wanted.items()) and set(recorded) <= set(wanted)
+    same = (same_config and switches <= set(meta.get("model_config", {}))
             and meta.get("manifest", {}).get("codebook_version") == codebook_version
             and (parent is None or meta.get("parent") == parent))  # fmt: skip
     return meta if same and "eval" in meta.get("metrics", {}) else None

@@ -16,6 +16,11 @@ F cell features, R = 8 neighbours):
   hist_visits  [n, H] int64 (how often the slot's item occurs in the history: count buckets, 0 = padding)
   hist_trans   [n, H] int64 (how often the slot's item followed the latest history item in the
                user's own history, consecutive events of one behavior: count buckets)
+  latest_item  [n] int64 (vocabulary index of the latest history item; -1: none)
+  cand_item    [n, M] int64 (transition candidates: the items that most often followed the
+               latest item as a train target, most frequent first; -1: none; see
+               `Transitions`)   cand_codes [n, M, T]   cand_item_emb [n, M]
+  cand_cell    [n, M] int64     cand_ctx [n, M, F]     cand_count [n, M] (count bucket; 0: none)
   request_hour [n] int64 (hour of the week of the request, UTC, + 1)
   user_cell    [n] int64           user_ctx  [n, F]          nbr_cell [n, R]   nbr_ctx [n, R, F]
   target       [n, T] int64 (SID tokens)                     target_item [n] int64
@@ -58,6 +63,54 @@ def count_bucket(count: np.ndarray) -> np.ndarray:
     return np.where(count > 0, np.minimum(log, COUNT_BUCKETS - 1), 0)
 
 
+def latest_items(hist_item: np.ndarray, hist_us: np.ndarray) -> np.ndarray:
+    """The latest history item of each row [n] (-1: no history); on equal times the later
+    slot (slots are oldest first within a behavior)."""
+    n, h = hist_item.shape
+    known = hist_item >= 0
+    times = np.where(known, hist_us, np.iinfo(np.int64).min)[:, ::-1]
+    return np.where(known.any(1), hist_item[np.arange(n), h - 1 - times.argmax(1)], -1)
+
+
+@dataclass
+class Transitions:
+    """The train split's (latest history item -> target) counts, the signal of the global
+    Markov rule, given to the model as candidate events it can copy: for each item its
+    `keep` most frequent next items (ties: lower index), and their counts."""
+
+    following: np.ndarray  # [I, keep] item indices, -1 past the last
+    counts: np.ndarray  # [I, keep]
+
+    @classmethod
+    def count(cls, latest: np.ndarray, target: np.ndarray, n_items: int, keep: int) -> Transitions:
+        ok = (latest >= 0) & (target >= 0)
+        pairs, counts = np.unique(latest[ok].astype(np.int64) * n_items + target[ok], return_counts=True)
+        src, dst = pairs // n_items, pairs % n_items
+        order = np.lexsort((dst, -counts, src))  # by source, most frequent first, then lower index
+        src, dst, counts = src[order], dst[order], counts[order]
+        rank = np.arange(len(src)) - np.searchsorted(src, src)  # position within the source's run
+        kept = rank < keep
+        following = np.full((n_items, keep), -1, np.int64)
+        counted = np.zeros((n_items, keep), np.int64)
+        following[src[kept], rank[kept]] = dst[kept]
+        counted[src[kept], rank[kept]] = counts[kept]
+        return cls(following, counted)
+
+    def candidates(self, latest: np.ndarray, target: np.ndarray | None, slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """(items [n, slots], counts [n, slots]) following each row's latest item. With
+        `target` (rows of the split the counts came from), each row's own transition is
+        left out first, so a train row never sees its answer counted."""
+        assert slots < self.following.shape[1], f"{slots} slots need more than the {self.following.shape[1]} kept"
+        has = latest >= 0
+        items = np.where(has[:, None], self.following[np.maximum(latest, 0)], -1)  # [n, keep]
+        counts = np.where(has[:, None], self.counts[np.maximum(latest, 0)], 0)
+        if target is not None:
+            counts = counts - ((items == target[:, None]) & (items >= 0))
+        order = np.argsort(-counts, axis=1, kind="stable")[:, :slots]
+        items, counts = np.take_along_axis(items, order, 1), np.take_along_axis(counts, order, 1)
+        return np.where(counts > 0, items, -1), np.maximum(counts, 0)
+
+
 def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chunk: int = 4096):
     """The user's own repeat and transition statistics of each history slot, bucketed:
     (visits [n, H]: how often the slot's item occurs in the history; transitions [n, H]:
@@ -69,9 +122,7 @@ def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chun
     n, h = hist_item.shape
     assert h % block == 0, f"{h} history slots are not whole blocks of {block}"
     known = hist_item >= 0
-    # the latest event; on equal times the later slot (slots are oldest first)
-    times = np.where(known, hist_us, np.iinfo(np.int64).min)[:, ::-1]
-    latest = np.where(known.any(1), hist_item[np.arange(n), h - 1 - times.argmax(1)], -1)  # [n]
+    latest = latest_items(hist_item, hist_us)  # [n]
     prev = np.concatenate([np.full((n, 1), -1, hist_item.dtype), hist_item[:, :-1]], 1)
     prev[:, ::block] = -1  # a block's first slot has no predecessor in its behavior
     after_latest = known & (prev == latest[:, None]) & (latest[:, None] >= 0)  # [n, H]
@@ -200,6 +251,13 @@ class Batch:
     hist_age: np.ndarray
     hist_visits: np.ndarray
     hist_trans: np.ndarray
+    latest_item: np.ndarray
+    cand_item: np.ndarray
+    cand_codes: np.ndarray
+    cand_item_emb: np.ndarray
+    cand_cell: np.ndarray
+    cand_ctx: np.ndarray
+    cand_count: np.ndarray
     request_hour: np.ndarray
     user_cell: np.ndarray
     user_ctx: np.ndarray
@@ -223,8 +281,24 @@ class Batch:
         return {
             k: torch.as_tensor(v, device=device)
             for k, v in self.__dict__.items()
-            if k not in ("event_id", "gmv", "day", "target_item", "hist_item")
+            if k not in ("event_id", "gmv", "day", "target_item", "hist_item", "latest_item", "cand_item")
         }
+
+    def with_candidates(self, vocab: Vocab, transitions: Transitions | None, slots: int, leave_one_out: bool) -> Batch:
+        """This batch with its transition candidates (none: `transitions` None or 0 slots)."""
+        n = len(self)
+        if transitions is None or slots == 0 or n == 0:
+            items, counts = np.full((n, max(slots, 0)), -1, np.int64), np.zeros((n, max(slots, 0)), np.int64)
+        else:
+            items, counts = transitions.candidates(self.latest_item, self.target_item if leave_one_out else None, slots)
+        known = items >= 0
+        cells = np.where(known, vocab.item_cell[np.maximum(items, 0)], 0)
+        return Batch(**{
+            **self.__dict__, "cand_item": items, "cand_codes": np.where(known[..., None], vocab.tokens[np.maximum(items, 0)], 0),
+            "cand_item_emb": np.where(known, vocab.item_embed[np.maximum(items, 0)], 0), "cand_cell": cells,
+            "cand_ctx": vocab.context(cells, np.broadcast_to(self.day[:, None], cells.shape)),
+            "cand_count": np.where(known, count_bucket(counts), 0),
+        })  # fmt: skip
 
 
 def empty_batch(vocab: Vocab, slots: int) -> Batch:
@@ -233,7 +307,9 @@ def empty_batch(vocab: Vocab, slots: int) -> Batch:
     zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
     return Batch(
         hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots),
-        hist_hour=zeros(0, slots), hist_age=zeros(0, slots), hist_visits=zeros(0, slots), hist_trans=zeros(0, slots), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
+        hist_hour=zeros(0, slots), hist_age=zeros(0, slots), hist_visits=zeros(0, slots), hist_trans=zeros(0, slots),
+        latest_item=zeros(0), cand_item=zeros(0, 0), cand_codes=zeros(0, 0, T), cand_item_emb=zeros(0, 0), cand_cell=zeros(0, 0),
+        cand_ctx=zeros(0, 0, F, dtype=np.float32), cand_count=zeros(0, 0), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
         nbr_cell=zeros(0, N_NEIGHBOURS), nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
         target=zeros(0, T), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
@@ -306,6 +382,13 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_age=hist_age,
         hist_visits=hist_visits,
         hist_trans=hist_trans,
+        latest_item=latest_items(hist_item, hist_us),
+        cand_item=np.full((n, 0), -1, np.int64),  # none until with_candidates()
+        cand_codes=np.zeros((n, 0, hist_codes.shape[-1]), np.int64),
+        cand_item_emb=np.zeros((n, 0), np.int64),
+        cand_cell=np.zeros((n, 0), np.int64),
+        cand_ctx=np.zeros((n, 0, N_FEATURES), np.float32),
+        cand_count=np.zeros((n, 0), np.int64),
         request_hour=hour_of_week(request_us) + 1,
         user_cell=user_cell,
         user_ctx=vocab.context(user_cell, day),

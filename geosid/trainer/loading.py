@@ -19,7 +19,7 @@ import torch
 from geosid.errors import NotFoundError
 from geosid.geo.geometry import cells_from_name
 from geosid.schemas import REGISTRY, corpus, index
-from geosid.trainer.data import Batch, Vocab, build_vocab, featurize
+from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize
 from geosid.trainer.model import OneLoc, OneLocConfig
 from geosid.trainer.runs import read_run, weights_path
 from geosid.trainer.snapshot import CorpusSnapshot
@@ -41,6 +41,7 @@ class TrainConfig:
     valid_limit: int | None = 2000  # valid requests scored after every epoch (None: all)
     max_history: int = 50  # per behavior, the latest events
     item_min_count: int = 1  # an item with fewer train occurrences shares the rare item-id row
+    candidates: int = 10  # transition candidates per request (the train split's next items of the latest item)
     protocol: str = "time"  # the corpus's split protocol: time | user_chrono | libcity
     seed: int = 0
     beam: int = 20
@@ -76,10 +77,13 @@ class CorpusData:
 
 
 def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | None, max_history: int,
-                splits=("train", "valid", "test"), protocol: str = "time", item_min_count: int = 1) -> CorpusData:  # fmt: skip
+                splits=("train", "valid", "test"), protocol: str = "time", item_min_count: int = 1,
+                candidates: int = 0) -> CorpusData:  # fmt: skip
     """Pin the corpus (one split protocol's rows), the SID map and the codebook's row;
     featurize each split. Item-id embedding rows go to items seen at least
-    `item_min_count` times in the train split (targets and histories)."""
+    `item_min_count` times in the train split (targets and histories). Each request gets
+    `candidates` transition candidates counted on the train split (`Transitions`; a train
+    row's own transition left out)."""
     from deltalake import DeltaTable
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
@@ -105,10 +109,15 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     found = np.concatenate([vocab.item_index(np.asarray(c.to_numpy(zero_copy_only=False), dtype=object)) for c in seen])
     vocab.set_item_embeddings(np.bincount(found[found >= 0], minlength=len(vocab.item_ids)), item_min_count)
     by_split, unknown = {}, {}
-    for name in splits:
+    for name in dict.fromkeys(("train", *splits)) if candidates else splits:
         part = rows.filter(pc.field("split") == name)
         by_split[name] = featurize(part, vocab, behaviors, max_history)
         unknown[name] = part.num_rows - len(by_split[name])
+    if candidates:
+        train = by_split["train"]
+        transitions = Transitions.count(train.latest_item, train.target_item, len(vocab.item_ids), candidates + 1)
+        by_split = {name: by_split[name].with_candidates(vocab, transitions, candidates, leave_one_out=name == "train")
+                    for name in splits}  # fmt: skip
     return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
 
 
@@ -147,10 +156,20 @@ def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[On
     cfg = cfg or TrainConfig(**meta["train_config"])
     manifest = meta["manifest"]
     data = load_corpus(lake_root, manifest["codebook_version"], manifest["table_versions"], cfg.max_history,
-                       protocol=manifest.get("protocol") or "time", item_min_count=cfg.item_min_count)  # fmt: skip
+                       protocol=manifest.get("protocol") or "time", item_min_count=cfg.item_min_count,
+                       candidates=cfg.candidates if _uses_candidates(meta) else 0)  # fmt: skip
     model = model_from_record(meta)
     model.load_state_dict(torch.load(weights_path(lake_root, run_id), map_location="cpu"))
     return model, data, cfg, meta
+
+
+def candidate_slots(cfg: TrainConfig) -> int:
+    """Transition candidates the run's model reads (OneLoc with its `candidates` switch on)."""
+    return cfg.candidates if cfg.model == "oneloc" and cfg.ablation.get("candidates", True) else 0
+
+
+def _uses_candidates(meta: dict) -> bool:
+    return bool(meta.get("model_config", {}).get("candidates"))
 
 
 def model_from_record(meta: dict):
@@ -161,4 +180,4 @@ def model_from_record(meta: dict):
 
         return SASRec(SASRecConfig(**config))
     # runs recorded before the repeat features existed were trained without them
-    return OneLoc(OneLocConfig(**{"repeat_features": False, **config, "token_sizes": tuple(config["token_sizes"])}))
+    return OneLoc(OneLocConfig(**{"repeat_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))

@@ -24,6 +24,11 @@ repeat_features: each history event's item's visit count in the history and how 
 followed the latest event's item there (the user's own transitions, what the repeat and
 user-Markov rules rank by), as count-bucket embeddings added to e_v and as a learned bias
 of the copy head's scores (with the copy head).
+candidates: M more encoder events, the items that most often followed the latest history
+item as a train target (what the global Markov rule ranks by; `data.Transitions`), each
+with its SID, item id, cell and count bucket, of a behavior of their own: the encoder
+attends to them and the copy head can point at them, so venues the user never visited
+can be copied too.
 
 Shapes: b batch, H history slots, d model width, e location width, F cell features,
 R neighbours, T SID tokens (levels + disambiguation digit).
@@ -68,6 +73,7 @@ class OneLocConfig:
     copy_head: bool = True  # mix each SID token's distribution with a copy of the history's tokens
     time_features: bool = True  # hour of the week of events and request, and each event's age at the request
     repeat_features: bool = True  # visit and own-transition counts of history items (inputs, copy prior)
+    candidates: bool = True  # the train split's next items of the latest item as extra events (copyable)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -78,7 +84,7 @@ class OneLocConfig:
     def tiger(cls, size: str, **kwargs) -> OneLocConfig:
         """TIGER: the same decoder over SIDs with every geo part off and no item ids."""
         off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False,
-                   copy_head=False, time_features=False, repeat_features=False)  # fmt: skip
+                   copy_head=False, time_features=False, repeat_features=False, candidates=False)  # fmt: skip
         return cls.sized(size, **{**kwargs, **off})
 
     @classmethod
@@ -172,7 +178,7 @@ class OneLoc(nn.Module):
         self.n_levels = len(cfg.token_sizes) - 1
         self.code_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.token_sizes)  # the full SID, digit included
         self.item_emb = nn.Embedding(cfg.n_items, d, padding_idx=0) if cfg.item_embedding else None
-        self.kind_emb = nn.Embedding(cfg.n_behaviors + 1, d)
+        self.kind_emb = nn.Embedding(cfg.n_behaviors + 1 + int(cfg.candidates), d)  # 0 padding, behaviors, candidates
         self.start = nn.Parameter(torch.zeros(1, 1, d))
         if cfg.time_features:
             from geosid.trainer.data import AGE_BUCKETS, HOURS
@@ -186,6 +192,12 @@ class OneLoc(nn.Module):
             self.trans_emb = nn.Embedding(COUNT_BUCKETS, d)
             self.copy_prior_emb = nn.Embedding(COUNT_BUCKETS * COUNT_BUCKETS, 1)
             nn.init.zeros_(self.copy_prior_emb.weight)
+        if cfg.candidates:
+            from geosid.trainer.data import COUNT_BUCKETS
+
+            self.cand_count_emb = nn.Embedding(COUNT_BUCKETS, d)
+            self.cand_prior_emb = nn.Embedding(COUNT_BUCKETS, 1)
+            nn.init.zeros_(self.cand_prior_emb.weight)
         self.cell_emb = nn.Embedding(cfg.n_cells + 1, e)
         self.ctx_proj = nn.Sequential(nn.Linear(cfg.n_features, e), nn.GELU(), nn.Linear(e, e))
         self.item_mlp = nn.Sequential(nn.Linear(d + 2 * e, d), nn.GELU(), nn.Linear(d, d))
@@ -226,6 +238,10 @@ class OneLoc(nn.Module):
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
         z = self.item_mlp(torch.cat([item, loc_id, e_lc], -1))  # [b, H, d]
+        if self._has_candidates(x):
+            z_c, e_lc_c = self._candidate_events(x)  # [b, M, d], [b, M, e]
+            z, e_lc = torch.cat([z, z_c], 1), torch.cat([e_lc, e_lc_c], 1)  # H -> H + M slots
+            valid = torch.cat([valid, x["cand_count"] > 0], 1)
         user_id, user_lc = self.location(x["user_cell"], x["user_ctx"])  # [b, e] each
         gates = []
         for block in self.encoder:
@@ -236,6 +252,25 @@ class OneLoc(nn.Module):
         if self.cfg.time_features:
             prompt = prompt + self.hour_emb(x["request_hour"])[:, None]
         return memory, valid, prompt, gates
+
+    def _has_candidates(self, x: dict) -> bool:
+        return self.cfg.candidates and "cand_codes" in x and x["cand_codes"].shape[1] > 0
+
+    def _candidate_events(self, x: dict):
+        """Transition candidates as encoder events: (z [b, M, d], e_lc [b, M, e])."""
+        codes = x["cand_codes"]  # [b, M, T]
+        kind = torch.full_like(x["cand_count"], self.cfg.n_behaviors + 1)
+        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(kind) + self.cand_count_emb(x["cand_count"])
+        if self.item_emb is not None:
+            item = item + self.item_emb(x["cand_item_emb"].clamp(max=self.cfg.n_items - 1))
+        loc_id, e_lc = self.location(x["cand_cell"], x["cand_ctx"])
+        if not self.cfg.geo_inputs:
+            loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
+        return self.item_mlp(torch.cat([item, loc_id, e_lc], -1)), e_lc
+
+    def memory_codes(self, x: dict):
+        """The SID tokens of every encoder event [b, H (+ M), T]: history, then candidates."""
+        return torch.cat([x["hist_codes"], x["cand_codes"]], 1) if self._has_candidates(x) else x["hist_codes"]
 
     def prompt(self, x: dict, user_id, user_lc):
         """The decoder's first input [b, 1, d]."""
@@ -259,13 +294,19 @@ class OneLoc(nn.Module):
     # ---- decoder ---------------------------------------------------------------------
 
     def copy_prior(self, x: dict):
-        """A learned bias of the copy head's score for each history event [b, H], from its
-        visit and own-transition count buckets (None without repeat features or copy head)."""
-        if not (self.cfg.copy_head and self.cfg.repeat_features):
+        """A learned bias of the copy head's score for each encoder event [b, H (+ M)]: a
+        history event's from its visit and own-transition count buckets, a candidate's from
+        its count bucket (None without the copy head, or with neither input)."""
+        candidates = self._has_candidates(x)
+        if not self.cfg.copy_head or not (self.cfg.repeat_features or candidates):
             return None
         from geosid.trainer.data import COUNT_BUCKETS
 
-        return self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)
+        if self.cfg.repeat_features:
+            prior = self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)  # [b, H]
+        else:
+            prior = torch.zeros(x["hist_codes"].shape[:2], device=x["hist_codes"].device)
+        return torch.cat([prior, self.cand_prior_emb(x["cand_count"]).squeeze(-1)], 1) if candidates else prior
 
     def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent, prior=None):
         """Mix position j's generated distribution with the copy of history tokens.
@@ -314,7 +355,7 @@ class OneLoc(nn.Module):
         y = self.dec_norm(y)
         out = [head(y[:, k]) for k, head in enumerate(self.heads)]
         if self.cfg.copy_head:
-            codes, prior = x["hist_codes"], self.copy_prior(x)  # [b, H, T], [b, H]
+            codes, prior = self.memory_codes(x), self.copy_prior(x)  # [b, H (+ M), T], [b, H (+ M)]
             match = torch.cumprod((codes == target[:, None, :]).long(), -1).bool()  # [b, H, T]: first k+1 tokens agree
             for k in range(len(out)):
                 consistent = match[..., k - 1] if k else torch.ones_like(valid)

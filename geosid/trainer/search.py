@@ -34,7 +34,7 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
     Only valid SID prefixes are ever expanded, so every returned SID is an item's.
     """
     memory, valid, prompt, _ = model.encode(x)
-    codes, prior = x["hist_codes"], model.copy_prior(x)
+    codes, prior = model.memory_codes(x), model.copy_prior(x)
     b, device = memory.shape[0], memory.device
     prefixes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # [b, k, j]
     scores = torch.zeros(b, 1, device=device)

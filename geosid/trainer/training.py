@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from geosid.trainer.data import Batch
-from geosid.trainer.loading import TrainConfig, autocast, epoch_order, load_corpus, new_model
+from geosid.trainer.loading import TrainConfig, autocast, candidate_slots, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
 from geosid.trainer.runs import atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
 
@@ -169,7 +169,7 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     if resume and not run_id:
         raise ValueError("resume needs the run id of the run to continue")
     data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol,
-                       item_min_count=cfg.item_min_count)  # fmt: skip
+                       item_min_count=cfg.item_min_count, candidates=candidate_slots(cfg))  # fmt: skip
     model = new_model(data, cfg)
     run_id = run_id or new_run_id("pretrain")
     if device == "cuda":
