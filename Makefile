@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest_throughput.py
 	$(VENV)/bin/python bench/embed_throughput.py
 	$(VENV)/bin/python bench/sequences_throughput.py
+	$(VENV)/bin/python bench/corpus_vs_pandas.py --repeat 3
 	$(VENV)/bin/python bench/train_throughput.py --lake lake --size tiny
 
 clean:
