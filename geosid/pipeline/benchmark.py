@@ -183,8 +183,10 @@ def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None 
     from geosid.trainer.model import OneLocConfig
 
     meta = json.loads(record.read_text())
-    # a SID model recorded before a model switch existed was trained without it: not the same
-    switches = {f.name for f in dataclasses.fields(OneLocConfig)} if cfg.model != "sasrec" else set()
+    # A SID model recorded before a model switch existed was trained without it: the same
+    # only where the switch is off now (TIGER has every addition off).
+    switches = {f.name for f in dataclasses.fields(OneLocConfig)} if cfg.model == "oneloc" else set()
+    switches -= {k for k, v in cfg.ablation.items() if v is False}
     # a training option added since the run was recorded must be at its default
     wanted, recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), meta.get("train_config", {})
     defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)()), default=str))
