@@ -77,3 +77,36 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert strip(rest.epochs) == strip(full.epochs) and rest.best_epoch == full.best_epoch
     assert all(torch.equal(resumed.state_dict()[k], whole.state_dict()[k]) for k in whole.state_dict())
     assert json.dumps(rest.best_metric) == json.dumps(full.best_metric)
+
+
+def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_way(tmp_path):
+    import dataclasses
+
+    from geosid.pipeline.benchmark import _finished
+    from geosid.trainer.model import OneLocConfig
+    from geosid.trainer.runs import run_dir
+
+    def record(run_id, train_config, model_config, version="cb-1"):
+        folder = run_dir(tmp_path, run_id)
+        folder.mkdir(parents=True)
+        meta = {"run_id": run_id, "train_config": train_config, "model_config": model_config,
+                "manifest": {"codebook_version": version}, "metrics": {"eval": {"oneloc": {}}}}  # fmt: skip
+        (folder / "run.json").write_text(json.dumps(meta))
+
+    cfg = TrainConfig(epochs=3)
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    switches = json.loads(json.dumps(OneLocConfig(token_sizes=(2,), n_cells=1, n_behaviors=1).to_dict()))
+    record("same", now, switches)
+    assert _finished(tmp_path, "same", cfg, "cb-1") is not None
+    assert _finished(tmp_path, "same", cfg, "cb-2") is None  # another codebook version
+    assert _finished(tmp_path, "same", dataclasses.replace(cfg, epochs=4), "cb-1") is None
+    # recorded before the `candidates` option existed: its default now, so the same config
+    record("older-config", {k: v for k, v in now.items() if k != "candidates"}, switches)
+    assert _finished(tmp_path, "older-config", cfg, "cb-1") is not None
+    # recorded before the `candidates` model switch: trained without it, not the same OneLoc...
+    record("older-model", now, {k: v for k, v in switches.items() if k != "candidates"})
+    assert _finished(tmp_path, "older-model", cfg, "cb-1") is None
+    # ...but the same run when the switch is off now
+    off = dataclasses.replace(cfg, ablation={"candidates": False})
+    record("older-model-off", json.loads(json.dumps(dataclasses.asdict(off))), {k: v for k, v in switches.items() if k != "candidates"})
+    assert _finished(tmp_path, "older-model-off", off, "cb-1") is not None
