@@ -116,7 +116,7 @@ class TrainOutcome:
 def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> TrainOutcome:
     """Pretrain a tiny OneLoc, align it with DPO, and compare with a control that takes the
     same extra next-token steps without the DPO term (lambda = 0)."""
-    cfg = cfg or train_config(size="tiny", epochs=1, batch_size=256, max_history=20, dpo_requests=6000, dpo_candidates=10, dpo_epochs=3)
+    cfg = cfg or train_config(size="tiny", epochs=1, batch_size=256, max_history=20, dpo_requests=3000, dpo_candidates=10, dpo_epochs=2)
     with ctx.stage(f"pretrain a tiny OneLoc on the corpus ({cfg.epochs} epoch(s), device {cfg.resolved_device()})", timed="pretrain"):
         pre = pretrain(cfg, codebook_version, ctx=ctx)
     with ctx.stage(f"DPO, lambda {cfg.dpo_lambda}, geographic reward (+ GMV where the source has it)", timed="dpo"):
