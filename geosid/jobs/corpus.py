@@ -209,6 +209,8 @@ KERNEL_OUTPUT = T.StructType(
         T.StructField("last_cell_id", T.StringType()),
         T.StructField("state_histories", T.ArrayType(corpus.STATE_HISTORY)),
         T.StructField("n_unlocated", T.LongType()),
+        T.StructField("n_input", T.LongType()),  # the task's input events (stats rows)
+        T.StructField("n_new", T.LongType()),  # of which new (not from a state)
     ]
 )
 
@@ -232,14 +234,17 @@ def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, 
         batches = list(batches)
         if not batches or not sum(b.num_rows for b in batches):
             return
-        result = kernel.build(pa.Table.from_batches(batches), params, cells.neighbours)
+        table = pa.Table.from_batches(batches)
+        n_new = int(pa.compute.sum(table["is_new"].cast(pa.int64())).as_py() or 0)
+        result = kernel.build(table, params, cells.neighbours)
         parts = [shaped(result.targets, "target")]
         if result.states is not None:  # no state days: a per-user protocol's range build
             state = result.states.rename_columns(
                 ["state_histories" if c == "histories" else c for c in result.states.column_names]
             )
             parts.append(shaped(state, "state"))
-        parts.append(shaped(pa.table({"n_unlocated": pa.array([result.targets_without_location], pa.int64())}), "stats"))
+        stats = {"n_unlocated": [result.targets_without_location], "n_input": [table.num_rows], "n_new": [n_new]}
+        parts.append(shaped(pa.table({k: pa.array(v, pa.int64()) for k, v in stats.items()}), "stats"))
         for part in parts:
             yield from part.to_batches(max_chunksize=8192)
 
@@ -418,9 +423,13 @@ def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_versio
         stale = f"dt < DATE'{oldest_kept.isoformat()}' AND {scope}"
         report.table_versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
         report.states = lake.read(corpus.USER_HISTORY_STATE, dt=state_span[1]).filter(scope).count()
-    report.targets_without_location = int(
-        output.filter(F.col("kind") == "stats").agg(F.coalesce(F.sum("n_unlocated"), F.lit(0))).first()[0]
-    )
+    stats = output.filter(F.col("kind") == "stats").agg(
+        *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]
+    ).first()
+    report.targets_without_location, report.input_events = int(stats["n_unlocated"]), int(stats["n_input"])
+    # events_without_sid holds the events read until here: a range feeds all of them to the
+    # kernel, a day its new ones (the rest is the state)
+    report.events_without_sid -= int(stats["n_input"] if report.mode == "range" else stats["n_new"])
     written = lake.read(corpus.TRAINING_SEQUENCES, dt=targets_span).filter(sequences)
     report.splits = {r["split"]: int(r["n"]) for r in written.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
     report.targets = sum(report.splits.values())
@@ -443,13 +452,14 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     events = _source_events(lake, config, last)
     if config.split.protocol == "libcity":
         events = events.transform(libcity_sessions, config.split.libcity).drop("session", "position")
-    rows = lake.checkpoint(kernel_events(events, _version_items(lake, codebook_version, cells), cells, first), f"{run}-input")
+    # The kernel's input is read once, by the kernel job (no checkpoint): its stats rows
+    # count the events that had a SID; the source's events sized the job.
+    rows = kernel_events(events, _version_items(lake, codebook_version, cells), cells, first)
     try:
-        report.input_events = rows.count()
-        report.events_without_sid = events.count() - report.input_events
+        n_events = report.events_without_sid = events.count()
         state_first = max(first, last - dt_.timedelta(days=config.state_retention_days - 1))
         state_days = () if config.split.per_user else tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
-        partitions = _partitions(report.input_events, config)
+        partitions = _partitions(n_events, config)
         output = lake.checkpoint(run_kernel(rows, config.kernel_params(state_days), cells, partitions), f"{run}-out")
         _finish(lake, output, config, codebook_version, report, (first, last), (state_first, last))
     finally:
@@ -492,8 +502,8 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
         rows = rows.unionByName(state_events(state))
     rows = lake.checkpoint(rows, f"{run}-input")
     try:
-        report.input_events = rows.count()
-        report.events_without_sid = day_events.count() - rows.filter("is_new").count()
+        report.input_events = rows.count()  # sizes the job; _finish counts again from the kernel
+        report.events_without_sid = day_events.count()  # _finish takes the new events with a SID off
         output = lake.checkpoint(
             run_kernel(rows, config.kernel_params((day,)), cells, _partitions(report.input_events, config)),
             f"{run}-out",
