@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -235,7 +236,7 @@ def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, 
         if not batches or not sum(b.num_rows for b in batches):
             return
         table = pa.Table.from_batches(batches)
-        n_new = int(pa.compute.sum(table["is_new"].cast(pa.int64())).as_py() or 0)
+        n_new = int(pc.sum(table["is_new"].cast(pa.int64())).as_py() or 0)
         result = kernel.build(table, params, cells.neighbours)
         parts = [shaped(result.targets, "target")]
         if result.states is not None:  # no state days: a per-user protocol's range build

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosid.lake.predicate import ALL, NONE, Atom, ColumnFacts, verdict
+from geosid.lake.predicate import ALL, MAX_EXACT_STAT_CHARS, NONE, Atom, ColumnFacts, verdict
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Path parts that need no URI escaping in the Delta log (anything else: the rewrite).
@@ -91,7 +91,8 @@ def _footer_stats(file: pq.ParquetFile, fields: list[pa.Field]) -> tuple[int, di
         lo = hi = None
         if with_values and all(s.has_min_max for s in with_values):
             lo, hi = min(s.min for s in with_values), max(s.max for s in with_values)
-            exact = (pa.types.is_string(kind) and len(lo) < 32 and len(hi) < 32) or pa.types.is_integer(kind) or pa.types.is_date32(kind)
+            short = pa.types.is_string(kind) and len(lo) < MAX_EXACT_STAT_CHARS and len(hi) < MAX_EXACT_STAT_CHARS
+            exact = short or pa.types.is_integer(kind) or pa.types.is_date32(kind)
             if exact:
                 stats["minValues"][field.name] = lo.isoformat() if isinstance(lo, dt_.date) else lo
                 stats["maxValues"][field.name] = hi.isoformat() if isinstance(hi, dt_.date) else hi

@@ -339,6 +339,7 @@ class Lake:
         inserted, no row is deleted. Committed by delta-rs on every engine (deltalake
         reaches local, S3, GCS and Azure lakes).
         """
+        import pyarrow.parquet as pq
         from deltalake import DeltaTable
 
         spec = self.spec(table)
@@ -348,8 +349,6 @@ class Lake:
         self.ensure_table(spec)
         on = " AND ".join(f"t.{key} = s.{key}" for key in spec.keys)
         with self._staged(df, spec) as stage:
-            import pyarrow.parquet as pq
-
             if sum(pq.ParquetFile(p).metadata.num_rows for p in stage.rglob("*.parquet")):
                 # the staged rows stream into the merge (batch by batch, spilling past memory)
                 source = self._stage_reader(stage, spec)

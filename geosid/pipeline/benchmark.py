@@ -10,8 +10,8 @@ For a protocol (user_chrono or libcity; see `geosid.jobs.corpus.SplitConfig`):
    train transitions, Markov on the user's own), SASRec, TIGER (the SID decoder with
    every geo part off, on text-only SIDs), OneLoc, OneLoc + DPO (with its lambda-0
    control), and OneLoc without geo-aware attention, without the neighbour prompt, and
-   without geo-aware SIDs (and, with `paper_decoder`, with the paper's decoder: no copy
-   head, no time features, our two additions switched off); every model selects its epoch on valid and is scored once
+   without geo-aware SIDs (and, with `paper_decoder`, OneLoc as the paper has it: our
+   four additions, copy head, time and repeat features, candidates, switched off); every model selects its epoch on valid and is scored once
    on test;
 3. a Markdown table and a plot under `<lake>/_reports/benchmark/<protocol>/`, with the
    protocol's users, items, targets and the share of targets the user visited before.

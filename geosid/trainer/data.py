@@ -111,7 +111,7 @@ class Transitions:
         return np.where(counts > 0, items, -1), np.maximum(counts, 0)
 
 
-def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chunk: int = 4096):
+def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chunk: int = 4096, latest: np.ndarray | None = None):
     """The user's own repeat and transition statistics of each history slot, bucketed:
     (visits [n, H]: how often the slot's item occurs in the history; transitions [n, H]:
     how often it came right after an occurrence of the latest history item, counted over
@@ -122,7 +122,7 @@ def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chun
     n, h = hist_item.shape
     assert h % block == 0, f"{h} history slots are not whole blocks of {block}"
     known = hist_item >= 0
-    latest = latest_items(hist_item, hist_us)  # [n]
+    latest = latest_items(hist_item, hist_us) if latest is None else latest  # [n]
     prev = np.concatenate([np.full((n, 1), -1, hist_item.dtype), hist_item[:, :-1]], 1)
     prev[:, ::block] = -1  # a block's first slot has no predecessor in its behavior
     after_latest = known & (prev == latest[:, None]) & (latest[:, None] >= 0)  # [n, H]
@@ -364,7 +364,8 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     hist_us = np.concatenate(parts_us, axis=1)  # [n, H]
     hist_hour = np.where(known, hour_of_week(hist_us) + 1, 0)
     hist_age = np.where(known, age_bucket((request_us[:, None] - hist_us) / 60e6) + 1, 0)
-    hist_visits, hist_trans = repeat_features(hist_item, hist_us, max_history)
+    latest = latest_items(hist_item, hist_us)  # [n]
+    hist_visits, hist_trans = repeat_features(hist_item, hist_us, max_history, latest=latest)
     user_cell = vocab.cell_index(rows["user_cell_id"].to_numpy(zero_copy_only=False))
     nbrs = rows["neighbour_cell_ids"].combine_chunks()
     nbr_positions, nbr_valid = _last_events(nbrs, N_NEIGHBOURS)
@@ -382,7 +383,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_age=hist_age,
         hist_visits=hist_visits,
         hist_trans=hist_trans,
-        latest_item=latest_items(hist_item, hist_us),
+        latest_item=latest,
         cand_item=np.full((n, 0), -1, np.int64),  # none until with_candidates()
         cand_codes=np.zeros((n, 0, hist_codes.shape[-1]), np.int64),
         cand_item_emb=np.zeros((n, 0), np.int64),
