@@ -23,9 +23,11 @@ import datetime as dt_
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("RUST_LOG", "error")
@@ -159,7 +161,7 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
     any_behavior = np.logical_or.reduce([m for _, m, _, _ in behaviors])
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], n]
-    states = []
+    states, previous = [], None
     for k in range(config.state_retention_days - 1, -1, -1):
         state_day = last - dt_.timedelta(days=k)
         upto = day <= np.datetime64(state_day)
@@ -167,12 +169,16 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
         # the latest behavior event of each user by then
         latest = pd.Series(np.where(any_behavior & upto, np.arange(n), -1)).groupby(user).max().to_numpy()
         keep = latest >= 0
+        if previous is not None:  # a later state day: the users whose state changed on it
+            keep &= latest > previous
+        previous = latest
         first_rows, latest = starts[keep], latest[keep]
         states.append(pa.table({
             "source": df["source"].to_numpy()[first_rows], "user_id": df["user_id"].to_numpy()[first_rows],
             "last_event_ts": to_ts(df["event_ts"].iloc[latest]), "last_cell_id": df["user_cell"].to_numpy()[latest],
             "histories": histories(cuts[keep], first_rows, state=True),
             "codebook_version": [VERSION] * int(keep.sum()), "dt": pa.array([state_day] * int(keep.sum()), pa.date32()),
+            "user_bucket": pa.array([zlib.crc32(u.encode()) % config.state_buckets for u in df["user_id"].to_numpy()[first_rows]], pa.int32()),
         }))  # fmt: skip
         assert (ends[keep] >= cuts[keep]).all()
     state = pa.concat_tables(states)
@@ -180,6 +186,7 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
     for table, spec in ((sequences, corpus.TRAINING_SEQUENCES), (state, corpus.USER_HISTORY_STATE)):
         from geosid.lake.table import spec_arrow_schema
 
+        shutil.rmtree(out / spec.relative_path, ignore_errors=True)  # a fresh table (layouts change)
         write_deltalake(str(out / spec.relative_path), table.select(spec.columns).cast(spec_arrow_schema(spec)),
                         mode="overwrite", partition_by=list(spec.partition_by))  # fmt: skip
     return {"seconds": time.perf_counter() - started, "compute_s": round(computed, 2), "targets": sequences.num_rows,

@@ -18,6 +18,7 @@ from geosid.jobs.corpus import (
     build_cell_context,
     build_day,
     build_range,
+    latest_states,
 )
 from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.jobs.validate import validate_corpus
@@ -189,6 +190,11 @@ def content(lake, table, dt_range):
     return sorted(repr(r.asDict(recursive=True)) for r in lake.read(table, dt=dt_range).filter(f"codebook_version = '{V}'").collect())
 
 
+def states_as_of(lake, day):
+    rows = latest_states(lake.read(corpus.USER_HISTORY_STATE).filter(f"codebook_version = '{V}'"), day)
+    return sorted(repr(r.asDict(recursive=True)) for r in rows.drop("dt").collect())
+
+
 def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, lake, tmp_path):
     events = random_timeline()
     config = LOCAL.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
@@ -206,15 +212,52 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, 
     sequences = content(daily, corpus.TRAINING_SEQUENCES, (D0, D3))
     assert len(sequences) == report.targets > 20
     assert sequences == content(full, corpus.TRAINING_SEQUENCES, (D0, D3))
-    assert content(daily, corpus.USER_HISTORY_STATE, D3) == content(full, corpus.USER_HISTORY_STATE, D3)
+    for day in (D2, D3):  # the retained states (2 days) agree
+        assert len(states_as_of(daily, day)) == 7 and states_as_of(daily, day) == states_as_of(full, day)
     assert report.splits["test"] and report.splits["valid"] and report.splits["train"]
 
     again = build_day(daily, V, D3, config)  # re-running a day: same content
     assert content(daily, corpus.TRAINING_SEQUENCES, (D0, D3)) == sequences
     assert again.targets == len(content(daily, corpus.TRAINING_SEQUENCES, D3))
-    # Only the retained states stay (2 days): D2 and D3.
-    states = daily.read(corpus.USER_HISTORY_STATE).select("dt").distinct().collect()
-    assert sorted(r.dt for r in states) == [D2, D3]
+    assert states_as_of(daily, D3) == states_as_of(full, D3)
+
+
+def test_a_day_rewrites_only_its_users_and_compaction_keeps_the_retained_states(spark, lake, tmp_path, monkeypatch):
+    import deltalake
+
+    events = random_timeline(users=6)
+    quiet = event("q0", "synthetic", "u_quiet", "i1", "watch", ts(D0, 9), A)  # active on D0 only
+    config = LOCAL.model_copy(update={"state_buckets": 2, "state_compact_days": 1})  # compact each day
+    write_events(spark, lake, [*events, quiet])
+    write_sid_map(spark, lake)
+    build_range(lake, V, D0, D0, config)
+    with pytest.raises(MissingStateError, match="as of 2024-05-02"):
+        build_day(lake, V, D2, config)  # D1 was skipped: the state as of D1 is not complete
+    with monkeypatch.context() as patched:  # every state write commits the engine's files as they are
+        patched.setattr(deltalake, "write_deltalake", lambda *a, **k: pytest.fail("a state write was rewritten"))
+        reports = [build_day(lake, V, day, config) for day in (D1, D2, D3)]
+    state = lake.read(corpus.USER_HISTORY_STATE)
+    on_d3 = {r.user_id for r in state.filter(F.col("dt") == D3).collect()}
+    active_d3 = {e[2] for e in events if e[13] == D3}
+    assert on_d3 and on_d3 <= active_d3 and reports[-1].states_written == len(on_d3)
+    assert reports[-1].states == 7 and reports[-1].compacted_buckets == [0, 1]
+    # compacted: per user, the latest row up to D2 (the oldest retained day) and later ones
+    assert state.groupBy("user_id").count().agg(F.max("count")).first()[0] <= 2
+    assert [(r.dt, r.user_bucket) for r in state.filter(F.col("user_id") == "u_quiet").collect()] == [
+        (D0, __import__("zlib").crc32(b"u_quiet") % 2)
+    ]
+    builds = sorted(r.dt for r in lake.read(corpus.STATE_BUILDS).collect())
+    assert builds == [D2, D3]  # the days whose state compaction removed are no longer listed
+    full = Lake(tmp_path / "full", spark)
+    write_events(spark, full, [*events, quiet])
+    write_sid_map(spark, full)
+    build_range(full, V, D0, D3, config)
+    for day in (D2, D3):
+        assert states_as_of(lake, day) == states_as_of(full, day)
+    build_day(lake, V, D3, config)  # the latest day re-runs
+    assert states_as_of(lake, D3) == states_as_of(full, D3)
+    with pytest.raises(MissingStateError):
+        build_day(lake, V, D2, config)  # its state as of D1 was compacted away
 
 
 def test_a_day_without_the_previous_state_is_refused(spark, local_life):

@@ -183,6 +183,9 @@ def test_predicates_parse_into_clauses_and_decide_files_from_their_facts():
     assert verdict(clauses, facts(("a", "a", 0), (None, None, 10))) == ALL  # protocol IS NULL on every row
     assert verdict(clauses, {**facts(("a", "a", 0)), "dt": ColumnFacts.constant("2024-01-04", 10)}) == NONE
     assert verdict(clauses, {"dt": ColumnFacts.constant("2024-01-02", 10)}) == SOME  # no statistics: unknown
+    numbers = parse("user_bucket IN (3, 11)")  # integers: decided only on a one-valued column
+    assert [verdict(numbers, {"user_bucket": ColumnFacts.constant(v, 10)}) for v in ("11", "1", "3")] == [ALL, NONE, ALL]
+    assert verdict(numbers, {"user_bucket": ColumnFacts("1", "4", 0, 10)}) == SOME  # "11" sorts inside as text
     long = "x" * 40  # a long string statistic may be truncated by the writer: never trusted for ALL
     assert verdict(parse(f"source = '{long}'"), {"source": ColumnFacts(long, long, 0, 10)}) == SOME
 

@@ -7,8 +7,11 @@ Two ways to build, one kernel (`geosid.jobs.sequences_kernel`):
   feeds the kernel; targets are the events of [first, last]; the history state is
   written as of the last `state_retention_days` days of the range.
 - `build_day` (incremental, what the daily run does): the state as of the day before
-  plus the day's events feed the kernel; it writes the day's sequences and the state
-  as of the day. Past days are never re-read.
+  of the users the day touched, plus the day's events, feed the kernel; it writes the
+  day's sequences and new state rows for those users only (the state table holds a row
+  per user and day of change, laid out by user hash), then compacts the few user
+  buckets whose turn it is. Past days are never re-read; a day costs its own events and
+  touched users, not the history's length.
 
 Both give the same rows (tested), so a backfill and a year of daily runs agree.
 """
@@ -120,6 +123,8 @@ class CorpusConfig(BaseModel):
     cell_config: CellConfig = CellConfig()
     split: SplitConfig = SplitConfig()
     state_retention_days: int = Field(default=2, ge=1)
+    state_buckets: int = Field(default=16, ge=1, le=4096, description="user-hash buckets of the history state")
+    state_compact_days: int = Field(default=7, ge=1, description="a state bucket is compacted every this many days")
     events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
 
     @model_validator(mode="after")
@@ -143,6 +148,7 @@ class CorpusConfig(BaseModel):
             target_actions=tuple(self.target_actions),
             location=self.location,
             state_days=state_days,
+            state_buckets=self.state_buckets,
         )
 
 
@@ -209,6 +215,7 @@ KERNEL_OUTPUT = T.StructType(
         T.StructField("last_event_ts", T.TimestampType()),
         T.StructField("last_cell_id", T.StringType()),
         T.StructField("state_histories", T.ArrayType(corpus.STATE_HISTORY)),
+        T.StructField("user_bucket", T.IntegerType()),
         T.StructField("n_unlocated", T.LongType()),
         T.StructField("n_input", T.LongType()),  # the task's input events (stats rows)
         T.StructField("n_new", T.LongType()),  # of which new (not from a state)
@@ -324,8 +331,29 @@ def state_rows(output: DataFrame, codebook_version: str) -> DataFrame:
     """Kernel states -> corpus.user_history_state rows."""
     return output.filter(F.col("kind") == "state").select(
         "source", "user_id", "last_event_ts", "last_cell_id", F.col("state_histories").alias("histories"),
-        F.lit(codebook_version).alias("codebook_version"), "dt",
+        F.lit(codebook_version).alias("codebook_version"), "dt", "user_bucket",
     )  # fmt: skip
+
+
+def latest_states(state: DataFrame, day: dt_.date) -> DataFrame:
+    """corpus.user_history_state rows -> each user's state as of the end of `day` (the
+    user's row with the latest dt <= day)."""
+    upto = state.filter(F.col("dt") <= F.lit(day))
+    latest = upto.groupBy("codebook_version", "source", "user_id").agg(F.max("dt").alias("dt"))
+    return upto.join(latest, ["codebook_version", "source", "user_id", "dt"], "left_semi")
+
+
+def compacted_states(state: DataFrame, keep_from: dt_.date) -> DataFrame:
+    """State rows -> the rows still needed to answer "as of day D" for every D >= keep_from:
+    all rows after keep_from, and each user's latest row up to it."""
+    base = (
+        state.filter(F.col("dt") <= F.lit(keep_from))
+        .groupBy("codebook_version", "source", "user_id")
+        .agg(F.max("dt").alias("dt"))
+    )
+    return state.filter(F.col("dt") > F.lit(keep_from)).unionByName(
+        state.join(base, ["codebook_version", "source", "user_id", "dt"], "left_semi")
+    )
 
 
 def cell_features(geo_cells: DataFrame) -> DataFrame:
@@ -364,7 +392,9 @@ class CorpusReport:
     events_without_sid: int = 0
     targets: int = 0
     targets_without_location: int = 0
-    states: int = 0
+    states: int = 0  # users with a state as of `last`
+    states_written: int = 0  # state rows this build wrote (a day: the users it touched)
+    compacted_buckets: list = field(default_factory=list)
     splits: dict = field(default_factory=dict)
     table_versions: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -374,7 +404,7 @@ class CorpusReport:
         splits = ", ".join(f"{k} {v:,}" for k, v in sorted(self.splits.items()))
         return (
             f"sequences {self.source} {span} under {self.codebook_version} ({self.mode}): {self.targets:,} targets "
-            f"[{splits}] from {self.input_events:,} events, {self.states:,} user states; "
+            f"[{splits}] from {self.input_events:,} events, {self.states:,} user states ({self.states_written:,} written); "
             f"left out: {self.events_without_sid:,} events without SID, {self.targets_without_location:,} "
             f"targets without a prior location; {self.seconds:.1f}s"
         )
@@ -385,6 +415,7 @@ class CorpusReport:
             "last": self.last.isoformat(), "mode": self.mode, "input_events": self.input_events,
             "events_without_sid": self.events_without_sid, "targets": self.targets,
             "targets_without_location": self.targets_without_location, "states": self.states,
+            "states_written": self.states_written, "compacted_buckets": list(self.compacted_buckets),
             "splits": self.splits, "table_versions": self.table_versions, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
@@ -416,14 +447,7 @@ def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_versio
     if not config.split.per_user:
         # The history state continues the time protocol's daily builds; per-user protocols
         # are range builds only and leave it alone.
-        report.table_versions["corpus.user_history_state"] = lake.write(
-            state_rows(output, codebook_version), corpus.USER_HISTORY_STATE, dt=state_span, where=scope
-        )
-        # Keep only the latest states; older ones stay readable by time travel until vacuum.
-        oldest_kept = state_span[1] - dt_.timedelta(days=config.state_retention_days - 1)
-        stale = f"dt < DATE'{oldest_kept.isoformat()}' AND {scope}"
-        report.table_versions["corpus.user_history_state"] = lake.delete(corpus.USER_HISTORY_STATE, stale)
-        report.states = lake.read(corpus.USER_HISTORY_STATE, dt=state_span[1]).filter(scope).count()
+        _write_state(lake, output, config, codebook_version, report, state_span)
     stats = output.filter(F.col("kind") == "stats").agg(
         *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]
     ).first()
@@ -435,6 +459,74 @@ def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_versio
     report.splits = {r["split"]: int(r["n"]) for r in written.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
     report.targets = sum(report.splits.values())
     return report
+
+
+def _write_state(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_version: str, report: CorpusReport,
+                 state_span: tuple[dt_.date, dt_.date]) -> None:  # fmt: skip
+    """The kernel's state rows into corpus.user_history_state (a range replaces the scope's
+    rows, a day adds its day's rows), the state days into corpus.state_builds, then the
+    buckets whose turn it is are compacted."""
+    scope = _scope(config, codebook_version)
+    first, last = state_span
+    days = f"dt >= DATE'{first.isoformat()}' AND dt <= DATE'{last.isoformat()}'"
+    replaced = scope if report.mode == "range" else f"{scope} AND {days}"
+    # one file per bucket and write: the next day adds one more, compaction folds them
+    report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
+        state_rows(output, codebook_version).repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=replaced
+    )
+    written = dict(
+        output.filter(F.col("kind") == "state").groupBy("dt").agg(F.count(F.lit(1)).alias("n")).select("dt", "n").collect()
+    )
+    report.states_written = sum(int(n) for n in written.values())
+    now = dt_.datetime.now(dt_.timezone.utc).replace(tzinfo=None)
+    log = [
+        (codebook_version, config.source, first + dt_.timedelta(days=i), report.mode, int(written.get(first + dt_.timedelta(days=i), 0)), now)
+        for i in range((last - first).days + 1)
+    ]  # fmt: skip
+    spark = output.sparkSession
+    report.table_versions[corpus.STATE_BUILDS.name] = lake.write(
+        spark.createDataFrame(log, corpus.STATE_BUILDS.schema), corpus.STATE_BUILDS, where=replaced
+    )
+    if report.mode == "day":
+        _compact_state(lake, config, codebook_version, report, last)
+    report.states = (
+        lake.read(corpus.USER_HISTORY_STATE).filter(scope).filter(F.col("dt") <= F.lit(last)).select("user_id").distinct().count()
+    )
+
+
+def _compact_state(lake: Lake, config: CorpusConfig, codebook_version: str, report: CorpusReport, day: dt_.date) -> None:
+    """Compact the state buckets whose turn it is on `day` (bucket b every
+    state_compact_days days, staggered, so each day rewrites about the same share), and any
+    bucket with more files than two turns would leave; drop the build days whose states
+    compaction removed."""
+    from deltalake import DeltaTable
+
+    actions = pa.table(DeltaTable(lake.path(corpus.USER_HISTORY_STATE)).get_add_actions(flatten=True))
+    mine = pc.and_(pc.equal(actions["partition.codebook_version"], codebook_version), pc.equal(actions["partition.source"], config.source))
+    files: dict[int, int] = {}
+    for bucket in actions.filter(mine)["partition.user_bucket"].to_pylist():
+        files[int(bucket)] = files.get(int(bucket), 0) + 1
+    every = config.state_compact_days
+    due = sorted(b for b, n in files.items() if n > 1 and ((day.toordinal() - b) % every == 0 or n > 2 * every))
+    if not due:
+        return
+    scope = _scope(config, codebook_version)
+    where = f"{scope} AND user_bucket IN ({', '.join(str(b) for b in due)})"
+    keep_from = day - dt_.timedelta(days=config.state_retention_days - 1)
+    rows = lake.read(corpus.USER_HISTORY_STATE).filter(where)
+    report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
+        compacted_states(rows, keep_from).repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=where
+    )
+    report.compacted_buckets = due
+    report.table_versions[corpus.STATE_BUILDS.name] = lake.delete(
+        corpus.STATE_BUILDS, f"{scope} AND dt < DATE'{keep_from.isoformat()}'"
+    )
+
+
+def _state_layout_current(lake: Lake) -> bool:
+    """Whether the state table (if any) has the registered layout (an older geosid wrote
+    one partitioned by day)."""
+    return not lake.exists(corpus.USER_HISTORY_STATE) or lake.partition_columns(corpus.USER_HISTORY_STATE) == corpus.USER_HISTORY_STATE.partition_by
 
 
 def _partitions(n_events: int, config: CorpusConfig) -> int:
@@ -456,6 +548,10 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     # The kernel's input is read once, by the kernel job (no checkpoint): its stats rows
     # count the events that had a SID; the source's events sized the job.
     rows = kernel_events(events, _version_items(lake, codebook_version, cells), cells, first)
+    if not config.split.per_user and not _state_layout_current(lake):
+        # derived data in an older layout: the range rebuilds this scope's state; other
+        # scopes are rebuilt by their own range builds (their daily runs say so)
+        lake.drop(corpus.USER_HISTORY_STATE)
     try:
         n_events = report.events_without_sid = events.count()
         state_first = max(first, last - dt_.timedelta(days=config.state_retention_days - 1))
@@ -483,24 +579,23 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
     cells = config.cells()
     scope = _scope(config, codebook_version)
     yesterday = day - dt_.timedelta(days=1)
-    state = (
-        lake.read(corpus.USER_HISTORY_STATE, dt=yesterday).filter(scope)
-        if lake.exists(corpus.USER_HISTORY_STATE)
-        else None
-    )
-    if state is None or state.limit(1).count() == 0:
+    rebuild = f"run the day before, or rebuild with `geosid corpus build --to {day}`"
+    if not _state_layout_current(lake):
+        raise MissingStateError(f"corpus.user_history_state was written by an older geosid (another layout): {rebuild}")
+    complete = lake.exists(corpus.STATE_BUILDS) and lake.read(corpus.STATE_BUILDS).filter(scope).filter(
+        F.col("dt") == F.lit(yesterday)
+    ).limit(1).count()  # fmt: skip
+    if not complete:
         earlier = lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") < F.lit(day)))
         if earlier.limit(1).count():
-            raise MissingStateError(
-                f"no history state of {config.source} under {codebook_version} as of {yesterday}, but earlier events exist: "
-                f"run the day before, or rebuild with `geosid corpus build --to {day}`"
-            )
-        state = None
+            raise MissingStateError(f"no history state of {config.source} under {codebook_version} as of {yesterday}, but earlier events exist: {rebuild}")
     run = f"corpus-{codebook_version}-{config.source}-{day}"
     day_events = lake.read(bronze.EVENTS, dt=day).filter(F.col("source") == config.source)
     rows = kernel_events(day_events, _version_items(lake, codebook_version, cells), cells, day)
-    if state is not None:
-        rows = rows.unionByName(state_events(state))
+    if complete:  # the states of the users the day touched (the others' rows stay as they are)
+        touched = day_events.select("source", "user_id").distinct()
+        state = lake.read(corpus.USER_HISTORY_STATE).filter(scope).join(touched, ["source", "user_id"], "left_semi")
+        rows = rows.unionByName(state_events(latest_states(state, yesterday)))
     rows = lake.checkpoint(rows, f"{run}-input")
     try:
         report.input_events = rows.count()  # sizes the job; _finish counts again from the kernel

@@ -8,7 +8,10 @@ today's events), which is why the two agree exactly:
   one of b's, with event_ts strictly before the target's, oldest first;
 - the state of a user as of day S holds, per behavior, the last `max_len` such events
   with dt <= S; since every later event is later in time, those are all a later target
-  can ever need;
+  can ever need. A state row is written for the first state day (every user with a
+  behavior event by then) and for a later state day only for the users with a behavior
+  event on it: a user's state changes only then, so the state as of any day is the
+  user's latest row up to it (what `corpus.user_history_state` stores);
 - the real-time cell at request time is either the request's own location
   (location="request", the local-life shape) or the user cell of the latest behavior
   event strictly before the target (location="previous_event", check-ins: never the
@@ -21,6 +24,7 @@ arrays, and nested lists are built from offsets (no Python loop per event).
 from __future__ import annotations
 
 import datetime as dt_
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,13 +56,20 @@ class KernelParams:
     target_actions: tuple[str, ...]
     location: str  # "request" | "previous_event"
     state_days: tuple[dt_.date, ...]  # write a state as of the end of each of these days
+    state_buckets: int = 16  # user_bucket = crc32(user_id) % state_buckets (the state's layout)
 
 
 @dataclass
 class KernelOutput:
     targets: pa.Table  # one row per target (columns TARGET_FIELDS)
-    states: pa.Table  # one row per (user, state day) (columns STATE_FIELDS)
+    states: pa.Table  # one row per (user, state day on which the user's state changed)
     targets_without_location: int
+
+
+def user_buckets(user_ids: Sequence[str], buckets: int) -> list[int]:
+    """The state layout's user hash: crc32 of the UTF-8 id, modulo `buckets` (the same on
+    every engine and machine, unlike an engine's own hash function)."""
+    return [zlib.crc32(u.encode()) % buckets for u in user_ids]
 
 
 def ranges(begins: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,22 +238,28 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
     )
     state_parts = []
     starts = timeline.block_starts
-    for day in params.state_days:
+    previous_cuts = None
+    for day in sorted(params.state_days):
         upto = timeline.day <= (day - EPOCH).days  # a prefix of every user's block
         counts = np.add.reduceat(upto.astype(np.int64), starts) if len(starts) else np.zeros(0, np.int64)
         cuts = starts + counts
         k = any_before[cuts]
         keep = k > any_before[starts]  # users with at least one behavior event by then
+        if previous_cuts is not None:  # a later state day: only the users whose state changed
+            keep &= k > any_before[previous_cuts]
+        previous_cuts = cuts
         cuts, floors, last = cuts[keep], starts[keep], any_positions[k[keep] - 1]
         rows = pa.array(starts[keep])
+        users = table["user_id"].take(rows)
         state_parts.append(
             pa.table(
                 {
                     "source": table["source"].take(rows),
-                    "user_id": table["user_id"].take(rows),
+                    "user_id": users,
                     "last_event_ts": table["event_ts"].take(pa.array(last)),
                     "last_cell_id": user_cell.take(pa.array(last)),
                     "histories": _history_lists(timeline, state_events, behaviors, masks, cuts, floors),
+                    "user_bucket": pa.array(user_buckets(users.to_pylist(), params.state_buckets), pa.int32()),
                     "dt": pa.array([day] * int(keep.sum()), pa.date32()),
                 }
             )

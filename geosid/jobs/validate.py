@@ -109,7 +109,8 @@ def validate_corpus(
         ),  # fmt: skip
     ]
     if protocol == "time":
-        results.append(validate_table(lake, corpus.USER_HISTORY_STATE, dt=(first, last), where=scope))
+        days = f"dt >= DATE'{first.isoformat()}' AND dt <= DATE'{last.isoformat()}'"
+        results.append(validate_table(lake, corpus.USER_HISTORY_STATE, where=f"{scope} AND {days}"))
     if lake.exists(corpus.CELL_CONTEXT):
         pattern = cell_id_pattern(cell_system)
         cells_valid = Check(

@@ -60,9 +60,12 @@ def _normalized(t: pa.DataType) -> pa.DataType:
 
 
 def _text(value) -> str | None:
-    """A statistic as the text predicates compare (strings and dates only)."""
+    """A statistic as the text predicates compare (strings, dates; integers as decimal
+    text, which only numeric atoms use)."""
     if isinstance(value, str):
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if isinstance(value, dt_.date) and not isinstance(value, dt_.datetime):
         return value.isoformat()
     return None

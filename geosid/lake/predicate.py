@@ -10,7 +10,9 @@ are parsed; anything else is None, which also means "fall back".
 
 A predicate is a conjunction of clauses; a clause is a disjunction of atoms; an atom is
 ``col = 'v'`` / ``col = DATE'v'`` / ``col IN ('a', 'b')`` / ``col >= DATE'v'`` /
-``col <= DATE'v'`` / ``col IS NULL``.
+``col <= DATE'v'`` / ``col IS NULL``, and ``col = 3`` / ``col IN (3, 11)`` for integers
+(decided only where the column holds one value, e.g. a partition column: text order is
+not number order).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ ALL, NONE, SOME = "all", "none", "some"  # SOME: some rows may match, or it is u
 
 _ATOM = re.compile(
     r"^(?P<col>\w+)\s*(?:"
-    r"(?P<op>=|>=|<=)\s*(?:DATE\s*)?'(?P<value>[^']*)'"
+    r"(?P<op>=|>=|<=)\s*(?:(?:DATE\s*)?'(?P<value>[^']*)'|(?P<number>-?\d+))"
     r"|IN\s*\((?P<values>\s*'[^']*'\s*(?:,\s*'[^']*'\s*)*)\)"
+    r"|IN\s*\((?P<numbers>\s*-?\d+\s*(?:,\s*-?\d+\s*)*)\)"
     r"|(?P<null>IS\s+NULL)"
     r")$",
     re.IGNORECASE,
@@ -37,6 +40,7 @@ class Atom:
     column: str
     op: str  # "=", ">=", "<=", "in", "is_null"
     values: tuple[str, ...] = ()
+    numeric: bool = False
 
 
 def _split_top(text: str, word: str) -> list[str]:
@@ -107,6 +111,10 @@ def parse(predicate: str | None) -> list[list[Atom]] | None:
                 atoms.append(Atom(col, "is_null"))
             elif found["values"] is not None:
                 atoms.append(Atom(col, "in", tuple(re.findall(r"'([^']*)'", found["values"]))))
+            elif found["numbers"] is not None:
+                atoms.append(Atom(col, "in", tuple(str(int(v)) for v in found["numbers"].split(",")), numeric=True))
+            elif found["number"] is not None:
+                atoms.append(Atom(col, found["op"], (str(int(found["number"])),), numeric=True))
             else:
                 atoms.append(Atom(col, found["op"], (found["value"],)))
         clauses.append(atoms)
@@ -142,6 +150,10 @@ def _atom(atom: Atom, facts: ColumnFacts | None) -> str:
     if lo is None or hi is None:
         return SOME
     exact = len(lo) < MAX_EXACT_STAT_CHARS and len(hi) < MAX_EXACT_STAT_CHARS
+    if atom.numeric:  # only a one-valued column is decided (text order is not number order)
+        if lo != hi or atom.op not in ("=", "in"):
+            return SOME
+        return (ALL if no_null else SOME) if lo in atom.values else NONE
     if atom.op in ("=", "in"):
         if no_null and exact and lo == hi and lo in atom.values:
             return ALL

@@ -195,6 +195,16 @@ class Lake:
             description=spec.description[:1000] or None,
         )
 
+    def partition_columns(self, table: str | TableSpec) -> tuple[str, ...]:
+        """The partition columns the existing table was created with."""
+        from deltalake import DeltaTable
+
+        return tuple(DeltaTable(self.path(table)).metadata().partition_columns)
+
+    def drop(self, table: str | TableSpec) -> None:
+        """Remove a table with its history (for derived tables a build recreates)."""
+        shutil.rmtree(self.path(table), ignore_errors=True)
+
     def _add_new_columns(self, spec: TableSpec) -> None:
         from deltalake import DeltaTable, Field
 

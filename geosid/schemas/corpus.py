@@ -3,7 +3,9 @@
 `corpus.training_sequences` holds one row per target event with the user's real-time
 cell, its neighbour cells and one history per configured behavior; its incremental
 companion `corpus.user_history_state` keeps each user's last N events per behavior as
-of the end of a day, so a day's sequences never re-read past days. `corpus.cell_context`
+of the end of the days on which they changed (laid out by user hash, so a day rewrites
+only the users it touched), and `corpus.state_builds` records through which days the
+state is complete, so a day's sequences never re-read past days. `corpus.cell_context`
 is the context of every cell that a request on day dt may see.
 """
 
@@ -15,6 +17,7 @@ from pyspark.sql.types import (
     DoubleType,
     FloatType,
     IntegerType,
+    LongType,
     StringType,
     StructField,
     StructType,
@@ -168,10 +171,13 @@ TRAINING_SEQUENCES = TableSpec(
 USER_HISTORY_STATE = TableSpec(
     name="corpus.user_history_state",
     description=(
-        "Per user, codebook version and day: the last max_len events of each behavior with "
-        "dt <= the partition's day, and the cell of the user's latest event. The next day's "
-        "sequence run continues from it; a backfill rebuilds it. Only the latest few days "
-        "are kept (older states remain readable by time travel until vacuum)."
+        "Per user, codebook version and day dt on which the user's state changed: the last "
+        "max_len events of each behavior with a date <= dt, and the cell of the user's latest "
+        "event. The state of a user as of day D is the user's row with the latest dt <= D "
+        "(valid for the days corpus.state_builds lists). Partitioned by user_bucket "
+        "(crc32(user_id) % buckets): a daily run adds rows for the users it touched only, and "
+        "compacts a few buckets (superseded rows older than the retention go); a backfill "
+        "rebuilds it. Removed rows remain readable by time travel until vacuum."
     ),
     schema=StructType(
         [
@@ -182,9 +188,10 @@ USER_HISTORY_STATE = TableSpec(
             StructField("histories", ArrayType(STATE_HISTORY), False),
             StructField("codebook_version", StringType(), False),
             StructField("dt", DateType(), False),
+            StructField("user_bucket", IntegerType(), False),
         ]
     ),
-    partition_by=("dt", "codebook_version"),
+    partition_by=("codebook_version", "source", "user_bucket"),
     keys=("codebook_version", "source", "user_id", "dt"),
     checks=(
         Check("compound_unique", args={"columns": ["codebook_version", "source", "user_id", "dt"]}),
@@ -196,6 +203,31 @@ USER_HISTORY_STATE = TableSpec(
             args={"values": [True]},
         ),
         Check("in_set", "last_event_not_after_dt", sql="to_date(last_event_ts) <= dt", args={"values": [True]}),
+    ),
+)
+
+STATE_BUILDS = TableSpec(
+    name="corpus.state_builds",
+    description=(
+        "Per codebook version, source and day dt: corpus.user_history_state is complete as of "
+        "the end of dt (a range build lists its retained state days, a daily run its day). A "
+        "daily run needs the day before listed; days whose states compaction removed are "
+        "removed here too."
+    ),
+    schema=StructType(
+        [
+            StructField("codebook_version", StringType(), False),
+            StructField("source", StringType(), False),
+            StructField("dt", DateType(), False),
+            StructField("mode", StringType(), False),
+            StructField("users_written", LongType(), False),
+            StructField("built_at", TimestampType(), False),
+        ]
+    ),
+    keys=("codebook_version", "source", "dt"),
+    checks=(
+        Check("compound_unique", args={"columns": ["codebook_version", "source", "dt"]}),
+        Check("in_set", "mode", args={"values": ["range", "day"]}),
     ),
 )
 
@@ -264,4 +296,4 @@ PREFERENCE_PAIRS = TableSpec(
     ),
 )
 
-TABLES = [TRAINING_SEQUENCES, USER_HISTORY_STATE, CELL_CONTEXT, PREFERENCE_PAIRS]
+TABLES = [TRAINING_SEQUENCES, USER_HISTORY_STATE, STATE_BUILDS, CELL_CONTEXT, PREFERENCE_PAIRS]
