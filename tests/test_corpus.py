@@ -354,6 +354,47 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     assert tests_split.count() == 0  # no test_start configured: every row is train
 
 
+def tiny_checkin_corpus(spark, lake, n=80):
+    items = {f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}
+    write_events(spark, lake, [
+        event(f"e{k:03d}", "tsmc2014", f"u{k % 5}", f"i{(k * 7) % 12}", "checkin", ts(D0 + dt.timedelta(days=k // 20), 8) + dt.timedelta(minutes=k), items[f"i{(k * 7) % 12}"])
+        for k in range(n)
+    ])  # fmt: skip
+    write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
+    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1)]
+    lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
+    config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
+    build_range(lake, V, D0, D3, config)
+
+
+def test_a_streamed_train_split_deals_every_row_once_per_epoch_as_featurized_in_memory(spark, lake):
+    from geosid.trainer.loading import TrainConfig, load_corpus
+    from geosid.trainer.training import pretrain
+
+    tiny_checkin_corpus(spark, lake)
+    whole = load_corpus(lake.root, V, None, 8, candidates=3)
+    train = whole.splits["train"]
+    by_id = {e: k for k, e in enumerate(train.event_id)}
+    for workers in (0, 2):
+        cfg = TrainConfig(stream_above=0, shuffle_rows=8, stream_workers=workers)
+        data = load_corpus(lake.root, V, None, 8, candidates=3, stream=cfg)
+        streamed = data.splits["train"]
+        assert data.streamed and len(streamed) == len(train) == 35 and data.vocab.item_embed.tolist() == whole.vocab.item_embed.tolist()
+        epoch = list(streamed.epoch(0, 0, 16))
+        ids = [e for b in epoch for e in b.event_id]
+        assert sorted(ids) == sorted(train.event_id) and [len(b) for b in epoch] == [16, 16, 3]
+        assert ids == [e for b in streamed.epoch(0, 0, 16) for e in b.event_id]  # a function of (seed, epoch)
+        assert ids != [e for b in streamed.epoch(0, 1, 16) for e in b.event_id]
+        rows = epoch[0]
+        same = train.take([by_id[e] for e in rows.event_id])  # featurized and candidates as in memory
+        for name in ("hist_codes", "hist_visits", "hist_trans", "cand_item", "cand_count", "user_ctx", "target"):
+            assert np.array_equal(getattr(rows, name), getattr(same, name)), name
+    cfg = TrainConfig(epochs=1, batch_size=16, max_history=8, beam=10, stream_above=0, shuffle_rows=8, stream_workers=0)
+    run = pretrain(lake.root, cfg, run_id="streamed", log=lambda *_: None)
+    assert run["streamed"] and run["rows"]["train"] == 35 and np.isfinite(run["metrics"]["train_loss"][0])
+    assert "markov" not in run["metrics"]["eval"] and "markov_user" in run["metrics"]["eval"]
+
+
 def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     """The trainer end to end on a tiny Spark-built corpus: runs record table versions,
     metrics for the model and both baselines, and DPO pairs land in their table."""
@@ -366,17 +407,7 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     from geosid.trainer.loading import TrainConfig
     from geosid.trainer.training import pretrain
 
-    items = {f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}
-    write_events(spark, lake, [
-        event(f"e{k:03d}", "tsmc2014", f"u{k % 5}", f"i{(k * 7) % 12}", "checkin", ts(D0 + dt.timedelta(days=k // 20), 8) + dt.timedelta(minutes=k), items[f"i{(k * 7) % 12}"])
-        for k in range(80)
-    ])  # fmt: skip
-    write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
-    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1)]
-    lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
-    config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
-    build_range(lake, V, D0, D3, config)
-
+    tiny_checkin_corpus(spark, lake)
     cfg = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
     pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
     record = json.loads((lake.root / "_models" / "pre" / "run.json").read_text())

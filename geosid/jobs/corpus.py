@@ -440,7 +440,7 @@ def _version_items(lake: Lake, codebook_version: str, cells: CellSystem) -> Data
 
 def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_version: str, report: CorpusReport,
             targets_span: tuple[dt_.date, dt_.date], state_span: tuple[dt_.date, dt_.date]) -> CorpusReport:  # fmt: skip
-    scope, sequences = _scope(config, codebook_version), _sequence_scope(config, codebook_version)
+    sequences = _sequence_scope(config, codebook_version)
     report.table_versions["corpus.training_sequences"] = lake.write(
         sequence_rows(output, config, codebook_version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=sequences
     )

@@ -193,11 +193,17 @@ class Vocab:
         return out.reshape(*keys.shape, N_FEATURES)
 
 
+def sequence_cells(sequences: pa.Table) -> np.ndarray:
+    """The distinct cells corpus rows name (user, target and neighbour cells)."""
+    columns = [sequences["user_cell_id"], sequences["target_cell_id"], pc.list_flatten(sequences["neighbour_cell_ids"])]
+    return pd.unique(np.concatenate([np.asarray(c.to_numpy(zero_copy_only=False), dtype=object) for c in columns]))
+
+
 def build_vocab(
-    sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, sequences: pa.Table, cells: CellSystem
+    sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, seen_cells: np.ndarray, cells: CellSystem
 ) -> Vocab:
     """The vocabulary of one codebook version: every item of its SID map, every cell seen
-    in the sequences or the cell context."""
+    in the sequences (`sequence_cells`) or the cell context."""
     codes = np.asarray(sid_map["codes"].combine_chunks().flatten().to_numpy(zero_copy_only=False), np.int64)
     codes = codes.reshape(sid_map.num_rows, len(level_sizes))
     digit = np.asarray(sid_map["disambiguation"].to_numpy(), np.int64)
@@ -205,12 +211,10 @@ def build_vocab(
     item_lat = np.asarray(sid_map["lat"].to_numpy(), np.float64)
     item_lon = np.asarray(sid_map["lon"].to_numpy(), np.float64)
     item_cells = np.asarray(cells.cell_of(item_lat, item_lon), dtype=object).reshape(-1)
-    cell_ids = [sequences["user_cell_id"], sequences["target_cell_id"], pc.list_flatten(sequences["neighbour_cell_ids"])]
+    cell_ids = [np.asarray(seen_cells, dtype=object), item_cells]
     if cell_context is not None and cell_context.num_rows:
-        cell_ids.append(cell_context["cell_id"])
-    names = pd.unique(
-        np.concatenate([np.asarray(c.to_numpy(zero_copy_only=False), dtype=object) for c in cell_ids] + [item_cells])
-    )
+        cell_ids.append(np.asarray(cell_context["cell_id"].to_numpy(zero_copy_only=False), dtype=object))
+    names = pd.unique(np.concatenate(cell_ids))
     index = pd.Index(sorted(n for n in names if n is not None))
     centres = np.zeros((len(index) + 1, 2))
     for k, cell in enumerate(index):
@@ -337,31 +341,11 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     if n == 0:
         return empty_batch(vocab, len(behaviors) * max_history)
     day = rows["dt"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
-    per_row = pc.list_flatten(rows["histories"]).combine_chunks()  # n * n_behaviors structs, config order
-    n_behaviors = len(per_row) // n
-    assert n_behaviors == len(behaviors), f"rows carry {n_behaviors} histories, expected {behaviors}"
     request_us = rows["target_ts"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)  # [n]
-    parts_item, parts_cell, parts_kind, parts_us = [], [], [], []
-    for j in range(n_behaviors):
-        lists = per_row.field("events").take(pa.array(np.arange(n) * n_behaviors + j))
-        events = lists.flatten()
-        positions, valid = _last_events(lists, max_history)
-        # One padding event at the end keeps the gathers valid when no row has events.
-        item = np.concatenate([vocab.item_index(events.field("item_id").to_numpy(zero_copy_only=False)), [-1]])
-        cell = np.concatenate([vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)), [0]])
-        us = np.concatenate([events.field("event_ts").cast(pa.int64()).to_numpy(zero_copy_only=False), [0]])
-        valid = valid & (item[positions] >= 0)  # an item without a SID under the version is no token
-        parts_item.append(np.where(valid, item[positions], -1))
-        parts_cell.append(np.where(valid, cell[positions], 0))
-        parts_kind.append(np.where(valid, j + 1, 0))
-        parts_us.append(np.where(valid, us[positions], 0))
-    hist_item = np.concatenate(parts_item, axis=1)  # [n, H]
-    hist_cell = np.concatenate(parts_cell, axis=1)
-    hist_kind = np.concatenate(parts_kind, axis=1)
+    hist_item, hist_cell, hist_kind, hist_us = _history_slots(rows, vocab, len(behaviors), max_history)
     known = hist_item >= 0
     hist_codes = np.where(known[..., None], vocab.tokens[np.maximum(hist_item, 0)], 0)  # [n, H, T] full SIDs
     hist_item_emb = np.where(known, vocab.item_embed[np.maximum(hist_item, 0)], 0)
-    hist_us = np.concatenate(parts_us, axis=1)  # [n, H]
     hist_hour = np.where(known, hour_of_week(hist_us) + 1, 0)
     hist_age = np.where(known, age_bucket((request_us[:, None] - hist_us) / 60e6) + 1, 0)
     latest = latest_items(hist_item, hist_us)  # [n]
@@ -402,3 +386,32 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         gmv=np.asarray(rows["target_gmv"].to_numpy(zero_copy_only=False), dtype=np.float64),
     )
     return batch.take(np.flatnonzero(target_item >= 0))
+
+
+def _history_slots(rows: pa.Table, vocab: Vocab, n_behaviors: int, max_history: int):
+    """Per row, each behavior's last `max_history` events, behaviors side by side:
+    (hist_item, hist_cell, hist_kind, hist_us), each [n, H]."""
+    n = rows.num_rows
+    per_row = pc.list_flatten(rows["histories"]).combine_chunks()  # n * n_behaviors structs, config order
+    assert len(per_row) == n * n_behaviors, f"rows carry {len(per_row) // max(n, 1)} histories, expected {n_behaviors}"
+    parts_item, parts_cell, parts_kind, parts_us = [], [], [], []
+    for j in range(n_behaviors):
+        lists = per_row.field("events").take(pa.array(np.arange(n) * n_behaviors + j))
+        events = lists.flatten()
+        positions, valid = _last_events(lists, max_history)
+        # One padding event at the end keeps the gathers valid when no row has events.
+        item = np.concatenate([vocab.item_index(events.field("item_id").to_numpy(zero_copy_only=False)), [-1]])
+        cell = np.concatenate([vocab.cell_index(events.field("cell_id").to_numpy(zero_copy_only=False)), [0]])
+        us = np.concatenate([events.field("event_ts").cast(pa.int64()).to_numpy(zero_copy_only=False), [0]])
+        valid = valid & (item[positions] >= 0)  # an item without a SID under the version is no token
+        parts_item.append(np.where(valid, item[positions], -1))
+        parts_cell.append(np.where(valid, cell[positions], 0))
+        parts_kind.append(np.where(valid, j + 1, 0))
+        parts_us.append(np.where(valid, us[positions], 0))
+    return tuple(np.concatenate(parts, axis=1) for parts in (parts_item, parts_cell, parts_kind, parts_us))  # each [n, H]
+
+
+def history_items(rows: pa.Table, vocab: Vocab, n_behaviors: int, max_history: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hist_item [n, H], hist_us [n, H]) of corpus rows, as `featurize` lays them out."""
+    hist_item, _, _, hist_us = _history_slots(rows, vocab, n_behaviors, max_history)
+    return hist_item, hist_us

@@ -112,8 +112,9 @@ def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", bas
 def validator(data: CorpusData, cfg: TrainConfig):
     """validate(model) -> the selection metric on (up to valid_limit) valid requests; None
     when the corpus has no valid split."""
-    batch = limited(data.splits.get("valid", data.splits["train"].take(np.arange(0))), cfg.valid_limit, cfg.seed)
-    if len(batch) == 0:
+    batch = data.splits.get("valid")
+    batch = limited(batch, cfg.valid_limit, cfg.seed) if batch is not None else None
+    if batch is None or len(batch) == 0:
         return None
     metric = cfg.select
 

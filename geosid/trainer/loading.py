@@ -9,17 +9,18 @@ preference pairs `geosid.trainer.pairs`, alignment `geosid.trainer.dpo`, run rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
 from geosid.errors import NotFoundError
 from geosid.geo.geometry import cells_from_name
 from geosid.schemas import REGISTRY, corpus, index
-from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize
+from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize, sequence_cells
 from geosid.trainer.model import OneLoc, OneLocConfig
 from geosid.trainer.runs import read_run, weights_path
 from geosid.trainer.snapshot import CorpusSnapshot
@@ -42,6 +43,10 @@ class TrainConfig:
     max_history: int = 50  # per behavior, the latest events
     item_min_count: int = 1  # an item with fewer train occurrences shares the rare item-id row
     candidates: int = 10  # transition candidates per request (the train split's next items of the latest item)
+    stream_above: int | None = 2_000_000  # train rows above which the split is streamed (None: never)
+    stream_workers: int = 2  # DataLoader workers featurizing a streamed split
+    shuffle_rows: int = 65_536  # a streamed split's shuffle buffer
+    stream_eval_rows: int = 20_000  # test rows a streamed run evaluates on when eval_limit is None
     protocol: str = "time"  # the corpus's split protocol: time | user_chrono | libcity
     seed: int = 0
     beam: int = 20
@@ -70,26 +75,31 @@ class CorpusData:
     snapshot: CorpusSnapshot
     vocab: Vocab
     behaviors: list[str]
-    splits: dict[str, Batch]
+    splits: dict[str, Batch]  # the train split is a StreamedSplit when `streamed`
     cell_system: str
     source: str
     unknown_targets: dict  # per split: rows whose target item is not in the version's SID map
+    streamed: bool = False
 
 
 def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | None, max_history: int,
                 splits=("train", "valid", "test"), protocol: str = "time", item_min_count: int = 1,
-                candidates: int = 0) -> CorpusData:  # fmt: skip
+                candidates: int = 0, stream: TrainConfig | None = None) -> CorpusData:  # fmt: skip
     """Pin the corpus (one split protocol's rows), the SID map and the codebook's row;
     featurize each split. Item-id embedding rows go to items seen at least
     `item_min_count` times in the train split (targets and histories). Each request gets
     `candidates` transition candidates counted on the train split (`Transitions`; a train
-    row's own transition left out)."""
+    row's own transition left out). With `stream` (a TrainConfig) and a train split of
+    more than its `stream_above` rows, the train split is streamed (`load_streamed`)."""
     from deltalake import DeltaTable
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
     present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake_root) / REGISTRY.get(t).relative_path))]
     snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present,
                                    protocol=protocol)  # fmt: skip
+    if stream is not None and stream.stream_above is not None:
+        if replace(snapshot, splits=("train",)).count() > stream.stream_above:
+            return load_streamed(snapshot, max_history, splits, item_min_count, candidates, stream)
     version = snapshot.codebook_version
     # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
@@ -103,7 +113,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     first = rows["histories"][0].as_py()
     behaviors = [h["behavior"] for h in first]
     context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
-    vocab = build_vocab(sid_map, level_sizes, context, rows, cells_from_name(cell_system))
+    vocab = build_vocab(sid_map, level_sizes, context, sequence_cells(rows), cells_from_name(cell_system))
     train_rows = rows.filter(pc.field("split") == "train")
     seen = [train_rows["target_item_id"], pc.list_flatten(pc.list_flatten(train_rows["histories"]).combine_chunks().field("events")).field("item_id")]
     found = np.concatenate([vocab.item_index(np.asarray(c.to_numpy(zero_copy_only=False), dtype=object)) for c in seen])
@@ -119,6 +129,49 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
         by_split = {name: by_split[name].with_candidates(vocab, transitions, candidates, leave_one_out=name == "train")
                     for name in splits}  # fmt: skip
     return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
+
+
+def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_count: int, candidates: int,
+                  cfg: TrainConfig) -> CorpusData:  # fmt: skip
+    """`load_corpus` for a corpus too large to featurize up front: the vocabulary from the
+    rows' cell columns read chunk by chunk, one pass over the train rows
+    (`geosid.trainer.stream.train_pass`), the train split as a `StreamedSplit`; valid and
+    test are random samples (valid_limit rows; eval_limit, else stream_eval_rows)."""
+    import pandas as pd
+
+    from geosid.trainer.stream import StreamedSplit, sample_rows, train_pass
+
+    chunk = 8192
+    version = snapshot.codebook_version
+    first = next(snapshot.batches(columns=["cell_system", "source", "histories"], batch_size=1), None)
+    if first is None:
+        raise NotFoundError(f"the corpus under {version} has no rows at {snapshot.table_versions}: build it first (geosid corpus build)")
+    cell_system, source = first["cell_system"][0].as_py(), first["source"][0].as_py()
+    behaviors = [h["behavior"] for h in first["histories"][0].as_py()]
+    seen = [sequence_cells(pa.Table.from_batches([b])) for b in snapshot.batches(
+        columns=["user_cell_id", "target_cell_id", "neighbour_cell_ids"], batch_size=65_536)]  # fmt: skip
+    sid_map = snapshot.version_rows(index.SID_MAP.name)
+    codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
+    assert codebook, f"codebook version {version} is not in index.codebook_versions"
+    level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
+    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
+    vocab = build_vocab(sid_map, level_sizes, context, pd.unique(np.concatenate(seen)), cells_from_name(cell_system))
+    train = replace(snapshot, splits=("train",))
+    passed = train_pass(train, vocab, behaviors, max_history, chunk)
+    vocab.set_item_embeddings(passed.item_counts, item_min_count)
+    transitions = Transitions.count(passed.latest_item, passed.target_item, len(vocab.item_ids), candidates + 1) if candidates else None
+    by_split = {"train": StreamedSplit(train, vocab, behaviors, max_history, passed, transitions, candidates, chunk,
+                                       cfg.shuffle_rows, cfg.stream_workers)}  # fmt: skip
+    unknown = {"train": train.count() - len(passed.target_item)}
+    limits = {"valid": cfg.valid_limit, "test": cfg.eval_limit or cfg.stream_eval_rows}
+    for name in splits:
+        if name == "train":
+            continue
+        part = sample_rows(replace(snapshot, splits=(name,)), limits.get(name), cfg.seed, chunk)
+        featurized = featurize(part, vocab, behaviors, max_history)
+        by_split[name] = featurized.with_candidates(vocab, transitions, candidates, leave_one_out=False)
+        unknown[name] = part.num_rows - len(featurized)
+    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, source, unknown, streamed=True)
 
 
 def autocast(device: str):

@@ -13,14 +13,16 @@ per epoch otherwise.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
 
+from geosid.trainer.baselines import BASELINES
 from geosid.trainer.data import Batch
 from geosid.trainer.loading import TrainConfig, autocast, candidate_slots, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
@@ -75,12 +77,10 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
     tokens_total, train_s = result.tokens_per_s * result.train_s, result.train_s
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        order = epoch_order(len(train), cfg.seed, epoch)[: steps_per_epoch * cfg.batch_size]
         started, total_loss, steps, tokens = time.perf_counter(), 0.0, 0, 0
         epoch_started = started
         progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", bar)
-        for begin in range(0, len(order), cfg.batch_size):
-            rows = train.take(order[begin : begin + cfg.batch_size])
+        for rows in itertools.islice(epoch_batches(train, cfg, epoch), steps_per_epoch):
             with autocast(device):
                 loss, n_tokens = step_loss(model, rows)
             opt.zero_grad(set_to_none=True)
@@ -136,6 +136,15 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
     return result
 
 
+def epoch_batches(train, cfg: TrainConfig, epoch: int) -> Iterator[Batch]:
+    """Minibatches of one epoch: a permutation of an in-memory split, or a streamed split's
+    shuffled stream; either a function of (seed, epoch)."""
+    if hasattr(train, "epoch"):  # a StreamedSplit
+        return train.epoch(cfg.seed, epoch, cfg.batch_size)
+    order = epoch_order(len(train), cfg.seed, epoch)
+    return (train.take(order[begin : begin + cfg.batch_size]) for begin in range(0, len(order), cfg.batch_size))
+
+
 def _progress(total: int, label: str, bar: bool):
     if not bar:
         return None
@@ -169,8 +178,10 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     if resume and not run_id:
         raise ValueError("resume needs the run id of the run to continue")
     data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol,
-                       item_min_count=cfg.item_min_count, candidates=candidate_slots(cfg))  # fmt: skip
+                       item_min_count=cfg.item_min_count, candidates=candidate_slots(cfg), stream=cfg)  # fmt: skip
     model = new_model(data, cfg)
+    if data.streamed:
+        log(f"    train split streamed from the snapshot ({len(data.splits['train']):,} rows > {cfg.stream_above:,})")
     run_id = run_id or new_run_id("pretrain")
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -182,11 +193,13 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     if device == "cuda":
         metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if result.stopped != "asked":
-        metrics["eval"] = evaluate(model, data, cfg)
+        # a streamed split keeps no train histories: the Markov rule over them is left out
+        baselines = tuple(b for b in BASELINES if not (data.streamed and b == "markov"))
+        metrics["eval"] = evaluate(model, data, cfg, baselines=baselines)
     meta = {
         "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
         "train_config": asdict(cfg), "device": device, "rows": {k: len(v) for k, v in data.splits.items()},
-        "unknown_targets": data.unknown_targets, "item_embeddings": data.vocab.n_item_embeddings,
+        "unknown_targets": data.unknown_targets, "item_embeddings": data.vocab.n_item_embeddings, "streamed": data.streamed,
         "parameters": sum(p.numel() for p in model.parameters()), "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
