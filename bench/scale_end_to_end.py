@@ -8,7 +8,8 @@ Stages: synth (the raw daily drops of n_days + 1 days), ingest (the first n_days
 the bronze gate), geo and embed (as of the last day), codebook (residual k-means fit,
 published), assign (every item of the range gets a SID), corpus (cell context and the
 sequences of every day from scratch, the job alone: no gate), train (one epoch of the
-tiny OneLoc, the train split streamed from the snapshot; valid/test 2,000 requests), then
+tiny OneLoc, 10 history events per behavior, the train split streamed from the snapshot;
+valid/test 2,000 requests), then
 the extra day: ingest, geo, embed, assign and the incremental corpus day, whose sequence
 job is compared with the full rebuild's. The engine is whatever the environment selects
 (GEOSID_ENGINE, GEOSID_REMOTE): on a cluster the peak RSS is the driver's.
@@ -29,11 +30,13 @@ from pathlib import Path
 os.environ.setdefault("RUST_LOG", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# events ~ users x days x ~8.6: four weeks, so a day is a small part of the history
+# events ~ users x days x ~8.6. A year: a user's history (~3,000 events) is ten times the
+# state the daily run carries (watch 256 + click 32 + pay 10), as on a platform with
+# long-lived users; the 10m world has ten times the users and stores of the 1m world.
 WORLDS = {
     "smoke": {"n_days": 8, "n_users": 300, "n_stores": 200},  # checks the script in a minute
-    "1m": {"n_days": 28, "n_users": 4_150, "n_stores": 3_000},
-    "10m": {"n_days": 28, "n_users": 41_500, "n_stores": 20_000, "n_brands": 1_000},
+    "1m": {"n_days": 365, "n_users": 330, "n_stores": 200, "n_brands": 20},
+    "10m": {"n_days": 365, "n_users": 3_300, "n_stores": 2_000, "n_brands": 200},
 }
 MAIN_STAGES = ("synth", "ingest", "geo", "embed", "codebook", "assign", "corpus", "train")
 DAY_STAGES = ("day_ingest", "day_geo", "day_embed", "day_assign", "day_corpus")
@@ -103,7 +106,8 @@ def run_stage(stage: str, work: Path, world: str) -> dict:
                     "targets": r.targets, "states": r.states, "states_written": r.states_written,
                     "compacted_buckets": r.compacted_buckets}  # fmt: skip
         if stage == "train":
-            cfg = train.train_config(size="tiny", epochs=1, stream_above=0, valid_limit=2000, eval_limit=2000)
+            # histories of 10 events per behavior keep one epoch of the 10m world within minutes on a CPU
+            cfg = train.train_config(size="tiny", epochs=1, max_history=10, stream_above=0, valid_limit=2000, eval_limit=2000)
             meta = train.pretrain(cfg, version, run_id="scale", ctx=ctx)
             m = meta["metrics"]
             return {"train_rows": meta["rows"]["train"], "streamed": meta.get("streamed"), "train_s": m["train_s"],

@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 DAYS = [dt.date(2024, 6, 1) + dt.timedelta(days=k) for k in range(2)]
-NOT_COMPARED = ("index.codebook_versions",)  # carries its fit's wall-clock timestamps
+NOT_COMPARED = ("index.codebook_versions", "corpus.state_builds")  # they carry wall-clock timestamps
 
 
 def write_small_world(raw: Path) -> Path:
@@ -34,6 +34,10 @@ def run_flow(session, settings, raw: Path) -> Path:
     pipeline.publish_codebook(fit.codebook_version, DAYS[-1], gates, ctx=ctx)
     pipeline.assign_day(DAYS[-1], ctx=ctx)
     pipeline.corpus_build("synthetic", DAYS[0], DAYS[-1], fit.codebook_version, pipeline.split_config("user_chrono", DAYS[-1]), ctx=ctx)
+    # the time protocol: the first day from scratch, the next incrementally from its history state
+    pipeline.corpus_build("synthetic", DAYS[0], DAYS[0], fit.codebook_version, pipeline.split_config("time", DAYS[-1]), ctx=ctx)
+    day = pipeline.corpus_day(DAYS[-1], "synthetic", fit.codebook_version, ctx=ctx)
+    assert day.sequences.mode == "day", day.sequences.summary()
     return Path(settings.lake_root)
 
 

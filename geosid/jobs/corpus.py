@@ -592,17 +592,18 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
     run = f"corpus-{codebook_version}-{config.source}-{day}"
     day_events = lake.read(bronze.EVENTS, dt=day).filter(F.col("source") == config.source)
     rows = kernel_events(day_events, _version_items(lake, codebook_version, cells), cells, day)
+    # The kernel's input is read once, by the kernel job; it is sized from the day's events
+    # and the touched users' states at their largest (the kernel's stats rows count it).
+    report.events_without_sid = day_events.count()  # _finish takes the new events with a SID off
+    estimate = report.events_without_sid
     if complete:  # the states of the users the day touched (the others' rows stay as they are)
         touched = day_events.select("source", "user_id").distinct()
         state = lake.read(corpus.USER_HISTORY_STATE).filter(scope).join(touched, ["source", "user_id"], "left_semi")
         rows = rows.unionByName(state_events(latest_states(state, yesterday)))
-    rows = lake.checkpoint(rows, f"{run}-input")
+        estimate += touched.count() * sum(b.max_len for b in config.behaviors)
     try:
-        report.input_events = rows.count()  # sizes the job; _finish counts again from the kernel
-        report.events_without_sid = day_events.count()  # _finish takes the new events with a SID off
         output = lake.checkpoint(
-            run_kernel(rows, config.kernel_params((day,)), cells, _partitions(report.input_events, config)),
-            f"{run}-out",
+            run_kernel(rows, config.kernel_params((day,)), cells, _partitions(estimate, config)), f"{run}-out"
         )
         _finish(lake, output, config, codebook_version, report, (day, day), (day, day))
     finally:

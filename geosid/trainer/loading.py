@@ -45,7 +45,7 @@ class TrainConfig:
     candidates: int = 10  # transition candidates per request (the train split's next items of the latest item)
     stream_above: int | None = 2_000_000  # train rows above which the split is streamed (None: never)
     stream_workers: int = 2  # DataLoader workers featurizing a streamed split
-    shuffle_rows: int = 65_536  # a streamed split's shuffle buffer
+    shuffle_rows: int = 16_384  # a streamed split's shuffle buffer (rows)
     stream_eval_rows: int = 20_000  # test rows a streamed run evaluates on when eval_limit is None
     protocol: str = "time"  # the corpus's split protocol: time | user_chrono | libcity
     seed: int = 0
