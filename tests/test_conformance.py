@@ -154,5 +154,10 @@ def test_the_pipeline_on_jvm_spark_gives_the_tables_of_the_embedded_engine(spark
     assert jvm.reader() == "files"
     on_jvm = run_flow(jvm_spark, jvm, raw)
     expected = table_digests(spark, on_sail)
-    assert {"silver.item_embeddings", "index.sid_map", "corpus.training_sequences"} <= set(expected)
+    assert {"silver.item_embeddings", "index.sid_map", "corpus.user_history_state"} <= set(expected)
     assert table_digests(spark, on_jvm) == expected
+    # JVM Spark's staged Parquet (microsecond timestamps) is committed as written, not rewritten
+    from deltalake import DeltaTable
+
+    events = DeltaTable(str(on_jvm / "bronze" / "events")).history()
+    assert any(entry.get("geosid.operation") == "replace" for entry in events)

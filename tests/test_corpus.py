@@ -208,10 +208,15 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, 
     write_events(spark, full, events)
     write_sid_map(spark, full)
     report = build_range(full, V, D0, D3, config)
+    sliced = Lake(tmp_path / "sliced", spark)  # the kernel in passes over four user slices
+    write_events(spark, sliced, events)
+    write_sid_map(spark, sliced)
+    assert build_range(sliced, V, D0, D3, config.model_copy(update={"events_per_pass": 60})).passes == 4
 
     sequences = content(daily, corpus.TRAINING_SEQUENCES, (D0, D3))
     assert len(sequences) == report.targets > 20
-    assert sequences == content(full, corpus.TRAINING_SEQUENCES, (D0, D3))
+    assert sequences == content(full, corpus.TRAINING_SEQUENCES, (D0, D3)) == content(sliced, corpus.TRAINING_SEQUENCES, (D0, D3))
+    assert states_as_of(sliced, D3) == states_as_of(full, D3)
     for day in (D2, D3):  # the retained states (2 days) agree
         assert len(states_as_of(daily, day)) == 7 and states_as_of(daily, day) == states_as_of(full, day)
     assert report.splits["test"] and report.splits["valid"] and report.splits["train"]

@@ -108,3 +108,27 @@ def test_items_take_the_median_location_and_decode_latin1(spark, lake, tmp_path)
     assert item[0].lat == pytest.approx(40.71)  # the far-off fix does not move it
     assert item[0].n_obs == 3
     assert item[0].first_seen == dt.datetime(2012, 4, 3, 18, 1)
+
+
+def test_a_large_range_is_ingested_in_passes_of_whole_days_with_the_same_tables(spark, tmp_path):
+    from geosid.jobs.ingest import _Landed, pass_windows
+    from geosid.lake import Lake
+    from geosid.sources.synthetic_world import WorldConfig, write_world
+
+    day = dt.date(2024, 1, 1)
+    landed = [_Landed("events", tmp_path, day + dt.timedelta(days=k), n) for k, n in enumerate([5, 3, 9, 1, 1])]
+    assert pass_windows(landed, day, day + dt.timedelta(days=5), 8) == [
+        (day, day + dt.timedelta(days=1)), (day + dt.timedelta(days=2), day + dt.timedelta(days=2)),
+        (day + dt.timedelta(days=3), day + dt.timedelta(days=5)),
+    ]  # fmt: skip
+    assert pass_windows([*landed, _Landed("events", tmp_path, None, 1)], day, day, 8) == [(day, day)]  # an undated file: one pass
+
+    config = WorldConfig(n_days=4, n_users=60, n_stores=20, n_brands=5, corrupt_rate=0.02)
+    write_world(tmp_path / "raw", config, progress=False)
+    first, last = config.days()[0], config.days()[-1]
+    whole, passes = Lake(tmp_path / "whole", spark), Lake(tmp_path / "passes", spark)
+    one = run_ingest(whole, "synthetic", tmp_path / "raw", first, last, progress=False)
+    many = run_ingest(passes, "synthetic", tmp_path / "raw", first, last, progress=False, max_lines_per_pass=1)
+    assert (one.passes, many.passes) == (1, 4) and many.rejects_by_reason == one.rejects_by_reason and one.rejects
+    for spec in bronze.TABLES:
+        assert passes.digest(spec) == whole.digest(spec), spec.name

@@ -19,6 +19,7 @@ Both give the same rows (tested), so a backfill and a year of daily runs agree.
 from __future__ import annotations
 
 import datetime as dt_
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -126,6 +127,9 @@ class CorpusConfig(BaseModel):
     state_buckets: int = Field(default=16, ge=1, le=4096, description="user-hash buckets of the history state")
     state_compact_days: int = Field(default=7, ge=1, description="a state bucket is compacted every this many days")
     events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
+    events_per_pass: int = Field(
+        default=2_000_000, ge=1, description="a range build runs the kernel in passes over user-hash slices of about this many events"
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> CorpusConfig:
@@ -395,6 +399,7 @@ class CorpusReport:
     states: int = 0  # users with a state as of `last`
     states_written: int = 0  # state rows this build wrote (a day: the users it touched)
     compacted_buckets: list = field(default_factory=list)
+    passes: int = 1  # kernel passes over user slices (a range build of a large source)
     splits: dict = field(default_factory=dict)
     table_versions: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -415,7 +420,7 @@ class CorpusReport:
             "last": self.last.isoformat(), "mode": self.mode, "input_events": self.input_events,
             "events_without_sid": self.events_without_sid, "targets": self.targets,
             "targets_without_location": self.targets_without_location, "states": self.states,
-            "states_written": self.states_written, "compacted_buckets": list(self.compacted_buckets),
+            "states_written": self.states_written, "compacted_buckets": list(self.compacted_buckets), "passes": self.passes,
             "splits": self.splits, "table_versions": self.table_versions, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
@@ -545,9 +550,7 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     events = _source_events(lake, config, last)
     if config.split.protocol == "libcity":
         events = events.transform(libcity_sessions, config.split.libcity).drop("session", "position")
-    # The kernel's input is read once, by the kernel job (no checkpoint): its stats rows
-    # count the events that had a SID; the source's events sized the job.
-    rows = kernel_events(events, _version_items(lake, codebook_version, cells), cells, first)
+    items = _version_items(lake, codebook_version, cells)
     if not config.split.per_user and not _state_layout_current(lake):
         # derived data in an older layout: the range rebuilds this scope's state; other
         # scopes are rebuilt by their own range builds (their daily runs say so)
@@ -556,8 +559,18 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
         n_events = report.events_without_sid = events.count()
         state_first = max(first, last - dt_.timedelta(days=config.state_retention_days - 1))
         state_days = () if config.split.per_user else tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
-        partitions = _partitions(n_events, config)
-        output = lake.checkpoint(run_kernel(rows, config.kernel_params(state_days), cells, partitions), f"{run}-out")
+        # The kernel's input is read by the kernel job (no input checkpoint; its stats rows
+        # count the events that had a SID), in passes over slices of the users: an engine
+        # holds one slice's shuffle and output at a time, whatever the source's size.
+        passes = max(1, math.ceil(n_events / config.events_per_pass))
+        outputs = []
+        for s in range(passes):
+            part = events if passes == 1 else events.filter(F.pmod(F.hash("source", "user_id"), F.lit(passes)) == s)
+            rows = kernel_events(part, items, cells, first)
+            kernel_job = run_kernel(rows, config.kernel_params(state_days), cells, _partitions(n_events // passes, config))
+            outputs.append(lake.checkpoint(kernel_job, f"{run}-out-{s}"))
+        output = functools.reduce(DataFrame.unionByName, outputs)
+        report.passes = passes
         _finish(lake, output, config, codebook_version, report, (first, last), (state_first, last))
     finally:
         lake.drop_checkpoints(run)

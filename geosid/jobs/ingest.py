@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -149,6 +150,7 @@ class IngestReport:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     table_versions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    passes: int = 1  # passes of whole days (a large range; see run_ingest)
 
     @property
     def lines_out_of_range(self) -> int:
@@ -183,7 +185,46 @@ class IngestReport:
             "rejects_by_reason": self.rejects_by_reason,
             "table_versions": self.table_versions,
             "seconds": round(self.seconds, 3),
+            "passes": self.passes,
         }
+
+
+# Lines one pass of a range ingest takes at most (whole drop days; an engine holds one
+# pass's shuffle at a time): a large backfill runs as several passes, each like a run of
+# its days.
+MAX_LINES_PER_PASS = 2_000_000
+
+
+@dataclass
+class _Landed:
+    """One landed raw file: its drop day (None: a whole-history file) and line count."""
+
+    feed: str
+    path: Path
+    drop_date: dt_.date | None
+    lines: int
+
+
+def pass_windows(landed: list[_Landed], first: dt_.date, last: dt_.date, max_lines: int) -> list[tuple[dt_.date, dt_.date]]:
+    """[first, last] cut into runs of whole days of at most `max_lines` landed lines (a day
+    over the limit is a pass of its own); one pass when a file has no drop day (its lines
+    are dated only after parsing)."""
+    if any(f.drop_date is None for f in landed):
+        return [(first, last)]
+    per_day: dict[dt_.date, int] = {}
+    for f in landed:
+        per_day[f.drop_date] = per_day.get(f.drop_date, 0) + f.lines
+    windows, start, lines = [], first, 0
+    day = first
+    while day <= last:
+        n = per_day.get(day, 0)
+        if lines and lines + n > max_lines:
+            windows.append((start, day - dt_.timedelta(days=1)))
+            start, lines = day, 0
+        lines += n
+        day += dt_.timedelta(days=1)
+    windows.append((start, last))
+    return windows
 
 
 def run_ingest(
@@ -193,27 +234,61 @@ def run_ingest(
     first: dt_.date | str,
     last: dt_.date | str | None = None,
     progress: bool = True,
+    max_lines_per_pass: int = MAX_LINES_PER_PASS,
 ) -> IngestReport:
     """Ingest `source` at `path` for the inclusive day range [first, last] into bronze.
 
     Replaces exactly this source's rows of those days in the three bronze tables, so a
-    re-run gives identical tables.
+    re-run gives identical tables. A range of more than `max_lines_per_pass` landed lines
+    in daily drops runs in passes of whole days (`pass_windows`), each committed on its
+    own and each like a run of its days: a line dated in another pass's days is left to
+    that pass (counted outside the range), and duplicates are found within a pass.
     """
     spec = get_source(source)
-    spark = lake.spark
     first, last = date_bounds((first, last if last is not None else first))
     started = time.perf_counter()
     report = IngestReport(source=source, first=first, last=last)
-    run = f"ingest-{source}-{first}_{last}"
     run_dir = lake.root / "_work" / "ingest" / source / f"{first}_{last}"
-
     try:
-        staged: dict[str, DataFrame] = {}
+        landed: list[_Landed] = []
         for feed in spec.feeds:
             files = landing.discover(feed.root(path), first, last)
             landed_dir, n_lines = landing.land(files, feed.name, feed.encoding, run_dir / "landed" / feed.kind, progress)
             report.lines_landed += n_lines
-            lines = spark.read.parquet(str(landed_dir))
+            for index, raw in enumerate(files):  # land() writes part-<index> per file, in order
+                part = landed_dir / f"part-{index:05d}.parquet"
+                landed.append(_Landed(feed.kind, part, raw.drop_date, pq.ParquetFile(part).metadata.num_rows))
+        empty = run_dir / "landed" / "empty.parquet"  # what a feed without files in a pass reads
+        pq.write_table(landing.LANDED_SCHEMA.empty_table(), empty)
+        by_reason: dict[str, int] = {}
+        windows = pass_windows(landed, first, last, max_lines_per_pass)
+        report.passes = len(windows)
+        for window in windows:
+            _ingest_pass(lake, spec, window, [f for f in landed if f.drop_date is None or window[0] <= f.drop_date <= window[1]],
+                         report, by_reason, empty)  # fmt: skip
+        report.lines_in_range = sum(by_reason.values())
+        report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
+        report.rejects = sum(report.rejects_by_reason.values())
+        dt_range = (first, last)
+        report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
+        report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_pass(lake: Lake, spec, window: tuple[dt_.date, dt_.date], landed: list[_Landed], report: IngestReport,
+                 by_reason: dict[str, int], empty: Path) -> None:  # fmt: skip
+    """Classify the landed lines of one pass's days and replace those days in bronze."""
+    spark = lake.spark
+    first, last = window
+    run = f"ingest-{spec.name}-{first}_{last}"
+    try:
+        staged: dict[str, DataFrame] = {}
+        for feed in spec.feeds:
+            paths = [str(f.path) for f in landed if f.feed == feed.kind] or [str(empty)]
+            lines = spark.read.parquet(*paths)
             classified = lines.transform(feed.parse).transform(classify, first=first, last=last)
             # Materialize once: events, items, rejects and the counts all read the staged rows.
             staged[feed.kind] = lake.checkpoint(classified, f"{run}-{feed.kind}")
@@ -236,18 +311,10 @@ def run_ingest(
         report.table_versions["bronze.rejects"] = lake.write(rejects, bronze.REJECTS, dt=dt_range, where=f"source IN ({feed_names})")
 
         reasons = functools.reduce(DataFrame.unionByName, [frame.select("reason") for frame in staged.values()])
-        counts = reasons.groupBy(F.coalesce("reason", F.lit("")).alias("reason")).count().collect()
-        by_reason = {row["reason"]: row["count"] for row in counts}
-        report.lines_in_range = sum(by_reason.values())
-        report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
-        report.rejects = sum(report.rejects_by_reason.values())
-        report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
-        report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
+        for row in reasons.groupBy(F.coalesce("reason", F.lit("")).alias("reason")).count().collect():
+            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + row["count"]
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
         lake.drop_checkpoints(run)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def scan_date_range(lake: Lake, source: str, path: str | Path) -> tuple[dt_.date, dt_.date]:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.ansi.enabled": "true",
+    # Parquet timestamps as int64 microseconds (UTC), the lake's type: JVM Spark's default
+    # INT96 would keep its staged files from being committed as they are.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 # Variables pyspark's Connect client sets process-wide once a remote session exists;
