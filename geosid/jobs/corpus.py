@@ -128,7 +128,7 @@ class CorpusConfig(BaseModel):
     state_compact_days: int = Field(default=7, ge=1, description="a state bucket is compacted every this many days")
     events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
     events_per_pass: int = Field(
-        default=2_000_000, ge=1, description="a range build runs the kernel in passes over user-hash slices of about this many events"
+        default=1_000_000, ge=1, description="a range build runs the kernel in passes over user-hash slices of about this many events"
     )
 
     @model_validator(mode="after")
@@ -443,16 +443,20 @@ def _version_items(lake: Lake, codebook_version: str, cells: CellSystem) -> Data
     return sid_items(lake.read(index.SID_MAP).filter(F.col("version") == codebook_version), cells)
 
 
-def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_version: str, report: CorpusReport,
+def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook_version: str, report: CorpusReport,
             targets_span: tuple[dt_.date, dt_.date], state_span: tuple[dt_.date, dt_.date]) -> CorpusReport:  # fmt: skip
+    """Write the kernel's outputs (one per pass over a slice of the users, each holding
+    whole users, so per-user splits label correctly pass by pass) in one commit per table."""
     sequences = _sequence_scope(config, codebook_version)
     report.table_versions["corpus.training_sequences"] = lake.write(
-        sequence_rows(output, config, codebook_version), corpus.TRAINING_SEQUENCES, dt=targets_span, where=sequences
-    )
+        [sequence_rows(out, config, codebook_version) for out in outputs], corpus.TRAINING_SEQUENCES, dt=targets_span,
+        where=sequences,
+    )  # fmt: skip
+    output = functools.reduce(DataFrame.unionByName, outputs)
     if not config.split.per_user:
         # The history state continues the time protocol's daily builds; per-user protocols
         # are range builds only and leave it alone.
-        _write_state(lake, output, config, codebook_version, report, state_span)
+        _write_state(lake, outputs, config, codebook_version, report, state_span)
     stats = output.filter(F.col("kind") == "stats").agg(
         *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]
     ).first()
@@ -466,7 +470,7 @@ def _finish(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_versio
     return report
 
 
-def _write_state(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_version: str, report: CorpusReport,
+def _write_state(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook_version: str, report: CorpusReport,
                  state_span: tuple[dt_.date, dt_.date]) -> None:  # fmt: skip
     """The kernel's state rows into corpus.user_history_state (a range replaces the scope's
     rows, a day adds its day's rows), the state days into corpus.state_builds, then the
@@ -477,8 +481,10 @@ def _write_state(lake: Lake, output: DataFrame, config: CorpusConfig, codebook_v
     replaced = scope if report.mode == "range" else f"{scope} AND {days}"
     # one file per bucket and write: the next day adds one more, compaction folds them
     report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
-        state_rows(output, codebook_version).repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=replaced
-    )
+        [state_rows(out, codebook_version).repartition("user_bucket") for out in outputs], corpus.USER_HISTORY_STATE,
+        where=replaced,
+    )  # fmt: skip
+    output = functools.reduce(DataFrame.unionByName, outputs)
     written = dict(
         output.filter(F.col("kind") == "state").groupBy("dt").agg(F.count(F.lit(1)).alias("n")).select("dt", "n").collect()
     )
@@ -569,9 +575,8 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
             rows = kernel_events(part, items, cells, first)
             kernel_job = run_kernel(rows, config.kernel_params(state_days), cells, _partitions(n_events // passes, config))
             outputs.append(lake.checkpoint(kernel_job, f"{run}-out-{s}"))
-        output = functools.reduce(DataFrame.unionByName, outputs)
         report.passes = passes
-        _finish(lake, output, config, codebook_version, report, (first, last), (state_first, last))
+        _finish(lake, outputs, config, codebook_version, report, (first, last), (state_first, last))
     finally:
         lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started
@@ -618,7 +623,7 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
         output = lake.checkpoint(
             run_kernel(rows, config.kernel_params((day,)), cells, _partitions(estimate, config)), f"{run}-out"
         )
-        _finish(lake, output, config, codebook_version, report, (day, day), (day, day))
+        _finish(lake, [output], config, codebook_version, report, (day, day), (day, day))
     finally:
         lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started

@@ -10,11 +10,12 @@ Names: `Lake.root` is the lake's folder; a table's `table_version` is its Delta 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -221,7 +222,7 @@ class Lake:
 
     def write(
         self,
-        df: DataFrame,
+        df: DataFrame | Sequence[DataFrame],
         table: str | TableSpec,
         dt: DateLike | DateRange | None = None,
         where: str | None = None,
@@ -232,10 +233,12 @@ class Lake:
         `where`, e.g. one source's rows); a re-run of the same day gives the same content.
         A row of `df` outside them fails the whole write (nothing is committed).
         Unpartitioned tables are overwritten whole, or only the rows matching `where`.
-        Returns the new version.
+        `df` may be a list of frames (parts of a job computed in passes): the engine writes
+        them one after the other, and they are committed together. Returns the new version.
         """
         spec = self.spec(table)
-        df = conform(df, spec)
+        frames = [conform(part, spec) for part in (df if isinstance(df, (list, tuple)) else [df])]
+        df = functools.reduce(DataFrame.unionByName, frames) if self.committer == "spark" else frames
         self.ensure_table(spec)
         predicate = self._predicate(spec, dt, where)  # None: the whole table
         if self.committer == "spark":
@@ -267,15 +270,17 @@ class Lake:
         writer.save(self.path(spec))
 
     @contextmanager
-    def _staged(self, df: DataFrame, spec: TableSpec) -> Iterator[Path]:
-        """The engine writes `df` once, as Parquet partitioned like the table, under
-        _work/staging; yields the folder (removed afterwards, with what is left in it)."""
+    def _staged(self, df: DataFrame | list[DataFrame], spec: TableSpec) -> Iterator[Path]:
+        """The engine writes `df` (or each of a list of frames, in turn) once, as Parquet
+        partitioned like the table, under _work/staging; yields the folder (removed
+        afterwards, with what is left in it)."""
         stage = self.root / "_work" / "staging" / spec.relative_path / f"{os.getpid()}-{uuid.uuid4().hex}"
         sweep_dead_stages(stage.parent)
         try:
-            writer = df.write.mode("overwrite")
-            writer = writer.partitionBy(*spec.partition_by) if spec.partition_by else writer
-            writer.parquet(str(stage))
+            for k, part in enumerate(df if isinstance(df, list) else [df]):
+                writer = part.write.mode("overwrite" if k == 0 else "append")
+                writer = writer.partitionBy(*spec.partition_by) if spec.partition_by else writer
+                writer.parquet(str(stage))
             yield stage
         finally:
             shutil.rmtree(stage, ignore_errors=True)
