@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt_
-import json
 import os
 import subprocess
 import sys

@@ -19,7 +19,6 @@ Results: bench/results/scale_end_to_end[-label].json and a printed table.
 from __future__ import annotations
 
 import argparse
-import datetime as dt_
 import json
 import os
 import subprocess
