@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-fast test-cluster cluster-up cluster-down bench clean install
+.PHONY: demo test test-fast test-cluster cluster-up cluster-down bench bench-cluster clean install
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/sequences_throughput.py
 	$(VENV)/bin/python bench/corpus_vs_pandas.py --repeat 3
 	$(VENV)/bin/python bench/train_throughput.py --lake lake --size tiny
+	$(VENV)/bin/python bench/scale_end_to_end.py
+
+bench-cluster: $(STAMP)
+	$(VENV)/bin/python bench/cluster_nyc.py
 
 clean:
 	rm -rf lake .airflow

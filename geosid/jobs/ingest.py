@@ -46,15 +46,18 @@ def attribute_dates(candidates: DataFrame, fallback: dt_.date) -> DataFrame:
     lines of a file where no line has a readable date.
     """
     event_date = F.to_date("event_ts")
+    # Both look-ups are running frames (from the file's start, and from its end in reverse
+    # order): JVM Spark evaluates a frame ending at UNBOUNDED FOLLOWING anew for every row,
+    # quadratic on a whole-history file (NYC: minutes on a cluster instead of seconds).
     before = Window.partitionBy("source_file").orderBy("line_no").rowsBetween(Window.unboundedPreceding, 0)
-    after = Window.partitionBy("source_file").orderBy("line_no").rowsBetween(0, Window.unboundedFollowing)
+    after = Window.partitionBy("source_file").orderBy(F.col("line_no").desc()).rowsBetween(Window.unboundedPreceding, 0)
     return candidates.withColumn(
         "dt",
         F.coalesce(
             F.col("drop_date"),
             event_date,
             F.last(event_date, ignorenulls=True).over(before),
-            F.first(event_date, ignorenulls=True).over(after),
+            F.last(event_date, ignorenulls=True).over(after),
             F.lit(fallback),
         ),
     )
