@@ -22,6 +22,7 @@ import datetime as dt_
 import functools
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -350,14 +351,7 @@ def latest_states(state: DataFrame, day: dt_.date) -> DataFrame:
 def compacted_states(state: DataFrame, keep_from: dt_.date) -> DataFrame:
     """State rows -> the rows still needed to answer "as of day D" for every D >= keep_from:
     all rows after keep_from, and each user's latest row up to it."""
-    base = (
-        state.filter(F.col("dt") <= F.lit(keep_from))
-        .groupBy("codebook_version", "source", "user_id")
-        .agg(F.max("dt").alias("dt"))
-    )
-    return state.filter(F.col("dt") > F.lit(keep_from)).unionByName(
-        state.join(base, ["codebook_version", "source", "user_id", "dt"], "left_semi")
-    )
+    return state.filter(F.col("dt") > F.lit(keep_from)).unionByName(latest_states(state, keep_from))
 
 
 def cell_features(geo_cells: DataFrame) -> DataFrame:
@@ -456,7 +450,7 @@ def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook
     if not config.split.per_user:
         # The history state continues the time protocol's daily builds; per-user protocols
         # are range builds only and leave it alone.
-        _write_state(lake, outputs, config, codebook_version, report, state_span)
+        _write_state(lake, outputs, output, config, codebook_version, report, state_span)
     stats = output.filter(F.col("kind") == "stats").agg(
         *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]
     ).first()
@@ -470,9 +464,9 @@ def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook
     return report
 
 
-def _write_state(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook_version: str, report: CorpusReport,
-                 state_span: tuple[dt_.date, dt_.date]) -> None:  # fmt: skip
-    """The kernel's state rows into corpus.user_history_state (a range replaces the scope's
+def _write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config: CorpusConfig, codebook_version: str,
+                 report: CorpusReport, state_span: tuple[dt_.date, dt_.date]) -> None:  # fmt: skip
+    """The kernel's state rows (`outputs`, one per pass; `output`, their union) into corpus.user_history_state (a range replaces the scope's
     rows, a day adds its day's rows), the state days into corpus.state_builds, then the
     buckets whose turn it is are compacted."""
     scope = _scope(config, codebook_version)
@@ -484,10 +478,7 @@ def _write_state(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, cod
         [state_rows(out, codebook_version).repartition("user_bucket") for out in outputs], corpus.USER_HISTORY_STATE,
         where=replaced,
     )  # fmt: skip
-    output = functools.reduce(DataFrame.unionByName, outputs)
-    written = dict(
-        output.filter(F.col("kind") == "state").groupBy("dt").agg(F.count(F.lit(1)).alias("n")).select("dt", "n").collect()
-    )
+    written = dict(output.filter(F.col("kind") == "state").groupBy("dt").agg(F.count(F.lit(1)).alias("n")).collect())
     report.states_written = sum(int(n) for n in written.values())
     now = dt_.datetime.now(dt_.timezone.utc).replace(tzinfo=None)
     log = [
@@ -514,9 +505,7 @@ def _compact_state(lake: Lake, config: CorpusConfig, codebook_version: str, repo
 
     actions = pa.table(DeltaTable(lake.path(corpus.USER_HISTORY_STATE)).get_add_actions(flatten=True))
     mine = pc.and_(pc.equal(actions["partition.codebook_version"], codebook_version), pc.equal(actions["partition.source"], config.source))
-    files: dict[int, int] = {}
-    for bucket in actions.filter(mine)["partition.user_bucket"].to_pylist():
-        files[int(bucket)] = files.get(int(bucket), 0) + 1
+    files = Counter(int(b) for b in actions.filter(mine)["partition.user_bucket"].to_pylist())
     every = config.state_compact_days
     due = sorted(b for b, n in files.items() if n > 1 and ((day.toordinal() - b) % every == 0 or n > 2 * every))
     if not due:

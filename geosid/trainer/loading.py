@@ -98,22 +98,18 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present,
                                    protocol=protocol)  # fmt: skip
     if stream is not None and stream.stream_above is not None:
-        if replace(snapshot, splits=("train",)).count() > stream.stream_above:
-            return load_streamed(snapshot, max_history, splits, item_min_count, candidates, stream)
+        n_train = replace(snapshot, splits=("train",)).count()
+        if n_train > stream.stream_above:
+            return load_streamed(snapshot, max_history, splits, item_min_count, candidates, stream, n_train)
     version = snapshot.codebook_version
     # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
     if rows.num_rows == 0:
         raise NotFoundError(f"the corpus under {version} has no rows at {snapshot.table_versions}: build it first (geosid corpus build)")
-    sid_map = snapshot.version_rows(index.SID_MAP.name)
-    codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
-    assert codebook, f"codebook version {version} is not in index.codebook_versions"
-    level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
     cell_system = rows["cell_system"][0].as_py()
     first = rows["histories"][0].as_py()
     behaviors = [h["behavior"] for h in first]
-    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
-    vocab = build_vocab(sid_map, level_sizes, context, sequence_cells(rows), cells_from_name(cell_system))
+    vocab = _snapshot_vocab(snapshot, sequence_cells(rows), cell_system)
     train_rows = rows.filter(pc.field("split") == "train")
     seen = [train_rows["target_item_id"], pc.list_flatten(pc.list_flatten(train_rows["histories"]).combine_chunks().field("events")).field("item_id")]
     found = np.concatenate([vocab.item_index(np.asarray(c.to_numpy(zero_copy_only=False), dtype=object)) for c in seen])
@@ -131,8 +127,20 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
 
 
+def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str) -> Vocab:
+    """The vocabulary of the snapshot's codebook version: its SID map, level sizes and
+    cell context, and the cells the corpus rows name."""
+    version = snapshot.codebook_version
+    sid_map = snapshot.version_rows(index.SID_MAP.name)
+    codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
+    assert codebook, f"codebook version {version} is not in index.codebook_versions"
+    level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
+    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
+    return build_vocab(sid_map, level_sizes, context, seen_cells, cells_from_name(cell_system))
+
+
 def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_count: int, candidates: int,
-                  cfg: TrainConfig) -> CorpusData:  # fmt: skip
+                  cfg: TrainConfig, n_train: int) -> CorpusData:  # fmt: skip
     """`load_corpus` for a corpus too large to featurize up front: the vocabulary from the
     rows' cell columns read chunk by chunk, one pass over the train rows
     (`geosid.trainer.stream.train_pass`), the train split as a `StreamedSplit`; valid and
@@ -150,19 +158,14 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
     behaviors = [h["behavior"] for h in first["histories"][0].as_py()]
     seen = [sequence_cells(pa.Table.from_batches([b])) for b in snapshot.batches(
         columns=["user_cell_id", "target_cell_id", "neighbour_cell_ids"], batch_size=65_536)]  # fmt: skip
-    sid_map = snapshot.version_rows(index.SID_MAP.name)
-    codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
-    assert codebook, f"codebook version {version} is not in index.codebook_versions"
-    level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
-    context = snapshot.to_table(corpus.CELL_CONTEXT.name) if corpus.CELL_CONTEXT.name in snapshot.table_versions else None
-    vocab = build_vocab(sid_map, level_sizes, context, pd.unique(np.concatenate(seen)), cells_from_name(cell_system))
+    vocab = _snapshot_vocab(snapshot, pd.unique(np.concatenate(seen)), cell_system)
     train = replace(snapshot, splits=("train",))
     passed = train_pass(train, vocab, behaviors, max_history, chunk)
     vocab.set_item_embeddings(passed.item_counts, item_min_count)
     transitions = Transitions.count(passed.latest_item, passed.target_item, len(vocab.item_ids), candidates + 1) if candidates else None
     by_split = {"train": StreamedSplit(train, vocab, behaviors, max_history, passed, transitions, candidates, chunk,
                                        cfg.shuffle_rows, cfg.stream_workers)}  # fmt: skip
-    unknown = {"train": train.count() - len(passed.target_item)}
+    unknown = {"train": n_train - len(passed.target_item)}
     limits = {"valid": cfg.valid_limit, "test": cfg.eval_limit or cfg.stream_eval_rows}
     for name in splits:
         if name == "train":
