@@ -162,8 +162,9 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], n]
     states, previous = [], None
-    for k in range(config.state_retention_days - 1, -1, -1):
-        state_day = last - dt_.timedelta(days=k)
+    from geosid.jobs.corpus import checkpoint_days
+
+    for state_day in checkpoint_days(config, last, first):
         upto = day <= np.datetime64(state_day)
         cuts = starts + np.add.reduceat(upto.astype(np.int64), starts)
         # the latest behavior event of each user by then

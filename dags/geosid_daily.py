@@ -1,14 +1,22 @@
 """geosid daily run: the logical date drives everything.
 
-ingest -> validate_bronze -> geo -> embed -> assign_sids -> sequences -> validate
+wait_for_drop -> ingest -> validate_bronze -> catch_up -> geo -> embed -> assign_sids
+-> sequences -> validate -> repair_later
 
-assign_sids gives the day's new items SIDs under the codebook version in force on the
-day (published on or before it; it skips, saying so, until one is: see
-geosid_codebook_backfill). sequences writes the day's corpus.cell_context and
-corpus.training_sequences under that same version (passed on by XCom), continuing
-yesterday's history state (a new version's first run rebuilds from the source's first
-day). validate gates on the silver, SID-map and corpus suites. A re-run of an old date
-reads only what existed for that date, so it reproduces that date's tables.
+wait_for_drop is a sensor: the day's drop is complete in every feed (its `_SUCCESS`
+marker), or the day was closed as missing (`geosid days close`); it waits (reschedule
+mode) up to `drop_wait_hours`, then fails saying which drop has not arrived. ingest
+takes the day's drop and every earlier one that arrived late or was re-delivered since
+(a re-delivery with the same content changes nothing). catch_up repairs the stale earlier
+days (from the nearest state checkpoint) and builds the earlier days never built (runs
+that went ahead of a late drop, or out of order in a backfill), refusing while an
+earlier input day has not arrived. The next five tasks build the day: assign_sids gives
+its new items SIDs under the codebook version in force on the day (none yet: skipped,
+see geosid_codebook_backfill); sequences writes its cell context and training sequences
+under that version, continuing yesterday's history state. validate gates on the silver,
+SID-map and corpus suites. repair_later rebuilds the later days that a re-run of an old
+day (its input changed) made stale. So runs in any order, late drops, re-deliveries and
+re-runs end with the tables of a clean run (bench/year_of_operations.py).
 
 Wiring only: the work lives in geosid.pipeline, imported inside the task callables so
 that parsing this file stays cheap. XCom carries dates, counts and table versions.
@@ -45,29 +53,62 @@ def _gate(outcome: dict, what: str) -> dict:
         "lake": Param(None, type=["null", "string"], description="lake root (default: $GEOSID_LAKE or ./lake)"),
         "test_start": Param(None, type=["null", "string"], description="time split: targets from this day on are test"),
         "valid_start": Param(None, type=["null", "string"], description="time split: from this day on valid (until test)"),
+        "drop_wait_hours": Param(48, type="number", description="how long the sensor waits for the day's drop"),
     },
     doc_md=__doc__,
 )
 def geosid_daily():
+    @task.sensor(poke_interval=600, timeout=14 * 24 * 3600, mode="reschedule")
+    def wait_for_drop(ds: str | None = None, params: dict | None = None, data_interval_end=None) -> bool:
+        import datetime
+
+        from airflow.exceptions import AirflowFailException
+
+        from geosid import pipeline
+
+        if pipeline.drop_arrived(params["source"], ds, params.get("path"), lake_root=params.get("lake")):
+            return True
+        now = datetime.datetime.now(datetime.timezone.utc)
+        waited = (now - data_interval_end).total_seconds() / 3600 if data_interval_end else 0.0
+        if waited > float(params["drop_wait_hours"]):
+            raise AirflowFailException(
+                f"the drop of {params['source']} for {ds} has not arrived after {waited:.0f} h; later days wait for it. "
+                f"When it comes, clear this run; if it never will: geosid days close --date {ds} --source {params['source']} --reason ..."
+            )
+        return False
+
     @task
     def ingest(ds: str | None = None, params: dict | None = None) -> dict:
         from geosid import pipeline
 
-        outcome = pipeline.ingest(params["source"], ds, ds, params.get("path"), validate=False, lake_root=params.get("lake"))
-        report = outcome.report
-        return {"dt": ds, "table_versions": report.table_versions, "rejects": report.rejects, "events": report.events}
+        outcomes = pipeline.ingest_arrivals(params["source"], ds, params.get("path"), lake_root=params.get("lake"))
+        days = sorted({d.isoformat() for o in outcomes for d in o.report.days})
+        changed = sorted({d.isoformat() for o in outcomes if o.inputs for d in o.inputs.changed})
+        return {"dt": ds, "days": days, "changed": changed, "events": sum(o.report.events for o in outcomes)}
 
     @task
     def validate_bronze(ingested: dict, params: dict | None = None) -> dict:
         from geosid import pipeline
 
-        return _gate(pipeline.validate_bronze(ingested["dt"], lake_root=params.get("lake")).to_dict(), "bronze")
+        if not ingested["days"]:  # a day closed as missing: nothing ingested
+            return {"dt": ingested["dt"], "days": []}
+        first, last = min(ingested["days"]), max(ingested["days"])
+        gate = _gate(pipeline.validate_bronze(first, last, lake_root=params.get("lake")).to_dict(), "bronze")
+        return {"dt": ingested["dt"], "days": ingested["days"], "tables": gate["tables"]}
 
     @task
-    def geo(validated: dict, params: dict | None = None) -> dict:
+    def catch_up(validated: dict, params: dict | None = None) -> dict:
         from geosid import pipeline
 
-        return pipeline.geo(validated["dt"], lake_root=params.get("lake")).to_dict()
+        repaired, pending = pipeline.catch_up(validated["dt"], params["source"], params.get("test_start"), params.get("valid_start"),
+                                              lake_root=params.get("lake"))  # fmt: skip
+        return {"dt": validated["dt"], "repaired": repaired.to_dict(), "pending": [d.isoformat() for d in pending]}
+
+    @task
+    def geo(caught_up: dict, params: dict | None = None) -> dict:
+        from geosid import pipeline
+
+        return pipeline.geo(caught_up["dt"], lake_root=params.get("lake")).to_dict()
 
     @task
     def embed(geo_context: dict, params: dict | None = None) -> dict:
@@ -98,7 +139,16 @@ def geosid_daily():
         corpus = pipeline.validate_corpus(built["dt"], built["dt"], built.get("codebook_version"), lake_root=params.get("lake"))
         return {"dt": built["dt"], "silver": silver["tables"], "corpus": _gate(corpus.to_dict(), "corpus")["tables"]}
 
-    validate(sequences(assign_sids(embed(geo(validate_bronze(ingest()))))))
+    @task
+    def repair_later(validated: dict, params: dict | None = None) -> dict:
+        from geosid import pipeline
+
+        return pipeline.repair(after=validated["dt"], lake_root=params.get("lake")).to_dict()
+
+    ingested = ingest()
+    wait_for_drop() >> ingested
+    built = sequences(assign_sids(embed(geo(catch_up(validate_bronze(ingested))))))
+    repair_later(validate(built))
 
 
 geosid_daily()

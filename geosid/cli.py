@@ -71,12 +71,6 @@ def _usage(message: str) -> int:
     return 2
 
 
-def cmd_ingest(args, p) -> int:
-    first, last = _span(args)
-    with _context(args) as ctx:
-        return 0 if p.ingest(args.source, first, last, args.path, validate=not args.no_validate, ctx=ctx).passed else 1
-
-
 def cmd_validate(args, p) -> int:
     first, last = _span(args)
     if first is None:
@@ -85,19 +79,27 @@ def cmd_validate(args, p) -> int:
         return 0 if p.validate_bronze(first, last, ctx=ctx).passed else 1
 
 
-def _run(args, step) -> int:
-    """One pipeline step in a session of its own; it logs its own report."""
+# Commands that run one pipeline step in a session of their own; the step logs its report.
+# Exit code 1 when the outcome says it did not pass (a gate, days still waiting).
+STEPS = {
+    "ingest": lambda a, p, ctx: p.ingest(a.source, *_span(a), a.path, validate=not a.no_validate, ctx=ctx),
+    "geo": lambda a, p, ctx: p.geo(a.date, ctx=ctx),
+    "embed": lambda a, p, ctx: p.embed(a.date, a.encoder, a.template, ctx=ctx),
+    "assign": lambda a, p, ctx: p.assign_day(a.date, a.codebook_version, ctx=ctx),
+    "backfill": lambda a, p, ctx: p.backfill(a.codebook_version, a.from_date, a.to_date, ctx=ctx),
+    "tables": lambda a, p, ctx: print(p.format_tables(p.tables(ctx=ctx))),
+    "status": lambda a, p, ctx: print(p.status(ctx=ctx).summary()),
+    "repair": lambda a, p, ctx: p.repair(a.from_date, validate=not a.no_validate, ctx=ctx),
+    "daily": lambda a, p, ctx: p.daily(a.date, a.source, a.path, a.test_start, a.valid_start, not a.no_validate, ctx=ctx),
+    "days": lambda a, p, ctx: p.close_day(a.source, a.date, a.reason, ctx=ctx),
+    "maintain": lambda a, p, ctx: p.maintain(a.retention_hours, a.log_retention_hours, a.force, a.tables, ctx=ctx),
+}
+
+
+def cmd_step(args, p) -> int:
     with _context(args) as ctx:
-        step(ctx)
-    return 0
-
-
-def cmd_geo(args, p) -> int:
-    return _run(args, lambda ctx: p.geo(args.date, ctx=ctx))
-
-
-def cmd_embed(args, p) -> int:
-    return _run(args, lambda ctx: p.embed(args.date, args.encoder, args.template, ctx=ctx))
+        outcome = STEPS[args.command](args, p, ctx)
+    return 0 if getattr(outcome, "passed", True) else 1
 
 
 def cmd_codebook(args, p) -> int:
@@ -130,14 +132,6 @@ def cmd_sid(args, p) -> int:
     return 0
 
 
-def cmd_assign(args, p) -> int:
-    return _run(args, lambda ctx: p.assign_day(args.date, args.codebook_version, ctx=ctx))
-
-
-def cmd_backfill(args, p) -> int:
-    return _run(args, lambda ctx: p.backfill(args.codebook_version, args.from_date, args.to_date, ctx=ctx))
-
-
 def cmd_corpus(args, p) -> int:
     first, last = _span(args)
     with _context(args) as ctx:
@@ -167,7 +161,10 @@ def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "benchmark":
         options = {"size": args.size, "epochs": args.epochs, "max_minutes": args.max_minutes or 20.0, "ablations": not args.no_ablations}
-        return _run(args, lambda ctx: [p.benchmark(pr, paper_decoder=args.paper_decoder, ctx=ctx, **options) for pr in args.protocols or ["user_chrono", "libcity"]])
+        with _context(args) as ctx:
+            for protocol in args.protocols or ["user_chrono", "libcity"]:
+                p.benchmark(protocol, paper_decoder=args.paper_decoder, ctx=ctx, **options)
+        return 0
     if args.action == "pretrain":
         p.pretrain(p.train_config(**_train_options(args)), args.codebook_version, args.run_id, args.resume, lake_root=lake_root)
     elif args.action == "dpo":
@@ -207,10 +204,6 @@ def cmd_sql(args, p) -> int:
     return 0
 
 
-def cmd_tables(args, p) -> int:
-    return _run(args, lambda ctx: print(p.format_tables(p.tables(ctx=ctx))))
-
-
 def cmd_history(args, p) -> int:
     for entry in p.history(args.table, lake_root=str(_settings(args).lake_root)):
         params = entry.get("operationParameters", {})
@@ -242,14 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--to", dest="to_date", type=_date, help="last date of a range (inclusive)")
 
     sources = source_names()
-    p = command("ingest", cmd_ingest, "raw source -> bronze.events/items/rejects, then data quality")
+    p = command("ingest", cmd_step, "raw source -> bronze.events/items/rejects, then data quality")
     p.add_argument("--source", choices=sources, required=True)
     p.add_argument("--path", help="file, or folder of dt=YYYY-MM-DD drops (default: the source's configured or shipped path)")
     p.add_argument("--no-validate", action="store_true", help="skip the data-quality gate")
     add_range(p)
     add_range(command("validate", cmd_validate, "run the bronze data-quality suites for a day or range"))
-    command("geo", cmd_geo, "silver.geo_cells and silver.item_geo as of a logical date").add_argument("--date", type=_date, required=True)
-    p = command("embed", cmd_embed, "embed new and changed item documents of a logical date")
+    command("geo", cmd_step, "silver.geo_cells and silver.item_geo as of a logical date").add_argument("--date", type=_date, required=True)
+    p = command("embed", cmd_step, "embed new and changed item documents of a logical date")
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--encoder", help="minilm (default) or hf:<local model dir>; default: $GEOSID_ENCODER")
     p.add_argument("--template", help="document template: content-v1, geo-doc-v1, geo-doc-v2 (default: $GEOSID_TEMPLATE or geo-doc-v2)")
@@ -274,10 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="codebook_version")
     p.add_argument("--out", help="folder for the plots (default: <lake>/_reports/<version>)")
     p.add_argument("codebook_versions", nargs="*", metavar="version")
-    p = command("assign", cmd_assign, "SIDs for a day's new items under the version in force on the day")
+    p = command("assign", cmd_step, "SIDs for a day's new items under the version in force on the day")
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the date)")
-    p = command("backfill", cmd_backfill, "give every item of a date range a SID under a version")
+    p = command("backfill", cmd_step, "give every item of a date range a SID under a version")
     p.add_argument("--version", dest="codebook_version", required=True)
     p.add_argument("--from", dest="from_date", type=_date, required=True)
     p.add_argument("--to", dest="to_date", type=_date, required=True)
@@ -345,7 +338,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sql", cmd_sql, "run SQL over the lake's tables (by short name: events, rejects, ...)")
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=100)
-    command("tables", cmd_tables, "each table's version, rows and days")
+    command("tables", cmd_step, "each table's version, rows and days")
+    store = {"action": "store_true"}
+    for name, text, options in (
+        ("status", "input days (arrived, closed, awaited); per derived table its fresh, stale and missing days, and why", {}),
+        ("repair", "rebuild the stale and missing days, in order, from the nearest state checkpoint", {
+            "--from": {"dest": "from_date", "type": _date, "help": "also rebuild every built day from this day on"},
+            "--no-validate": {**store, "help": "skip the corpus gate"}}),
+        ("daily", "the daily DAG's run of a day in one process (late drops, catch-up, the day, repairs)", {
+            "--date": {"type": _date, "required": True}, "--source": {"choices": sources, "default": "tsmc2014"},
+            "--path": {"help": "file or folder of dt=YYYY-MM-DD drops"}, "--test-start": {"type": _date, "help": "time split: first test day"},
+            "--valid-start": {"type": _date, "help": "time split: first valid day"}, "--no-validate": {**store, "help": "skip the gates"}}),
+        ("days", "close a day whose drop will not come (it builds as empty): days close --date D --source S --reason R", {
+            "--date": {"type": _date, "required": True}, "--source": {"choices": sources, "required": True},
+            "--reason": {"required": True, "help": "why (shown by geosid status)"}}),
+        ("maintain", "compact, vacuum and checkpoint the tables (keeps what pinned training snapshots need)", {
+            "--retention-hours": {"type": float, "help": "delete replaced files older than this (default: settings, 168)"},
+            "--log-retention-hours": {"type": float, "help": "remove log entries older than this (default: settings, 720)"},
+            "--force": {**store, "help": "also delete files pinned training snapshots need"},
+            "--table": {"dest": "tables", "action": "append", "help": "only this table (repeatable)"}}),
+    ):  # fmt: skip
+        p = command(name, cmd_step, text, *(("close",) if name == "days" else ()))
+        for flag, kwargs in options.items():
+            p.add_argument(flag, **kwargs)
     command("history", cmd_history, "a table's Delta history").add_argument("table")
     return parser
 

@@ -35,6 +35,9 @@ ENV = {
     "location_weight": "GEOSID_LOCATION_WEIGHT",
     "embed_chunk_size": "GEOSID_EMBED_CHUNK_SIZE",
     "lake_reader": "GEOSID_LAKE_READER",
+    "drop_marker": "GEOSID_DROP_MARKER",
+    "vacuum_retention_hours": "GEOSID_VACUUM_RETENTION_HOURS",
+    "log_retention_hours": "GEOSID_LOG_RETENTION_HOURS",
 }
 CELL_ENV = {"system": "GEOSID_CELL_SYSTEM", "precision": "GEOSID_GEOHASH_PRECISION", "resolution": "GEOSID_H3_RESOLUTION"}
 
@@ -60,6 +63,11 @@ class Settings(BaseModel):
     lake_committer: Literal["auto", "delta-rs", "spark"] = Field(
         default="auto", description="auto: spark on engine=remote, delta-rs otherwise"
     )
+    drop_marker: str | None = Field(
+        default="_SUCCESS", description="the file a producer writes into a dt=YYYY-MM-DD drop once it is whole; none: a folder is whole once it exists"
+    )
+    vacuum_retention_hours: int = Field(default=168, ge=0, description="maintenance: replaced files older than this are deleted")
+    log_retention_hours: int = Field(default=720, ge=0, description="maintenance: Delta log entries older than this are removed (checkpointed first)")
     lake_reader: Literal["auto", "engine", "files"] = Field(
         default="auto", description="auto: the engine's Delta reader on sail and where spark commits, the snapshot's files otherwise"
     )
@@ -69,6 +77,15 @@ class Settings(BaseModel):
     def _remote_is_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("sc://"):
             raise ValueError(f"spark_remote must be a Spark Connect URL (sc://host:port), got {value!r}")
+        return value
+
+    @field_validator("drop_marker", mode="before")
+    @classmethod
+    def _marker(cls, value):
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        if isinstance(value, str) and ("/" in value or not value.startswith(("_", "."))):
+            raise ValueError(f"drop_marker must be a file name starting with _ or . (never data), or none; got {value!r}")
         return value
 
     @field_validator("encoder")

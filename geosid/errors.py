@@ -53,3 +53,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from geosid.schemas.registry import UnknownTableError
 
     return (UserError, UnknownTableError)
+
+
+class NotArrivedError(UserError, RuntimeError):
+    """An input day a step needs has not arrived (no complete drop ingested, not closed)."""

@@ -8,7 +8,6 @@ import datetime as dt
 from pathlib import Path
 
 DAYS = [dt.date(2024, 6, 1) + dt.timedelta(days=k) for k in range(2)]
-NOT_COMPARED = ("index.codebook_versions", "corpus.state_builds")  # they carry wall-clock timestamps
 
 
 def write_small_world(raw: Path) -> Path:
@@ -48,4 +47,4 @@ def table_digests(spark, root: Path) -> dict:
     from geosid.schemas import REGISTRY
 
     lake = Lake(root, spark)
-    return {spec.name: lake.digest(spec) for spec in REGISTRY if lake.exists(spec) and spec.name not in NOT_COMPARED}
+    return {spec.name: lake.digest(spec, content=True) for spec in REGISTRY if lake.exists(spec)}

@@ -123,19 +123,18 @@ def test_geo_context_and_documents(spark, jvm_spark, tmp_path):
     events_arrow: pa.Table = lake.to_arrow(bronze.EVENTS)
     cells = GeohashCells(6)
 
-    def run(session, stage):
+    def run(session) -> list[pa.Table]:
+        """geo_cells, item_geo and documents; each stage's rows are collected once and
+        fed to the next (JVM Spark would compute geo_cells again for every later stage)."""
         items = geo.item_states(session.createDataFrame(items_arrow), D, D).transform(geo.with_cells, cells=cells)
         events = session.createDataFrame(events_arrow).transform(geo.with_cells, cells=cells, lat="user_lat", lon="user_lon")
-        cells_df = geo.geo_cells(items, events, cells, D, D, 28, 5)
-        if stage == "cells":
-            return cells_df
-        item_geo = geo.item_geo(items.drop("dt"), cells_df, cells, D)
-        return item_geo if stage == "items" else documents(item_geo)
+        cells_rows = geo.geo_cells(items, events, cells, D, D, 28, 5).toArrow()
+        item_rows = geo.item_geo(items.drop("dt"), session.createDataFrame(cells_rows), cells, D).toArrow()
+        return [cells_rows, item_rows, documents(session.createDataFrame(item_rows)).toArrow()]
 
-    for stage in ("cells", "items", "documents"):
-        on_sail, on_jvm = run(spark, stage), run(jvm_spark, stage).collect()
-        assert on_jvm, stage
-        assertDataFrameEqual(on_sail, on_jvm)
+    for stage, on_sail, on_jvm in zip(("cells", "items", "documents"), run(spark), run(jvm_spark)):
+        assert on_jvm.num_rows, stage
+        assertDataFrameEqual(spark.createDataFrame(on_sail), spark.createDataFrame(on_jvm))
 
 
 @pytest.mark.conformance

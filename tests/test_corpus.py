@@ -217,7 +217,7 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_idempotent(spark, 
     assert len(sequences) == report.targets > 20
     assert sequences == content(full, corpus.TRAINING_SEQUENCES, (D0, D3)) == content(sliced, corpus.TRAINING_SEQUENCES, (D0, D3))
     assert states_as_of(sliced, D3) == states_as_of(full, D3)
-    for day in (D2, D3):  # the retained states (2 days) agree
+    for day in (D2, D3):  # the states of the checkpoint days agree
         assert len(states_as_of(daily, day)) == 7 and states_as_of(daily, day) == states_as_of(full, day)
     assert report.splits["test"] and report.splits["valid"] and report.splits["train"]
 
@@ -232,7 +232,8 @@ def test_a_day_rewrites_only_its_users_and_compaction_keeps_the_retained_states(
 
     events = random_timeline(users=6)
     quiet = event("q0", "synthetic", "u_quiet", "i1", "watch", ts(D0, 9), A)  # active on D0 only
-    config = LOCAL.model_copy(update={"state_buckets": 2, "state_compact_days": 1})  # compact each day
+    # compact each day, keeping the state as of the last two days (no weekly checkpoints)
+    config = LOCAL.model_copy(update={"state_buckets": 2, "state_compact_days": 1, "checkpoint_days": 2, "checkpoint_weeks": 0})
     write_events(spark, lake, [*events, quiet])
     write_sid_map(spark, lake)
     build_range(lake, V, D0, D0, config)
@@ -343,7 +344,7 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     # The lake moves on (one more target on D2); the pinned snapshot does not.
     day2 = [event("e09", "synthetic", "u2", "i2", "pay", ts(D2, 8, 0), C), event("e10", "synthetic", "u2", "i4", "pay", ts(D2, 9), C)]
     write_events(spark, local_life, day2)
-    build_day(local_life, V, D2, LOCAL.model_copy(update={"state_retention_days": 3}))
+    build_day(local_life, V, D2, LOCAL.model_copy(update={"checkpoint_days": 3}))
     assert CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,)).count() == 4
     latest = CorpusSnapshot.open(local_life.root, as_of=dt.datetime.now(dt.UTC), tables=(corpus.TRAINING_SEQUENCES.name,))
     assert latest.count() == 4
@@ -366,7 +367,7 @@ def tiny_checkin_corpus(spark, lake, n=80):
         for k in range(n)
     ])  # fmt: skip
     write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
-    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1)]
+    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1, 0.1)]
     lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
     config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
     build_range(lake, V, D0, D3, config)

@@ -5,13 +5,18 @@ Two ways to build, one kernel (`geosid.jobs.sequences_kernel`):
 
 - `build_range` (from scratch, what a backfill runs): every past event of the source
   feeds the kernel; targets are the events of [first, last]; the history state is
-  written as of the last `state_retention_days` days of the range.
+  written as of the range's checkpoint days (`checkpoint_days`: every day of the last
+  `checkpoint_days`, and the Sundays of the `checkpoint_weeks` weeks before).
 - `build_day` (incremental, what the daily run does): the state as of the day before
   of the users the day touched, plus the day's events, feed the kernel; it writes the
   day's sequences and new state rows for those users only (the state table holds a row
   per user and day of change, laid out by user hash), then compacts the few user
-  buckets whose turn it is. Past days are never re-read; a day costs its own events and
-  touched users, not the history's length.
+  buckets whose turn it is (calendar-driven, keeping the checkpoints). Past days are
+  never re-read; a day costs its own events and touched users, not the history's length.
+
+The checkpoints are what a repair continues from: after a late or corrected input day,
+`rollback_state` takes the state back to the nearest checkpoint before it and the days
+after are rebuilt one by one (`build_day`), not from the source's first day.
 
 Both give the same rows (tested), so a backfill and a year of daily runs agree.
 """
@@ -22,7 +27,6 @@ import datetime as dt_
 import functools
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -124,7 +128,8 @@ class CorpusConfig(BaseModel):
     location: Literal["request", "previous_event"]
     cell_config: CellConfig = CellConfig()
     split: SplitConfig = SplitConfig()
-    state_retention_days: int = Field(default=2, ge=1)
+    checkpoint_days: int = Field(default=35, ge=1, description="the state as of each of the last this many days is kept")
+    checkpoint_weeks: int = Field(default=8, ge=0, description="... and as of each Sunday of this many weeks before them")
     state_buckets: int = Field(default=16, ge=1, le=4096, description="user-hash buckets of the history state")
     state_compact_days: int = Field(default=7, ge=1, description="a state bucket is compacted every this many days")
     events_per_partition: int = Field(default=400_000, ge=1_000, description="kernel memory per task")
@@ -348,10 +353,38 @@ def latest_states(state: DataFrame, day: dt_.date) -> DataFrame:
     return upto.join(latest, ["codebook_version", "source", "user_id", "dt"], "left_semi")
 
 
-def compacted_states(state: DataFrame, keep_from: dt_.date) -> DataFrame:
-    """State rows -> the rows still needed to answer "as of day D" for every D >= keep_from:
-    all rows after keep_from, and each user's latest row up to it."""
-    return state.filter(F.col("dt") > F.lit(keep_from)).unionByName(latest_states(state, keep_from))
+def checkpoint_window(as_of: dt_.date, days: int, weeks: int) -> tuple[dt_.date, dt_.date]:
+    """(first day of the daily window, first day of the weekly checkpoints before it) as of
+    `as_of`: the state is kept as of every day from the first, and as of every Sunday from
+    the second until the first."""
+    window_first = as_of - dt_.timedelta(days=days - 1)
+    return window_first, window_first - dt_.timedelta(weeks=weeks)
+
+
+def checkpoint_days(config: CorpusConfig, as_of: dt_.date, first: dt_.date | None = None) -> tuple[dt_.date, ...]:
+    """The days, up to `as_of` (and from `first`), as of which the state is kept."""
+    window_first, weekly_first = checkpoint_window(as_of, config.checkpoint_days, config.checkpoint_weeks)
+    days = [weekly_first + dt_.timedelta(days=k) for k in range((as_of - weekly_first).days + 1)]
+    kept = [d for d in days if d >= window_first or d.isoweekday() == 7]
+    return tuple(d for d in kept if first is None or d >= first)
+
+
+def compacted_states(state: DataFrame, as_of: dt_.date, config: CorpusConfig) -> DataFrame:
+    """State rows -> the rows still needed to answer "as of day W" for every checkpoint day
+    W as of `as_of` (and every later day): a user's row of day a, followed by the user's
+    next row of day b (none: the latest), answers every W in [a, b), so it stays when a
+    checkpoint day falls in [a, b)."""
+    window_first, weekly_first = checkpoint_window(as_of, config.checkpoint_days, config.checkpoint_weeks)
+    following = Window.partitionBy("codebook_version", "source", "user_id").orderBy("dt")
+    start = F.greatest(F.col("dt"), F.lit(weekly_first))
+    sunday = F.date_add(start, (F.lit(8) - F.dayofweek(start)) % 7)  # the first Sunday on or after start
+    needed = (
+        (F.col("dt") >= F.lit(window_first))
+        | F.col("_next").isNull()
+        | (F.col("_next") > F.lit(window_first))
+        | ((sunday < F.col("_next")) & (sunday < F.lit(window_first)))
+    )
+    return state.withColumn("_next", F.lead("dt").over(following)).filter(needed).drop("_next")
 
 
 def cell_features(geo_cells: DataFrame) -> DataFrame:
@@ -438,7 +471,7 @@ def _version_items(lake: Lake, codebook_version: str, cells: CellSystem) -> Data
 
 
 def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook_version: str, report: CorpusReport,
-            targets_span: tuple[dt_.date, dt_.date], state_span: tuple[dt_.date, dt_.date]) -> CorpusReport:  # fmt: skip
+            targets_span: tuple[dt_.date, dt_.date], state_days: tuple[dt_.date, ...]) -> CorpusReport:  # fmt: skip
     """Write the kernel's outputs (one per pass over a slice of the users, each holding
     whole users, so per-user splits label correctly pass by pass) in one commit per table."""
     sequences = _sequence_scope(config, codebook_version)
@@ -450,7 +483,7 @@ def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook
     if not config.split.per_user:
         # The history state continues the time protocol's daily builds; per-user protocols
         # are range builds only and leave it alone.
-        _write_state(lake, outputs, output, config, codebook_version, report, state_span)
+        _write_state(lake, outputs, output, config, codebook_version, report, state_days)
     stats = output.filter(F.col("kind") == "stats").agg(
         *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]
     ).first()
@@ -465,14 +498,14 @@ def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook
 
 
 def _write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config: CorpusConfig, codebook_version: str,
-                 report: CorpusReport, state_span: tuple[dt_.date, dt_.date]) -> None:  # fmt: skip
-    """The kernel's state rows (`outputs`, one per pass; `output`, their union) into corpus.user_history_state (a range replaces the scope's
-    rows, a day adds its day's rows), the state days into corpus.state_builds, then the
-    buckets whose turn it is are compacted."""
+                 report: CorpusReport, state_days: tuple[dt_.date, ...]) -> None:  # fmt: skip
+    """The kernel's state rows (`outputs`, one per pass; `output`, their union) into
+    corpus.user_history_state (a range replaces the scope's rows, a day adds its day's
+    rows), the state days into corpus.state_builds, then (a day) the buckets whose turn it
+    is are compacted."""
     scope = _scope(config, codebook_version)
-    first, last = state_span
-    days = f"dt >= DATE'{first.isoformat()}' AND dt <= DATE'{last.isoformat()}'"
-    replaced = scope if report.mode == "range" else f"{scope} AND {days}"
+    last = max(state_days)
+    replaced = scope if report.mode == "range" else f"{scope} AND dt = DATE'{last.isoformat()}'"
     # one file per bucket and write: the next day adds one more, compaction folds them
     report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
         [state_rows(out, codebook_version).repartition("user_bucket") for out in outputs], corpus.USER_HISTORY_STATE,
@@ -481,10 +514,7 @@ def _write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config
     written = dict(output.filter(F.col("kind") == "state").groupBy("dt").agg(F.count(F.lit(1)).alias("n")).collect())
     report.states_written = sum(int(n) for n in written.values())
     now = dt_.datetime.now(dt_.timezone.utc).replace(tzinfo=None)
-    log = [
-        (codebook_version, config.source, first + dt_.timedelta(days=i), report.mode, int(written.get(first + dt_.timedelta(days=i), 0)), now)
-        for i in range((last - first).days + 1)
-    ]  # fmt: skip
+    log = [(codebook_version, config.source, day, report.mode, int(written.get(day, 0)), now) for day in state_days]
     spark = output.sparkSession
     report.table_versions[corpus.STATE_BUILDS.name] = lake.write(
         spark.createDataFrame(log, corpus.STATE_BUILDS.schema), corpus.STATE_BUILDS, where=replaced
@@ -497,30 +527,52 @@ def _write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config
 
 
 def _compact_state(lake: Lake, config: CorpusConfig, codebook_version: str, report: CorpusReport, day: dt_.date) -> None:
-    """Compact the state buckets whose turn it is on `day` (bucket b every
-    state_compact_days days, staggered, so each day rewrites about the same share), and any
-    bucket with more files than two turns would leave; drop the build days whose states
-    compaction removed."""
-    from deltalake import DeltaTable
-
-    actions = pa.table(DeltaTable(lake.path(corpus.USER_HISTORY_STATE)).get_add_actions(flatten=True))
-    mine = pc.and_(pc.equal(actions["partition.codebook_version"], codebook_version), pc.equal(actions["partition.source"], config.source))
-    files = Counter(int(b) for b in actions.filter(mine)["partition.user_bucket"].to_pylist())
+    """On `day`, the state keeps its checkpoints as of the day (`checkpoint_days`): build
+    days that are no longer checkpoints leave corpus.state_builds first (so a kill never
+    leaves a listed day without its rows), then the user buckets whose turn it is (bucket
+    b every `state_compact_days` days, staggered, so each day rewrites about the same
+    share) drop the rows no checkpoint needs. A function of the calendar and the rows, not
+    of the files: the same days give the same table, whatever runs and re-runs led there."""
+    scope = _scope(config, codebook_version)
+    kept_days = set(checkpoint_days(config, day))
+    listed = [r["dt"] for r in lake.read(corpus.STATE_BUILDS).filter(scope).select("dt").collect()]
+    dropped = [d for d in listed if d < day and d not in kept_days]
+    if dropped:
+        report.table_versions[corpus.STATE_BUILDS.name] = lake.delete(corpus.STATE_BUILDS, f"{scope} AND {_days_sql(dropped)}")
     every = config.state_compact_days
-    due = sorted(b for b, n in files.items() if n > 1 and ((day.toordinal() - b) % every == 0 or n > 2 * every))
+    due = [b for b in range(config.state_buckets) if (day.toordinal() - b) % every == 0]
     if not due:
         return
-    scope = _scope(config, codebook_version)
     where = f"{scope} AND user_bucket IN ({', '.join(str(b) for b in due)})"
-    keep_from = day - dt_.timedelta(days=config.state_retention_days - 1)
     rows = lake.read(corpus.USER_HISTORY_STATE).filter(where)
+    kept = compacted_states(rows, day, config)
+    if kept.count() == rows.count():
+        return  # nothing to drop: no rewrite
     report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
-        compacted_states(rows, keep_from).repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=where
+        kept.repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=where
     )
     report.compacted_buckets = due
-    report.table_versions[corpus.STATE_BUILDS.name] = lake.delete(
-        corpus.STATE_BUILDS, f"{scope} AND dt < DATE'{keep_from.isoformat()}'"
-    )
+
+
+def _days_sql(days) -> str:
+    return "dt IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(days)) + ")"
+
+
+def rollback_state(lake: Lake, config: CorpusConfig, codebook_version: str, before: dt_.date) -> dt_.date | None:
+    """Take the history state of a scope back to its nearest checkpoint before `before`
+    (state rows and build days after it go); returns that checkpoint, or None when there is
+    none (the scope must then be rebuilt from its first day)."""
+    scope = _scope(config, codebook_version)
+    if not lake.exists(corpus.STATE_BUILDS):
+        return None
+    listed = [r["dt"] for r in lake.read(corpus.STATE_BUILDS).filter(scope).filter(F.col("dt") < F.lit(before)).select("dt").collect()]
+    if not listed:
+        return None
+    checkpoint = max(listed)
+    after = f"{scope} AND dt > DATE'{checkpoint.isoformat()}'"
+    lake.delete(corpus.STATE_BUILDS, after)  # first: no listed day without its rows
+    lake.delete(corpus.USER_HISTORY_STATE, after)
+    return checkpoint
 
 
 def _state_layout_current(lake: Lake) -> bool:
@@ -552,8 +604,7 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
         lake.drop(corpus.USER_HISTORY_STATE)
     try:
         n_events = report.events_without_sid = events.count()
-        state_first = max(first, last - dt_.timedelta(days=config.state_retention_days - 1))
-        state_days = () if config.split.per_user else tuple(state_first + dt_.timedelta(days=i) for i in range((last - state_first).days + 1))
+        state_days = () if config.split.per_user else checkpoint_days(config, last, first)
         # The kernel's input is read by the kernel job (no input checkpoint; its stats rows
         # count the events that had a SID), in passes over slices of the users: an engine
         # holds one slice's shuffle and output at a time, whatever the source's size.
@@ -565,7 +616,7 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
             kernel_job = run_kernel(rows, config.kernel_params(state_days), cells, _partitions(n_events // passes, config))
             outputs.append(lake.checkpoint(kernel_job, f"{run}-out-{s}"))
         report.passes = passes
-        _finish(lake, outputs, config, codebook_version, report, (first, last), (state_first, last))
+        _finish(lake, outputs, config, codebook_version, report, (first, last), state_days)
     finally:
         lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started
@@ -612,7 +663,7 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
         output = lake.checkpoint(
             run_kernel(rows, config.kernel_params((day,)), cells, _partitions(estimate, config)), f"{run}-out"
         )
-        _finish(lake, [output], config, codebook_version, report, (day, day), (day, day))
+        _finish(lake, [output], config, codebook_version, report, (day, day), (day,))
     finally:
         lake.drop_checkpoints(run)
     report.seconds = time.perf_counter() - started

@@ -7,11 +7,13 @@ fusion of the text embedding and the location encoding, and the model id names b
 mix. The text embedding of a document is computed once: a template whose text is
 another template's document (geo-doc-v2 reads geo-doc-v1's) reuses the stored vector.
 
-Only documents whose (item, template, model) has no embedding yet, or whose document
-hash changed, are embedded: a re-run of the same day embeds nothing, and a re-run of an
-older day leaves alone the items a later day has embedded since (it never moves a
-vector back in time). Embedding runs on the engine's workers (mapInPandas); each worker
-process loads the model once.
+The table keeps a row per item and day on which its document changed: a day embeds the
+documents whose item has no vector before the day, or whose latest vector before it is
+of another document. So a day's rows depend on the inputs up to it only: a re-run of the
+same day embeds nothing, a re-run of an older day leaves the later days' rows alone, and
+a repair that rebuilds the days in order keeps each day's rows that still hold (their
+vectors are not computed again) and replaces the rest. Embedding runs on the engine's workers (mapInPandas); each worker process loads
+the model once.
 """
 
 from __future__ import annotations
@@ -73,17 +75,33 @@ class Representation:
         return self.text_model_id + (f"+{self.location.encoder_id}" if self.location else "")
 
 
+KEYS = ["source", "item_id", "template_id"]
+
+
+def latest_vectors(embeddings: DataFrame, model_id: str, upto: dt_.date, inclusive: bool = True) -> DataFrame:
+    """Each item's latest row of `model_id` made on or before `upto` (strictly before, with
+    `inclusive` False): its vector as of that day."""
+    made = F.col("embedded_dt") <= F.lit(upto) if inclusive else F.col("embedded_dt") < F.lit(upto)
+    rows = embeddings.filter((F.col("model_id") == model_id) & made)
+    latest = rows.groupBy(*KEYS).agg(F.max("embedded_dt").alias("embedded_dt"))
+    return rows.join(latest, [*KEYS, "embedded_dt"], "left_semi")
+
+
 def pending(docs: DataFrame, existing: DataFrame, model_id: str, as_of: dt_.date) -> DataFrame:
-    """Documents with no embedding under `model_id`, or whose document changed since an
-    embedding made on or before `as_of` (one made on a later day is newer: kept)."""
-    current = existing.filter(F.col("model_id") == model_id).select(
-        "source", "item_id", "template_id", F.col("doc_hash").alias("embedded_hash"), F.col("embedded_dt").alias("_embedded_dt")
-    )
-    changed = (F.col("embedded_hash") != F.col("doc_hash")) & (F.col("_embedded_dt") <= F.lit(as_of))
+    """Documents that `as_of` embeds: no vector of the item before the day, or its latest
+    one before the day is of another document."""
+    before = latest_vectors(existing, model_id, as_of, inclusive=False).select(*KEYS, F.col("doc_hash").alias("embedded_hash"))
     return (
-        docs.join(current, ["source", "item_id", "template_id"], "left")
-        .filter(F.col("embedded_hash").isNull() | changed)
-        .drop("embedded_hash", "_embedded_dt")
+        docs.join(before, KEYS, "left")
+        .filter(F.col("embedded_hash").isNull() | (F.col("embedded_hash") != F.col("doc_hash")))
+        .drop("embedded_hash")
+    )
+
+
+def made_on(existing: DataFrame, model_id: str, template_id: str, day: dt_.date) -> DataFrame:
+    """The rows `day` already holds for a representation (an earlier or killed run of it)."""
+    return existing.filter(
+        (F.col("model_id") == model_id) & (F.col("template_id") == template_id) & (F.col("embedded_dt") == F.lit(day))
     )
 
 
@@ -169,16 +187,21 @@ def with_text_vectors(todo: DataFrame, existing: DataFrame, representation: Repr
     stored = existing.filter(
         (F.col("template_id") == text_template) & (F.col("model_id") == representation.text_model_id)
     ).select("source", "item_id", F.col("doc_hash").alias("text_hash"), F.col("vector").alias("text_vector"))
+    # a text embedded on several days (it changed, then changed back) has one vector
+    stored = stored.dropDuplicates(["source", "item_id", "text_hash"])
     return todo.join(stored, ["source", "item_id", "text_hash"], "left")
 
 
 def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True,
               chunk_size: int = 4096, log=print) -> EmbedReport:  # fmt: skip
-    """Embed the new and changed documents of the items of `as_of` (from silver.item_geo).
+    """Embed the documents of the items of `as_of` (from silver.item_geo) that changed
+    since the item's latest vector before the day (or have none).
 
     The work is committed in chunks of about `chunk_size` documents (a hash of the item
     picks its chunk): a run killed midway keeps every chunk it committed, and the re-run
-    embeds only the rest. Progress: documents done / total and documents/s per chunk."""
+    embeds only the rest. Rows of the day that no longer match (a repair after the day's
+    inputs changed) are replaced first. Progress: documents done / total and documents/s
+    per chunk."""
     started = time.perf_counter()
     as_of = as_date(as_of)
     model_id, template_id = representation.model_id, representation.template_id
@@ -188,11 +211,18 @@ def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation 
         existing = lake.read(silver.ITEM_EMBEDDINGS)
     else:
         existing = spark.createDataFrame([], silver.ITEM_EMBEDDINGS.schema)
-    todo = with_text_vectors(pending(docs, existing, model_id, as_of), existing, representation)
     run = f"embed-{template_id}-{as_of}"
+    due = lake.checkpoint(pending(docs, existing, model_id, as_of), f"{run}-due")
+    today = made_on(existing, model_id, template_id, as_of)
+    kept = today.join(due.select(*KEYS, "doc_hash"), [*KEYS, "doc_hash"], "left_semi")
+    todo = with_text_vectors(due.join(today.select(*KEYS, "doc_hash"), [*KEYS, "doc_hash"], "left_anti"), existing, representation)
     todo = lake.checkpoint(todo, run)  # counted, then embedded: computed once
     try:
         n_items, n_todo = docs.count(), todo.count()
+        day_scope = (f"template_id = '{template_id}' AND model_id = '{model_id}' AND embedded_dt = DATE'{as_of.isoformat()}'")
+        if lake.exists(silver.ITEM_EMBEDDINGS) and today.count() != kept.count():
+            # rows of the day made from other inputs (a repair): the day keeps only what still holds
+            lake.write(lake.checkpoint(kept, f"{run}-kept"), silver.ITEM_EMBEDDINGS, where=day_scope)
         reused = todo.filter(F.col("text_vector").isNotNull()).count() if n_todo else 0
         table_version = lake.table_version(silver.ITEM_EMBEDDINGS) if lake.exists(silver.ITEM_EMBEDDINGS) else None
         if n_todo:

@@ -104,13 +104,20 @@ def top_k_of_counts(counts: DataFrame, keys: list[str], value: str, count: str, 
     )
 
 
+def exact_sum(column: str) -> F.Column:
+    """The sum of a money column in whole cents (integers): the same value whatever order
+    the engine adds the rows in (a double sum is not, and a day rebuilt in a range job
+    must equal the same day built alone)."""
+    return F.sum(F.round(F.col(column) * 100).cast("long"))
+
+
 def cell_item_stats(items: DataFrame, k: int) -> DataFrame:
     """Per day and cell: item count, category / brand histograms, price statistics."""
     base = items.groupBy("dt", "cell_id").agg(
         F.count(F.lit(1)).alias("n_items"),
         F.count_distinct("category").alias("n_categories"),
         F.median("price").alias("price_median"),
-        F.avg("price").alias("price_mean"),
+        F.when(F.count("price") > 0, exact_sum("price") / F.count("price") / 100.0).alias("price_mean"),
     )
     cats = top_k_histogram(items, ["dt", "cell_id"], "category", k, "top_categories")
     brands = top_k_histogram(items, ["dt", "cell_id"], "brand", k, "top_brands")
@@ -134,7 +141,7 @@ def cell_activity(events: DataFrame, first: dt_.date, last: dt_.date, window_day
         F.count(F.lit(1)).alias("events_window"),
         F.count_distinct("user_id").alias("users_window"),
         F.sum((F.col("action") == "pay").cast("long")).alias("pays_window"),
-        F.coalesce(F.sum("gmv"), F.lit(0.0)).alias("gmv_window"),
+        F.coalesce(exact_sum("gmv") / 100.0, F.lit(0.0)).alias("gmv_window"),
     )
 
 
@@ -166,6 +173,14 @@ def geo_cells(
 ) -> DataFrame:
     """Items by day (`item_states`, with cells) and events (with cells) -> silver.geo_cells
     rows for every day of [first, last] (one day: first == last)."""
+    return with_area(cell_base(items, events, cells, first, last, window_days, k), items, k)
+
+
+def cell_base(
+    items: DataFrame, events: DataFrame, cells: CellSystem, first: dt_.date, last: dt_.date, window_days: int, k: int
+) -> DataFrame:
+    """geo_cells without the area columns: each cell's geometry, item statistics and
+    activity per day (what `with_area` sums over each cell's neighbours)."""
     stats = cell_item_stats(items, k)
     activity = cell_activity(events, first, last, window_days)
     keys = stats.select("dt", "cell_id").unionByName(activity.select("dt", "cell_id")).distinct()
@@ -212,6 +227,12 @@ def geo_cells(
             "dt",
         )
     )
+    return base
+
+
+def with_area(base: DataFrame, items: DataFrame, k: int) -> DataFrame:
+    """`cell_base` rows + items by day -> silver.geo_cells rows (the area columns added)."""
+    empty_histogram = F.array().cast(silver.HISTOGRAM)
     area = area_stats(base, items, k)
     return base.join(area, ["dt", "cell_id"], "left").select(
         *[c for c in base.columns if c != "dt"],
@@ -313,10 +334,12 @@ def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), 
 
 
 def run_geo_range(lake: Lake, first: dt_.date | str, last: dt_.date | str, config: GeoConfig = GeoConfig(),
-                  with_items: bool = False, block_days: int | None = None, item_days_per_job: int = 1_000_000) -> GeoReport:  # fmt: skip
+                  with_items: bool = False, block_days: int | None = None, item_days_per_job: int = 1_000_000,
+                  item_days: set | None = None) -> GeoReport:  # fmt: skip
     """silver.geo_cells for every day of [first, last], one job per block of days (items
     as of each day, activity over each day's window: the same rows the daily job writes
-    day by day), and with `with_items` silver.item_geo as of `last`. This is what
+    day by day), and with `with_items` silver.item_geo as of `last` (and as of each day of
+    `item_days`: a repair rebuilds the days the daily run built). This is what
     corpus.cell_context needs for a range: the context of every day before a request.
 
     Blocks bound memory: a job holds (items x days of its block) item states, so the
@@ -324,19 +347,22 @@ def run_geo_range(lake: Lake, first: dt_.date | str, last: dt_.date | str, confi
     2.3 GB peak RSS, 0.5 s a day; one job per day: 4.8 s a day)."""
     started = time.perf_counter()
     first, last = as_date(first), as_date(last)
+    if block_days is None and first == last:
+        block_days = 1
     if block_days is None:
         n_items = lake.read(bronze.ITEMS).filter(F.col("dt") <= F.lit(last)).select("source", "item_id").distinct().count()
         block_days = max(1, min(28, item_days_per_job // max(n_items, 1)))
+    wanted = set(item_days or ()) | ({last} if with_items else set())
     day, reports = first, []
     while day <= last:
         end = min(last, day + dt_.timedelta(days=block_days - 1))
-        reports.append(_geo_block(lake, day, end, config, with_items and end == last))
+        reports.append(_geo_block(lake, day, end, config, sorted(d for d in wanted if day <= d <= end)))
         day = end + dt_.timedelta(days=1)
     versions = {k: v for r in reports for k, v in r.table_versions.items()}
     return GeoReport(last, reports[-1].cells, reports[-1].items, time.perf_counter() - started, versions, first)
 
 
-def _geo_block(lake: Lake, first: dt_.date, last: dt_.date, config: GeoConfig, with_items: bool) -> GeoReport:
+def _geo_block(lake: Lake, first: dt_.date, last: dt_.date, config: GeoConfig, item_days: list[dt_.date]) -> GeoReport:
     started = time.perf_counter()
     cells = config.cells()
     run = f"geo-{cells.name}-{first}-{last}"
@@ -351,15 +377,29 @@ def _geo_block(lake: Lake, first: dt_.date, last: dt_.date, config: GeoConfig, w
     )
     where = f"cell_system = '{cells.name}'"
     try:
-        cells_df = geo_cells(items, events, cells, first, last, config.window_days, config.top_k)
+        # the base is read twice (each cell's own row, its neighbours' sums): computed once
+        base = lake.checkpoint(cell_base(items, events, cells, first, last, config.window_days, config.top_k), f"{run}-base")
+        cells_df = with_area(base, items, config.top_k)
         table_versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=(first, last), where=where)}
-        if with_items:
-            written_cells = lake.read(silver.GEO_CELLS, dt=last).filter(F.col("cell_system") == cells.name)
-            last_items = items.filter(F.col("dt") == F.lit(last)).drop("dt")
-            items_df = item_geo(last_items, written_cells, cells, last)
-            table_versions["silver.item_geo"] = lake.write(items_df, silver.ITEM_GEO, dt=last, where=where)
+        for start, end in _consecutive(item_days):  # item_geo of each of these days, one write per run of days
+            written_cells = lake.read(silver.GEO_CELLS, dt=(start, end)).filter(F.col("cell_system") == cells.name)
+            frames = [
+                item_geo(items.filter(F.col("dt") == F.lit(d)).drop("dt"), written_cells.filter(F.col("dt") == F.lit(d)), cells, d)
+                for d in (start + dt_.timedelta(days=k) for k in range((end - start).days + 1))
+            ]
+            table_versions["silver.item_geo"] = lake.write(frames, silver.ITEM_GEO, dt=(start, end), where=where)
     finally:
         lake.drop_checkpoints(run)
     n_cells = lake.read(silver.GEO_CELLS, dt=last).filter(F.col("cell_system") == cells.name).count()
-    n_items = lake.read(silver.ITEM_GEO, dt=last).filter(F.col("cell_system") == cells.name).count() if with_items else 0
+    n_items = lake.read(silver.ITEM_GEO, dt=last).filter(F.col("cell_system") == cells.name).count() if last in item_days else 0
     return GeoReport(last, n_cells, n_items, time.perf_counter() - started, table_versions, first)
+
+
+def _consecutive(days: list[dt_.date]) -> list[tuple[dt_.date, dt_.date]]:
+    runs: list[list[dt_.date]] = []
+    for d in sorted(days):
+        if runs and runs[-1][1] == d - dt_.timedelta(days=1):
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return [(a, b) for a, b in runs]

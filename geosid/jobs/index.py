@@ -41,6 +41,7 @@ from geosid.errors import (
     NotFoundError,
     UnknownNameError,
 )
+from geosid.jobs.embed import latest_vectors
 from geosid.lake import Lake, as_date
 from geosid.quantization.base import (
     TOKENIZERS,
@@ -158,10 +159,10 @@ def item_locations(lake: Lake, as_of: dt_.date, table_version: int | None = None
 
 
 def embeddings_as_of(lake: Lake, as_of: dt_.date, model_id: str, template_id: str, table_version: int | None = None) -> DataFrame:
-    """The vectors of `model_id` / `template_id` made on or before `as_of`."""
-    return lake.read(silver.ITEM_EMBEDDINGS, version=table_version).filter(
-        (F.col("model_id") == model_id) & (F.col("template_id") == template_id) & (F.col("embedded_dt") <= F.lit(as_of))
-    )
+    """Each item's vector of `model_id` / `template_id` as of `as_of` (its latest made on
+    or before the day)."""
+    stored = lake.read(silver.ITEM_EMBEDDINGS, version=table_version).filter(F.col("template_id") == template_id)
+    return latest_vectors(stored, model_id, as_of)
 
 
 def load_training_set(
@@ -335,7 +336,7 @@ def fit_candidate(
         metrics = json.loads(stored["metrics"])
         sizes = tuple(int(v) for v in stored["level_sizes"])
         return FitReport(version, spec.label, sizes, int(stored["n_items"]), metrics, time.perf_counter() - started,
-                         metrics.get("fit_seconds", 0.0), reused=True)  # fmt: skip
+                         _fit_seconds(stored), reused=True)  # fmt: skip
     fit_started = time.perf_counter()
     lat, lon = data.keys.lat.to_numpy(), data.keys.lon.to_numpy()
     tokenizer.train(data.x, lat=lat, lon=lon)
@@ -344,13 +345,12 @@ def fit_candidate(
     metrics = sid_quality(tokenizer.encode(data.x, lat=lat, lon=lon), sizes, lat, lon)
     metrics["reconstruction_mse"] = tokenizer.level_mse[-1] if tokenizer.level_mse else None
     metrics["conflict_floor"] = conflict_floor(data.x)
-    metrics["fit_seconds"] = round(fit_seconds, 3)
     where = f"version = '{version}'"
     lake.write(_codebook_rows(spark, version, tokenizer), index.CODEBOOKS, where=where)
     row = (
         version, spec.label, "candidate", json.dumps(params, sort_keys=True), list(sizes), data.model_id, data.template_id,
         int(data.embeddings_version), len(data.x), json.dumps(metrics, sort_keys=True, default=float), as_of, None, None,
-        int(data.item_geo_version),
+        int(data.item_geo_version), round(fit_seconds, 3),
     )  # fmt: skip
     lake.merge(spark.createDataFrame([row], index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
     # A candidate's SIDs are rebuilt from scratch on every fit.
@@ -360,6 +360,14 @@ def fit_candidate(
     report.assign = assign_sids(lake, version, as_of, tokenizer=tokenizer)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _fit_seconds(row: dict) -> float:
+    """A version row's fit time (versions written before it had a column: in the metrics)."""
+    seconds = row.get("fit_seconds")
+    if seconds is None or seconds != seconds:  # missing or NaN
+        seconds = json.loads(row["metrics"]).get("fit_seconds", 0.0)
+    return float(seconds)
 
 
 def _require_mutable(lake: Lake, codebook_version: str) -> dict:
@@ -430,7 +438,7 @@ def publish(lake: Lake, codebook_version: str, as_of: dt_.date | str, gates: Gat
     records = []
     for update in updates:
         record = {c: update.get(c) for c in index.CODEBOOK_VERSIONS.columns}
-        for column in ("published_dt", "retired_dt", "created_dt", "item_geo_version"):
+        for column in ("published_dt", "retired_dt", "created_dt", "item_geo_version", "fit_seconds"):
             if record[column] is not None and pd.isna(record[column]):
                 record[column] = None  # pandas spells a missing value NaN
         record["level_sizes"] = [int(x) for x in record["level_sizes"]]
@@ -559,14 +567,32 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
     return AssignReport(codebook_version, as_of, n_new, total, time.perf_counter() - started)
 
 
+def rollback_sids(lake: Lake, codebook_version: str, first: dt_.date | str) -> pd.DataFrame:
+    """Take back the SIDs a version gave on `first` or later: they were derived from inputs
+    that have changed since (a repair re-assigns those days in order, so the SIDs of the
+    days before never move). Returns what was taken back (source, item_id, sid), so the
+    repair can say which SIDs came out different."""
+    if not lake.exists(index.SID_MAP):
+        return pd.DataFrame(columns=["source", "item_id", "sid"])
+    where = f"version = '{codebook_version}' AND assigned_dt >= DATE'{as_date(first).isoformat()}'"
+    taken = lake.read(index.SID_MAP).filter(where).select("source", "item_id", "sid").toPandas()
+    if len(taken):
+        lake.delete(index.SID_MAP, where)
+    return taken
+
+
 def write_quality(lake: Lake, codebook_version: str, as_of: dt_.date) -> dict:
-    """Recompute index.sid_collisions and index.sid_quality of a version from its SID map."""
+    """Recompute index.sid_collisions and index.sid_quality of a version from its SID map
+    (computed_dt: the latest day the map holds SIDs of, a function of the map alone, so a
+    re-run of an earlier day leaves the row as it was; `as_of` for an empty map)."""
     row = version_row(lake, codebook_version)
     where = f"version = '{codebook_version}'"
     sid_map = lake.read(index.SID_MAP).filter(F.col("version") == codebook_version)
     lake.write(collisions(sid_map), index.SID_COLLISIONS, where=where)
     # A fixed row order: the geo-coherence pairs are sampled by position.
-    local = sid_map.orderBy("source", "item_id").select("codes", "lat", "lon").toPandas()
+    local = sid_map.orderBy("source", "item_id").select("codes", "lat", "lon", "assigned_dt").toPandas()
+    if len(local):
+        as_of = max(local["assigned_dt"])
     sizes = tuple(int(s) for s in row["level_sizes"])
     codes = np.array(local["codes"].tolist(), np.int64).reshape(len(local), len(sizes))
     metrics = sid_quality(codes, sizes, local["lat"].to_numpy(), local["lon"].to_numpy())
@@ -684,7 +710,7 @@ def sid_report(lake: Lake, codebook_version: str, out_dir: str | Path) -> tuple[
             f"  perplexity       {', '.join(f'{p:.1f}' for p in quality['perplexity'])}",
             f"  geo coherence    L1 {quality['geo_coherence_l1_km'] or 0:.2f} km, L2 {quality['geo_coherence_l2_km'] or 0:.2f} km "
             f"(random pairs {quality['geo_baseline_km'] or 0:.2f} km)",
-            f"  reconstruction   MSE {metrics.get('reconstruction_mse') or 0:.4f}, fit {metrics.get('fit_seconds', 0):.1f}s",
+            f"  reconstruction   MSE {metrics.get('reconstruction_mse') or 0:.4f}, fit {_fit_seconds(row):.1f}s",
             f"  plots            {', '.join(str(p) for p in paths)}",
         ]
     )

@@ -153,7 +153,9 @@ class IngestReport:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     table_versions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    passes: int = 1  # passes of whole days (a large range; see run_ingest)
+    passes: int = 0  # passes of whole days (a large range; see run_ingest)
+    days: list[dt_.date] = field(default_factory=list)  # the days ingested (arrived)
+    waiting: list[dt_.date] = field(default_factory=list)  # days of the range whose drops have not arrived
 
     @property
     def lines_out_of_range(self) -> int:
@@ -173,6 +175,8 @@ class IngestReport:
             f"  bronze.rejects      {self.rejects:>12,}  ({self.reject_rate:.3%} of the range's lines)",
         ]
         rows += [f"    {reason:<18}{n:>12,}" for reason, n in sorted(self.rejects_by_reason.items())]
+        if self.waiting:
+            rows.append(f"  not arrived         {len(self.waiting):>12,}  day(s), left as they were: {_days_text(self.waiting)}")
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -189,7 +193,14 @@ class IngestReport:
             "table_versions": self.table_versions,
             "seconds": round(self.seconds, 3),
             "passes": self.passes,
+            "days": [d.isoformat() for d in self.days],
+            "waiting": [d.isoformat() for d in self.waiting],
         }
+
+
+def _days_text(days: list[dt_.date], shown: int = 5) -> str:
+    text = ", ".join(d.isoformat() for d in days[:shown])
+    return text + (f" and {len(days) - shown} more" if len(days) > shown else "")
 
 
 # Lines one pass of a range ingest takes at most (whole drop days; an engine holds one
@@ -230,6 +241,25 @@ def pass_windows(landed: list[_Landed], first: dt_.date, last: dt_.date, max_lin
     return windows
 
 
+def arrived_runs(spec, path: str | Path, first: dt_.date, last: dt_.date, marker: str | None) -> tuple[list[tuple[dt_.date, dt_.date]], list[dt_.date]]:
+    """[first, last] cut into runs of consecutive days that have arrived, and the days that
+    have not. A whole-history file holds every day of the range; a folder of drops holds
+    a day when every feed's drop of it is complete (`landing.drop_days`)."""
+    complete = spec.complete_days(path, marker)
+    days = [first + dt_.timedelta(days=k) for k in range((last - first).days + 1)]
+    if complete is None:
+        return [(first, last)], []
+    runs: list[tuple[dt_.date, dt_.date]] = []
+    for day in days:
+        if day not in complete:
+            continue
+        if runs and runs[-1][1] == day - dt_.timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs, [d for d in days if d not in complete]
+
+
 def run_ingest(
     lake: Lake,
     source: str,
@@ -238,20 +268,43 @@ def run_ingest(
     last: dt_.date | str | None = None,
     progress: bool = True,
     max_lines_per_pass: int = MAX_LINES_PER_PASS,
+    marker: str | None = landing.DROP_MARKER,
 ) -> IngestReport:
     """Ingest `source` at `path` for the inclusive day range [first, last] into bronze.
 
     Replaces exactly this source's rows of those days in the three bronze tables, so a
-    re-run gives identical tables. A range of more than `max_lines_per_pass` landed lines
-    in daily drops runs in passes of whole days (`pass_windows`), each committed on its
-    own and each like a run of its days: a line dated in another pass's days is left to
-    that pass (counted outside the range), and duplicates are found within a pass.
+    re-run gives identical tables. Only days that have arrived are touched: of a folder of
+    drops, the days whose drops are complete (the `marker`); the others are reported as
+    waiting and keep what they hold. A range of more than `max_lines_per_pass` landed lines
+    in daily drops runs in passes of whole days (`pass_windows`), each committed on its own
+    and each like a run of its days: a line dated in another pass's days is left to that
+    pass (counted outside the range), and duplicates are found within a pass.
     """
     spec = get_source(source)
     first, last = date_bounds((first, last if last is not None else first))
     started = time.perf_counter()
     report = IngestReport(source=source, first=first, last=last)
-    run_dir = lake.root / "_work" / "ingest" / source / f"{first}_{last}"
+    runs, report.waiting = arrived_runs(spec, path, first, last, marker)
+    by_reason: dict[str, int] = {}
+    for run_first, run_last in runs:
+        _ingest_run(lake, spec, path, run_first, run_last, progress, max_lines_per_pass, report, by_reason)
+        report.days += [run_first + dt_.timedelta(days=k) for k in range((run_last - run_first).days + 1)]
+    report.lines_in_range = sum(by_reason.values())
+    report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
+    report.rejects = sum(report.rejects_by_reason.values())
+    if runs:
+        dt_range = (first, last)
+        report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
+        report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_run(lake: Lake, spec, path: str | Path, first: dt_.date, last: dt_.date, progress: bool, max_lines_per_pass: int,
+                report: IngestReport, by_reason: dict[str, int]) -> None:  # fmt: skip
+    """Land the raw files of [first, last] (consecutive days that have arrived) and ingest
+    them in passes of whole days."""
+    run_dir = lake.root / "_work" / "ingest" / spec.name / f"{first}_{last}"
     try:
         landed: list[_Landed] = []
         for feed in spec.feeds:
@@ -263,22 +316,13 @@ def run_ingest(
                 landed.append(_Landed(feed.kind, part, raw.drop_date, pq.ParquetFile(part).metadata.num_rows))
         empty = run_dir / "landed" / "empty.parquet"  # what a feed without files in a pass reads
         pq.write_table(landing.LANDED_SCHEMA.empty_table(), empty)
-        by_reason: dict[str, int] = {}
         windows = pass_windows(landed, first, last, max_lines_per_pass)
-        report.passes = len(windows)
+        report.passes += len(windows)
         for window in windows:
             _ingest_pass(lake, spec, window, [f for f in landed if f.drop_date is None or window[0] <= f.drop_date <= window[1]],
                          report, by_reason, empty)  # fmt: skip
-        report.lines_in_range = sum(by_reason.values())
-        report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
-        report.rejects = sum(report.rejects_by_reason.values())
-        dt_range = (first, last)
-        report.events = lake.read(bronze.EVENTS, dt=dt_range).filter(F.col("source") == spec.name).count()
-        report.items = lake.read(bronze.ITEMS, dt=dt_range).filter(F.col("source") == spec.name).count()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _ingest_pass(lake: Lake, spec, window: tuple[dt_.date, dt_.date], landed: list[_Landed], report: IngestReport,

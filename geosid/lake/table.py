@@ -10,6 +10,7 @@ Names: `Lake.root` is the lake's folder; a table's `table_version` is its Delta 
 
 from __future__ import annotations
 
+import datetime as dt_
 import functools
 import hashlib
 import os
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -96,6 +98,10 @@ def conform_arrow(data: pa.Table, spec: TableSpec) -> pa.Table:
         return data.select(target.names).cast(target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise SchemaMismatchError(f"write to {spec.name} rejected: {exc}") from exc
+
+
+# The digest of a day without rows (`Lake.day_digests`).
+EMPTY_DIGEST = "empty"
 
 
 def table_digest(data: pa.Table) -> str:
@@ -457,21 +463,67 @@ class Lake:
         return self.table_version(spec)
 
     def digest(self, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None,
-               table_version: int | None = None) -> tuple[int, str]:  # fmt: skip
+               table_version: int | None = None, content: bool = False) -> tuple[int, str]:  # fmt: skip
         """(rows, content digest) of a table's rows (a day or range, `where` a SQL filter
         on the engine): equal digests, equal content, whatever the file layout or row
-        order. Read with the engine when the lake has one, else with delta-rs (no filter)."""
+        order. `content`: without the volatile columns (when and at which table versions
+        rows were written), to compare two lakes built at other times. Read with the
+        engine when the lake has one, else with delta-rs (no filter)."""
         spec = self.spec(table)
+        columns = spec.content_columns if content else spec.columns
         if self.spark is not None:
             df = self.read(spec, version=table_version, dt=dt)
             if where:
                 df = df.filter(where)
-            data = df.toArrow()
+            data = df.select(*columns).toArrow()
         else:
             if dt is not None or where:
                 raise InvalidRequestError("digest with dt/where needs an engine (Lake(..., spark))")
-            data = self.to_arrow(spec, version=table_version).select(spec.columns)
+            data = self.to_arrow(spec, version=table_version).select(columns)
         return data.num_rows, table_digest(data)
+
+    def day_digests(self, table: str | TableSpec, days: Sequence[dt_.date], equals: dict[str, str] | None = None,
+                    exclude: Sequence[str] = ()) -> dict[dt_.date, tuple[int, str]]:  # fmt: skip
+        """Per day of a dt-partitioned table: (rows, digest of their content) of the rows
+        whose columns equal `equals` (e.g. one source), without the `exclude` columns
+        (lineage such as file and line). Order-free (a sum of 128-bit row hashes), read by
+        delta-rs partition by partition, so it costs the days' rows, not the table's; a day
+        without rows is (0, EMPTY_DIGEST)."""
+        import pandas as pd
+        import pyarrow.dataset as pads
+        from deltalake import DeltaTable
+
+        spec = self.spec(table)
+        days = sorted(set(days))
+        sums = {d: [0, np.uint64(0), np.uint64(0)] for d in days}
+        if days and self.exists(spec):
+            handle = DeltaTable(self.path(spec))
+            dataset = handle.to_pyarrow_dataset(partitions=[(spec.partition_by[0], "in", [d.isoformat() for d in days])])
+            condition = None
+            for column, value in (equals or {}).items():
+                clause = pads.field(column) == value
+                condition = clause if condition is None else condition & clause
+            columns = [c for c in spec.columns if c not in exclude]
+            for batch in dataset.to_batches(columns=columns, filter=condition):
+                if not batch.num_rows:
+                    continue
+                frame = batch.to_pandas()
+                day_of = frame.pop(spec.partition_by[0])
+                for column in frame.columns:  # lists and structs hash by their text
+                    if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
+                        frame[column] = frame[column].map(repr)
+                with np.errstate(over="ignore"):
+                    first = pd.util.hash_pandas_object(frame, index=False, hash_key="geosid-digest-0a").to_numpy()
+                    second = pd.util.hash_pandas_object(frame, index=False, hash_key="geosid-digest-1b").to_numpy()
+                    for day, rows in pd.Series(np.arange(len(frame))).groupby(day_of.to_numpy()).groups.items():
+                        entry = sums[day if isinstance(day, dt_.date) else pd.Timestamp(day).date()]
+                        entry[0] += len(rows)
+                        entry[1] += first[rows].sum(dtype=np.uint64)
+                        entry[2] += second[rows].sum(dtype=np.uint64)
+        out = {}
+        for day, (rows, first, second) in sums.items():
+            out[day] = (rows, EMPTY_DIGEST if not rows else hashlib.sha256(f"{rows}:{int(first)}:{int(second)}".encode()).hexdigest()[:16])
+        return out
 
     def history(self, table: str | TableSpec) -> list[dict]:
         from deltalake import DeltaTable

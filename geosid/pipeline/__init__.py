@@ -35,6 +35,21 @@ from geosid.pipeline.index import (
     sid_compare,
     sid_report,
 )
+from geosid.pipeline.operations import (
+    DailyReport,
+    MaintenanceReport,
+    RepairReport,
+    StatusReport,
+    build_day,
+    catch_up,
+    close_day,
+    daily,
+    drop_arrived,
+    ingest_arrivals,
+    maintain,
+    repair,
+    status,
+)
 from geosid.pipeline.lake_ops import (
     TableInfo,
     format_tables,
@@ -63,5 +78,6 @@ __all__ = [
     "corpus_day", "demo", "dpo", "embed", "evaluate", "fit_codebook", "format_tables", "geo", "history", "ingest",
     "list_codebooks", "open_context", "pretrain", "publish_codebook", "rebuild_corpus", "sid_compare", "sid_report",
     "source_days", "split_config", "sql", "synth", "tables", "train_config", "train_with_control", "use", "validate_bronze",
-    "validate_corpus", "validate_silver",
+    "validate_corpus", "validate_silver", "DailyReport", "MaintenanceReport", "RepairReport", "StatusReport", "build_day",
+    "catch_up", "close_day", "daily", "drop_arrived", "ingest_arrivals", "maintain", "repair", "status",
 ]  # fmt: skip

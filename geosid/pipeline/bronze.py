@@ -6,7 +6,7 @@ import datetime as dt_
 from dataclasses import dataclass
 from pathlib import Path
 
-from geosid.errors import InvalidRequestError
+from geosid.errors import InvalidRequestError, NotArrivedError
 from geosid.lake import DateLike, as_date, date_bounds
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
@@ -17,13 +17,15 @@ class IngestOutcome:
     path: Path
     report: object  # geosid.jobs.ingest.IngestReport
     gate: GateReport | None
+    inputs: object = None  # geosid.lake.lineage.InputChange: what the ingest changed of the recorded input days
 
     @property
     def passed(self) -> bool:
         return self.gate is None or self.gate.passed
 
     def to_dict(self) -> dict:
-        return {**self.report.to_dict(), "path": str(self.path), "gate": self.gate.to_dict() if self.gate else None}
+        return {**self.report.to_dict(), "path": str(self.path), "gate": self.gate.to_dict() if self.gate else None,
+                "inputs": self.inputs.to_dict() if self.inputs else None}  # fmt: skip
 
 
 def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None, last: DateLike | None) -> tuple[dt_.date, dt_.date]:
@@ -40,18 +42,33 @@ def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None,
 def ingest(source: str, first: DateLike | None = None, last: DateLike | None = None, path: str | Path | None = None,
            validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> IngestOutcome:  # fmt: skip
     """Ingest `source` for [first, last] (default: every day of its raw files) from `path`
-    (default: the registry's path for the source), then run the bronze gate."""
+    (default: the registry's path for the source), record the input days it ingested
+    (ops.input_days: their content digests, so a re-delivery that changes a day is
+    noticed), then run the bronze gate. A single day whose drop has not arrived is refused
+    (NotArrivedError); of a range, the days that have not arrived are left as they are."""
     from geosid.jobs.ingest import run_ingest
+    from geosid.lake.lineage import record_inputs
     from geosid.sources.registry import get_source
 
     with use(ctx, lake_root) as ctx:
-        raw = get_source(source).raw_path(path, ctx.settings)
+        spec = get_source(source)
+        raw = spec.raw_path(path, ctx.settings)
         first, last = resolve_range(ctx, source, raw, first, last)
+        marker = ctx.settings.drop_marker
+        if first == last and spec.complete_days(raw, marker) is not None and first not in spec.complete_days(raw, marker):
+            raise NotArrivedError(
+                f"the drop of {source} for {first} has not arrived under {raw}: every feed's dt={first} folder needs its "
+                f"{marker or 'folder'} (the producer writes it when the day is whole)"
+            )
         with ctx.stage(f"ingest {source} {first} .. {last} from {raw}", timed="ingest"):
-            report = run_ingest(ctx.lake, source, raw, first, last, progress=ctx.progress)
+            report = run_ingest(ctx.lake, source, raw, first, last, progress=ctx.progress, marker=marker)
+            arrived = spec.arrived(raw, marker) or {}
+            inputs = record_inputs(ctx.lake, source, [f.name for f in spec.feeds], report.days,
+                                   files={d: arrived.get(d) for d in report.days})  # fmt: skip
         ctx.log(report.summary())
-        gate = validate_bronze(first, last, ctx=ctx) if validate else None
-        return IngestOutcome(raw, report, gate)
+        ctx.log(inputs.summary())
+        gate = validate_bronze(first, last, ctx=ctx) if validate and report.days else None
+        return IngestOutcome(raw, report, gate, inputs)
 
 
 def validate_bronze(first: DateLike, last: DateLike | None = None, *, ctx: Context | None = None,

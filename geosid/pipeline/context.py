@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from geosid.config import Settings
 from geosid.lake import Lake
@@ -60,12 +61,29 @@ class Context:
         return "\n".join(lines)
 
 
+def require_lake_root(root: Path) -> None:
+    """The lake's folder exists or can be made, and can be written: else one line that
+    says so (a mistyped --lake), not an engine's traceback at the first write."""
+    import os
+
+    from geosid.errors import InvalidRequestError
+
+    root = Path(root).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidRequestError(f"lake root {root} cannot be created ({exc.strerror}): pass --lake (or GEOSID_LAKE) a writable folder") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise InvalidRequestError(f"lake root {root} is not writable: pass --lake (or GEOSID_LAKE) a writable folder")
+
+
 @contextmanager
 def open_context(settings: Settings | None = None, log: Callable[[str], None] | None = None, progress: bool = False) -> Iterator[Context]:
     """An engine session on the settings' engine and the lake under its root."""
     from geosid.lake import spark_session
 
     settings = settings or Settings.from_env()
+    require_lake_root(settings.lake_root)
     with spark_session(settings) as spark:
         lake = Lake(settings.lake_root, spark, committer=settings.committer(), reader=settings.reader())
         yield Context(settings, spark, lake, log or _quiet, progress)

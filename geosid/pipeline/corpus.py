@@ -7,10 +7,11 @@ import datetime as dt_
 from dataclasses import dataclass
 
 from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
-from geosid.lake import DateLike, as_date
+from geosid.lake import DateLike, as_date, days_between
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
 from geosid.pipeline.index import SkippedStep, version_in_force
+from geosid.pipeline.records import corpus_params, corpus_scope, record, require_arrived
 
 
 def corpus_config(ctx: Context, source: str, split=None):
@@ -51,8 +52,18 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
     with use(ctx, lake_root) as ctx:
         with ctx.stage(f"corpus.cell_context {first} .. {last}", timed="cell context"):
             report = build_cell_context(ctx.lake, first, last, ctx.settings.cells.cells())
+            record_cell_context(ctx, ctx.settings.cells, first, last)
         ctx.log(report.summary())
         return report
+
+
+def record_cell_context(ctx: Context, cell_config, first: dt_.date, last: dt_.date, mode: str | None = None) -> None:
+    from geosid.lake import days_between
+    from geosid.schemas import corpus
+
+    days = days_between(first, last)
+    record(ctx, corpus.CELL_CONTEXT.name, cell_config.name, days, {"cells": cell_config.model_dump()},
+           mode or ("day" if first == last else "range"))  # fmt: skip
 
 
 def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Context | None = None, lake_root: str | None = None) -> list[dt_.date]:
@@ -62,7 +73,8 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
     from pyspark.sql import functions as F
 
     from geosid.jobs.geo import run_geo, run_geo_range
-    from geosid.pipeline.silver import geo_config
+    from geosid.lake import days_between
+    from geosid.pipeline.silver import geo_config, record_geo
     from geosid.schemas import silver
 
     first, last = as_date(first), as_date(last)
@@ -75,11 +87,15 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
         wanted = [first + dt_.timedelta(days=k) for k in range(every - 1, (last - first).days, every)]
         todo = [d for d in wanted if d not in have]
         with ctx.stage(f"geo context snapshots every {every} days for the cell context ({len(todo)} to compute)", timed="geo snapshots"):
+            if todo:
+                require_arrived(ctx, max(todo))
             if every == 1 and len(todo) > 1:
                 ctx.log(run_geo_range(ctx.lake, min(todo), max(todo), config).summary())  # rewrites the days between too: same rows
+                record_geo(ctx, config, days_between(min(todo), max(todo)), with_items=False, mode="range")
             else:
                 for day in todo:
                     run_geo(ctx.lake, day, config, with_items=False)
+                    record_geo(ctx, config, [day], with_items=False)
         return todo
 
 
@@ -111,12 +127,14 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
         first = as_date(first) if first is not None else days[0]
         last = as_date(last) if last is not None else days[1]
         version = _require_version(ctx, last, codebook_version)
+        require_arrived(ctx, last)
         config = corpus_config(ctx, source, split)
         context = cell_context(first, last, ctx=ctx)
         s = config.split
         detail = f"test from {s.test_start}, valid from {s.valid_start}" if s.protocol == "time" else f"split {s.protocol}"
         with ctx.stage(f"training sequences {first} .. {last} under {version} (from scratch; {detail})", timed="sequences"):
             report = build_range(ctx.lake, version, first, last, config)
+            record_sequences(ctx, version, config, first, last, "range")
         ctx.log(report.summary())
         ctx.log(f"    {report.input_events / max(report.seconds, 1e-9):,.0f} events/s")
         ctx.log("targets per split: " + ", ".join(f"{k} {report.splits.get(k, 0):,}" for k in ("train", "valid", "test")))
@@ -124,13 +142,25 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
         return CorpusOutcome(version, context, report, gate)
 
 
+def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: dt_.date, mode: str,
+                     continued_from: dt_.date | None = None) -> None:  # fmt: skip
+    """Record a corpus build: its days, and for a day continued from a state checkpoint, which."""
+    from geosid.lake import days_between
+    from geosid.schemas import corpus
+
+    span = (first, last) if mode == "range" else (None, None)
+    params = corpus_params(config, *span)
+    record(ctx, corpus.TRAINING_SEQUENCES.name, corpus_scope(version, config.source, config.split.protocol), days_between(first, last),
+           params, mode, version, {last: continued_from} if continued_from else None)  # fmt: skip
+
+
 def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, test_start=None, valid_start=None,
                validate: bool = False, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
     """Cell context and the day's sequences under the version in force on the day,
-    continuing yesterday's history state. With no state yet (a new version, or the first
-    run) the corpus is rebuilt from the source's first day."""
-    from geosid.jobs.corpus import build_day, build_range
-
+    continuing yesterday's history state. Without a state as of yesterday (a skipped or
+    failed day) the state is taken back to its nearest checkpoint and the days after it
+    are built again in order; with no checkpoint at all (a new version's first run) the
+    corpus is rebuilt from the source's first day."""
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
         version = version_in_force(ctx, day, codebook_version)
@@ -138,18 +168,37 @@ def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, 
             skipped = SkippedStep(day, f"no codebook version published as of {day}")
             ctx.log(skipped.summary())
             return skipped
+        require_arrived(ctx, day)
         config = corpus_config(ctx, source, split_config("time", day, test_start, valid_start))
         context = cell_context(day, day, ctx=ctx)
-        try:
-            with ctx.stage(f"training sequences {day} under {version} (incremental)", timed="sequences"):
-                report = build_day(ctx.lake, version, day, config)
-        except MissingStateError as exc:
-            ctx.log(f"    {exc}: rebuilding from the first day")
-            with ctx.stage(f"training sequences up to {day} under {version} (rebuild)", timed="sequences"):
-                report = build_range(ctx.lake, version, source_days(ctx, source)[0], day, config)
+        report = sequences_day(ctx, version, config, day)
         ctx.log(report.summary())
         gate = validate_corpus(day, day, version, ctx=ctx) if validate else None
         return CorpusOutcome(version, context, report, gate)
+
+
+def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str = "day"):
+    """The day's sequences from yesterday's state (see corpus_day), recorded."""
+    from geosid.jobs.corpus import build_day, build_range, rollback_state
+
+    try:
+        with ctx.stage(f"training sequences {day} under {version} (incremental)", timed="sequences"):
+            report = build_day(ctx.lake, version, day, config)
+            record_sequences(ctx, version, config, day, day, mode, day - dt_.timedelta(days=1))
+        return report
+    except MissingStateError as exc:
+        checkpoint = rollback_state(ctx.lake, config, version, day)
+        if checkpoint is None:
+            ctx.log(f"    {exc}; no state checkpoint before it: rebuilding from the first day")
+            first = source_days(ctx, config.source)[0]
+            with ctx.stage(f"training sequences {first} .. {day} under {version} (rebuild)", timed="sequences"):
+                report = build_range(ctx.lake, version, first, day, config)
+                record_sequences(ctx, version, config, first, day, "range")
+            return report
+    ctx.log(f"    {exc}: continuing from the state checkpoint of {checkpoint}")
+    for missed in days_between(checkpoint + dt_.timedelta(days=1), day - dt_.timedelta(days=1)):
+        sequences_day(ctx, version, config, missed, "repair")
+    return sequences_day(ctx, version, config, day, mode)
 
 
 def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, source: str, test_start=None, valid_start=None,

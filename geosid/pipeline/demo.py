@@ -4,6 +4,7 @@ them, the synthetic local-life world), from raw file to an aligned, evaluated mo
 from __future__ import annotations
 
 import datetime as dt_
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from geosid.pipeline.corpus import (
 )
 from geosid.pipeline.index import build_index
 from geosid.pipeline.lake_ops import format_tables, tables
+from geosid.pipeline.operations import maintain, repair, status
 from geosid.pipeline.silver import embed, geo, validate_silver
 from geosid.pipeline.train import TrainOutcome, train_with_control
 
@@ -34,6 +36,8 @@ class DemoReport:
     published: bool = False
     incremental_digest: tuple | None = None  # (rows, digest) of the last day, rebuilt and re-run
     incremental_identical: bool | None = None
+    drill: dict | None = None  # the operations drill: a corrected day re-delivered, repaired, checked
+    maintenance: object = None  # MaintenanceReport
     training: TrainOutcome | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -110,7 +114,78 @@ def demo(synthetic: bool = False, world: dict | None = None, train: bool = True,
 
     if train:
         report.training = train_with_control(report.codebook_version, ctx=ctx)
+    operations_drill(report, split, ctx)
+    # the demo's lake is its own: vacuum at once (a shared lake keeps the 7-day default)
+    report.maintenance = maintain(retention_hours=0, ctx=ctx)
     return _finish(report, ctx)
+
+
+def redelivery(ctx: Context, source: str, raw: Path, day: dt_.date, out: Path, leave_out: int = 1) -> Path:
+    """The day's raw input as its producer re-delivers it, corrected: a drop folder under
+    `out` with every line of the day but the last `leave_out` events (sent by mistake).
+    The day's lines come from its drops, or (a whole-history file) are the lines bronze
+    dated to the day."""
+    from pyspark.sql import functions as F
+
+    from geosid.schemas import bronze
+    from geosid.sources.landing import DROP_MARKER, decode_lines, discover
+    from geosid.sources.registry import get_source
+
+    shutil.rmtree(out, ignore_errors=True)
+    for feed in get_source(source).feeds:
+        root = feed.root(raw)
+        if root.is_dir():
+            files = [f.path for f in discover(root, day, day)]
+            lines = [line for path in files for line in decode_lines(_raw_bytes(path), feed.encoding)[0]]
+        else:
+            numbers = {r["line_no"] for r in ctx.lake.read(bronze.EVENTS, dt=day).filter(F.col("source") == source).select("line_no").collect()}
+            numbers |= {r["line_no"] for r in ctx.lake.read(bronze.REJECTS, dt=day).filter(F.col("source") == feed.name).select("line_no").collect()}
+            everything = decode_lines(_raw_bytes(root), feed.encoding)[0]
+            lines = [everything[n - 1] for n in sorted(numbers)]
+        if feed.kind == "events":
+            lines = lines[: max(0, len(lines) - leave_out)]
+        target = out / (feed.subdir or "") / f"dt={day.isoformat()}"
+        target.mkdir(parents=True)
+        (target / f"{feed.kind}.txt").write_bytes(("\n".join(lines) + "\n").encode(feed.encoding, errors="replace") if lines else b"")
+        (target / DROP_MARKER).write_bytes(b"")
+    return out
+
+
+def _raw_bytes(path: Path) -> bytes:
+    import gzip
+
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+def operations_drill(report: DemoReport, split, ctx: Context) -> None:
+    """A day two days before the last comes again, corrected (one event less): ingesting it
+    makes the later days stale (status says which and why), the repair rebuilds them from
+    the history checkpoint before it, nothing is stale after, and the repaired sequences
+    equal a rebuild of the whole corpus from scratch."""
+    from geosid.schemas import corpus
+
+    day = report.last - dt_.timedelta(days=2)
+    if day < report.first:
+        return
+    path = redelivery(ctx, report.source, report.path, day, ctx.lake.root / "_drill" / report.source)
+    with ctx.stage(f"operations drill: {day} re-delivered with one event less (a correction), then repaired", timed="operations drill"):
+        ingested = ingest(report.source, day, day, path, validate=False, ctx=ctx)
+        stale = status(ctx=ctx)
+        ctx.log(stale.summary())
+        repaired = repair(ctx=ctx)
+        left = status(ctx=ctx).stale
+        scope = f"codebook_version = '{report.codebook_version}'"
+        after_repair = ctx.lake.digest(corpus.TRAINING_SEQUENCES, where=scope)
+        corpus_build(report.source, report.first, report.last, report.codebook_version, split, validate=False, ctx=ctx)
+        rebuilt = ctx.lake.digest(corpus.TRAINING_SEQUENCES, where=scope)
+    same = after_repair == rebuilt
+    report.drill = {"day": day.isoformat(), "changed": [d.isoformat() for d in ingested.inputs.changed], "stale_before": stale.stale,
+                    "repaired_days": len(repaired.days), "checkpoints": {k: str(v) for k, v in repaired.checkpoints.items()},
+                    "stale_after": left, "identical_to_rebuild": same}  # fmt: skip
+    ctx.log(f"    drill: {stale.stale} stale day(s) before the repair, {left} after; repaired sequences "
+            f"{'identical to' if same else 'DIFFERENT from'} a rebuild from scratch ({rebuilt[0]:,} rows, digest {rebuilt[1]})")  # fmt: skip
+    if left or not same:
+        report.failures.append("operations drill: the repair left stale days or differs from the rebuild")
 
 
 def _finish(report: DemoReport, ctx: Context) -> DemoReport:

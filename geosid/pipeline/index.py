@@ -9,6 +9,7 @@ from pathlib import Path
 from geosid.errors import GateError, NotFoundError
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
+from geosid.pipeline.records import is_stale, record, require_arrived
 
 
 def latest_item_day(ctx: Context) -> dt_.date:
@@ -40,6 +41,8 @@ def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...
             report = fit_candidate(ctx.lake, spec, day, model_id=rep.model_id, template_id=rep.template_id,
                                    embeddings_version=embeddings_version, item_geo_version=item_geo_version,
                                    reuse_published=reuse_published)  # fmt: skip
+            record(ctx, "index.codebooks", report.codebook_version, [day], {"method": method, "template": rep.template_id}, "range",
+                   report.codebook_version)  # fmt: skip
         ctx.log(report.summary())
         return report
 
@@ -157,27 +160,45 @@ def version_in_force(ctx: Context, day: dt_.date, codebook_version: str | None) 
 def assign_day(day: DateLike, codebook_version: str | None = None, *, ctx: Context | None = None,
                lake_root: str | None = None):  # fmt: skip
     """SIDs for the day's items not yet tokenized under the version in force on the day."""
-    from geosid.jobs.index import assign_sids
-
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
         version = version_in_force(ctx, day, codebook_version)
         if version is None:
             report = SkippedStep(day, f"no codebook version published as of {day}")
         else:
+            require_arrived(ctx, day)
             with ctx.stage(f"assign SIDs under {version} as of {day}", timed="assign"):
-                report = assign_sids(ctx.lake, version, day)
+                report = assign_day_under(ctx, version, day)
         ctx.log(report.summary())
         return report
+
+
+def assign_day_under(ctx: Context, version: str, day: dt_.date, mode: str = "day"):
+    """Assign the day's new items under `version` and record it. A day whose SIDs were
+    given from inputs that have changed since takes them back first (with every later
+    day's, which are stale too and rebuilt after it), so the day is assigned as a clean
+    run would have."""
+    from geosid.jobs.index import assign_sids, rollback_sids
+    from geosid.schemas import index
+
+    if is_stale(ctx, index.SID_MAP.name, version, day):
+        rollback_sids(ctx.lake, version, day)
+    report = assign_sids(ctx.lake, version, day)
+    record(ctx, index.SID_MAP.name, version, [day], {}, mode, version)
+    return report
 
 
 def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
     """Give every item of [first, last] a SID under a version (existing SIDs stay)."""
     from geosid.jobs.index import backfill as run
 
+    from geosid.schemas import index
+
     with use(ctx, lake_root) as ctx:
+        require_arrived(ctx, as_date(last))
         with ctx.stage(f"backfill {codebook_version} {as_date(first)} .. {as_date(last)}", timed="backfill"):
             report = run(ctx.lake, codebook_version, first, last)
+            record(ctx, index.SID_MAP.name, codebook_version, [d.dt for d in report.days], {}, "day", codebook_version)
         for day in report.days:
             ctx.log(day.summary())
         ctx.log(report.summary())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
+from geosid.pipeline.records import embed_params, embed_scope, geo_params, record, require_arrived
 
 
 def geo_config(ctx: Context):
@@ -19,12 +20,22 @@ def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, l
 
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
+        require_arrived(ctx, day)
         config = geo_config(ctx)
         label = f"geo context as of {day} ({config.cells().name} cells, {config.window_days}-day activity window)"
         with ctx.stage(label, timed="geo"):
             report = run_geo(ctx.lake, day, config, with_items=with_items)
+            record_geo(ctx, config, [day], with_items)
         ctx.log(report.summary())
         return report
+
+
+def record_geo(ctx: Context, config, days, with_items: bool, mode: str = "day") -> None:
+    from geosid.schemas import silver
+
+    record(ctx, silver.GEO_CELLS.name, config.cells().name, days, geo_params(config), mode)
+    if with_items:
+        record(ctx, silver.ITEM_GEO.name, config.cells().name, [max(days)], geo_params(config), mode)
 
 
 def representation(ctx: Context, template: str | None = None, encoder: str | None = None):
@@ -48,15 +59,23 @@ def embed(day: DateLike, encoder: str | None = None, template: str | None = None
 
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
+        require_arrived(ctx, day)
         wanted = representation(ctx, template, encoder)
         steps = [representation(ctx, TEXT_TEMPLATE[wanted.template_id], encoder)] if TEXT_TEMPLATE[wanted.template_id] != wanted.template_id else []
         for rep in [*steps, wanted]:
             with ctx.stage(f"item embeddings as of {day} ({rep.template_id}, {rep.model_id})", timed=f"embed {rep.template_id}"):
                 report = run_embed(ctx.lake, day, rep, progress=ctx.progress, chunk_size=ctx.settings.embed_chunk_size, log=ctx.log)
+                record_embed(ctx, rep, day)
             ctx.log(report.summary())
             if report.embedded:
                 ctx.log(f"    {report.docs_per_s:,.0f} documents/s")
         return report
+
+
+def record_embed(ctx: Context, rep, day, mode: str = "day") -> None:
+    from geosid.schemas import silver
+
+    record(ctx, silver.ITEM_EMBEDDINGS.name, embed_scope(rep), [day], embed_params(rep), mode)
 
 
 def validate_silver(day: DateLike, *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport:

@@ -225,6 +225,7 @@ STATE_BUILDS = TableSpec(
         ]
     ),
     keys=("codebook_version", "source", "dt"),
+    volatile=("mode", "built_at"),
     checks=(
         Check("compound_unique", args={"columns": ["codebook_version", "source", "dt"]}),
         Check("in_set", "mode", args={"values": ["range", "day"]}),

@@ -48,9 +48,11 @@ CODEBOOK_VERSIONS = TableSpec(
             StructField("published_dt", DateType(), True),
             StructField("retired_dt", DateType(), True),
             StructField("item_geo_version", LongType(), True),
+            StructField("fit_seconds", DoubleType(), True),  # the fit's wall time
         ]
     ),
     keys=("version",),
+    volatile=("embeddings_version", "item_geo_version", "fit_seconds"),
     checks=(
         Check("unique", "version"),
         Check("in_set", "status", args={"values": list(STATUSES)}),

@@ -44,10 +44,14 @@ class TableSpec:
     keys: tuple[str, ...] = ()
     description: str = ""
     checks: tuple[Check, ...] = ()
+    # Columns that say when, or at which table version, a row was written, not what it
+    # holds (wall-clock times, table versions read): left out when two lakes' contents are
+    # compared (`content_columns`).
+    volatile: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         columns = set(self.schema.fieldNames())
-        missing = [c for c in (*self.partition_by, *self.keys) if c not in columns]
+        missing = [c for c in (*self.partition_by, *self.keys, *self.volatile) if c not in columns]
         if missing:
             raise ValueError(f"table {self.name}: partition/key columns {missing} are not in its schema")
         if "." not in self.name:
@@ -68,6 +72,11 @@ class TableSpec:
     @property
     def columns(self) -> list[str]:
         return self.schema.fieldNames()
+
+    @property
+    def content_columns(self) -> list[str]:
+        """The columns that say what a row holds (all but the volatile ones)."""
+        return [c for c in self.columns if c not in self.volatile]
 
 
 class UnknownTableError(KeyError):

@@ -126,9 +126,11 @@ ITEM_GEO = TableSpec(
 ITEM_EMBEDDINGS = TableSpec(
     name="silver.item_embeddings",
     description=(
-        "One vector per (item, document template, model): the embedding of the item's latest "
-        "document. doc_hash identifies the document; embedded_dt is the logical date of the run "
-        "that embedded it. Vectors are L2-normalized float32."
+        "Per (item, document template, model), a vector for every logical date embedded_dt on "
+        "which the item's document changed (the first: when it was first seen): the item's vector "
+        "as of day D is its row with the latest embedded_dt <= D. doc_hash identifies the "
+        "document. A day's rows are a function of the inputs up to it, so a repair can take "
+        "back the rows from a day on and rebuild them. Vectors are L2-normalized float32."
     ),
     schema=StructType(
         [
@@ -143,9 +145,9 @@ ITEM_EMBEDDINGS = TableSpec(
             StructField("embedded_dt", DateType(), False),
         ]
     ),
-    keys=("source", "item_id", "template_id", "model_id"),
+    keys=("source", "item_id", "template_id", "model_id", "embedded_dt"),
     checks=(
-        Check("compound_unique", args={"columns": ["source", "item_id", "template_id", "model_id"]}),
+        Check("compound_unique", args={"columns": ["source", "item_id", "template_id", "model_id", "embedded_dt"]}),
         Check("in_set", "vector_has_dim", sql="size(vector) = dim", args={"values": [True]}),
         Check("between", "norm", sql="sqrt(aggregate(vector, 0D, (acc, x) -> acc + x * x))", args={"min_value": 0.99, "max_value": 1.01}),
     ),

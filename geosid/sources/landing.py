@@ -4,6 +4,12 @@ A source path is either one file (a whole-history export such as TSMC2014) or a 
 of daily drops laid out as `.../dt=YYYY-MM-DD/<file>` (plain or .gz). Drops carry their
 logical date; whole-history files do not, and their lines are dated by their content.
 
+A drop is complete when its folder holds the marker file (`_SUCCESS`, as Hadoop and Spark
+writers leave it), written by the producer after the day's files: a day without it has
+not arrived (or is still arriving), whatever files are already there. A day with no
+events is a drop folder with the marker and empty files. Names starting with `_` or `.`
+are never data.
+
 Decoding happens here, not in the engine, because engines read text as UTF-8 only and
 TSMC2014 is latin-1. A line that does not decode, or that holds control characters, is
 landed with `decode_error` set (its raw text escaped) so it reaches bronze.rejects.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt_
 import gzip
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -35,6 +42,8 @@ LANDED_SCHEMA = pa.schema(
 )
 
 _DROP_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+# The marker a producer writes into a drop folder once the day's files are whole.
+DROP_MARKER = "_SUCCESS"
 # C0 control characters other than tab, plus DEL: never legitimate inside a record.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -68,6 +77,47 @@ def discover(root: Path, first: dt_.date | None = None, last: dt_.date | None = 
             continue
         files.append(RawFile(path, str(path.relative_to(root)), drop_date))
     return files
+
+
+@dataclass(frozen=True)
+class DropDay:
+    """A day's drop folder(s) under a feed root: whether the marker says it is whole, and a
+    fingerprint of its files (names, sizes, modification times) that a re-delivery changes."""
+
+    day: dt_.date
+    complete: bool
+    files: tuple[tuple[str, int, int], ...]  # (name relative to the root, bytes, mtime_ns), marker included
+
+    def fingerprint(self) -> str:
+        return json.dumps([list(f) for f in self.files])
+
+
+def drop_days(root: Path, marker: str | None = DROP_MARKER) -> dict[dt_.date, DropDay]:
+    """The drop days under a feed root (a folder of `dt=YYYY-MM-DD` drops; {} for a
+    single file). With `marker` None a drop folder counts as complete as soon as it exists
+    (producers that write no marker: only safe when folders appear whole, e.g. by rename)."""
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    found: dict[dt_.date, list[tuple[str, int, int]]] = {}
+    folders: dict[dt_.date, list[Path]] = {}
+    for folder in root.rglob("dt=*"):
+        match = _DROP_DIR.match(folder.name)
+        if not match or not folder.is_dir():
+            continue
+        day = dt_.date.fromisoformat(match.group(1))
+        folders.setdefault(day, []).append(folder)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            stat = path.stat()
+            found.setdefault(day, []).append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return {
+        day: DropDay(
+            day,
+            complete=all(marker is None or (folder / marker).is_file() for folder in paths),
+            files=tuple(sorted(found.get(day, []))),
+        )
+        for day, paths in sorted(folders.items())
+    }
 
 
 def _read_bytes(path: Path) -> bytes:

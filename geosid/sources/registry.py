@@ -115,6 +115,35 @@ class Source:
             return self.shipped_path
         return None
 
+    def drop_days(self, path: str | Path, marker: str | None) -> dict | None:
+        """Per day, each feed's drop (`landing.DropDay`) under `path`; None when the source
+        path is a whole-history file (every day it holds has arrived)."""
+        from geosid.sources.landing import drop_days
+
+        if any(Path(f.root(path)).is_file() for f in self.feeds):
+            return None
+        by_feed = [drop_days(f.root(path), marker) for f in self.feeds]
+        days = sorted(set().union(*by_feed))
+        return {day: [feed.get(day) for feed in by_feed] for day in days}
+
+    def arrived(self, path: str | Path, marker: str | None) -> dict | None:
+        """The days whose drops are complete in every feed, each with its delivery's
+        fingerprint (the drops' files: names, sizes, times; a re-delivery changes it);
+        None for a whole-history file."""
+        drops = self.drop_days(path, marker)
+        if drops is None:
+            return None
+        return {
+            day: "[" + ", ".join(d.fingerprint() for d in feeds) + "]"
+            for day, feeds in drops.items()
+            if all(d is not None and d.complete for d in feeds)
+        }
+
+    def complete_days(self, path: str | Path, marker: str | None) -> set | None:
+        """The days whose drops are complete in every feed; None for a whole-history file."""
+        arrived = self.arrived(path, marker)
+        return None if arrived is None else set(arrived)
+
     def raw_path(self, path: str | Path | None = None, settings=None) -> Path:
         """`path` when given, else the default; a missing one is a NotFoundError that says
         what to pass."""

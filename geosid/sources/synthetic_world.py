@@ -7,6 +7,7 @@ distance and rise with interest; pay events carry GMV. Seeded, deterministic, ve
 
 Raw layout written under `root` (UTF-8, tab-separated, no header, one drop per day):
 
+    events/dt=YYYY-MM-DD/_SUCCESS        written after the day's file: the drop is whole
     events/dt=YYYY-MM-DD/events.tsv.gz   request_id, user_id, item_id, action,
                                          event_time (ISO-8601 UTC, ms), user_lat,
                                          user_lon, gmv (empty unless action = pay)
@@ -39,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from geosid.geo.geometry import KM_PER_DEG_LAT, haversine_km, offset_km
+from geosid.sources.landing import DROP_MARKER
 
 _KEY_STRIDE = np.int64(10**9)  # > any creation time in seconds
 
@@ -439,6 +441,7 @@ def write_world(root: str | Path, config: WorldConfig, progress: bool = True) ->
             out.parent.mkdir(parents=True, exist_ok=True)
             with gzip.open(out, "wb", compresslevel=1) as handle:
                 handle.write(payload)
+            (out.parent / DROP_MARKER).write_bytes(b"")  # the day's drop is whole
         actions = pc.value_counts(events["action"]).to_pylist()
         manifest["days"][day.isoformat()] = {
             "items": catalog.num_rows,

@@ -95,6 +95,11 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
     present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake_root) / REGISTRY.get(t).relative_path))]
+    for required in (corpus.TRAINING_SEQUENCES.name, index.SID_MAP.name):
+        if required not in present:
+            raise NotFoundError(
+                f"no {required} under {Path(lake_root).resolve()}: build the corpus first (geosid corpus build, or the daily runs)"
+            )
     snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present,
                                    protocol=protocol)  # fmt: skip
     if stream is not None and stream.stream_above is not None:
