@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/corpus_vs_pandas.py --repeat 3
 	$(VENV)/bin/python bench/train_throughput.py --lake lake --size tiny
 	$(VENV)/bin/python bench/scale_end_to_end.py
+	$(VENV)/bin/python bench/year_of_operations.py
+	$(VENV)/bin/python bench/year_of_operations.py --cost 1m 10m
 
 bench-cluster: $(STAMP)
 	$(VENV)/bin/python bench/cluster_nyc.py

@@ -570,12 +570,12 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
 def rollback_sids(lake: Lake, codebook_version: str, first: dt_.date | str) -> pd.DataFrame:
     """Take back the SIDs a version gave on `first` or later: they were derived from inputs
     that have changed since (a repair re-assigns those days in order, so the SIDs of the
-    days before never move). Returns what was taken back (source, item_id, sid), so the
+    days before never move). Returns what was taken back (version, source, item_id, sid), so the
     repair can say which SIDs came out different."""
     if not lake.exists(index.SID_MAP):
-        return pd.DataFrame(columns=["source", "item_id", "sid"])
+        return pd.DataFrame(columns=["version", "source", "item_id", "sid"])
     where = f"version = '{codebook_version}' AND assigned_dt >= DATE'{as_date(first).isoformat()}'"
-    taken = lake.read(index.SID_MAP).filter(where).select("source", "item_id", "sid").toPandas()
+    taken = lake.read(index.SID_MAP).filter(where).select("version", "source", "item_id", "sid").toPandas()
     if len(taken):
         lake.delete(index.SID_MAP, where)
     return taken

@@ -43,6 +43,8 @@ def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...
                                    reuse_published=reuse_published)  # fmt: skip
             record(ctx, "index.codebooks", report.codebook_version, [day], {"method": method, "template": rep.template_id}, "range",
                    report.codebook_version)  # fmt: skip
+            if not report.reused:  # the fit gave every item of the day its SID under the version
+                record(ctx, "index.sid_map", report.codebook_version, [day], {}, "day", report.codebook_version)
         ctx.log(report.summary())
         return report
 

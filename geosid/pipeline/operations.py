@@ -209,7 +209,7 @@ def _plan(state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.
     """Per scope, the days a repair rebuilds: from its first stale or missing day (or
     `from_day`, forced) on, every day it had built, within (after, before), and before the
     first day whose inputs have not arrived."""
-    work, reasons = [], []
+    work, reasons = [], {}
     for s in state.scopes:
         if s.table == CODEBOOKS:
             continue
@@ -227,8 +227,8 @@ def _plan(state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.
         params = {d: s.params.get(d, s.latest_params) for d in days}
         work.append(_Work(s.table, s.scope, days, params, min(s.built) if s.built else days[0]))
         if s.stale and min(s.stale) in s.why:
-            reasons.append(f"{s.table} {min(s.stale)}: {s.why[min(s.stale)]}")
-    return work, reasons
+            reasons.setdefault(s.why[min(s.stale)], []).append(s.table)
+    return work, [f"{why} ({', '.join(sorted(set(tables)))})" for why, tables in reasons.items()]
 
 
 def repair(from_day: DateLike | None = None, *, before: DateLike | None = None, after: DateLike | None = None,
@@ -253,9 +253,10 @@ def repair(from_day: DateLike | None = None, *, before: DateLike | None = None, 
             unfinished = _plan(state, from_day, before, after, None)[0]
             if any(d >= blocked_from for w in unfinished for d in w.days):
                 report.waiting = [(s, d) for d, s in waiting]
-        report.not_repaired = [f"codebook {s.scope} was fit as of {min(s.stale)} on inputs that changed since ({s.why[min(s.stale)]}); "
-                               "a published version never changes: fit and publish a new one to include them"
-                               for s in state.scopes if s.table == CODEBOOKS and s.stale]  # fmt: skip
+        refit = sorted(s.scope for s in state.scopes if s.table == CODEBOOKS and s.stale)
+        if refit:
+            report.not_repaired = [f"{len(refit)} codebook version(s) were fit on inputs that changed since ({', '.join(refit)}): "
+                                   "a version never changes; fit and publish a new one to include them"]  # fmt: skip
         if work:
             with ctx.stage(f"repair {_days_text(sorted({d for w in work for d in w.days}))}", timed="repair"):
                 _execute(ctx, work, report, validate)
@@ -264,97 +265,119 @@ def repair(from_day: DateLike | None = None, *, before: DateLike | None = None, 
         return report
 
 
-def _execute(ctx: Context, work: list[_Work], report: RepairReport, validate: bool) -> None:
-    """Take back what the stale days wrote where later days build on it (SIDs, history
-    state), then rebuild day by day: geo context, embeddings (text templates first), SIDs,
-    cell context, corpus."""
-    import pandas as pd
+@dataclass
+class _Schedule:
+    """A repair's work in the order it runs: geo context per cell system, then each day's
+    steps (ranked: text embeddings, embeddings, SIDs, cell context, corpus), then the
+    scopes rebuilt as one range."""
 
+    geo: dict = field(default_factory=lambda: defaultdict(dict))  # cell system -> {day: (params, with items)}
+    days: dict = field(default_factory=lambda: defaultdict(list))  # day -> [(rank, table, what)]
+    ranges: list = field(default_factory=list)  # (version, CorpusConfig, _Work)
+    taken_sids: list = field(default_factory=list)  # SIDs taken back (frames), to count the ones that move
+
+
+def _schedule(ctx: Context, work: list[_Work], report: RepairReport) -> _Schedule:
+    """Take back what the stale days wrote where later days build on it (the SIDs given on
+    or after the first stale day; the history state, to its nearest checkpoint before it)
+    and lay the rebuild out day by day. Embeddings are not taken back: each day, in order,
+    keeps its rows that still hold and embeds the rest."""
     from geosid.embedding.templates import TEXT_TEMPLATE
     from geosid.jobs.corpus import rollback_state
     from geosid.jobs.index import rollback_sids
-    from geosid.pipeline.corpus import record_sequences, sequences_day, validate_corpus
 
-    by_day: dict[dt_.date, list[tuple[int, str, object]]] = defaultdict(list)
-    taken_sids = []
-    per_user = []
-    geo_days: dict[str, dict] = defaultdict(dict)  # cell system -> {day: (params, with items)}
+    plan = _Schedule()
     for w in work:
-        first = w.days[0]
+        first, last = w.days[0], w.days[-1]
         if w.table in GEO_TABLES:
             for d in w.days:
-                _, with_items = geo_days[w.scope].get(d, (None, False))
-                geo_days[w.scope][d] = (w.params[d], with_items or w.table == "silver.item_geo")
+                with_items = plan.geo[w.scope].get(d, (None, False))[1] or w.table == "silver.item_geo"
+                plan.geo[w.scope][d] = (w.params[d], with_items)
         elif w.table == EMBEDDINGS:
-            # no rollback: each day, in order, keeps the rows that still hold and embeds the
-            # rest (a day's rows depend on the rows before it only), reusing unchanged vectors
-            template = w.scope.split("|", 1)[0]
-            rep = _representation(w.params[first], w.scope)
-            order = 1 if TEXT_TEMPLATE[template] == template else 2  # a template's text vectors before the ones that reuse them
+            template, rep = w.scope.split("|", 1)[0], _representation(w.params[first], w.scope)
+            rank = 1 if TEXT_TEMPLATE[template] == template else 2  # text vectors before the templates that reuse them
             for d in w.days:
-                by_day[d].append((order, w.table, rep))
+                plan.days[d].append((rank, w.table, rep))
         elif w.table == SID_MAP:
-            taken_sids.append(rollback_sids(ctx.lake, w.scope, first))
+            plan.taken_sids.append(rollback_sids(ctx.lake, w.scope, first))
             for d in w.days:
-                by_day[d].append((3, w.table, w.scope))
+                plan.days[d].append((3, w.table, w.scope))
         elif w.table == CELL_CONTEXT:
             for d in w.days:
-                by_day[d].append((4, w.table, w.params[d]))
+                plan.days[d].append((4, w.table, w.params[d]))
         elif w.table == SEQUENCES:
-            version, source, protocol = w.scope.split("|")
-            config = _corpus_config(w.params[w.days[-1]])
-            if protocol != "time":
-                per_user.append((version, config, w))
+            version, _, protocol = w.scope.split("|")
+            config = _corpus_config(w.params[last])
+            checkpoint = rollback_state(ctx.lake, config, version, first) if protocol == "time" else None
+            if protocol == "time":
+                report.checkpoints[w.scope] = checkpoint
+            if checkpoint is None:  # a per-user protocol, or no checkpoint: the scope is rebuilt as one range
+                plan.ranges.append((version, config, w))
                 continue
-            checkpoint = rollback_state(ctx.lake, config, version, first)
-            report.checkpoints[w.scope] = checkpoint
-            if checkpoint is None:
-                per_user.append((version, config, w))  # no checkpoint: the scope is rebuilt as one range
-                continue
-            for d in days_between(checkpoint + dt_.timedelta(days=1), w.days[-1]):
-                by_day[d].append((5, w.table, (version, _corpus_config(w.params.get(d, w.params[w.days[-1]])))))
-    for days in geo_days.values():  # geo context reads bronze alone: every day's first, in range jobs
+            for d in days_between(checkpoint + dt_.timedelta(days=1), last):
+                plan.days[d].append((5, w.table, (version, _corpus_config(w.params.get(d, w.params[last])))))
+    return plan
+
+
+def _execute(ctx: Context, work: list[_Work], report: RepairReport, validate: bool) -> None:
+    """Rebuild what `_schedule` laid out: geo context, then day by day, then ranges; count
+    the SIDs that came out different; validate the repaired corpus days."""
+    from geosid.pipeline.corpus import sequences_day, validate_corpus
+    from geosid.pipeline.index import assign_day_under
+
+    plan = _schedule(ctx, work, report)
+    for days in plan.geo.values():  # geo context reads bronze alone: every day's first, in range jobs
         _repair_geo(ctx, days, report)
-    for day in sorted(by_day):
-        actions = sorted(by_day[day], key=lambda a: a[0])
-        for _, table, what in actions:
+    for day in sorted(plan.days):
+        for _, table, what in sorted(plan.days[day], key=lambda a: a[0]):
             if table == EMBEDDINGS:
                 _repair_embed(ctx, day, what)
             elif table == SID_MAP:
-                from geosid.pipeline.index import assign_day_under
-
                 assign_day_under(ctx, what, day, "repair")
             elif table == CELL_CONTEXT:
                 _repair_cell_context(ctx, day, what)
-            elif table == SEQUENCES:
-                version, config = what
-                sequences_day(ctx, version, config, day, "repair")
-        for _, table, _ in actions:
+            else:
+                sequences_day(ctx, *what, day, "repair")
             report.tables[table] = report.tables.get(table, 0) + 1
-    report.days = sorted(set(by_day) | {d for days in geo_days.values() for d in days})
-    for version, config, w in per_user:
-        from geosid.jobs.corpus import build_range
-
-        first = as_date(w.params[w.days[-1]].get("first") or w.first_built)
-        last = as_date(w.params[w.days[-1]].get("last") or w.days[-1])
-        with ctx.stage(f"training sequences {first} .. {last} under {version} ({config.split.protocol}, rebuilt)", timed="sequences"):
-            build_range(ctx.lake, version, first, last, config)
-            record_sequences(ctx, version, config, first, last, "range")
-        report.tables[SEQUENCES] = report.tables.get(SEQUENCES, 0) + len(days_between(first, last))
-        report.days = sorted(set(report.days) | set(days_between(first, last)))
-    if taken_sids:
-        from geosid.schemas import index
-
-        taken = pd.concat(taken_sids)
-        if len(taken):
-            now = ctx.lake.read(index.SID_MAP).select("source", "item_id", "sid").toPandas()
-            merged = taken.merge(now, on=["source", "item_id"], how="left", suffixes=("_was", ""))
-            report.sids_moved = int((merged["sid"] != merged["sid_was"]).sum())
+    report.days = sorted(set(plan.days) | {d for days in plan.geo.values() for d in days})
+    for version, config, w in plan.ranges:
+        _rebuild_range(ctx, version, config, w, report)
+    report.sids_moved = _moved_sids(ctx, plan.taken_sids)
     if validate:
-        versions = {(w.scope.split("|")[0], min(w.days), max(w.days)) for w in work if w.table == SEQUENCES}
-        for version, first, last in sorted(versions):
-            protocol = next(w.scope.split("|")[2] for w in work if w.table == SEQUENCES and w.scope.startswith(version + "|"))
-            validate_corpus(first, last, version, protocol=protocol, ctx=ctx)
+        for w in work:
+            if w.table == SEQUENCES:
+                version, _, protocol = w.scope.split("|")
+                validate_corpus(w.days[0], w.days[-1], version, protocol=protocol, ctx=ctx)
+
+
+def _rebuild_range(ctx: Context, version: str, config, w: _Work, report: RepairReport) -> None:
+    """A corpus scope rebuilt from scratch: a per-user protocol's recorded range, or a time
+    scope with no checkpoint from its first built day."""
+    from geosid.jobs.corpus import build_range
+    from geosid.pipeline.corpus import record_sequences
+
+    recorded = w.params[w.days[-1]]
+    first, last = as_date(recorded.get("first") or w.first_built), as_date(recorded.get("last") or w.days[-1])
+    with ctx.stage(f"training sequences {first} .. {last} under {version} ({config.split.protocol}, rebuilt)", timed="sequences"):
+        build_range(ctx.lake, version, first, last, config)
+        record_sequences(ctx, version, config, first, last, "range")
+    span = days_between(first, last)
+    report.tables[SEQUENCES] = report.tables.get(SEQUENCES, 0) + len(span)
+    report.days = sorted(set(report.days) | set(span))
+
+
+def _moved_sids(ctx: Context, taken: list) -> int:
+    """How many of the SIDs a repair took back came out different."""
+    import pandas as pd
+
+    from geosid.schemas import index
+
+    taken = pd.concat(taken) if taken else pd.DataFrame()
+    if not len(taken):
+        return 0
+    now = ctx.lake.read(index.SID_MAP).select("version", "source", "item_id", "sid").toPandas()
+    merged = taken.merge(now, on=["version", "source", "item_id"], how="left", suffixes=("_was", ""))
+    return int((merged["sid"] != merged["sid_was"]).sum())
 
 
 def _repair_geo(ctx: Context, days: dict, report: RepairReport) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 # Enters the params (and so the version id) of capacity-aware tokenizers: a change of
-# this algorithm makes new versions, never silently other SIDs under an old id.
-REVISION = "proposal-rounds-v4"
+# this algorithm makes new versions, never silently other SIDs under an old id. v5: the
+# candidates' costs are exact per row (the same item, the same costs in any batch).
+REVISION = "proposal-rounds-v5"
 
 
 def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:

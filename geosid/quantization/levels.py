@@ -43,14 +43,26 @@ class KMeansLevel:
         return self.centroids[np.asarray(codes)]
 
     def candidates(self, residual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest centroids of each row, nearest first (squared distances)."""
+        """The k nearest centroids of each row, nearest first (squared distances, ties by
+        code). faiss picks them; their distances are then computed again row by row in
+        float64, because faiss's BLAS path gives a row distances that differ in the last
+        bits with the rows searched beside it, and a capacity-aware assignment orders
+        items by these costs: the same item must get the same costs in any batch."""
         import faiss
 
         k = min(k, self.k)
         index = faiss.IndexFlatL2(self.d)
         index.add(np.ascontiguousarray(self.centroids, np.float32))
-        dist, idx = index.search(np.ascontiguousarray(residual, np.float32), k)
-        return idx.astype(np.int64), dist.astype(np.float64)
+        _, idx = index.search(np.ascontiguousarray(residual, np.float32), k)  # [n, k]
+        idx = idx.astype(np.int64)
+        cost = np.empty(idx.shape, np.float64)
+        rows = max(1, 2**22 // max(1, k * self.d))  # about 32 MB of float64 differences a pass
+        centroids = self.centroids.astype(np.float64)
+        for start in range(0, len(idx), rows):
+            block = residual[start : start + rows].astype(np.float64)[:, None, :] - centroids[idx[start : start + rows]]  # [b, k, d]
+            cost[start : start + rows] = np.einsum("bkd,bkd->bk", block, block)
+        order = np.lexsort((idx, cost), axis=1)
+        return np.take_along_axis(idx, order, 1), np.take_along_axis(cost, order, 1)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"centroids": self.centroids}
@@ -207,8 +219,11 @@ class FSQLevel:
 
         import torch
 
+        # the projection row by row (einsum's own loop, not BLAS, whose results for a row
+        # differ in the last bits with the rows beside it): the same item, the same costs
+        projected = np.einsum("nd,dm->nm", residual.astype(np.float64), self.w_in.astype(np.float64)) + self.b_in
         with torch.no_grad():
-            bounded = self.fsq.bound(torch.from_numpy(residual @ self.w_in + self.b_in)).numpy()  # [n, m]
+            bounded = self.fsq.bound(torch.from_numpy(projected.astype(np.float32))).numpy()  # [n, m]
         n, m = bounded.shape
         # per channel, its levels (centred) nearest first: options [n, m, t], gap [n, m, t]
         options = np.full((n, m, t), np.nan)
