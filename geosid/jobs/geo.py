@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from geosid.geo.geometry import CellConfig, CellSystem
 from geosid.geo.sql import add_cells
-from geosid.lake import Lake, as_date
+from geosid.lake import Lake, as_date, day_runs
 from geosid.schemas import bronze, silver
 
 TOP_K = 5
@@ -381,7 +381,7 @@ def _geo_block(lake: Lake, first: dt_.date, last: dt_.date, config: GeoConfig, i
         base = lake.checkpoint(cell_base(items, events, cells, first, last, config.window_days, config.top_k), f"{run}-base")
         cells_df = with_area(base, items, config.top_k)
         table_versions = {"silver.geo_cells": lake.write(cells_df, silver.GEO_CELLS, dt=(first, last), where=where)}
-        for start, end in _consecutive(item_days):  # item_geo of each of these days, one write per run of days
+        for start, end in day_runs(item_days):  # item_geo of each of these days, one write per run of days
             written_cells = lake.read(silver.GEO_CELLS, dt=(start, end)).filter(F.col("cell_system") == cells.name)
             frames = [
                 item_geo(items.filter(F.col("dt") == F.lit(d)).drop("dt"), written_cells.filter(F.col("dt") == F.lit(d)), cells, d)
@@ -393,13 +393,3 @@ def _geo_block(lake: Lake, first: dt_.date, last: dt_.date, config: GeoConfig, i
     n_cells = lake.read(silver.GEO_CELLS, dt=last).filter(F.col("cell_system") == cells.name).count()
     n_items = lake.read(silver.ITEM_GEO, dt=last).filter(F.col("cell_system") == cells.name).count() if last in item_days else 0
     return GeoReport(last, n_cells, n_items, time.perf_counter() - started, table_versions, first)
-
-
-def _consecutive(days: list[dt_.date]) -> list[tuple[dt_.date, dt_.date]]:
-    runs: list[list[dt_.date]] = []
-    for d in sorted(days):
-        if runs and runs[-1][1] == d - dt_.timedelta(days=1):
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
-    return [(a, b) for a, b in runs]

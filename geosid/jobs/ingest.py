@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from geosid.errors import NotFoundError
-from geosid.lake import Lake, date_bounds
+from geosid.lake import Lake, date_bounds, day_runs, days_between
 from geosid.schemas import bronze
 from geosid.sources import landing
 from geosid.sources.registry import get_source
@@ -246,18 +246,10 @@ def arrived_runs(spec, path: str | Path, first: dt_.date, last: dt_.date, marker
     have not. A whole-history file holds every day of the range; a folder of drops holds
     a day when every feed's drop of it is complete (`landing.drop_days`)."""
     complete = spec.complete_days(path, marker)
-    days = [first + dt_.timedelta(days=k) for k in range((last - first).days + 1)]
     if complete is None:
         return [(first, last)], []
-    runs: list[tuple[dt_.date, dt_.date]] = []
-    for day in days:
-        if day not in complete:
-            continue
-        if runs and runs[-1][1] == day - dt_.timedelta(days=1):
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs, [d for d in days if d not in complete]
+    days = days_between(first, last)
+    return day_runs(d for d in days if d in complete), [d for d in days if d not in complete]
 
 
 def run_ingest(

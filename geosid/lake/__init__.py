@@ -4,8 +4,8 @@
 Nothing here knows a pipeline stage; jobs, the trainer and the pipeline build on it.
 """
 
-from geosid.lake.dates import DateLike, DateRange, as_date, date_bounds, days_between, partition_predicate
+from geosid.lake.dates import DateLike, DateRange, as_date, date_bounds, day_runs, days_between, partition_predicate
 from geosid.lake.engine import spark_session
 from geosid.lake.table import Lake
 
-__all__ = ["DateLike", "DateRange", "Lake", "as_date", "date_bounds", "days_between", "partition_predicate", "spark_session"]
+__all__ = ["DateLike", "DateRange", "Lake", "as_date", "date_bounds", "day_runs", "days_between", "partition_predicate", "spark_session"]

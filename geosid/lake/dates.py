@@ -44,3 +44,14 @@ def partition_predicate(column: str, dt: DateLike | DateRange) -> str:
     if first == last:
         return f"{column} = DATE'{first.isoformat()}'"
     return f"{column} >= DATE'{first.isoformat()}' AND {column} <= DATE'{last.isoformat()}'"
+
+
+def day_runs(days) -> list[tuple[dt_.date, dt_.date]]:
+    """Days -> (first, last) of each run of consecutive days, in order."""
+    runs: list[list[dt_.date]] = []
+    for day in sorted(set(days)):
+        if runs and runs[-1][1] == day - dt_.timedelta(days=1):
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [(first, last) for first, last in runs]

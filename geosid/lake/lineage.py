@@ -25,8 +25,8 @@ import pandas as pd
 import pyarrow as pa
 
 from geosid.errors import InvalidRequestError
-from geosid.lake.table import Lake
-from geosid.lake.table import EMPTY_DIGEST
+from geosid.lake.dates import day_runs
+from geosid.lake.table import EMPTY_DIGEST, Lake
 from geosid.schemas import bronze, ops
 
 # Columns of bronze.events that say where a row came from, not what it is: a re-delivery
@@ -42,12 +42,7 @@ def _now() -> dt_.datetime:
 
 def days_predicate(days: Iterable[dt_.date], column: str = "dt") -> str:
     """SQL for a set of days, as ranges of consecutive days."""
-    runs: list[list[dt_.date]] = []
-    for day in sorted(set(days)):
-        if runs and runs[-1][1] == day - dt_.timedelta(days=1):
-            runs[-1][1] = day
-        else:
-            runs.append([day, day])
+    runs = day_runs(days)
     if not runs:
         return "FALSE"
     clauses = [

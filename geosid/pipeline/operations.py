@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geosid.errors import InvalidRequestError, NotArrivedError, UnknownNameError
-from geosid.lake import DateLike, as_date, days_between
+from geosid.lake import DateLike, as_date, day_runs, days_between
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.records import geo_params, record, require_arrived
 
@@ -387,7 +387,7 @@ def _repair_geo(ctx: Context, days: dict, report: RepairReport) -> None:
     from geosid.pipeline.silver import record_geo
     from geosid.schemas import silver
 
-    for first, last in _runs(list(days)):
+    for first, last in day_runs(list(days)):
         span = days_between(first, last)
         config = _geo_config(days[last][0])
         item_days = {d for d in span if days[d][1]}
@@ -475,7 +475,7 @@ def ingest_arrivals(source: str, day: DateLike, path: str | Path | None = None, 
         files = dict(zip(known.dt, known.files))
         late = [d for d, fingerprint in sorted(arrived.items()) if first_known <= d < day and files.get(d) != fingerprint]
         outcomes = []
-        for first, last in _runs(late):
+        for first, last in day_runs(late):
             ctx.log(f"{source}: drops of {_days_text(days_between(first, last))} arrived late or were re-delivered")
             outcomes.append(ingest(source, first, last, raw, validate=False, ctx=ctx))
         if day in arrived:
@@ -483,16 +483,6 @@ def ingest_arrivals(source: str, day: DateLike, path: str | Path | None = None, 
         else:
             ctx.log(f"{source} {day} was closed as missing: the day builds as empty")
         return outcomes
-
-
-def _runs(days: list[dt_.date]) -> list[tuple[dt_.date, dt_.date]]:
-    runs: list[list[dt_.date]] = []
-    for d in sorted(days):
-        if runs and runs[-1][1] == d - dt_.timedelta(days=1):
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
-    return [(a, b) for a, b in runs]
 
 
 def close_day(source: str, day: DateLike, note: str, *, ctx: Context | None = None, lake_root: str | None = None):
