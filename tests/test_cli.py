@@ -114,3 +114,26 @@ def test_demo_on_a_small_synthetic_world(tmp_path, capsys):
                    "mean geographic reward of the top 10", "stage timings:", "corpus.training_sequences"):  # fmt: skip
         assert needle in out, needle
     assert "FAILED" not in out
+
+
+def test_a_lake_root_that_cannot_be_made_and_a_lake_without_corpus_get_one_line(tmp_path, capsys):
+    assert main(["--lake", "/proc/nope/lake", "tables"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("geosid: lake root /proc/nope/lake cannot be created") and "\n" not in err
+    assert main(["--lake", str(tmp_path / "empty"), "train", "pretrain"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no corpus.training_sequences under" in err and "build the corpus first" in err and "\n" not in err
+
+
+def test_daily_status_and_maintain_from_the_cli(world, tmp_path, capsys):
+    lake = str(tmp_path / "lake")
+    assert main(["--lake", lake, "daily", "--date", "2024-05-01", "--source", "synthetic", "--path", str(world), "--no-validate"]) == 0
+    assert "daily synthetic 2024-05-01: ingested 2024-05-01" in capsys.readouterr().out
+    assert main(["--lake", lake, "status"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic: 1 complete day(s) 2024-05-01 .. 2024-05-01" in out and "0 stale or missing day(s)" in out
+    # a day whose drop is not there: one line, exit 1
+    assert main(["--lake", lake, "daily", "--date", "2024-05-09", "--source", "synthetic", "--path", str(world)]) == 1
+    assert "has not arrived" in capsys.readouterr().err
+    assert main(["--lake", lake, "maintain", "--retention-hours", "0"]) == 0
+    assert "maintenance (retention 0 h)" in capsys.readouterr().out
