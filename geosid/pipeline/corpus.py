@@ -58,11 +58,9 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
 
 
 def record_cell_context(ctx: Context, cell_config, first: dt_.date, last: dt_.date, mode: str | None = None) -> None:
-    from geosid.lake import days_between
     from geosid.schemas import corpus
 
-    days = days_between(first, last)
-    record(ctx, corpus.CELL_CONTEXT.name, cell_config.name, days, {"cells": cell_config.model_dump()},
+    record(ctx, corpus.CELL_CONTEXT.name, cell_config.name, days_between(first, last), {"cells": cell_config.model_dump()},
            mode or ("day" if first == last else "range"))  # fmt: skip
 
 
@@ -73,7 +71,6 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
     from pyspark.sql import functions as F
 
     from geosid.jobs.geo import run_geo, run_geo_range
-    from geosid.lake import days_between
     from geosid.pipeline.silver import geo_config, record_geo
     from geosid.schemas import silver
 
@@ -145,7 +142,6 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
 def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: dt_.date, mode: str,
                      continued_from: dt_.date | None = None) -> None:  # fmt: skip
     """Record a corpus build: its days, and for a day continued from a state checkpoint, which."""
-    from geosid.lake import days_between
     from geosid.schemas import corpus
 
     span = (first, last) if mode == "range" else (None, None)
