@@ -39,6 +39,15 @@ def context(spark, root: Path) -> Context:
     return Context(settings, spark, Lake(root, spark))
 
 
+def arrive(ctx: Context, world: Path, raw: Path, day: dt.date, geo: bool = False, corrupt: bool = False):
+    """A day's drop delivered (with wrong rows if `corrupt`) and ingested; its geo built if `geo`."""
+    ops.deliver(world, raw, day, corrupt=corrupt)
+    outcome = pipeline.ingest("synthetic", day, day, raw, validate=False, ctx=ctx)
+    if geo:
+        pipeline.geo(day, ctx=ctx)
+    return outcome
+
+
 # ---------------------------------------------------------------------------------------
 # Inputs: arrival, completeness, digests
 
@@ -68,16 +77,12 @@ def test_an_identical_redelivery_changes_nothing_and_a_corrected_one_makes_later
     raw = tmp_path / "raw"
     ctx = context(spark, tmp_path / "lake")
     for day in DAYS[:3]:
-        ops.deliver(world, raw, day)
-        pipeline.ingest("synthetic", day, day, raw, validate=False, ctx=ctx)
-        pipeline.geo(day, ctx=ctx)
-    ops.deliver(world, raw, DAYS[1])  # the same files again: new times, same content
-    again = pipeline.ingest("synthetic", DAYS[1], DAYS[1], raw, validate=False, ctx=ctx)
+        arrive(ctx, world, raw, day, geo=True)
+    again = arrive(ctx, world, raw, DAYS[1])  # the same files again: new times, same content
     assert again.inputs.unchanged == [DAYS[1]] and not again.inputs.changed
     assert pipeline.status(ctx=ctx).stale == 0
 
-    ops.deliver(world, raw, DAYS[1], corrupt=True)  # other rows for day 2
-    changed = pipeline.ingest("synthetic", DAYS[1], DAYS[1], raw, validate=False, ctx=ctx)
+    changed = arrive(ctx, world, raw, DAYS[1], corrupt=True)  # other rows for day 2
     assert changed.inputs.changed == [DAYS[1]]
     report = pipeline.status(ctx=ctx)
     cells = report.state.scope("silver.geo_cells", "geohash6")
@@ -112,8 +117,7 @@ def test_a_closed_day_builds_as_empty_until_its_drop_arrives(spark, tmp_path, wo
     pipeline.geo(DAYS[2], ctx=ctx)  # no longer waits
     text = pipeline.status(ctx=ctx).summary()
     assert "1 closed as missing (2024-06-02)" in text
-    ops.deliver(world, raw, DAYS[1])  # it came after all
-    pipeline.ingest("synthetic", DAYS[1], DAYS[1], raw, validate=False, ctx=ctx)
+    arrive(ctx, world, raw, DAYS[1])  # it came after all
     state = lineage.lake_state(ctx.lake).scope("silver.geo_cells", "geohash6")
     assert state.stale == [DAYS[2]]
 
@@ -172,8 +176,7 @@ def test_maintenance_compacts_and_vacuums_but_keeps_a_pinned_snapshot(spark, tmp
     raw = tmp_path / "raw"
     ctx = context(spark, tmp_path / "lake")
     for day in DAYS[:4]:
-        ops.deliver(world, raw, day)
-        pipeline.ingest("synthetic", day, day, raw, validate=False, ctx=ctx)
+        arrive(ctx, world, raw, day)
         if day == DAYS[1]:  # a training run pins the table as of the first two days
             pinned = ctx.lake.table_version("bronze.events")
             rows_then = ctx.lake.to_arrow("bronze.events", version=pinned).num_rows
