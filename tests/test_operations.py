@@ -198,6 +198,34 @@ def test_maintenance_compacts_and_vacuums_but_keeps_a_pinned_snapshot(spark, tmp
         ctx.lake.to_arrow("bronze.events", version=pinned)
 
 
+def test_a_repair_under_a_codebook_assigned_on_the_last_day_equals_a_rebuild(spark, tmp_path, world):
+    """The demo's shape: every SID given on the last day (the fit's), the corpus built
+    after it; a corrected earlier day takes those SIDs back, and the corpus days before the
+    last must still see them again."""
+    from geosid.schemas.corpus import TRAINING_SEQUENCES
+
+    raw, ctx = tmp_path / "raw", context(spark, tmp_path / "lake")
+    first, last = DAYS[0], DAYS[5]
+    for day in DAYS[:6]:
+        ops.deliver(world, raw, day)
+    pipeline.ingest("synthetic", first, last, raw, validate=False, ctx=ctx)
+    pipeline.context_snapshots(first, last, every=1, ctx=ctx)
+    pipeline.geo(last, ctx=ctx)
+    pipeline.embed(last, ctx=ctx)
+    version = pipeline.fit_codebook("residual_kmeans", last, codes=(8, 8), niter=5, capacity_aware=True, ctx=ctx).codebook_version
+    pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
+    pipeline.corpus_build("synthetic", first, last, version, validate=False, ctx=ctx)
+
+    arrive(ctx, world, raw, DAYS[3], corrupt=True)
+    repaired = pipeline.repair(validate=False, ctx=ctx)
+    assert repaired.days[0] == DAYS[3] and pipeline.status(ctx=ctx).stale == 0
+    assert repaired.sids_moved == 0
+    scope, days = f"codebook_version = '{version}'", (DAYS[3], last)
+    after_repair = ctx.lake.digest(TRAINING_SEQUENCES, dt=days, where=scope)
+    pipeline.corpus_build("synthetic", first, last, version, validate=False, ctx=ctx)
+    assert after_repair[0] > 0 and after_repair == ctx.lake.digest(TRAINING_SEQUENCES, dt=days, where=scope)
+
+
 # ---------------------------------------------------------------------------------------
 # A month of operations
 

@@ -328,17 +328,22 @@ def _execute(ctx: Context, work: list[_Work], report: RepairReport, validate: bo
     plan = _schedule(ctx, work, report)
     for days in plan.geo.values():  # geo context reads bronze alone: every day's first, in range jobs
         _repair_geo(ctx, days, report)
-    for day in sorted(plan.days):
-        for _, table, what in sorted(plan.days[day], key=lambda a: a[0]):
-            if table == EMBEDDINGS:
-                _repair_embed(ctx, day, what)
-            elif table == SID_MAP:
-                assign_day_under(ctx, what, day, "repair")
-            elif table == CELL_CONTEXT:
-                _repair_cell_context(ctx, day, what)
-            else:
-                sequences_day(ctx, *what, day, "repair")
-            report.tables[table] = report.tables.get(table, 0) + 1
+    # The index days (embeddings, SIDs) all come before the corpus days: a corpus day joins
+    # the SID map as it stands, and a codebook backfilled on a later day (the demo's, fitted
+    # and assigned on its last day) gave the SIDs that the earlier days' sequences were built
+    # with. A day's own items get their SIDs on or before it, so daily-assigned SIDs read the same.
+    index_pass = [(day, step) for day in sorted(plan.days) for step in sorted(plan.days[day], key=lambda a: a[0]) if step[0] < 4]
+    corpus_pass = [(day, step) for day in sorted(plan.days) for step in sorted(plan.days[day], key=lambda a: a[0]) if step[0] >= 4]
+    for day, (_, table, what) in index_pass + corpus_pass:
+        if table == EMBEDDINGS:
+            _repair_embed(ctx, day, what)
+        elif table == SID_MAP:
+            assign_day_under(ctx, what, day, "repair")
+        elif table == CELL_CONTEXT:
+            _repair_cell_context(ctx, day, what)
+        else:
+            sequences_day(ctx, *what, day, "repair")
+        report.tables[table] = report.tables.get(table, 0) + 1
     report.days = sorted(set(plan.days) | {d for days in plan.geo.values() for d in days})
     for version, config, w in plan.ranges:
         _rebuild_range(ctx, version, config, w, report)
