@@ -332,9 +332,9 @@ def _execute(ctx: Context, work: list[_Work], report: RepairReport, validate: bo
     # the SID map as it stands, and a codebook backfilled on a later day (the demo's, fitted
     # and assigned on its last day) gave the SIDs that the earlier days' sequences were built
     # with. A day's own items get their SIDs on or before it, so daily-assigned SIDs read the same.
-    index_pass = [(day, step) for day in sorted(plan.days) for step in sorted(plan.days[day], key=lambda a: a[0]) if step[0] < 4]
-    corpus_pass = [(day, step) for day in sorted(plan.days) for step in sorted(plan.days[day], key=lambda a: a[0]) if step[0] >= 4]
-    for day, (_, table, what) in index_pass + corpus_pass:
+    steps = [(day, step) for day in sorted(plan.days) for step in sorted(plan.days[day], key=lambda a: a[0])]
+    corpus_rank = 4  # ranks in _schedule: 1-2 embeddings, 3 SIDs, 4 cell context, 5 sequences
+    for day, (_, table, what) in sorted(steps, key=lambda s: s[1][0] >= corpus_rank):  # stable: days stay in order per pass
         if table == EMBEDDINGS:
             _repair_embed(ctx, day, what)
         elif table == SID_MAP:
