@@ -185,7 +185,7 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
     state = pa.concat_tables(states)
     computed = time.perf_counter() - started
     for table, spec in ((sequences, corpus.TRAINING_SEQUENCES), (state, corpus.USER_HISTORY_STATE)):
-        from geosid.lake.table import spec_arrow_schema
+        from geosid.lake.arrow import spec_arrow_schema
 
         shutil.rmtree(out / spec.relative_path, ignore_errors=True)  # a fresh table (layouts change)
         write_deltalake(str(out / spec.relative_path), table.select(spec.columns).cast(spec_arrow_schema(spec)),

@@ -15,7 +15,10 @@ import os
 import sys
 from contextlib import contextmanager
 
+from geosid import pipeline
 from geosid.config import Settings
+from geosid.errors import user_errors
+from geosid.pipeline import TOKENIZER_KINDS, open_context, source_names
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,8 +55,6 @@ def _settings(args) -> Settings:
 
 @contextmanager
 def _context(args):
-    from geosid.pipeline import open_context
-
     with open_context(_settings(args), log=print, progress=sys.stderr.isatty()) as ctx:
         yield ctx
 
@@ -212,8 +213,6 @@ def cmd_history(args, p) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from geosid.pipeline import TOKENIZER_KINDS, source_names
-
     parser = _Parser(prog="geosid", description="geosid: the data-and-index system for geo-aware generative recommendation")
     parser.add_argument("--lake", help="lake root (default: $GEOSID_LAKE or ./lake)")
     parser.add_argument("--engine", choices=["sail", "spark-local", "remote"], help="default: $GEOSID_ENGINE or sail")
@@ -374,8 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("GEOSID_DEBUG", "") not in ("", "0")
     from pydantic import ValidationError
 
-    from geosid import pipeline
-    from geosid.errors import user_errors
 
     try:
         return args.func(args, pipeline)

@@ -8,6 +8,8 @@ catch the builtin keep working.
 
 from __future__ import annotations
 
+from geosid.schemas.registry import UnknownTableError
+
 
 class UserError(Exception):
     """A refusal or a mistake in what was asked, not a bug."""
@@ -50,7 +52,6 @@ class QueryError(UserError, ValueError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Every exception type the CLI reports as a user's mistake (one line, exit 1)."""
-    from geosid.schemas.registry import UnknownTableError
 
     return (UserError, UnknownTableError)
 

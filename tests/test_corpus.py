@@ -12,7 +12,6 @@ from pyspark.sql.types import StructField, StructType
 from geosid.errors import MissingStateError
 from geosid.geo import GeohashCells
 from geosid.jobs.corpus import (
-    BehaviorConfig,
     CorpusConfig,
     SplitConfig,
     build_cell_context,
@@ -23,6 +22,7 @@ from geosid.jobs.corpus import (
 from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.jobs.validate import validate_corpus
 from geosid.lake import Lake
+from geosid.sources.registry import BehaviorConfig
 from geosid.schemas import bronze, corpus, index
 
 V = "cb-test"

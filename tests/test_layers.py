@@ -99,7 +99,7 @@ def test_dag_files_only_wire_the_pipeline():
 
 def test_jobs_hold_only_stages_and_the_cli_no_orchestration():
     assert sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py")) == [
-        "__init__", "corpus", "embed", "geo", "index", "ingest", "sequences_kernel", "validate",
+        "__init__", "embed", "geo", "ingest", "sequences_kernel", "validate",
     ]  # fmt: skip
     cli = (PACKAGE / "cli.py").read_text()
     assert len(cli.splitlines()) < 400  # parsing and printing of 22 commands

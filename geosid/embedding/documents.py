@@ -29,10 +29,10 @@ that a document, and so its embedding, changes only when the surroundings really
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import Column, DataFrame, functions as F
 
 from geosid.embedding.templates import TEMPLATE_CONTENT, TEMPLATE_V1, TEMPLATES, TEXT_TEMPLATE, WITH_LOCATION
+from geosid.errors import UnknownNameError
 
 # Upper bounds of the area-density buckets (items in the 3x3 block of cells).
 DENSITY_BUCKETS = ((10, "quiet"), (50, "moderate"), (200, "busy"))
@@ -110,8 +110,6 @@ def documents(item_geo: DataFrame, template_id: str = TEMPLATE_V1) -> DataFrame:
     document) and `text_hash` its hash under that template, so a text embedding made for
     one template serves every template sharing its text."""
     if template_id not in TEMPLATES:
-        from geosid.errors import UnknownNameError
-
         raise UnknownNameError(f"unknown document template {template_id!r}; known: {', '.join(TEMPLATES)}")
     text = render_content(item_geo) if TEXT_TEMPLATE[template_id] == TEMPLATE_CONTENT else render_v1(item_geo)
     document = text

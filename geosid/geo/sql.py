@@ -9,17 +9,9 @@ vectorized UDF.
 # No `from __future__ import annotations` here: pandas_udf reads the real type hints.
 import math
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import Column, DataFrame, functions as F
 
-from geosid.geo.geometry import (
-    BASE32,
-    EARTH_RADIUS_KM,
-    NEIGHBOUR_STEPS,
-    CellSystem,
-    GeohashCells,
-    H3Cells,
-)
+from geosid.geo.geometry import BASE32, EARTH_RADIUS_KM, NEIGHBOUR_STEPS, CellSystem, GeohashCells, H3Cells
 
 
 def _interleaved_letters() -> str:

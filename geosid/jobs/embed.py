@@ -19,6 +19,7 @@ the model once.
 from __future__ import annotations
 
 import datetime as dt_
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from geosid.embedding.documents import TEMPLATE_V1, TEXT_TEMPLATE, WITH_LOCATION, documents
+from geosid.embedding.encoders import MINILM_RUNTIMES, load_encoder, minilm_model_id, resolve_spec
 from geosid.embedding.location import LocationEncoder
 from geosid.errors import InvalidRequestError
 from geosid.lake import Lake, as_date
@@ -40,13 +41,10 @@ EMBEDDING_COLUMNS = [f.name for f in silver.ITEM_EMBEDDINGS.schema.fields]
 
 def text_model_id(spec: str) -> str:
     """The model id a text encoder spec embeds with, known without loading the model."""
-    from geosid.embedding.encoders import MINILM_RUNTIMES, minilm_model_id, resolve_spec
 
     if resolve_spec(spec) in MINILM_RUNTIMES:
         return minilm_model_id(spec)
     if spec.startswith("hf:"):
-        import os
-
         return f"hf:{os.path.basename(os.path.normpath(spec[3:]))}"
     raise InvalidRequestError(f"unknown encoder {spec!r}: use minilm, {', '.join(MINILM_RUNTIMES)} or hf:<model dir>")
 
@@ -118,8 +116,6 @@ def embed_partitions(representation: Representation, embedded_dt: dt_.date, prog
                 continue
             known = pdf["text_vector"].notna().to_numpy()
             if (~known).any() and encoder is None:
-                from geosid.embedding.encoders import load_encoder
-
                 encoder = load_encoder(representation.encoder)
                 if encoder.model_id != representation.text_model_id:
                     raise RuntimeError(f"worker loaded {encoder.model_id}, the driver expected {representation.text_model_id}")

@@ -11,8 +11,7 @@ import datetime as dt_
 import time
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, Window, functions as F
 
 from geosid.geo.geometry import CellConfig, CellSystem
 from geosid.geo.sql import add_cells

@@ -7,14 +7,14 @@ and the corpus (with the checks that depend on the codebook version and cell sys
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from geosid.geo.geometry import cells_from_name
 from geosid.lake.dates import DateLike, DateRange, date_bounds
 from geosid.lake.quality import QualityResult, run_checks, validate_table, write_result
 from geosid.lake.table import Lake
 from geosid.schemas import Check, bronze, corpus, index, silver
+from geosid.schemas.corpus import protocol_predicate
 
 
 def reject_rates(events: DataFrame, rejects: DataFrame) -> DataFrame:
@@ -98,7 +98,6 @@ def validate_corpus(
 ) -> list[QualityResult]:
     """The corpus suites of a day or range under one codebook version and split protocol
     (sequences; the latest history state in the range, for the time protocol; cell context)."""
-    from geosid.schemas.corpus import protocol_predicate
 
     first, last = date_bounds(dt)
     scope = f"codebook_version = '{codebook_version}'"

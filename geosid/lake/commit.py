@@ -32,6 +32,8 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
 
 from geosid.lake.predicate import ALL, MAX_EXACT_STAT_CHARS, NONE, Atom, ColumnFacts, verdict
 
@@ -156,8 +158,6 @@ def commit_staged(table_path: str, staged: list[StagedFile], clauses: list[list[
     records as `geosid.predicate` in its history entry) with the staged files in one
     transaction. False (nothing changed) when a staged row may lie outside the predicate
     or a current file is only partly replaced: the caller rewrites instead."""
-    from deltalake import CommitProperties, DeltaTable
-    from deltalake.transaction import AddAction, RemoveAction
 
     if any(verdict(clauses, f.facts) != ALL for f in staged):
         return False

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -110,8 +112,6 @@ LOCAL_CONNECT_PORT = 15002
 
 def _wait_for_free_port(port: int, timeout_s: float = 60.0) -> None:
     """A JVM from a run moments ago may still hold the port; a new one would die at start."""
-    import socket
-    import time
 
     deadline = time.monotonic() + timeout_s
     while True:

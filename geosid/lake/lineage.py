@@ -25,8 +25,9 @@ import pandas as pd
 import pyarrow as pa
 
 from geosid.errors import InvalidRequestError
+from geosid.lake.arrow import EMPTY_DIGEST, spark_type_to_arrow
 from geosid.lake.dates import day_runs
-from geosid.lake.table import EMPTY_DIGEST, Lake
+from geosid.lake.table import Lake
 from geosid.schemas import bronze, ops
 
 # Columns of bronze.events that say where a row came from, not what it is: a re-delivery
@@ -107,8 +108,6 @@ def _write_input_days(lake: Lake, source: str, rows: list[dict]) -> None:
 
 
 def _arrow(data_type) -> pa.DataType:
-    from geosid.lake.table import spark_type_to_arrow
-
     return spark_type_to_arrow(data_type)
 
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deltalake import DeltaTable
+
 _COMMIT = re.compile(r"^(\d{20})\.(json|crc)$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(\.\d+\.\d+)?\.parquet$")
 
@@ -91,7 +93,6 @@ def maintain_table(name: str, path: str | Path, retention_hours: float, log_rete
                    pinned_versions: list[int] = (), force: bool = False, compact: bool = True) -> TableMaintenance:  # fmt: skip
     """Compact, vacuum (keeping what `pinned_versions` need unless `force`), checkpoint and
     trim the log of one Delta table (see the module's doc)."""
-    from deltalake import DeltaTable
 
     started = time.perf_counter()
     path = str(path)

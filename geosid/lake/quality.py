@@ -14,8 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from geosid.lake.dates import DateLike, DateRange, date_bounds
 from geosid.lake.table import Lake

@@ -10,9 +10,7 @@ Names: `Lake.root` is the lake's folder; a table's `table_version` is its Delta 
 
 from __future__ import annotations
 
-import datetime as dt_
 import functools
-import hashlib
 import os
 import shutil
 import uuid
@@ -20,98 +18,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, Field, write_deltalake
+from pyspark.sql import DataFrame, functions as F
 
-from geosid.errors import InvalidRequestError, NotFoundError, SchemaMismatchError
+from geosid.errors import InvalidRequestError, NotFoundError
+from geosid.lake.arrow import conform, conform_arrow, spec_arrow_schema
+from geosid.lake.commit import HIVE_NULL, commit_staged, staged_files
 from geosid.lake.dates import DateLike, DateRange, partition_predicate
+from geosid.lake.predicate import parse
+from geosid.lake.snapshots import TableSnapshots
 from geosid.schemas import REGISTRY, Registry, TableSpec
-
-
-def spark_type_to_arrow(data_type: T.DataType) -> pa.DataType:
-    simple = {
-        T.StringType: pa.string(),
-        T.LongType: pa.int64(),
-        T.IntegerType: pa.int32(),
-        T.ShortType: pa.int16(),
-        T.DoubleType: pa.float64(),
-        T.FloatType: pa.float32(),
-        T.BooleanType: pa.bool_(),
-        T.DateType: pa.date32(),
-        T.TimestampType: pa.timestamp("us", tz="UTC"),
-        T.BinaryType: pa.binary(),
-    }
-    for spark_cls, arrow_type in simple.items():
-        if isinstance(data_type, spark_cls):
-            return arrow_type
-    if isinstance(data_type, T.ArrayType):
-        return pa.list_(spark_type_to_arrow(data_type.elementType))
-    if isinstance(data_type, T.StructType):
-        return pa.struct([pa.field(f.name, spark_type_to_arrow(f.dataType), f.nullable) for f in data_type.fields])
-    if isinstance(data_type, T.MapType):
-        return pa.map_(spark_type_to_arrow(data_type.keyType), spark_type_to_arrow(data_type.valueType))
-    raise TypeError(f"no arrow mapping for Spark type {data_type.simpleString()}")
-
-
-def spec_arrow_schema(spec: TableSpec) -> pa.Schema:
-    # Nullability constraints are checked by the data-quality suites, not by the storage
-    # layer: engines disagree on how they infer it, and a declared NOT NULL would make
-    # a valid write fail on one engine and pass on another.
-    return pa.schema([pa.field(f.name, spark_type_to_arrow(f.dataType), True) for f in spec.schema.fields])
-
-
-def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
-    """Check `df` against the registered schema and order its columns like the table.
-
-    Types must match exactly (no silent widening); a missing, extra or mistyped column
-    raises SchemaMismatchError naming it.
-    """
-    actual = {f.name: f.dataType for f in df.schema.fields}
-    problems = []
-    for field in spec.schema.fields:
-        if field.name not in actual:
-            problems.append(f"column '{field.name}' is missing (expected {field.dataType.simpleString()})")
-        elif actual[field.name].simpleString() != field.dataType.simpleString():
-            problems.append(
-                f"column '{field.name}' has type {actual[field.name].simpleString()}, "
-                f"table expects {field.dataType.simpleString()}"
-            )
-    extra = [name for name in actual if name not in spec.columns]
-    problems += [f"column '{name}' is not in the table's schema" for name in extra]
-    if problems:
-        raise SchemaMismatchError(f"write to {spec.name} rejected: " + "; ".join(problems))
-    return df.select(*spec.columns)
-
-
-def conform_arrow(data: pa.Table, spec: TableSpec) -> pa.Table:
-    """`conform` for Arrow data: the registered columns, each castable to its type
-    without loss (ints stay ints), in table order."""
-    target = spec_arrow_schema(spec)
-    problems = [f"column '{n}' is missing (expected {target.field(n).type})" for n in target.names if n not in data.column_names]
-    problems += [f"column '{n}' is not in the table's schema" for n in data.column_names if n not in target.names]
-    if problems:
-        raise SchemaMismatchError(f"write to {spec.name} rejected: " + "; ".join(problems))
-    try:
-        return data.select(target.names).cast(target, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise SchemaMismatchError(f"write to {spec.name} rejected: {exc}") from exc
-
-
-# The digest of a day without rows (`Lake.day_digests`).
-EMPTY_DIGEST = "empty"
-
-
-def table_digest(data: pa.Table) -> str:
-    """A digest of a table's content that ignores row order: each row is hashed on its
-    canonical text, and the sorted row hashes are hashed together."""
-    rows = sorted(hashlib.sha256(repr(row).encode()).digest() for row in data.to_pylist())
-    total = hashlib.sha256()
-    for row in rows:
-        total.update(row)
-    return total.hexdigest()[:16]
 
 
 # How writes are committed. "delta-rs": the engine stages Parquet and deltalake commits
@@ -123,7 +42,6 @@ COMMITTERS = ("delta-rs", "spark")
 # "files": delta-rs lists the snapshot's files, the engine reads them as Parquet (JVM
 # Spark without delta-spark: pyspark's local mode, a standalone cluster).
 READERS = ("engine", "files")
-
 
 
 def sweep_dead_stages(folder: Path) -> list[Path]:
@@ -147,7 +65,7 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
-class Lake:
+class Lake(TableSnapshots):
     """Delta tables of the registry under `root`, read and written through `spark`."""
 
     def __init__(
@@ -172,6 +90,10 @@ class Lake:
         # (False: always read them back and rewrite; the benchmark's comparison)
         self.direct_commit = direct_commit
 
+    def reports_dir(self, *parts: str) -> Path:
+        """Where reports and plots go: `<root>/_reports/<parts...>` (not created here)."""
+        return self.root.joinpath("_reports", *parts)
+
     def spec(self, table: str | TableSpec) -> TableSpec:
         return table if isinstance(table, TableSpec) else self.registry.get(table)
 
@@ -179,15 +101,12 @@ class Lake:
         return str(self.root / self.spec(table).relative_path)
 
     def exists(self, table: str | TableSpec) -> bool:
-        from deltalake import DeltaTable
-
         return DeltaTable.is_deltatable(self.path(table))
 
     def ensure_table(self, table: str | TableSpec) -> None:
         """Create the empty Delta table with its registered schema if it is absent; add
         the columns a newer registry declares to an existing table (additive evolution:
         older rows read them as null)."""
-        from deltalake import DeltaTable
 
         spec = self.spec(table)
         if self.exists(spec):
@@ -204,7 +123,6 @@ class Lake:
 
     def partition_columns(self, table: str | TableSpec) -> tuple[str, ...]:
         """The partition columns the existing table was created with."""
-        from deltalake import DeltaTable
 
         return tuple(DeltaTable(self.path(table)).metadata().partition_columns)
 
@@ -213,8 +131,6 @@ class Lake:
         shutil.rmtree(self.path(table), ignore_errors=True)
 
     def _add_new_columns(self, spec: TableSpec) -> None:
-        from deltalake import DeltaTable, Field
-
         handle = DeltaTable(self.path(spec))
         present = set(handle.schema().to_arrow().names)
         missing = [f for f in spec_arrow_schema(spec) if f.name not in present]
@@ -295,9 +211,7 @@ class Lake:
     def _stage_reader(stage: Path, spec: TableSpec) -> pa.RecordBatchReader:
         """A stage's rows cast to the registered Arrow schema (representation only:
         conform() checked the types), partition columns from the Hive folders."""
-        import pyarrow.dataset as pads
 
-        from geosid.lake.commit import HIVE_NULL
 
         target = spec_arrow_schema(spec)
         files = sorted(str(p) for p in stage.rglob("*.parquet")) if stage.exists() else []
@@ -316,10 +230,7 @@ class Lake:
         """The engine stages Parquet once. Committed as they are when the predicate and the
         files allow it (`geosid.lake.commit`), else read back and rewritten by delta-rs; either
         way one atomic commit that refuses a staged row outside `predicate`."""
-        from deltalake import write_deltalake
 
-        from geosid.lake.commit import commit_staged, staged_files
-        from geosid.lake.predicate import parse
 
         options = {"predicate": predicate} if predicate is not None else {}
         try:
@@ -360,8 +271,6 @@ class Lake:
         inserted, no row is deleted. Committed by delta-rs on every engine (deltalake
         reaches local, S3, GCS and Azure lakes).
         """
-        import pyarrow.parquet as pq
-        from deltalake import DeltaTable
 
         spec = self.spec(table)
         if not spec.keys:
@@ -383,7 +292,6 @@ class Lake:
     def delete(self, table: str | TableSpec, predicate: str) -> int:
         """Delete the rows matching the SQL `predicate` (one commit, by delta-rs); returns
         the version. Deleted rows stay readable at earlier versions until vacuum."""
-        from deltalake import DeltaTable
 
         spec = self.spec(table)
         self.ensure_table(spec)
@@ -422,7 +330,6 @@ class Lake:
         e.g. a standalone cluster). Partition values come from the Hive-style folders
         delta-rs writes; the registered schema is imposed, so columns a file lacks (added
         later) read as null."""
-        from deltalake import DeltaTable
 
         spark = self._require_spark()
         files = DeltaTable(self.path(spec), version=version).file_uris()
@@ -431,23 +338,10 @@ class Lake:
             return spark.createDataFrame([], schema)
         return spark.read.schema(schema).option("basePath", self.path(spec)).parquet(*files)
 
-    def to_arrow(self, table: str | TableSpec, version: int | None = None) -> pa.Table:
-        """Read a table with deltalake alone (no engine): what outside clients see."""
-        from deltalake import DeltaTable
-
-        return DeltaTable(self.path(table), version=version).to_pyarrow_table()
-
-    def table_version(self, table: str | TableSpec) -> int:
-        """The table's latest Delta version."""
-        from deltalake import DeltaTable
-
-        return DeltaTable(self.path(table)).version()
-
     def write_arrow(self, data: pa.Table, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None) -> int:
         """`write` for Arrow data (writers without an engine, e.g. the trainer): the same
         registered schema, the same replace semantics, one delta-rs commit. Returns the
         new table version."""
-        from deltalake import write_deltalake
 
         spec = self.spec(table)
         data = conform_arrow(data, spec)
@@ -461,84 +355,6 @@ class Lake:
                 raise InvalidRequestError(f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed") from exc
             raise
         return self.table_version(spec)
-
-    def digest(self, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None,
-               table_version: int | None = None, content: bool = False) -> tuple[int, str]:  # fmt: skip
-        """(rows, content digest) of a table's rows (a day or range, `where` a SQL filter
-        on the engine): equal digests, equal content, whatever the file layout or row
-        order. `content`: without the volatile columns (when and at which table versions
-        rows were written), to compare two lakes built at other times. With an engine, it
-        hashes each row's JSON text (only the hashes travel: a corpus of nested histories
-        stays on the engine), so compare digests made by one engine; without one, delta-rs
-        reads the table (no filter)."""
-        spec = self.spec(table)
-        columns = spec.content_columns if content else spec.columns
-        if self.spark is not None:
-            df = self.read(spec, version=table_version, dt=dt)
-            if where:
-                df = df.filter(where)
-            hashes = df.select(F.sha2(F.to_json(F.struct(*columns)), 256).alias("h")).toArrow()["h"].to_pylist()
-            total = hashlib.sha256()
-            for row in sorted(hashes):
-                total.update(row.encode())
-            return len(hashes), total.hexdigest()[:16]
-        else:
-            if dt is not None or where:
-                raise InvalidRequestError("digest with dt/where needs an engine (Lake(..., spark))")
-            data = self.to_arrow(spec, version=table_version).select(columns)
-        return data.num_rows, table_digest(data)
-
-    def day_digests(self, table: str | TableSpec, days: Sequence[dt_.date], equals: dict[str, str] | None = None,
-                    exclude: Sequence[str] = ()) -> dict[dt_.date, tuple[int, str]]:  # fmt: skip
-        """Per day of a dt-partitioned table: (rows, digest of their content) of the rows
-        whose columns equal `equals` (e.g. one source), without the `exclude` columns
-        (lineage such as file and line). Order-free (a sum of 128-bit row hashes), read by
-        delta-rs partition by partition, so it costs the days' rows, not the table's; a day
-        without rows is (0, EMPTY_DIGEST)."""
-        import pandas as pd
-        import pyarrow.dataset as pads
-        from deltalake import DeltaTable
-
-        spec = self.spec(table)
-        days = sorted(set(days))
-        sums = {d: [0, np.uint64(0), np.uint64(0)] for d in days}
-        if days and self.exists(spec):
-            handle = DeltaTable(self.path(spec))
-            dataset = handle.to_pyarrow_dataset(partitions=[(spec.partition_by[0], "in", [d.isoformat() for d in days])])
-            condition = None
-            for column, value in (equals or {}).items():
-                clause = pads.field(column) == value
-                condition = clause if condition is None else condition & clause
-            columns = [c for c in spec.columns if c not in exclude]
-            for batch in dataset.to_batches(columns=columns, filter=condition):
-                if not batch.num_rows:
-                    continue
-                frame = batch.to_pandas()
-                day_of = frame.pop(spec.partition_by[0])
-                for column in frame.columns:  # lists and structs hash by their text
-                    if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
-                        frame[column] = frame[column].map(repr)
-                with np.errstate(over="ignore"):
-                    first = pd.util.hash_pandas_object(frame, index=False, hash_key="geosid-digest-0a").to_numpy()
-                    second = pd.util.hash_pandas_object(frame, index=False, hash_key="geosid-digest-1b").to_numpy()
-                    for day, rows in pd.Series(np.arange(len(frame))).groupby(day_of.to_numpy()).groups.items():
-                        entry = sums[day if isinstance(day, dt_.date) else pd.Timestamp(day).date()]
-                        entry[0] += len(rows)
-                        entry[1] += first[rows].sum(dtype=np.uint64)
-                        entry[2] += second[rows].sum(dtype=np.uint64)
-        out = {}
-        for day, (rows, first, second) in sums.items():
-            out[day] = (rows, EMPTY_DIGEST if not rows else hashlib.sha256(f"{rows}:{int(first)}:{int(second)}".encode()).hexdigest()[:16])
-        return out
-
-    def history(self, table: str | TableSpec) -> list[dict]:
-        from deltalake import DeltaTable
-
-        entries = DeltaTable(self.path(table)).history()
-        for entry in entries:  # a direct commit (geosid.lake.commit) is a replace like delta-rs' own
-            if "geosid.predicate" in entry:
-                entry.setdefault("operationParameters", {}).update(predicate=entry["geosid.predicate"], mode="Overwrite")
-        return entries
 
     def checkpoint(self, df: DataFrame, name: str) -> DataFrame:
         """Materialize `df` as Parquet under _work/checkpoints/<name> and read it back.

@@ -21,6 +21,7 @@ from geosid.pipeline.corpus import (
     split_config,
     validate_corpus,
 )
+from geosid.pipeline.daily_run import DailyReport, build_day, catch_up, close_day, daily, drop_arrived, ingest_arrivals
 from geosid.pipeline.demo import DemoReport, demo
 from geosid.pipeline.gates import GateReport
 from geosid.pipeline.index import (
@@ -35,38 +36,12 @@ from geosid.pipeline.index import (
     sid_compare,
     sid_report,
 )
-from geosid.pipeline.operations import (
-    DailyReport,
-    MaintenanceReport,
-    RepairReport,
-    StatusReport,
-    build_day,
-    catch_up,
-    close_day,
-    daily,
-    drop_arrived,
-    ingest_arrivals,
-    maintain,
-    repair,
-    status,
-)
-from geosid.pipeline.lake_ops import (
-    TableInfo,
-    format_tables,
-    history,
-    sql,
-    synth,
-    tables,
-)
+from geosid.pipeline.lake_ops import TableInfo, format_tables, history, sql, synth, tables
+from geosid.pipeline.maintenance import MaintenanceReport, maintain
+from geosid.pipeline.repairs import RepairReport, repair
 from geosid.pipeline.silver import embed, geo, validate_silver
-from geosid.pipeline.train import (
-    TrainOutcome,
-    dpo,
-    evaluate,
-    pretrain,
-    train_config,
-    train_with_control,
-)
+from geosid.pipeline.staleness import StatusReport, status
+from geosid.pipeline.train import TrainOutcome, dpo, evaluate, pretrain, train_config, train_with_control
 from geosid.quantization.base import TOKENIZERS
 from geosid.sources.registry import source_names
 

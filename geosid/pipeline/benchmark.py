@@ -26,8 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geosid.errors import NotFoundError
+from geosid.jobs.index import published_version
 from geosid.lake import as_date
 from geosid.pipeline.context import Context
+from geosid.pipeline.corpus import corpus_build, source_days, split_config
+from geosid.pipeline.index import fit_codebook
+from geosid.pipeline.silver import embed
+from geosid.pipeline.train import train_config
+from geosid.schemas import corpus as corpus_tables
+from geosid.trainer.dpo import dpo as run_dpo
+from geosid.trainer.evaluation import is_repeat
+from geosid.trainer.loading import load_corpus
+from geosid.trainer.model import OneLocConfig
+from geosid.trainer.runs import find_run
+from geosid.trainer.training import pretrain as run_pretrain
 
 KS = (5, 10, 20)
 # (row label, model, SID representation, OneLoc switches)
@@ -63,8 +75,6 @@ class BenchmarkReport:
 def _text_version(ctx: Context, day, log) -> str:
     """A text-only codebook version (content-v1 vectors, capacity-aware residual k-means):
     the one fitted before on the same inputs, else a new candidate (never published)."""
-    from geosid.pipeline.index import fit_codebook
-    from geosid.pipeline.silver import embed
 
     embed(day, template="content-v1", ctx=ctx)
     fit = fit_codebook("residual_kmeans", day, capacity_aware=True, template="content-v1", ctx=ctx)
@@ -73,8 +83,6 @@ def _text_version(ctx: Context, day, log) -> str:
 
 
 def _stats(data, protocol: str) -> dict:
-    from geosid.trainer.evaluation import is_repeat
-
     test = data.splits["test"]
     return {
         "protocol": protocol,
@@ -91,13 +99,6 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     without `ablations` only the baselines, SASRec, TIGER and OneLoc run (no DPO)."""
     from pyspark.sql import functions as F
 
-    from geosid.jobs.index import published_version
-    from geosid.pipeline.corpus import corpus_build, source_days, split_config
-    from geosid.pipeline.train import train_config
-    from geosid.schemas import corpus as corpus_tables
-    from geosid.trainer.dpo import dpo as run_dpo
-    from geosid.trainer.loading import load_corpus
-    from geosid.trainer.training import pretrain as run_pretrain
 
     log, root = ctx.log, ctx.lake.root
     report = BenchmarkReport(protocol)
@@ -119,7 +120,7 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     data = load_corpus(root, geo, None, 50, protocol=protocol)
     report.stats = {**_stats(data, protocol), "users": users, "codebook_versions": versions}
     del data
-    out = root / "_reports" / "benchmark" / protocol
+    out = ctx.lake.reports_dir("benchmark", protocol)
     out.mkdir(parents=True, exist_ok=True)
 
     def publish() -> None:
@@ -175,14 +176,9 @@ def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None 
     """The record of `run_id` if it finished (test scored) with this exact training config
     on this codebook version (and parent): an interrupted benchmark resumes, and a run
     whose code or settings changed is trained again once its folder is removed."""
-    from geosid.trainer.runs import run_dir
-
-    record = run_dir(root, run_id) / "run.json"
-    if not record.exists():
+    meta = find_run(root, run_id)
+    if meta is None:
         return None
-    from geosid.trainer.model import OneLocConfig
-
-    meta = json.loads(record.read_text())
     # A SID model recorded before a model switch existed was trained without it: the same
     # only where the switch is off now (TIGER has every addition off).
     switches = {f.name for f in dataclasses.fields(OneLocConfig)} if cfg.model == "oneloc" else set()

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geosid.errors import InvalidRequestError, NotArrivedError
+from geosid.jobs import validate as validate_job
+from geosid.jobs.ingest import run_ingest, scan_date_range
 from geosid.lake import DateLike, as_date, date_bounds
+from geosid.lake.lineage import record_inputs
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
+from geosid.sources.registry import get_source
 
 
 @dataclass
@@ -34,7 +38,6 @@ def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None,
         return date_bounds((first, last))
     if first is not None or last is not None:
         raise InvalidRequestError("give both the first and the last day of the range (--from and --to), or --date")
-    from geosid.jobs.ingest import scan_date_range
 
     return scan_date_range(ctx.lake, source, path)
 
@@ -46,9 +49,6 @@ def ingest(source: str, first: DateLike | None = None, last: DateLike | None = N
     (ops.input_days: their content digests, so a re-delivery that changes a day is
     noticed), then run the bronze gate. A single day whose drop has not arrived is refused
     (NotArrivedError); of a range, the days that have not arrived are left as they are."""
-    from geosid.jobs.ingest import run_ingest
-    from geosid.lake.lineage import record_inputs
-    from geosid.sources.registry import get_source
 
     with use(ctx, lake_root) as ctx:
         spec = get_source(source)
@@ -74,13 +74,12 @@ def ingest(source: str, first: DateLike | None = None, last: DateLike | None = N
 def validate_bronze(first: DateLike, last: DateLike | None = None, *, ctx: Context | None = None,
                     lake_root: str | None = None) -> GateReport:  # fmt: skip
     """The bronze suites and the reject-rate gate for a day or range."""
-    from geosid.jobs.validate import validate_bronze as run
 
     first = as_date(first)
     last = as_date(last) if last is not None else first
     with use(ctx, lake_root) as ctx:
         with ctx.stage("data quality (great-expectations)", timed="validate bronze"):
-            gate = GateReport("bronze", first, last, run(ctx.lake, (first, last), ctx.settings.reject_rate_threshold))
+            gate = GateReport("bronze", first, last, validate_job.validate_bronze(ctx.lake, (first, last), ctx.settings.reject_rate_threshold))
         ctx.log(gate.summary())
         ctx.log(f"    results under {ctx.lake.root / '_quality'}")
         return gate

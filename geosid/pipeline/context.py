@@ -7,6 +7,7 @@ of the call; the CLI and the demo open one and pass it to every step.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geosid.config import Settings
-from geosid.lake import Lake
+from geosid.errors import InvalidRequestError
+from geosid.lake import Lake, spark_session
 
 
 def _quiet(_: str) -> None:
@@ -64,9 +66,7 @@ class Context:
 def require_lake_root(root: Path) -> None:
     """The lake's folder exists or can be made, and can be written: else one line that
     says so (a mistyped --lake), not an engine's traceback at the first write."""
-    import os
 
-    from geosid.errors import InvalidRequestError
 
     root = Path(root).expanduser()
     try:
@@ -80,7 +80,6 @@ def require_lake_root(root: Path) -> None:
 @contextmanager
 def open_context(settings: Settings | None = None, log: Callable[[str], None] | None = None, progress: bool = False) -> Iterator[Context]:
     """An engine session on the settings' engine and the lake under its root."""
-    from geosid.lake import spark_session
 
     settings = settings or Settings.from_env()
     require_lake_root(settings.lake_root)

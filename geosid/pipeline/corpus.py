@@ -7,30 +7,38 @@ import datetime as dt_
 from dataclasses import dataclass
 
 from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
+from geosid.jobs import validate as validate_job
+from geosid.jobs.corpus import (
+    CorpusConfig,
+    SplitConfig,
+    build_cell_context,
+    build_day,
+    build_range,
+    corpus_scan,
+    rollback_state,
+)
+from geosid.jobs.geo import run_geo, run_geo_range
+from geosid.jobs.index import level_sizes_of
 from geosid.lake import DateLike, as_date, days_between
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
 from geosid.pipeline.index import SkippedStep, version_in_force
 from geosid.pipeline.records import corpus_params, corpus_scope, record, require_arrived
+from geosid.pipeline.silver import geo_config, record_geo
+from geosid.schemas import bronze, corpus, silver
 
 
 def corpus_config(ctx: Context, source: str, split=None):
     """The source's corpus shape (registry) with the lake's cells and the given split."""
-    from geosid.jobs.corpus import CorpusConfig, SplitConfig
 
     return CorpusConfig.for_source(source, cell_config=ctx.settings.cells, split=split or SplitConfig())
 
 
 def split_config(protocol: str, last: dt_.date, test_start=None, valid_start=None, test_days=None, valid_days=None):
-    from geosid.jobs.corpus import SplitConfig
-
     return SplitConfig.for_range(protocol, last, test_start, valid_start, test_days, valid_days)
 
 
 def source_days(ctx: Context, source: str) -> tuple[dt_.date, dt_.date]:
-    from geosid.jobs.corpus import corpus_scan
-    from geosid.schemas import bronze
-
     scan = corpus_scan(ctx.lake, source) if ctx.lake.exists(bronze.EVENTS) else None
     if scan is None:
         raise NotFoundError(f"no bronze events of {source}: ingest it first")
@@ -46,7 +54,6 @@ def _require_version(ctx: Context, day: dt_.date, codebook_version: str | None) 
 
 def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
     """corpus.cell_context of [first, last] from the latest earlier geo snapshots."""
-    from geosid.jobs.corpus import build_cell_context
 
     first, last = as_date(first), as_date(last)
     with use(ctx, lake_root) as ctx:
@@ -58,8 +65,6 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
 
 
 def record_cell_context(ctx: Context, cell_config, first: dt_.date, last: dt_.date, mode: str | None = None) -> None:
-    from geosid.schemas import corpus
-
     record(ctx, corpus.CELL_CONTEXT.name, cell_config.name, days_between(first, last), {"cells": cell_config.model_dump()},
            mode or ("day" if first == last else "range"))  # fmt: skip
 
@@ -70,9 +75,6 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
     are one range job (windowed aggregates over all the days at once)."""
     from pyspark.sql import functions as F
 
-    from geosid.jobs.geo import run_geo, run_geo_range
-    from geosid.pipeline.silver import geo_config, record_geo
-    from geosid.schemas import silver
 
     first, last = as_date(first), as_date(last)
     with use(ctx, lake_root) as ctx:
@@ -117,7 +119,6 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
     """Cell context and training sequences of [first, last] (default: every day of the
     source) from scratch under a version (default: the one in force on the last day),
     then the corpus gate."""
-    from geosid.jobs.corpus import build_range
 
     with use(ctx, lake_root) as ctx:
         days = source_days(ctx, source)
@@ -142,7 +143,6 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
 def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: dt_.date, mode: str,
                      continued_from: dt_.date | None = None) -> None:  # fmt: skip
     """Record a corpus build: its days, and for a day continued from a state checkpoint, which."""
-    from geosid.schemas import corpus
 
     span = (first, last) if mode == "range" else (None, None)
     params = corpus_params(config, *span)
@@ -175,7 +175,6 @@ def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, 
 
 def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str = "day"):
     """The day's sequences from yesterday's state (see corpus_day), recorded."""
-    from geosid.jobs.corpus import build_day, build_range, rollback_state
 
     try:
         with ctx.stage(f"training sequences {day} under {version} (incremental)", timed="sequences"):
@@ -191,7 +190,7 @@ def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str =
                 report = build_range(ctx.lake, version, first, day, config)
                 record_sequences(ctx, version, config, first, day, "range")
             return report
-    ctx.log(f"    {exc}: continuing from the state checkpoint of {checkpoint}")
+        ctx.log(f"    {exc}: continuing from the state checkpoint of {checkpoint}")
     for missed in days_between(checkpoint + dt_.timedelta(days=1), day - dt_.timedelta(days=1)):
         sequences_day(ctx, version, config, missed, "repair")
     return sequences_day(ctx, version, config, day, mode)
@@ -209,8 +208,6 @@ def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_vers
                     protocol: str = "time", *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport | SkippedStep:  # fmt: skip
     """The corpus suites of a day or range under a version (default: in force on the last
     day) and split protocol."""
-    from geosid.jobs.index import level_sizes_of
-    from geosid.jobs.validate import validate_corpus as run
 
     first = as_date(first)
     last = as_date(last) if last is not None else first
@@ -223,7 +220,7 @@ def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_vers
             ctx.log(skipped.summary())
             return skipped
         with ctx.stage("data quality (great-expectations)", timed="validate corpus"):
-            results = run(ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name, protocol)
+            results = validate_job.validate_corpus(ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name, protocol)
             gate = GateReport("corpus", first, last, results)
         ctx.log(gate.summary())
         return gate

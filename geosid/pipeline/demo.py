@@ -10,17 +10,18 @@ from pathlib import Path
 
 from geosid.pipeline.bronze import ingest
 from geosid.pipeline.context import Context
-from geosid.pipeline.corpus import (
-    context_snapshots,
-    corpus_build,
-    corpus_day,
-    split_config,
-)
+from geosid.pipeline.corpus import context_snapshots, corpus_build, corpus_day, split_config
 from geosid.pipeline.index import build_index
 from geosid.pipeline.lake_ops import format_tables, tables
-from geosid.pipeline.operations import maintain, repair, status
+from geosid.pipeline.maintenance import maintain
+from geosid.pipeline.repairs import repair
 from geosid.pipeline.silver import embed, geo, validate_silver
+from geosid.pipeline.staleness import status
 from geosid.pipeline.train import TrainOutcome, train_with_control
+from geosid.schemas import bronze, corpus
+from geosid.sources.landing import DROP_MARKER, decode_lines, discover
+from geosid.sources.registry import get_source
+from geosid.sources.synthetic_world import WorldConfig, write_world
 
 # The synthetic world the demo generates when the NYC file is absent.
 DEMO_WORLD = {"n_days": 7, "n_users": 5_000, "n_stores": 1_000, "corrupt_rate": 0.001}
@@ -50,9 +51,6 @@ def demo(synthetic: bool = False, world: dict | None = None, train: bool = True,
     """Ingest -> validate -> geo -> embed -> index (three tokenizers, the best published) ->
     corpus (every day, an incremental re-run of the last day checked against the rebuild)
     -> pretrain, DPO and a lambda-0 control. `world` overrides the synthetic world's size."""
-    from geosid.schemas import corpus
-    from geosid.sources.registry import get_source
-    from geosid.sources.synthetic_world import WorldConfig, write_world
 
     tsmc = get_source("tsmc2014").default_path(ctx.settings)
     if tsmc is not None and not synthetic:
@@ -127,9 +125,6 @@ def redelivery(ctx: Context, source: str, raw: Path, day: dt_.date, out: Path, l
     dated to the day."""
     from pyspark.sql import functions as F
 
-    from geosid.schemas import bronze
-    from geosid.sources.landing import DROP_MARKER, decode_lines, discover
-    from geosid.sources.registry import get_source
 
     shutil.rmtree(out, ignore_errors=True)
     for feed in get_source(source).feeds:
@@ -162,7 +157,6 @@ def operations_drill(report: DemoReport, split, ctx: Context) -> None:
     makes the later days stale (status says which and why), the repair rebuilds them from
     the history checkpoint before it, nothing is stale after, and the repaired sequences
     equal a rebuild of the whole corpus from scratch."""
-    from geosid.schemas import corpus
 
     day = report.last - dt_.timedelta(days=2)
     if day < report.first:

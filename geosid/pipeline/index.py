@@ -7,16 +7,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geosid.errors import GateError, NotFoundError
+from geosid.jobs import index as index_job
+from geosid.jobs.index import (
+    CodebookSpec,
+    Gates,
+    assign_sids,
+    codebook_versions,
+    fit_candidate,
+    publish,
+    published_version,
+    quality_row,
+    quality_table,
+    rollback_sids,
+    version_row,
+)
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.records import is_stale, record, require_arrived
+from geosid.pipeline.silver import representation
+from geosid.schemas import index, silver
 
 
 def latest_item_day(ctx: Context) -> dt_.date:
     """The latest logical date of silver.item_geo (the default day of a fit)."""
     from pyspark.sql import functions as F
 
-    from geosid.schemas import silver
 
     if not ctx.lake.exists(silver.ITEM_GEO):
         raise NotFoundError("silver.item_geo does not exist yet: run geo (and embed) first")
@@ -29,8 +44,6 @@ def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...
                  template: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
     """Fit a candidate codebook version on the items of `day` (default: the latest day),
     embedded under `template` (default: the settings')."""
-    from geosid.jobs.index import CodebookSpec, fit_candidate
-    from geosid.pipeline.silver import representation
 
     spec = CodebookSpec(method=method, codes=tuple(codes) if codes else None, niter=niter, seed=seed, sample_size=sample_size,
                         capacity_aware=capacity_aware)  # fmt: skip
@@ -50,8 +63,6 @@ def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...
 
 
 def gates_from(values: dict | None):
-    from geosid.jobs.index import Gates
-
     return Gates(**(values or {}))
 
 
@@ -59,7 +70,6 @@ def publish_codebook(codebook_version: str, day: DateLike | None = None, gates: 
                      ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
     """Publish a candidate as of `day` (default: the latest item day) after its gates
     (GateError says which failed)."""
-    from geosid.jobs.index import publish
 
     with use(ctx, lake_root) as ctx:
         day = as_date(day) if day is not None else latest_item_day(ctx)
@@ -99,7 +109,6 @@ def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict
     """Fit every candidate tokenizer at one code budget, compare them, publish the one with
     the fewest conflicts that passes the gates. The gates refusing every candidate is an
     outcome (nothing published, said so), not a failure."""
-    from geosid.jobs.index import quality_row, quality_table, sid_report, version_row
 
     day = as_date(day)
     outcome = IndexOutcome()
@@ -122,7 +131,7 @@ def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict
                     ctx.log(f"    {exc}")
                     continue
             outcome.published = version
-            outcome.report, _ = sid_report(ctx.lake, version, ctx.lake.root / "_reports" / version)
+            outcome.report, _ = index_job.sid_report(ctx.lake, version, ctx.lake.reports_dir(version))
             ctx.log(outcome.report)
             return outcome
         ctx.log(
@@ -151,7 +160,6 @@ class SkippedStep:
 def version_in_force(ctx: Context, day: dt_.date, codebook_version: str | None) -> str | None:
     """The given version, else the one published as of `day` (a re-run of an old day uses
     the version of its day, not today's)."""
-    from geosid.jobs.index import published_version, version_row
 
     if codebook_version:
         version_row(ctx.lake, codebook_version)  # UnknownNameError lists the known ones
@@ -180,8 +188,6 @@ def assign_day_under(ctx: Context, version: str, day: dt_.date, mode: str = "day
     given from inputs that have changed since takes them back first (with every later
     day's, which are stale too and rebuilt after it), so the day is assigned as a clean
     run would have."""
-    from geosid.jobs.index import assign_sids, rollback_sids
-    from geosid.schemas import index
 
     if is_stale(ctx, index.SID_MAP.name, version, day):
         rollback_sids(ctx.lake, version, day)
@@ -192,14 +198,12 @@ def assign_day_under(ctx: Context, version: str, day: dt_.date, mode: str = "day
 
 def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
     """Give every item of [first, last] a SID under a version (existing SIDs stay)."""
-    from geosid.jobs.index import backfill as run
 
-    from geosid.schemas import index
 
     with use(ctx, lake_root) as ctx:
         require_arrived(ctx, as_date(last))
         with ctx.stage(f"backfill {codebook_version} {as_date(first)} .. {as_date(last)}", timed="backfill"):
-            report = run(ctx.lake, codebook_version, first, last)
+            report = index_job.backfill(ctx.lake, codebook_version, first, last)
             record(ctx, index.SID_MAP.name, codebook_version, [d.dt for d in report.days], {}, "day", codebook_version)
         for day in report.days:
             ctx.log(day.summary())
@@ -213,7 +217,6 @@ CODEBOOK_COLUMNS = ["version", "method", "status", "level_sizes", "n_items", "em
 
 def list_codebooks(*, ctx: Context | None = None, lake_root: str | None = None) -> str:
     """index.codebook_versions as a text table."""
-    from geosid.jobs.index import codebook_versions
 
     with use(ctx, lake_root) as ctx:
         table = codebook_versions(ctx.lake)
@@ -223,17 +226,14 @@ def list_codebooks(*, ctx: Context | None = None, lake_root: str | None = None) 
 def sid_report(codebook_version: str, out_dir: str | Path | None = None, *, ctx: Context | None = None,
                lake_root: str | None = None) -> tuple[str, list[Path]]:  # fmt: skip
     """A version's quality numbers and plots (default folder: <lake>/_reports/<version>)."""
-    from geosid.jobs.index import sid_report as run
 
     with use(ctx, lake_root) as ctx:
-        return run(ctx.lake, codebook_version, Path(out_dir) if out_dir else ctx.lake.root / "_reports" / codebook_version)
+        return index_job.sid_report(ctx.lake, codebook_version, Path(out_dir) if out_dir else ctx.lake.reports_dir(codebook_version))
 
 
 def sid_compare(codebook_versions: list[str] | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> str:
     """The quality table of several versions side by side (default: every version that
     has its SIDs assigned)."""
-    from geosid.jobs.index import quality_row, quality_table
-    from geosid.schemas import index
 
     with use(ctx, lake_root) as ctx:
         if not codebook_versions:

@@ -8,8 +8,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from geosid.errors import QueryError
+from geosid.config import Settings
+from geosid.errors import NotFoundError, QueryError
+from geosid.lake import Lake
 from geosid.pipeline.context import Context, use
+from geosid.sources.synthetic_world import WorldConfig, write_world
 
 
 @dataclass
@@ -58,9 +61,6 @@ def format_tables(infos: list[TableInfo]) -> str:
 
 def history(table: str, *, lake_root: str | None = None, ctx: Context | None = None) -> list[dict]:
     """A table's Delta history (delta-rs; no engine)."""
-    from geosid.config import Settings
-    from geosid.errors import NotFoundError
-    from geosid.lake import Lake
 
     lake = ctx.lake if ctx is not None else Lake(Settings.from_env(lake_root=lake_root).lake_root)
     spec = lake.spec(table)
@@ -122,7 +122,6 @@ class SynthReport:
 
 def synth(out: str | Path, progress: bool = False, **world) -> SynthReport:
     """Write a synthetic local-life world (WorldConfig fields as keywords) as raw drops."""
-    from geosid.sources.synthetic_world import WorldConfig, write_world
 
     started = time.perf_counter()
     manifest = write_world(out, WorldConfig(**world), progress=progress)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from geosid.embedding.documents import TEXT_TEMPLATE, WITH_LOCATION
+from geosid.embedding.location import LocationEncoder
+from geosid.jobs import validate as validate_job
+from geosid.jobs.embed import Representation, run_embed
+from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
 from geosid.pipeline.records import embed_params, embed_scope, geo_params, record, require_arrived
+from geosid.schemas import silver
 
 
 def geo_config(ctx: Context):
-    from geosid.jobs.geo import GeoConfig
-
     return GeoConfig(cell_config=ctx.settings.cells, window_days=ctx.settings.geo_window_days)
 
 
 def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, lake_root: str | None = None):
     """silver.geo_cells (and silver.item_geo) as of a logical date."""
-    from geosid.jobs.geo import run_geo
 
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
@@ -31,8 +34,6 @@ def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, l
 
 
 def record_geo(ctx: Context, config, days, with_items: bool, mode: str = "day") -> None:
-    from geosid.schemas import silver
-
     record(ctx, silver.GEO_CELLS.name, config.cells().name, days, geo_params(config), mode)
     if with_items:
         record(ctx, silver.ITEM_GEO.name, config.cells().name, [max(days)], geo_params(config), mode)
@@ -40,9 +41,6 @@ def record_geo(ctx: Context, config, days, with_items: bool, mode: str = "day") 
 
 def representation(ctx: Context, template: str | None = None, encoder: str | None = None):
     """The representation the settings name (template, text encoder, location weight)."""
-    from geosid.embedding.documents import WITH_LOCATION
-    from geosid.embedding.location import LocationEncoder
-    from geosid.jobs.embed import Representation
 
     template = template or ctx.settings.template
     location = LocationEncoder(weight=ctx.settings.location_weight) if WITH_LOCATION.get(template) else None
@@ -54,8 +52,6 @@ def embed(day: DateLike, encoder: str | None = None, template: str | None = None
     """Embed the new and changed item documents of a logical date under a representation
     (default: the settings'). A template whose text is another template's document
     (geo-doc-v2 reads geo-doc-v1's) embeds that one first and reuses its text vectors."""
-    from geosid.embedding.documents import TEXT_TEMPLATE
-    from geosid.jobs.embed import run_embed
 
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
@@ -73,18 +69,15 @@ def embed(day: DateLike, encoder: str | None = None, template: str | None = None
 
 
 def record_embed(ctx: Context, rep, day, mode: str = "day") -> None:
-    from geosid.schemas import silver
-
     record(ctx, silver.ITEM_EMBEDDINGS.name, embed_scope(rep), [day], embed_params(rep), mode)
 
 
 def validate_silver(day: DateLike, *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport:
     """The silver suites of a day, and the embeddings' and SID map's."""
-    from geosid.jobs.validate import validate_silver as run
 
     day = as_date(day)
     with use(ctx, lake_root) as ctx:
         with ctx.stage("data quality (great-expectations)", timed="validate silver"):
-            gate = GateReport("silver", day, day, run(ctx.lake, day))
+            gate = GateReport("silver", day, day, validate_job.validate_silver(ctx.lake, day))
         ctx.log(gate.summary())
         return gate

@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geosid.config import Settings
-from geosid.errors import NotFoundError
+from geosid.errors import InvalidRequestError, NotFoundError
 from geosid.pipeline.context import Context
+from geosid.trainer import dpo as dpo_job, training
+from geosid.trainer.evaluation import eval_run, metrics_table
+from geosid.trainer.loading import TrainConfig
+from geosid.trainer.runs import latest_run
 
 
 def _lake_root(ctx: Context | None, lake_root: str | None) -> Path:
@@ -23,17 +27,13 @@ def _log(ctx: Context | None):
 def train_config(**options):
     """A TrainConfig from keyword options: None means the default, and keys that are no
     field of it (other command-line options) are left out."""
-    import dataclasses
 
-    from geosid.trainer.loading import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in options.items() if v is not None and k in fields})
 
 
 def _eval_lines(evaluation: dict, label: str) -> str:
-    from geosid.trainer.evaluation import metrics_table
-
     head = f"{evaluation['split']} split, {evaluation['requests']:,} requests (beam search {evaluation['beam_search_s']}s):"
     return head + "\n" + metrics_table(evaluation, label)
 
@@ -43,15 +43,12 @@ def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None =
     """Pretrain a model (OneLoc, TIGER or SASRec: `cfg.model`) on the corpus of one split
     protocol, pinned at the latest table versions, selecting on valid; `resume`
     continues run `run_id` from its last checkpoint. Returns the run record."""
-    from geosid.trainer.training import pretrain as run
 
     cfg = cfg or train_config()
     root, log = _lake_root(ctx, lake_root), _log(ctx)
     if resume and not run_id:
-        from geosid.errors import InvalidRequestError
-
         raise InvalidRequestError("--resume continues a run: pass --run-id of the run to continue")
-    meta = run(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log, resume=resume)
+    meta = training.pretrain(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log, resume=resume)
     m = meta["metrics"]
     log(f"run {meta['run_id']}: {meta['parameters']:,} parameters, {meta['rows']['train']:,} train rows, "
         f"{m['tokens_per_s']:,} tokens/s, {len(m['epochs'])} epoch(s) ({m['stopped']}), best epoch {m['best_epoch']}; "
@@ -66,14 +63,12 @@ def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None =
 def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, *, ctx: Context | None = None,
         lake_root: str | None = None) -> dict:  # fmt: skip
     """Align a pretrained run (default: the latest) with DPO; returns the run record."""
-    from geosid.trainer.dpo import dpo as run
-    from geosid.trainer.runs import latest_run
 
     root, log = _lake_root(ctx, lake_root), _log(ctx)
     parent_run = parent_run or latest_run(root, "pretrain")
     if parent_run is None:
         raise NotFoundError(f"no pretrain run under {root}: run `geosid train pretrain` first")
-    meta = run(root, parent_run, cfg=cfg, run_id=run_id, log=log)
+    meta = dpo_job.dpo(root, parent_run, cfg=cfg, run_id=run_id, log=log)
     log(f"run {meta['run_id']} (parent {parent_run})")
     log(_eval_lines(meta["metrics"]["eval"], "OneLoc + DPO"))
     before = (meta.get("parent_eval") or {}).get("oneloc", {}).get("geo_reward@10")
@@ -85,8 +80,6 @@ def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, *, c
 def evaluate(run: str | None = None, split: str = "test", eval_limit: int | None = None, *, ctx: Context | None = None,
              lake_root: str | None = None) -> dict:  # fmt: skip
     """Evaluate a saved run (default: the latest DPO run, else pretrain) on a split."""
-    from geosid.trainer.evaluation import eval_run
-    from geosid.trainer.runs import latest_run
 
     root, log = _lake_root(ctx, lake_root), _log(ctx)
     run = run or latest_run(root, "dpo", "pretrain")
@@ -122,9 +115,7 @@ def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> Trai
     with ctx.stage(f"DPO, lambda {cfg.dpo_lambda}, geographic reward (+ GMV where the source has it)", timed="dpo"):
         aligned = dpo(pre["run_id"], cfg, ctx=ctx)
     with ctx.stage("control: the same extra steps with lambda = 0 (next-token loss only)", timed="dpo control"):
-        from geosid.trainer.dpo import dpo as run
-
-        control = run(ctx.lake.root, pre["run_id"], cfg=dataclasses.replace(cfg, dpo_lambda=0.0), log=ctx.log)
+        control = dpo_job.dpo(ctx.lake.root, pre["run_id"], cfg=dataclasses.replace(cfg, dpo_lambda=0.0), log=ctx.log)
     outcome = TrainOutcome(pre, aligned, control)
     ctx.log("mean geographic reward of the top 10: pretrained {:.4f}, control (lambda 0) {:.4f}, DPO {:.4f}".format(*outcome.geo_rewards))
     ctx.log(f"    runs under {ctx.lake.root / '_models'} (each run.json records the pinned table versions)")

@@ -34,6 +34,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from geosid.quantization.assignment import resolve_last_level
+
 
 def as_float32(x: np.ndarray, d: int | None = None) -> np.ndarray:
     """x as a C-contiguous float32 matrix [n, d]; asserts name the wrong dimension."""
@@ -91,7 +93,6 @@ class Tokenizer(ABC):
         assigned so that code tuples stay free of collisions where they can."""
         if not self.capacity_aware:
             return self.nearest_codes(x, lat=lat, lon=lon)
-        from geosid.quantization.assignment import resolve_last_level
 
         prefix, candidates, cost = self.encode_candidates(x, lat=lat, lon=lon)
         last = resolve_last_level(prefix, candidates, cost, self.level_sizes, taken, widen=self.widen(x, lat, lon))

@@ -14,6 +14,7 @@ one code per row and back.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -215,8 +216,6 @@ class FSQLevel:
         return np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts])
 
     def _candidates(self, residual: np.ndarray, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-        import itertools
-
         import torch
 
         # the projection row by row (einsum's own loop, not BLAS, whose results for a row

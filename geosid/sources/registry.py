@@ -21,6 +21,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geosid.errors import NotFoundError, UnknownNameError
+from geosid.schemas.bronze import ACTIONS
+from geosid.sources.landing import drop_days
 
 # The shipped real data, relative to a checkout: ../shared/data beside the repo.
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,10 +73,6 @@ class CorpusShape(BaseModel):
 
     @model_validator(mode="after")
     def _valid(self) -> CorpusShape:
-        from geosid.schemas.bronze import (
-            ACTIONS,  # here, so that reading the registry imports no engine types
-        )
-
         if not self.behaviors:
             raise ValueError("at least one behavior is needed")
         names = [b.name for b in self.behaviors]
@@ -118,7 +116,6 @@ class Source:
     def drop_days(self, path: str | Path, marker: str | None) -> dict | None:
         """Per day, each feed's drop (`landing.DropDay`) under `path`; None when the source
         path is a whole-history file (every day it holds has arrived)."""
-        from geosid.sources.landing import drop_days
 
         if any(Path(f.root(path)).is_file() for f in self.feeds):
             return None

@@ -5,8 +5,7 @@ transform. Pure Spark expressions.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from geosid.sources.fields import (
     coordinate_checks,

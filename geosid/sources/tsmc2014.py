@@ -10,8 +10,7 @@ venue's coordinates as recorded in that check-in.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from geosid.sources.fields import (
     coordinate_checks,

@@ -19,11 +19,14 @@ import torch
 
 from geosid.errors import NotFoundError
 from geosid.geo.geometry import cells_from_name
-from geosid.schemas import REGISTRY, corpus, index
+from geosid.lake import Lake
+from geosid.schemas import corpus, index
 from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize, sequence_cells
 from geosid.trainer.model import OneLoc, OneLocConfig
 from geosid.trainer.runs import read_run, weights_path
+from geosid.trainer.sasrec import SASRec, SASRecConfig
 from geosid.trainer.snapshot import CorpusSnapshot
+from geosid.trainer.stream import StreamedSplit, sample_rows, train_pass
 
 TABLES = (corpus.TRAINING_SEQUENCES.name, corpus.CELL_CONTEXT.name, index.SID_MAP.name, index.CODEBOOK_VERSIONS.name)
 
@@ -91,10 +94,10 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     `candidates` transition candidates counted on the train split (`Transitions`; a train
     row's own transition left out). With `stream` (a TrainConfig) and a train split of
     more than its `stream_above` rows, the train split is streamed (`load_streamed`)."""
-    from deltalake import DeltaTable
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
-    present = [t for t in TABLES if DeltaTable.is_deltatable(str(Path(lake_root) / REGISTRY.get(t).relative_path))]
+    lake = Lake(lake_root)
+    present = [t for t in TABLES if lake.exists(t)]
     for required in (corpus.TRAINING_SEQUENCES.name, index.SID_MAP.name):
         if required not in present:
             raise NotFoundError(
@@ -152,7 +155,6 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
     test are random samples (valid_limit rows; eval_limit, else stream_eval_rows)."""
     import pandas as pd
 
-    from geosid.trainer.stream import StreamedSplit, sample_rows, train_pass
 
     chunk = 8192
     version = snapshot.codebook_version
@@ -237,8 +239,6 @@ def model_from_record(meta: dict):
     """The untrained model a run record describes (OneLoc / TIGER, or SASRec)."""
     config = meta["model_config"]
     if meta.get("train_config", {}).get("model") == "sasrec":
-        from geosid.trainer.sasrec import SASRec, SASRecConfig
-
         return SASRec(SASRecConfig(**config))
     # runs recorded before the repeat features existed were trained without them
     return OneLoc(OneLocConfig(**{"repeat_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))

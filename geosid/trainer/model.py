@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geosid.trainer.data import AGE_BUCKETS, COUNT_BUCKETS, HOURS
+
 SIZES = {
     "tiny": dict(d_model=64, n_heads=4, enc_layers=2, dec_layers=2, d_ff=256, d_loc=32),
     "small": dict(d_model=256, n_heads=4, enc_layers=2, dec_layers=2, d_ff=1024, d_loc=64),
@@ -181,20 +183,14 @@ class OneLoc(nn.Module):
         self.kind_emb = nn.Embedding(cfg.n_behaviors + 1 + int(cfg.candidates), d)  # 0 padding, behaviors, candidates
         self.start = nn.Parameter(torch.zeros(1, 1, d))
         if cfg.time_features:
-            from geosid.trainer.data import AGE_BUCKETS, HOURS
-
             self.hour_emb = nn.Embedding(HOURS + 1, d, padding_idx=0)
             self.age_emb = nn.Embedding(AGE_BUCKETS + 1, d, padding_idx=0)
         if cfg.repeat_features:
-            from geosid.trainer.data import COUNT_BUCKETS
-
             self.visit_emb = nn.Embedding(COUNT_BUCKETS, d)
             self.trans_emb = nn.Embedding(COUNT_BUCKETS, d)
             self.copy_prior_emb = nn.Embedding(COUNT_BUCKETS * COUNT_BUCKETS, 1)
             nn.init.zeros_(self.copy_prior_emb.weight)
         if cfg.candidates:
-            from geosid.trainer.data import COUNT_BUCKETS
-
             self.cand_count_emb = nn.Embedding(COUNT_BUCKETS, d)
             self.cand_prior_emb = nn.Embedding(COUNT_BUCKETS, 1)
             nn.init.zeros_(self.cand_prior_emb.weight)
@@ -300,7 +296,6 @@ class OneLoc(nn.Module):
         candidates = self._has_candidates(x)
         if not self.cfg.copy_head or not (self.cfg.repeat_features or candidates):
             return None
-        from geosid.trainer.data import COUNT_BUCKETS
 
         if self.cfg.repeat_features:
             prior = self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)  # [b, H]

@@ -62,6 +62,12 @@ def list_runs(lake_root: str | Path, kind: str | None = None) -> list[dict]:
     return [meta for _, _, meta in sorted(records, key=lambda r: (r[0], r[1]))]
 
 
+def find_run(lake_root: str | Path, run_id: str) -> dict | None:
+    """The run's record, or None when no run of that id was recorded."""
+    path = run_dir(lake_root, run_id) / "run.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def read_run(lake_root: str | Path, run_id: str) -> dict:
     path = run_dir(lake_root, run_id) / "run.json"
     if not path.exists():

@@ -1,7 +1,7 @@
 """Pinned corpus snapshots for trainers: read the corpus at fixed Delta table versions
 (or as of a time) as pyarrow batches or a torch IterableDataset, and record what was read.
 
-No engine is needed: delta-rs resolves the snapshot and pyarrow reads its files, so a
+No engine is needed: the lake resolves the snapshot's files (delta-rs) and pyarrow reads them, so a
 training job reads exactly the files of the versions in its manifest, however the lake
 moves on afterwards.
 """
@@ -12,67 +12,18 @@ import datetime as dt_
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 
 from geosid.errors import InvalidRequestError
+from geosid.lake import Lake
 from geosid.schemas import REGISTRY, corpus
 
 SEQUENCES = corpus.TRAINING_SEQUENCES.name
 CELL_CONTEXT = corpus.CELL_CONTEXT.name
 DEFAULT_TABLES = (SEQUENCES, CELL_CONTEXT)
-
-
-def _delta(path: str, version: int | None = None, as_of: dt_.datetime | None = None):
-    from deltalake import DeltaTable
-
-    table = DeltaTable(path)
-    if version is not None:
-        table.load_as_version(int(version))
-    elif as_of is not None:
-        table.load_as_version(as_of if as_of.tzinfo else as_of.replace(tzinfo=dt_.UTC))
-    return table
-
-
-@dataclass(frozen=True)
-class _PinnedFiles:
-    """The data files of one table version and their partition values: plain pyarrow
-    from here on (delta-rs's runtime must not be used in forked DataLoader workers)."""
-
-    uri: str
-    paths: tuple[str, ...]
-    partitions: tuple[dict, ...]
-    schema: pa.Schema
-
-    def dataset(self) -> pads.Dataset:
-        filesystem, root = pafs.FileSystem.from_uri(self.uri)
-        expressions = []
-        for values in self.partitions:
-            expression = pc.scalar(True)
-            for column, value in values.items():
-                typed = pa.scalar(value, self.schema.field(column).type)
-                expression = expression & (pc.field(column) == typed if value is not None else pc.field(column).is_null())
-            expressions.append(expression)
-        return pads.FileSystemDataset.from_paths(
-            [f"{root}/{p}" for p in self.paths], schema=self.schema, format=pads.ParquetFileFormat(),
-            filesystem=filesystem, partitions=expressions,
-        )  # fmt: skip
-
-
-def _pinned_files(handle) -> _PinnedFiles:
-    actions = pa.table(handle.get_add_actions(flatten=True))
-    partition_columns = [c for c in actions.column_names if c.startswith("partition.")]
-    rows = actions.select(["path", *partition_columns]).to_pylist()
-    return _PinnedFiles(
-        uri=handle.table_uri,
-        paths=tuple(unquote(r["path"]) for r in rows),
-        partitions=tuple({c.removeprefix("partition."): r[c] for c in partition_columns} for r in rows),
-        schema=handle.to_pyarrow_dataset().schema,
-    )
 
 
 @dataclass
@@ -112,10 +63,10 @@ class CorpusSnapshot:
         lake_root = Path(lake_root).resolve()
         table_versions = dict(table_versions or {})
         pinned, files = {}, {}
+        lake = Lake(lake_root)
         for name in tables:
-            path = str(lake_root / REGISTRY.get(name).relative_path)
-            handle = _delta(path, table_versions.get(name), None if name in table_versions else as_of)
-            pinned[name], files[name] = handle.version(), _pinned_files(handle)
+            files[name] = lake.pinned_files(name, table_versions.get(name), None if name in table_versions else as_of)
+            pinned[name] = files[name].version
         snapshot = cls(lake_root, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files,
                        protocol)  # fmt: skip
         if not codebook_version:

@@ -24,9 +24,11 @@ import torch
 
 from geosid.trainer.baselines import BASELINES
 from geosid.trainer.data import Batch
+from geosid.trainer.evaluation import evaluate, validator
 from geosid.trainer.loading import TrainConfig, autocast, candidate_slots, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
 from geosid.trainer.runs import atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
+from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
 
 
 def lr_factor(step: int, total: int, warmup: float, floor: float) -> float:
@@ -169,7 +171,6 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     the valid split, evaluate the best weights on test once. Returns the run record
     (written under the lake's _models/). `resume` continues the run `run_id` from its
     last checkpoint; `stop_after_epochs` stops early, as a kill would."""
-    from geosid.trainer.evaluation import evaluate, validator
 
     if cfg.model == "sasrec":
         return train_sasrec(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
@@ -210,8 +211,6 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
 def train_sasrec(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
                  run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> dict:  # fmt: skip
     """SASRec on a pinned corpus, selected on valid, evaluated on test; the run record."""
-    from geosid.trainer.evaluation import evaluate, validator
-    from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
 
     started = time.perf_counter()
     data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol)
