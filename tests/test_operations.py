@@ -226,6 +226,32 @@ def test_a_repair_under_a_codebook_assigned_on_the_last_day_equals_a_rebuild(spa
     assert after_repair[0] > 0 and after_repair == ctx.lake.digest(TRAINING_SEQUENCES, dt=days, where=scope)
 
 
+def test_a_day_after_a_skipped_one_continues_from_the_nearest_checkpoint(spark, tmp_path, world):
+    """`corpus day` for a day whose yesterday was never built: the state goes back to the
+    checkpoint before it, the skipped day is built, then the day; as a rebuild would."""
+    from geosid.schemas.corpus import TRAINING_SEQUENCES
+
+    raw, ctx = tmp_path / "raw", context(spark, tmp_path / "lake")
+    first, last = DAYS[0], DAYS[5]
+    for day in DAYS[:6]:
+        ops.deliver(world, raw, day)
+    pipeline.ingest("synthetic", first, last, raw, validate=False, ctx=ctx)
+    pipeline.context_snapshots(first, last, every=1, ctx=ctx)
+    pipeline.geo(last, ctx=ctx)
+    pipeline.embed(last, ctx=ctx)
+    version = pipeline.fit_codebook("residual_kmeans", last, codes=(8, 8), niter=5, ctx=ctx).codebook_version
+    pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
+    pipeline.corpus_build("synthetic", first, DAYS[3], version, validate=False, ctx=ctx)
+    lines = []
+    ctx.log = lines.append
+    pipeline.corpus_day(last, "synthetic", version, ctx=ctx)  # DAYS[4] was never built
+    assert any(f"continuing from the state checkpoint of {DAYS[3]}" in line for line in lines), lines
+    scope, days = f"codebook_version = '{version}'", (DAYS[4], last)
+    continued = ctx.lake.digest(TRAINING_SEQUENCES, dt=days, where=scope)
+    pipeline.corpus_build("synthetic", first, last, version, validate=False, ctx=ctx)
+    assert continued[0] > 0 and continued == ctx.lake.digest(TRAINING_SEQUENCES, dt=days, where=scope)
+
+
 # ---------------------------------------------------------------------------------------
 # A month of operations
 
