@@ -52,7 +52,7 @@ def run_steps(settings, every: int) -> dict:
         timed("geo snapshots", lambda: pipeline.context_snapshots(first, last, every=every, ctx=ctx))
         timed("geo", lambda: pipeline.geo(last, ctx=ctx))
         timed("embed", lambda: pipeline.embed(last, ctx=ctx))
-        fit = timed("codebook", lambda: pipeline.fit_codebook("residual_kmeans", last, ctx=ctx))
+        fit = timed("codebook", lambda: pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans"), last, ctx=ctx))
         timed("publish", lambda: pipeline.publish_codebook(fit.codebook_version, last, OPEN_GATES, ctx=ctx))
         timed("assign", lambda: pipeline.backfill(fit.codebook_version, first, last, ctx=ctx))
         split = pipeline.split_config("time", last, test_days=3, valid_days=3)

@@ -12,7 +12,7 @@ tiny OneLoc, 10 history events per behavior, the train split streamed from the s
 valid/test 2,000 requests), then
 the extra day: ingest, geo, embed, assign and the incremental corpus day, whose sequence
 job is compared with the full rebuild's. The engine is whatever the environment selects
-(GEOSID_ENGINE, GEOSID_REMOTE): on a cluster the peak RSS is the driver's.
+(GEOSID_ENGINE, GEOSID_SPARK_REMOTE): on a cluster the peak RSS is the driver's.
 Results: bench/results/scale_end_to_end[-label].json and a printed table.
 """
 
@@ -78,7 +78,7 @@ def run_stage(stage: str, work: Path, world: str) -> dict:
             silver.embed(last if stage == "embed" else extra, ctx=ctx)
             return {}
         if stage == "codebook":
-            fit = index.fit_codebook("residual_kmeans", last, ctx=ctx)
+            fit = index.fit_codebook(index.CodebookSpec("residual_kmeans"), last, ctx=ctx)
             version_file.write_text(fit.codebook_version)
             published = True
             try:
@@ -107,10 +107,10 @@ def run_stage(stage: str, work: Path, world: str) -> dict:
         if stage == "train":
             # histories of 10 events per behavior keep one epoch of the 10m world within minutes on a CPU
             cfg = train.train_config(size="tiny", epochs=1, max_history=10, stream_above=0, valid_limit=2000, eval_limit=2000)
-            meta = train.pretrain(cfg, version, run_id="scale", ctx=ctx)
-            m = meta["metrics"]
-            return {"train_rows": meta["rows"]["train"], "streamed": meta.get("streamed"), "train_s": m["train_s"],
-                    "tokens_per_s": m["tokens_per_s"], "recall@10": m["eval"]["oneloc"]["recall@10"]}  # fmt: skip
+            record = train.pretrain(cfg, version, run_id="scale", ctx=ctx)
+            m = record.metrics
+            return {"train_rows": record.rows["train"], "streamed": record.streamed, "train_s": m["train_s"],
+                    "tokens_per_s": m["tokens_per_s"], "recall@10": record.evaluation()["recall@10"]}  # fmt: skip
     raise ValueError(f"unknown stage {stage!r}")
 
 

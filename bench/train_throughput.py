@@ -18,7 +18,7 @@ import platform
 import resource
 from pathlib import Path
 
-from geosid.trainer.loading import TrainConfig
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.training import pretrain
 
 
@@ -35,11 +35,11 @@ def main() -> None:
         size=args.size, epochs=1, batch_size=args.batch_size, max_history=args.max_history, max_steps=args.steps,
         device=args.device, eval_limit=200,
     )  # fmt: skip
-    meta = pretrain(Path(args.lake).resolve(), cfg, run_id=f"bench-{args.size}")
+    record = pretrain(Path(args.lake).resolve(), cfg, run_id=f"bench-{args.size}")
     result = {
-        "size": args.size, "device": meta["device"], "parameters": meta["parameters"], "batch_size": args.batch_size,
-        "steps": args.steps, "tokens_per_s": meta["metrics"]["tokens_per_s"], "train_s": meta["metrics"]["train_s"],
-        "peak_gpu_memory_gb": meta["metrics"].get("peak_gpu_memory_gb"),
+        "size": args.size, "device": record.device, "parameters": record.parameters, "batch_size": args.batch_size,
+        "steps": args.steps, "tokens_per_s": record.metrics["tokens_per_s"], "train_s": record.metrics["train_s"],
+        "peak_gpu_memory_gb": record.metrics.get("peak_gpu_memory_gb"),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }  # fmt: skip

@@ -237,8 +237,8 @@ class Timeline:
 
         started = time.perf_counter()
         day, spec = days[day_index], self.scenario.codebooks[day_index]
-        fit = pipeline.fit_codebook("residual_kmeans", day, codes=spec["codes"], niter=spec["niter"], seed=spec["seed"],
-                                    capacity_aware=True, ctx=ctx)  # fmt: skip
+        codebook = pipeline.CodebookSpec("residual_kmeans", codes=spec["codes"], niter=spec["niter"], seed=spec["seed"], capacity_aware=True)
+        fit = pipeline.fit_codebook(codebook, day, ctx=ctx)
         pipeline.publish_codebook(fit.codebook_version, day, GATES, ctx=ctx)
         pipeline.backfill(fit.codebook_version, days[0], day, ctx=ctx)
         pipeline.rebuild_corpus(fit.codebook_version, days[0], day, SOURCE, ctx=ctx)
@@ -248,12 +248,13 @@ class Timeline:
     def pin_snapshot(self, ctx) -> None:
         """Record a training snapshot (what `geosid train pretrain` records: the manifest
         of the pinned table versions) as a run, so maintenance must keep its files."""
-        from geosid.trainer.runs import save_run
+        from geosid.trainer.runs import RunRecord, save_run
         from geosid.trainer.snapshot import CorpusSnapshot
 
         snapshot = CorpusSnapshot.open(self.lake_root, codebook_version=list(self.versions.values())[-1])
-        meta = {"run_id": "pinned-snapshot", "kind": "pretrain", "manifest": snapshot.manifest(), "rows": snapshot.count()}
-        save_run(self.lake_root, "pinned-snapshot", {}, meta)
+        record = RunRecord(run_id="pinned-snapshot", kind="pretrain", manifest=snapshot.manifest(), model_config={}, train_config={},
+                           metrics={}, rows={"all": snapshot.count()})  # fmt: skip
+        save_run(self.lake_root, record, {})
 
     def kill_run(self, day: dt_.date) -> str:
         """Run the day's `geosid daily` in a process of its own and SIGKILL it mid-way;
@@ -354,13 +355,12 @@ def _pinned_loads(lake_root: Path) -> bool | None:
     from geosid.trainer.runs import list_runs
     from geosid.trainer.snapshot import CorpusSnapshot
 
-    runs = [r for r in list_runs(lake_root) if r["run_id"] == "pinned-snapshot"]
+    runs = [r for r in list_runs(lake_root) if r.run_id == "pinned-snapshot"]
     if not runs:
         return None
-    manifest = runs[0]["manifest"]
     try:
-        snapshot = CorpusSnapshot.open(lake_root, manifest["codebook_version"], table_versions=manifest["table_versions"])
-        return snapshot.count() == runs[0]["rows"]
+        snapshot = CorpusSnapshot.open(lake_root, runs[0].codebook_version, table_versions=runs[0].table_versions)
+        return snapshot.count() == runs[0].rows["all"]
     except (OSError, ValueError) as exc:  # a file the snapshot needs is gone
         print(f"pinned snapshot does not load: {exc}")
         return False
@@ -422,7 +422,7 @@ def repair_cost(world: str, work: Path, log=print) -> dict:
         pipeline.context_snapshots(days[0], prefix_last, every=1, ctx=ctx)
         pipeline.geo(prefix_last, ctx=ctx)
         pipeline.embed(prefix_last, ctx=ctx)
-        fit = pipeline.fit_codebook("residual_kmeans", prefix_last, ctx=ctx)
+        fit = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans"), prefix_last, ctx=ctx)
         try:
             pipeline.publish_codebook(fit.codebook_version, prefix_last, ctx=ctx)
         except GateError:  # the synthetic titles repeat: publish through open gates (what this bench measures is the days)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from geosid.embedding.templates import TEMPLATES
-from geosid.quantization.base import TOKENIZERS
-from geosid.sources.registry import source_names
+from geosid import pipeline
+
 
 
 @dag(
@@ -27,16 +26,16 @@ from geosid.sources.registry import source_names
     tags=["geosid"],
     params={
         "version": Param(None, type=["null", "string"], description="an existing version to backfill; none: fit a new one"),
-        "method": Param("residual_kmeans", enum=list(TOKENIZERS)),
+        "method": Param("residual_kmeans", enum=list(pipeline.TOKENIZER_KINDS)),
         "capacity_aware": Param(True, type="boolean", description="last level by capacity-aware assignment"),
-        "template": Param(None, type=["null", "string"], enum=[None, *TEMPLATES], description="vectors' template (default: settings)"),
+        "template": Param(None, type=["null", "string"], enum=[None, *pipeline.TEMPLATES], description="vectors' template (default: settings)"),
         "codes": Param(None, type=["null", "string"], description="codes per level, e.g. 64,64,64 (none: sized to the data)"),
         "publish": Param(True, type="boolean", description="publish the version (through its gates) before the backfill"),
         "gates": Param({}, type="object", description="Gates overrides: max_excess_conflict, min_exclusive_rate, min_code_usage"),
         "from": Param("2012-04-03", type="string", format="date"),
         "to": Param("2012-04-03", type="string", format="date"),
-        "source": Param("tsmc2014", enum=source_names(), description="whose corpus to rebuild"),
-        "split": Param("time", enum=["time", "user_chrono", "libcity"], description="split protocol of the rebuilt corpus"),
+        "source": Param("tsmc2014", enum=pipeline.source_names(), description="whose corpus to rebuild"),
+        "split": Param("time", enum=list(pipeline.PROTOCOLS), description="split protocol of the rebuilt corpus"),
         "test_start": Param(None, type=["null", "string"], description="time split: first test day"),
         "valid_start": Param(None, type=["null", "string"], description="time split: first valid day"),
         "lake": Param(None, type=["null", "string"]),
@@ -46,40 +45,29 @@ from geosid.sources.registry import source_names
 def geosid_codebook_backfill():
     @task
     def embed(params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         if params.get("version"):  # an existing version brings its vectors
             return {"skipped": "existing version"}
         return pipeline.embed(params["to"], template=params.get("template"), lake_root=params.get("lake")).to_dict()
 
     @task
     def codebook(embedded: dict, params: dict | None = None) -> str:
-        from geosid import pipeline
-
         if params.get("version"):
             return params["version"]
-        codes = tuple(int(c) for c in params["codes"].split(",")) if params.get("codes") else None
-        return pipeline.fit_codebook(params["method"], params["to"], codes, capacity_aware=params["capacity_aware"],
-                                     template=params.get("template"), lake_root=params.get("lake")).codebook_version  # fmt: skip
+        spec = pipeline.CodebookSpec(params["method"], pipeline.parse_codes(params.get("codes")), capacity_aware=params["capacity_aware"])
+        return pipeline.fit_codebook(spec, params["to"], template=params.get("template"), lake_root=params.get("lake")).codebook_version
 
     @task
     def publish(version: str, params: dict | None = None) -> str:
-        from geosid import pipeline
-
         if params.get("publish"):
             pipeline.publish_codebook(version, params["to"], gates=params.get("gates") or None, lake_root=params.get("lake"))
         return version
 
     @task
     def days(params: dict | None = None) -> list[str]:
-        from geosid.pipeline import days_between
-
-        return [d.isoformat() for d in days_between(params["from"], params["to"])]
+        return [d.isoformat() for d in pipeline.days_between(params["from"], params["to"])]
 
     @task(max_active_tis_per_dag=1)
     def tokenize_day(day: str, version: str, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         return pipeline.assign_day(day, version, lake_root=params.get("lake")).to_dict()
 
     @task
@@ -90,8 +78,6 @@ def geosid_codebook_backfill():
 
     @task
     def rebuild_corpus(tokenized: dict, version: str, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         outcome = pipeline.rebuild_corpus(
             version, params["from"], params["to"], params["source"], params.get("test_start"), params.get("valid_start"),
             params["split"], lake_root=params.get("lake"),
@@ -100,17 +86,9 @@ def geosid_codebook_backfill():
 
     @task
     def validate_corpus(rebuilt: dict, params: dict | None = None) -> dict:
-        from airflow.exceptions import AirflowFailException
-
-        from geosid import pipeline
-
-        outcome = pipeline.validate_corpus(params["from"], params["to"], rebuilt["codebook_version"], params["split"],
-                                           lake_root=params.get("lake")).to_dict()  # fmt: skip
-        for summary in outcome.pop("summaries"):
-            print(summary)
-        if not outcome["passed"]:
-            raise AirflowFailException(f"corpus data-quality gate failed: {outcome['tables']}")
-        return outcome
+        gate = pipeline.validate_corpus(params["from"], params["to"], rebuilt["codebook_version"], params["split"],
+                                        lake_root=params.get("lake"))  # fmt: skip
+        return pipeline.gate_outcome(gate)  # a failed gate fails the task
 
     version = publish(codebook(embed()))
     tokenized = summarize(tokenize_day.partial(version=version).expand(day=days()))

@@ -18,8 +18,9 @@ SID-map and corpus suites. repair_later rebuilds the later days that a re-run of
 day (its input changed) made stale. So runs in any order, late drops, re-deliveries and
 re-runs end with the tables of a clean run (bench/year_of_operations.py).
 
-Wiring only: the work lives in geosid.pipeline, imported inside the task callables so
-that parsing this file stays cheap. XCom carries dates, counts and table versions.
+Wiring only: the work lives in geosid.pipeline (the only geosid module a DAG imports; it
+keeps torch out of parsing). A failed data-quality gate fails its task. XCom carries
+dates, counts and table versions.
 """
 
 from __future__ import annotations
@@ -27,17 +28,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from geosid.sources.registry import source_names
+from geosid import pipeline
 
-
-def _gate(outcome: dict, what: str) -> dict:
-    from airflow.exceptions import AirflowFailException
-
-    for summary in outcome.pop("summaries"):
-        print(summary)
-    if not outcome["passed"]:
-        raise AirflowFailException(f"{what} data-quality gate failed for {outcome['dt']}: {outcome['tables']}")
-    return outcome
 
 
 @dag(
@@ -48,7 +40,7 @@ def _gate(outcome: dict, what: str) -> dict:
     max_active_runs=1,
     tags=["geosid"],
     params={
-        "source": Param("tsmc2014", enum=source_names(), description="raw source to ingest"),
+        "source": Param("tsmc2014", enum=pipeline.source_names(), description="raw source to ingest"),
         "path": Param(None, type=["null", "string"], description="raw file or folder of drops (default: the source's path)"),
         "lake": Param(None, type=["null", "string"], description="lake root (default: $GEOSID_LAKE or ./lake)"),
         "test_start": Param(None, type=["null", "string"], description="time split: targets from this day on are test"),
@@ -64,8 +56,6 @@ def geosid_daily():
 
         from airflow.exceptions import AirflowFailException
 
-        from geosid import pipeline
-
         if pipeline.drop_arrived(params["source"], ds, params.get("path"), lake_root=params.get("lake")):
             return True
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -79,8 +69,6 @@ def geosid_daily():
 
     @task
     def ingest(ds: str | None = None, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         outcomes = pipeline.ingest_arrivals(params["source"], ds, params.get("path"), lake_root=params.get("lake"))
         days = sorted({d.isoformat() for o in outcomes for d in o.report.days})
         changed = sorted({d.isoformat() for o in outcomes if o.inputs for d in o.inputs.changed})
@@ -88,44 +76,32 @@ def geosid_daily():
 
     @task
     def validate_bronze(ingested: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         if not ingested["days"]:  # a day closed as missing: nothing ingested
             return {"dt": ingested["dt"], "days": []}
         first, last = min(ingested["days"]), max(ingested["days"])
-        gate = _gate(pipeline.validate_bronze(first, last, lake_root=params.get("lake")).to_dict(), "bronze")
+        gate = pipeline.gate_outcome(pipeline.validate_bronze(first, last, lake_root=params.get("lake")))
         return {"dt": ingested["dt"], "days": ingested["days"], "tables": gate["tables"]}
 
     @task
     def catch_up(validated: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         repaired, pending = pipeline.catch_up(validated["dt"], params["source"], params.get("test_start"), params.get("valid_start"),
                                               lake_root=params.get("lake"))  # fmt: skip
         return {"dt": validated["dt"], "repaired": repaired.to_dict(), "pending": [d.isoformat() for d in pending]}
 
     @task
     def geo(caught_up: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         return pipeline.geo(caught_up["dt"], lake_root=params.get("lake")).to_dict()
 
     @task
     def embed(geo_context: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         return pipeline.embed(geo_context["dt"], lake_root=params.get("lake")).to_dict()
 
     @task
     def assign_sids(embedded: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         return pipeline.assign_day(embedded["dt"], lake_root=params.get("lake")).to_dict()
 
     @task
     def sequences(assigned: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         return pipeline.corpus_day(
             assigned["dt"], params["source"], assigned.get("codebook_version"), params.get("test_start"),
             params.get("valid_start"), lake_root=params.get("lake"),
@@ -133,16 +109,12 @@ def geosid_daily():
 
     @task
     def validate(built: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
-        silver = _gate(pipeline.validate_silver(built["dt"], lake_root=params.get("lake")).to_dict(), "silver")
+        silver = pipeline.gate_outcome(pipeline.validate_silver(built["dt"], lake_root=params.get("lake")))
         corpus = pipeline.validate_corpus(built["dt"], built["dt"], built.get("codebook_version"), lake_root=params.get("lake"))
-        return {"dt": built["dt"], "silver": silver["tables"], "corpus": _gate(corpus.to_dict(), "corpus")["tables"]}
+        return {"dt": built["dt"], "silver": silver["tables"], "corpus": pipeline.gate_outcome(corpus)["tables"]}
 
     @task
     def repair_later(validated: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         return pipeline.repair(after=validated["dt"], lake_root=params.get("lake")).to_dict()
 
     ingested = ingest()

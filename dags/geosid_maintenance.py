@@ -11,6 +11,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from geosid import pipeline
+
 
 @dag(
     dag_id="geosid_maintenance",
@@ -29,8 +31,6 @@ from airflow.sdk import Param, dag, task
 def geosid_maintenance():
     @task
     def maintain(params: dict | None = None) -> dict:
-        from geosid import pipeline
-
         report = pipeline.maintain(params.get("retention_hours"), force=params["force"], lake_root=params.get("lake"))
         return {"bytes_before": report.bytes_before, "bytes_after": report.bytes_after, "tables": len(report.tables)}
 

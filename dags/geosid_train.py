@@ -2,7 +2,7 @@
 evaluate both against the baselines. Triggered by hand or by a sensor after the daily
 run; each run's record (lake/_models/<run>/run.json) pins the table versions it read.
 
-Wiring only: the work lives in geosid.pipeline, imported inside the tasks.
+Wiring only: the work lives in geosid.pipeline; the params' defaults are TrainConfig's.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from geosid import pipeline
+
+TRAIN = pipeline.TRAIN_DEFAULTS
+# The training options a run of this DAG may set (TrainConfig fields; defaults from it).
+OPTIONS = ("size", "epochs", "batch_size", "max_history", "eval_limit", "dpo_requests", "dpo_lambda", "geo_max_km")
+
 
 def _config(params: dict):
-    from geosid import pipeline
-
-    return pipeline.train_config(
-        size=params["size"], epochs=params["epochs"], batch_size=params["batch_size"], max_history=params["max_history"],
-        eval_limit=params.get("eval_limit"), dpo_requests=params["dpo_requests"], dpo_lambda=params["dpo_lambda"],
-        geo_max_km=params["max_km"],
-    )  # fmt: skip
+    return pipeline.train_config(**{name: params.get(name) for name in OPTIONS})
 
 
 @dag(
@@ -31,31 +31,27 @@ def _config(params: dict):
     params={
         "lake": Param(None, type=["null", "string"]),
         "version": Param(None, type=["null", "string"], description="codebook version (default: the only one)"),
-        "size": Param("tiny", enum=["tiny", "small", "paper"]),
-        "epochs": Param(1, type="integer", minimum=1),
-        "batch_size": Param(256, type="integer", minimum=1),
-        "max_history": Param(50, type="integer", minimum=1),
-        "eval_limit": Param(None, type=["null", "integer"]),
-        "dpo_requests": Param(2000, type="integer", minimum=1),
-        "dpo_lambda": Param(0.05, type="number"),
-        "max_km": Param(5.0, type="number"),
+        "size": Param(TRAIN.size, enum=list(pipeline.SIZE_NAMES)),
+        "epochs": Param(TRAIN.epochs, type="integer", minimum=1),
+        "batch_size": Param(TRAIN.batch_size, type="integer", minimum=1),
+        "max_history": Param(TRAIN.max_history, type="integer", minimum=1),
+        "eval_limit": Param(TRAIN.eval_limit, type=["null", "integer"]),
+        "dpo_requests": Param(TRAIN.dpo_requests, type="integer", minimum=1),
+        "dpo_lambda": Param(TRAIN.dpo_lambda, type="number"),
+        "geo_max_km": Param(TRAIN.geo_max_km, type="number", description="geographic reward: 1/d within this distance"),
     },
     doc_md=__doc__,
 )
 def geosid_train():
     @task
     def pretrain(params: dict | None = None) -> dict:
-        from geosid import pipeline
-
-        meta = pipeline.pretrain(_config(params), params.get("version"), lake_root=params.get("lake"))
-        return {"run_id": meta["run_id"], "table_versions": meta["manifest"]["table_versions"], "eval": meta["metrics"]["eval"]["oneloc"]}
+        record = pipeline.pretrain(_config(params), params.get("version"), lake_root=params.get("lake"))
+        return {"run_id": record.run_id, "table_versions": record.table_versions, "eval": record.evaluation("oneloc")}
 
     @task
     def dpo(pretrained: dict, params: dict | None = None) -> dict:
-        from geosid import pipeline
-
-        meta = pipeline.dpo(pretrained["run_id"], lake_root=params.get("lake"))
-        return {"run_id": meta["run_id"], "pairs": meta["metrics"]["pairs"]["pairs"], "eval": meta["metrics"]["eval"]["oneloc"]}
+        record = pipeline.dpo(pretrained["run_id"], lake_root=params.get("lake"))
+        return {"run_id": record.run_id, "pairs": record.metrics["pairs"]["pairs"], "eval": record.evaluation("oneloc")}
 
     @task
     def evaluate(pretrained: dict, aligned: dict) -> dict:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from geosid import pipeline
 from geosid.config import Settings
-from geosid.errors import user_errors
+from geosid.errors import InvalidRequestError, user_errors
 from geosid.pipeline import TOKENIZER_KINDS, open_context, source_names
 
 
@@ -35,9 +35,9 @@ def _date(value: str) -> dt_.date:
 
 def _codes(value: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"codes per level must be integers joined by commas, e.g. 64,64,64; got {value!r}") from None
+        return pipeline.parse_codes(value)
+    except InvalidRequestError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _quiet_logs() -> None:
@@ -106,9 +106,9 @@ def cmd_step(args, p) -> int:
 def cmd_codebook(args, p) -> int:
     with _context(args) as ctx:
         if args.action == "fit":
-            report = p.fit_codebook(args.method, args.date, args.codes, args.niter, args.seed, args.sample_size,
-                                    args.embeddings_version, args.item_geo_version, capacity_aware=args.capacity_aware,
-                                    template=args.template, ctx=ctx)  # fmt: skip
+            spec = p.CodebookSpec(args.method, args.codes, args.niter, args.seed, args.sample_size, capacity_aware=args.capacity_aware)
+            report = p.fit_codebook(spec, args.date, template=args.template, embeddings_version=args.embeddings_version,
+                                    item_geo_version=args.item_geo_version, ctx=ctx)  # fmt: skip
             print(f"version {report.codebook_version} is a candidate; publish with: "
                   f"geosid codebook publish --version {report.codebook_version}")  # fmt: skip
         elif args.action == "publish":
@@ -116,6 +116,7 @@ def cmd_codebook(args, p) -> int:
                 return _usage("codebook publish needs --version (see: geosid codebook list)")
             gates = {"max_excess_conflict": args.max_excess_conflict, "min_exclusive_rate": args.min_exclusive,
                      "min_code_usage": args.min_usage}  # fmt: skip
+            gates = {k: v for k, v in gates.items() if v is not None}  # unset: the Gates defaults
             p.publish_codebook(args.codebook_version, args.date, gates, ctx=ctx)
         else:
             print(p.list_codebooks(ctx=ctx))
@@ -151,19 +152,22 @@ def cmd_corpus(args, p) -> int:
 
 
 def _train_options(args) -> dict:
-    """The parsed options named like TrainConfig's fields, and the ablation switches."""
+    """The TrainConfig options the command line set (None: the config's default), and the
+    ablation switches."""
     ablation = {"prompt": args.prompt} if args.prompt else {}
-    for switch in ("location_scores", "location_gate", "copy_head", "time_features", "repeat_features", "candidates"):
+    for switch, _ in ABLATIONS:
         ablation.update({switch: False} if getattr(args, f"no_{switch}") else {})
-    return {**vars(args), "ablation": ablation}
+    return {**{name: getattr(args, name) for name, _ in TRAIN_OPTIONS}, "ablation": ablation}
 
 
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "benchmark":
-        options = {"size": args.size, "epochs": args.epochs, "max_minutes": args.max_minutes or 20.0, "ablations": not args.no_ablations}
+        defaults = p.TRAIN_DEFAULTS
+        options = {"size": args.size or defaults.size, "epochs": args.epochs or defaults.epochs, "ablations": not args.no_ablations,
+                   **({"max_minutes": args.max_minutes} if args.max_minutes else {})}  # fmt: skip
         with _context(args) as ctx:
-            for protocol in args.protocols or ["user_chrono", "libcity"]:
+            for protocol in args.protocols or p.BENCHMARK_PROTOCOLS:
                 p.benchmark(protocol, paper_decoder=args.paper_decoder, ctx=ctx, **options)
         return 0
     if args.action == "pretrain":
@@ -177,8 +181,10 @@ def cmd_train(args, p) -> int:
 
 
 def cmd_synth(args, p) -> int:
-    report = p.synth(args.out, progress=sys.stderr.isatty(), seed=args.seed, start_date=args.start.isoformat(), n_days=args.days,
-                     n_users=args.users, n_stores=args.stores, corrupt_rate=args.corrupt_rate)  # fmt: skip
+    world = {name: getattr(args, name) for name in ("seed", "n_days", "n_users", "n_stores", "corrupt_rate", "start_date")}
+    if world["start_date"] is not None:
+        world["start_date"] = world["start_date"].isoformat()
+    report = p.synth(args.out, progress=sys.stderr.isatty(), **{k: v for k, v in world.items() if v is not None})
     print(report.summary())
     if report.manifest["corrupted"]:
         print(f"injected bad lines: {json.dumps(report.manifest['corrupted'], sort_keys=True)}")
@@ -212,28 +218,13 @@ def cmd_history(args, p) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="geosid", description="geosid: the data-and-index system for geo-aware generative recommendation")
-    parser.add_argument("--lake", help="lake root (default: $GEOSID_LAKE or ./lake)")
-    parser.add_argument("--engine", choices=["sail", "spark-local", "remote"], help="default: $GEOSID_ENGINE or sail")
-    parser.add_argument("--remote", help="Spark Connect URL for --engine remote (sc://host:15002)")
-    parser.add_argument("--cells", choices=["geohash", "h3"], help="cell system (default: $GEOSID_CELL_SYSTEM or geohash)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks (also GEOSID_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _default(text: str | None, value) -> str:
+    """Help text ending with the default the config object gives (argparse's default stays
+    None, so the config's own default applies)."""
+    return f"{text + ' ' if text else ''}(default: {value})"
 
-    def command(name, func, help, *actions):
-        p = sub.add_parser(name, help=help)
-        if actions:
-            p.add_argument("action", choices=actions)
-        p.set_defaults(func=func)
-        return p
 
-    def add_range(p):
-        p.add_argument("--date", type=_date, help="one logical date")
-        p.add_argument("--from", dest="from_date", type=_date, help="first date of a range")
-        p.add_argument("--to", dest="to_date", type=_date, help="last date of a range (inclusive)")
-
-    sources = source_names()
+def _add_ingest_and_silver(command, add_range, sources) -> None:
     p = command("ingest", cmd_step, "raw source -> bronze.events/items/rejects, then data quality")
     p.add_argument("--source", choices=sources, required=True)
     p.add_argument("--path", help="file, or folder of dt=YYYY-MM-DD drops (default: the source's configured or shipped path)")
@@ -246,19 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="minilm (default) or hf:<local model dir>; default: $GEOSID_ENCODER")
     p.add_argument("--template", help="document template: content-v1, geo-doc-v1, geo-doc-v2 (default: $GEOSID_TEMPLATE or geo-doc-v2)")
 
+
+def _add_index(command) -> None:
+    spec, gates = pipeline.CodebookSpec(), pipeline.Gates()
     p = command("codebook", cmd_codebook, "fit / publish / list codebook versions", "fit", "publish", "list")
-    p.add_argument("--method", default="residual_kmeans_fsq", choices=list(TOKENIZER_KINDS))
+    p.add_argument("--method", default=spec.method, choices=list(TOKENIZER_KINDS))
     p.add_argument("--codes", type=_codes, help="codes per level, e.g. 64,64,64 (default: sized to the data)")
-    p.add_argument("--niter", type=int, default=20)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--niter", type=int, default=spec.niter)
+    p.add_argument("--seed", type=int, default=spec.seed)
     p.add_argument("--sample-size", type=int, help="train k-means on this many items (default: all)")
     p.add_argument("--embeddings-version", type=int, help="pinned silver.item_embeddings table version (default: latest)")
     p.add_argument("--item-geo-version", type=int, help="pinned silver.item_geo table version (default: latest)")
     p.add_argument("--date", type=_date, help="logical date (default: the latest day of silver.item_geo)")
     p.add_argument("--version", dest="codebook_version", help="the version to publish")
-    p.add_argument("--max-excess-conflict", type=float, default=0.10, help="conflict rate above the identical-vector floor")
-    p.add_argument("--min-exclusive", type=float, default=0.90)
-    p.add_argument("--min-usage", type=float, default=0.20)
+    p.add_argument("--max-excess-conflict", type=float, help=_default("conflict rate above the identical-vector floor", gates.max_excess_conflict))
+    p.add_argument("--min-exclusive", type=float, help=_default(None, gates.min_exclusive_rate))
+    p.add_argument("--min-usage", type=float, help=_default(None, gates.min_code_usage))
     p.add_argument("--capacity-aware", action="store_true", help="fit: last level by capacity-aware assignment")
     p.add_argument("--template", help="fit: the vectors' document template (default: $GEOSID_TEMPLATE or geo-doc-v2)")
 
@@ -274,11 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_date", type=_date, required=True)
     p.add_argument("--to", dest="to_date", type=_date, required=True)
 
+
+def _add_corpus(command, add_range, sources) -> None:
     p = command("corpus", cmd_corpus, "training corpus: build a range from scratch, one day incrementally, or validate",
                 "build", "day", "validate")  # fmt: skip
     p.add_argument("--source", choices=sources, default="tsmc2014")
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the last day)")
-    p.add_argument("--split", choices=["time", "user_chrono", "libcity"], default="time",
+    p.add_argument("--split", choices=list(pipeline.PROTOCOLS), default="time",
                    help="split protocol (user_chrono, libcity: range builds; see the README)")
     for flag, kind, text in (("--test-start", _date, "first test day"), ("--valid-start", _date, "first valid day"),
                              ("--test-days", int, "the range's last N days are test"),
@@ -286,11 +282,39 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=kind, help=f"time split: {text}")
     add_range(p)
 
+
+# TrainConfig fields the command line sets, with their help; the defaults are TrainConfig's.
+TRAIN_OPTIONS = (
+    ("size", None), ("epochs", "at most; early stopping may end sooner"), ("batch_size", None), ("lr", None),
+    ("max_history", "latest events kept per behavior"), ("beam", None), ("eval_limit", "score at most N requests"),
+    ("dpo_requests", "dpo: train requests sampled for pairs"), ("dpo_candidates", "dpo: beam candidates per request"),
+    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None),
+    ("geo_max_km", "geographic reward: 1/d within this distance"), ("gmv_weight", "weight of the GMV reward (sources with GMV)"),
+    ("patience", "epochs without a better valid metric before stopping"),
+    ("max_minutes", "a time budget per model (no epoch starts after it)"),
+    ("item_min_count", "train occurrences for an own item-id embedding"),
+    ("device", "auto (cuda + bf16 when available), cpu, cuda"), ("protocol", "the corpus's split protocol"),
+    ("model", None),
+)  # fmt: skip
+CHOICES = {"size": pipeline.SIZE_NAMES, "protocol": pipeline.PROTOCOLS, "model": pipeline.MODEL_KINDS}
+ABLATIONS = (
+    ("location_scores", "no E_lc E_lc^T in attention"), ("location_gate", "no location gate"),
+    ("copy_head", "no copy of the history's SID tokens (the paper's decoder)"),
+    ("time_features", "no hour-of-week / event-age inputs"),
+    ("repeat_features", "no visit / own-transition counts of history items"),
+    ("candidates", "no transition candidates (train next items of the latest item)"),
+)  # fmt: skip
+
+
+def _add_train(command) -> None:
     p = command("train", cmd_train, "OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot); benchmark",
                 "pretrain", "dpo", "eval", "benchmark")  # fmt: skip
-    p.add_argument("--model", default="oneloc", choices=["oneloc", "tiger", "sasrec"])
-    p.add_argument("--protocol", default="time", choices=["time", "user_chrono", "libcity"], help="the corpus's split protocol")
-    p.add_argument("--protocols", nargs="*", choices=["user_chrono", "libcity"], help="benchmark: the protocols (default: both)")
+    defaults = pipeline.TRAIN_DEFAULTS
+    for name, text in TRAIN_OPTIONS:
+        default = getattr(defaults, name)
+        kind = {"max_minutes": float, "eval_limit": int}.get(name) or type(default)  # those two default to None
+        p.add_argument("--" + name.replace("_", "-"), type=kind, choices=CHOICES.get(name), help=_default(text, default))
+    p.add_argument("--protocols", nargs="*", choices=list(pipeline.BENCHMARK_PROTOCOLS), help="benchmark: the protocols (default: all)")
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")
     p.add_argument("--paper-decoder", action="store_true", help="benchmark: also OneLoc without copy head and time features")
     p.add_argument("--resume", action="store_true", help="pretrain: continue --run-id from its last checkpoint")
@@ -300,34 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="eval: the run (default: the latest DPO, else pretrain, run)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--override", action="store_true", help="dpo: use these options instead of the parent's")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "paper"])
-    for flag, kind, default, text in (
-        ("--epochs", int, 2, None), ("--batch-size", int, 256, None), ("--lr", float, 1e-3, None),
-        ("--max-history", int, 50, "latest events kept per behavior"), ("--beam", int, 20, None),
-        ("--eval-limit", int, None, "score at most N requests"), ("--dpo-requests", int, 2000, "dpo: train requests sampled for pairs"),
-        ("--dpo-candidates", int, 10, "dpo: beam candidates per request"), ("--dpo-lambda", float, 0.05, "dpo: L = L_ntp + lambda * L_dpo"),
-        ("--dpo-beta", float, 0.1, None), ("--dpo-epochs", int, 1, None),
-        ("--geo-max-km", float, 5.0, "geographic reward: 1/d within this distance"),
-        ("--gmv-weight", float, 1.0, "weight of the GMV reward (sources with GMV)"),
-        ("--patience", int, 2, "epochs without a better valid metric before stopping"),
-        ("--max-minutes", float, None, "a time budget per model (no epoch starts after it)"),
-        ("--item-min-count", int, 1, "train occurrences for an own item-id embedding"),
-    ):  # fmt: skip
-        p.add_argument(flag, type=kind, default=default, help=text)
-    p.add_argument("--device", default="auto", help="auto (cuda + bf16 when available), cpu, cuda")
-    p.add_argument("--no-location-scores", action="store_true", help="ablation: no E_lc E_lc^T in attention")
-    p.add_argument("--no-location-gate", action="store_true", help="ablation: no location gate")
+    for switch, text in ABLATIONS:
+        p.add_argument("--no-" + switch.replace("_", "-"), action="store_true", help=f"ablation: {text}")
     p.add_argument("--prompt", choices=["neighbor", "pointwise", "mlp", "none"], help="ablation: the decoder's prompt")
-    p.add_argument("--no-copy-head", action="store_true", help="ablation: no copy of the history's SID tokens (the paper's decoder)")
-    p.add_argument("--no-time-features", action="store_true", help="ablation: no hour-of-week / event-age inputs")
-    p.add_argument("--no-repeat-features", action="store_true", help="ablation: no visit / own-transition counts of history items")
-    p.add_argument("--no-candidates", action="store_true", help="ablation: no transition candidates (train next items of the latest item)")
 
+
+def _add_tools(command) -> None:
+    world = pipeline.WorldConfig()
     p = command("synth", cmd_synth, "write a synthetic local-life world as raw daily drops")
     p.add_argument("--out", required=True)
-    for flag, kind, default in (("--days", int, 7), ("--users", int, 20_000), ("--stores", int, 3_000), ("--seed", int, 7),
-                                ("--corrupt-rate", float, 0.0), ("--start", _date, dt_.date(2024, 1, 1))):  # fmt: skip
-        p.add_argument(flag, type=kind, default=default)
+    for flag, field in (("--days", "n_days"), ("--users", "n_users"), ("--stores", "n_stores"), ("--seed", "seed")):
+        p.add_argument(flag, type=int, help=_default(None, getattr(world, field)), dest=field)
+    p.add_argument("--corrupt-rate", type=float, help=_default(None, world.corrupt_rate))
+    p.add_argument("--start", type=_date, dest="start_date", help=_default(None, world.start_date))
 
     p = command("demo", cmd_demo, "the whole pipeline on the shipped NYC data (synthetic if absent)")
     p.add_argument("--synthetic", action="store_true", help="use the synthetic world even if the NYC file exists")
@@ -338,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=100)
     command("tables", cmd_step, "each table's version, rows and days")
+    command("history", cmd_history, "a table's Delta history").add_argument("table")
+
+
+def _add_operations(command, sources) -> None:
     store = {"action": "store_true"}
     for name, text, options in (
         ("status", "input days (arrived, closed, awaited); per derived table its fresh, stale and missing days, and why", {}),
@@ -360,7 +373,36 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, cmd_step, text, *(("close",) if name == "days" else ()))
         for flag, kwargs in options.items():
             p.add_argument(flag, **kwargs)
-    command("history", cmd_history, "a table's Delta history").add_argument("table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="geosid", description="geosid: the data-and-index system for geo-aware generative recommendation")
+    parser.add_argument("--lake", help="lake root (default: $GEOSID_LAKE or ./lake)")
+    parser.add_argument("--engine", choices=["sail", "spark-local", "remote"], help="default: $GEOSID_ENGINE or sail")
+    parser.add_argument("--remote", help="Spark Connect URL for --engine remote (sc://host:15002)")
+    parser.add_argument("--cells", choices=["geohash", "h3"], help="cell system (default: $GEOSID_CELL_SYSTEM or geohash)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also GEOSID_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name, func, help, *actions):
+        p = sub.add_parser(name, help=help)
+        if actions:
+            p.add_argument("action", choices=actions)
+        p.set_defaults(func=func)
+        return p
+
+    def add_range(p):
+        p.add_argument("--date", type=_date, help="one logical date")
+        p.add_argument("--from", dest="from_date", type=_date, help="first date of a range")
+        p.add_argument("--to", dest="to_date", type=_date, help="last date of a range (inclusive)")
+
+    sources = source_names()
+    _add_ingest_and_silver(command, add_range, sources)
+    _add_index(command)
+    _add_corpus(command, add_range, sources)
+    _add_train(command)
+    _add_tools(command)
+    _add_operations(command, sources)
     return parser
 
 
@@ -372,7 +414,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     debug = args.debug or os.environ.get("GEOSID_DEBUG", "") not in ("", "0")
     from pydantic import ValidationError
-
 
     try:
         return args.func(args, pipeline)

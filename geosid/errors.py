@@ -34,6 +34,10 @@ class GateError(UserError, RuntimeError):
     """A candidate codebook version failed the publish gates."""
 
 
+class QualityGateError(UserError, RuntimeError):
+    """A data-quality gate did not hold (the suites say which checks failed)."""
+
+
 class ImmutableVersionError(UserError, RuntimeError):
     """A published (or retired) codebook version cannot be changed."""
 

@@ -28,7 +28,7 @@ def run_flow(session, settings, raw: Path) -> Path:
     pipeline.ingest("synthetic", DAYS[0], DAYS[-1], raw, ctx=ctx)
     pipeline.geo(DAYS[-1], ctx=ctx)
     pipeline.embed(DAYS[-1], template="geo-doc-v1", ctx=ctx)
-    fit = pipeline.fit_codebook("residual_kmeans", DAYS[-1], codes=(8, 8, 8), niter=5, template="geo-doc-v1", ctx=ctx)
+    fit = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8, 8), niter=5), DAYS[-1], template="geo-doc-v1", ctx=ctx)
     gates = {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0}
     pipeline.publish_codebook(fit.codebook_version, DAYS[-1], gates, ctx=ctx)
     pipeline.assign_day(DAYS[-1], ctx=ctx)

@@ -374,7 +374,8 @@ def tiny_checkin_corpus(spark, lake, n=80):
 
 
 def test_a_streamed_train_split_deals_every_row_once_per_epoch_as_featurized_in_memory(spark, lake):
-    from geosid.trainer.loading import TrainConfig, load_corpus
+    from geosid.trainer.config import TrainConfig
+    from geosid.trainer.loading import load_corpus
     from geosid.trainer.training import pretrain
 
     tiny_checkin_corpus(spark, lake)
@@ -397,8 +398,8 @@ def test_a_streamed_train_split_deals_every_row_once_per_epoch_as_featurized_in_
             assert np.array_equal(getattr(rows, name), getattr(same, name)), name
     cfg = TrainConfig(epochs=1, batch_size=16, max_history=8, beam=10, stream_above=0, shuffle_rows=8, stream_workers=0)
     run = pretrain(lake.root, cfg, run_id="streamed", log=lambda *_: None)
-    assert run["streamed"] and run["rows"]["train"] == 35 and np.isfinite(run["metrics"]["train_loss"][0])
-    assert "markov" not in run["metrics"]["eval"] and "markov_user" in run["metrics"]["eval"]
+    assert run.streamed and run.rows["train"] == 35 and np.isfinite(run.metrics["train_loss"][0])
+    assert "markov" not in run.metrics["eval"] and "markov_user" in run.metrics["eval"]
 
 
 def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
@@ -410,16 +411,16 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
 
     from geosid.trainer.dpo import dpo
     from geosid.trainer.evaluation import eval_run
-    from geosid.trainer.loading import TrainConfig
+    from geosid.trainer.config import TrainConfig
     from geosid.trainer.training import pretrain
 
     tiny_checkin_corpus(spark, lake)
     cfg = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
     pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
     record = json.loads((lake.root / "_models" / "pre" / "run.json").read_text())
-    assert record["manifest"]["table_versions"]["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
-    assert record["manifest"]["codebook_version"] == V and record["rows"]["test"] == 20
-    evaluation = pre["metrics"]["eval"]
+    assert record.table_versions["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
+    assert record.codebook_version == V and record.rows["test"] == 20
+    evaluation = pre.metrics["eval"]
     assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)
     assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10"} | {
         f"{part}_{m}" for part in ("repeat", "new") for m in ("recall@5", "ndcg@5", "recall@20")
@@ -429,16 +430,16 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
 
     aligned = dpo(lake.root, "pre", run_id="aligned", log=lambda *_: None)
     pairs = DeltaTable(str(lake.root / "corpus" / "preference_pairs")).to_pyarrow_table().to_pylist()
-    assert len(pairs) == aligned["metrics"]["pairs"]["pairs"] > 0
+    assert len(pairs) == aligned.metrics["pairs"]["pairs"] > 0
     assert all(p["chosen_reward"] > p["rejected_reward"] and p["run_id"] == "aligned" for p in pairs)
-    assert aligned["parent"] == "pre" and aligned["manifest"]["table_versions"] == record["manifest"]["table_versions"]
+    assert aligned.parent == "pre" and aligned.table_versions == record.table_versions
     twin = pretrain(lake.root, cfg, run_id="pre-twin", log=lambda *_: None)  # same snapshot, same seed
-    assert twin["metrics"]["train_loss"] == pre["metrics"]["train_loss"] and twin["metrics"]["eval"]["oneloc"] == evaluation["oneloc"]
+    assert twin.metrics["train_loss"] == pre.metrics["train_loss"] and twin.metrics["eval"]["oneloc"] == evaluation["oneloc"]
     # stopped after one epoch (as a kill would), then resumed: the same run as the uninterrupted one
     cut = pretrain(lake.root, cfg, run_id="cut", log=lambda *_: None, stop_after_epochs=1)
-    assert cut["metrics"]["stopped"] == "asked" and "eval" not in cut["metrics"]
+    assert cut.metrics["stopped"] == "asked" and "eval" not in cut.metrics
     resumed = pretrain(lake.root, cfg, run_id="cut", log=lambda *_: None, resume=True)
-    assert resumed["metrics"]["train_loss"] == pre["metrics"]["train_loss"]
-    assert resumed["metrics"]["eval"]["oneloc"] == evaluation["oneloc"]
+    assert resumed.metrics["train_loss"] == pre.metrics["train_loss"]
+    assert resumed.metrics["eval"]["oneloc"] == evaluation["oneloc"]
     again = eval_run(lake.root, "aligned")
-    assert again["oneloc"] == aligned["metrics"]["eval"]["oneloc"]  # the same pinned data, the same numbers
+    assert again["oneloc"] == aligned.metrics["eval"]["oneloc"]  # the same pinned data, the same numbers

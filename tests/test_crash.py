@@ -96,7 +96,7 @@ def base(spark, world, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("base") / "lake"
     ctx = _silver_ready(spark, root, world)
     pipeline.embed(DAY, template=TEMPLATE, ctx=ctx)
-    fit = pipeline.fit_codebook("residual_kmeans", DAY, template=TEMPLATE, ctx=ctx, **FIT)
+    fit = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", **FIT), DAY, template=TEMPLATE, ctx=ctx)
     pipeline.publish_codebook(fit.codebook_version, DAY, GATES, ctx=ctx)
     pipeline.corpus_build("synthetic", DAYS[0], DAY, fit.codebook_version, pipeline.split_config("user_chrono", DAY), ctx=ctx)
     return root
@@ -171,7 +171,7 @@ STAGES = {
             lambda ctx: pipeline.geo(DAY, ctx=ctx), lambda lake: [lake.digest(silver.GEO_CELLS, dt=DAY), lake.digest(silver.ITEM_GEO, dt=DAY)]),
     "codebook fit": (["codebook", "fit", "--method", "residual_kmeans", "--codes", "8,8,8", "--niter", "5", "--seed", "7",
                       "--template", TEMPLATE, "--date", DAY.isoformat()], "==> ", 2.0,
-                     lambda ctx: pipeline.fit_codebook("residual_kmeans", DAY, seed=7, template=TEMPLATE, ctx=ctx, **FIT),
+                     lambda ctx: pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", seed=7, **FIT), DAY, template=TEMPLATE, ctx=ctx),
                      lambda lake: [lake.digest(index.SID_MAP)]),
     "corpus": (["corpus", "build", "--source", "synthetic", "--split", "user_chrono", "--from", DAYS[0].isoformat(), "--to", DAY.isoformat()],
                "==> training sequences", 1.0,
@@ -214,4 +214,4 @@ def test_killed_pretraining_resumes_from_its_last_checkpoint(spark, base, tmp_pa
 
     weights = {run: torch.load(root / "_models" / run / "model.pt", weights_only=True) for run in ("whole", "killed")}
     assert all(torch.equal(weights["whole"][k], weights["killed"][k]) for k in weights["whole"])
-    assert len(whole["metrics"]["epochs"]) == 3
+    assert len(whole.metrics["epochs"]) == 3

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from geosid.lake.engine import LOCAL_JVM_ENV
+from geosid.trainer.runs import list_runs
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -144,9 +145,9 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0 and "state=success" in log, log[-5000:]
-    records = [json.loads(p.read_text()) for p in (lake / "_models").glob("*/run.json")]
-    assert sorted(r["kind"] for r in records) == ["dpo", "pretrain"]
-    assert all(r["manifest"]["table_versions"]["corpus.training_sequences"] >= 1 for r in records)
+    records = list_runs(lake)
+    assert sorted(r.kind for r in records) == ["dpo", "pretrain"]
+    assert all(r.table_versions["corpus.training_sequences"] >= 1 for r in records)
 
 
 RUN_DAYS = """
@@ -182,7 +183,7 @@ def test_daily_runs_in_any_order_end_with_the_tables_of_runs_in_order(spark, tmp
     ctx = Context(Settings(lake_root=in_order), spark, Lake(in_order, spark))
     # the first day and a codebook (what the backfill DAG does), then a copy of the lake
     pipeline.daily(days[0], "synthetic", raw, validate=False, ctx=ctx)
-    fit = pipeline.fit_codebook("residual_kmeans", days[0], codes=(8, 8, 8), niter=5, ctx=ctx)
+    fit = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8, 8), niter=5), days[0], ctx=ctx)
     pipeline.publish_codebook(fit.codebook_version, days[0], {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0}, ctx=ctx)
     pipeline.backfill(fit.codebook_version, days[0], days[0], ctx=ctx)
     pipeline.rebuild_corpus(fit.codebook_version, days[0], days[0], "synthetic", ctx=ctx)

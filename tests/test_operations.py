@@ -212,7 +212,7 @@ def test_a_repair_under_a_codebook_assigned_on_the_last_day_equals_a_rebuild(spa
     pipeline.context_snapshots(first, last, every=1, ctx=ctx)
     pipeline.geo(last, ctx=ctx)
     pipeline.embed(last, ctx=ctx)
-    version = pipeline.fit_codebook("residual_kmeans", last, codes=(8, 8), niter=5, capacity_aware=True, ctx=ctx).codebook_version
+    version = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8), niter=5, capacity_aware=True), last, ctx=ctx).codebook_version
     pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
     pipeline.corpus_build("synthetic", first, last, version, validate=False, ctx=ctx)
 
@@ -239,7 +239,7 @@ def test_a_day_after_a_skipped_one_continues_from_the_nearest_checkpoint(spark, 
     pipeline.context_snapshots(first, last, every=1, ctx=ctx)
     pipeline.geo(last, ctx=ctx)
     pipeline.embed(last, ctx=ctx)
-    version = pipeline.fit_codebook("residual_kmeans", last, codes=(8, 8), niter=5, ctx=ctx).codebook_version
+    version = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8), niter=5), last, ctx=ctx).codebook_version
     pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
     pipeline.corpus_build("synthetic", first, DAYS[3], version, validate=False, ctx=ctx)
     lines = []

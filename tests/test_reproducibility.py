@@ -47,7 +47,7 @@ def test_rerun_of_an_old_date_after_later_days_reproduces_its_tables(spark, tmp_
 
     # day 1, then a codebook fitted and published as of day 1, in force from then on
     run_day(ctx, raw, DAYS[0])
-    fit = pipeline.fit_codebook("residual_kmeans", DAYS[0], codes=(8, 8, 8), niter=5, ctx=ctx)
+    fit = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8, 8), niter=5), DAYS[0], ctx=ctx)
     gates = {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0}
     pipeline.publish_codebook(fit.codebook_version, DAYS[0], gates, ctx=ctx)
     pipeline.assign_day(DAYS[0], ctx=ctx)
@@ -58,7 +58,7 @@ def test_rerun_of_an_old_date_after_later_days_reproduces_its_tables(spark, tmp_
 
     # later days arrive, and a newer codebook is published as of day 3
     run_day(ctx, raw, DAYS[2])
-    newer = pipeline.fit_codebook("residual_kmeans", DAYS[2], codes=(8, 8, 8), niter=5, seed=7, ctx=ctx)
+    newer = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8, 8), niter=5, seed=7), DAYS[2], ctx=ctx)
     pipeline.publish_codebook(newer.codebook_version, DAYS[2], gates, ctx=ctx)
     embeddings_after_day3 = ctx.lake.digest(silver.ITEM_EMBEDDINGS)
     assert embeddings_after_day3 != before["silver.item_embeddings"]  # day 3 embedded new / changed documents

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from geosid.trainer.loading import TrainConfig
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.training import fit, lr_factor
 
 

@@ -7,11 +7,10 @@ vectorized UDF.
 """
 
 # No `from __future__ import annotations` here: pandas_udf reads the real type hints.
-import math
 
 from pyspark.sql import Column, DataFrame, functions as F
 
-from geosid.geo.geometry import BASE32, EARTH_RADIUS_KM, NEIGHBOUR_STEPS, CellSystem, GeohashCells, H3Cells
+from geosid.geo.geometry import BASE32, NEIGHBOUR_STEPS, CellSystem, GeohashCells, H3Cells
 
 
 def _interleaved_letters() -> str:
@@ -26,15 +25,6 @@ def _interleaved_letters() -> str:
 
 
 _INTERLEAVED = _interleaved_letters()
-
-
-def haversine_km_expr(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Column:
-    """Great-circle distance in km as a Spark expression."""
-    rad = math.pi / 180.0
-    h = F.pow(F.sin((lat2 - lat1) * rad / 2), 2) + F.cos(lat1 * rad) * F.cos(lat2 * rad) * F.pow(
-        F.sin((lon2 - lon1) * rad / 2), 2
-    )
-    return F.lit(2 * EARTH_RADIUS_KM) * F.asin(F.sqrt(F.least(F.greatest(h, F.lit(0.0)), F.lit(1.0))))
 
 
 def _lat_index(cells: GeohashCells, lat: Column) -> Column:

@@ -37,11 +37,6 @@ class GeoConfig:
 # Pure transforms
 
 
-def items_as_of(observations: DataFrame, as_of: dt_.date) -> DataFrame:
-    """bronze.items observations -> one row per item known on `as_of` (see item_states)."""
-    return item_states(observations, as_of, as_of).drop("dt")
-
-
 def item_states(observations: DataFrame, first: dt_.date, last: dt_.date) -> DataFrame:
     """bronze.items observations -> one row per item and day D of [first, last] on which
     the item is known, with `dt` = D: the item as of D.

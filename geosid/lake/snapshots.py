@@ -59,12 +59,10 @@ class TableSnapshots:
     def to_arrow(self, table: str | TableSpec, version: int | None = None) -> pa.Table:
         """Read a table with deltalake alone (no engine): what outside clients see."""
 
-
         return DeltaTable(self.path(table), version=version).to_pyarrow_table()
 
     def table_version(self, table: str | TableSpec) -> int:
         """The table's latest Delta version."""
-
 
         return DeltaTable(self.path(table)).version()
 
@@ -101,9 +99,6 @@ class TableSnapshots:
         (lineage such as file and line). Order-free (a sum of 128-bit row hashes), read by
         delta-rs partition by partition, so it costs the days' rows, not the table's; a day
         without rows is (0, EMPTY_DIGEST)."""
-
-
-
 
         spec = self.spec(table)
         days = sorted(set(days))

@@ -212,7 +212,6 @@ class Lake(TableSnapshots):
         """A stage's rows cast to the registered Arrow schema (representation only:
         conform() checked the types), partition columns from the Hive folders."""
 
-
         target = spec_arrow_schema(spec)
         files = sorted(str(p) for p in stage.rglob("*.parquet")) if stage.exists() else []
         partitioning = pads.HivePartitioning(
@@ -230,7 +229,6 @@ class Lake(TableSnapshots):
         """The engine stages Parquet once. Committed as they are when the predicate and the
         files allow it (`geosid.lake.commit`), else read back and rewritten by delta-rs; either
         way one atomic commit that refuses a staged row outside `predicate`."""
-
 
         options = {"predicate": predicate} if predicate is not None else {}
         try:

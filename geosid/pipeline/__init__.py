@@ -1,13 +1,18 @@
 """The only orchestrator: one function per pipeline step, each for an explicit logical
 date (or range), each returning a small report (with `to_dict()` for XCom and
-`summary()` for people). The CLI and the DAGs call these and nothing else.
+`summary()` for people). The CLI and the DAGs call these and nothing else; what their
+options and params need (names, kinds, defaults) is re-exported here too.
 
 A step takes `ctx=` (a Context: engine session, lake, where progress goes) to run
 inside a caller's session, or `lake_root=` to open its own (a DAG task).
 """
 
+import importlib
+
+from geosid.embedding.templates import TEMPLATES
+from geosid.jobs.corpus import SplitConfig
+from geosid.jobs.index import CodebookSpec, FitReport, Gates, parse_codes
 from geosid.lake.dates import days_between
-from geosid.pipeline.benchmark import BenchmarkReport, benchmark
 from geosid.pipeline.bronze import IngestOutcome, ingest, validate_bronze
 from geosid.pipeline.context import Context, open_context, use
 from geosid.pipeline.corpus import (
@@ -22,8 +27,7 @@ from geosid.pipeline.corpus import (
     validate_corpus,
 )
 from geosid.pipeline.daily_run import DailyReport, build_day, catch_up, close_day, daily, drop_arrived, ingest_arrivals
-from geosid.pipeline.demo import DemoReport, demo
-from geosid.pipeline.gates import GateReport
+from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.index import (
     IndexOutcome,
     SkippedStep,
@@ -41,18 +45,46 @@ from geosid.pipeline.maintenance import MaintenanceReport, maintain
 from geosid.pipeline.repairs import RepairReport, repair
 from geosid.pipeline.silver import embed, geo, validate_silver
 from geosid.pipeline.staleness import StatusReport, status
-from geosid.pipeline.train import TrainOutcome, dpo, evaluate, pretrain, train_config, train_with_control
 from geosid.quantization.base import TOKENIZERS
+from geosid.schemas.corpus import BENCHMARK_PROTOCOLS, PROTOCOLS
 from geosid.sources.registry import source_names
+from geosid.sources.synthetic_world import WorldConfig
+from geosid.trainer.config import MODEL_KINDS, SIZE_NAMES, TRAIN_DEFAULTS, TRAIN_FIELDS, TrainConfig
 
 TOKENIZER_KINDS = tuple(TOKENIZERS)
 
+
+def train_config(**options) -> TrainConfig:
+    """A TrainConfig from keyword options: None means the default; an unknown key is refused."""
+    return TrainConfig.from_options(**options)
+
+
+# The steps that train import torch (seconds to load, and not needed to ingest, index or
+# build a corpus): they load on first use, so a DAG file parsed by the scheduler, or a
+# CLI command that does not train, never pays for them. The one lazy door of the package.
+_TRAINING_STEPS = {
+    "pretrain": "geosid.pipeline.train", "dpo": "geosid.pipeline.train", "evaluate": "geosid.pipeline.train",
+    "train_with_control": "geosid.pipeline.train", "TrainOutcome": "geosid.pipeline.train",
+    "benchmark": "geosid.pipeline.benchmark", "BenchmarkReport": "geosid.pipeline.benchmark",
+    "demo": "geosid.pipeline.demo", "DemoReport": "geosid.pipeline.demo",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _TRAINING_STEPS:
+        return getattr(importlib.import_module(_TRAINING_STEPS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "BenchmarkReport", "benchmark", "TOKENIZER_KINDS", "days_between", "source_names", "Context", "CorpusOutcome", "DemoReport", "GateReport", "IndexOutcome", "IngestOutcome", "SkippedStep", "TableInfo",
-    "TrainOutcome", "assign_day", "backfill", "build_index", "cell_context", "context_snapshots", "corpus_build",
-    "corpus_day", "demo", "dpo", "embed", "evaluate", "fit_codebook", "format_tables", "geo", "history", "ingest",
-    "list_codebooks", "open_context", "pretrain", "publish_codebook", "rebuild_corpus", "sid_compare", "sid_report",
-    "source_days", "split_config", "sql", "synth", "tables", "train_config", "train_with_control", "use", "validate_bronze",
-    "validate_corpus", "validate_silver", "DailyReport", "MaintenanceReport", "RepairReport", "StatusReport", "build_day",
-    "catch_up", "close_day", "daily", "drop_arrived", "ingest_arrivals", "maintain", "repair", "status",
+    "BENCHMARK_PROTOCOLS", "MODEL_KINDS", "PROTOCOLS", "SIZE_NAMES", "TEMPLATES", "TOKENIZER_KINDS", "TRAIN_DEFAULTS",
+    "TRAIN_FIELDS", "CodebookSpec", "Context", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
+    "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
+    "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "build_day", "build_index", "catch_up",
+    "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",
+    "drop_arrived", "embed", "fit_codebook", "format_tables", "gate_outcome", "geo", "history", "ingest",
+    "ingest_arrivals", "list_codebooks", "maintain", "open_context", "parse_codes", "publish_codebook",
+    "rebuild_corpus", "repair", "sid_compare", "sid_report", "source_days", "source_names", "split_config", "sql",
+    "status", "synth", "tables", "train_config", "use", "validate_bronze", "validate_corpus", "validate_silver",
+    *_TRAINING_STEPS,
 ]  # fmt: skip

@@ -26,19 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geosid.errors import NotFoundError
-from geosid.jobs.index import published_version
+from geosid.jobs.index import CodebookSpec, published_version
 from geosid.lake import as_date
 from geosid.pipeline.context import Context
 from geosid.pipeline.corpus import corpus_build, source_days, split_config
 from geosid.pipeline.index import fit_codebook
 from geosid.pipeline.silver import embed
-from geosid.pipeline.train import train_config
 from geosid.schemas import corpus as corpus_tables
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.dpo import dpo as run_dpo
 from geosid.trainer.evaluation import is_repeat
 from geosid.trainer.loading import load_corpus
 from geosid.trainer.model import OneLocConfig
-from geosid.trainer.runs import find_run
+from geosid.trainer.runs import RunRecord, find_run
 from geosid.trainer.training import pretrain as run_pretrain
 
 KS = (5, 10, 20)
@@ -77,7 +77,7 @@ def _text_version(ctx: Context, day, log) -> str:
     the one fitted before on the same inputs, else a new candidate (never published)."""
 
     embed(day, template="content-v1", ctx=ctx)
-    fit = fit_codebook("residual_kmeans", day, capacity_aware=True, template="content-v1", ctx=ctx)
+    fit = fit_codebook(CodebookSpec("residual_kmeans", capacity_aware=True), day, template="content-v1", ctx=ctx)
     log(f"text-only SIDs: {fit.summary()}")
     return fit.codebook_version
 
@@ -99,7 +99,6 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     without `ablations` only the baselines, SASRec, TIGER and OneLoc run (no DPO)."""
     from pyspark.sql import functions as F
 
-
     log, root = ctx.log, ctx.lake.root
     report = BenchmarkReport(protocol)
     first, last = source_days(ctx, source)
@@ -115,7 +114,7 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     users = sequences.filter(F.col("protocol") == protocol).select("user_id").distinct().count()
 
     results: dict[str, dict] = {}
-    base = train_config(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
+    base = TrainConfig.from_options(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
                         eval_limit=None, batch_size=256)  # fmt: skip
     data = load_corpus(root, geo, None, 50, protocol=protocol)
     report.stats = {**_stats(data, protocol), "users": users, "codebook_versions": versions}
@@ -136,18 +135,18 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
         (out / "results.json").write_text(json.dumps({"stats": report.stats, "rows": report.rows}, indent=2, default=str))
         report.paths = [out / "results.md", out / "results.json", plot(report, out / "results.png")]
 
-    def align(main_run: dict) -> None:
+    def align(main_run: RunRecord) -> None:
         """DPO from the OneLoc run, and its lambda-0 control with the same extra steps."""
         aligned_cfg = dataclasses.replace(base, dpo_requests=6000, dpo_epochs=3)
         for label, lam in (("OneLoc + DPO", aligned_cfg.dpo_lambda), ("OneLoc + same steps, lambda 0", 0.0)):
             with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
                 started = time.perf_counter()
                 dpo_cfg, dpo_run = dataclasses.replace(aligned_cfg, dpo_lambda=lam), f"bench-{protocol}-dpo-{lam:g}"
-                meta = _finished(root, dpo_run, dpo_cfg, geo, parent=main_run["run_id"])
-                if meta is None:
-                    meta = run_dpo(root, main_run["run_id"], cfg=dpo_cfg, log=log, run_id=dpo_run)
-                results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
-                                  "run_id": meta["run_id"], "model": "oneloc"}  # fmt: skip
+                record = _finished(root, dpo_run, dpo_cfg, geo, parent=main_run.run_id)
+                if record is None:
+                    record = run_dpo(root, main_run.run_id, cfg=dpo_cfg, log=log, run_id=dpo_run)
+                results[label] = {"eval": record.metrics["eval"], "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
+                                  "run_id": record.run_id, "model": "oneloc"}  # fmt: skip
             publish()
 
     runs = list(RUNS if ablations else [run for run in RUNS if run[0] in ("SASRec", "OneLoc") or run[1] == "tiger"])
@@ -157,40 +156,40 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
         run_id = f"bench-{protocol}-{label.lower().replace(' ', '-').replace('(', '').replace(')', '').replace(',', '')}"
         with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
             started = time.perf_counter()
-            meta = _finished(root, run_id, cfg, versions[kind])
-            if meta is None:
-                meta = run_pretrain(root, cfg, codebook_version=versions[kind], run_id=run_id, log=log)
+            record = _finished(root, run_id, cfg, versions[kind])
+            if record is None:
+                record = run_pretrain(root, cfg, codebook_version=versions[kind], run_id=run_id, log=log)
             else:
                 log(f"    reusing the finished run {run_id} (same training config and codebook version)")
-            results[label] = {"eval": meta["metrics"]["eval"], "minutes": round(meta.get("seconds", time.perf_counter() - started) / 60, 1),
-                              "run_id": meta["run_id"], "epochs": len(meta["metrics"]["epochs"]),
-                              "best_epoch": meta["metrics"]["best_epoch"], "model": model}  # fmt: skip
+            results[label] = {"eval": record.metrics["eval"], "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
+                              "run_id": record.run_id, "epochs": len(record.metrics["epochs"]),
+                              "best_epoch": record.metrics["best_epoch"], "model": model}  # fmt: skip
         publish()
         if label == "OneLoc" and ablations:  # DPO before the ablations: it answers the first question
-            align(meta)
+            align(record)
     log(report.markdown)
     return report
 
 
-def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None = None) -> dict | None:
+def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None = None) -> RunRecord | None:
     """The record of `run_id` if it finished (test scored) with this exact training config
     on this codebook version (and parent): an interrupted benchmark resumes, and a run
     whose code or settings changed is trained again once its folder is removed."""
-    meta = find_run(root, run_id)
-    if meta is None:
+    record = find_run(root, run_id)
+    if record is None:
         return None
     # A SID model recorded before a model switch existed was trained without it: the same
     # only where the switch is off now (TIGER has every addition off).
     switches = {f.name for f in dataclasses.fields(OneLocConfig)} if cfg.model == "oneloc" else set()
     switches -= {k for k, v in cfg.ablation.items() if v is False}
     # a training option added since the run was recorded must be at its default
-    wanted, recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), meta.get("train_config", {})
+    wanted, recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), record.train_config
     defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)()), default=str))
     same_config = all(recorded.get(k, defaults[k]) == v for k, v in wanted.items()) and set(recorded) <= set(wanted)
-    same = (same_config and switches <= set(meta.get("model_config", {}))
-            and meta.get("manifest", {}).get("codebook_version") == codebook_version
-            and (parent is None or meta.get("parent") == parent))  # fmt: skip
-    return meta if same and "eval" in meta.get("metrics", {}) else None
+    same = (same_config and switches <= set(record.model_config)
+            and record.codebook_version == codebook_version
+            and (parent is None or record.parent == parent))  # fmt: skip
+    return record if same and record.evaluated else None
 
 
 def render(report: BenchmarkReport) -> str:

@@ -67,7 +67,6 @@ def require_lake_root(root: Path) -> None:
     """The lake's folder exists or can be made, and can be written: else one line that
     says so (a mistyped --lake), not an engine's traceback at the first write."""
 
-
     root = Path(root).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)

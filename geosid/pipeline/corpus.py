@@ -75,7 +75,6 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
     are one range job (windowed aggregates over all the days at once)."""
     from pyspark.sql import functions as F
 
-
     first, last = as_date(first), as_date(last)
     with use(ctx, lake_root) as ctx:
         config = geo_config(ctx)

@@ -125,7 +125,6 @@ def redelivery(ctx: Context, source: str, raw: Path, day: dt_.date, out: Path, l
     dated to the day."""
     from pyspark.sql import functions as F
 
-
     shutil.rmtree(out, ignore_errors=True)
     for feed in get_source(source).feeds:
         root = feed.root(raw)

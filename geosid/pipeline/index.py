@@ -10,6 +10,7 @@ from geosid.errors import GateError, NotFoundError
 from geosid.jobs import index as index_job
 from geosid.jobs.index import (
     CodebookSpec,
+    FitReport,
     Gates,
     assign_sids,
     codebook_versions,
@@ -32,21 +33,17 @@ def latest_item_day(ctx: Context) -> dt_.date:
     """The latest logical date of silver.item_geo (the default day of a fit)."""
     from pyspark.sql import functions as F
 
-
     if not ctx.lake.exists(silver.ITEM_GEO):
         raise NotFoundError("silver.item_geo does not exist yet: run geo (and embed) first")
     return ctx.lake.read(silver.ITEM_GEO).agg(F.max("dt")).collect()[0][0]
 
 
-def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...] | None = None, niter: int = 20,
-                 seed: int = 1234, sample_size: int | None = None, embeddings_version: int | None = None,
-                 item_geo_version: int | None = None, reuse_published: bool = False, capacity_aware: bool = False,
-                 template: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
-    """Fit a candidate codebook version on the items of `day` (default: the latest day),
-    embedded under `template` (default: the settings')."""
-
-    spec = CodebookSpec(method=method, codes=tuple(codes) if codes else None, niter=niter, seed=seed, sample_size=sample_size,
-                        capacity_aware=capacity_aware)  # fmt: skip
+def fit_codebook(spec: CodebookSpec, day: DateLike | None = None, *, template: str | None = None,
+                 embeddings_version: int | None = None, item_geo_version: int | None = None, reuse_published: bool = False,
+                 ctx: Context | None = None, lake_root: str | None = None) -> FitReport:  # fmt: skip
+    """Fit a candidate codebook version (`spec`: method, codes, iterations, seed) on the
+    items of `day` (default: the latest day), embedded under `template` (default: the
+    settings'), reading the latest silver table versions unless pinned."""
     with use(ctx, lake_root) as ctx:
         rep = representation(ctx, template)
         day = as_date(day) if day is not None else latest_item_day(ctx)
@@ -54,7 +51,7 @@ def fit_codebook(method: str, day: DateLike | None = None, codes: tuple[int, ...
             report = fit_candidate(ctx.lake, spec, day, model_id=rep.model_id, template_id=rep.template_id,
                                    embeddings_version=embeddings_version, item_geo_version=item_geo_version,
                                    reuse_published=reuse_published)  # fmt: skip
-            record(ctx, "index.codebooks", report.codebook_version, [day], {"method": method, "template": rep.template_id}, "range",
+            record(ctx, "index.codebooks", report.codebook_version, [day], {"method": spec.method, "template": rep.template_id}, "range",
                    report.codebook_version)  # fmt: skip
             if not report.reused:  # the fit gave every item of the day its SID under the version
                 record(ctx, "index.sid_map", report.codebook_version, [day], {}, "day", report.codebook_version)
@@ -114,8 +111,8 @@ def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict
     outcome = IndexOutcome()
     with use(ctx, lake_root) as ctx:
         for method, capacity_aware in candidates:
-            outcome.fits.append(fit_codebook(method, day, codes, reuse_published=True, capacity_aware=capacity_aware,
-                                             template=template, ctx=ctx))  # fmt: skip
+            spec = CodebookSpec(method, codes=tuple(codes) if codes else None, capacity_aware=capacity_aware)
+            outcome.fits.append(fit_codebook(spec, day, reuse_published=True, template=template, ctx=ctx))
         outcome.comparison = quality_table([quality_row(ctx.lake, r.codebook_version) for r in outcome.fits])
         ctx.log("\nSID quality at the same code budget (before disambiguation):\n")
         ctx.log(outcome.comparison + "\n")
@@ -198,7 +195,6 @@ def assign_day_under(ctx: Context, version: str, day: dt_.date, mode: str = "day
 
 def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
     """Give every item of [first, last] a SID under a version (existing SIDs stay)."""
-
 
     with use(ctx, lake_root) as ctx:
         require_arrived(ctx, as_date(last))

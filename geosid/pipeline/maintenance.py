@@ -56,7 +56,7 @@ def pinned_versions(lake_root: str | Path) -> dict[str, list[int]]:
 
     pinned: dict[str, set[int]] = defaultdict(set)
     for run in list_runs(lake_root):
-        for table, version in ((run.get("manifest") or {}).get("table_versions") or {}).items():
+        for table, version in run.table_versions.items():
             if version is not None:
                 pinned[table].add(int(version))
     return {t: sorted(v) for t, v in pinned.items()}
@@ -68,7 +68,6 @@ def maintain(retention_hours: float | None = None, log_retention_hours: float | 
     table (or `tables`), keeping the files of versions that recorded training snapshots
     still pin unless `force`; clear what killed runs left under _work once older than the
     retention. Prints bytes and files before and after per table."""
-
 
     started = time.perf_counter()
     with use(ctx, lake_root) as ctx:

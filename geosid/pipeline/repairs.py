@@ -268,7 +268,6 @@ def _rebuild_range(ctx: Context, version: str, config, w: _Work, report: RepairR
 def _moved_sids(ctx: Context, taken: list) -> int:
     """How many of the SIDs a repair took back came out different."""
 
-
     taken = pd.concat(taken) if taken else pd.DataFrame()
     if not len(taken):
         return 0

@@ -11,10 +11,14 @@ from geosid.config import Settings
 from geosid.errors import InvalidRequestError, NotFoundError
 from geosid.pipeline.context import Context
 from geosid.trainer import dpo as dpo_job, training
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.evaluation import eval_run, metrics_table
-from geosid.trainer.loading import TrainConfig
-from geosid.trainer.runs import latest_run
+from geosid.trainer.runs import RunRecord, latest_run, models_root
 
+
+# The demo's training: a tiny OneLoc, one epoch, a longer DPO (minutes on a laptop).
+DEMO_TRAINING = {"size": "tiny", "epochs": 1, "batch_size": 256, "max_history": 20, "dpo_requests": 3000, "dpo_candidates": 10,
+                 "dpo_epochs": 2}  # fmt: skip
 
 def _lake_root(ctx: Context | None, lake_root: str | None) -> Path:
     return (ctx.lake.root if ctx is not None else Settings.from_env(lake_root=lake_root).lake_root).resolve()
@@ -24,14 +28,6 @@ def _log(ctx: Context | None):
     return ctx.log if ctx is not None else print
 
 
-def train_config(**options):
-    """A TrainConfig from keyword options: None means the default, and keys that are no
-    field of it (other command-line options) are left out."""
-
-
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in options.items() if v is not None and k in fields})
-
 
 def _eval_lines(evaluation: dict, label: str) -> str:
     head = f"{evaluation['split']} split, {evaluation['requests']:,} requests (beam search {evaluation['beam_search_s']}s):"
@@ -39,42 +35,42 @@ def _eval_lines(evaluation: dict, label: str) -> str:
 
 
 def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None = None, resume: bool = False, *,
-             ctx: Context | None = None, lake_root: str | None = None, label: str | None = None) -> dict:  # fmt: skip
+             ctx: Context | None = None, lake_root: str | None = None, label: str | None = None) -> RunRecord:  # fmt: skip
     """Pretrain a model (OneLoc, TIGER or SASRec: `cfg.model`) on the corpus of one split
     protocol, pinned at the latest table versions, selecting on valid; `resume`
     continues run `run_id` from its last checkpoint. Returns the run record."""
 
-    cfg = cfg or train_config()
+    cfg = cfg or TrainConfig()
     root, log = _lake_root(ctx, lake_root), _log(ctx)
     if resume and not run_id:
         raise InvalidRequestError("--resume continues a run: pass --run-id of the run to continue")
-    meta = training.pretrain(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log, resume=resume)
-    m = meta["metrics"]
-    log(f"run {meta['run_id']}: {meta['parameters']:,} parameters, {meta['rows']['train']:,} train rows, "
+    record = training.pretrain(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log, resume=resume)
+    m = record.metrics
+    log(f"run {record.run_id}: {record.parameters:,} parameters, {record.rows['train']:,} train rows, "
         f"{m['tokens_per_s']:,} tokens/s, {len(m['epochs'])} epoch(s) ({m['stopped']}), best epoch {m['best_epoch']}; "
-        f"pinned {meta['manifest']['table_versions']}")  # fmt: skip
-    if any(meta.get("unknown_targets", {}).values()):
-        log(f"    left out, target not in the version's SID map: {meta['unknown_targets']}")
-    if "eval" in m:
+        f"pinned {record.table_versions}")  # fmt: skip
+    if any(record.unknown_targets.values()):
+        log(f"    left out, target not in the version's SID map: {record.unknown_targets}")
+    if record.evaluated:
         log(_eval_lines(m["eval"], label or {"sasrec": "SASRec", "tiger": "TIGER"}.get(cfg.model, "OneLoc")))
-    return meta
+    return record
 
 
 def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, *, ctx: Context | None = None,
-        lake_root: str | None = None) -> dict:  # fmt: skip
+        lake_root: str | None = None) -> RunRecord:  # fmt: skip
     """Align a pretrained run (default: the latest) with DPO; returns the run record."""
 
     root, log = _lake_root(ctx, lake_root), _log(ctx)
     parent_run = parent_run or latest_run(root, "pretrain")
     if parent_run is None:
         raise NotFoundError(f"no pretrain run under {root}: run `geosid train pretrain` first")
-    meta = dpo_job.dpo(root, parent_run, cfg=cfg, run_id=run_id, log=log)
-    log(f"run {meta['run_id']} (parent {parent_run})")
-    log(_eval_lines(meta["metrics"]["eval"], "OneLoc + DPO"))
-    before = (meta.get("parent_eval") or {}).get("oneloc", {}).get("geo_reward@10")
+    record = dpo_job.dpo(root, parent_run, cfg=cfg, run_id=run_id, log=log)
+    log(f"run {record.run_id} (parent {parent_run})")
+    log(_eval_lines(record.metrics["eval"], "OneLoc + DPO"))
+    before = (record.parent_eval or {}).get("oneloc", {}).get("geo_reward@10")
     if before is not None:
-        log(f"mean geographic reward of the top 10: {before:.4f} pretrained -> {meta['metrics']['eval']['oneloc']['geo_reward@10']:.4f} after DPO")
-    return meta
+        log(f"mean geographic reward of the top 10: {before:.4f} pretrained -> {record.evaluation()['geo_reward@10']:.4f} after DPO")
+    return record
 
 
 def evaluate(run: str | None = None, split: str = "test", eval_limit: int | None = None, *, ctx: Context | None = None,
@@ -92,31 +88,31 @@ def evaluate(run: str | None = None, split: str = "test", eval_limit: int | None
 
 @dataclass
 class TrainOutcome:
-    pretrained: dict
-    aligned: dict
-    control: dict
+    pretrained: RunRecord
+    aligned: RunRecord
+    control: RunRecord
 
     @property
     def geo_rewards(self) -> tuple[float, float, float]:
         """Mean geographic reward@10: pretrained, control (lambda 0), DPO."""
-        return tuple(r["metrics"]["eval"]["oneloc"]["geo_reward@10"] for r in (self.pretrained, self.control, self.aligned))
+        return tuple(r.evaluation("oneloc")["geo_reward@10"] for r in (self.pretrained, self.control, self.aligned))
 
     def to_dict(self) -> dict:
-        return {"pretrain_run": self.pretrained["run_id"], "dpo_run": self.aligned["run_id"], "control_run": self.control["run_id"],
+        return {"pretrain_run": self.pretrained.run_id, "dpo_run": self.aligned.run_id, "control_run": self.control.run_id,
                 "geo_reward@10": list(self.geo_rewards)}  # fmt: skip
 
 
 def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> TrainOutcome:
     """Pretrain a tiny OneLoc, align it with DPO, and compare with a control that takes the
     same extra next-token steps without the DPO term (lambda = 0)."""
-    cfg = cfg or train_config(size="tiny", epochs=1, batch_size=256, max_history=20, dpo_requests=3000, dpo_candidates=10, dpo_epochs=2)
+    cfg = cfg or TrainConfig.from_options(**DEMO_TRAINING)
     with ctx.stage(f"pretrain a tiny OneLoc on the corpus ({cfg.epochs} epoch(s), device {cfg.resolved_device()})", timed="pretrain"):
         pre = pretrain(cfg, codebook_version, ctx=ctx)
     with ctx.stage(f"DPO, lambda {cfg.dpo_lambda}, geographic reward (+ GMV where the source has it)", timed="dpo"):
-        aligned = dpo(pre["run_id"], cfg, ctx=ctx)
+        aligned = dpo(pre.run_id, cfg, ctx=ctx)
     with ctx.stage("control: the same extra steps with lambda = 0 (next-token loss only)", timed="dpo control"):
-        control = dpo_job.dpo(ctx.lake.root, pre["run_id"], cfg=dataclasses.replace(cfg, dpo_lambda=0.0), log=ctx.log)
+        control = dpo_job.dpo(ctx.lake.root, pre.run_id, cfg=dataclasses.replace(cfg, dpo_lambda=0.0), log=ctx.log)
     outcome = TrainOutcome(pre, aligned, control)
     ctx.log("mean geographic reward of the top 10: pretrained {:.4f}, control (lambda 0) {:.4f}, DPO {:.4f}".format(*outcome.geo_rewards))
-    ctx.log(f"    runs under {ctx.lake.root / '_models'} (each run.json records the pinned table versions)")
+    ctx.log(f"    runs under {models_root(ctx.lake.root)} (each run.json records the pinned table versions)")
     return outcome

@@ -11,6 +11,8 @@ is the context of every cell that a request on day dt may see.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pyspark.sql.types import (
     ArrayType,
     DateType,
@@ -28,7 +30,12 @@ from geosid.schemas.registry import Check, TableSpec
 from geosid.schemas.silver import HISTOGRAM
 
 SPLITS = ("train", "valid", "test")
-PROTOCOLS = ("time", "user_chrono", "libcity")
+# The split protocols, defined here once: `time` (day boundaries), `user_chrono` (each
+# user's own chronology), `libcity` (LibCity's sessions and ratios).
+Protocol = Literal["time", "user_chrono", "libcity"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+# The protocols a benchmark compares (time is the daily corpus's).
+BENCHMARK_PROTOCOLS: tuple[str, ...] = ("user_chrono", "libcity")
 
 
 def protocol_predicate(protocol: str) -> str:

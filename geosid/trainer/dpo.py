@@ -10,14 +10,15 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.evaluation import evaluate
-from geosid.trainer.loading import TrainConfig, autocast, load_run, minibatches
+from geosid.trainer.loading import autocast, load_run, minibatches
 from geosid.trainer.model import dpo_loss, ntp_loss, sequence_logprob
 from geosid.trainer.pairs import preference_pairs, write_pairs
-from geosid.trainer.runs import new_run_id, save_run
+from geosid.trainer.runs import RunRecord, new_run_id, save_run
 
 
-def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str | None = None, log=print) -> dict:
+def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str | None = None, log=print) -> RunRecord:
     """Align a pretrained run: pairs from it (the frozen reference), then
     L = L_ntp + lambda * L_dpo on the policy (a copy of it). Returns the run record."""
     started = time.perf_counter()
@@ -63,10 +64,10 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
         history.append({k: round(float(v) / max(steps, 1), 4) for k, v in zip(("loss", "ntp", "dpo"), totals)})
         log(f"    DPO epoch {epoch + 1}/{cfg.dpo_epochs}: {history[-1]}")
     metrics = {"dpo": history, "pairs": info, "preference_pairs_table_version": pairs_version, "eval": evaluate(policy, data, cfg)}
-    meta = {
-        "run_id": run_id, "kind": "dpo", "parent": parent_run, "manifest": data.snapshot.manifest(),
-        "model_config": policy.cfg.to_dict(), "train_config": asdict(cfg), "device": device,
-        "parent_eval": parent["metrics"].get("eval"), "metrics": metrics, "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    save_run(lake_root, run_id, policy.cpu().state_dict(), meta)
-    return meta
+    record = RunRecord(
+        run_id=run_id, kind="dpo", parent=parent_run, manifest=data.snapshot.manifest(), model_config=policy.cfg.to_dict(),
+        train_config=asdict(cfg), device=device, parent_eval=parent.metrics.get("eval"), metrics=metrics,
+        seconds=round(time.perf_counter() - started, 1),
+    )  # fmt: skip
+    save_run(lake_root, record, policy.cpu().state_dict())
+    return record

@@ -14,8 +14,9 @@ import numpy as np
 
 from geosid.geo.geometry import haversine_km
 from geosid.trainer import baselines as B
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch
-from geosid.trainer.loading import CorpusData, TrainConfig, autocast, load_run
+from geosid.trainer.loading import CorpusData, autocast, load_run
 from geosid.trainer.rewards import geo_reward
 from geosid.trainer.search import SIDTrie, beam_search, ranking_metrics
 

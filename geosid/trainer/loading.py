@@ -9,7 +9,7 @@ preference pairs `geosid.trainer.pairs`, alignment `geosid.trainer.dpo`, run rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,56 +21,15 @@ from geosid.errors import NotFoundError
 from geosid.geo.geometry import cells_from_name
 from geosid.lake import Lake
 from geosid.schemas import corpus, index
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize, sequence_cells
 from geosid.trainer.model import OneLoc, OneLocConfig
-from geosid.trainer.runs import read_run, weights_path
+from geosid.trainer.runs import RunRecord, read_run, weights_path
 from geosid.trainer.sasrec import SASRec, SASRecConfig
 from geosid.trainer.snapshot import CorpusSnapshot
 from geosid.trainer.stream import StreamedSplit, sample_rows, train_pass
 
 TABLES = (corpus.TRAINING_SEQUENCES.name, corpus.CELL_CONTEXT.name, index.SID_MAP.name, index.CODEBOOK_VERSIONS.name)
-
-
-@dataclass
-class TrainConfig:
-    size: str = "tiny"
-    model: str = "oneloc"  # oneloc | tiger (the same decoder, every geo part off) | sasrec
-    epochs: int = 2  # at most; early stopping may end sooner
-    batch_size: int = 256
-    lr: float = 1e-3
-    warmup: float = 0.05  # share of the steps with a linear warm-up, then cosine decay
-    min_lr: float = 0.1  # the decay's floor, as a share of lr
-    patience: int = 2  # epochs without a better valid metric before stopping
-    select: str = "ndcg@10"  # the valid metric that selects the checkpoint
-    valid_limit: int | None = 2000  # valid requests scored after every epoch (None: all)
-    max_history: int = 50  # per behavior, the latest events
-    item_min_count: int = 1  # an item with fewer train occurrences shares the rare item-id row
-    candidates: int = 10  # transition candidates per request (the train split's next items of the latest item)
-    stream_above: int | None = 2_000_000  # train rows above which the split is streamed (None: never)
-    stream_workers: int = 2  # DataLoader workers featurizing a streamed split
-    shuffle_rows: int = 16_384  # a streamed split's shuffle buffer (rows)
-    stream_eval_rows: int = 20_000  # test rows a streamed run evaluates on when eval_limit is None
-    protocol: str = "time"  # the corpus's split protocol: time | user_chrono | libcity
-    seed: int = 0
-    beam: int = 20
-    device: str = "auto"  # auto: cuda with bf16 when available, else cpu
-    eval_limit: int | None = None  # score at most this many test requests
-    max_steps: int | None = None  # steps per epoch at most (benchmarks)
-    max_minutes: float | None = None  # a time budget: no epoch starts after it is spent
-    ablation: dict = field(default_factory=dict)  # OneLocConfig switches
-    # DPO
-    dpo_requests: int = 2000
-    dpo_candidates: int = 10
-    dpo_lambda: float = 0.05
-    dpo_beta: float = 0.1
-    dpo_epochs: int = 1
-    geo_max_km: float = 5.0
-    gmv_weight: float = 1.0
-
-    def resolved_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
 
 
 @dataclass
@@ -155,7 +114,6 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
     test are random samples (valid_limit rows; eval_limit, else stream_eval_rows)."""
     import pandas as pd
 
-
     chunk = 8192
     version = snapshot.codebook_version
     first = next(snapshot.batches(columns=["cell_system", "source", "histories"], batch_size=1), None)
@@ -213,17 +171,16 @@ def new_model(data: CorpusData, cfg: TrainConfig) -> OneLoc:
     return OneLoc(model_cfg)
 
 
-def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[OneLoc, CorpusData, TrainConfig, dict]:
+def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[OneLoc, CorpusData, TrainConfig, RunRecord]:
     """A saved run's model, its corpus at the recorded versions, its config and record."""
-    meta = read_run(lake_root, run_id)
-    cfg = cfg or TrainConfig(**meta["train_config"])
-    manifest = meta["manifest"]
-    data = load_corpus(lake_root, manifest["codebook_version"], manifest["table_versions"], cfg.max_history,
-                       protocol=manifest.get("protocol") or "time", item_min_count=cfg.item_min_count,
-                       candidates=cfg.candidates if _uses_candidates(meta) else 0)  # fmt: skip
-    model = model_from_record(meta)
+    record = read_run(lake_root, run_id)
+    cfg = cfg or TrainConfig(**record.train_config)
+    data = load_corpus(lake_root, record.codebook_version, record.table_versions, cfg.max_history,
+                       protocol=record.manifest.get("protocol") or "time", item_min_count=cfg.item_min_count,
+                       candidates=cfg.candidates if record.model_config.get("candidates") else 0)  # fmt: skip
+    model = model_from_record(record)
     model.load_state_dict(torch.load(weights_path(lake_root, run_id), map_location="cpu"))
-    return model, data, cfg, meta
+    return model, data, cfg, record
 
 
 def candidate_slots(cfg: TrainConfig) -> int:
@@ -231,14 +188,10 @@ def candidate_slots(cfg: TrainConfig) -> int:
     return cfg.candidates if cfg.model == "oneloc" and cfg.ablation.get("candidates", True) else 0
 
 
-def _uses_candidates(meta: dict) -> bool:
-    return bool(meta.get("model_config", {}).get("candidates"))
-
-
-def model_from_record(meta: dict):
+def model_from_record(record: RunRecord):
     """The untrained model a run record describes (OneLoc / TIGER, or SASRec)."""
-    config = meta["model_config"]
-    if meta.get("train_config", {}).get("model") == "sasrec":
+    config = record.model_config
+    if record.train_config.get("model") == "sasrec":
         return SASRec(SASRecConfig(**config))
     # runs recorded before the repeat features existed were trained without them
     return OneLoc(OneLocConfig(**{"repeat_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))

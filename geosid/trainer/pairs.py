@@ -10,9 +10,10 @@ import pyarrow as pa
 from geosid.geo.geometry import haversine_km
 from geosid.lake import Lake
 from geosid.schemas import corpus
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch
 from geosid.trainer.evaluation import ranked_items
-from geosid.trainer.loading import CorpusData, TrainConfig
+from geosid.trainer.loading import CorpusData
 from geosid.trainer.model import OneLoc
 from geosid.trainer.rewards import GMVFeatures, geo_reward, train_gmv_model
 from geosid.trainer.search import SIDTrie

@@ -23,11 +23,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from geosid.trainer.baselines import BASELINES
+from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch
 from geosid.trainer.evaluation import evaluate, validator
-from geosid.trainer.loading import TrainConfig, autocast, candidate_slots, epoch_order, load_corpus, new_model
+from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
-from geosid.trainer.runs import atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
+from geosid.trainer.runs import RunRecord, atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
 from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
 
 
@@ -166,13 +167,13 @@ def oneloc_step(model, rows: Batch):
 
 
 def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
-             run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> dict:  # fmt: skip
+             run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> RunRecord:  # fmt: skip
     """Pretrain OneLoc (or TIGER) with next-token prediction on a pinned corpus: select on
     the valid split, evaluate the best weights on test once. Returns the run record
     (written under the lake's _models/). `resume` continues the run `run_id` from its
     last checkpoint; `stop_after_epochs` stops early, as a kill would."""
 
-    if cfg.model == "sasrec":
+    if not cfg.decodes_sids:  # SASRec ranks item ids
         return train_sasrec(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
     started = time.perf_counter()
     device = cfg.resolved_device()
@@ -197,19 +198,19 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
         # a streamed split keeps no train histories: the Markov rule over them is left out
         baselines = tuple(b for b in BASELINES if not (data.streamed and b == "markov"))
         metrics["eval"] = evaluate(model, data, cfg, baselines=baselines)
-    meta = {
-        "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
-        "train_config": asdict(cfg), "device": device, "rows": {k: len(v) for k, v in data.splits.items()},
-        "unknown_targets": data.unknown_targets, "item_embeddings": data.vocab.n_item_embeddings, "streamed": data.streamed,
-        "parameters": sum(p.numel() for p in model.parameters()), "metrics": metrics,
-        "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    save_run(lake_root, run_id, model.cpu().state_dict(), meta)
-    return meta
+    record = RunRecord(
+        run_id=run_id, kind="pretrain", manifest=data.snapshot.manifest(), model_config=model.cfg.to_dict(),
+        train_config=asdict(cfg), device=device, rows={k: len(v) for k, v in data.splits.items()},
+        unknown_targets=data.unknown_targets, item_embeddings=data.vocab.n_item_embeddings, streamed=data.streamed,
+        parameters=sum(p.numel() for p in model.parameters()), metrics=metrics,
+        seconds=round(time.perf_counter() - started, 1),
+    )  # fmt: skip
+    save_run(lake_root, record, model.cpu().state_dict())
+    return record
 
 
 def train_sasrec(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
-                 run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> dict:  # fmt: skip
+                 run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> RunRecord:  # fmt: skip
     """SASRec on a pinned corpus, selected on valid, evaluated on test; the run record."""
 
     started = time.perf_counter()
@@ -225,11 +226,11 @@ def train_sasrec(lake_root, cfg: TrainConfig, codebook_version: str | None = Non
                "tokens_per_s": result.tokens_per_s}  # fmt: skip
     if result.stopped != "asked":
         metrics["eval"] = evaluate(model, data, cfg, name="sasrec")
-    meta = {
-        "run_id": run_id, "kind": "pretrain", "manifest": data.snapshot.manifest(), "model_config": model.cfg.to_dict(),
-        "train_config": asdict(cfg), "device": cfg.resolved_device(), "rows": {k: len(v) for k, v in data.splits.items()},
-        "unknown_targets": data.unknown_targets, "parameters": sum(p.numel() for p in model.parameters()),
-        "metrics": metrics, "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    save_run(lake_root, run_id, model.cpu().state_dict(), meta)
-    return meta
+    record = RunRecord(
+        run_id=run_id, kind="pretrain", manifest=data.snapshot.manifest(), model_config=model.cfg.to_dict(),
+        train_config=asdict(cfg), device=cfg.resolved_device(), rows={k: len(v) for k, v in data.splits.items()},
+        unknown_targets=data.unknown_targets, parameters=sum(p.numel() for p in model.parameters()),
+        metrics=metrics, seconds=round(time.perf_counter() - started, 1),
+    )  # fmt: skip
+    save_run(lake_root, record, model.cpu().state_dict())
+    return record

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geosid.geo.geometry import CellConfig, CellSystem
 from geosid.jobs import sequences_kernel as kernel
 from geosid.lake import as_date
-from geosid.schemas.corpus import protocol_predicate
+from geosid.schemas.corpus import Protocol, protocol_predicate
 from geosid.sources.registry import BehaviorConfig, CorpusShape, get_source
 
 
@@ -49,7 +49,7 @@ class SplitConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    protocol: Literal["time", "user_chrono", "libcity"] = "time"
+    protocol: Protocol = "time"
     valid_start: dt_.date | None = None
     test_start: dt_.date | None = None
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)

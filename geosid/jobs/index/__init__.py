@@ -21,6 +21,7 @@ from geosid.jobs.index.registry import (
     codebook_versions,
     default_codes,
     level_sizes_of,
+    parse_codes,
     load_tokenizer,
     published_version,
     version_metrics,
@@ -31,7 +32,7 @@ from geosid.jobs.index.report import collisions, quality_row, quality_table, sid
 __all__ = [
     "AssignReport", "BackfillReport", "CodebookSpec", "DEFAULT_TEMPLATE", "FitReport", "Gates", "METHODS", "PublishReport",
     "TrainingSet", "assign_sids", "backfill", "codebook_versions", "collisions", "default_codes", "embeddings_as_of",
-    "fit_candidate", "gate_failures", "item_locations", "level_sizes_of", "load_training_set", "load_tokenizer",
+    "fit_candidate", "gate_failures", "item_locations", "level_sizes_of", "parse_codes", "load_training_set", "load_tokenizer",
     "publish", "published_version", "quality_row", "quality_table", "rollback_sids", "sid_key", "sid_report",
     "version_id", "version_metrics", "version_row", "with_disambiguation", "write_quality",
 ]  # fmt: skip

@@ -57,6 +57,19 @@ class CodebookSpec:
         )  # fmt: skip
 
 
+def parse_codes(text: str | None) -> tuple[int, ...] | None:
+    """Codes per level from `64,64,64` (None or empty: sized to the data)."""
+    if not text:
+        return None
+    try:
+        codes = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise InvalidRequestError(f"codes per level must be integers joined by commas, e.g. 64,64,64; got {text!r}") from None
+    if any(c < 2 for c in codes):
+        raise InvalidRequestError(f"every level needs at least 2 codes; got {text!r}")
+    return codes
+
+
 def default_codes(n_items: int, levels: int = 3) -> tuple[int, ...]:
     """Codes per level sized to the data: the power of two at or above twice the
     levels-th root of the item count (so the code space is ~2^levels x the items),
