@@ -84,14 +84,11 @@ def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_w
 
     from geosid.pipeline.benchmark import _finished
     from geosid.trainer.model import OneLocConfig
-    from geosid.trainer.runs import run_dir
+    from geosid.trainer.runs import RunRecord, save_run
 
     def record(run_id, train_config, model_config, version="cb-1"):
-        folder = run_dir(tmp_path, run_id)
-        folder.mkdir(parents=True)
-        meta = {"run_id": run_id, "train_config": train_config, "model_config": model_config,
-                "manifest": {"codebook_version": version}, "metrics": {"eval": {"oneloc": {}}}}  # fmt: skip
-        (folder / "run.json").write_text(json.dumps(meta))
+        save_run(tmp_path, RunRecord(run_id=run_id, kind="pretrain", train_config=train_config, model_config=model_config,
+                                     manifest={"codebook_version": version}, metrics={"eval": {"oneloc": {}}}), {})  # fmt: skip
 
     cfg = TrainConfig(epochs=3)
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))

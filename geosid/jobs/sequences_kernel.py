@@ -174,15 +174,29 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
     missing = [c for c in INPUT_COLUMNS if c not in events.column_names]
     assert not missing, f"kernel input lacks columns {missing}"
     timeline = _Timeline(events.select(list(INPUT_COLUMNS)))
-    table = timeline.table
-    behaviors = params.behaviors
-    masks = [_is_in(table["action"], b.actions) for b in behaviors]
+    masks = [_is_in(timeline.table["action"], b.actions) for b in params.behaviors]
     in_any = np.logical_or.reduce(masks) if masks else np.zeros(timeline.n, bool)
-    any_before = timeline.prefix_counts(in_any)
-    any_positions = np.flatnonzero(in_any)
-    user_cell = table["user_cell"].combine_chunks()
+    behavior = _BehaviorIndex(masks, timeline.prefix_counts(in_any), np.flatnonzero(in_any))
+    targets, unlocated = _targets(timeline, params, behavior, neighbours)
+    return KernelOutput(targets, _states(timeline, params, behavior), unlocated)
 
-    # ---- targets ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _BehaviorIndex:
+    """Where the behavior events are: per behavior a mask over the timeline; `before[i]`
+    the behavior events before position i; `positions` those events' positions."""
+
+    masks: list[np.ndarray]
+    before: np.ndarray
+    positions: np.ndarray
+
+
+def _targets(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex,
+             neighbours: Callable[[str], list[str]]) -> tuple[pa.Table, int]:  # fmt: skip
+    """The new target events with a location, their histories and request cells; and how
+    many targets had no location."""
+    table = timeline.table
+    user_cell = table["user_cell"].combine_chunks()
     is_new = table["is_new"].combine_chunks().to_numpy(zero_copy_only=False).astype(bool)
     is_target = pc.fill_null(table["is_target"].combine_chunks(), True).to_numpy(zero_copy_only=False).astype(bool)
     targets = np.flatnonzero(is_new & is_target & _is_in(table["action"], params.target_actions))
@@ -190,10 +204,10 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
         located = targets[pc.is_valid(user_cell.take(pa.array(targets))).to_numpy(zero_copy_only=False)]
         location = user_cell.take(pa.array(located))
     elif params.location == "previous_event":
-        k = any_before[timeline.tie_start[targets]]
-        has_previous = k > any_before[timeline.user_start[targets]]
+        k = behavior.before[timeline.tie_start[targets]]
+        has_previous = k > behavior.before[timeline.user_start[targets]]
         located = targets[has_previous]
-        location = user_cell.take(pa.array(any_positions[k[has_previous] - 1]))
+        location = user_cell.take(pa.array(behavior.positions[k[has_previous] - 1]))
     else:
         raise ValueError(f"location must be 'request' or 'previous_event', got {params.location!r}")
     history_events = pa.StructArray.from_arrays(
@@ -201,7 +215,7 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
         names=["item_id", "codes", "cell_id", "event_ts", "action"],
     )
     histories = _history_lists(
-        timeline, history_events, behaviors, masks, timeline.tie_start[located], timeline.user_start[located]
+        timeline, history_events, params.behaviors, behavior.masks, timeline.tie_start[located], timeline.user_start[located]
     )
     cache: dict[str, list[str]] = {}
     ring = []
@@ -210,28 +224,32 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
             cache[cell] = neighbours(cell)
         ring.append(cache[cell])
     take = pa.array(located)
+    columns = {name: table[column].take(take) for name, column in TARGET_COLUMNS}
     target_table = pa.table(
         {
-            "source": table["source"].take(take),
-            "user_id": table["user_id"].take(take),
-            "event_id": table["event_id"].take(take),
-            "request_id": table["request_id"].take(take),
-            "target_ts": table["event_ts"].take(take),
-            "target_action": table["action"].take(take),
-            "target_item_id": table["item_id"].take(take),
-            "target_codes": table["codes"].take(take),
-            "target_disambiguation": table["disambiguation"].take(take),
-            "target_sid": table["sid"].take(take),
-            "target_cell_id": table["item_cell"].take(take),
-            "target_gmv": table["gmv"].take(take),
+            **columns,
             "user_cell_id": location,
             "neighbour_cell_ids": pa.array(ring, pa.list_(pa.string())),
             "histories": histories,
             "dt": table["dt"].take(take),
         }
     )
+    return target_table, int(len(targets) - len(located))
 
-    # ---- states as of the end of each state day ---------------------------------------
+
+# target table column <- timeline column
+TARGET_COLUMNS = (
+    ("source", "source"), ("user_id", "user_id"), ("event_id", "event_id"), ("request_id", "request_id"),
+    ("target_ts", "event_ts"), ("target_action", "action"), ("target_item_id", "item_id"), ("target_codes", "codes"),
+    ("target_disambiguation", "disambiguation"), ("target_sid", "sid"), ("target_cell_id", "item_cell"), ("target_gmv", "gmv"),
+)  # fmt: skip
+
+
+def _states(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex) -> pa.Table | None:
+    """User states as of the end of each state day (after the first, only the users whose
+    state changed)."""
+    table = timeline.table
+    user_cell = table["user_cell"].combine_chunks()
     state_events = pa.StructArray.from_arrays(
         [table[c].combine_chunks() for c in ("event_id", "item_id", "codes", "item_cell", "user_cell", "event_ts", "action")],
         names=["event_id", "item_id", "codes", "cell_id", "user_cell_id", "event_ts", "action"],
@@ -243,12 +261,12 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
         upto = timeline.day <= (day - EPOCH).days  # a prefix of every user's block
         counts = np.add.reduceat(upto.astype(np.int64), starts) if len(starts) else np.zeros(0, np.int64)
         cuts = starts + counts
-        k = any_before[cuts]
-        keep = k > any_before[starts]  # users with at least one behavior event by then
+        k = behavior.before[cuts]
+        keep = k > behavior.before[starts]  # users with at least one behavior event by then
         if previous_cuts is not None:  # a later state day: only the users whose state changed
-            keep &= k > any_before[previous_cuts]
+            keep &= k > behavior.before[previous_cuts]
         previous_cuts = cuts
-        cuts, floors, last = cuts[keep], starts[keep], any_positions[k[keep] - 1]
+        cuts, floors, last = cuts[keep], starts[keep], behavior.positions[k[keep] - 1]
         rows = pa.array(starts[keep])
         users = table["user_id"].take(rows)
         state_parts.append(
@@ -258,11 +276,10 @@ def build(events: pa.Table, params: KernelParams, neighbours: Callable[[str], li
                     "user_id": users,
                     "last_event_ts": table["event_ts"].take(pa.array(last)),
                     "last_cell_id": user_cell.take(pa.array(last)),
-                    "histories": _history_lists(timeline, state_events, behaviors, masks, cuts, floors),
+                    "histories": _history_lists(timeline, state_events, params.behaviors, behavior.masks, cuts, floors),
                     "user_bucket": pa.array(user_buckets(users.to_pylist(), params.state_buckets), pa.int32()),
                     "dt": pa.array([day] * int(keep.sum()), pa.date32()),
                 }
             )
         )
-    states = pa.concat_tables(state_parts) if state_parts else None
-    return KernelOutput(target_table, states, int(len(targets) - len(located)))
+    return pa.concat_tables(state_parts) if state_parts else None

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from geosid.geo.geometry import KM_PER_DEG_LAT, haversine_km, offset_km
+from geosid.sources.corruption import corrupt
 from geosid.sources.landing import DROP_MARKER
 
 _KEY_STRIDE = np.int64(10**9)  # > any creation time in seconds
@@ -220,10 +221,9 @@ def build_world(config: WorldConfig) -> World:
     )
 
 
-def _day_events(world: World, day: int, rng: np.random.Generator, grid: _StoreGrid) -> pa.Table:
-    """One day of the funnel as an Arrow table (event_time in ms since the epoch)."""
+def _requests(world: World, day: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The day's requests: (user, second of the day, lat, lon) per request."""
     cfg = world.config
-    n_cat = len(world.categories)
     rates = cfg.requests_per_user_day * world.user_activity
     n_req_per_user = rng.poisson(rates)
     req_user = np.repeat(np.arange(cfg.n_users), n_req_per_user)
@@ -242,8 +242,14 @@ def _day_events(world: World, day: int, rng: np.random.Generator, grid: _StoreGr
     at_work = weekday & (seconds > 9 * 3600) & (seconds < 18 * 3600)
     anchor = np.where(at_work[:, None], world.user_work[req_user], world.user_home[req_user])
     r_lat, r_lon = offset_km(anchor[:, 0], anchor[:, 1], *rng.normal(0, 0.3, (2, n_req)))
+    return req_user, seconds, r_lat, r_lon
 
-    # Exposure (watch): candidates near the request, the most interesting ones kept.
+
+def _watches(world: World, rng: np.random.Generator, grid: _StoreGrid, req_user: np.ndarray, r_lat: np.ndarray,
+             r_lon: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Exposure (watch): candidates near each request, the most interesting ones kept.
+    Returns per watch (request index, store, the user's interest in it, slot)."""
+    cfg, n_req = world.config, len(req_user)
     width = cfg.max_watches_per_request
     n_watch = np.minimum(1 + rng.poisson(max(cfg.watches_per_request - 1, 0), n_req), width)
     n_cand = 3 * width
@@ -265,6 +271,15 @@ def _day_events(world: World, day: int, rng: np.random.Generator, grid: _StoreGr
     w_req = np.nonzero(keep)[0]
     w_store, w_interest = store[keep], interest[keep]
     w_slot = np.nonzero(keep)[1]
+    return w_req, w_store, w_interest, w_slot
+
+
+def _day_events(world: World, day: int, rng: np.random.Generator, grid: _StoreGrid) -> pa.Table:
+    """One day of the funnel as an Arrow table (event_time in ms since the epoch)."""
+    cfg = world.config
+    n_cat = len(world.categories)
+    req_user, seconds, r_lat, r_lon = _requests(world, day, rng)
+    w_req, w_store, w_interest, w_slot = _watches(world, rng, grid, req_user, r_lat, r_lon)
 
     # A video of that store that already exists at request time. Videos are sorted by
     # (store, created), so store * BIG + created is one sorted key for all stores.
@@ -360,63 +375,6 @@ def _tsv_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-# Corruptions, one per reject kind the quarantine knows (events feed).
-CORRUPTIONS = (
-    "wrong_column_count",
-    "null_id",
-    "bad_number",
-    "bad_time",
-    "bad_coordinate",
-    "bad_value",
-    "future_event",
-    "late_event",
-    "duplicate",
-    "bad_encoding",
-)
-
-
-def _corrupt(data: bytes, day: dt_.date, rate: float, rng: np.random.Generator) -> tuple[bytes, dict[str, int]]:
-    """Damage a fraction `rate` of an events drop's lines, one corruption kind per line."""
-    lines = data.rstrip(b"\n").split(b"\n")
-    n_bad = int(round(rate * len(lines)))
-    if n_bad == 0:
-        return data, {}
-    chosen = np.sort(rng.choice(len(lines), n_bad, replace=False))
-    kinds = rng.integers(0, len(CORRUPTIONS), n_bad)
-    counts: dict[str, int] = {}
-    duplicates = []
-    next_day = (day + dt_.timedelta(days=1)).isoformat().encode()
-    prev_day = (day - dt_.timedelta(days=1)).isoformat().encode()
-    for line_index, kind_index in zip(chosen.tolist(), kinds.tolist()):
-        kind = CORRUPTIONS[kind_index]
-        f = lines[line_index].split(b"\t")
-        if kind == "wrong_column_count":
-            f = f[:-2]
-        elif kind == "null_id":
-            f[1] = b""
-        elif kind == "bad_number":
-            f[5] = b"4O.12"  # letter O for a zero, as typed by hand
-        elif kind == "bad_time":
-            f[4] = b"yesterday noon"
-        elif kind == "bad_coordinate":
-            f[5] = b"131.5"
-        elif kind == "bad_value":
-            f[3] = b"teleport"
-        elif kind == "future_event":
-            f[4] = next_day + f[4][10:]
-        elif kind == "late_event":
-            f[4] = prev_day + f[4][10:]
-        elif kind == "duplicate":
-            duplicates.append(lines[line_index])
-        elif kind == "bad_encoding":
-            f[2] = f[2] + b"\xff\xfe"
-        lines[line_index] = b"\t".join(f)
-        counts[kind] = counts.get(kind, 0) + 1
-    # Duplicates are appended copies: the original line stays valid.
-    lines.extend(duplicates)
-    return b"\n".join(lines) + b"\n", counts
-
-
 def write_world(root: str | Path, config: WorldConfig, progress: bool = True) -> dict:
     """Generate the world and write its raw drops under `root` (replaced). Returns the manifest."""
     from tqdm import tqdm
@@ -435,7 +393,7 @@ def write_world(root: str | Path, config: WorldConfig, progress: bool = True) ->
         event_bytes = _tsv_bytes(events)
         corrupted = {}
         if config.corrupt_rate > 0:
-            event_bytes, corrupted = _corrupt(event_bytes, day, config.corrupt_rate, rng)
+            event_bytes, corrupted = corrupt(event_bytes, day, config.corrupt_rate, rng)
         for feed, payload in (("items", _tsv_bytes(catalog)), ("events", event_bytes)):
             out = root / feed / f"dt={day.isoformat()}" / f"{feed}.tsv.gz"
             out.parent.mkdir(parents=True, exist_ok=True)

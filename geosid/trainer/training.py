@@ -79,27 +79,11 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
     bar = sys.stderr.isatty()
     tokens_total, train_s = result.tokens_per_s * result.train_s, result.train_s
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        started, total_loss, steps, tokens = time.perf_counter(), 0.0, 0, 0
-        epoch_started = started
+        epoch_started = time.perf_counter()
         progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", bar)
-        for rows in itertools.islice(epoch_batches(train, cfg, epoch), steps_per_epoch):
-            with autocast(device):
-                loss, n_tokens = step_loss(model, rows)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            schedule.step()
-            total_loss, steps, tokens = total_loss + loss.item(), steps + 1, tokens + n_tokens
-            if progress is not None:
-                elapsed = time.perf_counter() - started
-                progress.set_postfix(loss=f"{total_loss / steps:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
-                                     tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)  # fmt: skip
-                progress.update(1)
-        if progress is not None:
-            progress.close()
-        seconds = time.perf_counter() - started
+        batches = itertools.islice(epoch_batches(train, cfg, epoch), steps_per_epoch)
+        total_loss, steps, tokens = _train_epoch(model, batches, step_loss, opt, schedule, device, progress)
+        seconds = time.perf_counter() - epoch_started
         train_s, tokens_total = train_s + seconds, tokens_total + tokens
         record = {"epoch": epoch + 1, "loss": round(total_loss / max(steps, 1), 4), "lr": schedule.get_last_lr()[0],
                   "seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9))}  # fmt: skip
@@ -137,6 +121,30 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def _train_epoch(model: torch.nn.Module, batches: Iterator[Batch], step_loss: Callable, opt, schedule, device: str,
+                 progress) -> tuple[float, int, int]:  # fmt: skip
+    """One epoch of optimizer steps; (summed loss, steps, tokens)."""
+    model.train()
+    started, total_loss, steps, tokens = time.perf_counter(), 0.0, 0, 0
+    for rows in batches:
+        with autocast(device):
+            loss, n_tokens = step_loss(model, rows)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+        total_loss, steps, tokens = total_loss + loss.item(), steps + 1, tokens + n_tokens
+        if progress is not None:
+            elapsed = time.perf_counter() - started
+            progress.set_postfix(loss=f"{total_loss / steps:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
+                                 tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)  # fmt: skip
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    return total_loss, steps, tokens
 
 
 def epoch_batches(train, cfg: TrainConfig, epoch: int) -> Iterator[Batch]:
