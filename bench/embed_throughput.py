@@ -43,7 +43,7 @@ from geosid.jobs.ingest import run_ingest  # noqa: E402
 from geosid.lake import Lake  # noqa: E402
 from geosid.lake.engine import spark_session  # noqa: E402
 from geosid.quantization.metrics import conflict_floor, sid_quality  # noqa: E402
-from geosid.quantization.residual import ResidualKMeans  # noqa: E402
+from geosid.quantization.residual import KMeansTraining, ResidualKMeans  # noqa: E402
 from geosid.schemas import silver  # noqa: E402
 from geosid.sources.registry import get_source  # noqa: E402
 
@@ -59,7 +59,7 @@ def timed_encode(encoder, docs) -> tuple[np.ndarray, float]:
 
 def index_quality(text: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict:
     fused = LocationEncoder(weight=0.4).fuse(text, lat, lon)
-    tokenizer = ResidualKMeans(fused.shape[1], (128, 128, 128), 20, 1234, capacity_aware=True)
+    tokenizer = ResidualKMeans(fused.shape[1], (128, 128, 128), KMeansTraining(20, 1234), capacity_aware=True)
     tokenizer.train(fused)
     q = sid_quality(tokenizer.encode(fused), tokenizer.level_sizes, lat, lon)
     return {"floor": round(conflict_floor(fused), 4), "conflict": round(q["conflict_rate"], 4),

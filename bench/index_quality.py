@@ -30,7 +30,7 @@ from geosid.embedding.location import LocationEncoder
 from geosid.geo import offset_km
 from geosid.quantization.levels import fsq_levels_for
 from geosid.quantization.metrics import conflict_floor, sid_quality
-from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ
+from geosid.quantization.residual import FSQTraining, KMeansTraining, ResidualKMeans, ResidualKMeansFSQ
 
 
 def nyc_vectors(lake: Path) -> dict:
@@ -89,10 +89,10 @@ def run(name: str, tokenizer, x, lat, lon) -> dict:
 
 def tokenizers(d: int, budget: tuple[int, ...], niter: int, fsq_epochs: int):
     return [
-        ("residual_kmeans", ResidualKMeans(d, budget, niter)),
-        ("residual_kmeans_fsq", ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), niter, epochs=fsq_epochs)),
-        ("residual_kmeans+capacity", ResidualKMeans(d, budget, niter, capacity_aware=True)),
-        ("residual_kmeans_fsq+capacity", ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), niter, epochs=fsq_epochs,
+        ("residual_kmeans", ResidualKMeans(d, budget, KMeansTraining(niter))),
+        ("residual_kmeans_fsq", ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), KMeansTraining(niter), FSQTraining(epochs=fsq_epochs))),
+        ("residual_kmeans+capacity", ResidualKMeans(d, budget, KMeansTraining(niter), capacity_aware=True)),
+        ("residual_kmeans_fsq+capacity", ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), KMeansTraining(niter), FSQTraining(epochs=fsq_epochs),
                                                            capacity_aware=True)),  # fmt: skip
     ]
 

@@ -23,7 +23,7 @@ from results_io import write_results  # noqa: E402
 
 from geosid.quantization.kmeans import cuda_available
 from geosid.quantization.metrics import sid_quality
-from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ
+from geosid.quantization.residual import FSQTraining, KMeansTraining, ResidualKMeans, ResidualKMeansFSQ
 
 
 def data(n: int, d: int = 384, blobs: int = 2000, seed: int = 0) -> np.ndarray:
@@ -64,13 +64,13 @@ def main() -> None:
     for method in args.methods:
         print(f"--- {method}", flush=True)
         if method == "residual_kmeans":
-            q = ResidualKMeans(384, codes, niter=args.niter)
+            q = ResidualKMeans(384, codes, KMeansTraining(niter=args.niter))
             _, fit_s = timed(lambda: q.train(train))
             assigned, assign_s = timed(lambda: q.encode(test))
         elif method == "residual_kmeans_fsq":
             bits = int(math.log2(args.codes))
             levels = tuple([8] * (bits // 3) + ([2 ** (bits % 3)] if bits % 3 else []))
-            q = ResidualKMeansFSQ(384, codes[:-1], levels, niter=args.niter, epochs=20)
+            q = ResidualKMeansFSQ(384, codes[:-1], levels, KMeansTraining(niter=args.niter), FSQTraining(epochs=20))
             _, fit_s = timed(lambda: q.train(train))
             assigned, assign_s = timed(lambda: q.encode(test))
         else:

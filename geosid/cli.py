@@ -15,6 +15,9 @@ import os
 import sys
 from contextlib import contextmanager
 
+import pandas as pd
+from pydantic import ValidationError
+
 from geosid import pipeline
 from geosid.config import Settings
 from geosid.errors import InvalidRequestError, user_errors
@@ -202,7 +205,6 @@ def cmd_demo(args, p) -> int:
 
 
 def cmd_sql(args, p) -> int:
-    import pandas as pd
 
     with _context(args) as ctx:
         frame = p.sql(args.query, args.limit, ctx=ctx)
@@ -413,7 +415,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (exit 2) and --help (exit 0), already printed
         return exc.code if isinstance(exc.code, int) else 2
     debug = args.debug or os.environ.get("GEOSID_DEBUG", "") not in ("", "0")
-    from pydantic import ValidationError
 
     try:
         return args.func(args, pipeline)

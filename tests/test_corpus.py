@@ -333,7 +333,7 @@ def test_corpus_quality_suites_pass_and_catch_leakage(spark, local_life):
 def test_snapshot_reader_pins_versions(spark, local_life):
     import torch.utils.data
 
-    from geosid.trainer.snapshot import CorpusSnapshot
+    from geosid.trainer.snapshot import CorpusSnapshot, RowFilter
 
     build_range(local_life, V, D0, D2, LOCAL)
     snapshot = CorpusSnapshot.open(local_life.root, tables=(corpus.TRAINING_SEQUENCES.name,))
@@ -356,7 +356,7 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     seen = sorted(x for batch in torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2) for x in [batch])
     assert [s[0] for s in seen] == ["e03", "e06", "e09"] and {s[2] for s in seen} == {3}
     assert dataset.manifest["table_versions"] == {"corpus.training_sequences": pinned}
-    tests_split = CorpusSnapshot.open(local_life.root, splits=["test"], tables=(corpus.TRAINING_SEQUENCES.name,))
+    tests_split = CorpusSnapshot.open(local_life.root, rows=RowFilter(splits=("test",)), tables=(corpus.TRAINING_SEQUENCES.name,))
     assert tests_split.count() == 0  # no test_start configured: every row is train
 
 

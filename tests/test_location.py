@@ -8,7 +8,7 @@ from geosid.embedding.location import LocationEncoder
 from geosid.geo import haversine_km, offset_km
 from geosid.quantization.assignment import resolve_last_level, tuple_keys
 from geosid.quantization.metrics import conflict_floor, sid_quality
-from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ
+from geosid.quantization.residual import FSQTraining, KMeansTraining, ResidualKMeans, ResidualKMeansFSQ
 
 LAT, LON = 40.7580, -73.9855  # Times Square
 
@@ -78,10 +78,10 @@ def test_capacity_aware_assignment_keeps_one_item_per_code_tuple_where_it_can():
 def test_capacity_aware_tokenizers_are_deterministic_and_round_trip(cls, tmp_path):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(3000, 16)).astype(np.float32)
-    kwargs = {"epochs": 20, "batch_size": 512, "fsq_levels": (4, 4, 4)} if cls is ResidualKMeansFSQ else {}
+    kwargs = {"fsq_training": FSQTraining(epochs=20, batch_size=512), "fsq_levels": (4, 4, 4)} if cls is ResidualKMeansFSQ else {}
     codes = (8, 8) if cls is ResidualKMeansFSQ else (8, 8, 64)
-    plain = cls(16, codes, niter=5, seed=3, **kwargs)
-    aware = cls(16, codes, niter=5, seed=3, capacity_aware=True, candidates=64, **kwargs)
+    plain = cls(16, codes, training=KMeansTraining(niter=5, seed=3), **kwargs)
+    aware = cls(16, codes, training=KMeansTraining(niter=5, seed=3), capacity_aware=True, candidates=64, **kwargs)
     plain.train(x), aware.train(x)
     nearest, assigned = plain.encode(x), aware.encode(x)
     assert np.array_equal(nearest[:, :-1], assigned[:, :-1])  # the prefix is the nearest codes'

@@ -6,7 +6,7 @@ import pytest
 from geosid.quantization.kmeans import KMeans
 from geosid.quantization.levels import FSQ
 from geosid.quantization.metrics import median_pair_distance_km, sid_quality
-from geosid.quantization.residual import ResidualKMeans, ResidualKMeansFSQ
+from geosid.quantization.residual import FSQTraining, KMeansTraining, ResidualKMeans, ResidualKMeansFSQ
 
 
 def blobs(n_per=3000, d=8, k=4, sigma=0.5, seed=0):
@@ -61,10 +61,10 @@ def test_kmeans_sample_is_explicit_and_reproducible():
 
 def test_residual_error_falls_level_by_level_and_with_more_codes():
     x = embeddings()
-    rq = ResidualKMeans(16, codes=(16, 16, 16), niter=10, seed=0)
+    rq = ResidualKMeans(16, codes=(16, 16, 16), training=KMeansTraining(niter=10, seed=0))
     rq.train(x)
     assert rq.level_mse[0] > rq.level_mse[1] > rq.level_mse[2]
-    bigger = ResidualKMeans(16, codes=(64, 64, 64), niter=10, seed=0)
+    bigger = ResidualKMeans(16, codes=(64, 64, 64), training=KMeansTraining(niter=10, seed=0))
     bigger.train(x)
     assert bigger.level_mse[-1] < rq.level_mse[-1]
     dist, codes = rq.assign(x)
@@ -74,8 +74,8 @@ def test_residual_error_falls_level_by_level_and_with_more_codes():
 
 def test_residual_is_deterministic_and_round_trips_through_save(tmp_path):
     x = embeddings()
-    a = ResidualKMeans(16, codes=(8, 8), niter=5, seed=7)
-    b = ResidualKMeans(16, codes=(8, 8), niter=5, seed=7)
+    a = ResidualKMeans(16, codes=(8, 8), training=KMeansTraining(niter=5, seed=7))
+    b = ResidualKMeans(16, codes=(8, 8), training=KMeansTraining(niter=5, seed=7))
     a.train(x), b.train(x)
     assert np.array_equal(a.encode(x), b.encode(x))
     a.save(tmp_path / "rq.npz")
@@ -109,7 +109,8 @@ def test_fsq_codes_round_trip():
 
 def test_fsq_last_level_lowers_error_and_round_trips(tmp_path):
     x = embeddings()
-    q = ResidualKMeansFSQ(16, codes=(16, 16), fsq_levels=(4, 4, 4), niter=10, seed=0, epochs=60, lr=0.02, batch_size=512)
+    q = ResidualKMeansFSQ(16, codes=(16, 16), fsq_levels=(4, 4, 4), training=KMeansTraining(niter=10, seed=0),
+                          fsq_training=FSQTraining(epochs=60, lr=0.02, batch_size=512))
     q.train(x)
     assert q.level_mse[2] < q.level_mse[1] < q.level_mse[0]
     codes = q.encode(x)
@@ -148,7 +149,7 @@ def test_geo_prefix_first_digit_is_spatial(tmp_path):
     city = rng.integers(0, 3, len(x))
     lat = np.array([40.7, 35.7, 51.5])[city] + rng.normal(0, 0.05, len(x))
     lon = np.array([-74.0, 139.7, -0.1])[city] + rng.normal(0, 0.05, len(x))
-    tok = GeoPrefixTokenizer(16, codes=(3, 8, 8), niter=10, seed=0)
+    tok = GeoPrefixTokenizer(16, codes=(3, 8, 8), training=KMeansTraining(niter=10, seed=0))
     tok.train(x, lat=lat, lon=lon)
     codes = tok.encode(x, lat=lat, lon=lon)
     assert codes.shape == (2000, 3)
@@ -174,9 +175,10 @@ def test_capacity_aware_costs_and_codes_do_not_depend_on_the_batch(kind):
     rebuild on another file layout gives the same SIDs."""
     x = embeddings(n=3000, d=32, seed=4)
     if kind == "residual_kmeans":
-        q = ResidualKMeans(32, codes=(8, 8, 16), niter=8, seed=1, capacity_aware=True)
+        q = ResidualKMeans(32, codes=(8, 8, 16), training=KMeansTraining(niter=8, seed=1), capacity_aware=True)
     else:
-        q = ResidualKMeansFSQ(32, codes=(8, 8), fsq_levels=(4, 4), niter=8, seed=1, epochs=20, batch_size=512, capacity_aware=True)
+        q = ResidualKMeansFSQ(32, codes=(8, 8), fsq_levels=(4, 4), training=KMeansTraining(niter=8, seed=1),
+                                  fsq_training=FSQTraining(epochs=20, batch_size=512), capacity_aware=True)
     q.train(x)
     prefix, candidates, cost = q.encode_candidates(x)
     parts = [q.encode_candidates(x[start : start + 7]) for start in range(0, 700, 7)]

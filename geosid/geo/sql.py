@@ -80,30 +80,30 @@ def _add_geohash(df, cells: GeohashCells, lat, lon, cell, neighbours, center) ->
 
 
 def _h3_udfs(resolution: int):
-    import pandas as pd
-    from pyspark.sql.functions import pandas_udf
+    import pandas as pd  # lazy: imported inside the UDF: executors import it themselves
+    from pyspark.sql.functions import pandas_udf  # lazy: the engine's client: loaded when a session is opened (or inside the UDF)
 
     @pandas_udf("string")
     def cell_udf(lat: pd.Series, lon: pd.Series) -> pd.Series:
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         return pd.Series([h3.latlng_to_cell(a, b, resolution) for a, b in zip(lat, lon)])
 
     @pandas_udf("array<string>")
     def ring_udf(cell: pd.Series) -> pd.Series:
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         return pd.Series([sorted(h3.grid_ring(c, 1)) for c in cell])
 
     @pandas_udf("double")
     def center_lat_udf(cell: pd.Series) -> pd.Series:
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         return pd.Series([h3.cell_to_latlng(c)[0] for c in cell])
 
     @pandas_udf("double")
     def center_lon_udf(cell: pd.Series) -> pd.Series:
-        import h3
+        import h3  # lazy: optional: only the H3 cell system needs it (executors import it themselves)
 
         return pd.Series([h3.cell_to_latlng(c)[1] for c in cell])
 

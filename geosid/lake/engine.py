@@ -48,7 +48,7 @@ def _without_env(names: tuple[str, ...]) -> Iterator[None]:
 
 
 def _builder(url: str):
-    from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession  # lazy: the engine's client: loaded when a session is opened (or inside the UDF)
 
     builder = SparkSession.builder.remote(url)
     for key, value in SESSION_CONF.items():
@@ -86,7 +86,7 @@ def _stop(spark) -> None:
 
 @contextmanager
 def _sail_session() -> Iterator:
-    from pysail.spark import SparkConnectServer
+    from pysail.spark import SparkConnectServer  # lazy: the engine: started only when a session is opened
 
     # Sail ends a session idle for its timeout (minutes by default); the embedded session
     # lives as long as this process, whose training steps leave it idle for longer.
@@ -139,6 +139,7 @@ def _jvm_session(master: str, driver_memory: str) -> Iterator:
             # `local[...]` connection strings start a JVM Spark Connect server in-process.
             # An explicit heap: the JVM's default (a quarter of the machine) can fail to be
             # reserved when other work holds the memory.
+            # lazy: the engine's client: loaded when a session is opened (or inside the UDF)
             from pyspark.sql.connect.session import SparkSession as ConnectSession
 
             previous = ConnectSession.getActiveSession() or ConnectSession._get_default_session()

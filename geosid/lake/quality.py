@@ -56,7 +56,8 @@ class _Gx:
     _instance: "_Gx | None" = None
 
     def __init__(self):
-        import great_expectations as gx
+        import great_expectations as gx  # lazy: heavy (seconds to import): only validation steps need it
+        # lazy: heavy (seconds to import): only validation steps need it
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         # GX logs its set-up at INFO on every context; keep the job's output readable.

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
 from geosid.errors import NotFoundError
 from geosid.jobs.index import CodebookSpec, published_version
 from geosid.lake import as_date
@@ -97,7 +99,6 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     """Build the protocol's corpora, train and score every method (see the module doc).
     `max_minutes` is each model's training budget (epochs stop early on valid anyway);
     without `ablations` only the baselines, SASRec, TIGER and OneLoc run (no DPO)."""
-    from pyspark.sql import functions as F
 
     log, root = ctx.log, ctx.lake.root
     report = BenchmarkReport(protocol)
@@ -213,10 +214,10 @@ def render(report: BenchmarkReport) -> str:
 
 
 def plot(report: BenchmarkReport, path: Path) -> Path:
-    import matplotlib
+    import matplotlib  # lazy: only reports plot: loaded there
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only reports plot: loaded there
 
     names = [r["method"] for r in report.rows]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 1.5))

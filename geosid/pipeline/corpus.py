@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt_
 from dataclasses import dataclass
 
+from pyspark.sql import functions as F
+
 from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
 from geosid.jobs import validate as validate_job
 from geosid.jobs.corpus import (
@@ -73,7 +75,6 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
     """silver.geo_cells snapshots every `every` days of [first, last) that are missing
     (context only: no item_geo); returns the days computed. Daily snapshots (every=1)
     are one range job (windowed aggregates over all the days at once)."""
-    from pyspark.sql import functions as F
 
     first, last = as_date(first), as_date(last)
     with use(ctx, lake_root) as ctx:

@@ -4,9 +4,12 @@ them, the synthetic local-life world), from raw file to an aligned, evaluated mo
 from __future__ import annotations
 
 import datetime as dt_
+import gzip
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pyspark.sql import functions as F
 
 from geosid.pipeline.bronze import ingest
 from geosid.pipeline.context import Context
@@ -123,7 +126,6 @@ def redelivery(ctx: Context, source: str, raw: Path, day: dt_.date, out: Path, l
     `out` with every line of the day but the last `leave_out` events (sent by mistake).
     The day's lines come from its drops, or (a whole-history file) are the lines bronze
     dated to the day."""
-    from pyspark.sql import functions as F
 
     shutil.rmtree(out, ignore_errors=True)
     for feed in get_source(source).feeds:
@@ -146,7 +148,6 @@ def redelivery(ctx: Context, source: str, raw: Path, day: dt_.date, out: Path, l
 
 
 def _raw_bytes(path: Path) -> bytes:
-    import gzip
 
     return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
 

@@ -6,6 +6,8 @@ import datetime as dt_
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
 from geosid.errors import GateError, NotFoundError
 from geosid.jobs import index as index_job
 from geosid.jobs.index import (
@@ -31,7 +33,6 @@ from geosid.schemas import index, silver
 
 def latest_item_day(ctx: Context) -> dt_.date:
     """The latest logical date of silver.item_geo (the default day of a fit)."""
-    from pyspark.sql import functions as F
 
     if not ctx.lake.exists(silver.ITEM_GEO):
         raise NotFoundError("silver.item_geo does not exist yet: run geo (and embed) first")

@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyspark.errors.exceptions.base import PySparkException
+from pyspark.sql import functions as F
+
 from geosid.config import Settings
 from geosid.errors import NotFoundError, QueryError
 from geosid.lake import Lake
@@ -27,7 +30,6 @@ class TableInfo:
 
 def tables(*, ctx: Context | None = None, lake_root: str | None = None) -> list[TableInfo]:
     """Every registered table: its version, rows and (partitioned) days."""
-    from pyspark.sql import functions as F
 
     out = []
     with use(ctx, lake_root) as ctx:
@@ -98,7 +100,6 @@ def _explain(exc: Exception, query: str, lake) -> str:
 def sql(query: str, limit: int = 100, *, ctx: Context | None = None, lake_root: str | None = None):
     """Run SQL over the lake's tables (by short name, `events`, or layer_name,
     `bronze_events`); returns a pandas frame of at most `limit` rows."""
-    from pyspark.errors.exceptions.base import PySparkException
 
     with use(ctx, lake_root) as ctx:
         ctx.lake.register_views()

@@ -4,12 +4,15 @@ antimeridian is no edge), the remaining digits residual k-means on the embedding
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from geosid.quantization.assignment import REVISION as ASSIGNMENT_REVISION
 from geosid.quantization.base import Tokenizer, as_float32
 from geosid.quantization.kmeans import KMeans, nearest_centroids
-from geosid.quantization.residual import ResidualKMeans
+from geosid.quantization.levels import KMeansTraining
+from geosid.quantization.residual import ResidualKMeans, stored_training
 
 
 def unit_sphere(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -24,19 +27,23 @@ class GeoPrefixTokenizer(Tokenizer):
     kind = "geo_prefix"
     uses_location = True
 
-    def __init__(self, d: int, codes=(256, 256, 256), niter: int = 20, seed: int = 1234,
-                 sample_size: int | None = None, backend: str = "auto", capacity_aware: bool = False,
+    def __init__(self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), capacity_aware: bool = False,
                  candidates: int = 16):  # fmt: skip
-        self.d, self.codes = d, tuple(int(k) for k in codes)
-        self.niter, self.seed, self.sample_size, self.backend = niter, seed, sample_size, backend
+        self.d, self.codes, self.training = d, tuple(int(k) for k in codes), training
         self.capacity_aware, self.candidates = bool(capacity_aware), int(candidates)
         self.regions: np.ndarray | None = None  # [codes[0], 3] points on the unit sphere
-        self.rest = ResidualKMeans(d, self.codes[1:], niter, seed + 100, sample_size, backend, candidates=candidates)
+        rest_training = dataclasses.replace(training, seed=training.seed + 100)
+        self.rest = ResidualKMeans(d, self.codes[1:], rest_training, candidates=candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
-                   capacity_aware: bool = False, **_) -> GeoPrefixTokenizer:  # fmt: skip
-        return cls(d, level_sizes, niter, seed, sample_size, capacity_aware=capacity_aware)
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, capacity_aware: bool = False,
+                   **_) -> GeoPrefixTokenizer:  # fmt: skip
+        return cls(d, level_sizes, training, capacity_aware=capacity_aware)
+
+    @classmethod
+    def from_params(cls, params: dict) -> GeoPrefixTokenizer:
+        return cls(params["d"], params["codes"], stored_training(params), params.get("capacity_aware", False),
+                   params.get("candidates", 16))  # fmt: skip
 
     @property
     def level_sizes(self) -> tuple[int, ...]:
@@ -53,7 +60,7 @@ class GeoPrefixTokenizer(Tokenizer):
         self.rest.level_mse = list(values)
 
     def params(self) -> dict:
-        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}
         if self.capacity_aware:
             out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
         return out
@@ -61,7 +68,8 @@ class GeoPrefixTokenizer(Tokenizer):
     def train(self, x, *, lat=None, lon=None) -> float:
         x = as_float32(x, self.d)
         lat, lon = self._locations(len(x), lat, lon)
-        km = KMeans(3, self.codes[0], self.niter, self.seed, self.sample_size, self.backend, init="k-means++")
+        t = self.training
+        km = KMeans(3, self.codes[0], t.niter, t.seed, t.sample_size, t.backend, init="k-means++")
         km.train(unit_sphere(lat, lon))
         self.regions = km.centroids
         return self.rest.train(x)

@@ -18,7 +18,7 @@ from geosid.quantization.base import as_float32
 
 def cuda_available() -> bool:
     try:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         return torch.cuda.is_available()
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -55,7 +55,7 @@ class KMeans:
 
     @staticmethod
     def _resolve(backend: str, device: str | None) -> tuple[str, str]:
-        import faiss
+        import faiss  # lazy: loaded where k-means runs
 
         if backend == "auto":
             if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
@@ -88,7 +88,7 @@ class KMeans:
         return float(self.obj[-1])
 
     def _train_faiss(self, x: np.ndarray) -> None:
-        import faiss
+        import faiss  # lazy: loaded where k-means runs
 
         km = faiss.Kmeans(
             self.d,
@@ -106,7 +106,7 @@ class KMeans:
         self.obj = np.asarray(km.obj, dtype=np.float64)
 
     def _train_torch(self, x: np.ndarray, batch: int = 65_536) -> None:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         generator = torch.Generator().manual_seed(self.seed)
         data = torch.from_numpy(x).to(self.device)  # [n, d]
@@ -157,7 +157,7 @@ class KMeans:
 
 def _nearest(x, centroids):
     """torch: squared distance and index of the nearest centroid; x [b, d], centroids [k, d]."""
-    import torch
+    import torch  # lazy: heavy (seconds to import): loaded where it is used
 
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2   -> [b, k]
     dist = (x * x).sum(1, keepdim=True) - 2 * x @ centroids.T + (centroids * centroids).sum(1)[None, :]
@@ -167,7 +167,7 @@ def _nearest(x, centroids):
 
 def nearest_centroids(x: np.ndarray, centroids: np.ndarray, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest centroid (faiss flat L2 index), in batches: (dist [n], idx [n])."""
-    import faiss
+    import faiss  # lazy: loaded where k-means runs
 
     x = as_float32(x, centroids.shape[1])
     index = faiss.IndexFlatL2(centroids.shape[1])

@@ -14,6 +14,8 @@ one code per row and back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import itertools
 import math
 
@@ -21,6 +23,30 @@ import numpy as np
 
 from geosid.quantization.kmeans import KMeans, nearest_centroids
 
+
+
+@dataclass(frozen=True)
+class KMeansTraining:
+    """How every k-means level of a tokenizer trains (faiss `Kmeans`'s settings): level l
+    uses seed + l; `sample_size` trains on that many points (None: all)."""
+
+    niter: int = 20
+    seed: int = 1234
+    sample_size: int | None = None
+    backend: str = "auto"  # faiss, or torch on a GPU when there is one
+
+    def stored(self) -> dict:
+        """What a version's params record (the backend is no property of the codebook)."""
+        return {"niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+
+
+@dataclass(frozen=True)
+class FSQTraining:
+    """How an FSQ level's projection trains."""
+
+    epochs: int = 200
+    lr: float = 0.01
+    batch_size: int = 8192
 
 class KMeansLevel:
     def __init__(self, d: int, k: int, niter: int, seed: int, sample_size: int | None = None, backend: str = "auto"):
@@ -49,7 +75,7 @@ class KMeansLevel:
         float64, because faiss's BLAS path gives a row distances that differ in the last
         bits with the rows searched beside it, and a capacity-aware assignment orders
         items by these costs: the same item must get the same costs in any batch."""
-        import faiss
+        import faiss  # lazy: loaded where k-means runs
 
         k = min(k, self.k)
         index = faiss.IndexFlatL2(self.d)
@@ -86,7 +112,7 @@ class FSQ:
         self.basis = np.cumprod((1, *self.levels[:-1])).astype(np.int64)  # mixed radix, first channel fastest
 
     def bound(self, z):
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         levels = torch.tensor(self.levels, dtype=z.dtype, device=z.device)
         # (1 + eps) keeps offset / half below 1 for 2-level channels (atanh(>= 1) is NaN)
@@ -97,7 +123,7 @@ class FSQ:
 
     def quantize(self, z):
         """z [.., m] -> values in [-1, 1] [.., m] (straight-through) and integer digits [.., m]."""
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         bounded = self.bound(z)
         rounded = bounded + (torch.round(bounded) - bounded).detach()  # straight-through
@@ -144,7 +170,7 @@ class FSQLevel:
         return self.fsq.size
 
     def train(self, residual: np.ndarray) -> None:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         m = len(self.fsq.levels)
         torch.manual_seed(self.seed)
@@ -172,7 +198,7 @@ class FSQLevel:
         """Start the projection on the residual's top principal directions, scaled so that
         tanh(1.2 z) (close to the Gaussian CDF) spreads every channel evenly over its
         levels: a default init maps every residual to nearly the same code."""
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         m = len(self.fsq.levels)
         rows = r if len(r) <= sample else r[np.random.default_rng(self.seed).choice(len(r), sample, replace=False)]
@@ -191,7 +217,7 @@ class FSQLevel:
             project_out.bias.copy_(torch.from_numpy(mean.astype(np.float32)))
 
     def encode(self, residual: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         assert self.w_in is not None, "train() or load_arrays() first"
         with torch.no_grad():
@@ -216,7 +242,7 @@ class FSQLevel:
         return np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts])
 
     def _candidates(self, residual: np.ndarray, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         # the projection row by row (einsum's own loop, not BLAS, whose results for a row
         # differ in the last bits with the rows beside it): the same item, the same costs

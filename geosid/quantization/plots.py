@@ -9,16 +9,16 @@ import numpy as np
 
 
 def _figure(*args, **kwargs):
-    import matplotlib
+    import matplotlib  # lazy: only reports plot: loaded there
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only reports plot: loaded there
 
     return plt.subplots(*args, **kwargs)
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only reports plot: loaded there
 
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -14,9 +14,20 @@ import numpy as np
 
 from geosid.quantization.assignment import REVISION as ASSIGNMENT_REVISION
 from geosid.quantization.base import Tokenizer, as_float32
-from geosid.quantization.levels import FSQ, FSQLevel, KMeansLevel, fsq_levels_for
+from geosid.quantization.levels import FSQ, FSQLevel, FSQTraining, KMeansLevel, KMeansTraining, fsq_levels_for
 
-__all__ = ["FSQ", "ResidualKMeans", "ResidualKMeansFSQ", "ResidualQuantizer"]
+__all__ = ["FSQ", "FSQTraining", "KMeansTraining", "ResidualKMeans", "ResidualKMeansFSQ", "ResidualQuantizer"]
+
+
+def kmeans_levels(d: int, codes: tuple[int, ...], training: KMeansTraining) -> list[KMeansLevel]:
+    """One k-means level per entry of `codes`; level l seeded with seed + l."""
+    t = training
+    return [KMeansLevel(d, k, t.niter, t.seed + level, t.sample_size, t.backend) for level, k in enumerate(codes)]
+
+
+def stored_training(params: dict) -> KMeansTraining:
+    """The k-means settings a version's params recorded."""
+    return KMeansTraining(params["niter"], params["seed"], params.get("sample_size"))
 
 
 class ResidualQuantizer(Tokenizer):
@@ -93,21 +104,24 @@ class ResidualKMeans(ResidualQuantizer):
 
     kind = "residual_kmeans"
 
-    def __init__(self, d: int, codes=(256, 256, 256), niter: int = 20, seed: int = 1234,
-                 sample_size: int | None = None, backend: str = "auto", capacity_aware: bool = False,
+    def __init__(self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), capacity_aware: bool = False,
                  candidates: int = 16):  # fmt: skip
         self.codes = tuple(int(k) for k in codes)
-        self.niter, self.seed, self.sample_size, self.backend = niter, seed, sample_size, backend
-        levels = [KMeansLevel(d, k, niter, seed + level, sample_size, backend) for level, k in enumerate(self.codes)]
-        super().__init__(d, levels, capacity_aware, candidates)
+        self.training = training
+        super().__init__(d, kmeans_levels(d, self.codes, training), capacity_aware, candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
-                   capacity_aware: bool = False, **_) -> ResidualKMeans:  # fmt: skip
-        return cls(d, level_sizes, niter, seed, sample_size, capacity_aware=capacity_aware)
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, capacity_aware: bool = False,
+                   **_) -> ResidualKMeans:  # fmt: skip
+        return cls(d, level_sizes, training, capacity_aware=capacity_aware)
+
+    @classmethod
+    def from_params(cls, params: dict) -> ResidualKMeans:
+        return cls(params["d"], params["codes"], stored_training(params), params.get("capacity_aware", False),
+                   params.get("candidates", 16))  # fmt: skip
 
     def params(self) -> dict:
-        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed, "sample_size": self.sample_size}
+        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}
         if self.capacity_aware:  # absent from the versions fitted before it existed
             out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
         return out
@@ -126,32 +140,35 @@ class ResidualKMeansFSQ(ResidualQuantizer):
 
     kind = "residual_kmeans_fsq"
 
-    def __init__(self, d: int, codes=(256, 256), fsq_levels=(8, 8, 8, 8), niter: int = 20, seed: int = 1234,
-                 sample_size: int | None = None, backend: str = "auto", epochs: int = 200, lr: float = 0.01,
-                 batch_size: int = 8192, capacity_aware: bool = False, candidates: int = 16):  # fmt: skip
+    def __init__(self, d: int, codes=(256, 256), fsq_levels=(8, 8, 8, 8), training: KMeansTraining = KMeansTraining(),
+                 fsq_training: FSQTraining = FSQTraining(), capacity_aware: bool = False, candidates: int = 16):  # fmt: skip
         self.codes = tuple(int(k) for k in codes)
-        self.niter, self.seed, self.sample_size, self.backend = niter, seed, sample_size, backend
-        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
-        kmeans = [KMeansLevel(d, k, niter, seed + level, sample_size, backend) for level, k in enumerate(self.codes)]
-        self.fsq_level = FSQLevel(d, tuple(fsq_levels), seed, epochs, lr, batch_size)
-        super().__init__(d, [*kmeans, self.fsq_level], capacity_aware, candidates)
+        self.training, self.fsq_training = training, fsq_training
+        self.fsq_level = FSQLevel(d, tuple(fsq_levels), training.seed, fsq_training.epochs, fsq_training.lr, fsq_training.batch_size)
+        super().__init__(d, [*kmeans_levels(d, self.codes, training), self.fsq_level], capacity_aware, candidates)
 
     @property
     def fsq(self) -> FSQ:
         return self.fsq_level.fsq
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], niter: int, seed: int, sample_size: int | None = None,
-                   fsq_epochs: int = 40, fsq_lr: float = 0.01, capacity_aware: bool = False, **_) -> ResidualKMeansFSQ:  # fmt: skip
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, fsq_epochs: int = 40,
+                   fsq_lr: float = 0.01, capacity_aware: bool = False, **_) -> ResidualKMeansFSQ:  # fmt: skip
         """k-means for all levels but the last, whose code count (a power of two) becomes FSQ channels."""
-        return cls(d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), niter, seed, sample_size, epochs=fsq_epochs, lr=fsq_lr,
+        return cls(d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), training, FSQTraining(epochs=fsq_epochs, lr=fsq_lr),
                    capacity_aware=capacity_aware)  # fmt: skip
+
+    @classmethod
+    def from_params(cls, params: dict) -> ResidualKMeansFSQ:
+        fsq = FSQTraining(params["epochs"], params["lr"], params["batch_size"])
+        return cls(params["d"], params["codes"], params["fsq_levels"], stored_training(params), fsq,
+                   params.get("capacity_aware", False), params.get("candidates", 16))  # fmt: skip
 
     def params(self) -> dict:
         out = {
-            "kind": self.kind, "d": self.d, "codes": list(self.codes), "niter": self.niter, "seed": self.seed,
-            "sample_size": self.sample_size, "fsq_levels": list(self.fsq.levels), "epochs": self.epochs, "lr": self.lr,
-            "batch_size": self.batch_size,
+            "kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored(),
+            "fsq_levels": list(self.fsq.levels), "epochs": self.fsq_training.epochs, "lr": self.fsq_training.lr,
+            "batch_size": self.fsq_training.batch_size,
         }  # fmt: skip
         if self.capacity_aware:
             out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)

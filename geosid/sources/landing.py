@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from geosid.errors import NotFoundError
 
@@ -179,7 +180,6 @@ def land(
 
     Returns the folder and the number of lines landed.
     """
-    from tqdm import tqdm
 
     out_dir = Path(out_dir)
     if out_dir.exists():

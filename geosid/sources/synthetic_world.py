@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from tqdm import tqdm
 
 from geosid.geo.geometry import KM_PER_DEG_LAT, haversine_km, offset_km
 from geosid.sources.corruption import corrupt
@@ -377,7 +378,6 @@ def _tsv_bytes(table: pa.Table) -> bytes:
 
 def write_world(root: str | Path, config: WorldConfig, progress: bool = True) -> dict:
     """Generate the world and write its raw drops under `root` (replaced). Returns the manifest."""
-    from tqdm import tqdm
 
     root = Path(root)
     if root.exists():

@@ -76,7 +76,7 @@ class TrainConfig:
 
     def resolved_device(self) -> str:
         if self.device == "auto":
-            import torch  # heavy: only a run that trains needs it
+            import torch  # lazy: heavy, and only a run that trains needs it
 
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device

@@ -280,7 +280,7 @@ class Batch:
         return Batch(**{k: v[index] for k, v in self.__dict__.items()})
 
     def tensors(self, device="cpu") -> dict:
-        import torch
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         return {
             k: torch.as_tensor(v, device=device)

@@ -9,10 +9,11 @@ preference pairs `geosid.trainer.pairs`, alignment `geosid.trainer.dpo`, run rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -26,8 +27,8 @@ from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featuriz
 from geosid.trainer.model import OneLoc, OneLocConfig
 from geosid.trainer.runs import RunRecord, read_run, weights_path
 from geosid.trainer.sasrec import SASRec, SASRecConfig
-from geosid.trainer.snapshot import CorpusSnapshot
-from geosid.trainer.stream import StreamedSplit, sample_rows, train_pass
+from geosid.trainer.snapshot import CorpusSnapshot, RowFilter
+from geosid.trainer.stream import Featurizer, StreamedSplit, sample_rows, train_pass
 
 TABLES = (corpus.TRAINING_SEQUENCES.name, corpus.CELL_CONTEXT.name, index.SID_MAP.name, index.CODEBOOK_VERSIONS.name)
 
@@ -62,10 +63,9 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
             raise NotFoundError(
                 f"no {required} under {Path(lake_root).resolve()}: build the corpus first (geosid corpus build, or the daily runs)"
             )
-    snapshot = CorpusSnapshot.open(lake_root, codebook_version=codebook_version, table_versions=table_versions, tables=present,
-                                   protocol=protocol)  # fmt: skip
+    snapshot = CorpusSnapshot.open(lake_root, codebook_version, table_versions, rows=RowFilter(protocol=protocol), tables=present)
     if stream is not None and stream.stream_above is not None:
-        n_train = replace(snapshot, splits=("train",)).count()
+        n_train = snapshot.of_splits("train").count()
         if n_train > stream.stream_above:
             return load_streamed(snapshot, max_history, splits, item_min_count, candidates, stream, n_train)
     version = snapshot.codebook_version
@@ -112,7 +112,6 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
     rows' cell columns read chunk by chunk, one pass over the train rows
     (`geosid.trainer.stream.train_pass`), the train split as a `StreamedSplit`; valid and
     test are random samples (valid_limit rows; eval_limit, else stream_eval_rows)."""
-    import pandas as pd
 
     chunk = 8192
     version = snapshot.codebook_version
@@ -124,21 +123,20 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
     seen = [sequence_cells(pa.Table.from_batches([b])) for b in snapshot.batches(
         columns=["user_cell_id", "target_cell_id", "neighbour_cell_ids"], batch_size=65_536)]  # fmt: skip
     vocab = _snapshot_vocab(snapshot, pd.unique(np.concatenate(seen)), cell_system)
-    train = replace(snapshot, splits=("train",))
+    train = snapshot.of_splits("train")
     passed = train_pass(train, vocab, behaviors, max_history, chunk)
     vocab.set_item_embeddings(passed.item_counts, item_min_count)
     transitions = Transitions.count(passed.latest_item, passed.target_item, len(vocab.item_ids), candidates + 1) if candidates else None
-    by_split = {"train": StreamedSplit(train, vocab, behaviors, max_history, passed, transitions, candidates, chunk,
-                                       cfg.shuffle_rows, cfg.stream_workers)}  # fmt: skip
+    featurizer = Featurizer(vocab, behaviors, max_history, transitions, candidates)
+    by_split = {"train": StreamedSplit(train, featurizer, passed, chunk, cfg.shuffle_rows, cfg.stream_workers)}
     unknown = {"train": n_train - len(passed.target_item)}
     limits = {"valid": cfg.valid_limit, "test": cfg.eval_limit or cfg.stream_eval_rows}
     for name in splits:
         if name == "train":
             continue
-        part = sample_rows(replace(snapshot, splits=(name,)), limits.get(name), cfg.seed, chunk)
-        featurized = featurize(part, vocab, behaviors, max_history)
-        by_split[name] = featurized.with_candidates(vocab, transitions, candidates, leave_one_out=False)
-        unknown[name] = part.num_rows - len(featurized)
+        part = sample_rows(snapshot.of_splits(name), limits.get(name), cfg.seed, chunk)
+        by_split[name] = featurizer.rows(part, leave_one_out=False)
+        unknown[name] = part.num_rows - len(by_split[name])
     return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, source, unknown, streamed=True)
 
 

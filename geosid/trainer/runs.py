@@ -90,7 +90,7 @@ def save_run(lake_root: str | Path, record: RunRecord, state_dict: dict) -> Path
 def atomic_torch_save(obj, path: Path) -> None:
     """torch.save to a temporary name, then rename: a kill mid-write leaves the previous
     file (or none), never half of one."""
-    import torch
+    import torch  # lazy: heavy (seconds to import): loaded where it is used
 
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")

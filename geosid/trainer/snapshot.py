@@ -8,6 +8,7 @@ moves on afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt_
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,18 @@ CELL_CONTEXT = corpus.CELL_CONTEXT.name
 DEFAULT_TABLES = (SEQUENCES, CELL_CONTEXT)
 
 
+@dataclass(frozen=True)
+class RowFilter:
+    """Which rows of a snapshot are read: splits, one source, a day range, and the split
+    protocol of the sequences (time, user_chrono, libcity)."""
+
+    splits: tuple[str, ...] | None = None
+    source: str | None = None
+    first: dt_.date | None = None
+    last: dt_.date | None = None
+    protocol: str = "time"
+
+
 @dataclass
 class CorpusSnapshot:
     """The corpus of one codebook version at pinned table versions, with row filters."""
@@ -33,32 +46,17 @@ class CorpusSnapshot:
     lake_root: Path
     codebook_version: str
     table_versions: dict[str, int]
-    splits: tuple[str, ...] | None = None
-    source: str | None = None
-    first: dt_.date | None = None
-    last: dt_.date | None = None
+    rows: RowFilter = RowFilter()
     _tables: dict = field(default_factory=dict, repr=False)
-    protocol: str = "time"  # the split protocol of the sequences read
 
     @classmethod
-    def open(
-        cls,
-        lake_root: str | Path,
-        codebook_version: str | None = None,
-        table_versions: dict[str, int] | None = None,
-        as_of: dt_.datetime | None = None,
-        splits: Sequence[str] | None = None,
-        source: str | None = None,
-        first: dt_.date | None = None,
-        last: dt_.date | None = None,
-        tables: Sequence[str] = DEFAULT_TABLES,
-        protocol: str = "time",
-    ) -> CorpusSnapshot:
-        """Pin `tables`: at `table_versions[name]` when given, else as of `as_of`, else the latest.
+    def open(cls, lake_root: str | Path, codebook_version: str | None = None, table_versions: dict[str, int] | None = None,
+             as_of: dt_.datetime | None = None, rows: RowFilter = RowFilter(), tables: Sequence[str] = DEFAULT_TABLES) -> CorpusSnapshot:  # fmt: skip
+        """Pin `tables`: at `table_versions[name]` when given, else as of `as_of`, else the
+        latest; read the `rows` of them.
 
         codebook_version defaults to the only one in the sequences snapshot (an error
-        lists them when there are several). `protocol` selects the sequences of one split
-        protocol (time, user_chrono, libcity).
+        lists them when there are several).
         """
         lake_root = Path(lake_root).resolve()
         table_versions = dict(table_versions or {})
@@ -67,14 +65,21 @@ class CorpusSnapshot:
         for name in tables:
             files[name] = lake.pinned_files(name, table_versions.get(name), None if name in table_versions else as_of)
             pinned[name] = files[name].version
-        snapshot = cls(lake_root, codebook_version or "", pinned, tuple(splits) if splits else None, source, first, last, files,
-                       protocol)  # fmt: skip
+        snapshot = cls(lake_root, codebook_version or "", pinned, rows, files)
         if not codebook_version:
             present = sorted(set(pc.unique(snapshot.dataset(SEQUENCES).to_table(columns=["codebook_version"])["codebook_version"]).to_pylist()))
             if len(present) != 1:
                 raise InvalidRequestError(f"pass a codebook version: the snapshot holds {present or 'none'}")
             snapshot.codebook_version = present[0]
         return snapshot
+
+    @property
+    def splits(self) -> tuple[str, ...] | None:
+        return self.rows.splits
+
+    def of_splits(self, *splits: str) -> CorpusSnapshot:
+        """The same pinned snapshot, reading only `splits`."""
+        return dataclasses.replace(self, rows=dataclasses.replace(self.rows, splits=splits))
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -96,17 +101,18 @@ class CorpusSnapshot:
         names = REGISTRY.get(name).columns
         if "codebook_version" in names and self.codebook_version:
             conditions.append(pc.field("codebook_version") == self.codebook_version)
-        if self.splits and "split" in names:
-            conditions.append(pc.field("split").isin(list(self.splits)))
-        if self.source and "source" in names:
-            conditions.append(pc.field("source") == self.source)
+        rows = self.rows
+        if rows.splits and "split" in names:
+            conditions.append(pc.field("split").isin(list(rows.splits)))
+        if rows.source and "source" in names:
+            conditions.append(pc.field("source") == rows.source)
         if "protocol" in names:
-            same = pc.field("protocol") == self.protocol
-            conditions.append(same | pc.field("protocol").is_null() if self.protocol == "time" else same)
-        if self.first:
-            conditions.append(pc.field("dt") >= pa.scalar(self.first, pa.date32()))
-        if self.last:
-            conditions.append(pc.field("dt") <= pa.scalar(self.last, pa.date32()))
+            same = pc.field("protocol") == rows.protocol
+            conditions.append(same | pc.field("protocol").is_null() if rows.protocol == "time" else same)
+        if rows.first:
+            conditions.append(pc.field("dt") >= pa.scalar(rows.first, pa.date32()))
+        if rows.last:
+            conditions.append(pc.field("dt") <= pa.scalar(rows.last, pa.date32()))
         out = None
         for condition in conditions:
             out = condition if out is None else out & condition
@@ -134,11 +140,11 @@ class CorpusSnapshot:
             "lake": str(self.lake_root),
             "codebook_version": self.codebook_version,
             "table_versions": dict(self.table_versions),
-            "splits": list(self.splits) if self.splits else None,
-            "protocol": self.protocol,
-            "source": self.source,
-            "first": self.first.isoformat() if self.first else None,
-            "last": self.last.isoformat() if self.last else None,
+            "splits": list(self.rows.splits) if self.rows.splits else None,
+            "protocol": self.rows.protocol,
+            "source": self.rows.source,
+            "first": self.rows.first.isoformat() if self.rows.first else None,
+            "last": self.rows.last.isoformat() if self.rows.last else None,
         }
 
     def torch_dataset(
@@ -152,7 +158,7 @@ class CorpusSnapshot:
 
 
 def _torch_iterable():
-    import torch.utils.data
+    import torch.utils.data  # lazy: heavy (seconds to import): loaded where it is used
 
     return torch.utils.data.IterableDataset
 
@@ -172,7 +178,7 @@ class SnapshotIterableDataset(_torch_iterable()):  # type: ignore[misc]
         self.manifest = snapshot.manifest()
 
     def __iter__(self):
-        import torch.utils.data
+        import torch.utils.data  # lazy: heavy (seconds to import): loaded where it is used
 
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)

@@ -58,18 +58,34 @@ def train_pass(snapshot: CorpusSnapshot, vocab: Vocab, behaviors: list[str], max
     return TrainPass(counts, np.concatenate(latest) if latest else empty, np.concatenate(target) if target else empty)
 
 
+@dataclass(frozen=True)
+class Featurizer:
+    """How corpus rows become model inputs: the vocabulary, the behaviors and how many of
+    their latest events, and the transition candidates (`slots` per request)."""
+
+    vocab: Vocab
+    behaviors: list[str]
+    max_history: int
+    transitions: Transitions | None
+    slots: int
+
+    def rows(self, table: pa.Table, leave_one_out: bool) -> Batch:
+        """Featurized rows with their candidates (`leave_one_out`: a train row's own
+        transition is not counted for it)."""
+        rows = featurize(table, self.vocab, self.behaviors, self.max_history)
+        return rows.with_candidates(self.vocab, self.transitions, self.slots, leave_one_out=leave_one_out)
+
+
 class StreamedSplit:
     """The train split as an epoch-wise stream of minibatches (see the module doc). Has the
     [n] arrays the baselines count from (target_item, latest_item) but no histories."""
 
     hist_item = None  # not kept: the Markov baseline over train histories is not available
 
-    def __init__(self, snapshot: CorpusSnapshot, vocab: Vocab, behaviors: list[str], max_history: int, passed: TrainPass,
-                 transitions: Transitions | None, slots: int, chunk_rows: int = 8192, shuffle_rows: int = 65_536,
-                 workers: int = 0):  # fmt: skip
+    def __init__(self, snapshot: CorpusSnapshot, featurizer: Featurizer, passed: TrainPass, chunk_rows: int = 8192,
+                 shuffle_rows: int = 65_536, workers: int = 0):  # fmt: skip
         assert snapshot.splits == ("train",), f"a streamed split reads the train rows only, got {snapshot.splits}"
-        self.snapshot, self.vocab, self.behaviors, self.max_history = snapshot, vocab, behaviors, max_history
-        self.transitions, self.slots = transitions, slots
+        self.snapshot, self.featurizer = snapshot, featurizer
         self.chunk_rows, self.shuffle_rows, self.workers = chunk_rows, shuffle_rows, workers
         self.target_item, self.latest_item = passed.target_item, passed.latest_item
 
@@ -132,8 +148,7 @@ class _Chunks(torch.utils.data.IterableDataset):
             for batch in fragments[index].to_batches(schema=schema, filter=condition, batch_size=split.chunk_rows):
                 if not batch.num_rows:
                     continue
-                rows = featurize(pa.Table.from_batches([batch]), split.vocab, split.behaviors, split.max_history)
-                yield rows.with_candidates(split.vocab, split.transitions, split.slots, leave_one_out=True)
+                yield split.featurizer.rows(pa.Table.from_batches([batch]), leave_one_out=True)
 
 
 def _as_is(chunk):

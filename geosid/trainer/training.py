@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from geosid.trainer.baselines import BASELINES
 from geosid.trainer.config import TrainConfig
@@ -159,7 +160,6 @@ def epoch_batches(train, cfg: TrainConfig, epoch: int) -> Iterator[Batch]:
 def _progress(total: int, label: str, bar: bool):
     if not bar:
         return None
-    from tqdm import tqdm
 
     return tqdm(total=total, desc=f"    {label}", unit="step", leave=False, file=sys.stderr)
 

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, functions as F
 from geosid.errors import ImmutableVersionError, InvalidRequestError, UnknownNameError
 from geosid.lake import Lake, as_date
 from geosid.quantization.base import TOKENIZERS, Tokenizer, restore, state, tokenizer_class
+from geosid.quantization.levels import KMeansTraining
 from geosid.schemas import index
 
 
@@ -51,10 +52,9 @@ class CodebookSpec:
         return self.method + ("+capacity" if self.capacity_aware else "")
 
     def build(self, d: int, level_sizes: tuple[int, ...]) -> Tokenizer:
-        return tokenizer_class(self.method).for_budget(
-            d, level_sizes, self.niter, self.seed, self.sample_size, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr,
-            capacity_aware=self.capacity_aware,
-        )  # fmt: skip
+        training = KMeansTraining(self.niter, self.seed, self.sample_size)
+        return tokenizer_class(self.method).for_budget(d, level_sizes, training, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr,
+                                                       capacity_aware=self.capacity_aware)  # fmt: skip
 
 
 def parse_codes(text: str | None) -> tuple[int, ...] | None:
