@@ -57,8 +57,7 @@ def run_steps(settings, every: int) -> dict:
         timed("assign", lambda: pipeline.backfill(fit.codebook_version, first, last, ctx=ctx))
         split = pipeline.split_config("time", last, test_days=3, valid_days=3)
         timed("corpus", lambda: pipeline.corpus_build("tsmc2014", first, last, fit.codebook_version, split, ctx=ctx))
-        timed("corpus day", lambda: pipeline.corpus_day(last, "tsmc2014", fit.codebook_version, split.test_start,
-                                                       split.valid_start, ctx=ctx))  # fmt: skip
+        timed("corpus day", lambda: pipeline.corpus_day(last, "tsmc2014", fit.codebook_version, split, ctx=ctx))
     return seconds
 
 

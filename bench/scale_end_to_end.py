@@ -99,7 +99,7 @@ def run_stage(stage: str, work: Path, world: str) -> dict:
             return {"sequence_job_s": round(r.seconds, 2), "input_events": r.input_events, "targets": r.targets,
                     "states": r.states, "states_written": r.states_written}  # fmt: skip
         if stage == "day_corpus":
-            done = corpus.corpus_day(extra, "synthetic", version, split.test_start, split.valid_start, ctx=ctx)
+            done = corpus.corpus_day(extra, "synthetic", version, split, ctx=ctx)
             r = done.sequences
             return {"sequence_job_s": round(r.seconds, 2), "mode": r.mode, "input_events": r.input_events,
                     "targets": r.targets, "states": r.states, "states_written": r.states_written,

@@ -79,8 +79,9 @@ def geosid_codebook_backfill():
     @task
     def rebuild_corpus(tokenized: dict, version: str, params: dict | None = None) -> dict:
         outcome = pipeline.rebuild_corpus(
-            version, params["from"], params["to"], params["source"], params.get("test_start"), params.get("valid_start"),
-            params["split"], lake_root=params.get("lake"),
+            version, params["from"], params["to"], params["source"],
+            pipeline.split_config(params["split"], params["to"], params.get("test_start"), params.get("valid_start")),
+            lake_root=params.get("lake"),
         )  # fmt: skip
         return {"codebook_version": version, "targets": outcome.sequences.targets, "table_versions": outcome.sequences.table_versions}
 

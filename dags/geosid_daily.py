@@ -32,6 +32,11 @@ from geosid import pipeline
 
 
 
+def _split(params: dict):
+    """The time split the params ask for (ISO dates or null)."""
+    return pipeline.SplitConfig(test_start=params.get("test_start"), valid_start=params.get("valid_start"))
+
+
 @dag(
     dag_id="geosid_daily",
     schedule="@daily",
@@ -84,8 +89,7 @@ def geosid_daily():
 
     @task
     def catch_up(validated: dict, params: dict | None = None) -> dict:
-        repaired, pending = pipeline.catch_up(validated["dt"], params["source"], params.get("test_start"), params.get("valid_start"),
-                                              lake_root=params.get("lake"))  # fmt: skip
+        repaired, pending = pipeline.catch_up(validated["dt"], params["source"], _split(params), lake_root=params.get("lake"))
         return {"dt": validated["dt"], "repaired": repaired.to_dict(), "pending": [d.isoformat() for d in pending]}
 
     @task
@@ -103,8 +107,7 @@ def geosid_daily():
     @task
     def sequences(assigned: dict, params: dict | None = None) -> dict:
         return pipeline.corpus_day(
-            assigned["dt"], params["source"], assigned.get("codebook_version"), params.get("test_start"),
-            params.get("valid_start"), lake_root=params.get("lake"),
+            assigned["dt"], params["source"], assigned.get("codebook_version"), _split(params), lake_root=params.get("lake"),
         ).to_dict()  # fmt: skip
 
     @task

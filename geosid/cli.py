@@ -19,9 +19,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from geosid import pipeline
-from geosid.config import Settings
-from geosid.errors import InvalidRequestError, user_errors
-from geosid.pipeline import TOKENIZER_KINDS, open_context, source_names
+from geosid.pipeline import TOKENIZER_KINDS, InvalidRequestError, Settings, open_context, source_names, user_errors
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +68,11 @@ def _span(args) -> tuple:
     return (args.date, args.date) if args.date else (args.from_date, args.to_date)
 
 
+def _time_split(args):
+    """The time split of a daily build from --test-start / --valid-start."""
+    return pipeline.SplitConfig(test_start=args.test_start, valid_start=args.valid_start)
+
+
 def _usage(message: str) -> int:
     print(f"geosid: {message}", file=sys.stderr)
     return 2
@@ -94,7 +97,7 @@ STEPS = {
     "tables": lambda a, p, ctx: print(p.format_tables(p.tables(ctx=ctx))),
     "status": lambda a, p, ctx: print(p.status(ctx=ctx).summary()),
     "repair": lambda a, p, ctx: p.repair(a.from_date, validate=not a.no_validate, ctx=ctx),
-    "daily": lambda a, p, ctx: p.daily(a.date, a.source, a.path, a.test_start, a.valid_start, not a.no_validate, ctx=ctx),
+    "daily": lambda a, p, ctx: p.daily(a.date, a.source, a.path, _time_split(a), not a.no_validate, ctx=ctx),
     "days": lambda a, p, ctx: p.close_day(a.source, a.date, a.reason, ctx=ctx),
     "maintain": lambda a, p, ctx: p.maintain(a.retention_hours, a.log_retention_hours, a.force, a.tables, ctx=ctx),
 }
@@ -143,7 +146,7 @@ def cmd_corpus(args, p) -> int:
         if args.action == "day":
             if first is None or first != last:
                 return _usage("corpus day takes one --date")
-            outcome = p.corpus_day(first, args.source, args.codebook_version, args.test_start, args.valid_start, validate=True, ctx=ctx)
+            outcome = p.corpus_day(first, args.source, args.codebook_version, _time_split(args), validate=True, ctx=ctx)
         elif args.action == "build":
             split = p.split_config(args.split, last or p.source_days(ctx, args.source)[1], args.test_start,
                                    args.valid_start, args.test_days, args.valid_days)  # fmt: skip

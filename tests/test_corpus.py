@@ -405,11 +405,10 @@ def test_a_streamed_train_split_deals_every_row_once_per_epoch_as_featurized_in_
 def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     """The trainer end to end on a tiny Spark-built corpus: runs record table versions,
     metrics for the model and both baselines, and DPO pairs land in their table."""
-    import json
-
     from deltalake import DeltaTable
 
     from geosid.trainer.dpo import dpo
+    from geosid.trainer.runs import read_run
     from geosid.trainer.evaluation import eval_run
     from geosid.trainer.config import TrainConfig
     from geosid.trainer.training import pretrain
@@ -417,8 +416,8 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     tiny_checkin_corpus(spark, lake)
     cfg = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
     pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
-    record = json.loads((lake.root / "_models" / "pre" / "run.json").read_text())
-    assert record.table_versions["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
+    record = read_run(lake.root, "pre")  # what was written, read back
+    assert record == pre and record.table_versions["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
     assert record.codebook_version == V and record.rows["test"] == 20
     evaluation = pre.metrics["eval"]
     assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)

@@ -26,7 +26,7 @@ ALLOWED = {
     "jobs": {"lake", "sources", "geo", "embedding", "quantization", "schemas", "errors", "config"},
     "trainer": {"lake", "geo", "schemas", "errors", "config"},
     "pipeline": {"jobs", "trainer", "lake", "sources", "geo", "embedding", "quantization", "schemas", "errors", "config"},
-    "cli": {"pipeline", "config", "errors"},
+    "cli": {"pipeline"},
 }
 # Third-party modules a function may import lazily (heavy to import, or optional, or
 # needed inside a UDF on the executors); every such import says why (`# lazy: ...`).

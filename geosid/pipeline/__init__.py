@@ -9,7 +9,9 @@ inside a caller's session, or `lake_root=` to open its own (a DAG task).
 
 import importlib
 
+from geosid.config import Settings
 from geosid.embedding.templates import TEMPLATES
+from geosid.errors import InvalidRequestError, user_errors
 from geosid.jobs.corpus import SplitConfig
 from geosid.jobs.index import CodebookSpec, FitReport, Gates, parse_codes
 from geosid.lake.dates import days_between
@@ -78,7 +80,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "BENCHMARK_PROTOCOLS", "MODEL_KINDS", "PROTOCOLS", "SIZE_NAMES", "TEMPLATES", "TOKENIZER_KINDS", "TRAIN_DEFAULTS",
-    "TRAIN_FIELDS", "CodebookSpec", "Context", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
+    "TRAIN_FIELDS", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
     "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
     "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "build_day", "build_index", "catch_up",
     "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",

@@ -40,6 +40,14 @@ def split_config(protocol: str, last: dt_.date, test_start=None, valid_start=Non
     return SplitConfig.for_range(protocol, last, test_start, valid_start, test_days, valid_days)
 
 
+def daily_split(split: SplitConfig | None) -> SplitConfig:
+    """The split of a daily build: the time protocol (the others need the whole range)."""
+    split = split or SplitConfig()
+    if split.protocol != "time":
+        raise InvalidRequestError(f"a daily build labels targets by day: the time split, not {split.protocol} (a range build can)")
+    return split
+
+
 def source_days(ctx: Context, source: str) -> tuple[dt_.date, dt_.date]:
     scan = corpus_scan(ctx.lake, source) if ctx.lake.exists(bronze.EVENTS) else None
     if scan is None:
@@ -150,14 +158,16 @@ def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: 
            params, mode, version, {last: continued_from} if continued_from else None)  # fmt: skip
 
 
-def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, test_start=None, valid_start=None,
+def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, split: SplitConfig | None = None,
                validate: bool = False, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
     """Cell context and the day's sequences under the version in force on the day,
     continuing yesterday's history state. Without a state as of yesterday (a skipped or
     failed day) the state is taken back to its nearest checkpoint and the days after it
     are built again in order; with no checkpoint at all (a new version's first run) the
-    corpus is rebuilt from the source's first day."""
+    corpus is rebuilt from the source's first day. `split`: the time split's boundaries
+    (default: every target is train)."""
     day = as_date(day)
+    split = daily_split(split)
     with use(ctx, lake_root) as ctx:
         version = version_in_force(ctx, day, codebook_version)
         if version is None:
@@ -165,7 +175,7 @@ def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, 
             ctx.log(skipped.summary())
             return skipped
         require_arrived(ctx, day)
-        config = corpus_config(ctx, source, split_config("time", day, test_start, valid_start))
+        config = corpus_config(ctx, source, split)
         context = cell_context(day, day, ctx=ctx)
         report = sequences_day(ctx, version, config, day)
         ctx.log(report.summary())
@@ -196,11 +206,12 @@ def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str =
     return sequences_day(ctx, version, config, day, mode)
 
 
-def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, source: str, test_start=None, valid_start=None,
-                   protocol: str = "time", *, ctx: Context | None = None, lake_root: str | None = None) -> CorpusOutcome:  # fmt: skip
+def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, source: str, split: SplitConfig | None = None, *,
+                   ctx: Context | None = None, lake_root: str | None = None) -> CorpusOutcome:  # fmt: skip
     """The backfill path: cell context and sequences of [first, last] under a version,
-    from scratch, with the history state as of `last`."""
-    split = split_config(protocol, as_date(last), test_start, valid_start)
+    from scratch, with the history state as of `last` (`split`: default the time split
+    with every target train)."""
+    split = split or split_config("time", as_date(last))
     return corpus_build(source, first, last, codebook_version, split, validate=False, ctx=ctx, lake_root=lake_root)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from geosid.config import Settings
 from geosid.errors import InvalidRequestError, NotArrivedError
+from geosid.jobs.corpus import SplitConfig
 from geosid.lake import DateLike, Lake, as_date, day_runs, days_between
 from geosid.lake.arrow import EMPTY_DIGEST
 from geosid.lake.lineage import input_days, lake_state, record_inputs
@@ -161,7 +162,7 @@ def pending_days(ctx: Context, before: dt_.date) -> list[dt_.date]:
     return arrived
 
 
-def build_day(day: DateLike, source: str, test_start=None, valid_start=None, *, ctx: Context | None = None,
+def build_day(day: DateLike, source: str, split: SplitConfig | None = None, *, ctx: Context | None = None,
               lake_root: str | None = None) -> str | None:  # fmt: skip
     """A day's derived tables as the daily run builds them: geo context, embeddings, SIDs
     under the version in force, cell context and sequences. Returns the version used."""
@@ -171,11 +172,11 @@ def build_day(day: DateLike, source: str, test_start=None, valid_start=None, *, 
         geo(day, ctx=ctx)
         embed(day, ctx=ctx)
         assign_day(day, ctx=ctx)
-        outcome = corpus_day(day, source, None, test_start, valid_start, ctx=ctx)
+        outcome = corpus_day(day, source, None, split, ctx=ctx)
         return getattr(outcome, "codebook_version", None)
 
 
-def catch_up(before: DateLike, source: str, test_start=None, valid_start=None, validate: bool = True, *,
+def catch_up(before: DateLike, source: str, split: SplitConfig | None = None, validate: bool = True, *,
              ctx: Context | None = None, lake_root: str | None = None) -> tuple[RepairReport, list[dt_.date]]:  # fmt: skip
     """Before building a day: repair the stale and missing days before it, then build the
     days before it that were never built (a late drop's catch-up; runs that went ahead out
@@ -187,11 +188,11 @@ def catch_up(before: DateLike, source: str, test_start=None, valid_start=None, v
         pending = pending_days(ctx, before)
         for day in pending:
             with ctx.stage(f"pending day {day}", timed="pending days"):
-                build_day(day, source, test_start, valid_start, ctx=ctx)
+                build_day(day, source, split, ctx=ctx)
         return repaired, pending
 
 
-def daily(day: DateLike, source: str, path: str | Path | None = None, test_start=None, valid_start=None,
+def daily(day: DateLike, source: str, path: str | Path | None = None, split: SplitConfig | None = None,
           validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> DailyReport:  # fmt: skip
     """The daily DAG's run of `day`, its tasks in order in one process: ingest the day's drop
     (and any late or re-delivered earlier one), the bronze gate, catch up (repair stale
@@ -209,8 +210,8 @@ def daily(day: DateLike, source: str, path: str | Path | None = None, test_start
             if validate and outcome.report.days:
                 report.gates[f"bronze {days_text(outcome.report.days)}"] = validate_bronze(
                     min(outcome.report.days), max(outcome.report.days), ctx=ctx).passed  # fmt: skip
-        report.caught_up, report.pending = catch_up(day, source, test_start, valid_start, validate, ctx=ctx)
-        report.codebook_version = build_day(day, source, test_start, valid_start, ctx=ctx)
+        report.caught_up, report.pending = catch_up(day, source, split, validate, ctx=ctx)
+        report.codebook_version = build_day(day, source, split, ctx=ctx)
         if validate:
             report.gates["silver"] = validate_silver(day, ctx=ctx).passed
             report.gates["corpus"] = validate_corpus(day, day, report.codebook_version, ctx=ctx).passed

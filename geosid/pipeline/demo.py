@@ -105,7 +105,7 @@ def demo(synthetic: bool = False, world: dict | None = None, train: bool = True,
     scope = f"codebook_version = '{report.codebook_version}'"
     with ctx.stage(f"re-run {last} incrementally from the {last - dt_.timedelta(days=1)} history state", timed="incremental day"):
         before = ctx.lake.digest(corpus.TRAINING_SEQUENCES, dt=last, where=scope)
-        corpus_day(last, report.source, report.codebook_version, split.test_start, split.valid_start, ctx=ctx)
+        corpus_day(last, report.source, report.codebook_version, split, ctx=ctx)
         after = ctx.lake.digest(corpus.TRAINING_SEQUENCES, dt=last, where=scope)
     report.incremental_digest, report.incremental_identical = after, before == after
     same = "identical to the full rebuild" if before == after else "DIFFERENT from the full rebuild"
