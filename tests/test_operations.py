@@ -171,7 +171,7 @@ def test_compaction_keeps_every_checkpoint_day_and_nothing_else(spark):
 
 def test_maintenance_compacts_and_vacuums_but_keeps_a_pinned_snapshot(spark, tmp_path, world):
     from geosid.lake.maintenance import folder_size
-    from geosid.trainer.runs import save_run
+    from geosid.trainer.runs import RunRecord, save_run
 
     raw = tmp_path / "raw"
     ctx = context(spark, tmp_path / "lake")
@@ -181,7 +181,8 @@ def test_maintenance_compacts_and_vacuums_but_keeps_a_pinned_snapshot(spark, tmp
             pinned = ctx.lake.table_version("bronze.events")
             rows_then = ctx.lake.to_arrow("bronze.events", version=pinned).num_rows
             manifest = {"table_versions": {"bronze.events": pinned}}
-            save_run(ctx.lake.root, "pinned", {}, {"run_id": "pinned", "kind": "pretrain", "manifest": manifest})
+            record = RunRecord(run_id="pinned", kind="pretrain", manifest=manifest, model_config={}, train_config={}, metrics={})
+            save_run(ctx.lake.root, record, {})
     events = ctx.lake.path("bronze.events")
     for day in DAYS[:4]:  # re-runs replace every file: the first two days' old ones are pinned, the others not
         pipeline.ingest("synthetic", day, day, raw, validate=False, ctx=ctx)

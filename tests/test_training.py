@@ -107,3 +107,22 @@ def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_w
     off = dataclasses.replace(cfg, ablation={"candidates": False})
     record("older-model-off", json.loads(json.dumps(dataclasses.asdict(off))), {k: v for k, v in switches.items() if k != "candidates"})
     assert _finished(tmp_path, "older-model-off", off, "cb-1") is not None
+
+
+def test_configs_own_their_defaults_and_refuse_unknown_keys():
+    from geosid import pipeline
+    from geosid.cli import TRAIN_OPTIONS, build_parser
+    from geosid.errors import InvalidRequestError
+    from geosid.pipeline.index import gates_from
+
+    assert pipeline.train_config(epochs=None, lr=0.5) == TrainConfig(lr=0.5)  # None: the default
+    with pytest.raises(InvalidRequestError, match="unknown training option.*max_km"):
+        pipeline.train_config(max_km=3.0)
+    with pytest.raises(InvalidRequestError, match="unknown model 'bert'"):
+        TrainConfig(model="bert")
+    assert gates_from({"min_code_usage": 0.0}) == pipeline.Gates(min_code_usage=0.0)
+    with pytest.raises(InvalidRequestError, match="unknown gate.*min_usage"):
+        gates_from({"min_usage": 0.0})
+    # the CLI's and the train DAG's defaults are the config's
+    parsed = vars(build_parser().parse_args(["train", "pretrain"]))
+    assert pipeline.train_config(**{name: parsed[name] for name, _ in TRAIN_OPTIONS}) == TrainConfig()

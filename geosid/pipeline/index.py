@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt_
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from geosid.errors import GateError, NotFoundError
+from geosid.errors import GateError, InvalidRequestError, NotFoundError
 from geosid.jobs import index as index_job
 from geosid.jobs.index import (
     CodebookSpec,
@@ -60,7 +61,12 @@ def fit_codebook(spec: CodebookSpec, day: DateLike | None = None, *, template: s
         return report
 
 
-def gates_from(values: dict | None):
+def gates_from(values: dict | None) -> Gates:
+    """Publish gates from overrides (a DAG's params, the CLI's options); unknown keys refused."""
+    known = [f.name for f in dataclasses.fields(Gates)]
+    unknown = sorted(set(values or {}) - set(known))
+    if unknown:
+        raise InvalidRequestError(f"unknown gate(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return Gates(**(values or {}))
 
 

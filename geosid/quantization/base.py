@@ -30,7 +30,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -144,11 +144,16 @@ class Tokenizer(ABC):
 
 
 # kind -> "module:Class"; imported on use, so the registry itself is cheap to import.
+# The tokenizer kinds, defined once; TOKENIZERS says where each is implemented.
+TokenizerKind = Literal["residual_kmeans", "residual_kmeans_fsq", "geo_prefix"]
 TOKENIZERS = {
     "residual_kmeans": "geosid.quantization.residual:ResidualKMeans",
     "residual_kmeans_fsq": "geosid.quantization.residual:ResidualKMeansFSQ",
     "geo_prefix": "geosid.quantization.geo_prefix:GeoPrefixTokenizer",
 }
+
+
+assert set(get_args(TokenizerKind)) == set(TOKENIZERS), "every tokenizer kind has an implementation"
 
 
 def tokenizer_class(kind: str) -> type[Tokenizer]:

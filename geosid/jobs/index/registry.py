@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from geosid.errors import ImmutableVersionError, InvalidRequestError, UnknownNameError
 from geosid.lake import Lake, as_date
-from geosid.quantization.base import TOKENIZERS, Tokenizer, restore, state, tokenizer_class
+from geosid.quantization.base import TOKENIZERS, Tokenizer, TokenizerKind, restore, state, tokenizer_class
 from geosid.quantization.levels import KMeansTraining
 from geosid.schemas import index
 
@@ -31,7 +31,7 @@ DEFAULT_TEMPLATE = "geo-doc-v1"
 class CodebookSpec:
     """What to fit. `codes`: codes per level (None: sized to the data, 3 levels)."""
 
-    method: str = "residual_kmeans_fsq"
+    method: TokenizerKind = "residual_kmeans_fsq"
     codes: tuple[int, ...] | None = None
     niter: int = 20
     seed: int = 1234
