@@ -422,7 +422,7 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert record.codebook_version == V and record.rows["test"] == 20
     evaluation = pre.metrics["eval"]
     assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)
-    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10"} | {
+    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10", "acc@1", "mrr@20"} | {
         f"{part}_{m}" for part in ("repeat", "new") for m in ("recall@5", "ndcg@5", "recall@20")
     }
     assert {"repeat", "recent", "markov", "markov_user", "most_popular", "nearest_popular"} <= set(evaluation)

@@ -154,6 +154,8 @@ def test_ranking_metrics_and_baselines():
     m = ranking_metrics(ranked, np.array([1, 0, 5]), ks=(1, 3))
     assert m["recall@1"] == pytest.approx(1 / 3) and m["recall@3"] == pytest.approx(2 / 3)
     assert m["ndcg@3"] == pytest.approx((1 / math.log2(3) + 1) / 3)
+    # the next-POI papers' names: Acc@1, and MRR within the list (target 5 is not in it)
+    assert m["acc@1"] == pytest.approx(1 / 3) and m["mrr@3"] == pytest.approx((1 / 2 + 1) / 3)
     pop = most_popular(np.array([2, 2, 1, 5, 2, 1]), n=2, k=3)
     assert pop.tolist() == [[2, 1, 5], [2, 1, 5]]
     near = nearest_popular(np.array([4, 4, 6, 2, 2, 2]), np.array([1, 1, 3, 9, 9, 9]), np.array([3, 7]), np.array([[1, 0], [0, 0]]), k=3)

@@ -200,13 +200,15 @@ def render(report: BenchmarkReport) -> str:
         f"valid {s['targets'].get('valid', 0):,} / test {s['targets'].get('test', 0):,}; "
         f"{s['repeat_share_test']:.1%} of test targets are venues the user visited before.\n\n"
     )
-    cols = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS]
-    lines = ["| method | " + " | ".join(c.replace("recall", "R").replace("ndcg", "N") for c in cols)
+    # Acc@K is R@K with one target; Acc@1 and MRR@20 are the next-POI papers' other two
+    cols = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS] + ["acc@1", "mrr@20"]
+    names = {"acc@1": "Acc@1", "mrr@20": "MRR@20"}
+    lines = ["| method | " + " | ".join(names.get(c, c.replace("recall", "R").replace("ndcg", "N")) for c in cols)
              + " | R@5 repeat / new | geo reward@10 | train min |",
              "|" + "---|" * (len(cols) + 4)]  # fmt: skip
-    best = {c: max(r[c] for r in report.rows) for c in cols}
+    best = {c: max((r[c] for r in report.rows if r.get(c) is not None), default=None) for c in cols}
     for r in report.rows:
-        cells = [f"**{r[c]:.4f}**" if r[c] == best[c] else f"{r[c]:.4f}" for c in cols]
+        cells = ["–" if r.get(c) is None else f"**{r[c]:.4f}**" if r[c] == best[c] else f"{r[c]:.4f}" for c in cols]
         split = f"{r.get('repeat_recall@5', 0):.3f} / {r.get('new_recall@5', 0):.3f}"
         minutes = "" if r.get("minutes") is None else f"{r['minutes']:g}"
         lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {split} | {r['geo_reward@10']:.3f} | {minutes} |")

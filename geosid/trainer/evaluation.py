@@ -139,14 +139,14 @@ METHOD_ORDER = ("oneloc", "sasrec", *B.BASELINES)
 
 
 def metrics_table(evaluation: dict, label: str = "oneloc", methods=None) -> str:
-    """Markdown rows: method | Recall@5/10/20 | NDCG@5/10/20 | geo reward@10 (the model's
-    row first, named `label`)."""
-    header = "| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | geo reward@10 |\n|---|---|---|---|---|---|---|---|"
+    """Markdown rows: method | Recall@5/10/20 (= Acc@5/10/20) | NDCG@5/10/20 | Acc@1 |
+    MRR@20 | geo reward@10 (the model's row first, named `label`)."""
+    header = ("| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | Acc@1 | MRR@20 | geo reward@10 |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     lines = [header]
     for name in methods or [m for m in METHOD_ORDER if m in evaluation]:
         m = evaluation[name]
         shown = label if name in ("oneloc", "sasrec") else name
-        lines.append(
-            f"| {shown} | " + " | ".join(f"{m[f'{kind}@{k}']:.4f}" for kind in ("recall", "ndcg") for k in KS) + f" | {m['geo_reward@10']:.4f} |"
-        )
+        cells = [m[f"{kind}@{k}"] for kind in ("recall", "ndcg") for k in KS] + [m.get("acc@1"), m.get("mrr@20")]
+        lines.append(f"| {shown} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + f" | {m['geo_reward@10']:.4f} |")
     return "\n".join(lines)

@@ -70,7 +70,11 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
 
 
 def ranking_metrics(ranked: np.ndarray, target: np.ndarray, ks=(5, 10, 20)) -> dict:
-    """Recall@K and NDCG@K with one relevant item per request. ranked [n, >=max(ks)]."""
+    """Recall@K and NDCG@K with one relevant item per request, and the next-POI papers'
+    names for the same lists: Acc@1 (with one target Acc@K is Recall@K) and MRR@max(ks),
+    the mean reciprocal rank of the target within the top max(ks) (0 beyond: the papers
+    rank every POI, so their MRR counts the tail this one leaves out, at most 1/(K+1) per
+    request). ranked [n, >=max(ks)]."""
     hit = ranked == target[:, None]
     rank = np.where(hit.any(1), hit.argmax(1), np.iinfo(np.int64).max)
     out = {}
@@ -78,4 +82,7 @@ def ranking_metrics(ranked: np.ndarray, target: np.ndarray, ks=(5, 10, 20)) -> d
         inside = rank < k
         out[f"recall@{k}"] = float(inside.mean()) if len(target) else 0.0
         out[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(np.minimum(rank, k) + 2), 0.0).mean()) if len(target) else 0.0
+    top = max(ks)
+    out["acc@1"] = float((rank < 1).mean()) if len(target) else 0.0
+    out[f"mrr@{top}"] = float(np.where(rank < top, 1.0 / (np.minimum(rank, top) + 1), 0.0).mean()) if len(target) else 0.0
     return out
