@@ -160,3 +160,14 @@ def test_jobs_hold_only_stages_and_the_cli_no_orchestration():
     assert sorted(p.name for p in (PACKAGE / "jobs").iterdir() if p.is_dir() and p.name != "__pycache__") == ["corpus", "index"]
     cli = (PACKAGE / "cli.py").read_text()
     assert "lake.read" not in cli and "_models" not in cli and "geosid.jobs" not in cli and "geosid.trainer" not in cli
+
+
+def test_the_lazy_training_steps_stay_functions():
+    """The steps `geosid.pipeline` loads on first use are functions however often they are
+    looked up (a submodule of the same name would replace them after its import)."""
+    import geosid.pipeline as pipeline
+
+    for name in pipeline._TRAINING_STEPS:
+        assert not (PACKAGE / "pipeline" / f"{name}.py").exists(), f"pipeline/{name}.py would shadow pipeline.{name}"
+        first, again = getattr(pipeline, name), getattr(pipeline, name)
+        assert first is again and callable(first) and not isinstance(first, type(pipeline)), name

@@ -82,7 +82,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
 def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_way(tmp_path):
     import dataclasses
 
-    from geosid.pipeline.benchmark import _finished
+    from geosid.pipeline.benchmark_run import _finished
     from geosid.trainer.model import OneLocConfig
     from geosid.trainer.runs import RunRecord, save_run
 

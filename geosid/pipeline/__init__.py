@@ -67,8 +67,8 @@ def train_config(**options) -> TrainConfig:
 _TRAINING_STEPS = {
     "pretrain": "geosid.pipeline.train", "dpo": "geosid.pipeline.train", "evaluate": "geosid.pipeline.train",
     "train_with_control": "geosid.pipeline.train", "TrainOutcome": "geosid.pipeline.train",
-    "benchmark": "geosid.pipeline.benchmark", "BenchmarkReport": "geosid.pipeline.benchmark",
-    "demo": "geosid.pipeline.demo", "DemoReport": "geosid.pipeline.demo",
+    "benchmark": "geosid.pipeline.benchmark_run", "BenchmarkReport": "geosid.pipeline.benchmark_run",
+    "demo": "geosid.pipeline.demo_run", "DemoReport": "geosid.pipeline.demo_run",
 }  # fmt: skip
 
 
