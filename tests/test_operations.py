@@ -48,6 +48,21 @@ def arrive(ctx: Context, world: Path, raw: Path, day: dt.date, geo: bool = False
     return outcome
 
 
+def indexed_days(ctx: Context, world: Path, raw: Path, last: dt.date, capacity_aware: bool) -> str:
+    """The days up to `last` delivered and ingested, their geo and embeddings, and a small
+    codebook fit on `last` and published as of it: its version."""
+    for day in DAYS[: DAYS.index(last) + 1]:
+        ops.deliver(world, raw, day)
+    pipeline.ingest("synthetic", DAYS[0], last, raw, validate=False, ctx=ctx)
+    pipeline.context_snapshots(DAYS[0], last, every=1, ctx=ctx)
+    pipeline.geo(last, ctx=ctx)
+    pipeline.embed(last, ctx=ctx)
+    spec = pipeline.CodebookSpec("residual_kmeans", codes=(8, 8), niter=5, capacity_aware=capacity_aware)
+    version = pipeline.fit_codebook(spec, last, ctx=ctx).codebook_version
+    pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
+    return version
+
+
 # ---------------------------------------------------------------------------------------
 # Inputs: arrival, completeness, digests
 
@@ -207,14 +222,7 @@ def test_a_repair_under_a_codebook_assigned_on_the_last_day_equals_a_rebuild(spa
 
     raw, ctx = tmp_path / "raw", context(spark, tmp_path / "lake")
     first, last = DAYS[0], DAYS[5]
-    for day in DAYS[:6]:
-        ops.deliver(world, raw, day)
-    pipeline.ingest("synthetic", first, last, raw, validate=False, ctx=ctx)
-    pipeline.context_snapshots(first, last, every=1, ctx=ctx)
-    pipeline.geo(last, ctx=ctx)
-    pipeline.embed(last, ctx=ctx)
-    version = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8), niter=5, capacity_aware=True), last, ctx=ctx).codebook_version
-    pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
+    version = indexed_days(ctx, world, raw, last, capacity_aware=True)
     pipeline.corpus_build("synthetic", first, last, version, validate=False, ctx=ctx)
 
     arrive(ctx, world, raw, DAYS[3], corrupt=True)
@@ -234,14 +242,7 @@ def test_a_day_after_a_skipped_one_continues_from_the_nearest_checkpoint(spark, 
 
     raw, ctx = tmp_path / "raw", context(spark, tmp_path / "lake")
     first, last = DAYS[0], DAYS[5]
-    for day in DAYS[:6]:
-        ops.deliver(world, raw, day)
-    pipeline.ingest("synthetic", first, last, raw, validate=False, ctx=ctx)
-    pipeline.context_snapshots(first, last, every=1, ctx=ctx)
-    pipeline.geo(last, ctx=ctx)
-    pipeline.embed(last, ctx=ctx)
-    version = pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", codes=(8, 8), niter=5), last, ctx=ctx).codebook_version
-    pipeline.publish_codebook(version, last, ops.GATES, ctx=ctx)
+    version = indexed_days(ctx, world, raw, last, capacity_aware=False)
     pipeline.corpus_build("synthetic", first, DAYS[3], version, validate=False, ctx=ctx)
     lines = []
     ctx.log = lines.append
