@@ -169,9 +169,10 @@ def _train_options(args) -> dict:
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "benchmark":
-        defaults = p.TRAIN_DEFAULTS
-        options = {"size": args.size or defaults.size, "epochs": args.epochs or defaults.epochs, "ablations": not args.no_ablations,
-                   **({"max_minutes": args.max_minutes} if args.max_minutes else {})}  # fmt: skip
+        # the benchmark's own defaults (30 epochs with patience, 20 minutes a run) unless given
+        given = {"size": args.size, "epochs": args.epochs, "max_minutes": args.max_minutes, "seeds": args.seeds}
+        options = {**{k: v for k, v in given.items() if v is not None}, "ablations": not args.no_ablations}
+        options.update({"grid": ({},)} if args.no_grid else {})
         with _context(args) as ctx:
             for protocol in args.protocols or p.BENCHMARK_PROTOCOLS:
                 p.benchmark(protocol, paper_decoder=args.paper_decoder, ctx=ctx, **options)
@@ -280,7 +281,7 @@ def _add_corpus(command, add_range, sources) -> None:
     p.add_argument("--source", choices=sources, default="tsmc2014")
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the last day)")
     p.add_argument("--split", choices=list(pipeline.PROTOCOLS), default="time",
-                   help="split protocol (user_chrono, libcity: range builds; see the README)")
+                   help="split protocol (user_chrono, libcity, trajectory: range builds; see the README)")
     for flag, kind, text in (("--test-start", _date, "first test day"), ("--valid-start", _date, "first valid day"),
                              ("--test-days", int, "the range's last N days are test"),
                              ("--valid-days", int, "the N days before the test days are valid")):  # fmt: skip
@@ -322,6 +323,8 @@ def _add_train(command) -> None:
     p.add_argument("--protocols", nargs="*", choices=list(pipeline.BENCHMARK_PROTOCOLS), help="benchmark: the protocols (default: all)")
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")
     p.add_argument("--paper-decoder", action="store_true", help="benchmark: also OneLoc without copy head and time features")
+    p.add_argument("--no-grid", action="store_true", help="benchmark: every learned model at its defaults only (no tuning grid)")
+    p.add_argument("--seeds", type=int, help="benchmark: seeds of OneLoc and the best learned baseline at their chosen points (default: 3)")
     p.add_argument("--resume", action="store_true", help="pretrain: continue --run-id from its last checkpoint")
     p.add_argument("--version", dest="codebook_version", help="codebook version of the corpus (default: the only one present)")
     p.add_argument("--run-id", help="name of the new run (default: kind-timestamp-random)")

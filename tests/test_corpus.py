@@ -14,10 +14,12 @@ from geosid.geo import GeohashCells
 from geosid.jobs.corpus import (
     CorpusConfig,
     SplitConfig,
+    TrajectoryConfig,
     build_cell_context,
     build_day,
     build_range,
     latest_states,
+    trajectory_bounds,
 )
 from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.jobs.validate import validate_corpus
@@ -171,6 +173,57 @@ def test_libcity_protocol_keeps_sessions_and_their_targets(spark, lake):
     assert [r.split for r in got] == ["train", "train", "train", "test"]  # floor(0.8 * 4) = 3, floor(0.9 * 4) = 3
     with pytest.raises(ValueError, match="libcity"):
         build_day(lake, V, D1, config)
+
+
+def test_trajectory_bounds_split_the_span_by_days():
+    """STHGCN's global_time split: first + int(0.8 * span) and + int(0.9 * span) days."""
+    assert trajectory_bounds(D0, D0 + dt.timedelta(days=10), (0.8, 0.1, 0.1)) == (D0 + dt.timedelta(days=8), D0 + dt.timedelta(days=9))
+    assert trajectory_bounds(D0, D0 + dt.timedelta(days=19), (0.8, 0.1, 0.1)) == (D0 + dt.timedelta(days=15), D0 + dt.timedelta(days=17))
+
+
+def test_trajectory_protocol_filters_cuts_and_keeps_last_checkins(spark, lake):
+    """The next-POI papers' protocol on a toy file (11 days: valid from day 8, test from
+    day 9): a POI and a user below the minimum dropped; trajectories cut at gaps over
+    24 h; train targets every check-in after a trajectory's first, valid / test only a
+    trajectory's last, and not where its POI or user has no train-period check-in."""
+    places = {"i1": A, "i2": B, "i3": C, "i4": A}
+    rows = []
+
+    def checkin(eid, user, item, day, hour):
+        rows.append(event(eid, "tsmc2014", user, item, "checkin", ts(D0 + dt.timedelta(days=day), hour), places[item]))
+
+    for eid, item, day, hour in (("e01", "i1", 0, 8), ("e02", "i2", 0, 10), ("e03", "i4", 0, 11), ("e04", "i1", 0, 12),
+                                 ("e05", "i2", 2, 9), ("e06", "i1", 3, 8),  # 45 h gap: a new trajectory; 23 h: the same
+                                 ("e07", "i2", 8, 10), ("e08", "i1", 8, 11), ("e09", "i2", 8, 12),  # valid: e09 only
+                                 ("e10", "i1", 9, 13), ("e11", "i1", 9, 14), ("e12", "i3", 10, 9)):  # i3 unseen in train  # fmt: skip
+        checkin(eid, "u1", item, day, hour)
+    for eid, item, day, hour in (("f1", "i1", 1, 10), ("f2", "i2", 1, 11), ("f3", "i2", 9, 10), ("f4", "i1", 9, 12)):
+        checkin(eid, "u4", item, day, hour)
+    for eid, item, day, hour in (("g1", "i3", 9, 10), ("g2", "i1", 9, 11), ("g3", "i2", 10, 8)):
+        checkin(eid, "u2", item, day, hour)  # a user unseen in train: no valid / test target
+    checkin("h1", "u3", "i1", 1, 9)
+    checkin("h2", "u3", "i2", 1, 10)  # two check-ins: below the user minimum
+    write_events(spark, lake, rows)
+    write_sid_map(spark, lake, sources=("tsmc2014",))
+    split = SplitConfig(protocol="trajectory", trajectory=TrajectoryConfig(min_poi_checkins=2, min_user_checkins=3))
+    report = build_range(lake, V, D0, D0 + dt.timedelta(days=10), CHECKINS.model_copy(update={"split": split}))
+    got = rows_by_event(lake)
+    assert {e: r.split for e, r in got.items()} == {
+        "e02": "train", "e04": "train", "e06": "train", "f2": "train", "e09": "valid", "f4": "test",
+    }  # fmt: skip
+    assert report.split_days == {"valid_start": D0 + dt.timedelta(days=8), "test_start": D0 + dt.timedelta(days=9)}
+    # a valid target's history: every earlier kept check-in, across trajectories (no i4)
+    assert history(got["e09"], "checkin") == ["i1", "i2", "i1", "i2", "i1", "i2", "i1"]
+    assert {r.protocol for r in got.values()} == {"trajectory"}
+    # given bounds are used as they are: valid from day 3 makes e06 (its trajectory's last) valid
+    given = split.model_copy(update={"valid_start": D0 + dt.timedelta(days=3), "test_start": D0 + dt.timedelta(days=9)})
+    build_range(lake, V, D0, D0 + dt.timedelta(days=10), CHECKINS.model_copy(update={"split": given}))
+    got = rows_by_event(lake)
+    assert {e: r.split for e, r in got.items()} == {
+        "e02": "train", "e04": "train", "f2": "train", "e06": "valid", "e09": "valid", "f4": "test",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="trajectory"):
+        build_day(lake, V, D1, CHECKINS.model_copy(update={"split": split}))
 
 
 def random_timeline(seed=3, users=7, n=240, days=4):

@@ -284,6 +284,41 @@ def test_the_copy_head_can_point_at_a_transition_candidate():
     assert (found[:, 0] == 0).all()  # decoded: the candidate item itself
 
 
+def test_gru_learns_a_next_item_rule_that_needs_the_request_time():
+    """History ... a -> (a + 1) at even request hours, (a + 2) at odd ones: the GRU ranks
+    it first, so it reads both the sequence and the time (without the hour: <= 50%)."""
+    import torch.nn.functional as F
+
+    from geosid.trainer.gru import GRURec, GRURecConfig
+
+    torch.manual_seed(0)
+    items, slots = 40, 6
+    model = GRURec(GRURecConfig(n_items=items, n_cells=3, max_len=slots, d_model=32, dropout=0.0))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+
+    def batch(n):
+        start = torch.randint(0, items, (n, 1))
+        length = torch.randint(1, slots + 1, (n,))
+        seq = (start + torch.arange(slots)) % items  # [n, H]
+        kept = torch.arange(slots)[None, :] < length[:, None]
+        history = torch.where(kept, seq, torch.full_like(seq, -1))
+        side = torch.where(kept, torch.ones_like(seq), torch.zeros_like(seq))  # hour / age / cell 1 where kept
+        hour = torch.randint(1, 169, (n,))
+        target = (start[:, 0] + length - 1 + 1 + (hour % 2)) % items
+        return (history, side, side, side, hour), target
+
+    for _ in range(400):
+        inputs, target = batch(64)
+        loss = F.cross_entropy(model(*inputs), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    inputs, target = batch(500)
+    accuracy = (model(*inputs).argmax(1) == target).float().mean().item()
+    assert accuracy > 0.9, accuracy
+
+
 def test_sasrec_learns_a_next_item_rule():
     """History ... a -> next item (a + 1) mod I: after a few hundred steps SASRec ranks it first."""
     import torch.nn.functional as F

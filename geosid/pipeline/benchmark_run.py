@@ -1,20 +1,27 @@
 """The recommendation benchmark: every method on the same test requests of one split
-protocol, like Table 1 of the OneLoc paper (Recall and NDCG @5/10/20).
+protocol, like Table 1 of the OneLoc paper and the next-POI papers' tables (Acc@1/5/10/20,
+MRR, Recall and NDCG @5/10/20).
 
-For a protocol (user_chrono or libcity; see `geosid.jobs.corpus.SplitConfig`):
+For a protocol (trajectory, user_chrono or libcity; see `geosid.jobs.corpus.SplitConfig`):
 
 1. the corpus of the whole source under the published geo-aware codebook version, and
    under a text-only version (a capacity-aware residual k-means on `content-v1`, the
    items' content without any place), both with the protocol's targets and splits;
 2. the non-learned baselines (most popular, nearest popular, repeat, recent, Markov on
-   train transitions, Markov on the user's own), SASRec, TIGER (the SID decoder with
-   every geo part off, on text-only SIDs), OneLoc, OneLoc + DPO (with its lambda-0
-   control), and OneLoc without geo-aware attention, without the neighbour prompt, and
-   without geo-aware SIDs (and, with `paper_decoder`, OneLoc as the paper has it: our
-   four additions, copy head, time and repeat features, candidates, switched off); every model selects its epoch on valid and is scored once
-   on test;
-3. a Markdown table and a plot under `<lake>/_reports/benchmark/<protocol>/`, with the
-   protocol's users, items, targets and the share of targets the user visited before.
+   train transitions, Markov on the user's own); the learned models SASRec, a GRU with
+   time and place features (the classic recurrent next-POI model), TIGER (the SID decoder
+   with every geo part off, on text-only SIDs) and OneLoc, each trained on the same
+   grid (`GRID`: learning rate, dropout, width, one at a time around its defaults), each
+   point until its valid metric stops improving (patience), the point with the best
+   valid N@10 chosen by the same rule for every model; OneLoc and the best learned
+   baseline (by valid) again with more seeds at their chosen points (mean and standard
+   deviation); with ablations, OneLoc + DPO (and its lambda-0 control) and OneLoc
+   without geo-aware attention, without the neighbour prompt and without geo-aware SIDs,
+   at OneLoc's chosen point (and, with `paper_decoder`, OneLoc as the paper has it);
+   every model is scored once on test, with the weights of its best valid epoch;
+3. Markdown tables (results, seeds, grid, the papers' reported numbers) and a plot under
+   `<lake>/_reports/benchmark/<protocol>/`. Finished runs are reused, so a resumed
+   benchmark trains only what is missing.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from pyspark.sql import functions as F
 
 from geosid.errors import NotFoundError
 from geosid.jobs.index import CodebookSpec, published_version
 from geosid.lake import as_date
+from geosid.pipeline.benchmark_report import BenchmarkReport, plot, render
 from geosid.pipeline.context import Context
 from geosid.pipeline.corpus import corpus_build, source_days, split_config
 from geosid.pipeline.index import fit_codebook
@@ -43,35 +50,50 @@ from geosid.trainer.model import OneLocConfig
 from geosid.trainer.runs import RunRecord, find_run
 from geosid.trainer.training import pretrain as run_pretrain
 
-KS = (5, 10, 20)
-# (row label, model, SID representation, OneLoc switches)
-RUNS = (
-    ("SASRec", "sasrec", "geo", {}),
-    ("TIGER (text-only SIDs, no geo parts)", "tiger", "text", {}),
-    ("OneLoc", "oneloc", "geo", {}),
-    ("OneLoc w/o geo-aware attention", "oneloc", "geo", {"location_scores": False, "location_gate": False}),
-    ("OneLoc w/o neighbour prompt", "oneloc", "geo", {"prompt": "pointwise"}),
-    ("OneLoc w/o geo-aware SIDs", "oneloc", "text", {}),
+__all__ = ["GRID", "METHODS", "BenchmarkReport", "benchmark"]
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str
+    model: str  # a TrainConfig model kind
+    sids: str  # "geo" (the published version) or "text" (the text-only one)
+    ablation: tuple = ()  # (OneLocConfig switch, value) pairs
+    tuned: bool = True  # trained on the grid (the ablations take OneLoc's chosen point)
+
+    def config(self, base: TrainConfig, setting: dict, seed: int = 0) -> TrainConfig:
+        return dataclasses.replace(base, model=self.model, ablation=dict(self.ablation), seed=seed, **setting)
+
+    def run_id(self, protocol: str, setting: dict, seed: int = 0) -> str:
+        slug = self.label.lower().replace(" ", "-").replace("(", "").replace(")", "").replace(",", "").replace("+", "")
+        suffix = "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}-{v}" for k, v in sorted(setting.items()))
+        return f"bench-{protocol}-{slug}{suffix}" + (f"-seed{seed}" if seed else "")
+
+
+METHODS = (
+    Method("SASRec", "sasrec", "geo"),
+    Method("GRU (time and cell features)", "gru", "geo"),
+    Method("TIGER (text-only SIDs, no geo parts)", "tiger", "text"),
+    Method("OneLoc", "oneloc", "geo"),
+)
+ABLATIONS = (
+    Method("OneLoc w/o geo-aware attention", "oneloc", "geo", (("location_scores", False), ("location_gate", False)), False),
+    Method("OneLoc w/o neighbour prompt", "oneloc", "geo", (("prompt", "pointwise"),), False),
+    Method("OneLoc w/o geo-aware SIDs", "oneloc", "text", (), False),
 )
 # Our additions to the paper's model, switched off (`--paper-decoder`: one more run).
-PAPER_DECODER = ("OneLoc as in the paper (no copy head, time, repeat features or candidates)", "oneloc", "geo",
-                 {"copy_head": False, "time_features": False, "repeat_features": False, "candidates": False})  # fmt: skip
+PAPER_DECODER = Method("OneLoc as in the paper (no copy head, time, repeat features or candidates)", "oneloc", "geo",
+                       (("copy_head", False), ("time_features", False), ("repeat_features", False), ("candidates", False)), False)  # fmt: skip
+# The grid every learned model gets: its defaults, then one change at a time.
+GRID: tuple[dict, ...] = ({}, {"lr": 3e-3}, {"dropout": 0.3}, {"size": "small"})
 BASELINE_ROWS = (
     ("most popular", "most_popular"), ("nearest popular", "nearest_popular"), ("repeat", "repeat"),
     ("recent", "recent"), ("Markov (train transitions)", "markov"), ("Markov (user's own)", "markov_user"),
 )  # fmt: skip
 
 
-@dataclass
-class BenchmarkReport:
-    protocol: str
-    stats: dict = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)  # {method, metrics..., minutes, run_id}
-    markdown: str = ""
-    paths: list[Path] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return self.markdown
+def setting_name(setting: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(setting.items())) or "defaults"
 
 
 def _text_version(ctx: Context, day, log) -> str:
@@ -94,82 +116,134 @@ def _stats(data, protocol: str) -> dict:
     }
 
 
-def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str = "tiny", epochs: int = 30,
-              max_minutes: float = 20.0, ablations: bool = True, paper_decoder: bool = False, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
-    """Build the protocol's corpora, train and score every method (see the module doc).
-    `max_minutes` is each model's training budget (epochs stop early on valid anyway);
-    without `ablations` only the baselines, SASRec, TIGER and OneLoc run (no DPO)."""
-
-    log, root = ctx.log, ctx.lake.root
-    report = BenchmarkReport(protocol)
+def _prepare(ctx: Context, protocol: str, source: str, report: BenchmarkReport) -> dict:
+    """The protocol's corpora under the geo and text-only versions; the report's stats."""
     first, last = source_days(ctx, source)
     geo = published_version(ctx.lake)
     if geo is None:
         raise NotFoundError("no published codebook version: run the demo (or build the index) first")
-    versions = {"geo": geo, "text": _text_version(ctx, as_date(last), log)}
+    versions = {"geo": geo, "text": _text_version(ctx, as_date(last), ctx.log)}
     split = split_config(protocol, last)
     for kind, version in versions.items():
         with ctx.stage(f"{protocol} corpus under the {kind} SIDs ({version})", timed=f"corpus {protocol} {kind}"):
             corpus_build(source, first, last, version, split, validate=kind == "geo", ctx=ctx)
     sequences = ctx.lake.read(corpus_tables.TRAINING_SEQUENCES).filter(F.col("codebook_version") == geo)
     users = sequences.filter(F.col("protocol") == protocol).select("user_id").distinct().count()
+    data = load_corpus(ctx.lake.root, geo, None, 50, protocol=protocol)
+    report.stats = {**_stats(data, protocol), "users": users, "codebook_versions": versions}
+    return versions
 
-    results: dict[str, dict] = {}
+
+def _result(record: RunRecord, minutes: float, method: Method, setting: dict) -> dict:
+    return {"eval": record.metrics["eval"], "minutes": minutes, "run_id": record.run_id, "model": method.model,
+            "epochs": len(record.metrics.get("epochs", [])), "best_epoch": record.metrics.get("best_epoch"),
+            "valid": record.metrics.get("best_valid"), "setting": setting_name(setting)}  # fmt: skip
+
+
+def _metrics(result: dict) -> dict:
+    """The test metrics of a result's model (the ranker's key, else oneloc)."""
+    return result["eval"][result["model"] if result["model"] in ("sasrec", "gru") else "oneloc"]
+
+
+def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str = "tiny", epochs: int = 30,
+              max_minutes: float = 20.0, ablations: bool = True, paper_decoder: bool = False, grid: tuple[dict, ...] = GRID,
+              seeds: int = 3, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
+    """Build the protocol's corpora, tune, train and score every method (see the module
+    doc). `max_minutes` is each run's training budget (epochs stop early on valid anyway);
+    `grid` the settings every learned model is tried at (`({},)`: defaults only); `seeds`
+    how many seeds OneLoc and the best learned baseline run at their chosen points;
+    without `ablations` no DPO and no ablations."""
+
+    report = BenchmarkReport(protocol)
+    versions = _prepare(ctx, protocol, source, report)
     base = TrainConfig.from_options(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
                         eval_limit=None, batch_size=256)  # fmt: skip
-    data = load_corpus(root, geo, None, 50, protocol=protocol)
-    report.stats = {**_stats(data, protocol), "users": users, "codebook_versions": versions}
-    del data
-    out = ctx.lake.reports_dir("benchmark", protocol)
-    out.mkdir(parents=True, exist_ok=True)
+    bench = _Bench(ctx, protocol, report, versions, base)
+    chosen = {method.label: bench.tune(method, grid) for method in METHODS}
+    baselines = [m for m in METHODS if m.label != "OneLoc"]
+    best_baseline = max(baselines, key=lambda m: bench.results[m.label]["valid"] or 0.0)
+    for method in (METHODS[-1], best_baseline):
+        bench.seeds(method, chosen[method.label], seeds)
+    if ablations:  # DPO first: it answers the first question after the main rows
+        bench.align(chosen["OneLoc"])
+    for method in (ABLATIONS if ablations else ()) + ((PAPER_DECODER,) if paper_decoder else ()):
+        bench.add(method, chosen["OneLoc"])
+    ctx.log(report.markdown)
+    return report
 
-    def publish() -> None:
-        """The table of the runs so far (rewritten after each: a long benchmark shows progress)."""
+
+class _Bench:
+    """One protocol's runs: trained or reused, kept as results, published after each."""
+
+    def __init__(self, ctx: Context, protocol: str, report: BenchmarkReport, versions: dict, base: TrainConfig):
+        self.ctx, self.protocol, self.report, self.versions, self.base = ctx, protocol, report, versions, base
+        self.results: dict[str, dict] = {}
+        self.out = ctx.lake.reports_dir("benchmark", protocol)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def train(self, method: Method, setting: dict, seed: int = 0) -> dict:
+        """One run (reused when it finished with this exact config and version): its result."""
+        cfg, run_id = method.config(self.base, setting, seed), method.run_id(self.protocol, setting, seed)
+        version = self.versions[method.sids]
+        with self.ctx.stage(f"{self.protocol}: {method.label} [{setting_name(setting)}, seed {seed}]", timed=f"{self.protocol} {run_id}"):
+            started = time.perf_counter()
+            record = _finished(self.ctx.lake.root, run_id, cfg, version)
+            if record is None:
+                record = run_pretrain(self.ctx.lake.root, cfg, codebook_version=version, run_id=run_id, log=self.ctx.log)
+            else:
+                self.ctx.log(f"    reusing the finished run {run_id} (same training config and codebook version)")
+        return _result(record, round((record.seconds or time.perf_counter() - started) / 60, 1), method, setting)
+
+    def add(self, method: Method, setting: dict) -> None:
+        """A row trained at a given point (the ablations: OneLoc's chosen one)."""
+        self.results[method.label] = self.train(method, setting)
+        self.publish()
+
+    def tune(self, method: Method, grid: tuple[dict, ...]) -> dict:
+        """Every grid point; the one with the best valid metric is the method's row."""
+        points = [(setting, self.train(method, setting)) for setting in grid]
+        setting, best = max(points, key=lambda p: p[1]["valid"] if p[1]["valid"] is not None else float("-inf"))
+        for point_setting, result in points:
+            self.report.grid.append({"method": method.label, **{k: result[k] for k in ("setting", "valid", "epochs", "best_epoch", "minutes", "run_id")},
+                                     "chosen": point_setting == setting})  # fmt: skip
+        self.results[method.label] = best
+        self.publish()
+        return setting
+
+    def seeds(self, method: Method, setting: dict, seeds: int) -> None:
+        if seeds < 2:
+            return
+        runs = [_metrics(self.results[method.label])] + [_metrics(self.train(method, setting, seed)) for seed in range(1, seeds)]
+        self.report.seeds.append({"method": method.label, "setting": setting_name(setting), "runs": runs})
+        self.publish()
+
+    def align(self, setting: dict) -> None:
+        """DPO from the chosen OneLoc run, and its lambda-0 control with the same extra steps."""
+        main = find_run(self.ctx.lake.root, self.results["OneLoc"]["run_id"])
+        aligned_cfg = dataclasses.replace(METHODS[-1].config(self.base, setting), dpo_requests=6000, dpo_epochs=3)
+        for label, lam in (("OneLoc + DPO", aligned_cfg.dpo_lambda), ("OneLoc + same steps, lambda 0", 0.0)):
+            with self.ctx.stage(f"{self.protocol}: {label}", timed=f"{self.protocol} {label}"):
+                started = time.perf_counter()
+                dpo_cfg, dpo_run = dataclasses.replace(aligned_cfg, dpo_lambda=lam), f"{main.run_id}-dpo-{lam:g}"
+                record = _finished(self.ctx.lake.root, dpo_run, dpo_cfg, self.versions["geo"], parent=main.run_id)
+                if record is None:
+                    record = run_dpo(self.ctx.lake.root, main.run_id, cfg=dpo_cfg, log=self.ctx.log, run_id=dpo_run)
+            self.results[label] = {"eval": record.metrics["eval"], "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
+                                   "run_id": record.run_id, "model": "oneloc", "setting": setting_name(setting)}  # fmt: skip
+            self.publish()
+
+    def publish(self) -> None:
+        """The tables of the runs so far (rewritten after each: a long benchmark shows progress)."""
+        report, results = self.report, self.results
         reference = results["OneLoc"]["eval"] if "OneLoc" in results else next(iter(results.values()))["eval"]
         report.rows = [{"method": label, **reference[key]} for label, key in BASELINE_ROWS]
         for label, result in results.items():
-            model_key = "sasrec" if result["model"] == "sasrec" else "oneloc"
-            report.rows.append({"method": label, **result["eval"][model_key], "minutes": result["minutes"], "run_id": result["run_id"],
-                                "epochs": result.get("epochs"), "best_epoch": result.get("best_epoch")})  # fmt: skip
+            report.rows.append({"method": label, **_metrics(result), **{k: result.get(k) for k in ("minutes", "run_id", "epochs", "best_epoch", "setting")}})
         report.markdown = render(report)
-        (out / "results.md").write_text(report.markdown + "\n")
-        (out / "results.json").write_text(json.dumps({"stats": report.stats, "rows": report.rows}, indent=2, default=str))
-        report.paths = [out / "results.md", out / "results.json", plot(report, out / "results.png")]
-
-    def align(main_run: RunRecord) -> None:
-        """DPO from the OneLoc run, and its lambda-0 control with the same extra steps."""
-        aligned_cfg = dataclasses.replace(base, dpo_requests=6000, dpo_epochs=3)
-        for label, lam in (("OneLoc + DPO", aligned_cfg.dpo_lambda), ("OneLoc + same steps, lambda 0", 0.0)):
-            with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
-                started = time.perf_counter()
-                dpo_cfg, dpo_run = dataclasses.replace(aligned_cfg, dpo_lambda=lam), f"bench-{protocol}-dpo-{lam:g}"
-                record = _finished(root, dpo_run, dpo_cfg, geo, parent=main_run.run_id)
-                if record is None:
-                    record = run_dpo(root, main_run.run_id, cfg=dpo_cfg, log=log, run_id=dpo_run)
-                results[label] = {"eval": record.metrics["eval"], "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
-                                  "run_id": record.run_id, "model": "oneloc"}  # fmt: skip
-            publish()
-
-    runs = list(RUNS if ablations else [run for run in RUNS if run[0] in ("SASRec", "OneLoc") or run[1] == "tiger"])
-    runs += [PAPER_DECODER] if paper_decoder else []
-    for label, model, kind, ablation in runs:
-        cfg = dataclasses.replace(base, model=model, ablation=dict(ablation))
-        run_id = f"bench-{protocol}-{label.lower().replace(' ', '-').replace('(', '').replace(')', '').replace(',', '')}"
-        with ctx.stage(f"{protocol}: {label}", timed=f"{protocol} {label}"):
-            started = time.perf_counter()
-            record = _finished(root, run_id, cfg, versions[kind])
-            if record is None:
-                record = run_pretrain(root, cfg, codebook_version=versions[kind], run_id=run_id, log=log)
-            else:
-                log(f"    reusing the finished run {run_id} (same training config and codebook version)")
-            results[label] = {"eval": record.metrics["eval"], "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
-                              "run_id": record.run_id, "epochs": len(record.metrics["epochs"]),
-                              "best_epoch": record.metrics["best_epoch"], "model": model}  # fmt: skip
-        publish()
-        if label == "OneLoc" and ablations:  # DPO before the ablations: it answers the first question
-            align(record)
-    log(report.markdown)
-    return report
+        (self.out / "results.md").write_text(report.markdown + "\n")
+        payload = {"stats": report.stats, "rows": report.rows, "grid": report.grid, "seeds": report.seeds}
+        (self.out / "results.json").write_text(json.dumps(payload, indent=2, default=str))
+        report.paths = [self.out / "results.md", self.out / "results.json", plot(report, self.out / "results.png")]
 
 
 def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None = None) -> RunRecord | None:
@@ -191,46 +265,3 @@ def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None 
             and record.codebook_version == codebook_version
             and (parent is None or record.parent == parent))  # fmt: skip
     return record if same and record.evaluated else None
-
-
-def render(report: BenchmarkReport) -> str:
-    s = report.stats
-    head = (
-        f"**{report.protocol}** on {s.get('users', '?'):,} users, {s['items']:,} items; targets train {s['targets'].get('train', 0):,} / "
-        f"valid {s['targets'].get('valid', 0):,} / test {s['targets'].get('test', 0):,}; "
-        f"{s['repeat_share_test']:.1%} of test targets are venues the user visited before.\n\n"
-    )
-    # Acc@K is R@K with one target; Acc@1 and MRR@20 are the next-POI papers' other two
-    cols = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS] + ["acc@1", "mrr@20"]
-    names = {"acc@1": "Acc@1", "mrr@20": "MRR@20"}
-    lines = ["| method | " + " | ".join(names.get(c, c.replace("recall", "R").replace("ndcg", "N")) for c in cols)
-             + " | R@5 repeat / new | geo reward@10 | train min |",
-             "|" + "---|" * (len(cols) + 4)]  # fmt: skip
-    best = {c: max((r[c] for r in report.rows if r.get(c) is not None), default=None) for c in cols}
-    for r in report.rows:
-        cells = ["–" if r.get(c) is None else f"**{r[c]:.4f}**" if r[c] == best[c] else f"{r[c]:.4f}" for c in cols]
-        split = f"{r.get('repeat_recall@5', 0):.3f} / {r.get('new_recall@5', 0):.3f}"
-        minutes = "" if r.get("minutes") is None else f"{r['minutes']:g}"
-        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {split} | {r['geo_reward@10']:.3f} | {minutes} |")
-    return head + "\n".join(lines)
-
-
-def plot(report: BenchmarkReport, path: Path) -> Path:
-    import matplotlib  # lazy: only reports plot: loaded there
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: only reports plot: loaded there
-
-    names = [r["method"] for r in report.rows]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 1.5))
-    y = range(len(names))
-    ax.barh([i - 0.2 for i in y], [r["recall@5"] for r in report.rows], height=0.4, label="Recall@5")
-    ax.barh([i + 0.2 for i in y], [r["ndcg@5"] for r in report.rows], height=0.4, label="NDCG@5")
-    ax.set_yticks(list(y), names)
-    ax.invert_yaxis()
-    ax.set_title(f"NYC, {report.protocol}: every method on the same test requests")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

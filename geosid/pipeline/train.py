@@ -52,7 +52,7 @@ def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None =
     if any(record.unknown_targets.values()):
         log(f"    left out, target not in the version's SID map: {record.unknown_targets}")
     if record.evaluated:
-        log(_eval_lines(m["eval"], label or {"sasrec": "SASRec", "tiger": "TIGER"}.get(cfg.model, "OneLoc")))
+        log(_eval_lines(m["eval"], label or {"sasrec": "SASRec", "gru": "GRU", "tiger": "TIGER"}.get(cfg.model, "OneLoc")))
     return record
 
 

@@ -31,11 +31,12 @@ from geosid.schemas.silver import HISTOGRAM
 
 SPLITS = ("train", "valid", "test")
 # The split protocols, defined here once: `time` (day boundaries), `user_chrono` (each
-# user's own chronology), `libcity` (LibCity's sessions and ratios).
-Protocol = Literal["time", "user_chrono", "libcity"]
+# user's own chronology), `libcity` (LibCity's sessions and ratios), `trajectory` (the
+# next-POI papers': 24-hour trajectories, last check-ins, one global split by days).
+Protocol = Literal["time", "user_chrono", "libcity", "trajectory"]
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 # The protocols a benchmark compares (time is the daily corpus's).
-BENCHMARK_PROTOCOLS: tuple[str, ...] = ("user_chrono", "libcity")
+BENCHMARK_PROTOCOLS: tuple[str, ...] = ("trajectory", "user_chrono", "libcity")
 
 
 def protocol_predicate(protocol: str) -> str:
@@ -110,7 +111,7 @@ TRAINING_SEQUENCES = TableSpec(
         "check-ins the previous check-in's cell, never the target's) and its neighbour cells "
         "(order N, NE, E, SE, S, SW, W, NW), one history per configured behavior (events "
         "strictly before the target's timestamp, oldest first), and the split label of the "
-        "row's protocol (time, user_chrono, libcity: one table, the protocols side by side)."
+        "row's protocol (time, user_chrono, libcity, trajectory: one table, the protocols side by side)."
     ),
     schema=StructType(
         [
@@ -133,7 +134,7 @@ TRAINING_SEQUENCES = TableSpec(
             StructField("split", StringType(), False),
             StructField("codebook_version", StringType(), False),
             StructField("dt", DateType(), False),
-            # The split protocol that chose and labelled the row (time, user_chrono, libcity);
+            # The split protocol that chose and labelled the row (time, user_chrono, libcity, trajectory);
             # protocols live side by side. Null on rows written before the column: time.
             StructField("protocol", StringType(), True),
         ]

@@ -12,8 +12,8 @@ from geosid.errors import InvalidRequestError
 from geosid.schemas.corpus import PROTOCOLS, Protocol
 
 # oneloc: the geo-aware SID decoder; tiger: the same decoder with every geo part off;
-# sasrec: the item-id sequential baseline.
-ModelKind = Literal["oneloc", "tiger", "sasrec"]
+# sasrec and gru: item-id rankers (the transformer and the recurrent next-POI baselines).
+ModelKind = Literal["oneloc", "tiger", "sasrec", "gru"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 SizeName = Literal["tiny", "small", "paper"]
 SIZE_NAMES: tuple[str, ...] = get_args(SizeName)
@@ -26,6 +26,7 @@ class TrainConfig:
     epochs: int = 2  # at most; early stopping may end sooner
     batch_size: int = 256
     lr: float = 1e-3
+    dropout: float | None = None  # None: the model's own default (OneLoc 0.0, SASRec and GRU 0.1)
     warmup: float = 0.05  # share of the steps with a linear warm-up, then cosine decay
     min_lr: float = 0.1  # the decay's floor, as a share of lr
     patience: int = 2  # epochs without a better valid metric before stopping
@@ -71,8 +72,8 @@ class TrainConfig:
 
     @property
     def decodes_sids(self) -> bool:
-        """OneLoc and TIGER generate SIDs; SASRec ranks item ids."""
-        return self.model != "sasrec"
+        """OneLoc and TIGER generate SIDs; SASRec and the GRU rank item ids."""
+        return self.model in ("oneloc", "tiger")
 
     def resolved_device(self) -> str:
         if self.device == "auto":

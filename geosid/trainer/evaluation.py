@@ -94,7 +94,7 @@ def limited(batch: Batch, limit: int | None, seed: int) -> Batch:
 
 def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", baselines=B.BASELINES, name: str | None = None) -> dict:
     """The model and the baselines on a split: {split, requests, repeat_share, <method>: metrics}.
-    The model's key is `name` (default: "oneloc", or "sasrec")."""
+    The model's key is `name` (default: "oneloc" for a SID decoder, else the ranker's kind)."""
     device = cfg.resolved_device()
     batch = limited(data.splits[split], cfg.eval_limit, cfg.seed)
     trie = None if hasattr(model, "rank") else SIDTrie(data.vocab.tokens)
@@ -102,7 +102,7 @@ def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", bas
     started = time.perf_counter()
     ranked = ranked_items(model.to(device), batch, trie, k, device)
     seconds = time.perf_counter() - started
-    name = name or ("sasrec" if hasattr(model, "rank") else "oneloc")
+    name = name or ("oneloc" if cfg.decodes_sids else cfg.model)
     out = {"split": split, "requests": len(batch), "repeat_share": float(is_repeat(batch).mean()) if len(batch) else 0.0,
            "beam_search_s": round(seconds, 2), name: score(data, batch, ranked, cfg)}  # fmt: skip
     for baseline, items in baseline_rankings(data, batch, max(KS), baselines).items():
@@ -135,7 +135,7 @@ def eval_run(lake_root, run_id: str, split: str = "test", eval_limit: int | None
     return {"run_id": run_id, "manifest": data.snapshot.manifest(), **evaluate(model, data, cfg, split)}
 
 
-METHOD_ORDER = ("oneloc", "sasrec", *B.BASELINES)
+METHOD_ORDER = ("oneloc", "sasrec", "gru", *B.BASELINES)
 
 
 def metrics_table(evaluation: dict, label: str = "oneloc", methods=None) -> str:
@@ -146,7 +146,7 @@ def metrics_table(evaluation: dict, label: str = "oneloc", methods=None) -> str:
     lines = [header]
     for name in methods or [m for m in METHOD_ORDER if m in evaluation]:
         m = evaluation[name]
-        shown = label if name in ("oneloc", "sasrec") else name
+        shown = label if name in ("oneloc", "sasrec", "gru") else name
         cells = [m[f"{kind}@{k}"] for kind in ("recall", "ndcg") for k in KS] + [m.get("acc@1"), m.get("mrr@20")]
         lines.append(f"| {shown} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + f" | {m['geo_reward@10']:.4f} |")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize, sequence_cells
 from geosid.trainer.model import OneLoc, OneLocConfig
 from geosid.trainer.runs import RunRecord, read_run, weights_path
+from geosid.trainer.gru import GRURec, GRURecConfig
 from geosid.trainer.sasrec import SASRec, SASRecConfig
 from geosid.trainer.snapshot import CorpusSnapshot, RowFilter
 from geosid.trainer.stream import Featurizer, StreamedSplit, sample_rows, train_pass
@@ -163,7 +164,7 @@ def new_model(data: CorpusData, cfg: TrainConfig) -> OneLoc:
     build = OneLocConfig.tiger if cfg.model == "tiger" else OneLocConfig.sized
     model_cfg = build(
         cfg.size, token_sizes=data.vocab.token_sizes, n_cells=len(data.vocab.cells), n_behaviors=len(data.behaviors),
-        n_items=data.vocab.n_item_embeddings, **cfg.ablation,
+        n_items=data.vocab.n_item_embeddings, **cfg.ablation, **({} if cfg.dropout is None else {"dropout": cfg.dropout}),
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
     return OneLoc(model_cfg)
@@ -187,9 +188,11 @@ def candidate_slots(cfg: TrainConfig) -> int:
 
 
 def model_from_record(record: RunRecord):
-    """The untrained model a run record describes (OneLoc / TIGER, or SASRec)."""
+    """The untrained model a run record describes (OneLoc / TIGER, SASRec or the GRU)."""
     config = record.model_config
     if record.train_config.get("model") == "sasrec":
         return SASRec(SASRecConfig(**config))
+    if record.train_config.get("model") == "gru":
+        return GRURec(GRURecConfig(**config))
     # runs recorded before the repeat features existed were trained without them
     return OneLoc(OneLocConfig(**{"repeat_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))

@@ -1,7 +1,7 @@
 """SASRec (Kang & McAuley, 2018), the strongest traditional baseline of the OneLoc paper:
 a causal transformer over the history's item ids that scores every item as the next one.
 
-Trained in-house (`geosid.trainer.training.train_sasrec`) on the same pinned corpus, rows
+Trained in-house (`geosid.trainer.training.train_ranker`) on the same pinned corpus, rows
 and splits as OneLoc, with the same training loop (valid selection, early stopping,
 checkpoints): each row's history (oldest first) -> the target item, full softmax over
 the catalog (cross-entropy, as the strongest published SASRec variants train it),

@@ -30,6 +30,7 @@ from geosid.trainer.evaluation import evaluate, validator
 from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, new_model
 from geosid.trainer.model import ntp_loss
 from geosid.trainer.runs import RunRecord, atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
+from geosid.trainer.gru import SIZES as GRU_SIZES, GRURec, GRURecConfig, gru_step
 from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
 
 
@@ -181,8 +182,8 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     (written under the lake's _models/). `resume` continues the run `run_id` from its
     last checkpoint; `stop_after_epochs` stops early, as a kill would."""
 
-    if not cfg.decodes_sids:  # SASRec ranks item ids
-        return train_sasrec(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
+    if not cfg.decodes_sids:  # SASRec and the GRU rank item ids
+        return train_ranker(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
     started = time.perf_counter()
     device = cfg.resolved_device()
     if resume and not run_id:
@@ -217,23 +218,33 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     return record
 
 
-def train_sasrec(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
+def new_ranker(data, cfg: TrainConfig) -> torch.nn.Module:
+    """A fresh item-id ranker (SASRec or the GRU) for the corpus, seeded."""
+    slots = data.splits["train"].hist_item.shape[1]
+    dropout = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+    torch.manual_seed(cfg.seed)
+    if cfg.model == "gru":
+        return GRURec(GRURecConfig(n_items=len(data.vocab.item_ids), n_cells=len(data.vocab.cells), max_len=slots,
+                                   **GRU_SIZES[cfg.size], **dropout))  # fmt: skip
+    return SASRec(SASRecConfig(n_items=len(data.vocab.item_ids), max_len=slots, **SIZES[cfg.size], **dropout))
+
+
+def train_ranker(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
                  run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> RunRecord:  # fmt: skip
-    """SASRec on a pinned corpus, selected on valid, evaluated on test; the run record."""
+    """SASRec or the GRU on a pinned corpus, selected on valid, evaluated on test; the run record."""
 
     started = time.perf_counter()
     data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol)
-    slots = data.splits["train"].hist_item.shape[1]
-    torch.manual_seed(cfg.seed)
-    model = SASRec(SASRecConfig(n_items=len(data.vocab.item_ids), max_len=slots, **SIZES[cfg.size]))
-    run_id = run_id or new_run_id("sasrec")
-    result = fit(model, data.splits["train"], sasrec_step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
+    model = new_ranker(data, cfg)
+    run_id = run_id or new_run_id(cfg.model)
+    step = gru_step if cfg.model == "gru" else sasrec_step
+    result = fit(model, data.splits["train"], step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
                  stop_after_epochs, log)  # fmt: skip
     metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
                "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
                "tokens_per_s": result.tokens_per_s}  # fmt: skip
     if result.stopped != "asked":
-        metrics["eval"] = evaluate(model, data, cfg, name="sasrec")
+        metrics["eval"] = evaluate(model, data, cfg, name=cfg.model)
     record = RunRecord(
         run_id=run_id, kind="pretrain", manifest=data.snapshot.manifest(), model_config=model.cfg.to_dict(),
         train_config=asdict(cfg), device=cfg.resolved_device(), rows={k: len(v) for k, v in data.splits.items()},

@@ -30,7 +30,7 @@ from geosid.geo.geometry import CellSystem
 from geosid.geo.sql import add_cells
 from geosid.jobs import sequences_kernel as kernel
 from geosid.jobs.corpus.config import CorpusConfig, corpus_scope, sequence_scope
-from geosid.jobs.corpus.protocols import label_splits, libcity_sessions
+from geosid.jobs.corpus.protocols import label_splits, libcity_sessions, trajectory_bounds, trajectory_filter, trajectory_targets
 from geosid.jobs.corpus.report import CorpusReport
 from geosid.jobs.corpus.state import checkpoint_days, latest_states, state_events, state_layout_current, write_state
 from geosid.lake import Lake, as_date
@@ -150,8 +150,8 @@ def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook
         where=sequences,
     )  # fmt: skip
     output = functools.reduce(DataFrame.unionByName, outputs)
-    if not config.split.per_user:
-        # The history state continues the time protocol's daily builds; per-user protocols
+    if not config.split.range_only:
+        # The history state continues the time protocol's daily builds; the other protocols
         # are range builds only and leave it alone.
         write_state(lake, outputs, output, config, codebook_version, report, state_days)
     stats = output.filter(F.col("kind") == "stats").agg(
@@ -184,13 +184,16 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     if config.split.protocol == "libcity":
         events = events.transform(libcity_sessions, config.split.libcity).drop("session", "position")
     items = _version_items(lake, codebook_version, cells)
-    if not config.split.per_user and not state_layout_current(lake):
+    if not config.split.range_only and not state_layout_current(lake):
         # derived data in an older layout: the range rebuilds this scope's state; other
         # scopes are rebuilt by their own range builds (their daily runs say so)
         lake.drop(corpus.USER_HISTORY_STATE)
     try:
+        if config.split.protocol == "trajectory":
+            events, config = _trajectory_events(lake, events, config, run)
+            report.split_days = {"valid_start": config.split.valid_start, "test_start": config.split.test_start}
         n_events = report.events_without_sid = events.count()
-        state_days = () if config.split.per_user else checkpoint_days(config, last, first)
+        state_days = () if config.split.range_only else checkpoint_days(config, last, first)
         # The kernel's input is read by the kernel job (no input checkpoint; its stats rows
         # count the events that had a SID), in passes over slices of the users: an engine
         # holds one slice's shuffle and output at a time, whatever the source's size.
@@ -209,12 +212,27 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     return report
 
 
+def _trajectory_events(lake: Lake, events: DataFrame, config: CorpusConfig, run: str) -> tuple[DataFrame, CorpusConfig]:
+    """The trajectory protocol's events (filtered, targets marked) and the config whose
+    split carries the global day bounds (those given, else the filtered data's)."""
+    split = config.split
+    kept = lake.checkpoint(events.transform(trajectory_filter, split.trajectory), f"{run}-trajectory")
+    if not (split.valid_start and split.test_start):
+        first_day, last_day = kept.agg(F.min("dt"), F.max("dt")).first()
+        if first_day is None:
+            raise InvalidRequestError(f"no check-ins of {config.source} survive the trajectory filters ({split.trajectory})")
+        valid_start, test_start = trajectory_bounds(first_day, last_day, split.fractions)
+        split = split.model_copy(update={"valid_start": valid_start, "test_start": test_start})
+    marked = kept.transform(trajectory_targets, split.trajectory, split.valid_start, split.test_start)
+    return marked.drop("trajectory", "position"), config.model_copy(update={"split": split})
+
+
 def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> CorpusReport:
     """Incremental: the day's sequences from the state as of the day before plus the
     day's events; writes the state as of the day."""
     started = time.perf_counter()
     day = as_date(day)
-    if config.split.per_user:
+    if config.split.range_only:
         raise InvalidRequestError(
             f"split protocol {config.split.protocol!r} labels a target by the user's whole range; "
             "build the range (build_range / `geosid corpus build --from --to`) instead of one day"

@@ -34,6 +34,23 @@ class LibCityConfig(BaseModel):
     min_sessions: int = Field(default=2, ge=1)
 
 
+class TrajectoryConfig(BaseModel):
+    """The next-POI papers' pre-processing (GETNext, STHGCN; as STHGCN's public
+    `preprocess` does it, see the README): POIs with fewer than `min_poi_checkins`
+    check-ins are dropped, then users with fewer than `min_user_checkins`; a user's
+    check-ins are cut into trajectories where the gap to the previous one exceeds
+    `window_hours`. One global split by days over the filtered data (SplitConfig's
+    fractions of its span). A train target is every check-in after the first of its
+    trajectory; a valid / test target is only the last check-in of a trajectory of at
+    least two, and only if its POI and its user have check-ins in the train period
+    (those papers drop the unseen). Every kept check-in is history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_poi_checkins: int = Field(default=10, ge=1)
+    min_user_checkins: int = Field(default=10, ge=1)
+    window_hours: float = Field(default=24.0, gt=0)
+
+
 class SplitConfig(BaseModel):
     """How targets are labelled train / valid / test.
 
@@ -46,6 +63,9 @@ class SplitConfig(BaseModel):
     only range builds use it.
     libcity (the OneLoc paper on Foursquare): the events and targets of LibCity's
     pre-processing (`LibCityConfig`), split per user 80/10/10 like user_chrono.
+    trajectory (the next-POI papers): the events and targets of `TrajectoryConfig`,
+    split by days like time, the boundaries at the fractions of the filtered data's
+    span (computed by the range build unless given).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,11 +74,18 @@ class SplitConfig(BaseModel):
     test_start: dt_.date | None = None
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     libcity: LibCityConfig = LibCityConfig()
+    trajectory: TrajectoryConfig = TrajectoryConfig()
 
     @property
     def per_user(self) -> bool:
-        """Labels that depend on the user's whole range (range builds only)."""
+        """Labels by the user's own chronology (user_chrono, libcity)."""
         return self.protocol in ("user_chrono", "libcity")
+
+    @property
+    def range_only(self) -> bool:
+        """Targets or labels that depend on the whole range: range builds only, no
+        history state (every protocol but time)."""
+        return self.protocol != "time"
 
     @model_validator(mode="after")
     def _consistent(self) -> SplitConfig:

@@ -1,12 +1,14 @@
-"""The split protocols as pure DataFrame transforms: LibCity's sessions and the
-train / valid / test label of every target.
+"""The split protocols as pure DataFrame transforms: LibCity's sessions, the next-POI
+papers' trajectories, and the train / valid / test label of every target.
 """
 
 from __future__ import annotations
 
+import datetime as dt_
+
 from pyspark.sql import DataFrame, Window, functions as F
 
-from geosid.jobs.corpus.config import LibCityConfig, SplitConfig
+from geosid.jobs.corpus.config import LibCityConfig, SplitConfig, TrajectoryConfig
 
 
 def libcity_sessions(events: DataFrame, config: LibCityConfig) -> DataFrame:
@@ -36,9 +38,55 @@ def libcity_sessions(events: DataFrame, config: LibCityConfig) -> DataFrame:
     )
 
 
+def trajectory_filter(events: DataFrame, config: TrajectoryConfig) -> DataFrame:
+    """Check-ins -> those of POIs with at least `min_poi_checkins` check-ins, then of the
+    users left with at least `min_user_checkins` (POIs first, one pass each, as STHGCN's
+    preprocess filters)."""
+    poi = Window.partitionBy("source", "item_id")
+    user = Window.partitionBy("source", "user_id")
+    kept = events.withColumn("_n", F.count(F.lit(1)).over(poi)).filter(F.col("_n") >= config.min_poi_checkins).drop("_n")
+    return kept.withColumn("_n", F.count(F.lit(1)).over(user)).filter(F.col("_n") >= config.min_user_checkins).drop("_n")
+
+
+def trajectory_bounds(first: dt_.date, last: dt_.date, fractions: tuple[float, float, float]) -> tuple[dt_.date, dt_.date]:
+    """The global split by days of data spanning [first, last]: (valid_start, test_start),
+    `first + int(f_train * span)` and `first + int((f_train + f_valid) * span)` days, span
+    = last - first in days (STHGCN's `global_time` split)."""
+    span = (last - first).days
+    valid_start = first + dt_.timedelta(days=int(fractions[0] * span))
+    test_start = first + dt_.timedelta(days=int((fractions[0] + fractions[1]) * span))
+    return valid_start, test_start
+
+
+def trajectory_targets(events: DataFrame, config: TrajectoryConfig, valid_start: dt_.date, test_start: dt_.date) -> DataFrame:
+    """Filtered check-ins -> the same rows with `trajectory` (per user, from 0), `position`
+    (within it, from 0) and `is_target` (see TrajectoryConfig): the split period is the
+    check-in's day against the bounds."""
+    timeline = Window.partitionBy("source", "user_id").orderBy("event_ts", "event_id")
+    # (the seconds are a column first: Sail 0.7 cannot lag over an expression)
+    marked = events.withColumn("_s", F.unix_seconds("event_ts"))
+    marked = marked.withColumn("_gap", F.col("_s") - F.lag("_s").over(timeline))
+    new = F.coalesce(F.col("_gap") > F.lit(int(config.window_hours * 3600)), F.lit(True)).cast("int")
+    marked = marked.withColumn("_new", new).withColumn(
+        "trajectory", F.sum("_new").over(timeline.rowsBetween(Window.unboundedPreceding, 0)) - 1
+    )
+    trajectory = Window.partitionBy("source", "user_id", "trajectory")
+    marked = marked.withColumn("position", F.row_number().over(trajectory.orderBy("event_ts", "event_id")) - 1)
+    marked = marked.withColumn("_len", F.count(F.lit(1)).over(trajectory))
+    in_train = F.col("dt") < F.lit(valid_start)
+    # what train saw: a valid / test target's POI and user must have a train-period check-in
+    seen_item = F.max(in_train.cast("int")).over(Window.partitionBy("source", "item_id")) > 0
+    seen_user = F.max(in_train.cast("int")).over(Window.partitionBy("source", "user_id")) > 0
+    last = F.col("position") == F.col("_len") - 1
+    target = (F.col("position") > 0) & (in_train | (last & seen_item & seen_user))
+    return marked.withColumn("is_target", target).drop("_s", "_gap", "_new", "_len")
+
+
 def label_splits(targets: DataFrame, split: SplitConfig) -> DataFrame:
     """Add `split` by the configured protocol (see SplitConfig)."""
-    if split.protocol == "time":
+    if split.protocol == "trajectory" and not (split.valid_start and split.test_start):
+        raise ValueError("the trajectory split labels by its day bounds: set valid_start and test_start (the range build does)")
+    if split.protocol in ("time", "trajectory"):
         label = F.lit("train")
         if split.valid_start:
             label = F.when(F.col("dt") >= F.lit(split.valid_start), "valid").otherwise(label)

@@ -24,12 +24,15 @@ class CorpusReport:
     compacted_buckets: list = field(default_factory=list)
     passes: int = 1  # kernel passes over user slices (a range build of a large source)
     splits: dict = field(default_factory=dict)
+    split_days: dict = field(default_factory=dict)  # the day bounds a range build computed (trajectory)
     table_versions: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     def summary(self) -> str:
         span = f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
         splits = ", ".join(f"{k} {v:,}" for k, v in sorted(self.splits.items()))
+        if self.split_days:
+            splits += "; " + ", ".join(f"{k} {v}" for k, v in self.split_days.items())
         return (
             f"sequences {self.source} {span} under {self.codebook_version} ({self.mode}): {self.targets:,} targets "
             f"[{splits}] from {self.input_events:,} events, {self.states:,} user states ({self.states_written:,} written); "
@@ -44,5 +47,5 @@ class CorpusReport:
             "events_without_sid": self.events_without_sid, "targets": self.targets,
             "targets_without_location": self.targets_without_location, "states": self.states,
             "states_written": self.states_written, "compacted_buckets": list(self.compacted_buckets), "passes": self.passes,
-            "splits": self.splits, "table_versions": self.table_versions, "seconds": round(self.seconds, 2),
+            "splits": self.splits, "split_days": {k: str(v) for k, v in self.split_days.items()}, "table_versions": self.table_versions, "seconds": round(self.seconds, 2),
         }  # fmt: skip
