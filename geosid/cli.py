@@ -292,6 +292,7 @@ def _add_corpus(command, add_range, sources) -> None:
 # TrainConfig fields the command line sets, with their help; the defaults are TrainConfig's.
 TRAIN_OPTIONS = (
     ("size", None), ("epochs", "at most; early stopping may end sooner"), ("batch_size", None), ("lr", None),
+    ("dropout", "default: the model's own"),
     ("max_history", "latest events kept per behavior"), ("beam", None), ("eval_limit", "score at most N requests"),
     ("dpo_requests", "dpo: train requests sampled for pairs"), ("dpo_candidates", "dpo: beam candidates per request"),
     ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None),
@@ -318,7 +319,7 @@ def _add_train(command) -> None:
     defaults = pipeline.TRAIN_DEFAULTS
     for name, text in TRAIN_OPTIONS:
         default = getattr(defaults, name)
-        kind = {"max_minutes": float, "eval_limit": int}.get(name) or type(default)  # those two default to None
+        kind = {"max_minutes": float, "eval_limit": int, "dropout": float}.get(name) or type(default)  # those default to None
         p.add_argument("--" + name.replace("_", "-"), type=kind, choices=CHOICES.get(name), help=_default(text, default))
     p.add_argument("--protocols", nargs="*", choices=list(pipeline.BENCHMARK_PROTOCOLS), help="benchmark: the protocols (default: all)")
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")

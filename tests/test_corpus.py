@@ -224,6 +224,12 @@ def test_trajectory_protocol_filters_cuts_and_keeps_last_checkins(spark, lake):
     }  # fmt: skip
     with pytest.raises(ValueError, match="trajectory"):
         build_day(lake, V, D1, CHECKINS.model_copy(update={"split": split}))
+    from geosid.trainer.loading import load_corpus
+
+    write_codebook_row(spark, lake)
+    # the catalog a model ranks is the items the protocol's rows name: not the rare i4
+    # (filtered), nor i3 (only after the last target of its users)
+    assert sorted(load_corpus(lake.root, V, None, 8, protocol="trajectory").vocab.item_ids) == ["i1", "i2"]
 
 
 def random_timeline(seed=3, users=7, n=240, days=4):
@@ -413,6 +419,11 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     assert tests_split.count() == 0  # no test_start configured: every row is train
 
 
+def write_codebook_row(spark, lake):
+    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1, 0.1)]
+    lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
+
+
 def tiny_checkin_corpus(spark, lake, n=80):
     items = {f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}
     write_events(spark, lake, [
@@ -420,8 +431,7 @@ def tiny_checkin_corpus(spark, lake, n=80):
         for k in range(n)
     ])  # fmt: skip
     write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
-    versions_row = [(V, "residual_kmeans", "published", "{}", list(SIZES), "m", "t", 1, 12, "{}", D0, D0, None, 1, 0.1)]
-    lake.write(spark.createDataFrame(versions_row, _nullable(index.CODEBOOK_VERSIONS.schema)), index.CODEBOOK_VERSIONS)
+    write_codebook_row(spark, lake)
     config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
     build_range(lake, V, D0, D3, config)
 

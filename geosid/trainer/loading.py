@@ -77,7 +77,9 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     cell_system = rows["cell_system"][0].as_py()
     first = rows["histories"][0].as_py()
     behaviors = [h["behavior"] for h in first]
-    vocab = _snapshot_vocab(snapshot, sequence_cells(rows), cell_system)
+    # a range protocol's catalog is the items its pre-processing kept (what the papers rank)
+    catalog = None if protocol == "time" else protocol_items(rows)
+    vocab = _snapshot_vocab(snapshot, sequence_cells(rows), cell_system, catalog)
     train_rows = rows.filter(pc.field("split") == "train")
     seen = [train_rows["target_item_id"], pc.list_flatten(pc.list_flatten(train_rows["histories"]).combine_chunks().field("events")).field("item_id")]
     found = np.concatenate([vocab.item_index(np.asarray(c.to_numpy(zero_copy_only=False), dtype=object)) for c in seen])
@@ -95,11 +97,19 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
 
 
-def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str) -> Vocab:
-    """The vocabulary of the snapshot's codebook version: its SID map, level sizes and
-    cell context, and the cells the corpus rows name."""
+def protocol_items(rows: pa.Table) -> pa.Array:
+    """The items a protocol's rows name, as targets or in histories."""
+    events = pc.list_flatten(pc.list_flatten(rows["histories"]).combine_chunks().field("events"))
+    return pc.unique(pa.concat_arrays([rows["target_item_id"].combine_chunks(), events.field("item_id")]))
+
+
+def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str, catalog: pa.Array | None = None) -> Vocab:
+    """The vocabulary of the snapshot's codebook version: its SID map (its `catalog`
+    items only, when given), level sizes and cell context, and the cells the rows name."""
     version = snapshot.codebook_version
     sid_map = snapshot.version_rows(index.SID_MAP.name)
+    if catalog is not None:
+        sid_map = sid_map.filter(pc.is_in(sid_map["item_id"], value_set=catalog))
     codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
     assert codebook, f"codebook version {version} is not in index.codebook_versions"
     level_sizes = tuple(int(s) for s in codebook[0]["level_sizes"])
