@@ -166,13 +166,28 @@ def _train_options(args) -> dict:
     return {**{name: getattr(args, name) for name, _ in TRAIN_OPTIONS}, "ablation": ablation}
 
 
+GRID_OPTIONS = {"lr": float, "dropout": float, "size": str, "batch_size": int}
+
+
+def _grid_point(text: str) -> dict:
+    """`lr=0.003` -> {"lr": 0.003}: one benchmark grid point (a user's mistake: one line)."""
+    name, _, value = text.partition("=")
+    if name not in GRID_OPTIONS or not value:
+        raise InvalidRequestError(f"grid point {text!r}: want NAME=VALUE with NAME one of {', '.join(GRID_OPTIONS)}")
+    try:
+        return {name: GRID_OPTIONS[name](value)}
+    except ValueError:
+        raise InvalidRequestError(f"grid point {text!r}: {value!r} is no {GRID_OPTIONS[name].__name__}") from None
+
+
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "benchmark":
         # the benchmark's own defaults (30 epochs with patience, 20 minutes a run) unless given
         given = {"size": args.size, "epochs": args.epochs, "max_minutes": args.max_minutes, "seeds": args.seeds}
         options = {**{k: v for k, v in given.items() if v is not None}, "ablations": not args.no_ablations}
-        options.update({"grid": ({},)} if args.no_grid else {})
+        if args.no_grid or args.grid:
+            options["grid"] = ({}, *([] if args.no_grid else [_grid_point(point) for point in args.grid]))
         with _context(args) as ctx:
             for protocol in args.protocols or p.BENCHMARK_PROTOCOLS:
                 p.benchmark(protocol, paper_decoder=args.paper_decoder, ctx=ctx, **options)
@@ -325,6 +340,8 @@ def _add_train(command) -> None:
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")
     p.add_argument("--paper-decoder", action="store_true", help="benchmark: also OneLoc without copy head and time features")
     p.add_argument("--no-grid", action="store_true", help="benchmark: every learned model at its defaults only (no tuning grid)")
+    p.add_argument("--grid", nargs="+", metavar="NAME=VALUE", help="benchmark: the grid points besides the defaults, e.g. lr=0.003 "
+                   "dropout=0.3 size=small (default: those three)")
     p.add_argument("--seeds", type=int, help="benchmark: seeds of OneLoc and the best learned baseline at their chosen points (default: 3)")
     p.add_argument("--resume", action="store_true", help="pretrain: continue --run-id from its last checkpoint")
     p.add_argument("--version", dest="codebook_version", help="codebook version of the corpus (default: the only one present)")

@@ -97,6 +97,9 @@ def test_user_errors_are_one_line_with_exit_codes(world, tmp_path, capsys):
     _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT * FROM nosuch"]), 1, "unknown table 'nosuch'", "events")
     _one_line_error(capsys, main(["--lake", lake, "sid", "report", "--version", "nope"]), 1, "no codebook version 'nope'")
     _one_line_error(capsys, main(["--lake", lake, "corpus", "build", "--source", "synthetic"]), 1, "no codebook version published")
+    _one_line_error(capsys, main(["--lake", lake, "train", "benchmark", "--grid", "lr=fast"]), 1, "grid point 'lr=fast'", "no float")
+    _one_line_error(capsys, main(["--lake", lake, "train", "benchmark", "--grid", "depth=3"]), 1, "want NAME=VALUE", "dropout")
+    _one_line_error(capsys, main(["--lake", lake, "train", "benchmark", "--grid", "size=huge"]), 1, "unknown size 'huge'")
     # --debug shows the traceback instead
     with pytest.raises(KeyError, match="nope"):
         main(["--lake", lake, "--debug", "sid", "report", "--version", "nope"])

@@ -155,9 +155,11 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     without `ablations` no DPO and no ablations."""
 
     report = BenchmarkReport(protocol)
-    versions = _prepare(ctx, protocol, source, report)
     base = TrainConfig.from_options(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
                         eval_limit=None, batch_size=256)  # fmt: skip
+    for setting in grid:  # a bad grid point fails now, not after an hour of training
+        METHODS[0].config(base, setting)
+    versions = _prepare(ctx, protocol, source, report)
     bench = _Bench(ctx, protocol, report, versions, base)
     chosen = {method.label: bench.tune(method, grid) for method in METHODS}
     baselines = [m for m in METHODS if m.label != "OneLoc"]
