@@ -166,20 +166,6 @@ def _train_options(args) -> dict:
     return {**{name: getattr(args, name) for name, _ in TRAIN_OPTIONS}, "ablation": ablation}
 
 
-GRID_OPTIONS = {"lr": float, "dropout": float, "size": str, "batch_size": int}
-
-
-def _grid_point(text: str) -> dict:
-    """`lr=0.003` -> {"lr": 0.003}: one benchmark grid point (a user's mistake: one line)."""
-    name, _, value = text.partition("=")
-    if name not in GRID_OPTIONS or not value:
-        raise InvalidRequestError(f"grid point {text!r}: want NAME=VALUE with NAME one of {', '.join(GRID_OPTIONS)}")
-    try:
-        return {name: GRID_OPTIONS[name](value)}
-    except ValueError:
-        raise InvalidRequestError(f"grid point {text!r}: {value!r} is no {GRID_OPTIONS[name].__name__}") from None
-
-
 def cmd_train(args, p) -> int:
     lake_root = str(_settings(args).lake_root)
     if args.action == "benchmark":
@@ -187,7 +173,7 @@ def cmd_train(args, p) -> int:
         given = {"size": args.size, "epochs": args.epochs, "max_minutes": args.max_minutes, "seeds": args.seeds}
         options = {**{k: v for k, v in given.items() if v is not None}, "ablations": not args.no_ablations}
         if args.no_grid or args.grid:
-            options["grid"] = ({}, *([] if args.no_grid else [_grid_point(point) for point in args.grid]))
+            options["grid"] = ({}, *([] if args.no_grid else [p.grid_point(point) for point in args.grid]))
         with _context(args) as ctx:
             for protocol in args.protocols or p.BENCHMARK_PROTOCOLS:
                 p.benchmark(protocol, paper_decoder=args.paper_decoder, ctx=ctx, **options)

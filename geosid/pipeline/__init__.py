@@ -51,7 +51,7 @@ from geosid.quantization.base import TOKENIZERS
 from geosid.schemas.corpus import BENCHMARK_PROTOCOLS, PROTOCOLS
 from geosid.sources.registry import source_names
 from geosid.sources.synthetic_world import WorldConfig
-from geosid.trainer.config import MODEL_KINDS, SIZE_NAMES, TRAIN_DEFAULTS, TRAIN_FIELDS, TrainConfig
+from geosid.trainer.config import MODEL_KINDS, SIZE_NAMES, TRAIN_DEFAULTS, TRAIN_FIELDS, TrainConfig, grid_point
 
 TOKENIZER_KINDS = tuple(TOKENIZERS)
 
@@ -84,7 +84,7 @@ __all__ = [
     "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
     "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "build_day", "build_index", "catch_up",
     "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",
-    "drop_arrived", "embed", "fit_codebook", "format_tables", "gate_outcome", "geo", "history", "ingest",
+    "drop_arrived", "embed", "fit_codebook", "format_tables", "gate_outcome", "geo", "grid_point", "history", "ingest",
     "ingest_arrivals", "list_codebooks", "maintain", "open_context", "parse_codes", "publish_codebook",
     "rebuild_corpus", "repair", "sid_compare", "sid_report", "source_days", "source_names", "split_config", "sql",
     "status", "synth", "tables", "train_config", "use", "validate_bronze", "validate_corpus", "validate_silver",

@@ -85,3 +85,16 @@ class TrainConfig:
 
 TRAIN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
 TRAIN_DEFAULTS = TrainConfig()
+# The options a benchmark grid point may set, with their types.
+GRID_OPTIONS = {"lr": float, "dropout": float, "size": str, "batch_size": int}
+
+
+def grid_point(text: str) -> dict:
+    """`lr=0.003` -> {"lr": 0.003}: one benchmark grid point (a user's mistake: one line)."""
+    name, _, value = text.partition("=")
+    if name not in GRID_OPTIONS or not value:
+        raise InvalidRequestError(f"grid point {text!r}: want NAME=VALUE with NAME one of {', '.join(GRID_OPTIONS)}")
+    try:
+        return {name: GRID_OPTIONS[name](value)}
+    except ValueError:
+        raise InvalidRequestError(f"grid point {text!r}: {value!r} is no {GRID_OPTIONS[name].__name__}") from None
