@@ -13,7 +13,9 @@ from geosid.trainer.model import (
     OneLoc,
     OneLocConfig,
     dpo_loss,
+    dpo_margin,
     ntp_loss,
+    preference_accuracy,
     sequence_logprob,
 )
 from geosid.trainer.rewards import geo_reward, train_gmv_model
@@ -118,6 +120,31 @@ def test_dpo_loss_equals_a_hand_computation():
     beta = 0.1
     by_hand = [-math.log(1 / (1 + math.exp(-beta * ((a - c) - (b - d))))) for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())]
     assert dpo_loss(pc, pr, rc, rr, beta).item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+
+
+def test_preference_accuracy_counts_ties_half_so_the_reference_scores_one_half():
+    logp = torch.tensor([-1.0, -2.0, -0.5])
+    assert preference_accuracy(dpo_margin(logp, logp - 1, logp, logp - 1, 0.1)) == 0.5  # policy = reference
+    margin = dpo_margin(torch.tensor([-1.0, -3.0]), torch.tensor([-2.0, -1.0]), torch.tensor([-1.5, -1.5]), torch.tensor([-1.5, -1.5]), 0.5)
+    assert margin.tolist() == pytest.approx([0.5, -1.0]) and preference_accuracy(margin) == 0.5
+    assert preference_accuracy(torch.tensor([0.1, 0.2, -0.3, 0.0])) == pytest.approx(0.625)
+
+
+def test_pairs_are_kth_best_against_kth_worst_without_near_ties():
+    from geosid.trainer.pairs import select_pairs
+
+    nan = np.nan
+    reward = np.array([
+        [5.0, 1.0, 3.0, 0.2, 2.0],  # two pairs: 5.0 vs 0.2, 3.0 vs 1.0 (2.0 left alone)
+        [1.00, 1.05, nan, nan, nan],  # gap 0.05 < 0.1: a near-tie, dropped
+        [2.0, 2.0, 2.0, 2.0, 2.0],  # all tied: no pair
+        [4.0, nan, 0.5, nan, nan],  # one pair only (two candidates)
+    ])  # fmt: skip
+    row, win, lose = select_pairs(reward, 0.1, 2)
+    assert list(zip(row.tolist(), win.tolist(), lose.tolist())) == [(0, 0, 3), (0, 2, 1), (3, 0, 2)]
+    row, win, lose = select_pairs(reward, 0.0, 1)
+    assert list(zip(row.tolist(), win.tolist(), lose.tolist())) == [(0, 0, 3), (1, 1, 0), (3, 0, 2)]  # the tie row still out
+    assert (reward[row, win] > reward[row, lose]).all()
 
 
 def test_beam_search_returns_only_valid_sids():

@@ -370,6 +370,19 @@ def sequence_logprob(logits: list, tokens: torch.Tensor) -> torch.Tensor:
     ).sum(0)
 
 
+def dpo_margin(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
+    """The implicit reward margin beta * ((pi_w - ref_w) - (pi_l - ref_l)): [b] from [b]
+    sequence log-probabilities; > 0 where the policy prefers the chosen item more than the
+    reference does (0 for the reference itself)."""
+    return beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))
+
+
 def dpo_loss(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
-    """-log sigmoid(beta * ((pi_w - ref_w) - (pi_l - ref_l))), mean over the batch; inputs [b]."""
-    return -F.logsigmoid(beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))).mean()
+    """-log sigmoid(margin), mean over the batch; inputs [b] (see `dpo_margin`)."""
+    return -F.logsigmoid(dpo_margin(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta)).mean()
+
+
+def preference_accuracy(margin: torch.Tensor) -> float:
+    """Share of pairs the policy prefers more than the reference does, a tie counting half
+    (so the reference scores 0.5 by construction). margin [b]."""
+    return float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean()) if margin.numel() else float("nan")
