@@ -68,6 +68,7 @@ _TRAINING_STEPS = {
     "pretrain": "geosid.pipeline.train", "dpo": "geosid.pipeline.train", "evaluate": "geosid.pipeline.train",
     "train_with_control": "geosid.pipeline.train", "TrainOutcome": "geosid.pipeline.train",
     "benchmark": "geosid.pipeline.benchmark_run", "BenchmarkReport": "geosid.pipeline.benchmark_run",
+    "dpo_sweep": "geosid.pipeline.sweep_run", "SweepReport": "geosid.pipeline.sweep_run",
     "demo": "geosid.pipeline.demo_run", "DemoReport": "geosid.pipeline.demo_run",
 }  # fmt: skip
 

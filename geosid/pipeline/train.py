@@ -97,9 +97,22 @@ class TrainOutcome:
         """Mean geographic reward@10: pretrained, control (lambda 0), DPO."""
         return tuple(r.evaluation("oneloc")["geo_reward@10"] for r in (self.pretrained, self.control, self.aligned))
 
+    @property
+    def preference_accuracy(self) -> tuple[float | None, float | None]:
+        """Held-out preference accuracy after the last epoch: control, DPO (the reference: 0.5)."""
+        return tuple((r.metrics.get("dpo") or [{}])[-1].get("heldout_accuracy") for r in (self.control, self.aligned))
+
+    def comparison(self) -> str:
+        """One line: DPO beside its control on what alignment should move and keep."""
+        keys = [k for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10") if k in self.aligned.evaluation()]
+        parts = [f"{k} {self.aligned.evaluation()[k]:.4f} vs {self.control.evaluation()[k]:.4f}" for k in keys]
+        control_acc, dpo_acc = self.preference_accuracy
+        return (f"DPO vs control (lambda 0): {', '.join(parts)}; held-out preference accuracy {dpo_acc} vs {control_acc} "
+                f"(the reference's: 0.5)")
+
     def to_dict(self) -> dict:
         return {"pretrain_run": self.pretrained.run_id, "dpo_run": self.aligned.run_id, "control_run": self.control.run_id,
-                "geo_reward@10": list(self.geo_rewards)}  # fmt: skip
+                "geo_reward@10": list(self.geo_rewards), "heldout_preference_accuracy": list(self.preference_accuracy)}  # fmt: skip
 
 
 def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> TrainOutcome:
@@ -114,5 +127,6 @@ def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> Trai
         control = dpo_job.dpo(ctx.lake.root, pre.run_id, cfg=dataclasses.replace(cfg, dpo_lambda=0.0), log=ctx.log)
     outcome = TrainOutcome(pre, aligned, control)
     ctx.log("mean geographic reward of the top 10: pretrained {:.4f}, control (lambda 0) {:.4f}, DPO {:.4f}".format(*outcome.geo_rewards))
+    ctx.log(outcome.comparison())
     ctx.log(f"    runs under {models_root(ctx.lake.root)} (each run.json records the pinned table versions)")
     return outcome

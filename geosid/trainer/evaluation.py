@@ -17,7 +17,7 @@ from geosid.trainer import baselines as B
 from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch
 from geosid.trainer.loading import CorpusData, autocast, load_run
-from geosid.trainer.rewards import geo_reward
+from geosid.trainer.rewards import geo_reward, gmv_scorer
 from geosid.trainer.search import SIDTrie, beam_search, ranking_metrics
 
 KS = (5, 10, 20)
@@ -76,10 +76,25 @@ def baseline_rankings(data: CorpusData, batch: Batch, k: int, names=B.BASELINES)
     return out
 
 
-def score(data: CorpusData, batch: Batch, ranked: np.ndarray, cfg: TrainConfig) -> dict:
-    """Recall / NDCG at KS on all requests, on repeat targets and on new ones; geo reward@10."""
+def gmv_metrics(batch: Batch, ranked: np.ndarray, gmv_of, k: int = 10) -> dict:
+    """gmv@k: the GMV model's expected GMV of the top-k list, mean over its items and the
+    requests; hit_gmv@k: the realized GMV of the targets found in the top k, per request
+    (0 for a miss or a target without GMV)."""
+    items = ranked[:, :k]
+    ok = items >= 0
+    expected = np.where(ok, gmv_of(batch, np.maximum(items, 0)), 0.0)
+    hit = (items == batch.target_item[:, None]).any(1)
+    realized = np.where(hit & np.isfinite(batch.gmv), np.nan_to_num(batch.gmv), 0.0)
+    return {f"gmv@{k}": float(expected.sum() / max(ok.sum(), 1)), f"hit_gmv@{k}": float(realized.mean()) if len(realized) else 0.0}
+
+
+def score(data: CorpusData, batch: Batch, ranked: np.ndarray, cfg: TrainConfig, gmv_of=None) -> dict:
+    """Recall / NDCG at KS on all requests, on repeat targets and on new ones; geo reward@10;
+    with a GMV model (`gmv_of`), gmv@10 and hit_gmv@10."""
     repeat = is_repeat(batch)
     out = {**ranking_metrics(ranked, batch.target_item, KS), "geo_reward@10": mean_geo_reward(data, batch, ranked, cfg.geo_max_km)}
+    if gmv_of is not None:
+        out.update(gmv_metrics(batch, ranked, gmv_of))
     for label, mask in (("repeat", repeat), ("new", ~repeat)):
         part = ranking_metrics(ranked[mask], batch.target_item[mask], KS)
         out.update({f"{label}_{k}": v for k, v in part.items() if k in ("recall@5", "ndcg@5", "recall@20")})
@@ -103,10 +118,11 @@ def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", bas
     ranked = ranked_items(model.to(device), batch, trie, k, device)
     seconds = time.perf_counter() - started
     name = name or ("oneloc" if cfg.decodes_sids else cfg.model)
+    gmv_of, _ = gmv_scorer(data, cfg)  # None where the source carries no GMV
     out = {"split": split, "requests": len(batch), "repeat_share": float(is_repeat(batch).mean()) if len(batch) else 0.0,
-           "beam_search_s": round(seconds, 2), name: score(data, batch, ranked, cfg)}  # fmt: skip
+           "beam_search_s": round(seconds, 2), name: score(data, batch, ranked, cfg, gmv_of)}  # fmt: skip
     for baseline, items in baseline_rankings(data, batch, max(KS), baselines).items():
-        out[baseline] = score(data, batch, items, cfg)
+        out[baseline] = score(data, batch, items, cfg, gmv_of)
     return out
 
 

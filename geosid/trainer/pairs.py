@@ -19,31 +19,8 @@ from geosid.trainer.data import Batch
 from geosid.trainer.evaluation import ranked_items
 from geosid.trainer.loading import CorpusData
 from geosid.trainer.model import OneLoc
-from geosid.trainer.rewards import GMVFeatures, geo_reward, train_gmv_model
+from geosid.trainer.rewards import geo_reward, gmv_scorer
 from geosid.trainer.search import SIDTrie
-
-
-def gmv_scorer(data: CorpusData, cfg: TrainConfig):
-    """(score(batch rows, items [n, k]) -> predicted GMV [n, k], metrics), from the train
-    split's pays; (None, reason) when the source carries no GMV (check-ins)."""
-    train = data.splits["train"]
-    pays = np.flatnonzero(np.isfinite(train.gmv))
-    if len(pays) < 50:
-        return None, {"gmv_model": f"not trained: {len(pays)} train targets carry GMV; the reward is geographic alone"}
-    popularity = np.bincount(train.target_item[train.target_item >= 0], minlength=len(data.vocab.item_ids)).astype(np.float64)
-
-    def features(batch: Batch, items: np.ndarray) -> np.ndarray:
-        n, k = items.shape
-        safe = np.maximum(items, 0)
-        centre = data.vocab.cell_centres[batch.user_cell]
-        d = haversine_km(centre[:, None, 0], centre[:, None, 1], data.vocab.item_lat[safe], data.vocab.item_lon[safe])
-        item_ctx = data.vocab.context(data.vocab.item_cell[safe], np.broadcast_to(batch.day[:, None], safe.shape))
-        user_ctx = np.broadcast_to(batch.user_ctx[:, None], (n, k, batch.user_ctx.shape[-1]))
-        return GMVFeatures.build(item_ctx.reshape(n * k, -1), user_ctx.reshape(n * k, -1), d.reshape(-1), popularity[safe].reshape(-1))
-
-    paid = train.take(pays)
-    model, metrics = train_gmv_model(features(paid, paid.target_item[:, None]), paid.gmv, seed=cfg.seed)
-    return (lambda batch, items: model.predict_gmv(features(batch, items)).reshape(items.shape)), {"gmv_model": metrics}
 
 
 def select_pairs(reward: np.ndarray, min_gap: float, per_request: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

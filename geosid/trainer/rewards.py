@@ -13,6 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from geosid.geo.geometry import haversine_km
+from geosid.trainer.config import TrainConfig
+from geosid.trainer.data import Batch
+from geosid.trainer.loading import CorpusData
+
 
 def geo_reward(distance_km: np.ndarray, max_km: float = 5.0, min_km: float = 0.1) -> np.ndarray:
     """R_geo = 1 / d if d <= max_km else 0. d is floored at min_km (an item inside the
@@ -79,3 +84,26 @@ def train_gmv_model(x: np.ndarray, gmv: np.ndarray, epochs: int = 60, seed: int 
         "mean_predictor_mse": float(np.mean((y[train].mean() - y[held]) ** 2)),
     }
     return model.eval(), metrics
+
+
+def gmv_scorer(data: CorpusData, cfg: TrainConfig):
+    """(score(batch rows, items [n, k]) -> predicted GMV [n, k], metrics), from the train
+    split's pays; (None, reason) when the source carries no GMV (check-ins)."""
+    train = data.splits["train"]
+    pays = np.flatnonzero(np.isfinite(train.gmv))
+    if len(pays) < 50:
+        return None, {"gmv_model": f"not trained: {len(pays)} train targets carry GMV; the reward is geographic alone"}
+    popularity = np.bincount(train.target_item[train.target_item >= 0], minlength=len(data.vocab.item_ids)).astype(np.float64)
+
+    def features(batch: Batch, items: np.ndarray) -> np.ndarray:
+        n, k = items.shape
+        safe = np.maximum(items, 0)
+        centre = data.vocab.cell_centres[batch.user_cell]
+        d = haversine_km(centre[:, None, 0], centre[:, None, 1], data.vocab.item_lat[safe], data.vocab.item_lon[safe])
+        item_ctx = data.vocab.context(data.vocab.item_cell[safe], np.broadcast_to(batch.day[:, None], safe.shape))
+        user_ctx = np.broadcast_to(batch.user_ctx[:, None], (n, k, batch.user_ctx.shape[-1]))
+        return GMVFeatures.build(item_ctx.reshape(n * k, -1), user_ctx.reshape(n * k, -1), d.reshape(-1), popularity[safe].reshape(-1))
+
+    paid = train.take(pays)
+    model, metrics = train_gmv_model(features(paid, paid.target_item[:, None]), paid.gmv, seed=cfg.seed)
+    return (lambda batch, items: model.predict_gmv(features(batch, items)).reshape(items.shape)), {"gmv_model": metrics}
