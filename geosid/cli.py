@@ -296,17 +296,16 @@ def _add_corpus(command, add_range, sources) -> None:
 
 # TrainConfig fields the command line sets, with their help; the defaults are TrainConfig's.
 TRAIN_OPTIONS = (
-    ("size", None), ("epochs", "at most; early stopping may end sooner"), ("batch_size", None), ("lr", None),
-    ("dropout", "default: the model's own"),
+    ("size", None), ("epochs", "at most; early stopping may end sooner"), ("batch_size", None), ("lr", None), ("dropout", "default: the model's own"),
     ("max_history", "latest events kept per behavior"), ("beam", None), ("eval_limit", "score at most N requests"),
     ("dpo_requests", "dpo: train requests sampled for pairs"), ("dpo_candidates", "dpo: beam candidates per request"),
-    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None),
+    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None), ("dpo_min_gap", "dpo: smallest reward gap of a pair"),
+    ("dpo_pairs_per_request", None), ("dpo_heldout", "dpo: valid requests whose pairs measure preference accuracy"),
     ("geo_max_km", "geographic reward: 1/d within this distance"), ("gmv_weight", "weight of the GMV reward (sources with GMV)"),
     ("patience", "epochs without a better valid metric before stopping"),
     ("max_minutes", "a time budget per model (no epoch starts after it)"),
     ("item_min_count", "train occurrences for an own item-id embedding"),
-    ("device", "auto (cuda + bf16 when available), cpu, cuda"), ("protocol", "the corpus's split protocol"),
-    ("model", None),
+    ("device", "auto (cuda + bf16 when available), cpu, cuda"), ("protocol", "the corpus's split protocol"), ("model", None),
 )  # fmt: skip
 CHOICES = {"size": pipeline.SIZE_NAMES, "protocol": pipeline.PROTOCOLS, "model": pipeline.MODEL_KINDS}
 ABLATIONS = (

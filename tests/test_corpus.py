@@ -2,6 +2,7 @@
 real-time cell, incremental == from scratch, idempotent re-runs, splits, cell context,
 data quality."""
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -509,3 +510,13 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert resumed.metrics["eval"]["oneloc"] == evaluation["oneloc"]
     again = eval_run(lake.root, "aligned")
     assert again["oneloc"] == aligned.metrics["eval"]["oneloc"]  # the same pinned data, the same numbers
+
+    from geosid.config import Settings
+    from geosid.pipeline.context import Context
+    from geosid.pipeline.sweep_run import dpo_sweep
+
+    sweep = dpo_sweep("pre", dataclasses.replace(cfg, dpo_epochs=1), lambdas=(0.5,), betas=(0.2,),
+                      ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
+    assert [r["label"] for r in sweep.rows] == ["pretrained", "control (lambda 0)", "DPO lambda 0.5, beta 0.2"]
+    assert sweep.rows[1]["lambda"] == 0.0 and sweep.rows[2]["heldout_accuracy"] is not None
+    assert all(p.exists() for p in sweep.paths) and "held-out preference accuracy" in sweep.markdown
