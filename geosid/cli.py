@@ -95,6 +95,7 @@ STEPS = {
     "assign": lambda a, p, ctx: p.assign_day(a.date, a.codebook_version, ctx=ctx),
     "backfill": lambda a, p, ctx: p.backfill(a.codebook_version, a.from_date, a.to_date, ctx=ctx),
     "tables": lambda a, p, ctx: print(p.format_tables(p.tables(ctx=ctx))),
+    "report": lambda a, p, ctx: p.build_report(ctx=ctx),
     "status": lambda a, p, ctx: print(p.status(ctx=ctx).summary()),
     "repair": lambda a, p, ctx: p.repair(a.from_date, validate=not a.no_validate, ctx=ctx),
     "daily": lambda a, p, ctx: p.daily(a.date, a.source, a.path, _time_split(a), not a.no_validate, ctx=ctx),
@@ -230,8 +231,7 @@ def cmd_history(args, p) -> int:
 
 
 def _default(text: str | None, value) -> str:
-    """Help text ending with the default the config object gives (argparse's default stays
-    None, so the config's own default applies)."""
+    """Help text ending with the config object's default (argparse's stays None: the config's applies)."""
     return f"{text + ' ' if text else ''}(default: {value})"
 
 
@@ -365,6 +365,7 @@ def _add_tools(command) -> None:
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=100)
     command("tables", cmd_step, "each table's version, rows and days")
+    command("report", cmd_step, "a static HTML site of the lake (tables, codebooks, corpus, runs, benchmarks, quality) under _reports/site")
     command("history", cmd_history, "a table's Delta history").add_argument("table")
 
 

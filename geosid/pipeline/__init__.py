@@ -43,6 +43,7 @@ from geosid.pipeline.index import (
     sid_report,
 )
 from geosid.pipeline.lake_ops import TableInfo, format_tables, history, sql, synth, tables
+from geosid.pipeline.report_site import SiteReport, build_report
 from geosid.pipeline.maintenance import MaintenanceReport, maintain
 from geosid.pipeline.repairs import RepairReport, repair
 from geosid.pipeline.silver import embed, geo, validate_silver
@@ -83,7 +84,7 @@ __all__ = [
     "BENCHMARK_PROTOCOLS", "MODEL_KINDS", "PROTOCOLS", "SIZE_NAMES", "TEMPLATES", "TOKENIZER_KINDS", "TRAIN_DEFAULTS",
     "TRAIN_FIELDS", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
     "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
-    "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "build_day", "build_index", "catch_up",
+    "SiteReport", "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "build_day", "build_report", "build_index", "catch_up",
     "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",
     "drop_arrived", "embed", "fit_codebook", "format_tables", "gate_outcome", "geo", "grid_point", "history", "ingest",
     "ingest_arrivals", "list_codebooks", "maintain", "open_context", "parse_codes", "publish_codebook",

@@ -18,6 +18,7 @@ from geosid.pipeline.index import build_index
 from geosid.pipeline.lake_ops import format_tables, tables
 from geosid.pipeline.maintenance import maintain
 from geosid.pipeline.repairs import repair
+from geosid.pipeline.report_site import build_report
 from geosid.pipeline.silver import embed, geo, validate_silver
 from geosid.pipeline.staleness import status
 from geosid.pipeline.train import TrainOutcome, train_with_control
@@ -42,6 +43,7 @@ class DemoReport:
     incremental_identical: bool | None = None
     drill: dict | None = None  # the operations drill: a corrected day re-delivered, repaired, checked
     maintenance: object = None  # MaintenanceReport
+    site: object = None  # SiteReport: the HTML report of the lake
     training: TrainOutcome | None = None
     failures: list[str] = field(default_factory=list)
 
@@ -183,7 +185,10 @@ def operations_drill(report: DemoReport, split, ctx: Context) -> None:
 
 
 def _finish(report: DemoReport, ctx: Context) -> DemoReport:
+    with ctx.stage("the lake's HTML report (geosid report)", timed="report"):
+        report.site = build_report(ctx=ctx)
     ctx.log("")
     ctx.log(format_tables(tables(ctx=ctx)))
     ctx.log("\nstage timings:\n" + ctx.timing_summary())
+    ctx.log(f"\nthe lake's report: {report.site.index} (opens offline in a browser)")
     return report

@@ -1,0 +1,221 @@
+"""`geosid report`: a static HTML site of the lake for analysts, under
+`<lake>/_reports/site/`: an index (tables with versions, rows and days; codebook
+versions; corpus targets per protocol and split; training runs; benchmark results; recent
+quality results), one page per codebook version and one per training run. Every page is
+one self-contained file (CSS and plots inlined) that opens offline; every number on it is
+read from the tables, the run records and the benchmark results, not computed again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import Window, functions as F
+
+from geosid.jobs.index import codebook_versions, quality_row, version_metrics
+from geosid.lake import Lake
+from geosid.pipeline.context import Context, use
+from geosid.pipeline.html import esc, figure, page, table
+from geosid.pipeline.lake_ops import tables
+from geosid.schemas import bronze, corpus, index
+from geosid.trainer.runs import RunRecord, list_runs
+
+METRICS = ("acc@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "mrr@20", "geo_reward@10")
+HEADERS = ("Acc@1", "R@5", "R@10", "R@20", "N@5", "N@10", "MRR@20", "geo reward@10")
+NAV = (("lake", "index.html"),)
+
+
+@dataclass
+class SiteReport:
+    folder: Path
+    pages: list[Path] = field(default_factory=list)
+
+    @property
+    def index(self) -> Path:
+        return self.folder / "index.html"
+
+
+def _plt():
+    import matplotlib  # lazy: only reports plot: loaded there
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: only reports plot: loaded there
+
+    return plt
+
+
+def codebook_page(lake: Lake, version: str, versions) -> str:
+    row = versions[versions["version"] == version].iloc[0].to_dict()
+    quality = quality_row(lake, version)
+    sizes = [int(s) for s in row["level_sizes"]]
+    about = [{"field": k, "value": str(row.get(k))} for k in ("method", "status", "model_id", "template_id", "created_dt", "n_items",
+                                                               "embeddings_version", "item_geo_version", "params")]  # fmt: skip
+    about.append({"field": "codes per level", "value": " x ".join(map(str, sizes))})
+    numbers = {k: quality[k] for k in ("items", "sids", "conflict_rate", "exclusive_rate", "items_alone_rate", "largest_bucket")}
+    numbers["conflict_floor"] = version_metrics(row).get("conflict_floor", 0.0)
+    levels = [{"level": i + 1, "codes": sizes[i], "usage": float(u), "perplexity": float(p)}
+              for i, (u, p) in enumerate(zip(quality["code_usage"], quality["perplexity"]))]  # fmt: skip
+    buckets = lake.read(index.SID_COLLISIONS).filter(F.col("version") == version)
+    histogram = buckets.groupBy("n_items").agg(F.count(F.lit(1)).alias("sids")).orderBy("n_items").toPandas()
+    largest = buckets.orderBy(F.col("n_items").desc(), F.col("sid")).limit(10).toPandas()
+    described = _items(lake, [i for items in largest["items"] for i in items])
+    largest_rows = [{"sid": r.sid, "items": int(r.n_items), "members": "; ".join(described.get(i, i) for i in r["items"][:8])}
+                    for _, r in largest.iterrows()]  # fmt: skip
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(histogram["n_items"].astype(str), histogram["sids"])
+    ax.set_xlabel("items sharing a SID")
+    ax.set_ylabel("SIDs")
+    ax.set_yscale("log")
+    bucket_plot = figure(fig, "bucket sizes")
+    sid_map = lake.read(index.SID_MAP).filter(F.col("version") == version).select("codes", "lat", "lon").toPandas()
+    first = np.array([c[0] for c in sid_map["codes"]])
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(sid_map["lon"], sid_map["lat"], c=first, cmap="tab20", s=2)
+    ax.set_title("items coloured by their first-level code")
+    map_plot = figure(fig, "first-level codes on the item map")
+    compare = [quality_row(lake, v) for v in versions["version"] if _has_quality(lake, v)]
+    body = (f"<h2>Method and inputs</h2>{table(about, ['field', 'value'], test_id='about')}"
+            f"<h2>Collisions</h2>{table([numbers], list(numbers), test_id='quality')}"
+            f"<h2>Levels</h2>{table(levels, ['level', 'codes', 'usage', 'perplexity'], test_id='levels')}"
+            f"<h2>Bucket sizes</h2>{table(histogram.to_dict('records'), ['n_items', 'sids'], ['items per SID', 'SIDs'], test_id='buckets')}{bucket_plot}"
+            f"<h2>Largest collision buckets</h2>{table(largest_rows, ['sid', 'items', 'members'], test_id='largest')}"
+            f"<h2>First-level codes on the map</h2>{map_plot}"
+            f"<h2>Compared with the other versions</h2>"
+            + table(compare, ["version", "method", "codes", "conflict_rate", "conflict_floor", "exclusive_rate", "items_alone_rate", "largest_bucket"],
+                    links={"version": lambda r: f"codebook-{r['version']}.html"}, test_id="compare"))  # fmt: skip
+    return page(f"Codebook {version}", body, NAV)
+
+
+def _has_quality(lake: Lake, version: str) -> bool:
+    return lake.exists(index.SID_QUALITY) and lake.read(index.SID_QUALITY).filter(F.col("version") == version).limit(1).count() > 0
+
+
+def _items(lake: Lake, item_ids: list[str]) -> dict[str, str]:
+    """item id -> 'title (category) at lat, lon' from the latest bronze.items row."""
+    if not item_ids or not lake.exists(bronze.ITEMS):
+        return {}
+    latest = Window.partitionBy("source", "item_id").orderBy(F.col("dt").desc())
+    rows = (lake.read(bronze.ITEMS).filter(F.col("item_id").isin(item_ids)).withColumn("_r", F.row_number().over(latest))
+            .filter("_r = 1").select("item_id", "title", "category", "lat", "lon").collect())  # fmt: skip
+    return {r.item_id: f"{r.title or r.item_id} ({r.category or '?'}) at {r.lat:.4f}, {r.lon:.4f}" for r in rows}
+
+
+def run_page(record: RunRecord) -> str:
+    cfg = record.train_config
+    about = [{"field": k, "value": str(v)} for k, v in (
+        ("kind", record.kind), ("parent", record.parent), ("model", cfg.get("model")), ("protocol", cfg.get("protocol")),
+        ("size", cfg.get("size")), ("codebook version", record.codebook_version), ("device", record.device),
+        ("parameters", f"{record.parameters:,}"), ("rows", record.rows), ("seconds", record.seconds))]  # fmt: skip
+    pinned = [{"table": k, "version": v} for k, v in sorted(record.table_versions.items())]
+    body = f"<h2>Run</h2>{table(about, ['field', 'value'], test_id='about')}<h2>Pinned table versions</h2>{table(pinned, ['table', 'version'], test_id='pinned')}"
+    evaluation = record.metrics.get("eval")
+    if evaluation:
+        rows = [{"method": name, **{m: evaluation[name].get(m) for m in METRICS}} for name in evaluation if isinstance(evaluation[name], dict)]
+        body += (f"<h2>Results ({esc(evaluation.get('split'))} split, {evaluation.get('requests', 0):,} requests)</h2>"
+                 + table(rows, ["method", *METRICS], ["method", *HEADERS], test_id="results"))  # fmt: skip
+    epochs = record.metrics.get("epochs") or []
+    if epochs:
+        plt = _plt()
+        valid = [k for k in epochs[0] if k.startswith("valid_")]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], marker="o", label="train loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        if valid:
+            twin = ax.twinx()
+            twin.plot([e["epoch"] for e in epochs], [e[valid[0]] for e in epochs], marker="s", color="C1", label=valid[0])
+            twin.set_ylabel(valid[0])
+        body += f"<h2>Training</h2>{table(epochs, list(epochs[0]), test_id='epochs')}{figure(fig, 'training curves')}"
+    dpo = record.metrics.get("dpo") or []
+    if dpo:
+        body += f"<h2>DPO per epoch</h2>{table(dpo, list(dpo[0]), test_id='dpo')}"
+    return page(f"Run {record.run_id}", body, NAV)
+
+
+def _corpus_rows(lake: Lake) -> list[dict]:
+    if not lake.exists(corpus.TRAINING_SEQUENCES):
+        return []
+    rows = lake.read(corpus.TRAINING_SEQUENCES).groupBy("codebook_version", "protocol", "split").agg(
+        F.count(F.lit(1)).alias("targets"), F.countDistinct("user_id").alias("users"), F.countDistinct("dt").alias("days"),
+        F.min("dt").alias("first"), F.max("dt").alias("last"),
+        F.avg(F.aggregate(F.transform("histories", lambda h: F.size(h["events"])), F.lit(0), lambda a, b: a + b)).alias("mean history"),
+    ).orderBy("codebook_version", "protocol", "split")  # fmt: skip
+    return [{**r.asDict(), "protocol": r.protocol or "time", "first": str(r["first"]), "last": str(r["last"])} for r in rows.collect()]
+
+
+def _quality_rows(root: Path, limit: int = 30) -> list[dict]:
+    found = sorted((root / "_quality").glob("**/result.json"), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
+    out = []
+    for path in found:
+        result = json.loads(path.read_text())
+        passed = sum(1 for c in result["checks"] if c["success"])
+        out.append({"table": result["table"], "days": f"{result['first']} .. {result['last']}" if result["first"] else "whole table",
+                    "outcome": "PASS" if result["success"] else "FAIL", "checks": f"{passed}/{len(result['checks'])}",
+                    "rows": result["rows"], "_href": "../../" + path.relative_to(root).as_posix()})  # fmt: skip
+    return out
+
+
+def _benchmarks(root: Path, reports: Path) -> str:
+    parts = []
+    for path in sorted(reports.glob("benchmark/*/results.json")):
+        result = json.loads(path.read_text())
+        protocol = path.parent.name
+        stats = result.get("stats", {})
+        head = f"<h3>{esc(protocol)}</h3><p class=\"note\">targets {esc(stats.get('targets'))}; from {esc(path.relative_to(root))}</p>"
+        parts.append(head + table(result["rows"], ["method", *METRICS, "setting", "epochs"], ["method", *HEADERS, "setting", "epochs"],
+                                  test_id=f"benchmark-{protocol}"))  # fmt: skip
+    return "".join(parts) or "<p>No benchmark yet (geosid train benchmark).</p>"
+
+
+def build_report(*, ctx: Context | None = None, lake_root: str | None = None) -> SiteReport:
+    """Write the site (see the module doc); returns where its pages are."""
+    with use(ctx, lake_root) as ctx:
+        lake = ctx.lake
+        out = SiteReport(lake.reports_dir("site"))
+        out.folder.mkdir(parents=True, exist_ok=True)
+        versions = codebook_versions(lake)
+        runs = list_runs(lake.root)
+        for version in versions["version"]:
+            if _has_quality(lake, version):
+                out.pages.append(_write(out.folder / f"codebook-{version}.html", codebook_page(lake, version, versions)))
+        for record in runs:
+            out.pages.append(_write(out.folder / f"run-{record.run_id}.html", run_page(record)))
+        infos = [{"table": t.name, "version": t.table_version, "rows": t.rows if t.table_version is not None else None, "days": t.days,
+                  "first": str(t.first or ""), "last": str(t.last or "")} for t in tables(ctx=ctx)]  # fmt: skip
+        with_pages = {p.name for p in out.pages}
+        version_rows = [{k: str(r[k]) for k in ("version", "method", "status", "created_dt", "template_id")} for _, r in versions.iterrows()]
+        run_rows = [{"run": r.run_id, "kind": r.kind, "model": r.train_config.get("model"), "protocol": r.train_config.get("protocol"),
+                     **_headline(r)} for r in runs]  # fmt: skip
+        quality = _quality_rows(lake.root)
+        body = (f"<h2>Tables</h2>{table(infos, ['table', 'version', 'rows', 'days', 'first', 'last'], test_id='tables')}"
+                "<h2>Codebook versions</h2>"
+                + table(version_rows, ["version", "method", "status", "created_dt", "template_id"],
+                        links={"version": lambda r: f"codebook-{r['version']}.html" if f"codebook-{r['version']}.html" in with_pages else None},
+                        test_id="versions")
+                + f"<h2>Corpus</h2>{table(_corpus_rows(lake), ['codebook_version', 'protocol', 'split', 'targets', 'users', 'days', 'first', 'last', 'mean history'], test_id='corpus')}"
+                + "<h2>Training runs</h2>" + table(run_rows, ["run", "kind", "model", "protocol", "recall@5", "ndcg@5"],
+                                                   links={"run": lambda r: f"run-{r['run']}.html"}, test_id="runs")
+                + f"<h2>Benchmarks</h2>{_benchmarks(lake.root, lake.reports_dir())}"
+                + "<h2>Recent quality results</h2>" + table(quality, ["table", "days", "outcome", "checks", "rows"],
+                                                            links={"outcome": lambda r: r["_href"]}, test_id="quality"))  # fmt: skip
+        out.pages.insert(0, _write(out.index, page(f"geosid lake {lake.root}", body)))
+        ctx.log(f"report: {len(out.pages)} page(s) under {out.folder}; open {out.index}")
+        return out
+
+
+def _headline(record: RunRecord) -> dict:
+    """R@5 and N@5 of a run's own model on test (none before it is evaluated)."""
+    if not record.evaluated:
+        return {}
+    model = record.train_config.get("model")
+    metrics = record.metrics["eval"].get(model if model in ("sasrec", "gru") else "oneloc", {})
+    return {"recall@5": metrics.get("recall@5"), "ndcg@5": metrics.get("ndcg@5")}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
