@@ -114,7 +114,8 @@ def render(report: BenchmarkReport) -> str:
     if report.seeds:
         parts.append("Seeds (the chosen setting, mean ± standard deviation over seeds):\n\n" + seed_table(report))
     if report.grid:
-        parts.append("Grid (each learned model, selected on valid N@10; epochs until valid stopped improving):\n\n" + grid_table(report))
+        parts.append("Grid (each learned model, selected on valid N@10; a run stops when valid N@10 has not improved for 3 epochs "
+                     "or when its time budget is spent; epochs run, best in brackets):\n\n" + grid_table(report))
     published = published_table(report.protocol)
     if published:
         parts.append("Reported by their papers (not our runs; another, larger dataset):\n\n" + published)
