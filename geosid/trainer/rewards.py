@@ -90,6 +90,8 @@ def gmv_scorer(data: CorpusData, cfg: TrainConfig):
     """(score(batch rows, items [n, k]) -> predicted GMV [n, k], metrics), from the train
     split's pays; (None, reason) when the source carries no GMV (check-ins)."""
     train = data.splits["train"]
+    if data.streamed:  # a streamed train split keeps no per-row GMV to fit on
+        return None, {"gmv_model": "not trained: the train split is streamed; the reward is geographic alone"}
     pays = np.flatnonzero(np.isfinite(train.gmv))
     if len(pays) < 50:
         return None, {"gmv_model": f"not trained: {len(pays)} train targets carry GMV; the reward is geographic alone"}
