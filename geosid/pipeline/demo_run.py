@@ -185,10 +185,11 @@ def operations_drill(report: DemoReport, split, ctx: Context) -> None:
 
 
 def _finish(report: DemoReport, ctx: Context) -> DemoReport:
+    infos = tables(ctx=ctx)
     with ctx.stage("the lake's HTML report (geosid report)", timed="report"):
-        report.site = build_report(ctx=ctx)
+        report.site = build_report(infos, ctx=ctx)
     ctx.log("")
-    ctx.log(format_tables(tables(ctx=ctx)))
+    ctx.log(format_tables(infos))
     ctx.log("\nstage timings:\n" + ctx.timing_summary())
     ctx.log(f"\nthe lake's report: {report.site.index} (opens offline in a browser)")
     return report

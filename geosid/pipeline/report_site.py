@@ -171,8 +171,9 @@ def _benchmarks(root: Path, reports: Path) -> str:
     return "".join(parts) or "<p>No benchmark yet (geosid train benchmark).</p>"
 
 
-def build_report(*, ctx: Context | None = None, lake_root: str | None = None) -> SiteReport:
-    """Write the site (see the module doc); returns where its pages are."""
+def build_report(infos: list | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> SiteReport:
+    """Write the site (see the module doc); returns where its pages are. `infos`: the
+    lake's `tables()` when the caller already has them (counting every table is a scan)."""
     with use(ctx, lake_root) as ctx:
         lake = ctx.lake
         out = SiteReport(lake.reports_dir("site"))
@@ -185,7 +186,7 @@ def build_report(*, ctx: Context | None = None, lake_root: str | None = None) ->
         for record in runs:
             out.pages.append(_write(out.folder / f"run-{record.run_id}.html", run_page(record)))
         infos = [{"table": t.name, "version": t.table_version, "rows": t.rows if t.table_version is not None else None, "days": t.days,
-                  "first": str(t.first or ""), "last": str(t.last or "")} for t in tables(ctx=ctx)]  # fmt: skip
+                  "first": str(t.first or ""), "last": str(t.last or "")} for t in (infos if infos is not None else tables(ctx=ctx))]  # fmt: skip
         with_pages = {p.name for p in out.pages}
         version_rows = [{k: str(r[k]) for k in ("version", "method", "status", "created_dt", "template_id")} for _, r in versions.iterrows()]
         run_rows = [{"run": r.run_id, "kind": r.kind, "model": r.train_config.get("model"), "protocol": r.train_config.get("protocol"),
