@@ -299,7 +299,7 @@ TRAIN_OPTIONS = (
     ("size", None), ("epochs", "at most; early stopping may end sooner"), ("batch_size", None), ("lr", None), ("dropout", "default: the model's own"),
     ("max_history", "latest events kept per behavior"), ("beam", None), ("eval_limit", "score at most N requests"),
     ("dpo_requests", "dpo: train requests sampled for pairs"), ("dpo_candidates", "dpo: beam candidates per request"),
-    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None), ("dpo_min_gap", "dpo: smallest reward gap of a pair"),
+    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None), ("dpo_lr", "dpo: default half the lr"), ("dpo_min_gap", "dpo: smallest reward gap of a pair"),
     ("dpo_pairs_per_request", None), ("dpo_heldout", "dpo: valid requests whose pairs measure preference accuracy"),
     ("geo_max_km", "geographic reward: 1/d within this distance"), ("gmv_weight", "weight of the GMV reward (sources with GMV)"),
     ("patience", "epochs without a better valid metric before stopping"),
@@ -323,7 +323,7 @@ def _add_train(command) -> None:
     defaults = pipeline.TRAIN_DEFAULTS
     for name, text in TRAIN_OPTIONS:
         default = getattr(defaults, name)
-        kind = {"max_minutes": float, "eval_limit": int, "dropout": float}.get(name) or type(default)  # those default to None
+        kind = {"max_minutes": float, "eval_limit": int, "dropout": float, "dpo_lr": float}.get(name) or type(default)  # those default to None
         p.add_argument("--" + name.replace("_", "-"), type=kind, choices=CHOICES.get(name), help=_default(text, default))
     p.add_argument("--protocols", nargs="*", choices=list(pipeline.BENCHMARK_PROTOCOLS), help="benchmark: the protocols (default: all)")
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")

@@ -125,6 +125,29 @@ def test_demo_on_a_small_synthetic_world(tmp_path, capsys):
     assert "FAILED" not in out
     assert "the lake's report: " in out and "DPO vs control (lambda 0): " in out and "held-out preference accuracy" in out
     check_report_in_a_browser(Path(lake), tmp_path / "screenshots")
+    run_the_analyst_notebook(Path(lake))
+
+
+def run_the_analyst_notebook(lake: Path) -> None:
+    """examples/analyst.ipynb runs top to bottom on the demo's lake (so it never rots), and
+    what it shows is the lake's: the SQL cell lists every codebook version's quality row."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from geosid.lake import Lake
+    from geosid.schemas import index
+
+    folder = Path(__file__).resolve().parent.parent / "examples"
+    notebook = nbformat.read(folder / "analyst.ipynb", as_version=4)
+    os.environ["GEOSID_LAKE"] = str(lake)
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        os.environ.pop("GEOSID_LAKE", None)
+    shown = "\n".join(str(o.get("text") or o.get("data", {}).get("text/plain", "")) for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    for q in Lake(lake).to_arrow(index.SID_QUALITY).to_pylist():
+        assert q["version"] in shown, q["version"]
+    assert "pinned by run" in shown and "targets" in shown
 
 
 def check_report_in_a_browser(lake: Path, shots: Path) -> None:
@@ -144,6 +167,10 @@ def check_report_in_a_browser(lake: Path, shots: Path) -> None:
     site = lake / "_reports" / "site"
     pages = sorted(site.glob("*.html"))
     assert (site / "index.html") in pages and any(p.name.startswith("codebook-") for p in pages) and any(p.name.startswith("run-") for p in pages)
+    docs = lake / "_quality" / "docs"
+    validations = sorted(docs.glob("validations/*/*.html"))
+    assert validations, "every validation renders a Data Docs page"
+    pages += [docs / "index.html", *validations[:: max(1, len(validations) // 4)]]  # GX's pages, a few of them
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -154,15 +181,18 @@ def check_report_in_a_browser(lake: Path, shots: Path) -> None:
         shown = {}
         for path in pages:
             tab.goto(path.as_uri())
-            tab.screenshot(path=str(shots / f"{path.stem}.png"), full_page=True)
+            name = path.relative_to(lake).as_posix().replace("/", "_") if docs in path.parents else path.stem
+            tab.screenshot(path=str(shots / f"{name}.png"), full_page=True)
             for href in tab.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
                 assert href.startswith("file://") and Path(unquote(urlparse(href).path)).exists(), f"{path.name}: broken link {href}"
-            shown[path.name] = tab.eval_on_selector_all(
+            shown[path.relative_to(lake).as_posix() if docs in path.parents else path.name] = tab.eval_on_selector_all(
                 "table[data-testid] tbody tr", "rows => rows.map(r => [r.closest('table').dataset.testid, "
                 "Object.fromEntries([...r.cells].map(c => [c.dataset.col, c.innerText]))])")  # fmt: skip
         browser.close()
     assert not errors, errors
     # the numbers on the pages are the tables'
+    results = list((lake / "_quality").glob("*/**/result.json"))
+    assert len([r for kind, r in shown["_quality/docs/index.html"] if kind == "validations"]) == min(len(results), 300)
     lake_ = Lake(lake)  # Arrow reads need no engine
     rows = {r["table"]: r for kind, r in shown["index.html"] if kind == "tables"}
     for info in tables(lake_root=str(lake)):

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import re
 
 from pyspark.sql.types import StructField, StructType
 
@@ -59,6 +60,14 @@ def test_bad_rows_fail_the_checks_that_name_them(spark, lake):
         "between(gmv)",
     }
     assert "FAIL" in result.summary()
+    # GX's own Data Docs page of this result: offline, naming the failing rows' values
+    page = lake.root / "_quality" / "docs" / json.loads(result.result_path.read_text())["docs"]
+    html = page.read_text()
+    assert page.name == f"dt={DAY}.html" and "teleport" in html and "set" in html
+    remote = re.findall(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["']https?://""", html)
+    assert not remote, f"a Data Docs page must not load anything remote: {remote}"
+    index = (lake.root / "_quality" / "docs" / "index.html").read_text()
+    assert "FAIL" in index and 'href="validations/bronze.events/dt=2024-01-01.html"' in index
 
 
 def test_reject_rate_gate(spark, lake):

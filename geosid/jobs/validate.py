@@ -32,8 +32,8 @@ def validate_reject_rate(lake: Lake, dt: DateLike | DateRange, threshold: float)
     first, last = date_bounds(dt)
     rates = reject_rates(lake.read(bronze.EVENTS, dt=dt), lake.read(bronze.REJECTS, dt=dt))
     check = Check("between", "reject_rate", args={"min_value": 0.0, "max_value": threshold})
-    success, rows, outcomes = run_checks(rates, [check], name="bronze.reject_rate")
-    result = QualityResult("bronze.reject_rate", first, last, success, rows, outcomes)
+    success, rows, outcomes, gx_result = run_checks(rates, [check], name="bronze.reject_rate")
+    result = QualityResult("bronze.reject_rate", first, last, success, rows, outcomes, gx_result=gx_result)
     result.result_path = write_result(lake, result)
     return result
 

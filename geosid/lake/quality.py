@@ -1,7 +1,8 @@
 """Data quality: runs the suites declared beside each table's schema with great-expectations.
 
 Suites run on Spark DataFrames (any engine) through an ephemeral GX context. Each run
-writes its result as JSON plus a readable summary under `<lake>/_quality/` and returns
+writes its result as JSON plus a readable summary under `<lake>/_quality/`, renders it as
+GX Data Docs under `<lake>/_quality/docs/` (see `geosid.lake.data_docs`) and returns
 pass/fail, so a DAG task or the CLI can gate on it. Which suites a stage's output gets
 is the stage's business (`geosid.jobs.validate`).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, functions as F
 
+from geosid.lake.data_docs import write_index, write_validation_page
 from geosid.lake.dates import DateLike, DateRange, date_bounds
 from geosid.lake.table import Lake
 from geosid.schemas import Check, TableSpec
@@ -32,6 +34,7 @@ class QualityResult:
     rows: int
     checks: list[dict] = field(default_factory=list)
     result_path: Path | None = None
+    gx_result: object | None = None  # GX's ExpectationSuiteValidationResult, rendered as Data Docs
 
     @property
     def failed(self) -> list[dict]:
@@ -97,8 +100,8 @@ class _Gx:
         raise ValueError(f"unknown check kind {check.kind!r}")
 
 
-def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str) -> tuple[bool, int, list[dict]]:
-    """Validate `df` against `checks`; returns (success, row count, per-check results)."""
+def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str) -> tuple[bool, int, list[dict], object]:
+    """Validate `df` against `checks`; returns (success, row count, per-check results, GX's result)."""
     gx_ = _Gx.get()
     for check in checks:
         if check.sql:
@@ -127,17 +130,24 @@ def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str
     rows = next((o["element_count"] for o in outcomes if o["element_count"] is not None), None)
     if rows is None:
         rows = df.count()
-    return bool(result.success), int(rows), outcomes
+    return bool(result.success), int(rows), outcomes, result
 
 
 def write_result(lake: Lake, result: QualityResult) -> Path:
+    """result.json and summary.txt under `_quality/<table>/<days>/`, the Data Docs page when
+    GX's result is at hand, and the Data Docs index; returns the JSON's path."""
     if result.first is None:
-        folder = lake.root / "_quality" / result.table
+        span = "whole"
     elif result.first == result.last:
-        folder = lake.root / "_quality" / result.table / f"dt={result.first}"
+        span = f"dt={result.first}"
     else:
-        folder = lake.root / "_quality" / result.table / f"dt={result.first}_{result.last}"
+        span = f"dt={result.first}_{result.last}"
+    folder = lake.root / "_quality" / result.table / ("" if span == "whole" else span)
     folder.mkdir(parents=True, exist_ok=True)
+    docs = None
+    if result.gx_result is not None:
+        page = write_validation_page(lake.root, result.table, span, result.gx_result)
+        docs = page.relative_to(lake.root / "_quality" / "docs").as_posix()
     payload = {
         "table": result.table,
         "first": result.first.isoformat() if result.first else None,
@@ -145,9 +155,11 @@ def write_result(lake: Lake, result: QualityResult) -> Path:
         "success": result.success,
         "rows": result.rows,
         "checks": result.checks,
+        "docs": docs,  # relative to _quality/docs/
     }
     (folder / "result.json").write_text(json.dumps(payload, indent=2, default=str))
     (folder / "summary.txt").write_text(result.summary() + "\n")
+    write_index(lake.root)
     return folder / "result.json"
 
 
@@ -176,9 +188,9 @@ def validate_table(
         df = lake.checkpoint(df, run)
         checks = tuple(Check(c.kind, c.column, None, c.args) if c in lambdas else c for c in checks)
     try:
-        success, rows, outcomes = run_checks(df, checks, name=f"{spec.name}")
+        success, rows, outcomes, gx_result = run_checks(df, checks, name=f"{spec.name}")
     finally:
         lake.drop_checkpoints(run)
-    result = QualityResult(spec.name, first, last, success, rows, outcomes)
+    result = QualityResult(spec.name, first, last, success, rows, outcomes, gx_result=gx_result)
     result.result_path = write_result(lake, result)
     return result

@@ -4,7 +4,9 @@ one day incrementally), the corpus gate."""
 from __future__ import annotations
 
 import datetime as dt_
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import functions as F
 
@@ -141,11 +143,22 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
         with ctx.stage(f"training sequences {first} .. {last} under {version} (from scratch; {detail})", timed="sequences"):
             report = build_range(ctx.lake, version, first, last, config)
             record_sequences(ctx, version, config, first, last, "range")
+        keep_build_report(ctx, report)
         ctx.log(report.summary())
         ctx.log(f"    {report.input_events / max(report.seconds, 1e-9):,.0f} events/s")
         ctx.log("targets per split: " + ", ".join(f"{k} {report.splits.get(k, 0):,}" for k in ("train", "valid", "test")))
         gate = validate_corpus(first, last, version, protocol=config.split.protocol, ctx=ctx) if validate else None
         return CorpusOutcome(version, context, report, gate)
+
+
+def keep_build_report(ctx: Context, report) -> Path:
+    """The build's own counts (targets per split, events left out and why) as JSON under
+    `_reports/corpus/builds/`, where the lake's report reads them."""
+    folder = ctx.lake.reports_dir("corpus", "builds")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{report.codebook_version}-{report.protocol}-{report.mode}-{report.first}_{report.last}.json"
+    path.write_text(json.dumps(report.to_dict(), indent=1, default=str))
+    return path
 
 
 def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: dt_.date, mode: str,
@@ -190,6 +203,7 @@ def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str =
         with ctx.stage(f"training sequences {day} under {version} (incremental)", timed="sequences"):
             report = build_day(ctx.lake, version, day, config)
             record_sequences(ctx, version, config, day, day, mode, day - dt_.timedelta(days=1))
+        keep_build_report(ctx, report)
         return report
     except MissingStateError as exc:
         checkpoint = rollback_state(ctx.lake, config, version, day)
@@ -199,6 +213,7 @@ def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str =
             with ctx.stage(f"training sequences {first} .. {day} under {version} (rebuild)", timed="sequences"):
                 report = build_range(ctx.lake, version, first, day, config)
                 record_sequences(ctx, version, config, first, day, "range")
+            keep_build_report(ctx, report)
             return report
         ctx.log(f"    {exc}: continuing from the state checkpoint of {checkpoint}")
     for missed in days_between(checkpoint + dt_.timedelta(days=1), day - dt_.timedelta(days=1)):

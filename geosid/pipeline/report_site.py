@@ -8,6 +8,7 @@ read from the tables, the run records and the benchmark results, not computed ag
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,9 @@ from pyspark.sql import Window, functions as F
 
 from geosid.jobs.index import codebook_versions, quality_row, version_metrics
 from geosid.lake import Lake
+from geosid.lake.data_docs import write_index
 from geosid.pipeline.context import Context, use
-from geosid.pipeline.html import esc, figure, page, table
+from geosid.lake.html import esc, figure, page, table
 from geosid.pipeline.lake_ops import tables
 from geosid.schemas import bronze, corpus, index
 from geosid.trainer.runs import RunRecord, list_runs
@@ -104,7 +106,7 @@ def _items(lake: Lake, item_ids: list[str]) -> dict[str, str]:
     return {r.item_id: f"{r.title or r.item_id} ({r.category or '?'}) at {r.lat:.4f}, {r.lon:.4f}" for r in rows}
 
 
-def run_page(record: RunRecord) -> str:
+def run_page(record: RunRecord, sweep: str | None = None) -> str:
     cfg = record.train_config
     about = [{"field": k, "value": str(v)} for k, v in (
         ("kind", record.kind), ("parent", record.parent), ("model", cfg.get("model")), ("protocol", cfg.get("protocol")),
@@ -133,18 +135,86 @@ def run_page(record: RunRecord) -> str:
     dpo = record.metrics.get("dpo") or []
     if dpo:
         body += f"<h2>DPO per epoch</h2>{table(dpo, list(dpo[0]), test_id='dpo')}"
-    return page(f"Run {record.run_id}", body, NAV)
+    if record.kind == "dpo" and record.parent_eval and evaluation:
+        mine, before = evaluation.get("oneloc", {}), record.parent_eval.get("oneloc", {})
+        rows = [{"model": f"pretrained ({record.parent})", **{m: before.get(m) for m in TRADE_OFF}}, {"model": "this run", **{m: mine.get(m) for m in TRADE_OFF}}]
+        body += f"<h2>Against the pretrained model</h2>{table(rows, ['model', *TRADE_OFF], test_id='vs-parent')}"
+    return page(f"Run {record.run_id}", body + (sweep or ""), NAV)
 
 
-def _corpus_rows(lake: Lake) -> list[dict]:
+TRADE_OFF = ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10")
+
+
+def sweep_section(reports: Path, run_id: str) -> str | None:
+    """A DPO sweep from this pretrained run (geosid train dpo --sweep): its table and plot."""
+    folder = reports / "dpo_sweep" / run_id
+    if not (folder / "results.json").exists():
+        return None
+    rows = json.loads((folder / "results.json").read_text())
+    plot = folder / "results.png"
+    image = f'<img alt="DPO trade-off" src="data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()}">' if plot.exists() else ""
+    columns = ["label", *TRADE_OFF, "heldout_accuracy", "heldout_margin", "minutes"]
+    return f"<h2>DPO trade-off (sweep from this run)</h2>{table(rows, columns, test_id='dpo-sweep')}{image}"
+
+
+def corpus_section(lake: Lake) -> str:
+    """Targets, users, days, history lengths and repeat targets per codebook version,
+    protocol and split (one pass over corpus.training_sequences), targets per day and the
+    history-length distribution as plots, and the builds' own counts of events left out."""
     if not lake.exists(corpus.TRAINING_SEQUENCES):
-        return []
-    rows = lake.read(corpus.TRAINING_SEQUENCES).groupBy("codebook_version", "protocol", "split").agg(
-        F.count(F.lit(1)).alias("targets"), F.countDistinct("user_id").alias("users"), F.countDistinct("dt").alias("days"),
-        F.min("dt").alias("first"), F.max("dt").alias("last"),
-        F.avg(F.aggregate(F.transform("histories", lambda h: F.size(h["events"])), F.lit(0), lambda a, b: a + b)).alias("mean history"),
-    ).orderBy("codebook_version", "protocol", "split")  # fmt: skip
-    return [{**r.asDict(), "protocol": r.protocol or "time", "first": str(r["first"]), "last": str(r["last"])} for r in rows.collect()]
+        return "<p>No corpus yet (geosid corpus build).</p>"
+    history = F.flatten(F.transform("histories", lambda h: F.transform(h["events"], lambda e: e["item_id"])))
+    rows = (lake.read(corpus.TRAINING_SEQUENCES)
+            .select("codebook_version", F.coalesce("protocol", F.lit("time")).alias("protocol"), "split", "dt", "user_id",
+                    F.size(history).alias("history"), F.array_contains(history, F.col("target_item_id")).cast("int").alias("repeat")))  # fmt: skip
+    keys = ["codebook_version", "protocol", "split"]
+    summary = (rows.groupBy(*keys).agg(F.count(F.lit(1)).alias("targets"), F.countDistinct("user_id").alias("users"),
+               F.countDistinct("dt").alias("days"), F.min("dt").alias("first"), F.max("dt").alias("last"),
+               F.avg("history").alias("mean history"), F.avg("repeat").alias("repeat share")).orderBy(*keys).toPandas())  # fmt: skip
+    per_day = rows.groupBy(*keys, "dt").agg(F.count(F.lit(1)).alias("targets")).orderBy("dt").toPandas()
+    lengths = rows.groupBy("protocol", "history").agg(F.count(F.lit(1)).alias("targets")).orderBy("history").toPandas()
+    records = [{**r, "first": str(r["first"]), "last": str(r["last"])} for r in summary.to_dict("records")]
+    plt = _plt()
+    scopes = summary[["codebook_version", "protocol"]].drop_duplicates().values.tolist()
+    fig, axes = plt.subplots(len(scopes), 1, figsize=(7, 2.2 * len(scopes)), squeeze=False)
+    for ax, (version, protocol) in zip(axes[:, 0], scopes):
+        mine = per_day[(per_day["codebook_version"] == version) & (per_day["protocol"] == protocol)]
+        for split, part in mine.groupby("split"):
+            ax.plot(part["dt"], part["targets"], label=split, lw=1)
+        ax.set_title(f"{protocol} under {version}", fontsize=9)
+        ax.set_ylabel("targets / day")
+        ax.legend(fontsize=7)
+    fig.autofmt_xdate()
+    days_plot = figure(fig, "targets per day and split")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for protocol, part in lengths.groupby("protocol"):
+        ax.plot(part["history"], part["targets"] / part["targets"].sum(), label=protocol, lw=1)
+    ax.set_xlabel("history events (all behaviors) at the target")
+    ax.set_ylabel("share of targets")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    lengths_plot = figure(fig, "history lengths")
+    columns = ["codebook_version", "protocol", "split", "targets", "users", "days", "first", "last", "mean history", "repeat share"]
+    builds = _builds(lake.reports_dir("corpus", "builds"))
+    return (table(records, columns, test_id="corpus")
+            + "<p class=\"note\">repeat share: targets whose item is in the history the row carries.</p>"
+            + f"<h3>Targets per day</h3>{days_plot}<h3>History lengths</h3>{lengths_plot}"
+            + "<h3>Events left out, and why (the builds' own counts)</h3>"
+            + (table(builds, BUILD_COLUMNS, test_id="left-out") if builds else "<p>No build report yet (the corpus step writes one per build).</p>"))  # fmt: skip
+
+
+BUILD_COLUMNS = ["codebook_version", "protocol", "mode", "days", "input_events", "events_filtered", "events_without_sid",
+                 "targets_without_location", "targets"]  # fmt: skip
+
+
+def _builds(folder: Path, newest: int = 20) -> list[dict]:
+    """The newest corpus builds' reports (written by the corpus step into `folder`)."""
+    found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    out = []
+    for path in found[:newest]:
+        build = json.loads(path.read_text())
+        out.append({**build, "days": build["first"] if build["first"] == build["last"] else f"{build['first']} .. {build['last']}"})
+    return out
 
 
 def _quality_rows(root: Path, limit: int = 30) -> list[dict]:
@@ -155,7 +225,8 @@ def _quality_rows(root: Path, limit: int = 30) -> list[dict]:
         passed = sum(1 for c in result["checks"] if c["success"])
         out.append({"table": result["table"], "days": f"{result['first']} .. {result['last']}" if result["first"] else "whole table",
                     "outcome": "PASS" if result["success"] else "FAIL", "checks": f"{passed}/{len(result['checks'])}",
-                    "rows": result["rows"], "_href": "../../" + path.relative_to(root).as_posix()})  # fmt: skip
+                    "rows": result["rows"],
+                    "_href": f"../../_quality/docs/{result['docs']}" if result.get("docs") else "../../" + path.relative_to(root).as_posix()})  # fmt: skip
     return out
 
 
@@ -184,7 +255,7 @@ def build_report(infos: list | None = None, *, ctx: Context | None = None, lake_
             if _has_quality(lake, version):
                 out.pages.append(_write(out.folder / f"codebook-{version}.html", codebook_page(lake, version, versions)))
         for record in runs:
-            out.pages.append(_write(out.folder / f"run-{record.run_id}.html", run_page(record)))
+            out.pages.append(_write(out.folder / f"run-{record.run_id}.html", run_page(record, sweep_section(lake.reports_dir(), record.run_id))))
         infos = [{"table": t.name, "version": t.table_version, "rows": t.rows if t.table_version is not None else None, "days": t.days,
                   "first": str(t.first or ""), "last": str(t.last or "")} for t in (infos if infos is not None else tables(ctx=ctx))]  # fmt: skip
         with_pages = {p.name for p in out.pages}
@@ -192,16 +263,20 @@ def build_report(infos: list | None = None, *, ctx: Context | None = None, lake_
         run_rows = [{"run": r.run_id, "kind": r.kind, "model": r.train_config.get("model"), "protocol": r.train_config.get("protocol"),
                      **_headline(r)} for r in runs]  # fmt: skip
         quality = _quality_rows(lake.root)
+        docs = write_index(lake.root) if quality else None  # Data Docs' index, also for results from before it existed
         body = (f"<h2>Tables</h2>{table(infos, ['table', 'version', 'rows', 'days', 'first', 'last'], test_id='tables')}"
                 "<h2>Codebook versions</h2>"
                 + table(version_rows, ["version", "method", "status", "created_dt", "template_id"],
                         links={"version": lambda r: f"codebook-{r['version']}.html" if f"codebook-{r['version']}.html" in with_pages else None},
                         test_id="versions")
-                + f"<h2>Corpus</h2>{table(_corpus_rows(lake), ['codebook_version', 'protocol', 'split', 'targets', 'users', 'days', 'first', 'last', 'mean history'], test_id='corpus')}"
+                + f"<h2>Corpus</h2>{corpus_section(lake)}"
                 + "<h2>Training runs</h2>" + table(run_rows, ["run", "kind", "model", "protocol", "recall@5", "ndcg@5"],
                                                    links={"run": lambda r: f"run-{r['run']}.html"}, test_id="runs")
                 + f"<h2>Benchmarks</h2>{_benchmarks(lake.root, lake.reports_dir())}"
-                + "<h2>Recent quality results</h2>" + table(quality, ["table", "days", "outcome", "checks", "rows"],
+                + "<h2>Recent quality results</h2>"
+                + (f'<p><a href="../../{docs.relative_to(lake.root).as_posix()}">Data Docs</a>: every validation rendered by great-expectations; '
+                   "the outcome links to its page.</p>" if docs else "")
+                + table(quality, ["table", "days", "outcome", "checks", "rows"],
                                                             links={"outcome": lambda r: r["_href"]}, test_id="quality"))  # fmt: skip
         out.pages.insert(0, _write(out.index, page(f"geosid lake {lake.root}", body)))
         ctx.log(f"report: {len(out.pages)} page(s) under {out.folder}; open {out.index}")

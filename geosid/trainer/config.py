@@ -53,6 +53,7 @@ class TrainConfig:
     dpo_lambda: float = 0.05
     dpo_beta: float = 0.1
     dpo_epochs: int = 1
+    dpo_lr: float | None = None  # None: half the pretraining lr
     dpo_min_gap: float = 0.1  # a pair whose reward gap is below this is dropped (near-ties teach noise)
     dpo_pairs_per_request: int = 1  # the k-th best against the k-th worst candidate, k < this
     dpo_heldout: int = 500  # valid requests whose pairs measure preference accuracy after each epoch

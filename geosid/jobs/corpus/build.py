@@ -177,10 +177,12 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
     first, last = as_date(first), as_date(last)
     if first > last:
         raise InvalidRequestError(f"first {first} is after last {last}")
-    report = CorpusReport(codebook_version, config.source, first, last, "range")
+    report = CorpusReport(codebook_version, config.source, first, last, "range", config.split.protocol)
     cells = config.cells()
     run = f"corpus-{codebook_version}-{config.source}-{first}-{last}"
     events = _source_events(lake, config, last)
+    filtering = config.split.protocol in ("libcity", "trajectory")
+    before = events.count() if filtering else 0
     if config.split.protocol == "libcity":
         events = events.transform(libcity_sessions, config.split.libcity).drop("session", "position")
     items = _version_items(lake, codebook_version, cells)
@@ -193,6 +195,7 @@ def build_range(lake: Lake, codebook_version: str, first, last, config: CorpusCo
             events, config = _trajectory_events(lake, events, config, run)
             report.split_days = {"valid_start": config.split.valid_start, "test_start": config.split.test_start}
         n_events = report.events_without_sid = events.count()
+        report.events_filtered = before - n_events if filtering else 0
         state_days = () if config.split.range_only else checkpoint_days(config, last, first)
         # The kernel's input is read by the kernel job (no input checkpoint; its stats rows
         # count the events that had a SID), in passes over slices of the users: an engine

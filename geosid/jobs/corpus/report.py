@@ -15,7 +15,9 @@ class CorpusReport:
     first: dt_.date
     last: dt_.date
     mode: str  # "range" | "day"
+    protocol: str = "time"
     input_events: int = 0
+    events_filtered: int = 0  # left out by the protocol's own filters (libcity sessions, trajectory's rare POIs/users)
     events_without_sid: int = 0
     targets: int = 0
     targets_without_location: int = 0
@@ -36,14 +38,16 @@ class CorpusReport:
         return (
             f"sequences {self.source} {span} under {self.codebook_version} ({self.mode}): {self.targets:,} targets "
             f"[{splits}] from {self.input_events:,} events, {self.states:,} user states ({self.states_written:,} written); "
-            f"left out: {self.events_without_sid:,} events without SID, {self.targets_without_location:,} "
+            f"left out: {self.events_filtered:,} events by the {self.protocol} filters, "
+            f"{self.events_without_sid:,} events without SID, {self.targets_without_location:,} "
             f"targets without a prior location; {self.seconds:.1f}s"
         )
 
     def to_dict(self) -> dict:
         return {
             "codebook_version": self.codebook_version, "source": self.source, "first": self.first.isoformat(),
-            "last": self.last.isoformat(), "mode": self.mode, "input_events": self.input_events,
+            "last": self.last.isoformat(), "mode": self.mode, "protocol": self.protocol, "input_events": self.input_events,
+            "events_filtered": self.events_filtered,
             "events_without_sid": self.events_without_sid, "targets": self.targets,
             "targets_without_location": self.targets_without_location, "states": self.states,
             "states_written": self.states_written, "compacted_buckets": list(self.compacted_buckets), "passes": self.passes,
