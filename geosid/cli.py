@@ -181,13 +181,13 @@ def cmd_train(args, p) -> int:
         return 0
     if args.action == "pretrain":
         p.pretrain(p.train_config(**_train_options(args)), args.codebook_version, args.run_id, args.resume, lake_root=lake_root)
-    elif args.action == "dpo" and args.sweep:
-        cfg = p.train_config(**_train_options(args)) if args.override else None
-        with _context(args) as ctx:
-            p.dpo_sweep(args.from_run, cfg, args.sweep_lambdas, args.sweep_betas, ctx=ctx)
     elif args.action == "dpo":
-        cfg = p.train_config(**_train_options(args)) if args.override else None
-        p.dpo(args.from_run, cfg, args.run_id, lake_root=lake_root)
+        given = {k: v for k, v in _train_options(args).items() if v is not None and v != {}}  # over the parent's config
+        cfg, changes = (p.train_config(**_train_options(args)), None) if args.override else (None, given)
+        if not args.sweep:
+            return p.dpo(args.from_run, cfg, args.run_id, changes=changes, lake_root=lake_root) and 0
+        with _context(args) as ctx:
+            p.dpo_sweep(args.from_run, cfg, args.sweep_lambdas, args.sweep_betas, changes=changes, ctx=ctx)
     else:
         p.evaluate(args.run, args.split, args.eval_limit, lake_root=lake_root)
     return 0
@@ -338,7 +338,7 @@ def _add_train(command) -> None:
     p.add_argument("--from-run", help="dpo: the pretrained run (default: the latest)")
     p.add_argument("--run", help="eval: the run (default: the latest DPO, else pretrain, run)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--override", action="store_true", help="dpo: use these options instead of the parent's")
+    p.add_argument("--override", action="store_true", help="dpo: options over the defaults, not the parent's")
     p.add_argument("--sweep", action="store_true", help="dpo: every lambda x beta beside a lambda-0 control, table and trade-off plot")
     p.add_argument("--sweep-lambdas", nargs="+", type=float, help="dpo --sweep: the lambdas (default: 0.05 0.2 1)")
     p.add_argument("--sweep-betas", nargs="+", type=float, help="dpo --sweep: the betas (default: 0.1 0.5)")

@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
-from geosid.errors import MissingStateError
+from geosid.errors import InvalidRequestError, MissingStateError
 from geosid.geo import GeohashCells
 from geosid.jobs.corpus import (
     CorpusConfig,
@@ -514,8 +514,13 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     from geosid.config import Settings
     from geosid.pipeline.context import Context
     from geosid.pipeline.sweep_run import dpo_sweep
+    from geosid.pipeline.train import parent_config
 
-    sweep = dpo_sweep("pre", dataclasses.replace(cfg, dpo_epochs=1), lambdas=(0.5,), betas=(0.2,),
+    # options given on the command line replace the parent's, the rest stays the parent's
+    assert parent_config(lake.root, "pre", {"dpo_epochs": 1}) == dataclasses.replace(cfg, dpo_epochs=1)
+    with pytest.raises(InvalidRequestError, match="unknown training option"):
+        parent_config(lake.root, "pre", {"dpo_epoch": 1})
+    sweep = dpo_sweep("pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1},
                       ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
     assert [r["label"] for r in sweep.rows] == ["pretrained", "control (lambda 0)", "DPO lambda 0.5, beta 0.2"]
     assert sweep.rows[1]["lambda"] == 0.0 and sweep.rows[2]["heldout_accuracy"] is not None

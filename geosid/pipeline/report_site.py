@@ -62,7 +62,7 @@ def codebook_page(lake: Lake, version: str, versions) -> str:
               for i, (u, p) in enumerate(zip(quality["code_usage"], quality["perplexity"]))]  # fmt: skip
     buckets = lake.read(index.SID_COLLISIONS).filter(F.col("version") == version)
     histogram = buckets.groupBy("n_items").agg(F.count(F.lit(1)).alias("sids")).orderBy("n_items").toPandas()
-    largest = buckets.orderBy(F.col("n_items").desc(), F.col("sid")).limit(10).toPandas()
+    largest = buckets.filter(F.col("n_items") > 1).orderBy(F.col("n_items").desc(), F.col("sid")).limit(10).toPandas()
     described = _items(lake, [i for items in largest["items"] for i in items])
     largest_rows = [{"sid": r.sid, "items": int(r.n_items), "members": "; ".join(described.get(i, i) for i in r["items"][:8])}
                     for _, r in largest.iterrows()]  # fmt: skip

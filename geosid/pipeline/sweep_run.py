@@ -16,8 +16,8 @@ from pathlib import Path
 
 from geosid.errors import NotFoundError
 from geosid.pipeline.context import Context
+from geosid.pipeline.train import parent_config
 from geosid.trainer import dpo as dpo_job
-from geosid.trainer.config import TrainConfig
 from geosid.trainer.runs import RunRecord, find_run, latest_run
 
 LAMBDAS = (0.05, 0.2, 1.0)
@@ -53,16 +53,16 @@ def _run(ctx: Context, parent: str, cfg, run_id: str) -> RunRecord:
     return dpo_job.dpo(ctx.lake.root, parent, cfg=cfg, run_id=run_id, log=ctx.log)
 
 
-def dpo_sweep(parent_run: str | None = None, cfg=None, lambdas=None, betas=None, *, ctx: Context) -> SweepReport:
+def dpo_sweep(parent_run: str | None = None, cfg=None, lambdas=None, betas=None, changes: dict | None = None, *, ctx: Context) -> SweepReport:
     """DPO from `parent_run` (default: the latest pretrain run) at every lambda x beta
-    (default: LAMBDAS x BETAS), and the lambda-0 control; `cfg` (default: the parent's)
-    sets everything else."""
+    (default: LAMBDAS x BETAS), and the lambda-0 control; `cfg` (default: the parent's
+    with `changes`) sets everything else."""
     lambdas, betas = lambdas or LAMBDAS, betas or BETAS
     parent_run = parent_run or latest_run(ctx.lake.root, "pretrain")
     parent = find_run(ctx.lake.root, parent_run) if parent_run else None
     if parent is None:
         raise NotFoundError(f"no pretrain run {parent_run or ''} under {ctx.lake.root}: run `geosid train pretrain` first")
-    cfg = cfg or TrainConfig(**parent.train_config)
+    cfg = cfg or parent_config(ctx.lake.root, parent.run_id, changes)
     report = SweepReport(parent.run_id)
     report.rows.append({**_row("pretrained", parent, None, None), "minutes": None})
     with ctx.stage("DPO sweep: the lambda-0 control (the same extra steps, next-token loss only)", timed="dpo sweep control"):

@@ -11,9 +11,9 @@ from geosid.config import Settings
 from geosid.errors import InvalidRequestError, NotFoundError
 from geosid.pipeline.context import Context
 from geosid.trainer import dpo as dpo_job, training
-from geosid.trainer.config import TrainConfig
+from geosid.trainer.config import TRAIN_FIELDS, TrainConfig
 from geosid.trainer.evaluation import eval_run, metrics_table
-from geosid.trainer.runs import RunRecord, latest_run, models_root
+from geosid.trainer.runs import RunRecord, find_run, latest_run, models_root
 
 
 # The demo's training: a tiny OneLoc, one epoch, a longer DPO (minutes on a laptop).
@@ -56,14 +56,17 @@ def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None =
     return record
 
 
-def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, *, ctx: Context | None = None,
-        lake_root: str | None = None) -> RunRecord:  # fmt: skip
-    """Align a pretrained run (default: the latest) with DPO; returns the run record."""
+def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, changes: dict | None = None, *,
+        ctx: Context | None = None, lake_root: str | None = None) -> RunRecord:  # fmt: skip
+    """Align a pretrained run (default: the latest) with DPO under `cfg` (default: the
+    parent's config with `changes`); returns the run record."""
 
     root, log = _lake_root(ctx, lake_root), _log(ctx)
     parent_run = parent_run or latest_run(root, "pretrain")
     if parent_run is None:
         raise NotFoundError(f"no pretrain run under {root}: run `geosid train pretrain` first")
+    if cfg is None and changes:
+        cfg = parent_config(root, parent_run, changes)
     record = dpo_job.dpo(root, parent_run, cfg=cfg, run_id=run_id, log=log)
     log(f"run {record.run_id} (parent {parent_run})")
     log(_eval_lines(record.metrics["eval"], "OneLoc + DPO"))
@@ -71,6 +74,15 @@ def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, *, c
     if before is not None:
         log(f"mean geographic reward of the top 10: {before:.4f} pretrained -> {record.evaluation()['geo_reward@10']:.4f} after DPO")
     return record
+
+
+def parent_config(root, parent_run: str, changes: dict | None = None) -> TrainConfig:
+    """A run's training config with `changes` (unknown options refused, like the CLI's)."""
+    parent = find_run(root, parent_run)
+    if parent is None:
+        raise NotFoundError(f"no run {parent_run} under {root}")
+    base = {k: v for k, v in parent.train_config.items() if k in TRAIN_FIELDS}
+    return TrainConfig.from_options(**{**base, **(changes or {})})
 
 
 def evaluate(run: str | None = None, split: str = "test", eval_limit: int | None = None, *, ctx: Context | None = None,
