@@ -37,7 +37,7 @@ def _row(label: str, record: RunRecord, lam: float | None, beta: float | None) -
     evaluation = record.evaluation("oneloc")
     last = (record.metrics.get("dpo") or [{}])[-1]
     return {"label": label, "lambda": lam, "beta": beta, "run_id": record.run_id,
-            **{k: evaluation.get(k) for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10")},
+            **{k: evaluation.get(k) for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10")},
             "heldout_accuracy": last.get("heldout_accuracy"), "heldout_margin": last.get("heldout_margin"),
             "minutes": round((record.seconds or 0) / 60, 1)}  # fmt: skip
 
@@ -83,18 +83,23 @@ def render(report: SweepReport) -> str:
     control = next(r for r in report.rows if r["label"].startswith("control"))
     pretrained = report.rows[0]
     has_gmv = any(r.get("gmv@10") is not None for r in report.rows)
-    cols = ["recall@5", "ndcg@5", "geo_reward@10"] + (["gmv@10"] if has_gmv else [])
+    cols = ["recall@5", "ndcg@5", "geo_reward@10"] + (["gmv@10", "hit_gmv@10"] if has_gmv else [])
     head = ("| run | " + " | ".join(c.replace("recall", "R").replace("ndcg", "N") for c in cols)
-            + " | R@5 vs pretrained | geo reward vs control | held-out preference accuracy | margin | min |")  # fmt: skip
-    lines = [head, "|" + "---|" * (len(cols) + 6)]
+            + " | R@5 vs pretrained | geo reward vs control" + (" | GMV vs control" if has_gmv else "")
+            + " | held-out preference accuracy | margin | min |")  # fmt: skip
+    lines = [head, "|" + "---|" * (len(cols) + 6 + has_gmv)]
     for r in report.rows:
         cells = ["–" if r.get(c) is None else f"{r[c]:.4f}" for c in cols]
         vs_pre = f"{(r['recall@5'] / pretrained['recall@5'] - 1):+.1%}" if pretrained["recall@5"] else "–"
-        vs_control = f"{(r['geo_reward@10'] / control['geo_reward@10'] - 1):+.1%}" if control["geo_reward@10"] else "–"
+        vs_control = _relative(r, control, "geo_reward@10") + (f" | {_relative(r, control, 'gmv@10')}" if has_gmv else "")
         acc = "–" if r.get("heldout_accuracy") is None else f"{r['heldout_accuracy']:.3f}"
         margin = "–" if r.get("heldout_margin") is None else f"{r['heldout_margin']:.3f}"
         lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {vs_pre} | {vs_control} | {acc} | {margin} | {r.get('minutes') or ''} |")
     return f"DPO sweep from {report.parent} ({report.minutes:g} CPU minutes of DPO and control runs):\n\n" + "\n".join(lines)
+
+
+def _relative(row: dict, base: dict, key: str) -> str:
+    return f"{row[key] / base[key] - 1:+.1%}" if row.get(key) is not None and base.get(key) else "–"
 
 
 def plot(report: SweepReport, path: Path) -> Path:
@@ -103,14 +108,18 @@ def plot(report: SweepReport, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # lazy: only reports plot: loaded there
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for r in report.rows:
-        marker = "s" if r["label"] == "pretrained" else "^" if r["label"].startswith("control") else "o"
-        ax.scatter(r["geo_reward@10"], r["recall@5"], marker=marker, s=60)
-        ax.annotate(r["label"].replace("DPO ", ""), (r["geo_reward@10"], r["recall@5"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("mean geographic reward of the top 10")
-    ax.set_ylabel("Recall@5")
-    ax.set_title(f"DPO trade-off from {report.parent}")
+    rewards = [("geo_reward@10", "mean geographic reward of the top 10")]
+    if any(r.get("gmv@10") is not None for r in report.rows):
+        rewards.append(("gmv@10", "expected GMV of the top 10 (GMV model)"))
+    fig, axes = plt.subplots(1, len(rewards), figsize=(7 * len(rewards), 5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], rewards):
+        for r in report.rows:
+            marker = "s" if r["label"] == "pretrained" else "^" if r["label"].startswith("control") else "o"
+            ax.scatter(r[key], r["recall@5"], marker=marker, s=60)
+            ax.annotate(r["label"].replace("DPO ", ""), (r[key], r["recall@5"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("Recall@5")
+        ax.set_title(f"DPO trade-off from {report.parent}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
