@@ -525,3 +525,8 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert [r["label"] for r in sweep.rows] == ["pretrained", "control (lambda 0)", "DPO lambda 0.5, beta 0.2"]
     assert sweep.rows[1]["lambda"] == 0.0 and sweep.rows[2]["heldout_accuracy"] is not None
     assert all(p.exists() for p in sweep.paths) and "held-out preference accuracy" in sweep.markdown
+    # another DPO learning rate: its own runs and control, the first sweep's points kept beside them
+    other = dpo_sweep("pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1, "dpo_lr": 0.002},
+                      ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
+    assert len(other.rows) == 5 and len({r["run_id"] for r in other.rows}) == 5
+    assert other.rows[4]["control"] == other.rows[3]["run_id"] != sweep.rows[1]["run_id"] and "lr 0.002" in other.rows[4]["steps"]

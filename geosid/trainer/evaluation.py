@@ -156,13 +156,16 @@ METHOD_ORDER = ("oneloc", "sasrec", "gru", *B.BASELINES)
 
 def metrics_table(evaluation: dict, label: str = "oneloc", methods=None) -> str:
     """Markdown rows: method | Recall@5/10/20 (= Acc@5/10/20) | NDCG@5/10/20 | Acc@1 |
-    MRR@20 | geo reward@10 (the model's row first, named `label`)."""
-    header = ("| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | Acc@1 | MRR@20 | geo reward@10 |\n"
-              "|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    MRR@20 | geo reward@10 [| GMV@10 | hit GMV@10 where the source has GMV] (the model's
+    row first, named `label`)."""
+    names = methods or [m for m in METHOD_ORDER if m in evaluation]
+    gmv = [k for k in ("gmv@10", "hit_gmv@10") if any(k in evaluation[n] for n in names)]
+    header = ("| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | Acc@1 | MRR@20 | geo reward@10 |" + "".join(f" {k.replace('_', ' ').replace('gmv', 'GMV')} |" for k in gmv)
+              + "\n|" + "---|" * (10 + len(gmv)))  # fmt: skip
     lines = [header]
-    for name in methods or [m for m in METHOD_ORDER if m in evaluation]:
+    for name in names:
         m = evaluation[name]
         shown = label if name in ("oneloc", "sasrec", "gru") else name
-        cells = [m[f"{kind}@{k}"] for kind in ("recall", "ndcg") for k in KS] + [m.get("acc@1"), m.get("mrr@20")]
-        lines.append(f"| {shown} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + f" | {m['geo_reward@10']:.4f} |")
+        cells = [m[f"{kind}@{k}"] for kind in ("recall", "ndcg") for k in KS] + [m.get("acc@1"), m.get("mrr@20"), m["geo_reward@10"]] + [m.get(k) for k in gmv]
+        lines.append(f"| {shown} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + " |")
     return "\n".join(lines)
