@@ -530,3 +530,6 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
                       ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
     assert len(other.rows) == 5 and len({r["run_id"] for r in other.rows}) == 5
     assert other.rows[4]["control"] == other.rows[3]["run_id"] != sweep.rows[1]["run_id"] and "lr 0.002" in other.rows[4]["steps"]
+    more = dpo_sweep("pre", lambdas=(1.0,), betas=(0.2,), changes={"dpo_epochs": 1, "dpo_lr": 0.002},
+                     ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
+    assert [r["run_id"] for r in more.rows[:5]] == [r["run_id"] for r in other.rows] and more.rows[5]["control"] == other.rows[3]["run_id"]

@@ -76,10 +76,11 @@ def dpo_sweep(parent_run: str | None = None, cfg=None, lambdas=None, betas=None,
         raise NotFoundError(f"no pretrain run {parent_run or ''} under {ctx.lake.root}: run `geosid train pretrain` first")
     cfg = cfg or parent_config(ctx.lake.root, parent.run_id, changes)
     report, name = SweepReport(parent.run_id), f"{parent.run_id}-sweep-{steps_tag(cfg)}"
-    report.rows = [r for r in _earlier_rows(ctx, parent.run_id) if not r["run_id"].startswith(name)] or [{**_row("pretrained", parent, None, None), "minutes": None}]
+    redone = {f"{name}-control", *(f"{name}-l{lam:g}-b{beta:g}" for lam, beta in itertools.product(lambdas, betas))}
+    report.rows = [r for r in _earlier_rows(ctx, parent.run_id) if r["run_id"] not in redone] or [{**_row("pretrained", parent, None, None), "minutes": None}]
     with ctx.stage("DPO sweep: the lambda-0 control (the same extra steps, next-token loss only)", timed="dpo sweep control"):
         control = _run(ctx, parent.run_id, dataclasses.replace(cfg, dpo_lambda=0.0), f"{name}-control")
-    report.rows.append(_row("control (lambda 0)", control, 0.0, cfg.dpo_beta, control.run_id))
+    report.rows.insert(_after(report.rows, name), _row("control (lambda 0)", control, 0.0, cfg.dpo_beta, control.run_id))
     for lam, beta in itertools.product(lambdas, betas):
         with ctx.stage(f"DPO sweep: lambda {lam:g}, beta {beta:g}", timed=f"dpo sweep {lam:g} {beta:g}"):
             record = _run(ctx, parent.run_id, dataclasses.replace(cfg, dpo_lambda=lam, dpo_beta=beta), f"{name}-l{lam:g}-b{beta:g}")
@@ -89,6 +90,11 @@ def dpo_sweep(parent_run: str | None = None, cfg=None, lambdas=None, betas=None,
     _publish(ctx, report)
     ctx.log(report.markdown)
     return report
+
+
+def _after(rows: list[dict], name: str) -> int:
+    """Where a sweep's control goes: before its setting's earlier points (else at the end)."""
+    return next((i for i, r in enumerate(rows) if r["run_id"].startswith(name)), len(rows))
 
 
 def _earlier_rows(ctx: Context, parent_run: str) -> list[dict]:
