@@ -41,7 +41,8 @@ def _row(label: str, record: RunRecord, lam: float | None, beta: float | None, c
     last = (record.metrics.get("dpo") or [{}])[-1]
     cfg = record.train_config if record.kind == "dpo" else {}
     steps = (f"lr {cfg.get('dpo_lr') or cfg['lr'] * 0.5:g}, {cfg['dpo_epochs']} ep, {cfg['dpo_requests']:,} req, "
-             f"{cfg['dpo_pairs_per_request']} pair/req" if cfg else "")  # fmt: skip
+             f"{cfg['dpo_pairs_per_request']} pair/req" + (f", GMV weight {cfg['gmv_weight']:g}" if "gmv@10" in evaluation else "")
+             if cfg else "")  # fmt: skip
     return {"label": label, "lambda": lam, "beta": beta, "run_id": record.run_id, "control": control, "steps": steps,
             **{k: evaluation.get(k) for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10")},
             "heldout_accuracy": last.get("heldout_accuracy"), "heldout_margin": last.get("heldout_margin"),
@@ -148,7 +149,7 @@ def plot(report: SweepReport, path: Path) -> Path:
             ax.annotate(r["label"].replace("DPO ", ""), (r[key], r["recall@5"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         for s, c in color.items():
             ax.scatter([], [], color=c, label=f"DPO steps: {s}")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
         ax.set_xlabel(label)
         ax.set_ylabel("Recall@5")
         ax.set_title(f"DPO trade-off from {report.parent}")
