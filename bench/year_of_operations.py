@@ -59,7 +59,8 @@ class Scenario:
     corrected: dict = field(default_factory=dict)  # day (delivered on time with wrong rows) -> tick of the corrected drop
     closed: dict = field(default_factory=dict)  # day (never delivered on time) -> (tick closed, tick it finally arrives)
     kill: int | None = None  # the day whose first run is killed mid-way
-    kill_after_s: float = 9.0
+    kill_at: str = "==> item embeddings"  # the killed run dies this long after printing this stage (not a wall-clock
+    kill_delay_s: float = 0.5  # guess: a fixed sleep raced the day on a fast, quiet machine)
     codebooks: dict = field(default_factory=dict)  # day -> fit settings; fitted, published and backfilled after its run
     maintenance_every: int = 7  # ticks between maintenance runs (retention 0)
     pin_snapshot_after: int | None = None  # after this day's run, a training snapshot is recorded (pinned)
@@ -257,17 +258,24 @@ class Timeline:
         save_run(self.lake_root, record, {})
 
     def kill_run(self, day: dt_.date) -> str:
-        """Run the day's `geosid daily` in a process of its own and SIGKILL it mid-way;
-        returns the last stage it had started."""
+        """Run the day's `geosid daily` in a process of its own and SIGKILL it mid-way
+        (`kill_delay_s` after it starts the `kill_at` stage); returns the stage it was in."""
         command = [sys.executable, "-m", "geosid.cli", "--lake", str(self.lake_root), "daily", "--date", day.isoformat(),
                    "--source", SOURCE, "--path", str(self.raw), "--no-validate"]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        time.sleep(self.scenario.kill_after_s)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        out = process.communicate()[0]
-        stages = [line.strip() for line in out.splitlines() if line.strip().startswith("==>")]
-        return f"after {self.scenario.kill_after_s:g}s, in: {stages[-1][4:] if stages else 'start-up'}" if process.returncode else "finished before the kill"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+        stages = []
+        for line in process.stdout:
+            if line.strip().startswith("==>"):
+                stages.append(line.strip())
+            if line.strip().startswith(self.scenario.kill_at):
+                time.sleep(self.scenario.kill_delay_s)
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                break
+        process.communicate()
+        where = stages[-1][4:] if stages else "start-up"
+        return f"after {self.scenario.kill_delay_s:g}s of {where}" if process.returncode else "finished before the kill"
 
 
 def content_digests(lake) -> dict[str, tuple[int, str]]:
