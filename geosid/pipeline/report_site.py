@@ -153,7 +153,7 @@ def sweep_section(reports: Path, run_id: str) -> str | None:
     rows = json.loads((folder / "results.json").read_text())
     plot = folder / "results.png"
     image = f'<img alt="DPO trade-off" src="data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()}">' if plot.exists() else ""
-    columns = ["label", *TRADE_OFF, "heldout_accuracy", "heldout_margin", "minutes"]
+    columns = ["label", "steps", *TRADE_OFF, "heldout_accuracy", "heldout_margin", "minutes"]  # steps: which control is whose
     return f"<h2>DPO trade-off (sweep from this run)</h2>{table(rows, columns, test_id='dpo-sweep')}{image}"
 
 
