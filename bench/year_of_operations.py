@@ -59,8 +59,10 @@ class Scenario:
     corrected: dict = field(default_factory=dict)  # day (delivered on time with wrong rows) -> tick of the corrected drop
     closed: dict = field(default_factory=dict)  # day (never delivered on time) -> (tick closed, tick it finally arrives)
     kill: int | None = None  # the day whose first run is killed mid-way
-    kill_at: str = "==> item embeddings"  # the killed run dies this long after printing this stage (not a wall-clock
-    kill_delay_s: float = 0.5  # guess: a fixed sleep raced the day on a fast, quiet machine)
+    # the killed run dies kill_delay_s after printing the kill_at stage: a stage, not a wall-clock
+    # guess (a fixed sleep raced the day, which can finish first on a quiet machine)
+    kill_at: str = "==> item embeddings"
+    kill_delay_s: float = 0.5
     codebooks: dict = field(default_factory=dict)  # day -> fit settings; fitted, published and backfilled after its run
     maintenance_every: int = 7  # ticks between maintenance runs (retention 0)
     pin_snapshot_after: int | None = None  # after this day's run, a training snapshot is recorded (pinned)
@@ -265,10 +267,10 @@ class Timeline:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
         stages = []
-        for line in process.stdout:
-            if line.strip().startswith("==>"):
-                stages.append(line.strip())
-            if line.strip().startswith(self.scenario.kill_at):
+        for line in map(str.strip, process.stdout):
+            if line.startswith("==>"):
+                stages.append(line)
+            if line.startswith(self.scenario.kill_at):
                 time.sleep(self.scenario.kill_delay_s)
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ from geosid.errors import NotFoundError
 from geosid.pipeline.context import Context
 from geosid.pipeline.train import parent_config
 from geosid.trainer import dpo as dpo_job
+from geosid.trainer.config import TRAIN_FIELDS, TrainConfig
 from geosid.trainer.runs import RunRecord, find_run, latest_run
 
 LAMBDAS = (0.05, 0.2, 1.0)
@@ -39,10 +40,11 @@ class SweepReport:
 def _row(label: str, record: RunRecord, lam: float | None, beta: float | None, control: str | None = None) -> dict:
     evaluation = record.evaluation("oneloc")
     last = (record.metrics.get("dpo") or [{}])[-1]
-    cfg = record.train_config if record.kind == "dpo" else {}
-    steps = (f"lr {cfg.get('dpo_lr') or cfg['lr'] * 0.5:g}, {cfg['dpo_epochs']} ep, {cfg['dpo_requests']:,} req, "
-             f"{cfg['dpo_pairs_per_request']} pair/req" + (f", GMV weight {cfg['gmv_weight']:g}" if "gmv@10" in evaluation else "")
-             if cfg else "")  # fmt: skip
+    steps = ""
+    if record.kind == "dpo":
+        cfg = TrainConfig(**{k: v for k, v in record.train_config.items() if k in TRAIN_FIELDS})
+        steps = (f"lr {cfg.resolved_dpo_lr():g}, {cfg.dpo_epochs} ep, {cfg.dpo_requests:,} req, {cfg.dpo_pairs_per_request} pair/req"
+                 + (f", GMV weight {cfg.gmv_weight:g}" if "gmv@10" in evaluation else ""))  # fmt: skip
     return {"label": label, "lambda": lam, "beta": beta, "run_id": record.run_id, "control": control, "steps": steps,
             **{k: evaluation.get(k) for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10")},
             "heldout_accuracy": last.get("heldout_accuracy"), "heldout_margin": last.get("heldout_margin"),

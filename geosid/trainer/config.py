@@ -79,6 +79,9 @@ class TrainConfig:
         """OneLoc and TIGER generate SIDs; SASRec and the GRU rank item ids."""
         return self.model in ("oneloc", "tiger")
 
+    def resolved_dpo_lr(self) -> float:
+        return self.dpo_lr or self.lr * 0.5
+
     def resolved_device(self) -> str:
         if self.device == "auto":
             import torch  # lazy: heavy, and only a run that trains needs it

@@ -61,7 +61,7 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
     policy = copy.deepcopy(reference).train()
     for p in reference.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.dpo_lr or cfg.lr * 0.5, weight_decay=0.01)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.resolved_dpo_lr(), weight_decay=0.01)
     train = data.splits["train"]
     rng = np.random.default_rng(cfg.seed + 2)
     history = []
