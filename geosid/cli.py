@@ -311,7 +311,7 @@ CHOICES = {"size": pipeline.SIZE_NAMES, "protocol": pipeline.PROTOCOLS, "model":
 ABLATIONS = (
     ("location_scores", "no E_lc E_lc^T in attention"), ("location_gate", "no location gate"),
     ("copy_head", "no copy of the history's SID tokens (the paper's decoder)"),
-    ("time_features", "no hour-of-week / event-age inputs"),
+    ("time_features", "no hour-of-week / event-age inputs"), ("routine_features", "no visit counts at the request's time of day"),
     ("repeat_features", "no visit / own-transition counts of history items"),
     ("candidates", "no transition candidates (train next items of the latest item)"),
 )  # fmt: skip

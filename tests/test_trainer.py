@@ -59,6 +59,7 @@ def batch(seed=0, b=B, items=None):
         "nbr_cell": torch.randint(0, 10, (b, R), generator=g),
         "nbr_ctx": torch.rand(b, R, F, generator=g),
         "target": target,
+        "hist_routine": torch.randint(0, 7, (b, H), generator=g),  # drawn last: the other draws stay as they were
     }
 
 
@@ -231,6 +232,38 @@ def test_repeat_features_count_visits_and_own_transitions_within_a_behavior():
     # row 1: latest is 7 (time 5); 8 follows 7 in slot 1; slot 3's 8 follows slot 2's 7 of
     # the other behavior, which is no transition.
     assert trans.tolist() == [[1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0]]
+
+
+def test_routine_visits_count_an_items_visits_near_the_requests_hour_of_day():
+    from geosid.trainer.data import routine_visits
+
+    # hours of the week + 1: request at 08h on a Tuesday (hour 32 of the week)
+    request = np.array([1 + 24 + 8, 1 + 24 + 23])
+    items = np.array([[5, 5, 5, 6, 6, -1], [4, 4, 9, 9, 9, 9]])
+    hours = np.array([
+        [1 + 8, 1 + 48 + 7, 1 + 20, 1 + 9, 1 + 15, 0],  # 5: 08h Mon, 07h Wed (both near), 20h; 6: 09h (near), 15h
+        [1 + 0, 1 + 22, 1 + 12, 1 + 13, 1 + 14, 1 + 150],  # request at 23h: 00h and 22h wrap around midnight
+    ])  # fmt: skip
+    counts = routine_visits(items, hours, request, window=1)
+    assert counts.tolist() == [[2, 2, 2, 1, 1, 0], [2, 2, 0, 0, 0, 0]]
+    assert routine_visits(items, hours, request, window=0).tolist() == [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+
+
+def test_routine_prior_moves_the_copy_toward_the_habitual_item_of_the_hour():
+    m = model(copy_head=True)
+    x = batch()
+    x["hist_routine"] = torch.zeros_like(x["hist_routine"])
+    x["hist_routine"][:, 0] = 2  # slot 0's item is the user's venue at this time of day
+    with torch.no_grad():
+        m.copy_gate.bias.fill_(20.0)
+        before = m(x)[0].exp()
+        m.routine_prior_emb.weight[2] = 30.0
+        after = m(x)[0].exp()
+    first_tokens = x["hist_codes"][:, 0, 0]
+    rows = torch.arange(B)
+    assert (after[rows, first_tokens] > 0.99).all() and (after[rows, first_tokens] > before[rows, first_tokens]).all()
+    off = model(copy_head=True, routine_features=False)
+    assert not hasattr(off, "routine_emb")
 
 
 def test_own_transition_feature_marks_what_the_user_markov_rule_ranks_first():

@@ -82,8 +82,9 @@ ABLATIONS = (
     Method("OneLoc w/o geo-aware SIDs", "oneloc", "text", (), False),
 )
 # Our additions to the paper's model, switched off (`--paper-decoder`: one more run).
-PAPER_DECODER = Method("OneLoc as in the paper (no copy head, time, repeat features or candidates)", "oneloc", "geo",
-                       (("copy_head", False), ("time_features", False), ("repeat_features", False), ("candidates", False)), False)  # fmt: skip
+PAPER_DECODER = Method("OneLoc as in the paper (no copy head, time, repeat or routine features, candidates)", "oneloc", "geo",
+                       (("copy_head", False), ("time_features", False), ("repeat_features", False), ("routine_features", False),
+                        ("candidates", False)), False)  # fmt: skip
 # The grid every learned model gets: its defaults, then one change at a time.
 GRID: tuple[dict, ...] = ({}, {"lr": 3e-3}, {"dropout": 0.3}, {"size": "small"})
 BASELINE_ROWS = (

@@ -16,6 +16,8 @@ F cell features, R = 8 neighbours):
   hist_visits  [n, H] int64 (how often the slot's item occurs in the history: count buckets, 0 = padding)
   hist_trans   [n, H] int64 (how often the slot's item followed the latest history item in the
                user's own history, consecutive events of one behavior: count buckets)
+  hist_routine [n, H] int64 (how often the slot's item occurs in the history within
+               ROUTINE_HOURS of the request's hour of the day: count buckets, 0 = padding)
   latest_item  [n] int64 (vocabulary index of the latest history item; -1: none)
   cand_item    [n, M] int64 (transition candidates: the items that most often followed the
                latest item as a train target, most frequent first; -1: none; see
@@ -44,6 +46,7 @@ N_NEIGHBOURS = 8
 HOURS = 7 * 24  # hours of the week
 AGE_BUCKETS = 24  # log2 buckets of minutes: 1 min .. ~16 years
 COUNT_BUCKETS = 7  # 0, 1, 2, 3-4, 5-8, 9-16, 17+
+ROUTINE_HOURS = 1  # the routine count's window: the request's hour of the day +- this many hours
 
 
 def hour_of_week(us: np.ndarray) -> np.ndarray:
@@ -133,6 +136,26 @@ def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chun
         visits[lo : lo + chunk] = same.sum(2)
         trans[lo : lo + chunk] = (same & after_latest[lo : lo + chunk, None, :]).sum(2)
     return np.where(known, count_bucket(visits), 0), np.where(known, count_bucket(trans), 0)
+
+
+def routine_visits(hist_item: np.ndarray, hist_hour: np.ndarray, request_hour: np.ndarray, window: int = ROUTINE_HOURS,
+                   chunk: int = 4096) -> np.ndarray:  # fmt: skip
+    """The user's routine at the request's time of day, bucketed [n, H]: how often the
+    slot's item occurs in the history at an hour of the day within `window` hours of the
+    request's (circular; any day of the week). People go to the same places at the same
+    times: without this a model must learn the match of two hour embeddings by attention,
+    with it the copy head ranks the habitual venue of the hour first. hist_hour [n, H] and
+    request_hour [n] are hours of the week + 1 (0: padding); hist_item -1 is padding."""
+    n, h = hist_item.shape
+    known = hist_item >= 0
+    gap = np.abs((hist_hour - 1) % 24 - ((request_hour[:, None] - 1) % 24))  # [n, H]
+    near = known & (np.minimum(gap, 24 - gap) <= window)  # [n, H] the event is at the request's time of day
+    counts = np.zeros((n, h), np.int64)
+    for lo in range(0, n, chunk):
+        items = hist_item[lo : lo + chunk]
+        same = items[:, :, None] == items[:, None, :]  # [c, H, H]
+        counts[lo : lo + chunk] = (same & near[lo : lo + chunk, None, :]).sum(2)
+    return np.where(known, count_bucket(counts), 0)
 
 
 @dataclass
@@ -255,6 +278,7 @@ class Batch:
     hist_age: np.ndarray
     hist_visits: np.ndarray
     hist_trans: np.ndarray
+    hist_routine: np.ndarray
     latest_item: np.ndarray
     cand_item: np.ndarray
     cand_codes: np.ndarray
@@ -312,6 +336,7 @@ def empty_batch(vocab: Vocab, slots: int) -> Batch:
     return Batch(
         hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots),
         hist_hour=zeros(0, slots), hist_age=zeros(0, slots), hist_visits=zeros(0, slots), hist_trans=zeros(0, slots),
+        hist_routine=zeros(0, slots),
         latest_item=zeros(0), cand_item=zeros(0, 0), cand_codes=zeros(0, 0, T), cand_item_emb=zeros(0, 0), cand_cell=zeros(0, 0),
         cand_ctx=zeros(0, 0, F, dtype=np.float32), cand_count=zeros(0, 0), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
@@ -350,6 +375,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     hist_age = np.where(known, age_bucket((request_us[:, None] - hist_us) / 60e6) + 1, 0)
     latest = latest_items(hist_item, hist_us)  # [n]
     hist_visits, hist_trans = repeat_features(hist_item, hist_us, max_history, latest=latest)
+    request_hour = hour_of_week(request_us) + 1
     user_cell = vocab.cell_index(rows["user_cell_id"].to_numpy(zero_copy_only=False))
     nbrs = rows["neighbour_cell_ids"].combine_chunks()
     nbr_positions, nbr_valid = _last_events(nbrs, N_NEIGHBOURS)
@@ -367,6 +393,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_age=hist_age,
         hist_visits=hist_visits,
         hist_trans=hist_trans,
+        hist_routine=routine_visits(hist_item, hist_hour, request_hour),
         latest_item=latest,
         cand_item=np.full((n, 0), -1, np.int64),  # none until with_candidates()
         cand_codes=np.zeros((n, 0, hist_codes.shape[-1]), np.int64),
@@ -374,7 +401,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         cand_cell=np.zeros((n, 0), np.int64),
         cand_ctx=np.zeros((n, 0, N_FEATURES), np.float32),
         cand_count=np.zeros((n, 0), np.int64),
-        request_hour=hour_of_week(request_us) + 1,
+        request_hour=request_hour,
         user_cell=user_cell,
         user_ctx=vocab.context(user_cell, day),
         nbr_cell=nbr_cell,

@@ -204,5 +204,5 @@ def model_from_record(record: RunRecord):
         return SASRec(SASRecConfig(**config))
     if record.train_config.get("model") == "gru":
         return GRURec(GRURecConfig(**config))
-    # runs recorded before the repeat features existed were trained without them
-    return OneLoc(OneLocConfig(**{"repeat_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))
+    # runs recorded before the repeat (routine) features existed were trained without them
+    return OneLoc(OneLocConfig(**{"repeat_features": False, "routine_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))

@@ -24,6 +24,9 @@ repeat_features: each history event's item's visit count in the history and how 
 followed the latest event's item there (the user's own transitions, what the repeat and
 user-Markov rules rank by), as count-bucket embeddings added to e_v and as a learned bias
 of the copy head's scores (with the copy head).
+routine_features: each history event's item's visit count at the request's time of day
+(`data.routine_visits`: within an hour of its hour of the day), as an embedding added to
+e_v and a learned bias of the copy head's scores: the habitual venue of the hour.
 candidates: M more encoder events, the items that most often followed the latest history
 item as a train target (what the global Markov rule ranks by; `data.Transitions`), each
 with its SID, item id, cell and count bucket, of a behavior of their own: the encoder
@@ -75,6 +78,7 @@ class OneLocConfig:
     copy_head: bool = True  # mix each SID token's distribution with a copy of the history's tokens
     time_features: bool = True  # hour of the week of events and request, and each event's age at the request
     repeat_features: bool = True  # visit and own-transition counts of history items (inputs, copy prior)
+    routine_features: bool = True  # visit counts of history items at the request's time of day (input, copy prior)
     candidates: bool = True  # the train split's next items of the latest item as extra events (copyable)
     extra: dict = field(default_factory=dict)
 
@@ -86,7 +90,7 @@ class OneLocConfig:
     def tiger(cls, size: str, **kwargs) -> OneLocConfig:
         """TIGER: the same decoder over SIDs with every geo part off and no item ids."""
         off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False,
-                   copy_head=False, time_features=False, repeat_features=False, candidates=False)  # fmt: skip
+                   copy_head=False, time_features=False, repeat_features=False, routine_features=False, candidates=False)  # fmt: skip
         return cls.sized(size, **{**kwargs, **off})
 
     @classmethod
@@ -190,6 +194,10 @@ class OneLoc(nn.Module):
             self.trans_emb = nn.Embedding(COUNT_BUCKETS, d)
             self.copy_prior_emb = nn.Embedding(COUNT_BUCKETS * COUNT_BUCKETS, 1)
             nn.init.zeros_(self.copy_prior_emb.weight)
+        if cfg.routine_features:
+            self.routine_emb = nn.Embedding(COUNT_BUCKETS, d)
+            self.routine_prior_emb = nn.Embedding(COUNT_BUCKETS, 1)
+            nn.init.zeros_(self.routine_prior_emb.weight)
         if cfg.candidates:
             self.cand_count_emb = nn.Embedding(COUNT_BUCKETS, d)
             self.cand_prior_emb = nn.Embedding(COUNT_BUCKETS, 1)
@@ -230,6 +238,8 @@ class OneLoc(nn.Module):
             item = item + self.hour_emb(x["hist_hour"]) + self.age_emb(x["hist_age"])
         if self.cfg.repeat_features:
             item = item + self.visit_emb(x["hist_visits"]) + self.trans_emb(x["hist_trans"])
+        if self.cfg.routine_features:
+            item = item + self.routine_emb(x["hist_routine"])
         loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])  # [b, H, e] each
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
@@ -291,16 +301,17 @@ class OneLoc(nn.Module):
 
     def copy_prior(self, x: dict):
         """A learned bias of the copy head's score for each encoder event [b, H (+ M)]: a
-        history event's from its visit and own-transition count buckets, a candidate's from
-        its count bucket (None without the copy head, or with neither input)."""
+        history event's from its visit, own-transition and routine count buckets, a
+        candidate's from its count bucket (None without the copy head, or with no input)."""
         candidates = self._has_candidates(x)
-        if not self.cfg.copy_head or not (self.cfg.repeat_features or candidates):
+        if not self.cfg.copy_head or not (self.cfg.repeat_features or self.cfg.routine_features or candidates):
             return None
 
+        prior = torch.zeros(x["hist_codes"].shape[:2], device=x["hist_codes"].device)  # [b, H]
         if self.cfg.repeat_features:
-            prior = self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)  # [b, H]
-        else:
-            prior = torch.zeros(x["hist_codes"].shape[:2], device=x["hist_codes"].device)
+            prior = prior + self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)
+        if self.cfg.routine_features:
+            prior = prior + self.routine_prior_emb(x["hist_routine"]).squeeze(-1)
         return torch.cat([prior, self.cand_prior_emb(x["cand_count"]).squeeze(-1)], 1) if candidates else prior
 
     def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent, prior=None):
