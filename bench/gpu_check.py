@@ -78,7 +78,7 @@ def fake_rows(b: int, h: int, items: np.ndarray, seed: int) -> dict:
         "hist_codes": tokens[hist_items], "hist_item_emb": hist_items % 50 + 2, "hist_kind": kind,
         "hist_hour": torch.randint(1, HOURS + 1, (b, h), generator=g), "hist_age": torch.randint(1, AGE_BUCKETS + 1, (b, h), generator=g),
         "hist_visits": torch.randint(1, COUNT_BUCKETS, (b, h), generator=g), "hist_trans": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
-        "hist_routine": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+        "hist_routine": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g), "hist_routine_week": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
         "request_hour": torch.randint(1, HOURS + 1, (b,), generator=g), "hist_cell": torch.randint(1, 100, (b, h), generator=g),
         "hist_ctx": torch.rand(b, h, N_FEATURES, generator=g), "user_cell": torch.randint(1, 100, (b,), generator=g),
         "user_ctx": torch.rand(b, N_FEATURES, generator=g), "nbr_cell": torch.randint(0, 100, (b, N_NEIGHBOURS), generator=g),

@@ -60,6 +60,7 @@ def batch(seed=0, b=B, items=None):
         "nbr_ctx": torch.rand(b, R, F, generator=g),
         "target": target,
         "hist_routine": torch.randint(0, 7, (b, H), generator=g),  # drawn last: the other draws stay as they were
+        "hist_routine_week": torch.randint(0, 7, (b, H), generator=g),
     }
 
 
@@ -247,17 +248,26 @@ def test_routine_visits_count_an_items_visits_near_the_requests_hour_of_day():
     counts = routine_visits(items, hours, request, window=1)
     assert counts.tolist() == [[2, 2, 2, 1, 1, 0], [2, 2, 0, 0, 0, 0]]
     assert routine_visits(items, hours, request, window=0).tolist() == [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+    # weekly: item 5 on Tuesday 07h and 09h (near), Monday 20h; item 6 on Tuesday 09h (near), Monday 00h
+    weekly = routine_visits(items, np.array([[1 + 24 + 7, 1 + 24 + 9, 1 + 20, 1 + 24 + 9, 1, 0], hours[1]]), request, window=1, weekly=True)
+    assert weekly.tolist() == [[2, 2, 2, 1, 1, 0], [0, 0, 0, 0, 0, 0]]
+    assert routine_visits(items, hours, request, window=1, weekly=True)[0].tolist() == [0] * 6  # Monday 08h is a day off
+    monday_midnight = routine_visits(np.array([[3, 3]]), np.array([[1 + 167, 1 + 0]]), np.array([1 + 0]), window=1, weekly=True)
+    assert monday_midnight.tolist() == [[2, 2]]  # Sunday 23h is an hour before Monday 00h
 
 
 def test_routine_prior_moves_the_copy_toward_the_habitual_item_of_the_hour():
+    from geosid.trainer.data import COUNT_BUCKETS
+
     m = model(copy_head=True)
     x = batch()
     x["hist_routine"] = torch.zeros_like(x["hist_routine"])
+    x["hist_routine_week"] = torch.zeros_like(x["hist_routine"])
     x["hist_routine"][:, 0] = 2  # slot 0's item is the user's venue at this time of day
     with torch.no_grad():
         m.copy_gate.bias.fill_(20.0)
         before = m(x)[0].exp()
-        m.routine_prior_emb.weight[2] = 30.0
+        m.routine_prior_emb.weight[2 * COUNT_BUCKETS] = 30.0
         after = m(x)[0].exp()
     first_tokens = x["hist_codes"][:, 0, 0]
     rows = torch.arange(B)

@@ -18,6 +18,8 @@ F cell features, R = 8 neighbours):
                user's own history, consecutive events of one behavior: count buckets)
   hist_routine [n, H] int64 (how often the slot's item occurs in the history within
                ROUTINE_HOURS of the request's hour of the day: count buckets, 0 = padding)
+  hist_routine_week [n, H] int64 (the same within ROUTINE_HOURS of the request's hour of
+               the week: the same weekday)
   latest_item  [n] int64 (vocabulary index of the latest history item; -1: none)
   cand_item    [n, M] int64 (transition candidates: the items that most often followed the
                latest item as a train target, most frequent first; -1: none; see
@@ -139,17 +141,18 @@ def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chun
 
 
 def routine_visits(hist_item: np.ndarray, hist_hour: np.ndarray, request_hour: np.ndarray, window: int = ROUTINE_HOURS,
-                   chunk: int = 4096) -> np.ndarray:  # fmt: skip
-    """The user's routine at the request's time of day, bucketed [n, H]: how often the
-    slot's item occurs in the history at an hour of the day within `window` hours of the
-    request's (circular; any day of the week). People go to the same places at the same
+                   weekly: bool = False, chunk: int = 4096) -> np.ndarray:  # fmt: skip
+    """The user's routine at the request's time, bucketed [n, H]: how often the slot's
+    item occurs in the history at an hour of the day (`weekly`: of the week) within
+    `window` hours of the request's (circular). People go to the same places at the same
     times: without this a model must learn the match of two hour embeddings by attention,
     with it the copy head ranks the habitual venue of the hour first. hist_hour [n, H] and
     request_hour [n] are hours of the week + 1 (0: padding); hist_item -1 is padding."""
     n, h = hist_item.shape
     known = hist_item >= 0
-    gap = np.abs((hist_hour - 1) % 24 - ((request_hour[:, None] - 1) % 24))  # [n, H]
-    near = known & (np.minimum(gap, 24 - gap) <= window)  # [n, H] the event is at the request's time of day
+    period = HOURS if weekly else 24
+    gap = np.abs((hist_hour - 1) % period - ((request_hour[:, None] - 1) % period))  # [n, H]
+    near = known & (np.minimum(gap, period - gap) <= window)  # [n, H] the event is at the request's time
     counts = np.zeros((n, h), np.int64)
     for lo in range(0, n, chunk):
         items = hist_item[lo : lo + chunk]
@@ -279,6 +282,7 @@ class Batch:
     hist_visits: np.ndarray
     hist_trans: np.ndarray
     hist_routine: np.ndarray
+    hist_routine_week: np.ndarray
     latest_item: np.ndarray
     cand_item: np.ndarray
     cand_codes: np.ndarray
@@ -336,7 +340,7 @@ def empty_batch(vocab: Vocab, slots: int) -> Batch:
     return Batch(
         hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots),
         hist_hour=zeros(0, slots), hist_age=zeros(0, slots), hist_visits=zeros(0, slots), hist_trans=zeros(0, slots),
-        hist_routine=zeros(0, slots),
+        hist_routine=zeros(0, slots), hist_routine_week=zeros(0, slots),
         latest_item=zeros(0), cand_item=zeros(0, 0), cand_codes=zeros(0, 0, T), cand_item_emb=zeros(0, 0), cand_cell=zeros(0, 0),
         cand_ctx=zeros(0, 0, F, dtype=np.float32), cand_count=zeros(0, 0), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
         hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
@@ -394,6 +398,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_visits=hist_visits,
         hist_trans=hist_trans,
         hist_routine=routine_visits(hist_item, hist_hour, request_hour),
+        hist_routine_week=routine_visits(hist_item, hist_hour, request_hour, weekly=True),
         latest_item=latest,
         cand_item=np.full((n, 0), -1, np.int64),  # none until with_candidates()
         cand_codes=np.zeros((n, 0, hist_codes.shape[-1]), np.int64),

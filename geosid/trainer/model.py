@@ -24,9 +24,10 @@ repeat_features: each history event's item's visit count in the history and how 
 followed the latest event's item there (the user's own transitions, what the repeat and
 user-Markov rules rank by), as count-bucket embeddings added to e_v and as a learned bias
 of the copy head's scores (with the copy head).
-routine_features: each history event's item's visit count at the request's time of day
-(`data.routine_visits`: within an hour of its hour of the day), as an embedding added to
-e_v and a learned bias of the copy head's scores: the habitual venue of the hour.
+routine_features: each history event's item's visit counts at the request's time of day
+and of the week (`data.routine_visits`: within an hour of its hour of the day / week), as
+embeddings added to e_v and learned biases of the copy head's scores: the habitual venue
+of the hour.
 candidates: M more encoder events, the items that most often followed the latest history
 item as a train target (what the global Markov rule ranks by; `data.Transitions`), each
 with its SID, item id, cell and count bucket, of a behavior of their own: the encoder
@@ -78,7 +79,7 @@ class OneLocConfig:
     copy_head: bool = True  # mix each SID token's distribution with a copy of the history's tokens
     time_features: bool = True  # hour of the week of events and request, and each event's age at the request
     repeat_features: bool = True  # visit and own-transition counts of history items (inputs, copy prior)
-    routine_features: bool = True  # visit counts of history items at the request's time of day (input, copy prior)
+    routine_features: bool = True  # visit counts of history items at the request's time of day / week (input, copy prior)
     candidates: bool = True  # the train split's next items of the latest item as extra events (copyable)
     extra: dict = field(default_factory=dict)
 
@@ -195,8 +196,8 @@ class OneLoc(nn.Module):
             self.copy_prior_emb = nn.Embedding(COUNT_BUCKETS * COUNT_BUCKETS, 1)
             nn.init.zeros_(self.copy_prior_emb.weight)
         if cfg.routine_features:
-            self.routine_emb = nn.Embedding(COUNT_BUCKETS, d)
-            self.routine_prior_emb = nn.Embedding(COUNT_BUCKETS, 1)
+            self.routine_emb, self.routine_week_emb = nn.Embedding(COUNT_BUCKETS, d), nn.Embedding(COUNT_BUCKETS, d)
+            self.routine_prior_emb = nn.Embedding(COUNT_BUCKETS * COUNT_BUCKETS, 1)  # (day, week) count buckets
             nn.init.zeros_(self.routine_prior_emb.weight)
         if cfg.candidates:
             self.cand_count_emb = nn.Embedding(COUNT_BUCKETS, d)
@@ -239,7 +240,7 @@ class OneLoc(nn.Module):
         if self.cfg.repeat_features:
             item = item + self.visit_emb(x["hist_visits"]) + self.trans_emb(x["hist_trans"])
         if self.cfg.routine_features:
-            item = item + self.routine_emb(x["hist_routine"])
+            item = item + self.routine_emb(x["hist_routine"]) + self.routine_week_emb(x["hist_routine_week"])
         loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])  # [b, H, e] each
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
@@ -311,7 +312,7 @@ class OneLoc(nn.Module):
         if self.cfg.repeat_features:
             prior = prior + self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)
         if self.cfg.routine_features:
-            prior = prior + self.routine_prior_emb(x["hist_routine"]).squeeze(-1)
+            prior = prior + self.routine_prior_emb(x["hist_routine"] * COUNT_BUCKETS + x["hist_routine_week"]).squeeze(-1)
         return torch.cat([prior, self.cand_prior_emb(x["cand_count"]).squeeze(-1)], 1) if candidates else prior
 
     def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent, prior=None):
