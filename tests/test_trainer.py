@@ -202,6 +202,17 @@ def test_geo_reward_and_gmv_model():
     assert metrics["test_mse_log_gmv"] < 0.2 * metrics["mean_predictor_mse"]
 
 
+def test_gmv_model_stays_within_the_pays_range_on_unlike_candidates():
+    rng = np.random.default_rng(1)
+    x = np.c_[rng.normal(size=(500, 2)), np.zeros(500)].astype(np.float32)  # the last feature never varies in train
+    gmv = np.expm1(np.clip(3 + x[:, 0], 0, None))
+    gmv_model, _ = train_gmv_model(x, gmv, epochs=5)
+    far = np.array([[1e4, -1e4, 5.0], [0.0, 0.0, 1e6]], dtype=np.float32)
+    predicted = gmv_model.predict_gmv(far)
+    assert np.isfinite(predicted).all() and (predicted >= 0).all()
+    assert predicted.max() <= gmv.max() * (1 + 1e-5)
+
+
 def test_copy_head_points_at_history_tokens_consistent_with_the_prefix():
     items = tiny_items()
     m = model(copy_head=True)

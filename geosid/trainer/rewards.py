@@ -45,13 +45,17 @@ class GMVModel(nn.Module):
         self.net = nn.Sequential(nn.Linear(n_inputs, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
         self.register_buffer("mean", torch.zeros(n_inputs))
         self.register_buffer("std", torch.ones(n_inputs))
+        # predictions stay within the train pays' range: an MLP extrapolates without bound
+        # on candidates unlike any pay, and expm1 of that overflows to inf (then NaN rewards)
+        self.register_buffer("log_gmv_max", torch.tensor(float("inf")))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
     @torch.no_grad()
     def predict_gmv(self, x: np.ndarray) -> np.ndarray:
-        return np.expm1(self(torch.as_tensor(x, dtype=torch.float32)).clamp(min=0).numpy())
+        log_gmv = self(torch.as_tensor(x, dtype=torch.float32)).clamp(min=0.0, max=float(self.log_gmv_max))
+        return np.expm1(log_gmv.numpy())
 
 
 def train_gmv_model(x: np.ndarray, gmv: np.ndarray, epochs: int = 60, seed: int = 0) -> tuple[GMVModel, dict]:
@@ -66,7 +70,9 @@ def train_gmv_model(x: np.ndarray, gmv: np.ndarray, epochs: int = 60, seed: int 
     y = np.log1p(np.maximum(gmv, 0)).astype(np.float32)
     model = GMVModel(x.shape[1])
     model.mean.copy_(torch.as_tensor(x[train].mean(0)))
-    model.std.copy_(torch.as_tensor(x[train].std(0) + 1e-6))
+    std = x[train].std(0)
+    model.std.copy_(torch.as_tensor(np.where(std > 1e-6, std, 1.0)))  # a constant feature must not blow up unlike values
+    model.log_gmv_max.fill_(float(y[train].max()))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     xt, yt = torch.as_tensor(x[train]), torch.as_tensor(y[train])
     for _ in range(epochs):
