@@ -56,13 +56,14 @@ def write_events(spark, lake, rows):
     lake.write(spark.createDataFrame(rows, _nullable(bronze.EVENTS.schema)), bronze.EVENTS, dt=days)
 
 
-def write_sid_map(spark, lake, items=ITEMS, sources=("synthetic", "tsmc2014")):
+def write_sid_map(spark, lake, items=ITEMS, sources=("synthetic", "tsmc2014"), reverse=False):
     rows = []
     for source in sources:
         for k, (item, (lat, lon)) in enumerate(sorted(items.items())):
             codes = [k % 8, (3 * k) % 8, (5 * k + 1) % 8]
             rows.append((V, source, item, codes, 0, "-".join(map(str, codes)) + "-0", ts(D0, 0), lat, lon, D0))
-    lake.write(spark.createDataFrame(rows, _nullable(index.SID_MAP.schema)), index.SID_MAP)
+    rows = rows[::-1] if reverse else rows  # the same map in another file order
+    lake.write(spark.createDataFrame(rows, _nullable(index.SID_MAP.schema)).coalesce(1), index.SID_MAP)
 
 
 LOCAL = CorpusConfig.for_source(
@@ -464,6 +465,41 @@ def test_a_streamed_train_split_deals_every_row_once_per_epoch_as_featurized_in_
     run = pretrain(lake.root, cfg, run_id="streamed", log=lambda *_: None)
     assert run.streamed and run.rows["train"] == 35 and np.isfinite(run.metrics["train_loss"][0])
     assert "markov" not in run.metrics["eval"] and "markov_user" in run.metrics["eval"]
+
+
+def test_the_item_vocabulary_is_in_item_id_order_whatever_the_sid_maps_file_order(spark, lake):
+    """Ties among items (rules, candidates) fall to the lower vocabulary index, so the
+    vocabulary must not follow the engine's write order; a run records its vocabulary and
+    is reloaded with exactly it (runs recorded before that keep the file order)."""
+    import json
+
+    from geosid.trainer.config import TrainConfig
+    from geosid.trainer.loading import load_corpus, load_run, vocab_fingerprint
+    from geosid.trainer.runs import run_dir
+    from geosid.trainer.training import pretrain
+
+    tiny_checkin_corpus(spark, lake)
+    cfg = TrainConfig(epochs=1, batch_size=16, max_history=8, beam=10)
+    run = pretrain(lake.root, cfg, run_id="pinned", log=lambda *_: None)
+    ids = sorted(f"i{k}" for k in range(12))
+    assert run.manifest["item_vocab_order"] == "item_id" and len(run.manifest["item_vocab"]) == 16
+    write_sid_map(spark, lake, items={f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)},
+                  sources=("tsmc2014",), reverse=True)  # fmt: skip
+    reversed_version = lake.table_version(index.SID_MAP)
+    assert load_corpus(lake.root, V, None, 8).vocab.item_ids.tolist() == ids
+    assert load_corpus(lake.root, V, None, 8, vocab_order="file").vocab.item_ids.tolist() == ids[::-1]
+    _, data, _, _ = load_run(lake.root, "pinned")
+    assert vocab_fingerprint(data.vocab) == run.manifest["item_vocab"] and data.vocab.item_ids.tolist() == ids
+    # a run recorded before item_vocab, pinned to the reversed map: reloaded in file order
+    record_file = run_dir(lake.root, "pinned") / "run.json"
+    record = json.loads(record_file.read_text())
+    legacy = {k: v for k, v in record["manifest"].items() if not k.startswith("item_vocab")}
+    legacy["table_versions"] = {**legacy["table_versions"], "index.sid_map": reversed_version}
+    record_file.write_text(json.dumps({**record, "manifest": legacy}))
+    assert load_run(lake.root, "pinned")[1].vocab.item_ids.tolist() == ids[::-1]
+    record_file.write_text(json.dumps({**record, "manifest": {**record["manifest"], "item_vocab": "0" * 16}}))
+    with pytest.raises(InvalidRequestError, match="trained on item vocabulary 0{16}"):
+        load_run(lake.root, "pinned")
 
 
 def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):

@@ -93,7 +93,7 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
             f"{row['train_accuracy']:.3f} / held-out {row.get('heldout_accuracy')}, margin {row['train_margin']} / {row.get('heldout_margin')}")  # fmt: skip
     metrics = {"dpo": history, "pairs": info, "preference_pairs_table_version": pairs_version, "eval": evaluate(policy, data, cfg)}
     record = RunRecord(
-        run_id=run_id, kind="dpo", parent=parent_run, manifest=data.snapshot.manifest(), model_config=policy.cfg.to_dict(),
+        run_id=run_id, kind="dpo", parent=parent_run, manifest=data.manifest(), model_config=policy.cfg.to_dict(),
         train_config=asdict(cfg), device=device, parent_eval=parent.metrics.get("eval"), metrics=metrics,
         seconds=round(time.perf_counter() - started, 1),
     )  # fmt: skip

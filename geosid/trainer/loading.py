@@ -9,6 +9,7 @@ preference pairs `geosid.trainer.pairs`, alignment `geosid.trainer.dpo`, run rec
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from geosid.errors import NotFoundError
+from geosid.errors import InvalidRequestError, NotFoundError
 from geosid.geo.geometry import cells_from_name
 from geosid.lake import Lake
 from geosid.schemas import corpus, index
@@ -44,17 +45,29 @@ class CorpusData:
     source: str
     unknown_targets: dict  # per split: rows whose target item is not in the version's SID map
     streamed: bool = False
+    vocab_order: str = "item_id"  # the SID map's rows by item id, or ("file") as read
+
+    def manifest(self) -> dict:
+        """What a run records: the pinned snapshot, and the order and fingerprint of the
+        item vocabulary its weights index (`load_run` refuses a vocabulary that differs)."""
+        return {**self.snapshot.manifest(), "item_vocab": vocab_fingerprint(self.vocab), "item_vocab_order": self.vocab_order}
+
+
+def vocab_fingerprint(vocab: Vocab) -> str:
+    """A digest of the item ids in vocabulary order (the rows an item-id table indexes)."""
+    return hashlib.sha256("\n".join(map(str, vocab.item_ids)).encode()).hexdigest()[:16]
 
 
 def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | None, max_history: int,
                 splits=("train", "valid", "test"), protocol: str = "time", item_min_count: int = 1,
-                candidates: int = 0, stream: TrainConfig | None = None) -> CorpusData:  # fmt: skip
+                candidates: int = 0, stream: TrainConfig | None = None, vocab_order: str = "item_id") -> CorpusData:  # fmt: skip
     """Pin the corpus (one split protocol's rows), the SID map and the codebook's row;
     featurize each split. Item-id embedding rows go to items seen at least
     `item_min_count` times in the train split (targets and histories). Each request gets
     `candidates` transition candidates counted on the train split (`Transitions`; a train
     row's own transition left out). With `stream` (a TrainConfig) and a train split of
-    more than its `stream_above` rows, the train split is streamed (`load_streamed`)."""
+    more than its `stream_above` rows, the train split is streamed (`load_streamed`).
+    `vocab_order` "file" keeps the SID map's file order (runs recorded before item_vocab)."""
 
     # corpus.cell_context is optional (no geo snapshots yet): its features are then zero.
     lake = Lake(lake_root)
@@ -68,7 +81,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     if stream is not None and stream.stream_above is not None:
         n_train = snapshot.of_splits("train").count()
         if n_train > stream.stream_above:
-            return load_streamed(snapshot, max_history, splits, item_min_count, candidates, stream, n_train)
+            return load_streamed(snapshot, max_history, splits, item_min_count, candidates, stream, n_train, vocab_order)
     version = snapshot.codebook_version
     # File order changes when partitions are rewritten; a fixed row order keeps runs reproducible.
     rows = snapshot.to_table(corpus.TRAINING_SEQUENCES.name).sort_by([("dt", "ascending"), ("event_id", "ascending")])
@@ -79,7 +92,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     behaviors = [h["behavior"] for h in first]
     # a range protocol's catalog is the items its pre-processing kept (what the papers rank)
     catalog = None if protocol == "time" else protocol_items(rows)
-    vocab = _snapshot_vocab(snapshot, sequence_cells(rows), cell_system, catalog)
+    vocab = _snapshot_vocab(snapshot, sequence_cells(rows), cell_system, catalog, vocab_order)
     train_rows = rows.filter(pc.field("split") == "train")
     seen = [train_rows["target_item_id"], pc.list_flatten(pc.list_flatten(train_rows["histories"]).combine_chunks().field("events")).field("item_id")]
     found = np.concatenate([vocab.item_index(np.asarray(c.to_numpy(zero_copy_only=False), dtype=object)) for c in seen])
@@ -94,7 +107,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
         transitions = Transitions.count(train.latest_item, train.target_item, len(vocab.item_ids), candidates + 1)
         by_split = {name: by_split[name].with_candidates(vocab, transitions, candidates, leave_one_out=name == "train")
                     for name in splits}  # fmt: skip
-    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown)
+    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown, vocab_order=vocab_order)
 
 
 def protocol_items(rows: pa.Table) -> pa.Array:
@@ -103,11 +116,17 @@ def protocol_items(rows: pa.Table) -> pa.Array:
     return pc.unique(pa.concat_arrays([rows["target_item_id"].combine_chunks(), events.field("item_id")]))
 
 
-def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str, catalog: pa.Array | None = None) -> Vocab:
+def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str, catalog: pa.Array | None = None,
+                    order: str = "item_id") -> Vocab:  # fmt: skip
     """The vocabulary of the snapshot's codebook version: its SID map (its `catalog`
-    items only, when given), level sizes and cell context, and the cells the rows name."""
+    items only, when given) by item id, level sizes and cell context, and the cells the
+    rows name. The SID map's file order differs between lakes built alike (the engine's
+    write order), and ties among items (rules, candidates) fall to the lower index."""
+    assert order in ("item_id", "file"), f"vocabulary order {order!r}: item_id or file"
     version = snapshot.codebook_version
     sid_map = snapshot.version_rows(index.SID_MAP.name)
+    if order == "item_id":
+        sid_map = sid_map.sort_by("item_id")
     if catalog is not None:
         sid_map = sid_map.filter(pc.is_in(sid_map["item_id"], value_set=catalog))
     codebook = snapshot.version_rows(index.CODEBOOK_VERSIONS.name).to_pylist()
@@ -118,7 +137,7 @@ def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_syste
 
 
 def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_count: int, candidates: int,
-                  cfg: TrainConfig, n_train: int) -> CorpusData:  # fmt: skip
+                  cfg: TrainConfig, n_train: int, vocab_order: str = "item_id") -> CorpusData:  # fmt: skip
     """`load_corpus` for a corpus too large to featurize up front: the vocabulary from the
     rows' cell columns read chunk by chunk, one pass over the train rows
     (`geosid.trainer.stream.train_pass`), the train split as a `StreamedSplit`; valid and
@@ -133,7 +152,7 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
     behaviors = [h["behavior"] for h in first["histories"][0].as_py()]
     seen = [sequence_cells(pa.Table.from_batches([b])) for b in snapshot.batches(
         columns=["user_cell_id", "target_cell_id", "neighbour_cell_ids"], batch_size=65_536)]  # fmt: skip
-    vocab = _snapshot_vocab(snapshot, pd.unique(np.concatenate(seen)), cell_system)
+    vocab = _snapshot_vocab(snapshot, pd.unique(np.concatenate(seen)), cell_system, order=vocab_order)
     train = snapshot.of_splits("train")
     passed = train_pass(train, vocab, behaviors, max_history, chunk)
     vocab.set_item_embeddings(passed.item_counts, item_min_count)
@@ -148,7 +167,7 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
         part = sample_rows(snapshot.of_splits(name), limits.get(name), cfg.seed, chunk)
         by_split[name] = featurizer.rows(part, leave_one_out=False)
         unknown[name] = part.num_rows - len(by_split[name])
-    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, source, unknown, streamed=True)
+    return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, source, unknown, streamed=True, vocab_order=vocab_order)
 
 
 def autocast(device: str):
@@ -181,12 +200,19 @@ def new_model(data: CorpusData, cfg: TrainConfig) -> OneLoc:
 
 
 def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[OneLoc, CorpusData, TrainConfig, RunRecord]:
-    """A saved run's model, its corpus at the recorded versions, its config and record."""
+    """A saved run's model, its corpus at the recorded versions, its config and record.
+    The vocabulary must be the one the weights index: a run recorded before `item_vocab`
+    gets the SID map's file order, as it was trained."""
     record = read_run(lake_root, run_id)
     cfg = cfg or TrainConfig(**record.train_config)
+    recorded = record.manifest.get("item_vocab")
     data = load_corpus(lake_root, record.codebook_version, record.table_versions, cfg.max_history,
                        protocol=record.manifest.get("protocol") or "time", item_min_count=cfg.item_min_count,
-                       candidates=cfg.candidates if record.model_config.get("candidates") else 0)  # fmt: skip
+                       candidates=cfg.candidates if record.model_config.get("candidates") else 0,
+                       vocab_order=record.manifest.get("item_vocab_order", "file"))  # fmt: skip
+    if recorded and recorded != vocab_fingerprint(data.vocab):
+        raise InvalidRequestError(f"run {run_id} was trained on item vocabulary {recorded}, but its pinned SID map gives "
+                                  f"{vocab_fingerprint(data.vocab)} now: retrain it")  # fmt: skip
     model = model_from_record(record)
     model.load_state_dict(torch.load(weights_path(lake_root, run_id), map_location="cpu"))
     return model, data, cfg, record

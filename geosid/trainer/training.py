@@ -208,7 +208,7 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
         baselines = tuple(b for b in BASELINES if not (data.streamed and b == "markov"))
         metrics["eval"] = evaluate(model, data, cfg, baselines=baselines)
     record = RunRecord(
-        run_id=run_id, kind="pretrain", manifest=data.snapshot.manifest(), model_config=model.cfg.to_dict(),
+        run_id=run_id, kind="pretrain", manifest=data.manifest(), model_config=model.cfg.to_dict(),
         train_config=asdict(cfg), device=device, rows={k: len(v) for k, v in data.splits.items()},
         unknown_targets=data.unknown_targets, item_embeddings=data.vocab.n_item_embeddings, streamed=data.streamed,
         parameters=sum(p.numel() for p in model.parameters()), metrics=metrics,
@@ -246,7 +246,7 @@ def train_ranker(lake_root, cfg: TrainConfig, codebook_version: str | None = Non
     if result.stopped != "asked":
         metrics["eval"] = evaluate(model, data, cfg, name=cfg.model)
     record = RunRecord(
-        run_id=run_id, kind="pretrain", manifest=data.snapshot.manifest(), model_config=model.cfg.to_dict(),
+        run_id=run_id, kind="pretrain", manifest=data.manifest(), model_config=model.cfg.to_dict(),
         train_config=asdict(cfg), device=cfg.resolved_device(), rows={k: len(v) for k, v in data.splits.items()},
         unknown_targets=data.unknown_targets, parameters=sum(p.numel() for p in model.parameters()),
         metrics=metrics, seconds=round(time.perf_counter() - started, 1),
