@@ -49,3 +49,15 @@ def test_popular_baselines_and_the_shared_metric():
     m = ranking_metrics(B.repeat(HIST, TRAIN_TARGETS, 5), np.array([2, 4, 7]), ks=(1, 5))
     assert m["recall@1"] == 0.0 and m["recall@5"] == 2 / 3
     assert m["ndcg@5"] == (1 / np.log2(3) + 1 / np.log2(3)) / 3
+
+
+def test_ties_fall_to_each_rules_own_evidence_not_to_the_item_index():
+    # the user's own Markov: 1 was followed by 4 once and by 9 once; 9 has more visits
+    own = B.markov_user(np.array([[1, 4, 1, 9, 9, 1]]), TRAIN_TARGETS, 3)
+    assert own[0].tolist() == [9, 4, 1]
+    # global Markov: after 7 came 2 once and 3 once; 3 is the more popular train target
+    hist, targets = np.array([[7], [7], [0], [0]]), np.array([2, 3, 3, 3])
+    assert B.markov(np.array([[5, 7]]), hist, targets, 2)[0].tolist() == [3, 2]
+    # nearest popular: cell 1 saw 2 and 3 once each there; 3 is more popular elsewhere
+    near = B.nearest_popular(np.array([2, 3, 3, 3]), np.array([1, 1, 2, 2]), np.array([1]), np.array([[0]]), 2)
+    assert near[0].tolist() == [3, 2]

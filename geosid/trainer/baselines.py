@@ -7,12 +7,17 @@ and transitions are counted on the train split only.
 
 - most_popular: the train targets' most frequent items.
 - nearest_popular: the most popular train targets in the user's cell, then in its
-  neighbour cells, then globally.
+  neighbour cells, then globally; ties within a cell by global popularity.
 - repeat: the user's most visited history items, ties by recency; then most popular.
 - recent: the user's distinct history items, most recent first; then most popular.
 - markov (global): the items that most often followed the user's last item, as a
-  train target after that item; then repeat.
-- markov_user: the same, counted only on the user's own history; then repeat.
+  train target after that item, ties by global popularity; then repeat.
+- markov_user: the same, counted only on the user's own history, ties by the user's
+  visits then recency (the repeat order); then repeat.
+
+Ties are frequent (most transitions are seen once), so each rule breaks them by its
+own evidence, never by the item's index: an index carries no signal, and a tie-break by
+it made the rules differ between lakes built alike.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ def _as_matrix(rows: list[list[int]], k: int) -> np.ndarray:
     return out
 
 
+def popularity_rank(train_targets: np.ndarray) -> dict[int, int]:
+    """item -> its position in `popularity` (items never a train target are absent)."""
+    return {int(item): rank for rank, item in enumerate(popularity(train_targets).tolist())}
+
+
 def popularity(train_targets: np.ndarray) -> np.ndarray:
     """Items by train-target frequency, most frequent first (ties: lower index)."""
     counts = np.bincount(train_targets[train_targets >= 0])
@@ -62,7 +72,8 @@ def nearest_popular(train_targets, train_cells, request_cells, request_neighbour
     for item, cell in zip(train_targets.tolist(), train_cells.tolist()):
         if item >= 0:
             pairs[(cell, item)] = pairs.get((cell, item), 0) + 1
-    for (cell, item), _ in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0])):
+    global_rank = popularity_rank(train_targets)
+    for (cell, item), _ in sorted(pairs.items(), key=lambda kv: (kv[0][0], -kv[1], global_rank[kv[0][1]])):
         by_cell.setdefault(cell, []).append(item)
     top = popularity(train_targets)[: 4 * k]
     rows = []
@@ -99,14 +110,16 @@ def recent(hist_items: np.ndarray, train_targets: np.ndarray, k: int) -> np.ndar
     return _as_matrix(rows, k)
 
 
-def transitions(pairs_from: np.ndarray, pairs_to: np.ndarray) -> dict[int, list[int]]:
-    """item -> the items that followed it, most often first (ties: lower index)."""
+def transitions(pairs_from: np.ndarray, pairs_to: np.ndarray, tie_rank: dict[int, int] | None = None) -> dict[int, list[int]]:
+    """item -> the items that followed it, most often first; ties by `tie_rank` (lower
+    first; items it lacks after those it has), then by the lower index."""
     counts: dict[tuple[int, int], int] = {}
     for a, b in zip(pairs_from.tolist(), pairs_to.tolist()):
         if a >= 0 and b >= 0:
             counts[(a, b)] = counts.get((a, b), 0) + 1
+    rank = tie_rank or {}
     following: dict[int, list[int]] = {}
-    for (a, b), _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][1])):
+    for (a, b), _ in sorted(counts.items(), key=lambda kv: (-kv[1], rank.get(kv[0][1], len(rank)), kv[0][1])):
         following.setdefault(a, []).append(b)
     return following
 
@@ -120,7 +133,7 @@ def last_items(hist_items: np.ndarray) -> np.ndarray:
 
 def markov(hist_items: np.ndarray, train_hist_items: np.ndarray, train_targets: np.ndarray, k: int) -> np.ndarray:
     """First-order Markov on the train split's (last item -> target) transitions, then repeat."""
-    following = transitions(last_items(train_hist_items), train_targets)
+    following = transitions(last_items(train_hist_items), train_targets, popularity_rank(train_targets))
     top = popularity(train_targets)[:k]
     rows = []
     for row, last in zip(hist_items, last_items(hist_items).tolist()):
@@ -135,8 +148,9 @@ def markov_user(hist_items: np.ndarray, train_targets: np.ndarray, k: int) -> np
     rows = []
     for row in hist_items:
         history = _history(row)
-        own = transitions(np.array(history[:-1], np.int64), np.array(history[1:], np.int64))
-        rows.append(_fill(own.get(history[-1], []) if history else [], k, repeat_ranking(history), top))
+        by_repeat = repeat_ranking(history)
+        own = transitions(np.array(history[:-1], np.int64), np.array(history[1:], np.int64), {item: r for r, item in enumerate(by_repeat)})
+        rows.append(_fill(own.get(history[-1], []) if history else [], k, by_repeat, top))
     return _as_matrix(rows, k)
 
 
