@@ -43,6 +43,7 @@ class BenchmarkReport:
     rows: list[dict] = field(default_factory=list)  # {method, metrics..., setting, epochs, best_epoch, minutes, run_id}
     grid: list[dict] = field(default_factory=list)  # {method, setting, valid, epochs, best_epoch, minutes, run_id}
     seeds: list[dict] = field(default_factory=list)  # {method, setting, runs: [metrics of each seed]}
+    rules: dict = field(default_factory=dict)  # baseline -> test metrics, scored by this benchmark
     markdown: str = ""
     paths: list[Path] = field(default_factory=list)
 

@@ -121,9 +121,12 @@ def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", bas
     gmv_of, _ = gmv_scorer(data, cfg)  # None where the source carries no GMV
     out = {"split": split, "requests": len(batch), "repeat_share": float(is_repeat(batch).mean()) if len(batch) else 0.0,
            "beam_search_s": round(seconds, 2), name: score(data, batch, ranked, cfg, gmv_of)}  # fmt: skip
-    for baseline, items in baseline_rankings(data, batch, max(KS), baselines).items():
-        out[baseline] = score(data, batch, items, cfg, gmv_of)
-    return out
+    return out | baseline_scores(data, batch, cfg, baselines, gmv_of)
+
+
+def baseline_scores(data: CorpusData, batch: Batch, cfg: TrainConfig, baselines=B.BASELINES, gmv_of=None) -> dict:
+    """Every baseline's metrics on the requests, scored as a model's are."""
+    return {name: score(data, batch, items, cfg, gmv_of) for name, items in baseline_rankings(data, batch, max(KS), baselines).items()}
 
 
 def validator(data: CorpusData, cfg: TrainConfig):
