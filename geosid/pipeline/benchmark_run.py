@@ -9,9 +9,9 @@ For a protocol (trajectory, user_chrono or libcity; see `geosid.jobs.corpus.Spli
    items' content without any place), both with the protocol's targets and splits;
 2. the non-learned baselines (most popular, nearest popular, repeat, recent, Markov on
    train transitions, Markov on the user's own), scored by each run of the benchmark;
-   the learned models SASRec, a GRU with
-   time and place features (the classic recurrent next-POI model), TIGER (the SID decoder
-   with every geo part off, on text-only SIDs) and OneLoc, each trained on the same
+   the learned models SASRec, a GRU with time and place features (the classic
+   recurrent next-POI model), TIGER (the SID decoder with every geo part off, on
+   text-only SIDs) and OneLoc, each trained on the same
    grid (`GRID`: learning rate, dropout, width, one at a time around its defaults), each
    point until its valid metric stops improving (patience), the point with the best
    valid N@10 chosen by the same rule for every model; OneLoc and the best learned

@@ -210,9 +210,9 @@ def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[On
                        protocol=record.manifest.get("protocol") or "time", item_min_count=cfg.item_min_count,
                        candidates=cfg.candidates if record.model_config.get("candidates") else 0,
                        vocab_order=record.manifest.get("item_vocab_order", "file"))  # fmt: skip
-    if recorded and recorded != vocab_fingerprint(data.vocab):
-        raise InvalidRequestError(f"run {run_id} was trained on item vocabulary {recorded}, but its pinned SID map gives "
-                                  f"{vocab_fingerprint(data.vocab)} now: retrain it")  # fmt: skip
+    current = vocab_fingerprint(data.vocab)
+    if recorded and recorded != current:
+        raise InvalidRequestError(f"run {run_id} was trained on item vocabulary {recorded}, but its pinned SID map gives {current} now: retrain it")
     model = model_from_record(record)
     model.load_state_dict(torch.load(weights_path(lake_root, run_id), map_location="cpu"))
     return model, data, cfg, record
