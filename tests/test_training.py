@@ -79,6 +79,27 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert json.dumps(rest.best_metric) == json.dumps(full.best_metric)
 
 
+def test_a_resume_on_another_item_vocabulary_is_refused(tmp_path):
+    from geosid.errors import InvalidRequestError
+
+    rng = np.random.default_rng(2)
+    rows = Rows(rng.normal(size=(64, 4)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32))
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=9, device="cpu")
+    quiet = lambda *_: None  # noqa: E731
+    fit(torch.nn.Linear(4, 1), rows, linear_step, None, cfg, tmp_path / "run", stop_after_epochs=1, log=quiet, vocab="aaaa")
+    with pytest.raises(InvalidRequestError, match="indexes item vocabulary aaaa, the corpus gives bbbb"):
+        fit(torch.nn.Linear(4, 1), rows, linear_step, None, cfg, tmp_path / "run", resume=True, log=quiet, vocab="bbbb")
+    # a checkpoint written before vocabularies were recorded: its order is unknown, refused too
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    torch.save({k: v for k, v in state.items() if k != "item_vocab"}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(InvalidRequestError, match="unrecorded"):
+        fit(torch.nn.Linear(4, 1), rows, linear_step, None, cfg, tmp_path / "run", resume=True, log=quiet, vocab="aaaa")
+    lines = []
+    torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    result = fit(torch.nn.Linear(4, 1), rows, linear_step, None, cfg, tmp_path / "run", resume=True, log=lines.append, vocab="aaaa")
+    assert any("resumed after epoch 1/3" in line for line in lines) and len(result.epochs) == 3
+
+
 def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_way(tmp_path):
     import dataclasses
 

@@ -23,11 +23,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm import tqdm
 
+from geosid.errors import InvalidRequestError
 from geosid.trainer.baselines import BASELINES
 from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch
 from geosid.trainer.evaluation import evaluate, validator
-from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, new_model
+from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, new_model, vocab_fingerprint
 from geosid.trainer.model import ntp_loss
 from geosid.trainer.runs import RunRecord, atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
 from geosid.trainer.gru import SIZES as GRU_SIZES, GRURec, GRURecConfig, gru_step
@@ -55,11 +56,12 @@ class FitResult:
 
 
 def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Callable | None, cfg: TrainConfig, folder,
-        resume: bool = False, stop_after_epochs: int | None = None, log=print) -> FitResult:  # fmt: skip
+        resume: bool = False, stop_after_epochs: int | None = None, log=print, vocab: str | None = None) -> FitResult:  # fmt: skip
     """Train `model` on `train` (see the module doc). `step_loss(model, rows: Batch) ->
     (loss, tokens)`; `validate(model) -> metric` (higher is better). Returns the history;
     the model holds the best weights after it. `stop_after_epochs` stops as a kill would
-    (a checkpoint is left to resume from)."""
+    (a checkpoint is left to resume from). `vocab` (the item vocabulary's fingerprint) is
+    kept in the checkpoint: a resume on another vocabulary is refused."""
     device = cfg.resolved_device()
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -72,6 +74,7 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
     state_file = checkpoint_path(folder)
     if resume and state_file.exists():
         state = torch.load(state_file, map_location=device, weights_only=False)
+        _check_vocab(state, vocab, folder)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -105,7 +108,7 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
         run_dir_ready(folder)
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
                     "result": asdict(result), "epoch": epoch, "bad_epochs": bad_epochs, "best_model": best_state,
-                    "config": asdict(cfg)}, state_file)  # fmt: skip
+                    "config": asdict(cfg), "item_vocab": vocab}, state_file)  # fmt: skip
         # after the checkpoint: a printed epoch is one a killed run resumes after
         log(f"    epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}"
             + (f", valid {cfg.select} {record[f'valid_{cfg.select}']:.4f}" if validate is not None else "")
@@ -175,6 +178,15 @@ def oneloc_step(model, rows: Batch):
     return ntp_loss(model(x), x["target"]), int((x["hist_kind"] > 0).sum()) + x["target"].numel()
 
 
+def _check_vocab(state: dict, vocab: str | None, folder) -> None:
+    """A checkpoint's weights index the item vocabulary it was written with (checkpoints
+    from before the vocabulary was recorded used the SID map's file order)."""
+    if vocab is not None and state.get("item_vocab") != vocab:
+        written = state.get("item_vocab") or "an unrecorded one (written before vocabularies were recorded)"
+        raise InvalidRequestError(f"the checkpoint under {folder} indexes item vocabulary {written}, the corpus gives {vocab} now: "
+                                  "train the run afresh (without --resume)")  # fmt: skip
+
+
 def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
              run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> RunRecord:  # fmt: skip
     """Pretrain OneLoc (or TIGER) with next-token prediction on a pinned corpus: select on
@@ -197,7 +209,7 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = fit(model, data.splits["train"], oneloc_step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
-                 stop_after_epochs, log)  # fmt: skip
+                 stop_after_epochs, log, vocab_fingerprint(data.vocab))  # fmt: skip
     metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
                "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
                "wall_s": result.wall_s, "tokens_per_s": result.tokens_per_s}  # fmt: skip
@@ -239,7 +251,7 @@ def train_ranker(lake_root, cfg: TrainConfig, codebook_version: str | None = Non
     run_id = run_id or new_run_id(cfg.model)
     step = gru_step if cfg.model == "gru" else sasrec_step
     result = fit(model, data.splits["train"], step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
-                 stop_after_epochs, log)  # fmt: skip
+                 stop_after_epochs, log, vocab_fingerprint(data.vocab))  # fmt: skip
     metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
                "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
                "tokens_per_s": result.tokens_per_s}  # fmt: skip
