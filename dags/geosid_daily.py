@@ -1,26 +1,31 @@
 """geosid daily run: the logical date drives everything.
 
-wait_for_drop -> ingest -> validate_bronze -> catch_up -> geo -> embed -> assign_sids
--> sequences -> validate -> repair_later
+wait_for_drop -> ingest -> validate_bronze -> build -> validate -> repair_later
 
 wait_for_drop is a sensor: the day's drop is complete in every feed (its `_SUCCESS`
-marker), or the day was closed as missing (`geosid days close`); it waits (reschedule
-mode) up to `drop_wait_hours`, then fails saying which drop has not arrived. ingest
-takes the day's drop and every earlier one that arrived late or was re-delivered since
-(a re-delivery with the same content changes nothing). catch_up repairs the stale earlier
-days (from the nearest state checkpoint) and builds the earlier days never built (runs
-that went ahead of a late drop, or out of order in a backfill), refusing while an
-earlier input day has not arrived. The next five tasks build the day: assign_sids gives
-its new items SIDs under the codebook version in force on the day (none yet: skipped,
-see geosid_codebook_backfill); sequences writes its cell context and training sequences
-under that version, continuing yesterday's history state. validate gates on the silver,
-SID-map and corpus suites. repair_later rebuilds the later days that a re-run of an old
-day (its input changed) made stale. So runs in any order, late drops, re-deliveries and
-re-runs end with the tables of a clean run (bench/year_of_operations.py).
+marker; of a whole-history file, the file holds the days up to its last one), or the
+day was closed as missing (`geosid days close`); it waits (reschedule mode, no pool
+slot) up to `drop_wait_hours` counted from when the run started, then fails saying
+which drop has not arrived. ingest takes the day's drop and every earlier one that
+arrived late, was re-delivered since or (a whole-history file) was never ingested.
+build is one step under the lake's writer lease: repair the stale earlier days (from
+the nearest state checkpoint), build the earlier days never built (runs that went ahead
+of a late drop, or a backfill run in any order), then the day: geo context, embeddings,
+SIDs under the codebook version in force (none yet: skipped, see
+geosid_codebook_backfill), cell context and training sequences. validate gates on the
+silver, SID-map and corpus suites; repair_later rebuilds the later days that a re-run of
+an old day (its input changed) made stale. So runs in any order, several at once, late
+drops, re-deliveries and re-runs end with the tables of runs in order.
+
+Deployment (docs/deployment.md): every task that writes takes the pool `geosid_lake`
+(one slot; `geosid airflow setup` creates it and the lake Variable); a refusal that
+passes (the lake busy, an input not there yet) is retried, a user's mistake or a failed
+gate fails the task at once. catchup is off: unpausing starts the run of the latest
+interval only, whose sensor waits for that day's drop; history is loaded with
+`airflow backfill create`.
 
 Wiring only: the work lives in geosid.pipeline (the only geosid module a DAG imports; it
-keeps torch out of parsing). A failed data-quality gate fails its task. XCom carries
-dates, counts and table versions.
+keeps torch out of parsing). XCom carries dates, counts and table versions.
 """
 
 from __future__ import annotations
@@ -30,11 +35,16 @@ from airflow.sdk import Param, dag, task
 
 from geosid import pipeline
 
+WRITES = {"pool": pipeline.POOL}
 
 
 def _split(params: dict):
     """The time split the params ask for (ISO dates or null)."""
     return pipeline.SplitConfig(test_start=params.get("test_start"), valid_start=params.get("valid_start"))
+
+
+def _lake(params: dict) -> str:
+    return pipeline.airflow_task(pipeline.deployment_lake, params.get("lake"))
 
 
 @dag(
@@ -43,87 +53,72 @@ def _split(params: dict):
     start_date=pendulum.datetime(2012, 4, 3, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    default_args=pipeline.task_defaults(),
     tags=["geosid"],
     params={
         "source": Param("tsmc2014", enum=pipeline.source_names(), description="raw source to ingest"),
         "path": Param(None, type=["null", "string"], description="raw file or folder of drops (default: the source's path)"),
-        "lake": Param(None, type=["null", "string"], description="lake root (default: $GEOSID_LAKE or ./lake)"),
+        "lake": Param(None, type=["null", "string"], description="absolute lake root (default: the Variable geosid_lake, or GEOSID_LAKE)"),
         "test_start": Param(None, type=["null", "string"], description="time split: targets from this day on are test"),
         "valid_start": Param(None, type=["null", "string"], description="time split: from this day on valid (until test)"),
-        "drop_wait_hours": Param(48, type="number", description="how long the sensor waits for the day's drop"),
+        "drop_wait_hours": Param(48, type="number", description="how long the sensor waits for the day's drop, from the run's start"),
     },
     doc_md=__doc__,
 )
 def geosid_daily():
-    @task.sensor(poke_interval=600, timeout=14 * 24 * 3600, mode="reschedule")
-    def wait_for_drop(ds: str | None = None, params: dict | None = None, data_interval_end=None) -> bool:
+    @task.sensor(poke_interval=600, timeout=14 * 24 * 3600, mode="reschedule", retries=0)
+    def wait_for_drop(ds: str | None = None, params: dict | None = None, dag_run=None) -> bool:
         import datetime
 
         from airflow.exceptions import AirflowFailException
 
-        if pipeline.drop_arrived(params["source"], ds, params.get("path"), lake_root=params.get("lake")):
+        lake = _lake(params)
+        if pipeline.airflow_task(pipeline.drop_arrived, params["source"], ds, params.get("path"), lake_root=lake):
             return True
-        now = datetime.datetime.now(datetime.timezone.utc)
-        waited = (now - data_interval_end).total_seconds() / 3600 if data_interval_end else 0.0
+        started = dag_run.start_date if dag_run is not None and dag_run.start_date else None
+        waited = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 3600 if started else 0.0
         if waited > float(params["drop_wait_hours"]):
             raise AirflowFailException(
-                f"the drop of {params['source']} for {ds} has not arrived after {waited:.0f} h; later days wait for it. "
+                f"the drop of {params['source']} for {ds} has not arrived after {waited:.1f} h; later days wait for it. "
                 f"When it comes, clear this run; if it never will: geosid days close --date {ds} --source {params['source']} --reason ..."
             )
         return False
 
-    @task
+    @task(**WRITES)
     def ingest(ds: str | None = None, params: dict | None = None) -> dict:
-        outcomes = pipeline.ingest_arrivals(params["source"], ds, params.get("path"), lake_root=params.get("lake"))
+        outcomes = pipeline.airflow_task(pipeline.ingest_arrivals, params["source"], ds, params.get("path"), lake_root=_lake(params))
         days = sorted({d.isoformat() for o in outcomes for d in o.report.days})
         changed = sorted({d.isoformat() for o in outcomes if o.inputs for d in o.inputs.changed})
         return {"dt": ds, "days": days, "changed": changed, "events": sum(o.report.events for o in outcomes)}
 
-    @task
+    @task(**WRITES)
     def validate_bronze(ingested: dict, params: dict | None = None) -> dict:
         if not ingested["days"]:  # a day closed as missing: nothing ingested
             return {"dt": ingested["dt"], "days": []}
         first, last = min(ingested["days"]), max(ingested["days"])
-        gate = pipeline.gate_outcome(pipeline.validate_bronze(first, last, lake_root=params.get("lake")))
-        return {"dt": ingested["dt"], "days": ingested["days"], "tables": gate["tables"]}
+        gate = pipeline.airflow_task(pipeline.validate_bronze, first, last, lake_root=_lake(params))
+        return {"dt": ingested["dt"], "days": ingested["days"], "tables": pipeline.airflow_task(pipeline.gate_outcome, gate)["tables"]}
 
-    @task
-    def catch_up(validated: dict, params: dict | None = None) -> dict:
-        repaired, pending = pipeline.catch_up(validated["dt"], params["source"], _split(params), lake_root=params.get("lake"))
-        return {"dt": validated["dt"], "repaired": repaired.to_dict(), "pending": [d.isoformat() for d in pending]}
+    @task(**WRITES)
+    def build(validated: dict, params: dict | None = None) -> dict:
+        report = pipeline.airflow_task(pipeline.build_with_catch_up, validated["dt"], params["source"], _split(params), lake_root=_lake(params))
+        return report.to_dict()
 
-    @task
-    def geo(caught_up: dict, params: dict | None = None) -> dict:
-        return pipeline.geo(caught_up["dt"], lake_root=params.get("lake")).to_dict()
-
-    @task
-    def embed(geo_context: dict, params: dict | None = None) -> dict:
-        return pipeline.embed(geo_context["dt"], lake_root=params.get("lake")).to_dict()
-
-    @task
-    def assign_sids(embedded: dict, params: dict | None = None) -> dict:
-        return pipeline.assign_day(embedded["dt"], lake_root=params.get("lake")).to_dict()
-
-    @task
-    def sequences(assigned: dict, params: dict | None = None) -> dict:
-        return pipeline.corpus_day(
-            assigned["dt"], params["source"], assigned.get("codebook_version"), _split(params), lake_root=params.get("lake"),
-        ).to_dict()  # fmt: skip
-
-    @task
+    @task(**WRITES)
     def validate(built: dict, params: dict | None = None) -> dict:
-        silver = pipeline.gate_outcome(pipeline.validate_silver(built["dt"], lake_root=params.get("lake")))
-        corpus = pipeline.validate_corpus(built["dt"], built["dt"], built.get("codebook_version"), lake_root=params.get("lake"))
-        return {"dt": built["dt"], "silver": silver["tables"], "corpus": pipeline.gate_outcome(corpus)["tables"]}
+        lake = _lake(params)
+        silver = pipeline.airflow_task(pipeline.validate_silver, built["dt"], lake_root=lake)
+        corpus = pipeline.airflow_task(pipeline.validate_corpus, built["dt"], built["dt"], built.get("codebook_version"), lake_root=lake)
+        outcomes = {name: pipeline.airflow_task(pipeline.gate_outcome, gate)["tables"] for name, gate in (("silver", silver), ("corpus", corpus))}
+        return {"dt": built["dt"], **outcomes}
 
-    @task
+    @task(**WRITES)
     def repair_later(validated: dict, params: dict | None = None) -> dict:
-        return pipeline.repair(after=validated["dt"], lake_root=params.get("lake")).to_dict()
+        return pipeline.airflow_task(pipeline.repair, after=validated["dt"], lake_root=_lake(params)).to_dict()
 
     ingested = ingest()
     wait_for_drop() >> ingested
-    built = sequences(assign_sids(embed(geo(catch_up(validate_bronze(ingested))))))
-    repair_later(validate(built))
+    repair_later(validate(build(validate_bronze(ingested))))
 
 
 geosid_daily()

@@ -2,6 +2,10 @@
 evaluate both against the baselines. Triggered by hand or by a sensor after the daily
 run; each run's record (lake/_models/<run>/run.json) pins the table versions it read.
 
+Training reads a pinned snapshot (pinned for the job's life, so maintenance keeps its
+files) and takes no pool slot; DPO's preference pairs are one write under the lake's
+writer lease.
+
 Wiring only: the work lives in geosid.pipeline; the params' defaults are TrainConfig's.
 """
 
@@ -27,9 +31,10 @@ def _config(params: dict):
     start_date=pendulum.datetime(2012, 4, 3, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    default_args=pipeline.task_defaults(),
     tags=["geosid"],
     params={
-        "lake": Param(None, type=["null", "string"]),
+        "lake": Param(None, type=["null", "string"], description="absolute lake root (default: the Variable geosid_lake, or GEOSID_LAKE)"),
         "version": Param(None, type=["null", "string"], description="codebook version (default: the only one)"),
         "size": Param(TRAIN.size, enum=list(pipeline.SIZE_NAMES)),
         "epochs": Param(TRAIN.epochs, type="integer", minimum=1),
@@ -45,12 +50,14 @@ def _config(params: dict):
 def geosid_train():
     @task
     def pretrain(params: dict | None = None) -> dict:
-        record = pipeline.pretrain(_config(params), params.get("version"), lake_root=params.get("lake"))
+        lake = pipeline.airflow_task(pipeline.deployment_lake, params.get("lake"))
+        record = pipeline.airflow_task(pipeline.pretrain, _config(params), params.get("version"), lake_root=lake)
         return {"run_id": record.run_id, "table_versions": record.table_versions, "eval": record.evaluation("oneloc")}
 
     @task
     def dpo(pretrained: dict, params: dict | None = None) -> dict:
-        record = pipeline.dpo(pretrained["run_id"], lake_root=params.get("lake"))
+        lake = pipeline.airflow_task(pipeline.deployment_lake, params.get("lake"))
+        record = pipeline.airflow_task(pipeline.dpo, pretrained["run_id"], lake_root=lake)
         return {"run_id": record.run_id, "pairs": record.metrics["pairs"]["pairs"], "eval": record.evaluation("oneloc")}
 
     @task

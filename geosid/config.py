@@ -38,6 +38,8 @@ ENV = {
     "drop_marker": "GEOSID_DROP_MARKER",
     "vacuum_retention_hours": "GEOSID_VACUUM_RETENTION_HOURS",
     "log_retention_hours": "GEOSID_LOG_RETENTION_HOURS",
+    "lease_wait_seconds": "GEOSID_LEASE_WAIT_SECONDS",
+    "lease_timeout_seconds": "GEOSID_LEASE_TIMEOUT_SECONDS",
 }
 CELL_ENV = {"system": "GEOSID_CELL_SYSTEM", "precision": "GEOSID_GEOHASH_PRECISION", "resolution": "GEOSID_H3_RESOLUTION"}
 
@@ -68,6 +70,10 @@ class Settings(BaseModel):
     )
     vacuum_retention_hours: int = Field(default=168, ge=0, description="maintenance: replaced files older than this are deleted")
     log_retention_hours: int = Field(default=720, ge=0, description="maintenance: Delta log entries older than this are removed (checkpointed first)")
+    lease_wait_seconds: float = Field(default=600.0, ge=0, description="a writer waits this long for the lake's writer lease, then refuses")
+    lease_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="a lease holder on another host whose heartbeat is older than this is gone (same host: its pid)"
+    )
     lake_reader: Literal["auto", "engine", "files"] = Field(
         default="auto", description="auto: the engine's Delta reader on sail and where spark commits, the snapshot's files otherwise"
     )

@@ -245,9 +245,12 @@ def arrived_runs(spec, path: str | Path, first: dt_.date, last: dt_.date, marker
     have not. A whole-history file holds every day of the range; a folder of drops holds
     a day when every feed's drop of it is complete (`landing.drop_days`)."""
     complete = spec.complete_days(path, marker)
-    if complete is None:
-        return [(first, last)], []
     days = days_between(first, last)
+    if complete is None:  # a whole-history file: every day up to its last
+        through = spec.complete_through(path)
+        if through is None or through >= last:
+            return [(first, last)], []
+        return ([(first, through)] if first <= through else []), [d for d in days if d > through]
     return day_runs(d for d in days if d in complete), [d for d in days if d not in complete]
 
 

@@ -8,7 +8,8 @@ ones on disk (time travel needs them) until vacuum. Maintenance, per table:
 2. vacuum: files no version since the retention refers to are deleted, and files no
    version refers to at all (what a killed commit left in the folder) once older than the
    retention; the files of the versions that recorded training snapshots pin are kept
-   (`keep_versions`) unless forced;
+   (`keep_versions`) unless forced, and so are the versions live readers pinned and the
+   published state (`geosid.lake.lease`), whatever the retention;
 3. checkpoint the log, then remove log entries older than the log retention that come
    before the newest checkpoint at or below the oldest pinned version, so every pinned
    version still loads.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,21 +92,26 @@ class TableMaintenance:
 
 
 def maintain_table(name: str, path: str | Path, retention_hours: float, log_retention_hours: float,
-                   pinned_versions: list[int] = (), force: bool = False, compact: bool = True) -> TableMaintenance:  # fmt: skip
+                   pinned_versions: list[int] = (), force: bool = False, compact: bool = True,
+                   protect: Callable[[], Iterable[int]] | None = None) -> TableMaintenance:  # fmt: skip
     """Compact, vacuum (keeping what `pinned_versions` need unless `force`), checkpoint and
-    trim the log of one Delta table (see the module's doc)."""
+    trim the log of one Delta table (see the module's doc). `protect`, called after the
+    compaction, gives the versions live readers need (kept whatever `force` says)."""
 
     started = time.perf_counter()
     path = str(path)
     result = TableMaintenance(name, folder_size(path))
     table = DeltaTable(path)
     current = table.version()
-    pinned = sorted({int(v) for v in pinned_versions if 0 <= int(v) <= current}) if not force else []
-    result.pinned_versions = pinned
+    pinned = {int(v) for v in pinned_versions if 0 <= int(v) <= current} if not force else set()
     if compact:
         metrics = table.optimize.compact()
         result.compacted_removed, result.compacted_added = int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0))
         table = DeltaTable(path)
+    latest = table.version()
+    pinned |= {int(v) for v in (protect() if protect is not None else ()) if 0 <= int(v) < latest}
+    pinned = sorted(pinned)
+    result.pinned_versions = pinned
     hours = max(0, int(retention_hours))
     options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True}
     if pinned:

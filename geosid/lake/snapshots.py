@@ -59,12 +59,19 @@ class TableSnapshots:
     def to_arrow(self, table: str | TableSpec, version: int | None = None) -> pa.Table:
         """Read a table with deltalake alone (no engine): what outside clients see."""
 
-        return DeltaTable(self.path(table), version=version).to_pyarrow_table()
+        return DeltaTable(self.path(table), version=self.version_to_read(table, version)).to_pyarrow_table()
+
+    def version_to_read(self, table: str | TableSpec, version: int | None = None) -> int | None:
+        """`version` when given, else the version a reader's view pinned (None: the latest)."""
+        if version is not None or not self.pinned:
+            return version
+        return self.pinned.get(self.spec(table).name)
 
     def table_version(self, table: str | TableSpec) -> int:
-        """The table's latest Delta version."""
+        """The table's latest Delta version (in a reader's view: the pinned one)."""
 
-        return DeltaTable(self.path(table)).version()
+        pinned = self.version_to_read(table)
+        return pinned if pinned is not None else DeltaTable(self.path(table)).version()
 
     def digest(self, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None,
                table_version: int | None = None, content: bool = False) -> tuple[int, str]:  # fmt: skip
@@ -104,7 +111,7 @@ class TableSnapshots:
         days = sorted(set(days))
         sums = {d: [0, np.uint64(0), np.uint64(0)] for d in days}
         if days and self.exists(spec):
-            handle = DeltaTable(self.path(spec))
+            handle = DeltaTable(self.path(spec), version=self.version_to_read(spec))
             dataset = handle.to_pyarrow_dataset(partitions=[(spec.partition_by[0], "in", [d.isoformat() for d in days])])
             condition = None
             for column, value in (equals or {}).items():
@@ -143,6 +150,7 @@ class TableSnapshots:
         """The files of a table at `version`, else as of `as_of`, else the latest, for
         readers outside the engine (the trainer)."""
         handle = DeltaTable(self.path(table))
+        version = self.version_to_read(table, version) if as_of is None else version
         if version is not None:
             handle.load_as_version(int(version))
         elif as_of is not None:

@@ -14,7 +14,7 @@ import functools
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from geosid.errors import InvalidRequestError, NotFoundError
 from geosid.lake.arrow import conform, conform_arrow, spec_arrow_schema
+from geosid.lake import lease as lease_, pins
 from geosid.lake.commit import HIVE_NULL, commit_staged, staged_files
 from geosid.lake.dates import DateLike, DateRange, partition_predicate
 from geosid.lake.predicate import parse
@@ -76,6 +77,7 @@ class Lake(TableSnapshots):
         committer: str = "delta-rs",
         reader: str = "engine",
         direct_commit: bool = True,
+        lease: lease_.LeaseSettings | None = None,
     ):
         if committer not in COMMITTERS:
             raise ValueError(f"committer must be one of {COMMITTERS}, got {committer!r}")
@@ -89,6 +91,46 @@ class Lake(TableSnapshots):
         # delta-rs committer: commit the engine's staged files as they are where possible
         # (False: always read them back and rewrite; the benchmark's comparison)
         self.direct_commit = direct_commit
+        # the one writer at a time (geosid.lake.lease); a reader's view pins table versions
+        self.lease = lease_.LakeLease(self.root, self._table_paths, lease or lease_.LeaseSettings.from_env())
+        self.pinned: dict[str, int] | None = None
+        self.log: Callable[[str], None] | None = None  # where "waiting for the lease" goes
+
+    def _table_paths(self) -> dict[str, str]:
+        return {spec.name: self.path(spec) for spec in self.registry}
+
+    @contextmanager
+    def writing(self, step: str) -> Iterator[None]:
+        """Hold the lake's writer lease for the block (re-entrant; see geosid.lake.lease)."""
+        with lease_.writing(self.lease, step, on_wait=self.log):
+            yield
+
+    @contextmanager
+    def reading(self, step: str, versions: dict[str, int] | None = None) -> Iterator[dict[str, int] | None]:
+        """Read one consistent, vacuum-protected set of table versions in the block (the
+        published ones unless `versions`); yields them. Inside this thread's writer lease:
+        the latest versions (the writer's own)."""
+        if lease_.held_by_me(self.root) is not None or self.pinned is not None:
+            yield self.pinned
+            return
+        with pins.reading(self.lease, step, versions) as pin:
+            self.pinned = dict(pin.versions or {})
+            try:
+                yield self.pinned
+            finally:
+                self.pinned = None
+
+    @contextmanager
+    def _commit(self, what: str) -> Iterator[None]:
+        """Every write: under this thread's lease (checked still ours), or a lease of its own."""
+        if lease_.held_by_me(self.root) is not None:
+            lease_.check_held(self.root)
+            yield
+            return
+        if self.pinned is not None:
+            raise RuntimeError(f"{what}: a reader's view of the lake does not write")
+        with self.writing(what):
+            yield
 
     def reports_dir(self, *parts: str) -> Path:
         """Where reports and plots go: `<root>/_reports/<parts...>` (not created here)."""
@@ -101,6 +143,8 @@ class Lake(TableSnapshots):
         return str(self.root / self.spec(table).relative_path)
 
     def exists(self, table: str | TableSpec) -> bool:
+        if self.pinned is not None and self.spec(table).name not in self.pinned:
+            return False  # created after the reader's view was pinned
         return DeltaTable.is_deltatable(self.path(table))
 
     def ensure_table(self, table: str | TableSpec) -> None:
@@ -109,17 +153,18 @@ class Lake(TableSnapshots):
         older rows read them as null)."""
 
         spec = self.spec(table)
-        if self.exists(spec):
-            self._add_new_columns(spec)
-            return
-        Path(self.path(spec)).mkdir(parents=True, exist_ok=True)
-        DeltaTable.create(
-            self.path(spec),
-            schema=spec_arrow_schema(spec),
-            partition_by=list(spec.partition_by) or None,
-            name=spec.name,
-            description=spec.description[:1000] or None,
-        )
+        with self._commit(f"create {spec.name}"):
+            if self.exists(spec):
+                self._add_new_columns(spec)
+                return
+            Path(self.path(spec)).mkdir(parents=True, exist_ok=True)
+            DeltaTable.create(
+                self.path(spec),
+                schema=spec_arrow_schema(spec),
+                partition_by=list(spec.partition_by) or None,
+                name=spec.name,
+                description=spec.description[:1000] or None,
+            )
 
     def partition_columns(self, table: str | TableSpec) -> tuple[str, ...]:
         """The partition columns the existing table was created with."""
@@ -128,7 +173,8 @@ class Lake(TableSnapshots):
 
     def drop(self, table: str | TableSpec) -> None:
         """Remove a table with its history (for derived tables a build recreates)."""
-        shutil.rmtree(self.path(table), ignore_errors=True)
+        with self._commit(f"drop {self.spec(table).name}"):
+            shutil.rmtree(self.path(table), ignore_errors=True)
 
     def _add_new_columns(self, spec: TableSpec) -> None:
         handle = DeltaTable(self.path(spec))
@@ -161,13 +207,14 @@ class Lake(TableSnapshots):
         spec = self.spec(table)
         frames = [conform(part, spec) for part in (df if isinstance(df, (list, tuple)) else [df])]
         df = functools.reduce(DataFrame.unionByName, frames) if self.committer == "spark" else frames
-        self.ensure_table(spec)
-        predicate = self._predicate(spec, dt, where)  # None: the whole table
-        if self.committer == "spark":
-            self._commit_spark(df, spec, predicate)
-        else:
-            self._commit_delta_rs(df, spec, predicate)
-        return self.table_version(spec)
+        with self._commit(f"write {spec.name}"):
+            self.ensure_table(spec)
+            predicate = self._predicate(spec, dt, where)  # None: the whole table
+            if self.committer == "spark":
+                self._commit_spark(df, spec, predicate)
+            else:
+                self._commit_delta_rs(df, spec, predicate)
+            return self.table_version(spec)
 
     def _commit_spark(self, df: DataFrame, spec: TableSpec, predicate: str | None) -> None:
         """Engine-native Delta write (a cluster with delta-spark): replaceWhere."""
@@ -274,9 +321,9 @@ class Lake(TableSnapshots):
         if not spec.keys:
             raise ValueError(f"{spec.name} has no keys to merge on")
         df = conform(df, spec)
-        self.ensure_table(spec)
-        on = " AND ".join(f"t.{key} = s.{key}" for key in spec.keys)
-        with self._staged(df, spec) as stage:
+        with self._commit(f"merge {spec.name}"), self._staged(df, spec) as stage:
+            self.ensure_table(spec)
+            on = " AND ".join(f"t.{key} = s.{key}" for key in spec.keys)
             if sum(pq.ParquetFile(p).metadata.num_rows for p in stage.rglob("*.parquet")):
                 # the staged rows stream into the merge (batch by batch, spilling past memory)
                 source = self._stage_reader(stage, spec)
@@ -292,9 +339,10 @@ class Lake(TableSnapshots):
         the version. Deleted rows stay readable at earlier versions until vacuum."""
 
         spec = self.spec(table)
-        self.ensure_table(spec)
-        DeltaTable(self.path(spec)).delete(predicate)
-        return self.table_version(spec)
+        with self._commit(f"delete from {spec.name}"):
+            self.ensure_table(spec)
+            DeltaTable(self.path(spec)).delete(predicate)
+            return self.table_version(spec)
 
     def read(
         self,
@@ -307,6 +355,7 @@ class Lake(TableSnapshots):
         spec = self.spec(table)
         if not self.exists(spec):
             raise NotFoundError(f"table {spec.name} does not exist under {self.root}: run the step that writes it first")
+        version = self.version_to_read(spec, version)
         if self.reader == "files":
             df = self._read_files(spec, version)
         else:
@@ -343,16 +392,17 @@ class Lake(TableSnapshots):
 
         spec = self.spec(table)
         data = conform_arrow(data, spec)
-        self.ensure_table(spec)
         predicate = self._predicate(spec, dt, where)
         options = {"predicate": predicate} if predicate is not None else {}
-        try:
-            write_deltalake(self.path(spec), data, mode="overwrite", partition_by=list(spec.partition_by) or None, **options)
-        except Exception as exc:
-            if "failed validation check" in str(exc):
-                raise InvalidRequestError(f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed") from exc
-            raise
-        return self.table_version(spec)
+        with self._commit(f"write {spec.name}"):
+            self.ensure_table(spec)
+            try:
+                write_deltalake(self.path(spec), data, mode="overwrite", partition_by=list(spec.partition_by) or None, **options)
+            except Exception as exc:
+                if "failed validation check" in str(exc):
+                    raise InvalidRequestError(f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed") from exc
+                raise
+            return self.table_version(spec)
 
     def checkpoint(self, df: DataFrame, name: str) -> DataFrame:
         """Materialize `df` as Parquet under _work/checkpoints/<name> and read it back.
@@ -380,7 +430,8 @@ class Lake(TableSnapshots):
         spark = self._require_spark()
         names = []
         for spec in self.existing_tables():
-            df = self.read(spec) if self.reader == "files" else spark.read.format("delta").load(self.path(spec))
+            pinned = self.reader == "files" or self.version_to_read(spec) is not None
+            df = self.read(spec) if pinned else spark.read.format("delta").load(self.path(spec))
             for view in (spec.short_name, spec.name.replace(".", "_")):
                 df.createOrReplaceTempView(view)
                 names.append(view)

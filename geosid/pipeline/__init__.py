@@ -16,7 +16,7 @@ from geosid.jobs.corpus import SplitConfig
 from geosid.jobs.index import CodebookSpec, FitReport, Gates, parse_codes
 from geosid.lake.dates import days_between
 from geosid.pipeline.bronze import IngestOutcome, ingest, validate_bronze
-from geosid.pipeline.context import Context, open_context, use
+from geosid.pipeline.context import Context, engine_errors, open_context, use
 from geosid.pipeline.corpus import (
     CorpusOutcome,
     cell_context,
@@ -28,7 +28,8 @@ from geosid.pipeline.corpus import (
     split_config,
     validate_corpus,
 )
-from geosid.pipeline.daily_run import DailyReport, build_day, catch_up, close_day, daily, drop_arrived, ingest_arrivals
+from geosid.pipeline.daily_run import BuildReport, DailyReport, build_day, build_with_catch_up, catch_up, close_day, daily, drop_arrived, ingest_arrivals
+from geosid.pipeline.deployment import POOL, SetupReport, airflow_setup, airflow_task, deployment_lake, task_defaults
 from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.index import (
     IndexOutcome,
@@ -82,9 +83,9 @@ def __getattr__(name: str):
 
 __all__ = [
     "BENCHMARK_PROTOCOLS", "MODEL_KINDS", "PROTOCOLS", "SIZE_NAMES", "TEMPLATES", "TOKENIZER_KINDS", "TRAIN_DEFAULTS",
-    "TRAIN_FIELDS", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
+    "TRAIN_FIELDS", "POOL", "SetupReport", "airflow_setup", "airflow_task", "deployment_lake", "task_defaults", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "engine_errors", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
     "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
-    "SiteReport", "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "build_day", "build_report", "build_index", "catch_up",
+    "SiteReport", "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "BuildReport", "build_day", "build_with_catch_up", "build_report", "build_index", "catch_up",
     "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",
     "drop_arrived", "embed", "fit_codebook", "format_tables", "gate_outcome", "geo", "grid_point", "history", "ingest",
     "ingest_arrivals", "list_codebooks", "maintain", "open_context", "parse_codes", "publish_codebook",

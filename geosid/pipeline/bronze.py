@@ -32,6 +32,15 @@ class IngestOutcome:
                 "inputs": self.inputs.to_dict() if self.inputs else None}  # fmt: skip
 
 
+def not_arrived(spec, raw: Path, marker: str | None, day: dt_.date) -> str:
+    """Why `day` has not arrived under `raw`, in one line."""
+    through = spec.complete_through(raw)
+    if through is not None:
+        return f"{spec.name} {day} has not arrived: {raw} holds the days up to {through} only"
+    return (f"the drop of {spec.name} for {day} has not arrived under {raw}: every feed's dt={day} folder needs its "
+            f"{marker or 'folder'} (the producer writes it when the day is whole)")  # fmt: skip
+
+
 def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None, last: DateLike | None) -> tuple[dt_.date, dt_.date]:
     """The days to ingest: as given, else every day the raw files hold."""
     if first is not None and last is not None:
@@ -50,16 +59,13 @@ def ingest(source: str, first: DateLike | None = None, last: DateLike | None = N
     noticed), then run the bronze gate. A single day whose drop has not arrived is refused
     (NotArrivedError); of a range, the days that have not arrived are left as they are."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"ingest {source}") as ctx:
         spec = get_source(source)
         raw = spec.raw_path(path, ctx.settings)
         first, last = resolve_range(ctx, source, raw, first, last)
         marker = ctx.settings.drop_marker
-        if first == last and spec.complete_days(raw, marker) is not None and first not in spec.complete_days(raw, marker):
-            raise NotArrivedError(
-                f"the drop of {source} for {first} has not arrived under {raw}: every feed's dt={first} folder needs its "
-                f"{marker or 'folder'} (the producer writes it when the day is whole)"
-            )
+        if first == last and not spec.has_arrived(raw, marker, first):
+            raise NotArrivedError(not_arrived(spec, raw, marker, first))
         with ctx.stage(f"ingest {source} {first} .. {last} from {raw}", timed="ingest"):
             report = run_ingest(ctx.lake, source, raw, first, last, progress=ctx.progress, marker=marker)
             arrived = spec.arrived(raw, marker) or {}
@@ -77,7 +83,7 @@ def validate_bronze(first: DateLike, last: DateLike | None = None, *, ctx: Conte
 
     first = as_date(first)
     last = as_date(last) if last is not None else first
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="validate_bronze") as ctx:
         with ctx.stage("data quality (great-expectations)", timed="validate bronze"):
             gate = GateReport("bronze", first, last, validate_job.validate_bronze(ctx.lake, (first, last), ctx.settings.reject_rate_threshold))
         ctx.log(gate.summary())

@@ -14,9 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark.errors.exceptions.base import PySparkException
+
 from geosid.config import Settings
 from geosid.errors import InvalidRequestError
 from geosid.lake import Lake, spark_session
+from geosid.lake.lease import LeaseSettings
 
 
 def _quiet(_: str) -> None:
@@ -63,6 +66,16 @@ class Context:
         return "\n".join(lines)
 
 
+def engine_errors() -> tuple[type[BaseException], ...]:
+    """What the engine raises when it refuses or fails a job: the CLI reports these in one
+    line (the step and the engine's first line), the traceback only with --debug."""
+    return (PySparkException,)
+
+
+def lease_settings(settings: Settings) -> LeaseSettings:
+    return LeaseSettings(wait_s=settings.lease_wait_seconds, timeout_s=settings.lease_timeout_seconds)
+
+
 def require_lake_root(root: Path) -> None:
     """The lake's folder exists or can be made, and can be written: else one line that
     says so (a mistyped --lake), not an engine's traceback at the first write."""
@@ -83,15 +96,35 @@ def open_context(settings: Settings | None = None, log: Callable[[str], None] | 
     settings = settings or Settings.from_env()
     require_lake_root(settings.lake_root)
     with spark_session(settings) as spark:
-        lake = Lake(settings.lake_root, spark, committer=settings.committer(), reader=settings.reader())
+        lake = Lake(settings.lake_root, spark, committer=settings.committer(), reader=settings.reader(), lease=lease_settings(settings))
         yield Context(settings, spark, lake, log or _quiet, progress)
 
 
 @contextmanager
-def use(ctx: Context | None, lake_root: str | None = None, log: Callable[[str], None] | None = None) -> Iterator[Context]:
-    """`ctx` itself, or (a DAG task) a context of its own on the lake at `lake_root`."""
-    if ctx is not None:
+def _access(ctx: Context, writes: str | None, reads: str | None) -> Iterator[Context]:
+    if writes is not None:
+        ctx.lake.log = ctx.log
+        with ctx.lake.writing(writes):
+            yield ctx
+    elif reads is not None:
+        with ctx.lake.reading(reads):
+            yield ctx
+    else:
         yield ctx
+
+
+@contextmanager
+def use(ctx: Context | None, lake_root: str | None = None, log: Callable[[str], None] | None = None, *,
+        writes: str | None = None, reads: str | None = None) -> Iterator[Context]:  # fmt: skip
+    """`ctx` itself, or (a DAG task) a context of its own on the lake at `lake_root`.
+
+    `writes`: the step holds the lake's writer lease throughout (what it reads to decide
+    and what it writes cannot interleave with another writer's; re-entrant, so a step
+    calling steps holds it once). `reads`: the step reads one consistent, pinned set of
+    table versions (geosid.lake.lease)."""
+    if ctx is not None:
+        with _access(ctx, writes, reads):
+            yield ctx
         return
-    with open_context(Settings.from_env(lake_root=lake_root), log=log or print) as own:
+    with open_context(Settings.from_env(lake_root=lake_root), log=log or print) as own, _access(own, writes, reads):
         yield own

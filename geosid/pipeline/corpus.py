@@ -68,7 +68,7 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
     """corpus.cell_context of [first, last] from the latest earlier geo snapshots."""
 
     first, last = as_date(first), as_date(last)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="cell_context") as ctx:
         with ctx.stage(f"corpus.cell_context {first} .. {last}", timed="cell context"):
             report = build_cell_context(ctx.lake, first, last, ctx.settings.cells.cells())
             record_cell_context(ctx, ctx.settings.cells, first, last)
@@ -87,7 +87,7 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
     are one range job (windowed aggregates over all the days at once)."""
 
     first, last = as_date(first), as_date(last)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="context_snapshots") as ctx:
         config = geo_config(ctx)
         have = set()
         if ctx.lake.exists(silver.GEO_CELLS):
@@ -130,7 +130,7 @@ def corpus_build(source: str, first: DateLike | None = None, last: DateLike | No
     source) from scratch under a version (default: the one in force on the last day),
     then the corpus gate."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="corpus_build") as ctx:
         days = source_days(ctx, source)
         first = as_date(first) if first is not None else days[0]
         last = as_date(last) if last is not None else days[1]
@@ -181,7 +181,7 @@ def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, 
     (default: every target is train)."""
     day = as_date(day)
     split = daily_split(split)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"corpus day {day}") as ctx:
         version = version_in_force(ctx, day, codebook_version)
         if version is None:
             skipped = SkippedStep(day, f"no codebook version published as of {day}")
@@ -239,7 +239,7 @@ def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_vers
     last = as_date(last) if last is not None else first
     if last < first:
         raise InvalidRequestError(f"empty date range: {first} .. {last}")
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="validate_corpus") as ctx:
         version = version_in_force(ctx, last, codebook_version)
         if version is None:
             skipped = SkippedStep(last, f"no codebook version published as of {last}: no corpus to validate")

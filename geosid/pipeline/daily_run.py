@@ -19,7 +19,7 @@ from geosid.jobs.corpus import SplitConfig
 from geosid.lake import DateLike, Lake, as_date, day_runs, days_between
 from geosid.lake.arrow import EMPTY_DIGEST
 from geosid.lake.lineage import input_days, lake_state, record_inputs
-from geosid.pipeline.bronze import ingest, validate_bronze
+from geosid.pipeline.bronze import ingest, not_arrived, validate_bronze
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.corpus import corpus_day, validate_corpus
 from geosid.pipeline.index import assign_day
@@ -34,14 +34,13 @@ from geosid.sources.registry import get_source
 def drop_arrived(source: str, day: DateLike, path: str | Path | None = None, *, ctx: Context | None = None,
                  lake_root: str | None = None) -> bool:  # fmt: skip
     """Whether the day's run can go ahead: its drop is complete in every feed (a
-    whole-history file holds every day), or the day was closed as missing. What the daily
-    DAG's sensor pokes (no engine needed)."""
+    whole-history file holds the days up to its last one), or the day was closed as
+    missing. What the daily DAG's sensor pokes (no engine needed)."""
 
     day = as_date(day)
     settings = ctx.settings if ctx is not None else Settings.from_env(lake_root=lake_root)
     spec = get_source(source)
-    complete = spec.complete_days(spec.raw_path(path, settings), settings.drop_marker)
-    if complete is None or day in complete:
+    if spec.has_arrived(spec.raw_path(path, settings), settings.drop_marker, day):
         return True
     known = input_days(ctx.lake if ctx is not None else Lake(settings.lake_root))
     return bool(len(known[(known.source == source) & (known.dt == day) & (known.status == "closed")]))
@@ -49,34 +48,37 @@ def drop_arrived(source: str, day: DateLike, path: str | Path | None = None, *, 
 
 def ingest_arrivals(source: str, day: DateLike, path: str | Path | None = None, *, ctx: Context | None = None,
                     lake_root: str | None = None):  # fmt: skip
-    """Ingest the day's drop, and every earlier drop (from the source's first recorded day)
-    that arrived since or was re-delivered (its files differ from the ingested ones); a
-    re-delivery with the same content changes nothing downstream. Returns the ingest
-    outcomes (the day's last)."""
+    """Ingest the day's input, and every earlier one that arrived since: of drops, every
+    earlier drop (from the source's first recorded day) that arrived late or was
+    re-delivered (its files differ from the ingested ones; the same content changes
+    nothing downstream); of a whole-history file, every day up to this one never ingested
+    (a backfill's later day, run first, brings its earlier days with it). Returns the
+    ingest outcomes (the day's last)."""
 
     day = as_date(day)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"ingest {source} {day}") as ctx:
         spec = get_source(source)
         raw = spec.raw_path(path, ctx.settings)
-        arrived = spec.arrived(raw, ctx.settings.drop_marker)
-        if arrived is None:  # a whole-history file: the day's lines
-            return [ingest(source, day, day, raw, validate=False, ctx=ctx)]
+        marker = ctx.settings.drop_marker
         known = input_days(ctx.lake)
         known = known[known.source == source]
         closed = set(known[known.status == "closed"].dt)
-        if day not in arrived and day not in closed:
-            raise NotArrivedError(
-                f"the drop of {source} for {day} has not arrived under {raw} (each feed's dt={day} folder needs "
-                f"{ctx.settings.drop_marker or 'to exist'}): the daily run waits for it"
-            )
         first_known = min(known.dt) if len(known) else day
-        files = dict(zip(known.dt, known.files))
-        late = [d for d, fingerprint in sorted(arrived.items()) if first_known <= d < day and files.get(d) != fingerprint]
+        if not spec.has_arrived(raw, marker, day) and day not in closed:
+            raise NotArrivedError(f"{not_arrived(spec, raw, marker, day)}: the daily run waits for it")
+        arrived = spec.arrived(raw, marker)
+        if arrived is None:  # a whole-history file: the days it holds that were never ingested, and the day
+            ingested = set(known.dt)
+            late = [d for d in days_between(first_known, day) if d < day and d not in ingested and spec.has_arrived(raw, marker, d)]
+            files = {}
+        else:
+            files = dict(zip(known.dt, known.files))
+            late = [d for d, fingerprint in sorted(arrived.items()) if first_known <= d < day and files.get(d) != fingerprint]
         outcomes = []
         for first, last in day_runs(late):
-            ctx.log(f"{source}: drops of {days_text(days_between(first, last))} arrived late or were re-delivered")
+            ctx.log(f"{source}: {days_text(days_between(first, last))} arrived late, were re-delivered or never ingested")
             outcomes.append(ingest(source, first, last, raw, validate=False, ctx=ctx))
-        if day in arrived:
+        if spec.has_arrived(raw, marker, day):
             outcomes.append(ingest(source, day, day, raw, validate=False, ctx=ctx))
         else:
             ctx.log(f"{source} {day} was closed as missing: the day builds as empty")
@@ -91,7 +93,7 @@ def close_day(source: str, day: DateLike, note: str, *, ctx: Context | None = No
     day = as_date(day)
     if not note or not note.strip():
         raise InvalidRequestError("say why the day is closed (--reason): it is shown by geosid status")
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"days close {source} {day}") as ctx:
         spec = get_source(source)
         known = input_days(ctx.lake)
         row = known[(known.source == source) & (known.dt == day)]
@@ -168,7 +170,7 @@ def build_day(day: DateLike, source: str, split: SplitConfig | None = None, *, c
     under the version in force, cell context and sequences. Returns the version used."""
 
     day = as_date(day)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"build {day}") as ctx:
         geo(day, ctx=ctx)
         embed(day, ctx=ctx)
         assign_day(day, ctx=ctx)
@@ -182,7 +184,7 @@ def catch_up(before: DateLike, source: str, split: SplitConfig | None = None, va
     days before it that were never built (a late drop's catch-up; runs that went ahead out
     of order). Refuses while an input day before it has not arrived."""
     before = as_date(before)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"catch up before {before}") as ctx:
         require_arrived(ctx, before)
         repaired = repair(before=before, validate=validate, ctx=ctx)
         pending = pending_days(ctx, before)
@@ -192,17 +194,44 @@ def catch_up(before: DateLike, source: str, split: SplitConfig | None = None, va
         return repaired, pending
 
 
+@dataclass
+class BuildReport:
+    """What the daily run's build did: the earlier days repaired and built, then the day."""
+
+    day: dt_.date
+    caught_up: RepairReport
+    pending: list
+    codebook_version: str | None
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"dt": self.day.isoformat(), "repaired": self.caught_up.to_dict(), "pending": [d.isoformat() for d in self.pending],
+                "codebook_version": self.codebook_version, "seconds": round(self.seconds, 2)}  # fmt: skip
+
+
+def build_with_catch_up(day: DateLike, source: str, split: SplitConfig | None = None, validate: bool = True, *,
+                        ctx: Context | None = None, lake_root: str | None = None) -> BuildReport:  # fmt: skip
+    """Catch up (repair stale earlier days, build pending ones), then build the day: one
+    step under the lake's writer lease, so no other writer sees the day half built."""
+    started = time.perf_counter()
+    day = as_date(day)
+    with use(ctx, lake_root, writes=f"build {source} {day}") as ctx:
+        caught_up, pending = catch_up(day, source, split, validate, ctx=ctx)
+        version = build_day(day, source, split, ctx=ctx)
+        return BuildReport(day, caught_up, pending, version, time.perf_counter() - started)
+
+
 def daily(day: DateLike, source: str, path: str | Path | None = None, split: SplitConfig | None = None,
           validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> DailyReport:  # fmt: skip
-    """The daily DAG's run of `day`, its tasks in order in one process: ingest the day's drop
-    (and any late or re-delivered earlier one), the bronze gate, catch up (repair stale
-    earlier days, build pending ones), build the day, the silver and corpus gates, repair
-    the later days that a re-run of an old day made stale."""
+    """The daily DAG's run of `day`, its tasks in order in one process and under one hold of
+    the lake's writer lease: ingest the day's drop (and any late, re-delivered or never
+    ingested earlier one), the bronze gate, the build (catch up, then the day), the silver
+    and corpus gates, the repair of the later days that a re-run of an old day made stale."""
 
     started = time.perf_counter()
     day = as_date(day)
     report = DailyReport(day, source)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"daily {source} {day}") as ctx:
         for outcome in ingest_arrivals(source, day, path, ctx=ctx):
             report.ingested += outcome.report.days
             if outcome.inputs is not None:
@@ -210,8 +239,8 @@ def daily(day: DateLike, source: str, path: str | Path | None = None, split: Spl
             if validate and outcome.report.days:
                 report.gates[f"bronze {days_text(outcome.report.days)}"] = validate_bronze(
                     min(outcome.report.days), max(outcome.report.days), ctx=ctx).passed  # fmt: skip
-        report.caught_up, report.pending = catch_up(day, source, split, validate, ctx=ctx)
-        report.codebook_version = build_day(day, source, split, ctx=ctx)
+        built = build_with_catch_up(day, source, split, validate, ctx=ctx)
+        report.caught_up, report.pending, report.codebook_version = built.caught_up, built.pending, built.codebook_version
         if validate:
             report.gates["silver"] = validate_silver(day, ctx=ctx).passed
             report.gates["corpus"] = validate_corpus(day, day, report.codebook_version, ctx=ctx).passed

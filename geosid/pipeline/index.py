@@ -46,7 +46,7 @@ def fit_codebook(spec: CodebookSpec, day: DateLike | None = None, *, template: s
     """Fit a candidate codebook version (`spec`: method, codes, iterations, seed) on the
     items of `day` (default: the latest day), embedded under `template` (default: the
     settings'), reading the latest silver table versions unless pinned."""
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="fit_codebook") as ctx:
         rep = representation(ctx, template)
         day = as_date(day) if day is not None else latest_item_day(ctx)
         with ctx.stage(f"codebook candidate: {spec.label} on {rep.template_id} as of {day}", timed=f"codebook {spec.label}"):
@@ -75,7 +75,7 @@ def publish_codebook(codebook_version: str, day: DateLike | None = None, gates: 
     """Publish a candidate as of `day` (default: the latest item day) after its gates
     (GateError says which failed)."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="publish_codebook") as ctx:
         day = as_date(day) if day is not None else latest_item_day(ctx)
         report = publish(ctx.lake, codebook_version, day, gates_from(gates))
         ctx.log(report.summary())
@@ -116,7 +116,7 @@ def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict
 
     day = as_date(day)
     outcome = IndexOutcome()
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="build_index") as ctx:
         for method, capacity_aware in candidates:
             spec = CodebookSpec(method, codes=tuple(codes) if codes else None, capacity_aware=capacity_aware)
             outcome.fits.append(fit_codebook(spec, day, reuse_published=True, template=template, ctx=ctx))
@@ -175,7 +175,7 @@ def assign_day(day: DateLike, codebook_version: str | None = None, *, ctx: Conte
                lake_root: str | None = None):  # fmt: skip
     """SIDs for the day's items not yet tokenized under the version in force on the day."""
     day = as_date(day)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"assign {day}") as ctx:
         version = version_in_force(ctx, day, codebook_version)
         if version is None:
             report = SkippedStep(day, f"no codebook version published as of {day}")
@@ -203,7 +203,7 @@ def assign_day_under(ctx: Context, version: str, day: dt_.date, mode: str = "day
 def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Context | None = None, lake_root: str | None = None):
     """Give every item of [first, last] a SID under a version (existing SIDs stay)."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="backfill") as ctx:
         require_arrived(ctx, as_date(last))
         with ctx.stage(f"backfill {codebook_version} {as_date(first)} .. {as_date(last)}", timed="backfill"):
             report = index_job.backfill(ctx.lake, codebook_version, first, last)
@@ -221,7 +221,7 @@ CODEBOOK_COLUMNS = ["version", "method", "status", "level_sizes", "n_items", "em
 def list_codebooks(*, ctx: Context | None = None, lake_root: str | None = None) -> str:
     """index.codebook_versions as a text table."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, reads="list_codebooks") as ctx:
         table = codebook_versions(ctx.lake)
         return table[CODEBOOK_COLUMNS].to_string(index=False) if len(table) else "no codebook versions yet"
 
@@ -230,7 +230,7 @@ def sid_report(codebook_version: str, out_dir: str | Path | None = None, *, ctx:
                lake_root: str | None = None) -> tuple[str, list[Path]]:  # fmt: skip
     """A version's quality numbers and plots (default folder: <lake>/_reports/<version>)."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, reads="sid_report") as ctx:
         return index_job.sid_report(ctx.lake, codebook_version, Path(out_dir) if out_dir else ctx.lake.reports_dir(codebook_version))
 
 
@@ -238,7 +238,7 @@ def sid_compare(codebook_versions: list[str] | None = None, *, ctx: Context | No
     """The quality table of several versions side by side (default: every version that
     has its SIDs assigned)."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, reads="sid_compare") as ctx:
         if not codebook_versions:
             if not ctx.lake.exists(index.SID_QUALITY):
                 raise NotFoundError("no codebook version has SIDs yet: geosid codebook fit")

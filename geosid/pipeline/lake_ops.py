@@ -32,7 +32,7 @@ def tables(*, ctx: Context | None = None, lake_root: str | None = None) -> list[
     """Every registered table: its version, rows and (partitioned) days."""
 
     out = []
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, reads="tables") as ctx:
         lake = ctx.lake
         for spec in lake.registry:
             if not lake.exists(spec):
@@ -97,11 +97,58 @@ def _explain(exc: Exception, query: str, lake) -> str:
     return f"the engine refused the query: {message[:300]}"
 
 
+# Statements `geosid sql` runs: queries and looking at the catalog; anything else writes
+# or changes the session. A query's first word, or (WITH) the word after its CTEs.
+_QUERY_WORDS = {"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"}
+_WRITE_WORDS = {
+    "INSERT", "CREATE", "DROP", "ALTER", "DELETE", "UPDATE", "MERGE", "TRUNCATE", "REPLACE", "CACHE", "UNCACHE", "REFRESH",
+    "SET", "RESET", "ADD", "LOAD", "MSCK", "USE", "ANALYZE", "OPTIMIZE", "VACUUM", "RESTORE", "COPY", "GRANT", "REVOKE",
+    "CLEAR", "DECLARE", "EXECUTE", "CALL", "REPAIR", "COMMENT",
+}  # fmt: skip
+_TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|[A-Za-z_]\w*|[();]|\S", re.DOTALL)
+
+
+def read_only_statement(query: str) -> str | None:
+    """None when `query` only reads; else what it is (its verb), for the refusal. Comments,
+    string literals and quoted names are skipped; a second statement is refused."""
+    tokens = [t for t in _TOKEN.findall(query) if not t.startswith(("--", "/*", "'", '"', "`"))]
+    words, depth = [], 0  # (word, paren depth, called like a function)
+    for k, token in enumerate(tokens):
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(0, depth - 1)
+        elif token == ";":
+            words.append((";", depth, False))
+        elif token[0].isalpha() or token[0] == "_":
+            words.append((token.upper(), depth, k + 1 < len(tokens) and tokens[k + 1] == "("))
+    while words and words[-1][0] == ";":
+        words.pop()
+    if not words:
+        return None
+    if any(w == ";" for w, _, _ in words):
+        return "more than one statement"
+    first = words[0][0]
+    if first not in _QUERY_WORDS:
+        return first
+    verbs = [w for w, d, call in words[1:] if d == 0 and not call and w in _WRITE_WORDS | _QUERY_WORDS - {"WITH", "EXPLAIN"}]
+    if first == "WITH" or first == "EXPLAIN":  # the statement after the CTEs, or the one explained
+        return verbs[0] if verbs and verbs[0] in _WRITE_WORDS else None
+    if first == "FROM":  # FROM t INSERT INTO ... (multi-insert)
+        return next((w for w in verbs if w in _WRITE_WORDS), None)
+    return None
+
+
 def sql(query: str, limit: int = 100, *, ctx: Context | None = None, lake_root: str | None = None):
     """Run SQL over the lake's tables (by short name, `events`, or layer_name,
-    `bronze_events`); returns a pandas frame of at most `limit` rows."""
+    `bronze_events`); returns a pandas frame of at most `limit` rows. Read-only: a
+    statement that would write or change the session is refused before the engine sees
+    it (the tables change through geosid's steps only)."""
 
-    with use(ctx, lake_root) as ctx:
+    verb = read_only_statement(query)
+    if verb is not None:
+        raise QueryError(f"geosid sql only reads: a {verb} statement is refused (SELECT, WITH, SHOW, DESCRIBE and EXPLAIN run)")
+    with use(ctx, lake_root, reads="sql") as ctx:
         ctx.lake.register_views()
         try:
             return ctx.spark.sql(query).limit(limit).toPandas()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geosid.errors import InvalidRequestError
+from geosid.lake.lease import held_by_me
+from geosid.lake.pins import protected_versions
 from geosid.lake.maintenance import maintain_table
 from geosid.lake.table import sweep_dead_stages
 from geosid.pipeline.context import Context, use
@@ -62,6 +64,15 @@ def pinned_versions(lake_root: str | Path) -> dict[str, list[int]]:
     return {t: sorted(v) for t, v in pinned.items()}
 
 
+def _protected(ctx: Context, table: str) -> set[int]:
+    """After compacting `table`: publish the lake's versions (compaction changed no
+    content, so this is a consistent state), then what live readers and the published
+    state need of it (geosid.lake.lease)."""
+    lease = ctx.lake.lease
+    lease.publish(held_by_me(ctx.lake.root))
+    return protected_versions(lease).get(table, set())
+
+
 def maintain(retention_hours: float | None = None, log_retention_hours: float | None = None, force: bool = False,
              tables: list[str] | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> MaintenanceReport:  # fmt: skip
     """Compact, vacuum (default retention: the settings', 7 days) and checkpoint every
@@ -70,7 +81,7 @@ def maintain(retention_hours: float | None = None, log_retention_hours: float | 
     retention. Prints bytes and files before and after per table."""
 
     started = time.perf_counter()
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="maintain") as ctx:
         hours = ctx.settings.vacuum_retention_hours if retention_hours is None else retention_hours
         log_hours = ctx.settings.log_retention_hours if log_retention_hours is None else log_retention_hours
         if hours < 0 or log_hours < 0:
@@ -82,7 +93,8 @@ def maintain(retention_hours: float | None = None, log_retention_hours: float | 
             for spec in specs:
                 if not ctx.lake.exists(spec):
                     continue
-                result = maintain_table(spec.name, ctx.lake.path(spec), hours, log_hours, pinned.get(spec.name, []), force)
+                result = maintain_table(spec.name, ctx.lake.path(spec), hours, log_hours, pinned.get(spec.name, []), force,
+                                        protect=lambda name=spec.name: _protected(ctx, name))  # fmt: skip
                 report.tables.append(result)
                 ctx.log("    " + result.summary())
             work = ctx.lake.root / "_work"

@@ -145,7 +145,7 @@ def repair(from_day: DateLike | None = None, *, before: DateLike | None = None, 
     after = as_date(after) if after is not None else None
     from_day = as_date(from_day) if from_day is not None else None
     report = RepairReport()
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="repair") as ctx:
         state = lake_state(ctx.lake)
         waiting = sorted((d, s) for s, d in state.waiting_through(dt_.date.max))
         blocked_from = waiting[0][0] if waiting else None

@@ -245,7 +245,7 @@ def _benchmarks(root: Path, reports: Path) -> str:
 def build_report(infos: list | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> SiteReport:
     """Write the site (see the module doc); returns where its pages are. `infos`: the
     lake's `tables()` when the caller already has them (counting every table is a scan)."""
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, reads="build_report") as ctx:
         lake = ctx.lake
         out = SiteReport(lake.reports_dir("site"))
         out.folder.mkdir(parents=True, exist_ok=True)

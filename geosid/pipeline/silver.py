@@ -22,7 +22,7 @@ def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, l
     """silver.geo_cells (and silver.item_geo) as of a logical date."""
 
     day = as_date(day)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"geo {day}") as ctx:
         require_arrived(ctx, day)
         config = geo_config(ctx)
         label = f"geo context as of {day} ({config.cells().name} cells, {config.window_days}-day activity window)"
@@ -54,7 +54,7 @@ def embed(day: DateLike, encoder: str | None = None, template: str | None = None
     (geo-doc-v2 reads geo-doc-v1's) embeds that one first and reuses its text vectors."""
 
     day = as_date(day)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes=f"embed {day}") as ctx:
         require_arrived(ctx, day)
         wanted = representation(ctx, template, encoder)
         steps = [representation(ctx, TEXT_TEMPLATE[wanted.template_id], encoder)] if TEXT_TEMPLATE[wanted.template_id] != wanted.template_id else []
@@ -76,7 +76,7 @@ def validate_silver(day: DateLike, *, ctx: Context | None = None, lake_root: str
     """The silver suites of a day, and the embeddings' and SID map's."""
 
     day = as_date(day)
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, writes="validate_silver") as ctx:
         with ctx.stage("data quality (great-expectations)", timed="validate silver"):
             gate = GateReport("silver", day, day, validate_job.validate_silver(ctx.lake, day))
         ctx.log(gate.summary())

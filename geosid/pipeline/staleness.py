@@ -96,7 +96,7 @@ def status(*, ctx: Context | None = None, lake_root: str | None = None) -> Statu
     """Per source the days that arrived, were closed or are awaited; per derived table and
     scope the fresh, stale (with the input that changed, and when) and missing days."""
 
-    with use(ctx, lake_root) as ctx:
+    with use(ctx, lake_root, reads="status") as ctx:
         state = lake_state(ctx.lake)
         checkpoints = {}
         if ctx.lake.exists(corpus.STATE_BUILDS):

@@ -22,6 +22,7 @@ import gzip
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,28 @@ def drop_days(root: Path, marker: str | None = DROP_MARKER) -> dict[dt_.date, Dr
         )
         for day, paths in sorted(folders.items())
     }
+
+
+# (path, bytes, mtime_ns) -> the last day a whole-history file holds (a file is read once)
+_LAST_DAYS: dict[tuple[str, int, int], dt_.date | None] = {}
+
+
+def last_day_of_file(path: Path, day_of_line: Callable[[bytes], dt_.date | None]) -> dt_.date | None:
+    """The latest day of a whole-history file's readable lines (`day_of_line` dates a raw
+    line, None when it cannot): such a file holds every day up to this one and no later
+    day. No engine: what a sensor asks. Read once per file state in a process."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _LAST_DAYS:
+        last = None
+        opener = gzip.open if Path(path).suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            for line in handle:
+                day = day_of_line(line)
+                if day is not None and (last is None or day > last):
+                    last = day
+        _LAST_DAYS[key] = last
+    return _LAST_DAYS[key]
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -12,6 +12,7 @@ its bronze.items transform, and one `Source` entry below.
 
 from __future__ import annotations
 
+import datetime as dt_
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geosid.errors import NotFoundError, UnknownNameError
 from geosid.schemas.bronze import ACTIONS
-from geosid.sources.landing import drop_days
+from geosid.sources.landing import drop_days, last_day_of_file
 
 # The shipped real data, relative to a checkout: ../shared/data beside the repo.
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ class Feed:
     encoding: str
     kind: Literal["events", "items"]
     parser: str  # "module:function": landed lines -> candidate rows with reason/detail
+    day_of_line: str | None = None  # "module:function": a raw line (bytes) -> its day, or None (whole-history files)
 
     @property
     def parse(self) -> Callable:
@@ -136,6 +138,24 @@ class Source:
             if all(d is not None and d.complete for d in feeds)
         }
 
+    def complete_through(self, path: str | Path) -> dt_.date | None:
+        """A whole-history file's last day (it holds every day up to it, and no later one);
+        None for a folder of drops, or a feed that cannot date a raw line."""
+        feed = self.feed("events")
+        root = feed.root(path) if feed is not None else None
+        if root is None or not Path(root).is_file() or feed.day_of_line is None:
+            return None
+        return last_day_of_file(Path(root), _resolve(feed.day_of_line))
+
+    def has_arrived(self, path: str | Path, marker: str | None, day: dt_.date) -> bool:
+        """Whether `day` is complete in `path`: of a whole-history file, any day up to its
+        last; of drops, a day whose drop is complete in every feed."""
+        complete = self.complete_days(path, marker)
+        if complete is not None:
+            return day in complete
+        last = self.complete_through(path)
+        return last is None or day <= last
+
     def complete_days(self, path: str | Path, marker: str | None) -> set | None:
         """The days whose drops are complete in every feed; None for a whole-history file."""
         arrived = self.arrived(path, marker)
@@ -174,7 +194,7 @@ SOURCES: dict[str, Source] = {
         Source(
             name="tsmc2014",
             description="Foursquare TSMC2014 check-ins (NYC / TKY files, unchanged; or dt= drops)",
-            feeds=(Feed("tsmc2014", None, "latin-1", "events", "geosid.sources.tsmc2014:parse"),),
+            feeds=(Feed("tsmc2014", None, "latin-1", "events", "geosid.sources.tsmc2014:parse", "geosid.sources.tsmc2014:line_day"),),
             items_from="events",
             items="geosid.sources.tsmc2014:items_from_checkins",
             # Check-ins: every check-in is a target, one history of 100 check-ins, the

@@ -10,6 +10,8 @@ venue's coordinates as recorded in that check-in.
 
 from __future__ import annotations
 
+import datetime as dt_
+
 from pyspark.sql import DataFrame, functions as F
 
 from geosid.sources.fields import (
@@ -30,6 +32,28 @@ N_FIELDS = 8
 # The weekday is redundant with the date and some engines cannot parse `EEE`; the
 # remaining text (`Apr 03 18:00:09 +0000 2012`) fixes the instant.
 TIME_PATTERN = "MMM dd HH:mm:ss Z yyyy"
+
+
+_MONTHS = {m.encode(): k for k, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+
+
+def line_day(line: bytes) -> dt_.date | None:
+    """The UTC day of a raw line (its last field, `Tue Apr 03 18:00:09 +0000 2012`), or None
+    when it does not read as one: what a sensor needs to know which days a file holds."""
+    parts = line.rstrip(b"\r\n").rsplit(b"\t", 1)[-1].split()
+    if len(parts) != 6 or parts[1] not in _MONTHS:
+        return None
+    try:
+        day = dt_.date(int(parts[5]), _MONTHS[parts[1]], int(parts[2]))
+        if parts[4] in (b"+0000", b"-0000"):
+            return day
+        offset = int(parts[4])
+        hours, minutes = divmod(abs(offset), 100)
+        clock = dt_.time.fromisoformat(parts[3].decode())
+        local = dt_.datetime.combine(day, clock)
+        return (local - (1 if offset > 0 else -1) * dt_.timedelta(hours=hours, minutes=minutes)).date()
+    except ValueError:
+        return None
 
 
 def parse(lines: DataFrame) -> DataFrame:

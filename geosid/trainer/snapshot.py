@@ -20,6 +20,7 @@ import pyarrow.dataset as pads
 
 from geosid.errors import InvalidRequestError
 from geosid.lake import Lake
+from geosid.lake.pins import pin_for_process
 from geosid.schemas import REGISTRY, corpus
 
 SEQUENCES = corpus.TRAINING_SEQUENCES.name
@@ -62,6 +63,12 @@ class CorpusSnapshot:
         table_versions = dict(table_versions or {})
         pinned, files = {}, {}
         lake = Lake(lake_root)
+        # the versions are pinned while this process lives, so maintenance keeps their
+        # files; without explicit ones: the lake's published state (never a writer's middle)
+        chosen = {name: table_versions[name] for name in tables if name in table_versions}
+        if as_of is None:
+            published = pin_for_process(lake.lease, "training snapshot", chosen if len(chosen) == len(tables) else None)
+            table_versions = {**{n: published[n] for n in tables if n in published}, **chosen}
         for name in tables:
             files[name] = lake.pinned_files(name, table_versions.get(name), None if name in table_versions else as_of)
             pinned[name] = files[name].version

@@ -1,0 +1,7 @@
+"""`python -m geosid.cli`."""
+
+import sys
+
+from geosid.cli import main
+
+sys.exit(main())
