@@ -51,7 +51,7 @@ def test_dagbag_imports_without_errors(tmp_path):
     assert info["errors"] == {}
     assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily", "geosid_maintenance", "geosid_train"]
     assert info["tasks"] == sorted(
-        ["wait_for_drop", "ingest", "validate_bronze", "catch_up", "geo", "embed", "assign_sids", "sequences", "validate", "repair_later"]
+        ["wait_for_drop", "ingest", "validate_bronze", "build", "validate", "repair_later"]
     )
     assert (info["maintenance_tasks"], info["maintenance_schedule"]) == (["maintain"], "@weekly")
     assert info["backfill_tasks"] == [

@@ -132,7 +132,8 @@ def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_w
 
 def test_configs_own_their_defaults_and_refuse_unknown_keys():
     from geosid import pipeline
-    from geosid.cli import TRAIN_OPTIONS, build_parser
+    from geosid.cli import build_parser
+    from geosid.cli.train import TRAIN_OPTIONS
     from geosid.errors import InvalidRequestError
     from geosid.pipeline.index import gates_from
 

@@ -108,8 +108,8 @@ def maintain_table(name: str, path: str | Path, retention_hours: float, log_rete
         metrics = table.optimize.compact()
         result.compacted_removed, result.compacted_added = int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0))
         table = DeltaTable(path)
-    latest = table.version()
-    pinned |= {int(v) for v in (protect() if protect is not None else ()) if 0 <= int(v) < latest}
+    latest = table.version()  # vacuum commits too: a pinned latest version must be kept like the others
+    pinned |= {int(v) for v in (protect() if protect is not None else ()) if 0 <= int(v) <= latest}
     pinned = sorted(pinned)
     result.pinned_versions = pinned
     hours = max(0, int(retention_hours))

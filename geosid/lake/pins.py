@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import atexit
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -24,15 +24,16 @@ def latest_versions(lease: LakeLease) -> dict[str, int]:
     return {name: v for name, path in lease.tables().items() if (v := latest_version(path)) is not None}
 
 
-def pin(lease: LakeLease, step: str, versions: dict | None = None) -> Holder:
-    """Pin `versions`, or (None) the published ones, checked to be still the published ones
-    once the pin is written (else the newer ones are pinned). A lake no writer has released
-    yet has no published state: its latest versions."""
+def pin(lease: LakeLease, step: str, versions: dict | None = None, tables: Collection[str] | None = None) -> Holder:
+    """Pin `versions`, or (None) the published ones (of `tables` only, if given), checked to
+    be still the published ones once the pin is written (else the newer ones are pinned).
+    A lake no writer has released yet has no published state: its latest versions."""
     lease.readers.mkdir(parents=True, exist_ok=True)
     while True:
         published = lease.published() if versions is None else None
         chosen = versions if versions is not None else (published or {}).get("versions")
-        mine = Holder.mine(step, {k: int(v) for k, v in (chosen if chosen is not None else latest_versions(lease)).items()})
+        chosen = chosen if chosen is not None else latest_versions(lease)
+        mine = Holder.mine(step, {k: int(v) for k, v in chosen.items() if tables is None or k in tables})
         write_json(_record(lease, mine), asdict(mine))
         if versions is not None or published is None:
             return mine
@@ -89,13 +90,13 @@ def reading(lease: LakeLease, step: str, versions: dict | None = None) -> Iterat
 _PROCESS_PINS: list[tuple[LakeLease, Holder, Heartbeat]] = []
 
 
-def pin_for_process(lease: LakeLease, step: str, versions: dict | None = None) -> dict[str, int]:
-    """Pin versions (the published ones unless given; inside this thread's writer lease,
-    the latest) until this process ends: what a training job reads from for its whole
-    life. Returns the pinned versions."""
+def pin_for_process(lease: LakeLease, step: str, tables: Collection[str], versions: dict | None = None) -> dict[str, int]:
+    """Pin the versions of `tables` (the published ones unless given; inside this thread's
+    writer lease, the latest) until this process ends: what a training job reads from for
+    its whole life. Returns the pinned versions."""
     if versions is None and held_by_me(lease.root) is not None:
         versions = latest_versions(lease)
-    mine = pin(lease, step, versions)
+    mine = pin(lease, step, versions, tables)
     beat = Heartbeat(lambda: renew(lease, mine), lease.settings.heartbeat_s)
     if not _PROCESS_PINS:
         atexit.register(_unpin_all)

@@ -103,7 +103,7 @@ _QUERY_WORDS = {"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE",
 _WRITE_WORDS = {
     "INSERT", "CREATE", "DROP", "ALTER", "DELETE", "UPDATE", "MERGE", "TRUNCATE", "REPLACE", "CACHE", "UNCACHE", "REFRESH",
     "SET", "RESET", "ADD", "LOAD", "MSCK", "USE", "ANALYZE", "OPTIMIZE", "VACUUM", "RESTORE", "COPY", "GRANT", "REVOKE",
-    "CLEAR", "DECLARE", "EXECUTE", "CALL", "REPAIR", "COMMENT",
+    "CLEAR", "DECLARE", "EXECUTE", "CALL", "REPAIR", "COMMENT", "LIST", "DFS", "UNSET",
 }  # fmt: skip
 _TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|[A-Za-z_]\w*|[();]|\S", re.DOTALL)
 
@@ -129,8 +129,8 @@ def read_only_statement(query: str) -> str | None:
     if any(w == ";" for w, _, _ in words):
         return "more than one statement"
     first = words[0][0]
-    if first not in _QUERY_WORDS:
-        return first
+    if first not in _QUERY_WORDS:  # a command; a word that is none (a typo) is the engine's syntax error
+        return first if first in _WRITE_WORDS else None
     verbs = [w for w, d, call in words[1:] if d == 0 and not call and w in _WRITE_WORDS | _QUERY_WORDS - {"WITH", "EXPLAIN"}]
     if first == "WITH" or first == "EXPLAIN":  # the statement after the CTEs, or the one explained
         return verbs[0] if verbs and verbs[0] in _WRITE_WORDS else None

@@ -67,7 +67,7 @@ class CorpusSnapshot:
         # files; without explicit ones: the lake's published state (never a writer's middle)
         chosen = {name: table_versions[name] for name in tables if name in table_versions}
         if as_of is None:
-            published = pin_for_process(lake.lease, "training snapshot", chosen if len(chosen) == len(tables) else None)
+            published = pin_for_process(lake.lease, "training snapshot", tables, chosen if len(chosen) == len(tables) else None)
             table_versions = {**{n: published[n] for n in tables if n in published}, **chosen}
         for name in tables:
             files[name] = lake.pinned_files(name, table_versions.get(name), None if name in table_versions else as_of)
