@@ -49,6 +49,7 @@ import year_of_operations as ops  # noqa: E402
 SOURCE = "synthetic"
 PREFIX = 3  # days built in order before the writers start
 CODEBOOK = {"method": "residual_kmeans", "codes": (8, 8, 8), "niter": 5, "seed": 1}
+CANDIDATE_SEED = 2
 WEIGHTS = {"daily": 40, "repair": 8, "maintain": 8, "fit": 6, "close_late": 6, "deliver_late": 3,
            "sql": 8, "status": 8, "snapshot": 8, "report": 2}  # fmt: skip
 
@@ -66,11 +67,11 @@ def late_day(days: list[dt_.date]) -> dt_.date:
     return days[PREFIX + (len(days) - PREFIX) // 2]
 
 
-def codebook_spec():
+def codebook_spec(seed: int = CODEBOOK["seed"]):
+    """The published codebook's spec; another seed: the candidate the writers re-fit."""
     from geosid import pipeline
 
-    return pipeline.CodebookSpec(CODEBOOK["method"], codes=CODEBOOK["codes"], niter=CODEBOOK["niter"], seed=CODEBOOK["seed"],
-                                 capacity_aware=True)  # fmt: skip
+    return pipeline.CodebookSpec(CODEBOOK["method"], codes=CODEBOOK["codes"], niter=CODEBOOK["niter"], seed=seed, capacity_aware=True)
 
 
 def context(lake_root: Path):
@@ -105,7 +106,7 @@ def settle(ctx, raw: Path, days: list[dt_.date]) -> None:
 
     pipeline.daily(days[-1], SOURCE, raw, validate=False, ctx=ctx)
     pipeline.repair(validate=False, ctx=ctx)
-    pipeline.fit_codebook(codebook_spec(), days[PREFIX - 1], ctx=ctx)
+    pipeline.fit_codebook(codebook_spec(CANDIDATE_SEED), days[PREFIX - 1], ctx=ctx)
 
 
 def build_reference(work: Path, days: list[dt_.date]) -> None:
@@ -139,6 +140,17 @@ def timed_lease_waits(log: list) -> None:
     LakeLease.acquire = timed
 
 
+def unguarded() -> None:
+    """The same writers without the lease (every acquire succeeds at once): what it guards
+    against, to show the bench can fail."""
+    from geosid.lake.holders import Holder
+    from geosid.lake.lease import LakeLease
+
+    LakeLease.try_acquire = lambda self, step, ticket=None: (Holder.mine(step), None, True)
+    LakeLease.holds = lambda self, mine: True
+    LakeLease.release = lambda self, mine: bool(self._publish(mine.step))
+
+
 def operation(name: str, ctx, rng: random.Random, work: Path, days: list[dt_.date]) -> str:
     """Run one operation; returns what it did in a few words."""
     from geosid import pipeline
@@ -155,7 +167,7 @@ def operation(name: str, ctx, rng: random.Random, work: Path, days: list[dt_.dat
         pipeline.maintain(retention_hours=0, log_retention_hours=0, ctx=ctx)
         return "maintain"
     if name == "fit":
-        return "fit " + pipeline.fit_codebook(codebook_spec(), days[PREFIX - 1], ctx=ctx).codebook_version
+        return "fit " + pipeline.fit_codebook(codebook_spec(CANDIDATE_SEED), days[PREFIX - 1], ctx=ctx).codebook_version
     if name == "close_late":
         pipeline.close_day(SOURCE, late, "the bench's late drop", ctx=ctx)
         return f"closed {late}"
@@ -177,9 +189,11 @@ def operation(name: str, ctx, rng: random.Random, work: Path, days: list[dt_.dat
     raise ValueError(name)
 
 
-def worker(index: int, work: Path, days: list[dt_.date], until: float, seed: int) -> None:
+def worker(index: int, work: Path, days: list[dt_.date], until: float, seed: int, guarded: bool = True) -> None:
     from geosid.errors import UserError
 
+    if not guarded:
+        unguarded()
     rng = random.Random(seed * 1000 + index)
     waits: list[float] = []
     timed_lease_waits(waits)
@@ -206,7 +220,7 @@ def worker(index: int, work: Path, days: list[dt_.date], until: float, seed: int
 # The run
 
 
-def run(workers: int, minutes: float, days_n: int, work: Path, seed: int = 0, log=print) -> dict:
+def run(workers: int, minutes: float, days_n: int, work: Path, seed: int = 0, log=print, guarded: bool = True) -> dict:
     from geosid import pipeline
     from geosid.lake import Lake, spark_session
     from geosid.config import Settings
@@ -229,7 +243,8 @@ def run(workers: int, minutes: float, days_n: int, work: Path, seed: int = 0, lo
     until = time.time() + minutes * 60
     env = {**os.environ, "GEOSID_LEASE_WAIT_SECONDS": os.environ.get("GEOSID_LEASE_WAIT_SECONDS", "900")}
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(k), "--work", str(work), "--days", str(days_n),
-                               "--until", str(until), "--seed", str(seed)], env=env) for k in range(workers)]  # fmt: skip
+                               "--until", str(until), "--seed", str(seed), *([] if guarded else ["--unguarded"])], env=env)
+             for k in range(workers)]  # fmt: skip
     codes = [p.wait() for p in procs]
     reference.wait()
     log(f"{workers} workers for {minutes:g} min; exit codes {codes}; reference exit code {reference.returncode}")
@@ -279,22 +294,23 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/geosid-bench-many-writers")
+    parser.add_argument("--unguarded", action="store_true", help="the writers without the lake's lease (to show what it prevents)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--until", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work, days = Path(args.work), days_of(world_config(args.days))
     if args.worker is not None:
-        return worker(args.worker, work, days, args.until, args.seed)
+        return worker(args.worker, work, days, args.until, args.seed, guarded=not args.unguarded)
     if args.reference:
         return build_reference(work, days)
     from results_io import write_results
 
     started = time.perf_counter()
-    results = run(args.workers, args.minutes, args.days, work, args.seed)
+    results = run(args.workers, args.minutes, args.days, work, args.seed, guarded=not args.unguarded)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["command"] = " ".join(["python", "bench/many_writers.py", *sys.argv[1:]])
-    write_results("many_writers", results)
+    write_results("many_writers" + ("-unguarded" if args.unguarded else ""), results)
     ok = not results["tracebacks"] and not results["tables_different"] and not results["stale_after"]
     sys.exit(0 if ok else 1)
 

@@ -36,6 +36,7 @@ from airflow.sdk import Param, dag, task
 from geosid import pipeline
 
 WRITES = {"pool": pipeline.POOL}
+WAIT_HOURS, POKE_SECONDS = pipeline.drop_wait()
 
 
 def _split(params: dict):
@@ -61,12 +62,12 @@ def _lake(params: dict) -> str:
         "lake": Param(None, type=["null", "string"], description="absolute lake root (default: the Variable geosid_lake, or GEOSID_LAKE)"),
         "test_start": Param(None, type=["null", "string"], description="time split: targets from this day on are test"),
         "valid_start": Param(None, type=["null", "string"], description="time split: from this day on valid (until test)"),
-        "drop_wait_hours": Param(48, type="number", description="how long the sensor waits for the day's drop, from the run's start"),
+        "drop_wait_hours": Param(WAIT_HOURS, type="number", description="how long the sensor waits for the day's drop, from the run's start"),
     },
     doc_md=__doc__,
 )
 def geosid_daily():
-    @task.sensor(poke_interval=600, timeout=14 * 24 * 3600, mode="reschedule", retries=0)
+    @task.sensor(poke_interval=POKE_SECONDS, timeout=14 * 24 * 3600, mode="reschedule", retries=0)
     def wait_for_drop(ds: str | None = None, params: dict | None = None, dag_run=None) -> bool:
         import datetime
 

@@ -130,6 +130,22 @@ def test_only_a_provably_gone_holder_is_gone(tmp_path):
             pass
 
 
+def test_waiters_take_their_turns_in_the_order_they_came(tmp_path):
+    lake = _lake(tmp_path / "lake")
+    lease_ = lake.lease
+    lease_.queue.mkdir(parents=True)
+    first = Holder.mine("first waiter")
+    (lease_.queue / f"{first.token}.json").write_text(json.dumps(asdict(first)))
+    gone = replace(Holder.mine("gone waiter"), since=first.since - 60, pid_start="0")
+    (lease_.queue / f"{gone.token}.json").write_text(json.dumps(asdict(gone)))
+    mine, other, held = lease_.try_acquire("newcomer")  # the lake is free, but someone waits longer
+    assert (mine, other.token, held) == (None, first.token, False)
+    assert not (lease_.queue / f"{gone.token}.json").exists()  # a gone waiter loses its turn
+    mine, other, held = lease_.try_acquire("first waiter", first)
+    assert mine is not None and other is None and not list(lease_.queue.glob("*.json"))
+    assert lease_.release(mine)
+
+
 def test_a_broken_lease_stops_its_writer_before_the_next_commit(tmp_path):
     lake = _lake(tmp_path / "lake")
     with pytest.raises(lease.LeaseLostError, match="was broken"):

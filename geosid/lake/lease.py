@@ -9,6 +9,9 @@ interleave with another writer's. The lease is a file under `<lake>/_ops/lease/`
 - `guard`: a file locked (`flock`) for the moment an acquire, a renewal, a release or a
   break decides; the kernel drops that lock when its process dies, so no decision is
   ever left half made.
+- `queue/`: a ticket per waiting writer (refreshed while it waits): writers take their
+  turns in the order they came, so a process that releases and asks again cannot starve
+  the others.
 
 A lease is released when its step ends (exception or not). It is broken only when its
 holder is provably gone: on this host, its pid no longer runs (or runs another process:
@@ -118,37 +121,68 @@ class LakeLease:
         """The current holder (None: free); a gone holder still shows until broken."""
         return read_holder(self.holder_path)
 
-    def try_acquire(self, step: str) -> tuple[Holder | None, Holder | None]:
-        """(mine, None) when acquired, (None, holder) when another live writer holds it.
-        A gone holder's lease is broken here (logged)."""
+    @property
+    def queue(self) -> Path:
+        return self.folder / "queue"
+
+    def _first_waiter(self) -> Holder | None:
+        """The live writer that has waited longest (tickets of gone waiters are removed)."""
+        waiting = []
+        for path in self.queue.glob("*.json") if self.queue.exists() else []:
+            ticket = read_holder(path)
+            if ticket is None or ticket.gone(self.settings.timeout_s):
+                path.unlink(missing_ok=True)
+            else:
+                waiting.append(ticket)
+        return min(waiting, key=lambda t: (t.since, t.token), default=None)
+
+    def try_acquire(self, step: str, ticket: Holder | None = None) -> tuple[Holder | None, Holder | None, bool]:
+        """(mine, None, _) when acquired; else (None, other, held): the live holder (held), or
+        the writer queued before `ticket` whose turn comes first. A gone holder's lease is
+        broken here (logged)."""
         with self._guard():
             current = self.holder()
             if current is not None and not current.gone(self.settings.timeout_s):
-                return None, current
+                return None, current, True
+            first = self._first_waiter()
+            if first is not None and (ticket is None or first.token != ticket.token):
+                return None, first, False
             if current is not None:
                 log.warning("breaking the lake lease of %s: its holder is gone", current.describe())
             mine = Holder.mine(step)
             write_json(self.holder_path, asdict(mine))
-            return mine, None
+            if ticket is not None:
+                (self.queue / f"{ticket.token}.json").unlink(missing_ok=True)
+            return mine, None, True
 
     def acquire(self, step: str, on_wait: Callable[[str], None] | None = None) -> Holder:
-        """Acquire, waiting up to `wait_s` while another live writer holds the lease."""
+        """Acquire, waiting up to `wait_s` while another live writer holds the lease; waiters
+        take their turns in the order they came (a ticket under `queue/`, kept fresh)."""
         deadline = time.monotonic() + self.settings.wait_s
-        pause, told = 0.1, False
-        while True:
-            mine, other = self.try_acquire(step)
-            if mine is not None:
-                return mine
-            if time.monotonic() >= deadline:
-                raise LakeBusyError(
-                    f"the lake {self.root} is busy: {step!r} waited {self.settings.wait_s:g}s for the writer lease, held by "
-                    f"{other.describe()}; try again later (or raise GEOSID_LEASE_WAIT_SECONDS)"
-                )
-            if not told and on_wait is not None:
-                on_wait(f"waiting for the lake's writer lease, held by {other.describe()}")
-                told = True
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 2.0)
+        pause, told, ticket = 0.1, False, None
+        try:
+            while True:
+                mine, other, held = self.try_acquire(step, ticket)
+                if mine is not None:
+                    return mine
+                if ticket is None:
+                    self.queue.mkdir(parents=True, exist_ok=True)
+                    ticket = Holder.mine(step)
+                write_json(self.queue / f"{ticket.token}.json", {**asdict(ticket), "heartbeat": time.time()})
+                whom = f"held by {other.describe()}" if held else f"next in line: {other.describe()}"
+                if time.monotonic() >= deadline:
+                    raise LakeBusyError(
+                        f"the lake {self.root} is busy: {step!r} waited {self.settings.wait_s:g}s for the writer lease, {whom}; "
+                        "try again later (or raise GEOSID_LEASE_WAIT_SECONDS)"
+                    )
+                if not told and on_wait is not None:
+                    on_wait(f"waiting for the lake's writer lease, {whom}")
+                    told = True
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 1.5, 1.0)
+        finally:
+            if ticket is not None:
+                (self.queue / f"{ticket.token}.json").unlink(missing_ok=True)
 
     def renew(self, mine: Holder) -> bool:
         """Renew the heartbeat; False when the lease is no longer `mine` (broken)."""

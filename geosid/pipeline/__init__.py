@@ -29,7 +29,7 @@ from geosid.pipeline.corpus import (
     validate_corpus,
 )
 from geosid.pipeline.daily_run import BuildReport, DailyReport, build_day, build_with_catch_up, catch_up, close_day, daily, drop_arrived, ingest_arrivals
-from geosid.pipeline.deployment import POOL, SetupReport, airflow_setup, airflow_task, deployment_lake, task_defaults
+from geosid.pipeline.deployment import POOL, SetupReport, airflow_setup, airflow_task, deployment_lake, drop_wait, task_defaults
 from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.index import (
     IndexOutcome,
@@ -83,7 +83,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "BENCHMARK_PROTOCOLS", "MODEL_KINDS", "PROTOCOLS", "SIZE_NAMES", "TEMPLATES", "TOKENIZER_KINDS", "TRAIN_DEFAULTS",
-    "TRAIN_FIELDS", "POOL", "SetupReport", "airflow_setup", "airflow_task", "deployment_lake", "task_defaults", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "engine_errors", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
+    "TRAIN_FIELDS", "POOL", "SetupReport", "airflow_setup", "airflow_task", "deployment_lake", "drop_wait", "task_defaults", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "engine_errors", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
     "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
     "SiteReport", "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "BuildReport", "build_day", "build_with_catch_up", "build_report", "build_index", "catch_up",
     "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",

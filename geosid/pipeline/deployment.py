@@ -45,6 +45,12 @@ def task_defaults() -> dict:
     }
 
 
+def drop_wait() -> tuple[float, float]:
+    """(hours the daily sensor waits for a drop by default, seconds between its pokes):
+    GEOSID_DROP_WAIT_HOURS (48) and GEOSID_DROP_POKE_SECONDS (600) at parse time."""
+    return float(os.environ.get("GEOSID_DROP_WAIT_HOURS", "48")), float(os.environ.get("GEOSID_DROP_POKE_SECONDS", "600"))
+
+
 def _absolute(path: str, where: str) -> str:
     if not Path(path).is_absolute():
         raise InvalidRequestError(f"the lake from {where} must be an absolute path, got {path!r}")
