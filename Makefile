@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-fast test-cluster cluster-up cluster-down bench bench-cluster clean install
+.PHONY: demo test test-fast test-cluster test-airflow postgres cluster-up cluster-down bench bench-cluster clean install
 
 install: $(STAMP)
 
@@ -28,6 +28,16 @@ test: $(STAMP)
 
 test-cluster: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m cluster
+
+# A live Airflow (scheduler, dag-processor, api-server, triggerer, LocalExecutor) on a
+# throwaway PostgreSQL cluster from Debian's postgresql package (installed when root).
+test-airflow: $(STAMP) postgres
+	$(VENV)/bin/python -m pytest -q -m airflow
+
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) ; } || \
+	  { echo "PostgreSQL is not installed (Debian: apt-get install postgresql)"; exit 1; }
 
 cluster-up: $(STAMP)
 	deploy/cluster.sh up

@@ -23,6 +23,17 @@ AIRFLOW = str(Path(sys.executable).parent / "airflow")
 SERVICES = ("scheduler", "dag-processor", "api-server", "triggerer")
 
 
+def cli_json(stdout: str):
+    """The JSON an `airflow ... -o json` command printed (warnings may come before it)."""
+    for k, line in enumerate(stdout.splitlines()):
+        if line.startswith(("[", "{")):
+            try:
+                return json.loads("\n".join(stdout.splitlines()[k:]))
+            except json.JSONDecodeError:
+                continue
+    return []
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -50,6 +61,13 @@ class Postgres:
         return ["runuser", "-u", "postgres", "--", *command] if self.as_root else list(command)
 
     def start(self) -> Postgres:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Postgres:
         if self.as_root:
             os.chmod(self.folder, 0o755)
             shutil.chown(self.folder, "postgres")
@@ -62,16 +80,18 @@ class Postgres:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
+        import psycopg2  # the test extra's driver (Airflow's too)
+
         while time.monotonic() < deadline:
             try:
-                import psycopg2
-
-                with psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres") as conn:
-                    conn.autocommit = True
-                    conn.cursor().execute("CREATE DATABASE airflow")
-                return self
-            except Exception:
+                conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+            except psycopg2.OperationalError:  # not accepting connections yet
                 time.sleep(0.5)
+                continue
+            conn.autocommit = True
+            conn.cursor().execute("CREATE DATABASE airflow")
+            conn.close()
+            return self
         raise RuntimeError("PostgreSQL did not start: " + (self.folder / "postgres.log").read_text()[-2000:])
 
     @property
@@ -140,11 +160,7 @@ class Airflow:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
-            listed = self.cli("dags", "list", "-o", "json", check=False)
-            try:
-                present = {d["dag_id"] for d in json.loads(listed.stdout or "[]")}
-            except json.JSONDecodeError:
-                present = set()
+            present = {d["dag_id"] for d in cli_json(self.cli("dags", "list", "-o", "json", check=False).stdout)}
             if set(dag_ids) <= present:
                 return
             time.sleep(3)
@@ -160,18 +176,11 @@ class Airflow:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def runs(self, dag_id: str) -> list[dict]:
-        done = self.cli("dags", "list-runs", dag_id, "-o", "json", check=False)
-        try:
-            return json.loads(done.stdout or "[]")
-        except json.JSONDecodeError:
-            return []
+        return cli_json(self.cli("dags", "list-runs", dag_id, "-o", "json", check=False).stdout)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        done = self.cli("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json", check=False)
-        try:
-            return {row["task_id"]: row["state"] for row in json.loads(done.stdout or "[]")}
-        except json.JSONDecodeError:
-            return {}
+        rows = cli_json(self.cli("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json", check=False).stdout)
+        return {row["task_id"]: row["state"] for row in rows}
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -97,12 +97,12 @@ def test_backfill_in_any_order_beside_the_other_dags_ends_with_the_tables_of_run
     _prefix(Context(Settings(lake_root=lake), spark, Lake(lake, spark)), raw)
     shutil.copytree(lake, reference)
 
-    postgres = Postgres().start()
+    postgres = Postgres().start()  # stops what it started if it cannot start
     airflow = Airflow(tmp_path / "airflow", postgres, {
         "GEOSID_AIRFLOW_RETRY_DELAY_SECONDS": "5", "GEOSID_DROP_WAIT_HOURS": "0.005", "GEOSID_DROP_POKE_SECONDS": "5",
     })  # fmt: skip
     try:
-        airflow.start()
+        airflow.start()  # inside the try: a service that fails to start is stopped with the rest
         setup = subprocess.run([sys.executable, "-m", "geosid.cli", "--lake", str(lake), "airflow", "setup"], env=airflow.env,
                                capture_output=True, text=True, timeout=300)  # fmt: skip
         assert setup.returncode == 0 and "pool geosid_lake" in setup.stdout, setup.stdout + setup.stderr
