@@ -222,8 +222,8 @@ def worker(index: int, work: Path, days: list[dt_.date], until: float, seed: int
 
 def run(workers: int, minutes: float, days_n: int, work: Path, seed: int = 0, log=print, guarded: bool = True) -> dict:
     from geosid import pipeline
-    from geosid.lake import Lake, spark_session
     from geosid.config import Settings
+    from geosid.lake import Lake, spark_session
     from geosid.sources.synthetic_world import WorldConfig, write_world
 
     shutil.rmtree(work, ignore_errors=True)

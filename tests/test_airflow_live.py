@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from live_airflow import Airflow, Postgres
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import year_of_operations as ops  # noqa: E402
+from live_airflow import Airflow, Postgres  # noqa: E402
 
 pytestmark = pytest.mark.airflow
 

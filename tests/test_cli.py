@@ -101,6 +101,14 @@ def test_user_errors_are_one_line_with_exit_codes(world, tmp_path, capsys):
     _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT nope FROM events"]), 1, "unknown column 'nope'",
                     "columns of events:", "event_id", "user_id")  # fmt: skip
     _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT * FROM nosuch"]), 1, "unknown table 'nosuch'", "events")
+    # sql only reads: a statement that writes is refused before the engine sees it, nothing is written
+    for query, verb in (("CREATE TABLE x AS SELECT 1 AS a", "CREATE"), ("DROP TABLE events", "DROP"),
+                        ("WITH a AS (SELECT 1 AS v) INSERT INTO events SELECT * FROM a", "INSERT"),
+                        ("SELECT 1; DELETE FROM events", "more than one statement")):  # fmt: skip
+        _one_line_error(capsys, main(["--lake", lake, "sql", query]), 1, "geosid sql only reads", verb)
+    assert not Path("spark-warehouse").exists() and not (tmp_path / "spark-warehouse").exists()
+    assert main(["--lake", lake, "sql", "SELECT count(*) AS n FROM events"]) == 0 and int(capsys.readouterr().out.split()[-1]) > 0
+    _one_line_error(capsys, main(["airflow", "setup"]), 2, "airflow setup needs the deployment's lake")
     _one_line_error(capsys, main(["--lake", lake, "sid", "report", "--version", "nope"]), 1, "no codebook version 'nope'")
     _one_line_error(capsys, main(["--lake", lake, "corpus", "build", "--source", "synthetic"]), 1, "no codebook version published")
     _one_line_error(capsys, main(["--lake", lake, "train", "benchmark", "--grid", "lr=fast"]), 1, "grid point 'lr=fast'", "no float")

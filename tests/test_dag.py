@@ -204,3 +204,23 @@ def test_daily_runs_in_any_order_end_with_the_tables_of_runs_in_order(spark, tmp
     assert {"corpus.training_sequences", "silver.item_embeddings", "index.sid_map", "ops.builds"} <= {s.name for s in tables}
     for spec in tables:
         assert got.digest(spec, content=True) == want.digest(spec, content=True), spec.name
+
+
+def test_a_dag_run_writes_only_an_absolute_configured_lake(tmp_path):
+    from geosid import pipeline
+    from geosid.errors import InvalidRequestError, NotArrivedError, QualityGateError
+    from geosid.lake.lease import LakeBusyError
+
+    assert pipeline.deployment_lake(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(InvalidRequestError, match="must be an absolute path, got 'lake'"):
+        pipeline.deployment_lake("lake")
+    # refusals that pass are retried (raised as they are); a user's mistake fails the task for good
+    from airflow.exceptions import AirflowFailException
+
+    for transient in (LakeBusyError("busy"), NotArrivedError("later")):
+        with pytest.raises(type(transient)):
+            pipeline.airflow_task(lambda e=transient: (_ for _ in ()).throw(e))
+    with pytest.raises(AirflowFailException, match="gate did not hold"):
+        pipeline.airflow_task(lambda: (_ for _ in ()).throw(QualityGateError("the corpus gate did not hold")))
+    defaults = pipeline.task_defaults()
+    assert defaults["retries"] >= 1 and defaults["retry_exponential_backoff"]

@@ -132,3 +132,31 @@ def test_a_large_range_is_ingested_in_passes_of_whole_days_with_the_same_tables(
     assert (one.passes, many.passes) == (1, 4) and many.rejects_by_reason == one.rejects_by_reason and one.rejects
     for spec in bronze.TABLES:
         assert passes.digest(spec) == whole.digest(spec), spec.name
+
+
+def test_a_whole_history_file_holds_the_days_up_to_its_last_and_a_later_run_brings_the_earlier_ones(spark, tmp_path, nyc_lines):
+    """A whole-history file has arrived for every day up to its last, never for a later one
+    (what the sensor asks, no engine); a daily run of a day whose earlier days it holds but
+    the lake never ingested (a backfill run backwards) ingests them with it."""
+    from geosid import pipeline
+    from geosid.config import Settings
+    from geosid.errors import NotArrivedError
+    from geosid.lake import Lake, lineage
+    from geosid.pipeline.context import Context
+
+    path = tmp_path / "dataset_TSMC2014_NYC.txt.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.writelines(nyc_lines)
+    days = sorted({_day_of(line) for line in nyc_lines})
+    first, last = days[0], days[-1]
+    ctx = Context(Settings(lake_root=tmp_path / "lake"), spark, Lake(tmp_path / "lake", spark))
+    assert pipeline.drop_arrived("tsmc2014", last, path, ctx=ctx)
+    assert not pipeline.drop_arrived("tsmc2014", last + dt.timedelta(days=1), path, ctx=ctx)
+    with pytest.raises(NotArrivedError, match=f"holds the days up to {last} only"):
+        pipeline.ingest_arrivals("tsmc2014", last + dt.timedelta(days=1), path, ctx=ctx)
+    pipeline.ingest_arrivals("tsmc2014", first, path, ctx=ctx)
+    outcomes = pipeline.ingest_arrivals("tsmc2014", last, path, ctx=ctx)  # the days between come with it
+    assert [(o.report.first, o.report.last) for o in outcomes] == [(days[1], last - dt.timedelta(days=1)), (last, last)]
+    known = lineage.input_days(ctx.lake)
+    assert sorted(known.dt) == days and set(known.status) == {"complete"}
+    assert pipeline.ingest_arrivals("tsmc2014", days[2], path, ctx=ctx)[-1].inputs.unchanged == [days[2]]  # a re-run: nothing new

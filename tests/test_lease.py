@@ -218,3 +218,22 @@ def test_a_busy_lake_is_one_line_and_exit_1_on_the_command_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert "geosid: the lake" in done.stderr and "is busy: 'maintain' waited 1s" in done.stderr and "held by" in done.stderr
+
+
+def test_a_reader_pinned_before_maintenance_reads_its_version_through_the_engine(spark, tmp_path):
+    """Sail's Delta reader cannot load a version older than the table's last checkpoint;
+    a reader pinned before maintenance still reads its own rows (the version's files)."""
+    root = tmp_path / "lake"
+    lake = Lake(root, spark, lease=lease.LeaseSettings(wait_s=5))
+    for rows in (1, 2, 3):
+        first = _table(lake, rows)
+    with lake.reading("a reader"):
+        writer = Lake(root, spark)
+        for rows in (4, 5, 6):
+            _table(writer, rows)
+        with writer.writing("maintenance"):
+            maintain_table("ops.builds", writer.path(ops.BUILDS), 0, 0, protect=lambda: pins.protected_versions(writer.lease)["ops.builds"])
+        last_checkpoint = json.loads((Path(writer.path(ops.BUILDS)) / "_delta_log" / "_last_checkpoint").read_text())["version"]
+        assert last_checkpoint > first
+        assert lake.read(ops.BUILDS).count() == 3 and sorted(lake.read(ops.BUILDS).toPandas().scope) == ["s0", "s1", "s2"]
+    assert lake.read(ops.BUILDS).count() == 6  # no longer pinned: the latest

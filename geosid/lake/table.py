@@ -11,12 +11,14 @@ Names: `Lake.root` is the lake's folder; a table's `table_version` is its Delta 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -358,6 +360,8 @@ class Lake(TableSnapshots):
         version = self.version_to_read(spec, version)
         if self.reader == "files":
             df = self._read_files(spec, version)
+        elif not self._time_travels(spec, version):
+            df = self._read_old_version(spec, version)
         else:
             reader = spark.read.format("delta")
             if version is not None:
@@ -384,6 +388,50 @@ class Lake(TableSnapshots):
         if not files:
             return spark.createDataFrame([], schema)
         return spark.read.schema(schema).option("basePath", self.path(spec)).parquet(*files)
+
+    def _read_old_version(self, spec: TableSpec, version: int) -> DataFrame:
+        """A version's files read by Sail, which reads a file list neither with an imposed
+        nested schema nor with Hive partition columns: per partition, its files with their
+        own (merged) schemas and the partition values as literals, cast to the registered
+        types. For versions Sail's Delta reader cannot load (`_time_travels`)."""
+        spark = self._require_spark()
+        handle = DeltaTable(self.path(spec), version=version)
+        groups: dict[tuple, list[str]] = {}
+        for uri, values in zip(handle.file_uris(), handle.get_add_actions(flatten=True).column("path").to_pylist()):
+            local = "://" not in uri or uri.startswith("file://")
+            if local and not Path(unquote(uri.removeprefix("file://"))).exists():
+                raise NotFoundError(f"version {version} of {spec.name} is no longer readable: maintenance removed its files")
+            groups.setdefault(tuple(self._partition_values(spec, values)), []).append(uri)
+        fields = {f.name: f for f in spec.schema.fields}
+        parts = []
+        for values, uris in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            df = spark.read.option("mergeSchema", "true").parquet(*uris)
+            for column, value in zip(spec.partition_by, values):
+                df = df.withColumn(column, F.lit(value).cast(fields[column].dataType))
+            present = set(df.columns)
+            parts.append(df.select(*[F.col(f.name).cast(f.dataType) if f.name in present else F.lit(None).cast(f.dataType).alias(f.name)
+                                     for f in spec.schema.fields]))  # fmt: skip
+        if not parts:
+            return spark.createDataFrame([], spec.schema)
+        return functools.reduce(DataFrame.unionByName, parts)
+
+    @staticmethod
+    def _partition_values(spec: TableSpec, relative: str) -> list[str | None]:
+        """The partition values of a data file from its Hive folders (`dt=2024-06-01/...`)."""
+        found = dict(part.split("=", 1) for part in unquote(relative).split("/")[:-1] if "=" in part)
+        return [None if found.get(c) in (None, HIVE_NULL) else found[c] for c in spec.partition_by]
+
+    def _time_travels(self, spec: TableSpec, version: int | None) -> bool:
+        """Whether the engine's own Delta reader can read `version`: Sail (0.7) cannot load a
+        version older than the table's last checkpoint (it replays from version 0), which
+        a reader pinned before maintenance asks for; those read the version's files."""
+        if version is None:
+            return True
+        marker = Path(self.path(spec)) / "_delta_log" / "_last_checkpoint"
+        try:
+            return int(json.loads(marker.read_text())["version"]) <= version
+        except (FileNotFoundError, ValueError, KeyError):
+            return True
 
     def write_arrow(self, data: pa.Table, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None) -> int:
         """`write` for Arrow data (writers without an engine, e.g. the trainer): the same

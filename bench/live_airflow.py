@@ -1,4 +1,4 @@
-"""A live Airflow for tests: a throwaway PostgreSQL cluster (Debian's `postgresql`
+"""A live Airflow for tests and benchmarks: a throwaway PostgreSQL cluster (Debian's `postgresql`
 package: `initdb` into a temporary folder, bound to 127.0.0.1, started and stopped by its
 pid; as the `postgres` user when running as root, which PostgreSQL requires), and
 Airflow's scheduler, dag-processor, api-server and triggerer with the LocalExecutor on
