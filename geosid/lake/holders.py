@@ -41,7 +41,7 @@ def _pid_start(pid: int) -> str | None:
         return None
 
 
-def _pid_runs(pid: int) -> bool:
+def pid_runs(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,7 +81,7 @@ class Holder:
         """Provably gone: a dead (or reused) pid on this host; elsewhere a heartbeat older
         than the timeout."""
         if self.host == _host():
-            return not _pid_runs(self.pid) or (self.pid_start is not None and _pid_start(self.pid) not in (None, self.pid_start))
+            return not pid_runs(self.pid) or (self.pid_start is not None and _pid_start(self.pid) not in (None, self.pid_start))
         return _now() - self.heartbeat > timeout_s
 
     def describe(self) -> str:
