@@ -94,7 +94,7 @@ def in_order(base: Path, work: Path, name: str, raw: Path, days: list[dt_.date],
     from geosid.lake import Lake
     from geosid.pipeline.context import Context
 
-    root = copy_lake(base, work / name)
+    root = copy_lake(base, work / f"lake-{name}")
     ctx = Context(Settings(lake_root=root), spark, Lake(root, spark))
     out = {}
     for k, day in enumerate(days, start=1):
@@ -106,7 +106,7 @@ def in_order(base: Path, work: Path, name: str, raw: Path, days: list[dt_.date],
 
 def command_line(base: Path, work: Path, drops: Path) -> dict:
     """Scenario 1: two daily runs and maintenance (retention 0) started seconds apart."""
-    root = copy_lake(base, work / "cli")
+    root = copy_lake(base, work / "lake-cli")
     geosid = [sys.executable, "-m", "geosid.cli", "--lake", str(root)]
     commands = [
         [*geosid, "daily", "--date", DAYS[0].isoformat(), "--source", "tsmc2014", "--path", str(drops), "--no-validate"],
@@ -128,7 +128,7 @@ def command_line(base: Path, work: Path, drops: Path) -> dict:
 
 def airflow_backfill(base: Path, work: Path, name: str, raw: Path, days: list[dt_.date], max_active_runs: int) -> dict:
     """Scenarios 2 and 3: a live scheduler's backfill, run backwards."""
-    root = copy_lake(base, work / name)
+    root = copy_lake(base, work / f"lake-{name}")
     postgres = Postgres().start()
     airflow = Airflow(work / f"{name}-airflow", postgres, {"GEOSID_AIRFLOW_RETRY_DELAY_SECONDS": "10"})
     started = time.perf_counter()
@@ -189,22 +189,23 @@ def main() -> None:
             ref_drops = in_order(base, work, "reference-drops", drops, DAYS, spark, {2, 5})
         if "file" in chosen:
             ref_file = in_order(base, work, "reference-file", whole, DAYS[:4], spark, {4})
-        scenarios = []
-        if "cli" in chosen:
-            scenarios.append(("command line: daily 01-16, daily 01-17, maintain --retention-hours 0", command_line(base, work, drops), ref_drops[2]))
-        if "file" in chosen:
-            scenarios.append(("airflow backfill, whole-history file, --run-backwards --max-active-runs 1",
-                              airflow_backfill(base, work, "file", whole, DAYS[:4], 1), ref_file[4]))  # fmt: skip
-        if "drops" in chosen:
-            scenarios.append(("airflow backfill, dt= drops, --run-backwards --max-active-runs 2",
-                              airflow_backfill(base, work, "drops", drops, DAYS, 2), ref_drops[5]))  # fmt: skip
-        for label, outcome, want in scenarios:
-            got = digests(outcome.pop("root"), spark)
+        scenarios = {
+            "cli": ("command line: daily 01-16, daily 01-17, maintain --retention-hours 0", lambda: command_line(base, work, drops),
+                    lambda: ref_drops[2]),
+            "file": ("airflow backfill, whole-history file, --run-backwards --max-active-runs 1",
+                     lambda: airflow_backfill(base, work, "file", whole, DAYS[:4], 1), lambda: ref_file[4]),
+            "drops": ("airflow backfill, dt= drops, --run-backwards --max-active-runs 2",
+                      lambda: airflow_backfill(base, work, "drops", drops, DAYS, 2), lambda: ref_drops[5]),
+        }
+        for key in chosen:
+            label, scenario, reference = scenarios[key]
+            outcome = scenario()
+            got, want = digests(outcome.pop("root"), spark), reference()
             outcome["tables_different"] = sorted(t for t in set(got) | set(want) if got.get(t) != want.get(t))
             outcome["tables"] = len(want)
             results[label] = outcome
-            print(label, json.dumps(outcome)[:600])
-    write_results("nyc_many_writers", results)
+            print(label, json.dumps(outcome)[:600], flush=True)
+            write_results("nyc_many_writers", results)  # after each scenario: a later one may take an hour
 
 
 if __name__ == "__main__":
