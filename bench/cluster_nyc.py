@@ -92,19 +92,19 @@ def main() -> None:
         embedded = run_steps(Settings(lake_root=work / "embedded", engine="sail"), args.every)
         if started_here:
             subprocess.run([str(ROOT / "deploy" / "cluster.sh"), "up"], env=env, check=True, timeout=300)
-        on_cluster = run_steps(
-            Settings(lake_root=work / "cluster", engine="remote", spark_remote=remote, lake_committer="delta-rs"), args.every
-        )
+        on_cluster = run_steps(Settings(lake_root=work / "cluster", engine="remote", spark_remote=remote, lake_committer="delta-rs"), args.every)
     finally:
         if started_here:
             subprocess.run([str(ROOT / "deploy" / "cluster.sh"), "down"], env=env, check=False, timeout=120)
     a, b = digests(work / "embedded"), digests(work / "cluster")
     tables = {name: {"embedded": a.get(name), "cluster": b.get(name), "equal": a.get(name) == b.get(name)} for name in sorted(set(a) | set(b))}
     payload = {
-        "date": dt_.date.today().isoformat(), "seconds": {"embedded": embedded, "cluster": on_cluster},
+        "date": dt_.date.today().isoformat(),
+        "seconds": {"embedded": embedded, "cluster": on_cluster},
         "ratio_cluster_embedded": {k: round(on_cluster[k] / embedded[k], 2) for k in embedded if embedded[k]},
-        "tables": tables, "all_equal": all(t["equal"] for t in tables.values()),
-    }  # fmt: skip
+        "tables": tables,
+        "all_equal": all(t["equal"] for t in tables.values()),
+    }
     for name, t in tables.items():
         print(f"{'==' if t['equal'] else '!='} {name}: {t['embedded']} vs {t['cluster']}")
     sys.path.insert(0, str(Path(__file__).parent))

@@ -113,11 +113,14 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
 
     to_ts = lambda s: pa.Array.from_pandas(s).cast(pa.timestamp("us", "UTC"))
     columns = {  # every event once as Arrow; histories take from these
-        "event_id": pa.array(df["event_id"].to_numpy(), pa.string()), "item_id": pa.array(df["item_id"].to_numpy(), pa.string()),
-        "codes": codes.take(pa.array(df["sid_row"].to_numpy())), "cell_id": pa.array(df["item_cell"].to_numpy(), pa.string()),
-        "user_cell_id": pa.array(df["user_cell"].to_numpy(), pa.string(), from_pandas=True), "event_ts": to_ts(df["event_ts"]),
+        "event_id": pa.array(df["event_id"].to_numpy(), pa.string()),
+        "item_id": pa.array(df["item_id"].to_numpy(), pa.string()),
+        "codes": codes.take(pa.array(df["sid_row"].to_numpy())),
+        "cell_id": pa.array(df["item_cell"].to_numpy(), pa.string()),
+        "user_cell_id": pa.array(df["user_cell"].to_numpy(), pa.string(), from_pandas=True),
+        "event_ts": to_ts(df["event_ts"]),
         "action": pa.array(df["action"].to_numpy(), pa.string()),
-    }  # fmt: skip
+    }
     history_fields = ["item_id", "codes", "cell_id", "event_ts", "action"]
     state_fields = ["event_id", "item_id", "codes", "cell_id", "user_cell_id", "event_ts", "action"]
     all_history = pa.StructArray.from_arrays([columns[f] for f in history_fields], names=history_fields)
@@ -145,19 +148,28 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
     ring = {c: cells.neighbours(c) for c in rows["user_cell"].unique()}
     sequences = pa.table(
         {
-            "source": rows["source"].to_numpy(), "user_id": rows["user_id"].to_numpy(), "event_id": rows["event_id"].to_numpy(),
-            "request_id": pa.array(rows["request_id"].to_numpy(), pa.string(), from_pandas=True), "target_ts": to_ts(rows["event_ts"]),
-            "target_action": rows["action"].to_numpy(), "target_item_id": rows["item_id"].to_numpy(),
+            "source": rows["source"].to_numpy(),
+            "user_id": rows["user_id"].to_numpy(),
+            "event_id": rows["event_id"].to_numpy(),
+            "request_id": pa.array(rows["request_id"].to_numpy(), pa.string(), from_pandas=True),
+            "target_ts": to_ts(rows["event_ts"]),
+            "target_action": rows["action"].to_numpy(),
+            "target_item_id": rows["item_id"].to_numpy(),
             "target_codes": columns["codes"].take(pa.array(targets)),
-            "target_disambiguation": pa.array(rows["disambiguation"].to_numpy(), pa.int32()), "target_sid": rows["sid"].to_numpy(),
-            "target_cell_id": rows["item_cell"].to_numpy(), "target_gmv": pa.array(rows["gmv"].to_numpy(), pa.float64(), from_pandas=True),
-            "cell_system": [cells.name] * len(rows), "user_cell_id": rows["user_cell"].to_numpy(),
+            "target_disambiguation": pa.array(rows["disambiguation"].to_numpy(), pa.int32()),
+            "target_sid": rows["sid"].to_numpy(),
+            "target_cell_id": rows["item_cell"].to_numpy(),
+            "target_gmv": pa.array(rows["gmv"].to_numpy(), pa.float64(), from_pandas=True),
+            "cell_system": [cells.name] * len(rows),
+            "user_cell_id": rows["user_cell"].to_numpy(),
             "neighbour_cell_ids": pa.array([ring[c] for c in rows["user_cell"]], pa.list_(pa.string())),
             "histories": histories(tie_start[targets], user_start[targets], state=False),
-            "split": ["train"] * len(rows), "codebook_version": [VERSION] * len(rows),
-            "dt": pa.array(rows["dt"].to_numpy(), pa.date32()), "protocol": ["time"] * len(rows),
+            "split": ["train"] * len(rows),
+            "codebook_version": [VERSION] * len(rows),
+            "dt": pa.array(rows["dt"].to_numpy(), pa.date32()),
+            "protocol": ["time"] * len(rows),
         }
-    )  # fmt: skip
+    )
     any_behavior = np.logical_or.reduce([m for _, m, _, _ in behaviors])
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     ends = np.r_[starts[1:], n]
@@ -174,13 +186,22 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
             keep &= latest > previous
         previous = latest
         first_rows, latest = starts[keep], latest[keep]
-        states.append(pa.table({
-            "source": df["source"].to_numpy()[first_rows], "user_id": df["user_id"].to_numpy()[first_rows],
-            "last_event_ts": to_ts(df["event_ts"].iloc[latest]), "last_cell_id": df["user_cell"].to_numpy()[latest],
-            "histories": histories(cuts[keep], first_rows, state=True),
-            "codebook_version": [VERSION] * int(keep.sum()), "dt": pa.array([state_day] * int(keep.sum()), pa.date32()),
-            "user_bucket": pa.array([zlib.crc32(u.encode()) % config.state_buckets for u in df["user_id"].to_numpy()[first_rows]], pa.int32()),
-        }))  # fmt: skip
+        states.append(
+            pa.table(
+                {
+                    "source": df["source"].to_numpy()[first_rows],
+                    "user_id": df["user_id"].to_numpy()[first_rows],
+                    "last_event_ts": to_ts(df["event_ts"].iloc[latest]),
+                    "last_cell_id": df["user_cell"].to_numpy()[latest],
+                    "histories": histories(cuts[keep], first_rows, state=True),
+                    "codebook_version": [VERSION] * int(keep.sum()),
+                    "dt": pa.array([state_day] * int(keep.sum()), pa.date32()),
+                    "user_bucket": pa.array(
+                        [zlib.crc32(u.encode()) % config.state_buckets for u in df["user_id"].to_numpy()[first_rows]], pa.int32()
+                    ),
+                }
+            )
+        )
         assert (ends[keep] >= cuts[keep]).all()
     state = pa.concat_tables(states)
     computed = time.perf_counter() - started
@@ -188,10 +209,13 @@ def pandas_corpus(lake_root: Path, first: dt_.date, last: dt_.date, out: Path) -
         from geosid.lake.arrow import spec_arrow_schema
 
         shutil.rmtree(out / spec.relative_path, ignore_errors=True)  # a fresh table (layouts change)
-        write_deltalake(str(out / spec.relative_path), table.select(spec.columns).cast(spec_arrow_schema(spec)),
-                        mode="overwrite", partition_by=list(spec.partition_by))  # fmt: skip
-    return {"seconds": time.perf_counter() - started, "compute_s": round(computed, 2), "targets": sequences.num_rows,
-            "states": state.num_rows}  # fmt: skip
+        write_deltalake(
+            str(out / spec.relative_path),
+            table.select(spec.columns).cast(spec_arrow_schema(spec)),
+            mode="overwrite",
+            partition_by=list(spec.partition_by),
+        )
+    return {"seconds": time.perf_counter() - started, "compute_s": round(computed, 2), "targets": sequences.num_rows, "states": state.num_rows}
 
 
 # ---- geosid ---------------------------------------------------------------------------
@@ -208,8 +232,7 @@ def geosid_corpus(lake_root: Path, first: dt_.date, last: dt_.date, direct_commi
         lake = Lake(lake_root, spark, committer=settings.committer(), direct_commit=direct_commit)
         started = time.perf_counter()
         report = build_range(lake, VERSION, first, last, CorpusConfig.for_source(SOURCE))
-        return {"seconds": time.perf_counter() - started, "targets": report.targets, "states": report.states,
-                "input_events": report.input_events}  # fmt: skip
+        return {"seconds": time.perf_counter() - started, "targets": report.targets, "states": report.states, "input_events": report.input_events}
 
 
 # ---- driver ---------------------------------------------------------------------------
@@ -240,8 +263,7 @@ def prepare(work: Path, world_name: str) -> dict:
 
 def child(impl: str, work: Path, first: dt_.date, last: dt_.date, out: Path) -> dict:
     """Run one implementation in a fresh process; its own peak RSS comes back with it."""
-    cmd = [sys.executable, __file__, "--impl", impl, "--work", str(work), "--out", str(out), "--first", first.isoformat(),
-           "--last", last.isoformat()]  # fmt: skip
+    cmd = [sys.executable, __file__, "--impl", impl, "--work", str(work), "--out", str(out), "--first", first.isoformat(), "--last", last.isoformat()]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{impl} failed:\n{done.stderr[-3000:]}")
@@ -294,12 +316,15 @@ def main() -> None:
     best = {impl: min(rs, key=lambda r: r["seconds"]) for impl, rs in runs.items()}
     equal = compare(work / "lake", work / "pandas-out")
     payload = {
-        "world": args.world, **info, "repeat": args.repeat, "runs": runs,
+        "world": args.world,
+        **info,
+        "repeat": args.repeat,
+        "runs": runs,
         "speed_vs_pandas": {impl: round(best["pandas"]["seconds"] / best[impl]["seconds"], 2) for impl in ("geosid", "geosid-rewrite")},
         "rss_vs_pandas": {impl: round(best[impl]["peak_rss_mb"] / best["pandas"]["peak_rss_mb"], 2) for impl in ("geosid", "geosid-rewrite")},
         "direct_commit_speedup": round(best["geosid-rewrite"]["seconds"] / best["geosid"]["seconds"], 2),
         "outputs": equal,
-    }  # fmt: skip
+    }
     print(json.dumps({k: payload[k] for k in ("speed_vs_pandas", "rss_vs_pandas", "direct_commit_speedup", "outputs")}, indent=1))
     from results_io import write_results
 

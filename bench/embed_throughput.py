@@ -62,8 +62,12 @@ def index_quality(text: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict:
     tokenizer = ResidualKMeans(fused.shape[1], (128, 128, 128), KMeansTraining(20, 1234), capacity_aware=True)
     tokenizer.train(fused)
     q = sid_quality(tokenizer.encode(fused), tokenizer.level_sizes, lat, lon)
-    return {"floor": round(conflict_floor(fused), 4), "conflict": round(q["conflict_rate"], 4),
-            "exclusive": round(q["exclusive_rate"], 4), "geo_l1_km": round(q["geo_coherence_l1_km"], 2)}  # fmt: skip
+    return {
+        "floor": round(conflict_floor(fused), 4),
+        "conflict": round(q["conflict_rate"], 4),
+        "exclusive": round(q["exclusive_rate"], 4),
+        "geo_l1_km": round(q["geo_coherence_l1_km"], 2),
+    }
 
 
 def main() -> None:
@@ -99,8 +103,11 @@ def main() -> None:
         results["index_quality"] = {}
         for spec in RUNTIMES:
             cosine = (vectors[spec] * vectors["minilm-torch"]).sum(1)
-            results["cosine_vs_torch"][spec] = {"mean": round(float(cosine.mean()), 5), "min": round(float(cosine.min()), 5),
-                                                "p01": round(float(np.quantile(cosine, 0.01)), 5)}  # fmt: skip
+            results["cosine_vs_torch"][spec] = {
+                "mean": round(float(cosine.mean()), 5),
+                "min": round(float(cosine.min()), 5),
+                "p01": round(float(np.quantile(cosine, 0.01)), 5),
+            }
             results["index_quality"][spec] = index_quality(vectors[spec], lat, lon)
             print(spec, results["cosine_vs_torch"][spec], results["index_quality"][spec], flush=True)
         report = run_embed(lake, last, Representation("geo-doc-v1", DEFAULT_MINILM), progress=False)

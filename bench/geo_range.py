@@ -66,12 +66,18 @@ def main() -> None:
         after = {d: range_lake.digest(silver.GEO_CELLS, dt=d) for d in sample}
         print(f"one job per day: {per_day_s:.2f} s a day ({len(sample)} days sampled)", flush=True)
     results = {
-        "days": days, "first": first.isoformat(), "last": last.isoformat(), "cells_on_last_day": report.cells,
-        "range_s": round(range_s, 1), "range_s_per_day": round(range_s / days, 3),
-        "per_day_job_s": round(per_day_s, 2), "per_day_all_days_s_extrapolated": round(per_day_s * days, 1),
-        "speedup": round(per_day_s * days / range_s, 1), "identical_rows_on_sampled_days": before == after,
+        "days": days,
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+        "cells_on_last_day": report.cells,
+        "range_s": round(range_s, 1),
+        "range_s_per_day": round(range_s / days, 3),
+        "per_day_job_s": round(per_day_s, 2),
+        "per_day_all_days_s_extrapolated": round(per_day_s * days, 1),
+        "speedup": round(per_day_s * days / range_s, 1),
+        "identical_rows_on_sampled_days": before == after,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }  # fmt: skip
+    }
     shutil.rmtree(args.work, ignore_errors=True)
     write_results("geo_range", results)
 

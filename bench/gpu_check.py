@@ -54,8 +54,7 @@ def kmeans_check(n: int, d: int, k: int, niter: int) -> dict:
         objective = km.train(x)
         if device == "cuda":
             torch.cuda.synchronize()
-        out[device] = {"objective": objective, "seconds": round(time.perf_counter() - start, 3),
-                       "objective_fell": bool(km.obj[-1] < km.obj[0])}  # fmt: skip
+        out[device] = {"objective": objective, "seconds": round(time.perf_counter() - start, 3), "objective_fell": bool(km.obj[-1] < km.obj[0])}
         _, idx = km.assign(x[:10_000])
         out[device]["assign_range_ok"] = bool(idx.min() >= 0 and idx.max() < k)
     out["objective_rel_diff"] = abs(out["cuda"]["objective"] - out["cpu"]["objective"]) / out["cpu"]["objective"]
@@ -75,15 +74,24 @@ def fake_rows(b: int, h: int, items: np.ndarray, seed: int) -> dict:
     tokens = torch.as_tensor(items)
     kind = torch.ones(b, h, dtype=torch.long)
     return {
-        "hist_codes": tokens[hist_items], "hist_item_emb": hist_items % 50 + 2, "hist_kind": kind,
-        "hist_hour": torch.randint(1, HOURS + 1, (b, h), generator=g), "hist_age": torch.randint(1, AGE_BUCKETS + 1, (b, h), generator=g),
-        "hist_visits": torch.randint(1, COUNT_BUCKETS, (b, h), generator=g), "hist_trans": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
-        "hist_routine": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g), "hist_routine_week": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
-        "request_hour": torch.randint(1, HOURS + 1, (b,), generator=g), "hist_cell": torch.randint(1, 100, (b, h), generator=g),
-        "hist_ctx": torch.rand(b, h, N_FEATURES, generator=g), "user_cell": torch.randint(1, 100, (b,), generator=g),
-        "user_ctx": torch.rand(b, N_FEATURES, generator=g), "nbr_cell": torch.randint(0, 100, (b, N_NEIGHBOURS), generator=g),
-        "nbr_ctx": torch.rand(b, N_NEIGHBOURS, N_FEATURES, generator=g), "target": tokens[target_items],
-    }  # fmt: skip
+        "hist_codes": tokens[hist_items],
+        "hist_item_emb": hist_items % 50 + 2,
+        "hist_kind": kind,
+        "hist_hour": torch.randint(1, HOURS + 1, (b, h), generator=g),
+        "hist_age": torch.randint(1, AGE_BUCKETS + 1, (b, h), generator=g),
+        "hist_visits": torch.randint(1, COUNT_BUCKETS, (b, h), generator=g),
+        "hist_trans": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+        "hist_routine": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+        "hist_routine_week": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+        "request_hour": torch.randint(1, HOURS + 1, (b,), generator=g),
+        "hist_cell": torch.randint(1, 100, (b, h), generator=g),
+        "hist_ctx": torch.rand(b, h, N_FEATURES, generator=g),
+        "user_cell": torch.randint(1, 100, (b,), generator=g),
+        "user_ctx": torch.rand(b, N_FEATURES, generator=g),
+        "nbr_cell": torch.randint(0, 100, (b, N_NEIGHBOURS), generator=g),
+        "nbr_ctx": torch.rand(b, N_NEIGHBOURS, N_FEATURES, generator=g),
+        "target": tokens[target_items],
+    }
 
 
 def catalog(n_items: int, seed: int) -> np.ndarray:
@@ -143,8 +151,12 @@ def oneloc_check(steps: int, history: int) -> dict:
             x = {k: v[:512].to(device) for k, v in rows.items()}
             first[device] = float(ntp_loss(model(x), x["target"]))
         losses, speed = train_steps(new_oneloc("tiny"), rows, device, steps, batch=256)
-        out[device] = {"loss_before": round(first[device], 4), "loss_first_step": round(losses[0], 4),
-                       "loss_last_step": round(losses[-1], 4), "rows_per_s": round(speed)}  # fmt: skip
+        out[device] = {
+            "loss_before": round(first[device], 4),
+            "loss_first_step": round(losses[0], 4),
+            "loss_last_step": round(losses[-1], 4),
+            "rows_per_s": round(speed),
+        }
     out["loss_rel_diff_bf16_vs_fp32"] = abs(first["cuda"] - first["cpu"]) / first["cpu"]
     model = new_oneloc("tiny").to("cuda").eval()
     trie = SIDTrie(items)
@@ -152,8 +164,12 @@ def oneloc_check(steps: int, history: int) -> dict:
         found, logp = beam_search(model, {k: v[:256].to("cuda") for k, v in rows.items()}, trie, beam=20)
     out["beam_only_catalog_items"] = bool((found >= 0).all() and (found < len(items)).all())
     out["beam_sorted"] = bool((np.diff(logp, axis=1) <= 1e-4).all())
-    out["ok"] = (out["loss_rel_diff_bf16_vs_fp32"] < 0.02 and out["beam_only_catalog_items"] and out["beam_sorted"]
-                 and all(out[d]["loss_last_step"] < out[d]["loss_first_step"] for d in ("cpu", "cuda")))  # fmt: skip
+    out["ok"] = (
+        out["loss_rel_diff_bf16_vs_fp32"] < 0.02
+        and out["beam_only_catalog_items"]
+        and out["beam_sorted"]
+        and all(out[d]["loss_last_step"] < out[d]["loss_first_step"] for d in ("cpu", "cuda"))
+    )
     speeds = {}
     for size in SIZES:
         _, speed = train_steps(new_oneloc(size), rows, "cuda", steps=20, batch=256)
@@ -171,8 +187,12 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check here", file=sys.stderr)
         return 1
-    results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-               "kmeans": kmeans_check(args.points, 384, 256, niter=20), "oneloc": oneloc_check(args.steps, history=50)}  # fmt: skip
+    results = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "kmeans": kmeans_check(args.points, 384, 256, niter=20),
+        "oneloc": oneloc_check(args.steps, history=50),
+    }
     write_results("gpu_check", results)
     failed = [name for name in ("kmeans", "oneloc") if not results[name]["ok"]]
     print("FAIL: " + ", ".join(failed) if failed else "PASS: every GPU path agrees with the CPU")

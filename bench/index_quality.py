@@ -75,10 +75,15 @@ def run(name: str, tokenizer, x, lat, lon) -> dict:
     encode_s = time.perf_counter() - started
     q = sid_quality(codes, tokenizer.level_sizes, lat, lon)
     row = {
-        "name": name, "codes": list(tokenizer.level_sizes), "conflict": round(q["conflict_rate"], 4),
-        "exclusive": round(q["exclusive_rate"], 4), "largest_bucket": q["largest_bucket"],
-        "geo_l1_km": round(q["geo_coherence_l1_km"] or 0, 2), "fit_s": round(fit_s, 1), "encode_s": round(encode_s, 2),
-    }  # fmt: skip
+        "name": name,
+        "codes": list(tokenizer.level_sizes),
+        "conflict": round(q["conflict_rate"], 4),
+        "exclusive": round(q["exclusive_rate"], 4),
+        "largest_bucket": q["largest_bucket"],
+        "geo_l1_km": round(q["geo_coherence_l1_km"] or 0, 2),
+        "fit_s": round(fit_s, 1),
+        "encode_s": round(encode_s, 2),
+    }
     if tokenizer.capacity_aware:
         started = time.perf_counter()
         tokenizer.nearest_codes(x, lat=lat, lon=lon)
@@ -92,8 +97,10 @@ def tokenizers(d: int, budget: tuple[int, ...], niter: int, fsq_epochs: int):
         ("residual_kmeans", ResidualKMeans(d, budget, KMeansTraining(niter))),
         ("residual_kmeans_fsq", ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), KMeansTraining(niter), FSQTraining(epochs=fsq_epochs))),
         ("residual_kmeans+capacity", ResidualKMeans(d, budget, KMeansTraining(niter), capacity_aware=True)),
-        ("residual_kmeans_fsq+capacity", ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), KMeansTraining(niter), FSQTraining(epochs=fsq_epochs),
-                                                           capacity_aware=True)),  # fmt: skip
+        (
+            "residual_kmeans_fsq+capacity",
+            ResidualKMeansFSQ(d, budget[:-1], fsq_levels_for(budget[-1]), KMeansTraining(niter), FSQTraining(epochs=fsq_epochs), capacity_aware=True),
+        ),
     ]
 
 

@@ -58,8 +58,14 @@ def main() -> None:
     train = data(args.fit_items, seed=1)
     test = data(args.assign_items, seed=2)
     results = {
-        "cpus": os.cpu_count(), "cuda": cuda_available(), "d": 384, "codes": list(codes),
-        "fit_items": args.fit_items, "assign_items": args.assign_items, "niter": args.niter, "methods": {},
+        "cpus": os.cpu_count(),
+        "cuda": cuda_available(),
+        "d": 384,
+        "codes": list(codes),
+        "fit_items": args.fit_items,
+        "assign_items": args.assign_items,
+        "niter": args.niter,
+        "methods": {},
     }
     for method in args.methods:
         print(f"--- {method}", flush=True)

@@ -71,14 +71,33 @@ class Postgres:
         if self.as_root:
             os.chmod(self.folder, 0o755)
             shutil.chown(self.folder, "postgres")
-        subprocess.run(self._as_owner(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8"),
-                       check=True, capture_output=True, text=True)  # fmt: skip
+        subprocess.run(
+            self._as_owner(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8"),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         log = open(self.folder / "postgres.log", "w")
         self.process = subprocess.Popen(
-            self._as_owner(_pg_bin("postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.folder),
-                           "-c", "max_connections=200", "-c", "fsync=off"),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            self._as_owner(
+                _pg_bin("postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.folder),
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=off",
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         import psycopg2  # the test extra's driver (Airflow's too)
 
@@ -125,19 +144,31 @@ class Airflow:
         self.home = home
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SPARK_", "GEOSID_LAKE"))}
-        self.env.update({
-            "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__PARALLELISM": "6", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "geosid-test-jwt-secret-0123456789abcdef",
-            "AIRFLOW__API__SECRET_KEY": "geosid-test-secret-key",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2", "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", "RUST_LOG": "error", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-        })  # fmt: skip
+        self.env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "geosid" / "dags"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__CORE__PARALLELISM": "6",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": "geosid-test-jwt-secret-0123456789abcdef",
+                "AIRFLOW__API__SECRET_KEY": "geosid-test-secret-key",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "RUST_LOG": "error",
+                "HF_HUB_OFFLINE": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.env.update(extra_env or {})
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -152,8 +183,7 @@ class Airflow:
         self.cli("db", "migrate", timeout=900)
         for name in SERVICES:
             log = open(self.home / f"{name}.log", "w")
-            self.processes[name] = subprocess.Popen([AIRFLOW, name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)  # fmt: skip
+            self.processes[name] = subprocess.Popen([AIRFLOW, name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def wait_for_dags(self, dag_ids: list[str], timeout_s: float = 300) -> None:

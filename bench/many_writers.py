@@ -50,8 +50,7 @@ SOURCE = "synthetic"
 PREFIX = 3  # days built in order before the writers start
 CODEBOOK = {"method": "residual_kmeans", "codes": (8, 8, 8), "niter": 5, "seed": 1}
 CANDIDATE_SEED = 2
-WEIGHTS = {"daily": 40, "repair": 8, "maintain": 8, "fit": 6, "close_late": 6, "deliver_late": 3,
-           "sql": 8, "status": 8, "snapshot": 8, "report": 2}  # fmt: skip
+WEIGHTS = {"daily": 40, "repair": 8, "maintain": 8, "fit": 6, "close_late": 6, "deliver_late": 3, "sql": 8, "status": 8, "snapshot": 8, "report": 2}
 
 
 def world_config(days: int) -> dict:
@@ -242,9 +241,27 @@ def run(workers: int, minutes: float, days_n: int, work: Path, seed: int = 0, lo
             ops.deliver(work / "final", work / "raw", day)
     until = time.time() + minutes * 60
     env = {**os.environ, "GEOSID_LEASE_WAIT_SECONDS": os.environ.get("GEOSID_LEASE_WAIT_SECONDS", "900")}
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(k), "--work", str(work), "--days", str(days_n),
-                               "--until", str(until), "--seed", str(seed), *([] if guarded else ["--unguarded"])], env=env)
-             for k in range(workers)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(k),
+                "--work",
+                str(work),
+                "--days",
+                str(days_n),
+                "--until",
+                str(until),
+                "--seed",
+                str(seed),
+                *([] if guarded else ["--unguarded"]),
+            ],
+            env=env,
+        )
+        for k in range(workers)
+    ]
     codes = [p.wait() for p in procs]
     reference.wait()
     log(f"{workers} workers for {minutes:g} min; exit codes {codes}; reference exit code {reference.returncode}")
@@ -278,13 +295,21 @@ def summarize(work: Path, workers: int, minutes: float, codes: list[int], differ
             kind = e["refusal"].split(":")[0][:80]
             refusals[kind] = refusals.get(kind, 0) + 1
     return {
-        "workers": workers, "minutes": minutes, "exit_codes": codes, "operations": len(entries), "by_operation": by_op,
-        "lease_acquisitions": len(waits), "waits": sum(1 for w in waits if w > 0.05),
-        "longest_wait_s": round(max(waits, default=0.0), 1), "refusals": sum(refusals.values()), "refusal_kinds": refusals,
+        "workers": workers,
+        "minutes": minutes,
+        "exit_codes": codes,
+        "operations": len(entries),
+        "by_operation": by_op,
+        "lease_acquisitions": len(waits),
+        "waits": sum(1 for w in waits if w > 0.05),
+        "longest_wait_s": round(max(waits, default=0.0), 1),
+        "refusals": sum(refusals.values()),
+        "refusal_kinds": refusals,
         "tracebacks": sum(1 for e in entries if e["outcome"] == "traceback"),
         "traceback_samples": [e["traceback"] for e in entries if e["outcome"] == "traceback"][:3],
-        "tables_different": different, "stale_after": stale,
-    }  # fmt: skip
+        "tables_different": different,
+        "stale_after": stale,
+    }
 
 
 def main() -> None:

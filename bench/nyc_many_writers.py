@@ -120,9 +120,15 @@ def command_line(base: Path, work: Path, drops: Path) -> dict:
     outcomes = []
     for command, process in zip(commands, processes):
         out, err = process.communicate()
-        outcomes.append({"command": " ".join(command[3:]), "rc": process.returncode, "traceback": "Traceback" in err,
-                         "stderr": err.strip().splitlines()[-1:] if err.strip() else [],
-                         "waited": "waiting for the lake's writer lease" in out})  # fmt: skip
+        outcomes.append(
+            {
+                "command": " ".join(command[3:]),
+                "rc": process.returncode,
+                "traceback": "Traceback" in err,
+                "stderr": err.strip().splitlines()[-1:] if err.strip() else [],
+                "waited": "waiting for the lake's writer lease" in out,
+            }
+        )
     return {"root": root, "outcomes": outcomes, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -134,12 +140,26 @@ def airflow_backfill(base: Path, work: Path, name: str, raw: Path, days: list[dt
     started = time.perf_counter()
     try:
         airflow.start()
-        subprocess.run([sys.executable, "-m", "geosid.cli", "--lake", str(root), "airflow", "setup"], env=airflow.env, check=True,
-                       capture_output=True, text=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "geosid.cli", "--lake", str(root), "airflow", "setup"], env=airflow.env, check=True, capture_output=True, text=True
+        )
         airflow.wait_for_dags(["geosid_daily"])
         conf = json.dumps({"source": "tsmc2014", "path": str(raw)})
-        airflow.cli("backfill", "create", "--dag-id", "geosid_daily", "--from-date", days[0].isoformat(), "--to-date",
-                    days[-1].isoformat(), "--run-backwards", "--max-active-runs", str(max_active_runs), "--dag-run-conf", conf)  # fmt: skip
+        airflow.cli(
+            "backfill",
+            "create",
+            "--dag-id",
+            "geosid_daily",
+            "--from-date",
+            days[0].isoformat(),
+            "--to-date",
+            days[-1].isoformat(),
+            "--run-backwards",
+            "--max-active-runs",
+            str(max_active_runs),
+            "--dag-run-conf",
+            conf,
+        )
         airflow.cli("dags", "unpause", "geosid_daily")
         deadline = time.monotonic() + 3600
         while True:
@@ -157,8 +177,13 @@ def airflow_backfill(base: Path, work: Path, name: str, raw: Path, days: list[dt
     finally:
         airflow.stop()
         postgres.stop()
-    return {"root": root, "states": {r["logical_date"][:10]: r["state"] for r in runs}, "tasks": tries,
-            "retries": _retries(work / f"{name}-airflow"), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return {
+        "root": root,
+        "states": {r["logical_date"][:10]: r["state"] for r in runs},
+        "tasks": tries,
+        "retries": _retries(work / f"{name}-airflow"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _retries(home: Path) -> int:
@@ -190,12 +215,21 @@ def main() -> None:
         if "file" in chosen:
             ref_file = in_order(base, work, "reference-file", whole, DAYS[:4], spark, {4})
         scenarios = {
-            "cli": ("command line: daily 01-16, daily 01-17, maintain --retention-hours 0", lambda: command_line(base, work, drops),
-                    lambda: ref_drops[2]),
-            "file": ("airflow backfill, whole-history file, --run-backwards --max-active-runs 1",
-                     lambda: airflow_backfill(base, work, "file", whole, DAYS[:4], 1), lambda: ref_file[4]),
-            "drops": ("airflow backfill, dt= drops, --run-backwards --max-active-runs 2",
-                      lambda: airflow_backfill(base, work, "drops", drops, DAYS, 2), lambda: ref_drops[5]),
+            "cli": (
+                "command line: daily 01-16, daily 01-17, maintain --retention-hours 0",
+                lambda: command_line(base, work, drops),
+                lambda: ref_drops[2],
+            ),
+            "file": (
+                "airflow backfill, whole-history file, --run-backwards --max-active-runs 1",
+                lambda: airflow_backfill(base, work, "file", whole, DAYS[:4], 1),
+                lambda: ref_file[4],
+            ),
+            "drops": (
+                "airflow backfill, dt= drops, --run-backwards --max-active-runs 2",
+                lambda: airflow_backfill(base, work, "drops", drops, DAYS, 2),
+                lambda: ref_drops[5],
+            ),
         }
         for key in chosen:
             label, scenario, reference = scenarios[key]

@@ -41,8 +41,14 @@ def machine() -> dict:
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cores": os.cpu_count(), "memory_gib": memory, "cpu": cpu, "gpu": gpu, "os": platform.platform(terse=True),
-            "python": platform.python_version()}  # fmt: skip
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "cpu": cpu,
+        "gpu": gpu,
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+    }
 
 
 def provenance(command: str | None = None) -> dict:

@@ -96,21 +96,37 @@ def run_stage(stage: str, work: Path, world: str) -> dict:
         if stage == "corpus":
             built = corpus.corpus_build("synthetic", first, last, version, split, validate=False, ctx=ctx)
             r = built.sequences
-            return {"sequence_job_s": round(r.seconds, 2), "input_events": r.input_events, "targets": r.targets,
-                    "states": r.states, "states_written": r.states_written}  # fmt: skip
+            return {
+                "sequence_job_s": round(r.seconds, 2),
+                "input_events": r.input_events,
+                "targets": r.targets,
+                "states": r.states,
+                "states_written": r.states_written,
+            }
         if stage == "day_corpus":
             done = corpus.corpus_day(extra, "synthetic", version, split, ctx=ctx)
             r = done.sequences
-            return {"sequence_job_s": round(r.seconds, 2), "mode": r.mode, "input_events": r.input_events,
-                    "targets": r.targets, "states": r.states, "states_written": r.states_written,
-                    "compacted_buckets": r.compacted_buckets}  # fmt: skip
+            return {
+                "sequence_job_s": round(r.seconds, 2),
+                "mode": r.mode,
+                "input_events": r.input_events,
+                "targets": r.targets,
+                "states": r.states,
+                "states_written": r.states_written,
+                "compacted_buckets": r.compacted_buckets,
+            }
         if stage == "train":
             # histories of 10 events per behavior keep one epoch of the 10m world within minutes on a CPU
             cfg = train.train_config(size="tiny", epochs=1, max_history=10, stream_above=0, valid_limit=2000, eval_limit=2000)
             record = train.pretrain(cfg, version, run_id="scale", ctx=ctx)
             m = record.metrics
-            return {"train_rows": record.rows["train"], "streamed": record.streamed, "train_s": m["train_s"],
-                    "tokens_per_s": m["tokens_per_s"], "recall@10": record.evaluation()["recall@10"]}  # fmt: skip
+            return {
+                "train_rows": record.rows["train"],
+                "streamed": record.streamed,
+                "train_s": m["train_s"],
+                "tokens_per_s": m["tokens_per_s"],
+                "recall@10": record.evaluation()["recall@10"],
+            }
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -142,8 +158,10 @@ def child(stage: str, work: Path, world: str) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, __file__, "--stage", stage, "--work", str(work), "--worlds", world],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = [0]
     done = threading.Event()
 
@@ -201,10 +219,11 @@ def main() -> None:
         by = {r["stage"]: r for r in runs}
         full, day = by["corpus"]["sequence_job_s"], by["day_corpus"]["sequence_job_s"]
         payload["worlds"][world] = {
-            "shape": WORLDS[world], "stages": runs,
+            "shape": WORLDS[world],
+            "stages": runs,
             "peak_rss_mb_max": max(max(r["peak_rss_mb"], r["peak_tree_rss_mb"]) for r in runs),
             "day_vs_full_sequences": round(day / full, 4),
-        }  # fmt: skip
+        }
     if {"1m", "10m"} <= set(payload["worlds"]):
         one = {r["stage"]: r["seconds"] for r in payload["worlds"]["1m"]["stages"]}
         ten = {r["stage"]: r["seconds"] for r in payload["worlds"]["10m"]["stages"]}
@@ -238,7 +257,9 @@ def rerun(args) -> None:
 
 def table(payload: dict) -> str:
     worlds = list(payload["worlds"])
-    header = "| stage | " + " | ".join(f"{w} s | {w} peak RSS GB (process tree)" for w in worlds) + (" | 10m/1m |" if "ratio_10m_1m" in payload else " |")
+    header = (
+        "| stage | " + " | ".join(f"{w} s | {w} peak RSS GB (process tree)" for w in worlds) + (" | 10m/1m |" if "ratio_10m_1m" in payload else " |")
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     stages = [r["stage"] for r in payload["worlds"][worlds[0]]["stages"]]
     for stage in stages:

@@ -52,17 +52,26 @@ def peak_rss_mb() -> dict:
 
 def hashed_sid_map(lake: Lake, levels: int = 3, size: int = 256) -> int:
     """Every item of bronze.items gets hashed codes and a disambiguation digit."""
-    items = lake.read(bronze.ITEMS).groupBy("source", "item_id").agg(
-        F.min("first_seen").alias("first_seen"), F.median("lat").alias("lat"), F.median("lon").alias("lon")
+    items = (
+        lake.read(bronze.ITEMS)
+        .groupBy("source", "item_id")
+        .agg(F.min("first_seen").alias("first_seen"), F.median("lat").alias("lat"), F.median("lon").alias("lon"))
     )
     codes = F.array(*[F.pmod(F.xxhash64("item_id", F.lit(k)), F.lit(size)).cast("int") for k in range(levels)])
     coded = items.withColumn("codes", codes)
     digit = F.row_number().over(Window.partitionBy("codes").orderBy("first_seen", "item_id")) - 1
     rows = coded.withColumn("disambiguation", digit.cast("int")).select(
-        F.lit(VERSION).alias("version"), "source", "item_id", "codes", "disambiguation",
+        F.lit(VERSION).alias("version"),
+        "source",
+        "item_id",
+        "codes",
+        "disambiguation",
         F.concat_ws("-", F.transform("codes", lambda c: c.cast("string")), F.col("disambiguation").cast("string")).alias("sid"),
-        "first_seen", "lat", "lon", F.lit(dt_.date(2024, 1, 1)).alias("assigned_dt"),
-    )  # fmt: skip
+        "first_seen",
+        "lat",
+        "lon",
+        F.lit(dt_.date(2024, 1, 1)).alias("assigned_dt"),
+    )
     lake.write(rows, index.SID_MAP, where=f"version = '{VERSION}'")
     return lake.read(index.SID_MAP).count()
 
@@ -83,11 +92,18 @@ def bench_full(spark, settings, name: str, work: Path) -> dict:
     full = build_range(lake, VERSION, first, last, config)
     day = build_day(lake, VERSION, last, config)
     result = {
-        "case": name, **info, "input_events": full.input_events, "targets": full.targets, "states": full.states,
-        "full_s": round(full.seconds, 1), "events_per_s": round(full.input_events / full.seconds),
-        "targets_per_s": round(full.targets / full.seconds), "last_day_incremental_s": round(day.seconds, 1),
-        "last_day_targets": day.targets, **peak_rss_mb(),
-    }  # fmt: skip
+        "case": name,
+        **info,
+        "input_events": full.input_events,
+        "targets": full.targets,
+        "states": full.states,
+        "full_s": round(full.seconds, 1),
+        "events_per_s": round(full.input_events / full.seconds),
+        "targets_per_s": round(full.targets / full.seconds),
+        "last_day_incremental_s": round(day.seconds, 1),
+        "last_day_targets": day.targets,
+        **peak_rss_mb(),
+    }
     shutil.rmtree(work / name, ignore_errors=True)
     return result
 
@@ -101,11 +117,16 @@ def bench_days(spark, settings, work: Path) -> dict:
         per_day.append(build_day(lake, VERSION, day, config))
     seconds = [round(r.seconds, 2) for r in per_day]
     result = {
-        "case": "days", **info, "days": len(days), "seconds_per_day": seconds, "targets_per_day": [r.targets for r in per_day],
+        "case": "days",
+        **info,
+        "days": len(days),
+        "seconds_per_day": seconds,
+        "targets_per_day": [r.targets for r in per_day],
         "state_events_per_day": [r.input_events for r in per_day],
-        "weekly_mean_s": [round(sum(seconds[k:k + 7]) / len(seconds[k:k + 7]), 2) for k in range(1, len(seconds), 7)],
-        "state_bound_events": world.n_users * sum(b.max_len for b in config.behaviors), **peak_rss_mb(),
-    }  # fmt: skip
+        "weekly_mean_s": [round(sum(seconds[k : k + 7]) / len(seconds[k : k + 7]), 2) for k in range(1, len(seconds), 7)],
+        "state_bound_events": world.n_users * sum(b.max_len for b in config.behaviors),
+        **peak_rss_mb(),
+    }
     shutil.rmtree(work / "days", ignore_errors=True)
     return result
 

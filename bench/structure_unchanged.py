@@ -32,8 +32,9 @@ OPEN_GATES = ["--max-excess-conflict", "1", "--min-exclusive", "0", "--min-usage
 
 
 def datasets(work: Path) -> dict[str, dict]:
-    out = {"synthetic": {"source": "synthetic", "path": str(work / "synthetic-raw"), "first": "2024-01-01", "last": "2024-01-05",
-                         "next": "2024-01-06"}}  # fmt: skip
+    out = {
+        "synthetic": {"source": "synthetic", "path": str(work / "synthetic-raw"), "first": "2024-01-01", "last": "2024-01-05", "next": "2024-01-06"}
+    }
     if NYC.exists():
         out["nyc"] = {"source": "tsmc2014", "path": str(NYC), "first": "2012-04-03", "last": "2012-04-12", "next": "2012-04-13"}
     return out
@@ -42,8 +43,7 @@ def datasets(work: Path) -> dict[str, dict]:
 def geosid(tree: Path, lake: Path, *args: str) -> str:
     """One CLI command of `tree` on `lake`; its output (fails loudly)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "GEOSID_DROP_MARKER": "none", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-m", "geosid.cli", "--lake", str(lake), *args], env=env, capture_output=True,
-                         text=True, cwd=tree)  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "geosid.cli", "--lake", str(lake), *args], env=env, capture_output=True, text=True, cwd=tree)
     if run.returncode != 0:
         raise SystemExit(f"{tree.name}: geosid {' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
     return run.stdout
@@ -56,8 +56,23 @@ def pipeline_run(tree: Path, lake: Path, data: dict) -> dict:
     geosid(tree, lake, "ingest", "--source", source, "--path", data["path"], "--from", first, "--to", last)
     geosid(tree, lake, "geo", "--date", last)
     geosid(tree, lake, "embed", "--date", last)
-    fitted = geosid(tree, lake, "codebook", "fit", "--method", "residual_kmeans", "--codes", "16,16,16", "--niter", "8",
-                    "--seed", "11", "--capacity-aware", "--date", last)  # fmt: skip
+    fitted = geosid(
+        tree,
+        lake,
+        "codebook",
+        "fit",
+        "--method",
+        "residual_kmeans",
+        "--codes",
+        "16,16,16",
+        "--niter",
+        "8",
+        "--seed",
+        "11",
+        "--capacity-aware",
+        "--date",
+        last,
+    )
     version = re.search(r"version (cb-[0-9a-f]+) is a candidate", fitted).group(1)
     geosid(tree, lake, "codebook", "publish", "--version", version, "--date", last, *OPEN_GATES)
     geosid(tree, lake, "corpus", "build", "--source", source, "--from", first, "--to", last, "--version", version)
@@ -85,20 +100,36 @@ def main() -> None:
     data = datasets(args.work)
     synthetic = data["synthetic"]
     if not Path(synthetic["path"]).exists():
-        geosid(trees["after"], args.work / "unused", "synth", "--out", synthetic["path"], "--days", "6", "--users", "400",
-               "--stores", "80", "--seed", "7", "--start", synthetic["first"])  # fmt: skip
+        geosid(
+            trees["after"],
+            args.work / "unused",
+            "synth",
+            "--out",
+            synthetic["path"],
+            "--days",
+            "6",
+            "--users",
+            "400",
+            "--stores",
+            "80",
+            "--seed",
+            "7",
+            "--start",
+            synthetic["first"],
+        )
     results: dict = {"trees": {k: str(v) for k, v in trees.items()}, "datasets": {}}
     for name, spec in data.items():
         runs = {label: pipeline_run(tree, args.work / f"{name}-{label}", spec) for label, tree in trees.items()}
         tables = {label: digests(args.work / f"{name}-{label}") for label in trees}
         names = sorted(set(tables["before"]) | set(tables["after"]))
         differ = [t for t in names if tables["before"].get(t) != tables["after"].get(t)]
-        results["datasets"][name] = {"runs": runs, "tables": len(names), "equal": len(names) - len(differ), "differ": differ,
-                                     "digests": tables}  # fmt: skip
-        print(f"{name}: {len(names) - len(differ)}/{len(names)} tables equal"
-              + (f"; differ: {', '.join(differ)}" if differ else "")
-              + f"; codebook {runs['before']['codebook_version']} vs {runs['after']['codebook_version']}"
-              + f"; {runs['before']['seconds']}s vs {runs['after']['seconds']}s")  # fmt: skip
+        results["datasets"][name] = {"runs": runs, "tables": len(names), "equal": len(names) - len(differ), "differ": differ, "digests": tables}
+        print(
+            f"{name}: {len(names) - len(differ)}/{len(names)} tables equal"
+            + (f"; differ: {', '.join(differ)}" if differ else "")
+            + f"; codebook {runs['before']['codebook_version']} vs {runs['after']['codebook_version']}"
+            + f"; {runs['before']['seconds']}s vs {runs['after']['seconds']}s"
+        )
     out = ROOT / "bench" / "results" / "structure_unchanged.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -32,17 +32,27 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     cfg = TrainConfig(
-        size=args.size, epochs=1, batch_size=args.batch_size, max_history=args.max_history, max_steps=args.steps,
-        device=args.device, eval_limit=200,
-    )  # fmt: skip
+        size=args.size,
+        epochs=1,
+        batch_size=args.batch_size,
+        max_history=args.max_history,
+        max_steps=args.steps,
+        device=args.device,
+        eval_limit=200,
+    )
     record = pretrain(Path(args.lake).resolve(), cfg, run_id=f"bench-{args.size}")
     result = {
-        "size": args.size, "device": record.device, "parameters": record.parameters, "batch_size": args.batch_size,
-        "steps": args.steps, "tokens_per_s": record.metrics["tokens_per_s"], "train_s": record.metrics["train_s"],
+        "size": args.size,
+        "device": record.device,
+        "parameters": record.parameters,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "tokens_per_s": record.metrics["tokens_per_s"],
+        "train_s": record.metrics["train_s"],
         "peak_gpu_memory_gb": record.metrics.get("peak_gpu_memory_gb"),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-    }  # fmt: skip
+    }
     print(json.dumps(result, indent=2))
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

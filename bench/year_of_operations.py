@@ -48,6 +48,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SOURCE = "synthetic"
 FEEDS = ("events", "items")
 GATES = {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0}
+
+
 @dataclass
 class Scenario:
     """Days are indices from the world's first day; a tick is the calendar day on which
@@ -229,8 +231,9 @@ class Timeline:
                 if (tick + 1) % s.maintenance_every == 0:
                     started = time.perf_counter()
                     report = pipeline.maintain(retention_hours=0, log_retention_hours=0, ctx=ctx)
-                    self.log.append((tick, f"maintenance: {report.bytes_before / 1e6:.1f} -> {report.bytes_after / 1e6:.1f} MB",
-                                     time.perf_counter() - started))  # fmt: skip
+                    self.log.append(
+                        (tick, f"maintenance: {report.bytes_before / 1e6:.1f} -> {report.bytes_after / 1e6:.1f} MB", time.perf_counter() - started)
+                    )
         assert next_run == s.n_days, f"{self.name}: runs stopped at day {next_run}: {self.log[-3:]}"
 
     def codebook(self, ctx, day_index: int, days: list[dt_.date]) -> None:
@@ -255,15 +258,35 @@ class Timeline:
         from geosid.trainer.snapshot import CorpusSnapshot
 
         snapshot = CorpusSnapshot.open(self.lake_root, codebook_version=list(self.versions.values())[-1])
-        record = RunRecord(run_id="pinned-snapshot", kind="pretrain", manifest=snapshot.manifest(), model_config={}, train_config={},
-                           metrics={}, rows={"all": snapshot.count()})  # fmt: skip
+        record = RunRecord(
+            run_id="pinned-snapshot",
+            kind="pretrain",
+            manifest=snapshot.manifest(),
+            model_config={},
+            train_config={},
+            metrics={},
+            rows={"all": snapshot.count()},
+        )
         save_run(self.lake_root, record, {})
 
     def kill_run(self, day: dt_.date) -> str:
         """Run the day's `geosid daily` in a process of its own and SIGKILL it mid-way
         (`kill_delay_s` after it starts the `kill_at` stage); returns the stage it was in."""
-        command = [sys.executable, "-m", "geosid.cli", "--lake", str(self.lake_root), "daily", "--date", day.isoformat(),
-                   "--source", SOURCE, "--path", str(self.raw), "--no-validate"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "geosid.cli",
+            "--lake",
+            str(self.lake_root),
+            "daily",
+            "--date",
+            day.isoformat(),
+            "--source",
+            SOURCE,
+            "--path",
+            str(self.raw),
+            "--no-validate",
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
         stages = []
@@ -313,9 +336,13 @@ def run_timeline(name: str, scenario: Scenario, work: Path, spark, log=print) ->
         if not what.startswith("daily") or "repaired" in what:
             log(f"    tick {tick:>3}  {what[:220]}  ({secs:.1f}s)")
     return {
-        "seconds": round(seconds, 1), "runs": len(timeline.runs), "repairs": timeline.repairs, "killed": timeline.killed,
-        "versions": list(timeline.versions.values()), "mean_run_s": round(sum(timeline.runs.values()) / max(len(timeline.runs), 1), 2),
-    }  # fmt: skip
+        "seconds": round(seconds, 1),
+        "runs": len(timeline.runs),
+        "repairs": timeline.repairs,
+        "killed": timeline.killed,
+        "versions": list(timeline.versions.values()),
+        "mean_run_s": round(sum(timeline.runs.values()) / max(len(timeline.runs), 1), 2),
+    }
 
 
 def simulate(scenario: Scenario, work: Path, log=print, spark=None, parallel: bool = True) -> dict:
@@ -466,8 +493,12 @@ def repair_cost(world: str, work: Path, log=print) -> dict:
         for k in range(late, late + 4):
             daily(k)
         caught_up = time.perf_counter() - started
-        out["late_drop"] = {"waiting_polls_s": round(waited, 2), "catch_up_s": round(caught_up, 2), "runs": 4,
-                            "ratio_to_normal_run": round((waited + caught_up) / out["normal_run_s"], 2)}  # fmt: skip
+        out["late_drop"] = {
+            "waiting_polls_s": round(waited, 2),
+            "catch_up_s": round(caught_up, 2),
+            "runs": 4,
+            "ratio_to_normal_run": round((waited + caught_up) / out["normal_run_s"], 2),
+        }
         # a re-delivery of the day 3 days back with other rows: the next run picks it up and
         # repairs from the checkpoint before it
         deliver(final, raw, days[late + 1], corrupt=True)
@@ -477,9 +508,12 @@ def repair_cost(world: str, work: Path, log=print) -> dict:
         seconds = time.perf_counter() - started
         repaired = report.caught_up
         out["corrected_drop"] = {
-            "seconds": round(seconds, 2), "repaired_days": len(repaired.days), "checkpoints": {k: str(v) for k, v in repaired.checkpoints.items()},
-            "ratio_to_normal_run": round(seconds / out["normal_run_s"], 2), "summary": repaired.summary(),
-        }  # fmt: skip
+            "seconds": round(seconds, 2),
+            "repaired_days": len(repaired.days),
+            "checkpoints": {k: str(v) for k, v in repaired.checkpoints.items()},
+            "ratio_to_normal_run": round(seconds / out["normal_run_s"], 2),
+            "summary": repaired.summary(),
+        }
         started = time.perf_counter()
         pipeline.corpus_build(SOURCE, days[0], days[late + 4], fit.codebook_version, validate=False, ctx=ctx)
         out["full_corpus_rebuild_s"] = round(time.perf_counter() - started, 2)

@@ -62,11 +62,10 @@ class Settings(BaseModel):
     template: str = Field(default="geo-doc-v2", description="item document template (geosid.embedding.documents.TEMPLATES)")
     location_weight: float = Field(default=0.4, ge=0.0, le=1.0, description="share of the location encoding in geo-doc-v2 vectors")
     embed_chunk_size: int = Field(default=4096, ge=1, description="documents per embedding commit (a killed run keeps the committed chunks)")
-    lake_committer: Literal["auto", "delta-rs", "spark"] = Field(
-        default="auto", description="auto: spark on engine=remote, delta-rs otherwise"
-    )
+    lake_committer: Literal["auto", "delta-rs", "spark"] = Field(default="auto", description="auto: spark on engine=remote, delta-rs otherwise")
     drop_marker: str | None = Field(
-        default="_SUCCESS", description="the file a producer writes into a dt=YYYY-MM-DD drop once it is whole; none: a folder is whole once it exists"
+        default="_SUCCESS",
+        description="the file a producer writes into a dt=YYYY-MM-DD drop once it is whole; none: a folder is whole once it exists",
     )
     vacuum_retention_hours: int = Field(default=168, ge=0, description="maintenance: replaced files older than this are deleted")
     log_retention_hours: int = Field(default=720, ge=0, description="maintenance: Delta log entries older than this are removed (checkpointed first)")

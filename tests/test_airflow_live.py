@@ -30,8 +30,16 @@ DAYS = [START + dt.timedelta(days=k) for k in range(9)]
 PREFIX = 3  # built in order before Airflow starts: the published codebook's days
 BACKFILL = DAYS[PREFIX:8]  # five days, run backwards, two at a time
 NEXT = DAYS[8]  # the day after: its own run, triggered beside the backfill
-CANDIDATE = {"method": "residual_kmeans", "codes": "8,8,8", "capacity_aware": True, "publish": False,
-             "from": DAYS[0].isoformat(), "to": DAYS[PREFIX - 1].isoformat(), "source": "synthetic", "split": "time"}  # fmt: skip
+CANDIDATE = {
+    "method": "residual_kmeans",
+    "codes": "8,8,8",
+    "capacity_aware": True,
+    "publish": False,
+    "from": DAYS[0].isoformat(),
+    "to": DAYS[PREFIX - 1].isoformat(),
+    "source": "synthetic",
+    "split": "time",
+}
 TERMINAL = {"success", "failed"}
 
 
@@ -88,8 +96,11 @@ def test_backfill_in_any_order_beside_the_other_dags_ends_with_the_tables_of_run
     from geosid.sources.synthetic_world import WorldConfig, write_world
 
     final, raw = tmp_path / "final", tmp_path / "raw"
-    write_world(final, WorldConfig(n_days=len(DAYS), n_users=60, n_stores=15, n_brands=5, start_date=START.isoformat(),
-                                   new_video_fraction_per_day=0.1), progress=False)  # fmt: skip
+    write_world(
+        final,
+        WorldConfig(n_days=len(DAYS), n_users=60, n_stores=15, n_brands=5, start_date=START.isoformat(), new_video_fraction_per_day=0.1),
+        progress=False,
+    )
     for day in DAYS:
         ops.deliver(final, raw, day)
     lake, reference = tmp_path / "lake", tmp_path / "reference"
@@ -97,26 +108,49 @@ def test_backfill_in_any_order_beside_the_other_dags_ends_with_the_tables_of_run
     shutil.copytree(lake, reference)
 
     postgres = Postgres().start()  # stops what it started if it cannot start
-    airflow = Airflow(tmp_path / "airflow", postgres, {
-        "GEOSID_AIRFLOW_RETRY_DELAY_SECONDS": "5", "GEOSID_DROP_WAIT_HOURS": "0.005", "GEOSID_DROP_POKE_SECONDS": "5",
-    })  # fmt: skip
+    airflow = Airflow(
+        tmp_path / "airflow",
+        postgres,
+        {
+            "GEOSID_AIRFLOW_RETRY_DELAY_SECONDS": "5",
+            "GEOSID_DROP_WAIT_HOURS": "0.005",
+            "GEOSID_DROP_POKE_SECONDS": "5",
+        },
+    )
     try:
         airflow.start()  # inside the try: a service that fails to start is stopped with the rest
-        setup = subprocess.run([sys.executable, "-m", "geosid.cli", "--lake", str(lake), "airflow", "setup"], env=airflow.env,
-                               capture_output=True, text=True, timeout=300)  # fmt: skip
+        setup = subprocess.run(
+            [sys.executable, "-m", "geosid.cli", "--lake", str(lake), "airflow", "setup"],
+            env=airflow.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert setup.returncode == 0 and "pool geosid_lake" in setup.stdout, setup.stdout + setup.stderr
         dags = ["geosid_daily", "geosid_maintenance", "geosid_codebook_backfill"]
         airflow.wait_for_dags(dags)
         for dag in dags:
             airflow.cli("dags", "unpause", dag)
         conf = json.dumps({"source": "synthetic", "path": str(raw)})  # no lake: the deployment's Variable
-        airflow.cli("backfill", "create", "--dag-id", "geosid_daily", "--from-date", BACKFILL[0].isoformat(), "--to-date",
-                    BACKFILL[-1].isoformat(), "--run-backwards", "--max-active-runs", "2", "--dag-run-conf", conf)  # fmt: skip
+        airflow.cli(
+            "backfill",
+            "create",
+            "--dag-id",
+            "geosid_daily",
+            "--from-date",
+            BACKFILL[0].isoformat(),
+            "--to-date",
+            BACKFILL[-1].isoformat(),
+            "--run-backwards",
+            "--max-active-runs",
+            "2",
+            "--dag-run-conf",
+            conf,
+        )
         airflow.cli("dags", "trigger", "geosid_daily", "--logical-date", f"{NEXT.isoformat()}T00:00:00+00:00", "--conf", conf)
         airflow.cli("dags", "trigger", "geosid_maintenance", "--conf", json.dumps({"retention_hours": 0}))
         airflow.cli("dags", "trigger", "geosid_codebook_backfill", "--conf", json.dumps(CANDIDATE))
-        runs = _wait_for_runs(airflow, {"geosid_daily": len(BACKFILL) + 2, "geosid_maintenance": 1, "geosid_codebook_backfill": 1},
-                              timeout_s=1500)  # fmt: skip
+        runs = _wait_for_runs(airflow, {"geosid_daily": len(BACKFILL) + 2, "geosid_maintenance": 1, "geosid_codebook_backfill": 1}, timeout_s=1500)
     finally:
         airflow.stop()
         postgres.stop()

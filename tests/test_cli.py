@@ -14,15 +14,15 @@ from geosid.cli import main
 @pytest.fixture
 def world(tmp_path):
     raw = tmp_path / "raw"
-    assert main(["synth", "--out", str(raw), "--days", "2", "--users", "200", "--stores", "50",
-                 "--start", "2024-05-01", "--corrupt-rate", "0.01"]) == 0
+    assert (
+        main(["synth", "--out", str(raw), "--days", "2", "--users", "200", "--stores", "50", "--start", "2024-05-01", "--corrupt-rate", "0.01"]) == 0
+    )
     return raw
 
 
 def test_ingest_tables_sql_history(world, tmp_path, capsys):
     lake = str(tmp_path / "lake")
-    assert main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world),
-                 "--from", "2024-05-01", "--to", "2024-05-02"]) == 0
+    assert main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world), "--from", "2024-05-01", "--to", "2024-05-02"]) == 0
     out = capsys.readouterr().out
     assert "bronze.events" in out and "PASS bronze.reject_rate" in out
 
@@ -43,8 +43,7 @@ def test_ingest_tables_sql_history(world, tmp_path, capsys):
 
 def test_failing_gate_sets_the_exit_code(world, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GEOSID_REJECT_RATE_THRESHOLD", "0.001")
-    code = main(["--lake", str(tmp_path / "lake"), "ingest", "--source", "synthetic", "--path", str(world),
-                 "--date", "2024-05-01"])
+    code = main(["--lake", str(tmp_path / "lake"), "ingest", "--source", "synthetic", "--path", str(world), "--date", "2024-05-01"])
     assert code == 1
     assert "FAIL bronze.reject_rate" in capsys.readouterr().out
 
@@ -60,8 +59,10 @@ def test_codebook_lifecycle_from_the_cli(world, tmp_path, capsys):
     # a gate that cannot pass: a clear refusal, exit code 1, nothing published
     assert main(["--lake", lake, "codebook", "publish", "--version", version, "--min-exclusive", "1.01"]) == 1
     assert "not published" in capsys.readouterr().err
-    assert main(["--lake", lake, "codebook", "publish", "--version", version, "--max-excess-conflict", "1",
-                 "--min-exclusive", "0", "--min-usage", "0"]) == 0
+    assert (
+        main(["--lake", lake, "codebook", "publish", "--version", version, "--max-excess-conflict", "1", "--min-exclusive", "0", "--min-usage", "0"])
+        == 0
+    )
     capsys.readouterr()
     assert main(["--lake", lake, "codebook", "list"]) == 0
     assert "published" in capsys.readouterr().out
@@ -87,24 +88,37 @@ def test_user_errors_are_one_line_with_exit_codes(world, tmp_path, capsys):
     # usage mistakes: exit 2
     _one_line_error(capsys, main(["--lake", lake, "ingest", "--source", "nope"]), 2, "invalid choice", "tsmc2014")
     _one_line_error(capsys, main(["--lake", lake, "validate", "--date", "2024-13-01"]), 2, "not a date")
-    _one_line_error(capsys, main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world),
-                                  "--from", "2024-05-01"]), 2, "--from and --to go together")  # fmt: skip
+    _one_line_error(
+        capsys,
+        main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world), "--from", "2024-05-01"]),
+        2,
+        "--from and --to go together",
+    )
     # refusals and things that do not exist: exit 1, the name and what is valid
-    _one_line_error(capsys, main(["--lake", lake, "ingest", "--source", "tsmc2014", "--path", "/nonexistent/file.txt"]),
-                    1, "/nonexistent/file.txt", "does not exist")  # fmt: skip
+    _one_line_error(
+        capsys,
+        main(["--lake", lake, "ingest", "--source", "tsmc2014", "--path", "/nonexistent/file.txt"]),
+        1,
+        "/nonexistent/file.txt",
+        "does not exist",
+    )
     _one_line_error(capsys, main(["--lake", lake, "corpus", "build", "--source", "synthetic"]), 1, "no bronze events")
     _one_line_error(capsys, main(["--lake", lake, "history", "nosuch"]), 1, "unknown table 'nosuch'", "bronze.events")
     _one_line_error(capsys, main(["--lake", lake, "train", "dpo"]), 1, "no pretrain run")
     assert main(["--lake", lake, "ingest", "--source", "synthetic", "--path", str(world), "--date", "2024-05-01"]) == 0
     capsys.readouterr()
     _one_line_error(capsys, main(["--lake", lake, "sql", "SELEC count(*) FROM events"]), 1, "SQL syntax error")
-    _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT nope FROM events"]), 1, "unknown column 'nope'",
-                    "columns of events:", "event_id", "user_id")  # fmt: skip
+    _one_line_error(
+        capsys, main(["--lake", lake, "sql", "SELECT nope FROM events"]), 1, "unknown column 'nope'", "columns of events:", "event_id", "user_id"
+    )
     _one_line_error(capsys, main(["--lake", lake, "sql", "SELECT * FROM nosuch"]), 1, "unknown table 'nosuch'", "events")
     # sql only reads: a statement that writes is refused before the engine sees it, nothing is written
-    for query, verb in (("CREATE TABLE x AS SELECT 1 AS a", "CREATE"), ("DROP TABLE events", "DROP"),
-                        ("WITH a AS (SELECT 1 AS v) INSERT INTO events SELECT * FROM a", "INSERT"),
-                        ("SELECT 1; DELETE FROM events", "more than one statement")):  # fmt: skip
+    for query, verb in (
+        ("CREATE TABLE x AS SELECT 1 AS a", "CREATE"),
+        ("DROP TABLE events", "DROP"),
+        ("WITH a AS (SELECT 1 AS v) INSERT INTO events SELECT * FROM a", "INSERT"),
+        ("SELECT 1; DELETE FROM events", "more than one statement"),
+    ):
         _one_line_error(capsys, main(["--lake", lake, "sql", query]), 1, "geosid sql only reads", verb)
     assert not Path("spark-warehouse").exists() and not (tmp_path / "spark-warehouse").exists()
     assert main(["--lake", lake, "sql", "SELECT count(*) AS n FROM events"]) == 0 and int(capsys.readouterr().out.split()[-1]) > 0
@@ -127,8 +141,14 @@ def test_demo_on_a_small_synthetic_world(tmp_path, capsys):
     args = ["--lake", lake, "demo", "--synthetic", "--days", "3", "--users", "400", "--stores", "80"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    for needle in ("PASS bronze.reject_rate", "SID quality at the same code budget", "identical to the full rebuild",
-                   "mean geographic reward of the top 10", "stage timings:", "corpus.training_sequences"):  # fmt: skip
+    for needle in (
+        "PASS bronze.reject_rate",
+        "SID quality at the same code budget",
+        "identical to the full rebuild",
+        "mean geographic reward of the top 10",
+        "stage timings:",
+        "corpus.training_sequences",
+    ):
         assert needle in out, needle
     assert "FAILED" not in out
     assert "the lake's report: " in out and "DPO vs control (lambda 0): " in out and "held-out preference accuracy" in out
@@ -152,7 +172,9 @@ def run_the_analyst_notebook(lake: Path) -> None:
         NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     finally:
         os.environ.pop("GEOSID_LAKE", None)
-    shown = "\n".join(str(o.get("text") or o.get("data", {}).get("text/plain", "")) for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    shown = "\n".join(
+        str(o.get("text") or o.get("data", {}).get("text/plain", "")) for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+    )
     for q in Lake(lake).to_arrow(index.SID_QUALITY).to_pylist():
         assert q["version"] in shown, q["version"]
     assert "pinned by run" in shown and "targets" in shown
@@ -194,8 +216,9 @@ def check_report_in_a_browser(lake: Path, shots: Path) -> None:
             for href in tab.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
                 assert href.startswith("file://") and Path(unquote(urlparse(href).path)).exists(), f"{path.name}: broken link {href}"
             shown[path.relative_to(lake).as_posix() if docs in path.parents else path.name] = tab.eval_on_selector_all(
-                "table[data-testid] tbody tr", "rows => rows.map(r => [r.closest('table').dataset.testid, "
-                "Object.fromEntries([...r.cells].map(c => [c.dataset.col, c.innerText]))])")  # fmt: skip
+                "table[data-testid] tbody tr",
+                "rows => rows.map(r => [r.closest('table').dataset.testid, Object.fromEntries([...r.cells].map(c => [c.dataset.col, c.innerText]))])",
+            )
         browser.close()
     assert not errors, errors
     # the numbers on the pages are the tables'

@@ -20,8 +20,12 @@ def cluster_url(tmp_path_factory):
     if given:
         yield given
         return
-    env = {**os.environ, "GEOSID_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")), "GEOSID_CLUSTER_CONNECT_PORT": "15013",
-           "GEOSID_CLUSTER_MASTER_PORT": "7088"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GEOSID_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")),
+        "GEOSID_CLUSTER_CONNECT_PORT": "15013",
+        "GEOSID_CLUSTER_MASTER_PORT": "7088",
+    }
     try:
         subprocess.run([str(SCRIPT), "up"], env=env, check=True, timeout=300)
         yield "sc://127.0.0.1:15013"

@@ -25,8 +25,8 @@ from geosid.jobs.corpus import (
 from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.jobs.validate import validate_corpus
 from geosid.lake import Lake
-from geosid.sources.registry import BehaviorConfig
 from geosid.schemas import bronze, corpus, index
+from geosid.sources.registry import BehaviorConfig
 
 V = "cb-test"
 SIZES = (8, 8, 8)
@@ -194,10 +194,20 @@ def test_trajectory_protocol_filters_cuts_and_keeps_last_checkins(spark, lake):
     def checkin(eid, user, item, day, hour):
         rows.append(event(eid, "tsmc2014", user, item, "checkin", ts(D0 + dt.timedelta(days=day), hour), places[item]))
 
-    for eid, item, day, hour in (("e01", "i1", 0, 8), ("e02", "i2", 0, 10), ("e03", "i4", 0, 11), ("e04", "i1", 0, 12),
-                                 ("e05", "i2", 2, 9), ("e06", "i1", 3, 8),  # 45 h gap: a new trajectory; 23 h: the same
-                                 ("e07", "i2", 8, 10), ("e08", "i1", 8, 11), ("e09", "i2", 8, 12),  # valid: e09 only
-                                 ("e10", "i1", 9, 13), ("e11", "i1", 9, 14), ("e12", "i3", 10, 9)):  # i3 unseen in train  # fmt: skip
+    for eid, item, day, hour in (
+        ("e01", "i1", 0, 8),
+        ("e02", "i2", 0, 10),
+        ("e03", "i4", 0, 11),
+        ("e04", "i1", 0, 12),
+        ("e05", "i2", 2, 9),
+        ("e06", "i1", 3, 8),  # 45 h gap: a new trajectory; 23 h: the same
+        ("e07", "i2", 8, 10),
+        ("e08", "i1", 8, 11),
+        ("e09", "i2", 8, 12),  # valid: e09 only
+        ("e10", "i1", 9, 13),
+        ("e11", "i1", 9, 14),
+        ("e12", "i3", 10, 9),
+    ):  # i3 unseen in train
         checkin(eid, "u1", item, day, hour)
     for eid, item, day, hour in (("f1", "i1", 1, 10), ("f2", "i2", 1, 11), ("f3", "i2", 9, 10), ("f4", "i1", 9, 12)):
         checkin(eid, "u4", item, day, hour)
@@ -211,8 +221,13 @@ def test_trajectory_protocol_filters_cuts_and_keeps_last_checkins(spark, lake):
     report = build_range(lake, V, D0, D0 + dt.timedelta(days=10), CHECKINS.model_copy(update={"split": split}))
     got = rows_by_event(lake)
     assert {e: r.split for e, r in got.items()} == {
-        "e02": "train", "e04": "train", "e06": "train", "f2": "train", "e09": "valid", "f4": "test",
-    }  # fmt: skip
+        "e02": "train",
+        "e04": "train",
+        "e06": "train",
+        "f2": "train",
+        "e09": "valid",
+        "f4": "test",
+    }
     assert report.split_days == {"valid_start": D0 + dt.timedelta(days=8), "test_start": D0 + dt.timedelta(days=9)}
     # a valid target's history: every earlier kept check-in, across trajectories (no i4)
     assert history(got["e09"], "checkin") == ["i1", "i2", "i1", "i2", "i1", "i2", "i1"]
@@ -222,8 +237,13 @@ def test_trajectory_protocol_filters_cuts_and_keeps_last_checkins(spark, lake):
     build_range(lake, V, D0, D0 + dt.timedelta(days=10), CHECKINS.model_copy(update={"split": given}))
     got = rows_by_event(lake)
     assert {e: r.split for e, r in got.items()} == {
-        "e02": "train", "e04": "train", "f2": "train", "e06": "valid", "e09": "valid", "f4": "test",
-    }  # fmt: skip
+        "e02": "train",
+        "e04": "train",
+        "f2": "train",
+        "e06": "valid",
+        "e09": "valid",
+        "f4": "test",
+    }
     with pytest.raises(ValueError, match="trajectory"):
         build_day(lake, V, D1, CHECKINS.model_copy(update={"split": split}))
     from geosid.trainer.loading import load_corpus
@@ -310,9 +330,7 @@ def test_a_day_rewrites_only_its_users_and_compaction_keeps_the_retained_states(
     assert reports[-1].states == 7 and reports[-1].compacted_buckets == [0, 1]
     # compacted: per user, the latest row up to D2 (the oldest retained day) and later ones
     assert state.groupBy("user_id").count().agg(F.max("count")).first()[0] <= 2
-    assert [(r.dt, r.user_bucket) for r in state.filter(F.col("user_id") == "u_quiet").collect()] == [
-        (D0, __import__("zlib").crc32(b"u_quiet") % 2)
-    ]
+    assert [(r.dt, r.user_bucket) for r in state.filter(F.col("user_id") == "u_quiet").collect()] == [(D0, __import__("zlib").crc32(b"u_quiet") % 2)]
     builds = sorted(r.dt for r in lake.read(corpus.STATE_BUILDS).collect())
     assert builds == [D2, D3]  # the days whose state compaction removed are no longer listed
     full = Lake(tmp_path / "full", spark)
@@ -428,10 +446,22 @@ def write_codebook_row(spark, lake):
 
 def tiny_checkin_corpus(spark, lake, n=80):
     items = {f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}
-    write_events(spark, lake, [
-        event(f"e{k:03d}", "tsmc2014", f"u{k % 5}", f"i{(k * 7) % 12}", "checkin", ts(D0 + dt.timedelta(days=k // 20), 8) + dt.timedelta(minutes=k), items[f"i{(k * 7) % 12}"])
-        for k in range(n)
-    ])  # fmt: skip
+    write_events(
+        spark,
+        lake,
+        [
+            event(
+                f"e{k:03d}",
+                "tsmc2014",
+                f"u{k % 5}",
+                f"i{(k * 7) % 12}",
+                "checkin",
+                ts(D0 + dt.timedelta(days=k // 20), 8) + dt.timedelta(minutes=k),
+                items[f"i{(k * 7) % 12}"],
+            )
+            for k in range(n)
+        ],
+    )
     write_sid_map(spark, lake, items=items, sources=("tsmc2014",))
     write_codebook_row(spark, lake)
     config = CHECKINS.model_copy(update={"split": SplitConfig(valid_start=D2, test_start=D3)})
@@ -483,8 +513,7 @@ def test_the_item_vocabulary_is_in_item_id_order_whatever_the_sid_maps_file_orde
     run = pretrain(lake.root, cfg, run_id="pinned", log=lambda *_: None)
     ids = sorted(f"i{k}" for k in range(12))
     assert run.manifest["item_vocab_order"] == "item_id" and len(run.manifest["item_vocab"]) == 16
-    write_sid_map(spark, lake, items={f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)},
-                  sources=("tsmc2014",), reverse=True)  # fmt: skip
+    write_sid_map(spark, lake, items={f"i{k}": (40.70 + 0.01 * k, -74.0 + 0.01 * (k % 3)) for k in range(12)}, sources=("tsmc2014",), reverse=True)
     reversed_version = lake.table_version(index.SID_MAP)
     assert load_corpus(lake.root, V, None, 8).vocab.item_ids.tolist() == ids
     assert load_corpus(lake.root, V, None, 8, vocab_order="file").vocab.item_ids.tolist() == ids[::-1]
@@ -507,10 +536,10 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     metrics for the model and both baselines, and DPO pairs land in their table."""
     from deltalake import DeltaTable
 
-    from geosid.trainer.dpo import dpo
-    from geosid.trainer.runs import read_run
-    from geosid.trainer.evaluation import eval_run
     from geosid.trainer.config import TrainConfig
+    from geosid.trainer.dpo import dpo
+    from geosid.trainer.evaluation import eval_run
+    from geosid.trainer.runs import read_run
     from geosid.trainer.training import pretrain
 
     tiny_checkin_corpus(spark, lake)
@@ -518,7 +547,9 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
     record = read_run(lake.root, "pre")  # what was written, read back
     assert record.run_id == pre.run_id and record.metrics["train_loss"] == pre.metrics["train_loss"]
-    assert record.table_versions == pre.table_versions and record.table_versions["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
+    assert record.table_versions == pre.table_versions and record.table_versions["corpus.training_sequences"] == lake.table_version(
+        corpus.TRAINING_SEQUENCES
+    )
     assert record.codebook_version == V and record.rows["test"] == 20
     evaluation = pre.metrics["eval"]
     assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)
@@ -556,16 +587,27 @@ def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
     assert parent_config(lake.root, "pre", {"dpo_epochs": 1}) == dataclasses.replace(cfg, dpo_epochs=1)
     with pytest.raises(InvalidRequestError, match="unknown training option"):
         parent_config(lake.root, "pre", {"dpo_epoch": 1})
-    sweep = dpo_sweep("pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1},
-                      ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
+    sweep = dpo_sweep(
+        "pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1}, ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None)
+    )
     assert [r["label"] for r in sweep.rows] == ["pretrained", "control (lambda 0)", "DPO lambda 0.5, beta 0.2"]
     assert sweep.rows[1]["lambda"] == 0.0 and sweep.rows[2]["heldout_accuracy"] is not None
     assert all(p.exists() for p in sweep.paths) and "held-out preference accuracy" in sweep.markdown
     # another DPO learning rate: its own runs and control, the first sweep's points kept beside them
-    other = dpo_sweep("pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1, "dpo_lr": 0.002},
-                      ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
+    other = dpo_sweep(
+        "pre",
+        lambdas=(0.5,),
+        betas=(0.2,),
+        changes={"dpo_epochs": 1, "dpo_lr": 0.002},
+        ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None),
+    )
     assert len(other.rows) == 5 and len({r["run_id"] for r in other.rows}) == 5
     assert other.rows[4]["control"] == other.rows[3]["run_id"] != sweep.rows[1]["run_id"] and "lr 0.002" in other.rows[4]["steps"]
-    more = dpo_sweep("pre", lambdas=(1.0,), betas=(0.2,), changes={"dpo_epochs": 1, "dpo_lr": 0.002},
-                     ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None))  # fmt: skip
+    more = dpo_sweep(
+        "pre",
+        lambdas=(1.0,),
+        betas=(0.2,),
+        changes={"dpo_epochs": 1, "dpo_lr": 0.002},
+        ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None),
+    )
     assert [r["run_id"] for r in more.rows[:5]] == [r["run_id"] for r in other.rows] and more.rows[5]["control"] == other.rows[3]["run_id"]

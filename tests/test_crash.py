@@ -42,8 +42,9 @@ def _kill_when(args: list[str], root: Path, marker: str, delay_s: float = 0.0, t
     """Run `geosid --lake root *args` and SIGKILL it `delay_s` after a stdout line contains
     `marker`; returns the lines it printed. Fails if it finished before the marker."""
     env = {**os.environ, "GEOSID_EMBED_CHUNK_SIZE": str(CHUNK), "PYTHONUNBUFFERED": "1", "RUST_LOG": "error"}
-    process = subprocess.Popen([sys.executable, "-m", "geosid.cli", "--lake", str(root), *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geosid.cli", "--lake", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     lines, deadline = [], time.monotonic() + timeout_s
     try:
         for line in process.stdout:
@@ -74,8 +75,7 @@ def _outside_reads(root: Path) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("world")
-    write_world(raw, WorldConfig(n_days=len(DAYS), n_users=150, n_stores=40, n_brands=10, start_date=DAYS[0].isoformat()),
-                progress=False)  # fmt: skip
+    write_world(raw, WorldConfig(n_days=len(DAYS), n_users=150, n_stores=40, n_brands=10, start_date=DAYS[0].isoformat()), progress=False)
     return raw
 
 
@@ -167,17 +167,43 @@ def _published(ctx) -> str:
 
 # stage: (command line, marker, delay after it, re-run in process, tables compared)
 STAGES = {
-    "geo": (["geo", "--date", DAY.isoformat()], "==> ", 1.0,
-            lambda ctx: pipeline.geo(DAY, ctx=ctx), lambda lake: [lake.digest(silver.GEO_CELLS, dt=DAY), lake.digest(silver.ITEM_GEO, dt=DAY)]),
-    "codebook fit": (["codebook", "fit", "--method", "residual_kmeans", "--codes", "8,8,8", "--niter", "5", "--seed", "7",
-                      "--template", TEMPLATE, "--date", DAY.isoformat()], "==> ", 2.0,
-                     lambda ctx: pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", seed=7, **FIT), DAY, template=TEMPLATE, ctx=ctx),
-                     lambda lake: [lake.digest(index.SID_MAP)]),
-    "corpus": (["corpus", "build", "--source", "synthetic", "--split", "user_chrono", "--from", DAYS[0].isoformat(), "--to", DAY.isoformat()],
-               "==> training sequences", 1.0,
-               lambda ctx: pipeline.corpus_build("synthetic", DAYS[0], DAY, None, pipeline.split_config("user_chrono", DAY), ctx=ctx),
-               lambda lake: [lake.digest(corpus.TRAINING_SEQUENCES, dt=(DAYS[0], DAY)), lake.digest(corpus.CELL_CONTEXT, dt=(DAYS[0], DAY))]),
-}  # fmt: skip
+    "geo": (
+        ["geo", "--date", DAY.isoformat()],
+        "==> ",
+        1.0,
+        lambda ctx: pipeline.geo(DAY, ctx=ctx),
+        lambda lake: [lake.digest(silver.GEO_CELLS, dt=DAY), lake.digest(silver.ITEM_GEO, dt=DAY)],
+    ),
+    "codebook fit": (
+        [
+            "codebook",
+            "fit",
+            "--method",
+            "residual_kmeans",
+            "--codes",
+            "8,8,8",
+            "--niter",
+            "5",
+            "--seed",
+            "7",
+            "--template",
+            TEMPLATE,
+            "--date",
+            DAY.isoformat(),
+        ],
+        "==> ",
+        2.0,
+        lambda ctx: pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", seed=7, **FIT), DAY, template=TEMPLATE, ctx=ctx),
+        lambda lake: [lake.digest(index.SID_MAP)],
+    ),
+    "corpus": (
+        ["corpus", "build", "--source", "synthetic", "--split", "user_chrono", "--from", DAYS[0].isoformat(), "--to", DAY.isoformat()],
+        "==> training sequences",
+        1.0,
+        lambda ctx: pipeline.corpus_build("synthetic", DAYS[0], DAY, None, pipeline.split_config("user_chrono", DAY), ctx=ctx),
+        lambda lake: [lake.digest(corpus.TRAINING_SEQUENCES, dt=(DAYS[0], DAY)), lake.digest(corpus.CELL_CONTEXT, dt=(DAYS[0], DAY))],
+    ),
+}
 
 
 @pytest.mark.slow
@@ -198,10 +224,34 @@ def test_a_killed_stage_leaves_committed_tables_and_the_rerun_matches(spark, bas
 
 @pytest.mark.slow
 def test_killed_pretraining_resumes_from_its_last_checkpoint(spark, base, tmp_path):
-    options = {"protocol": "user_chrono", "epochs": 3, "batch_size": 16, "max_history": 10, "patience": 9, "eval_limit": 50,
-               "beam": 5, "device": "cpu"}  # fmt: skip
-    flags = ["--protocol", "user_chrono", "--epochs", "3", "--batch-size", "16", "--max-history", "10", "--patience", "9",
-             "--eval-limit", "50", "--beam", "5", "--device", "cpu"]  # fmt: skip
+    options = {
+        "protocol": "user_chrono",
+        "epochs": 3,
+        "batch_size": 16,
+        "max_history": 10,
+        "patience": 9,
+        "eval_limit": 50,
+        "beam": 5,
+        "device": "cpu",
+    }
+    flags = [
+        "--protocol",
+        "user_chrono",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--max-history",
+        "10",
+        "--patience",
+        "9",
+        "--eval-limit",
+        "50",
+        "--beam",
+        "5",
+        "--device",
+        "cpu",
+    ]
     root = _copy(base, tmp_path / "lake")
     lines = []
     ctx = _context(spark, root, log=lines.append)

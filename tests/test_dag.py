@@ -21,7 +21,7 @@ def _airflow_env(home: Path) -> dict:
     env = dict(os.environ)
     env.update(
         AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "geosid" / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="False",
         RUST_LOG="error",
@@ -44,19 +44,24 @@ def test_dagbag_imports_without_errors(tmp_path):
         "'maintenance_tasks': sorted(t.task_id for t in bag.dags['geosid_maintenance'].tasks), "
         "'maintenance_schedule': str(bag.dags['geosid_maintenance'].schedule), "
         "'schedule': str(bag.dags['geosid_daily'].schedule)}))\n"
-    ) % str(REPO / "dags")
+    ) % str(REPO / "geosid" / "dags")
     out = subprocess.run([sys.executable, "-c", code], env=_airflow_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
     assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily", "geosid_maintenance", "geosid_train"]
-    assert info["tasks"] == sorted(
-        ["wait_for_drop", "ingest", "validate_bronze", "build", "validate", "repair_later"]
-    )
+    assert info["tasks"] == sorted(["wait_for_drop", "ingest", "validate_bronze", "build", "validate", "repair_later"])
     assert (info["maintenance_tasks"], info["maintenance_schedule"]) == (["maintain"], "@weekly")
     assert info["backfill_tasks"] == [
-        "codebook", "days", "embed", "publish", "rebuild_corpus", "summarize", "tokenize_day", "validate_corpus",
-    ]  # fmt: skip
+        "codebook",
+        "days",
+        "embed",
+        "publish",
+        "rebuild_corpus",
+        "summarize",
+        "tokenize_day",
+        "validate_corpus",
+    ]
     assert info["train_tasks"] == ["dpo", "evaluate", "pretrain"]
     assert info["schedule"] == "@daily"
 
@@ -103,12 +108,19 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
 
     # then the codebook backfill DAG on that lake: fit, publish, one mapped day
     conf = {
-        "lake": str(lake), "method": "residual_kmeans", "codes": "16,16,16", "from": day.isoformat(), "to": day.isoformat(),
+        "lake": str(lake),
+        "method": "residual_kmeans",
+        "codes": "16,16,16",
+        "from": day.isoformat(),
+        "to": day.isoformat(),
         "gates": {"max_excess_conflict": 1.0, "min_exclusive_rate": 0.0, "min_code_usage": 0.0},
     }
     run = subprocess.run(
         [str(AIRFLOW), "dags", "test", "geosid_codebook_backfill", day.isoformat(), "-c", json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0 and "state=success" in log, log[-5000:]
@@ -128,7 +140,10 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     next_day = day + dt.timedelta(days=1)
     run = subprocess.run(
         [str(AIRFLOW), "dags", "test", "geosid_daily", next_day.isoformat(), "-c", json.dumps({"lake": str(lake)})],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0 and "state=success" in log, log[-5000:]
@@ -141,7 +156,10 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     conf = {"lake": str(lake), "epochs": 1, "batch_size": 64, "max_history": 10, "dpo_requests": 64}
     run = subprocess.run(
         [str(AIRFLOW), "dags", "test", "geosid_train", next_day.isoformat(), "-c", json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0 and "state=success" in log, log[-5000:]
@@ -195,8 +213,13 @@ def test_daily_runs_in_any_order_end_with_the_tables_of_runs_in_order(spark, tmp
     migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     order = [days[2], days[1]]
-    run = subprocess.run([sys.executable, "-c", RUN_DAYS, str(REPO / "dags"), str(shuffled), str(raw), *[d.isoformat() for d in order]],
-                         env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", RUN_DAYS, str(REPO / "geosid" / "dags"), str(shuffled), str(raw), *[d.isoformat() for d in order]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == ["success"] * 2, (run.stdout + run.stderr)[-5000:]
     got, want = Lake(shuffled, spark), Lake(in_order, spark)

@@ -107,10 +107,22 @@ def tiny_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-clip")
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config={"vocab_size": 30522, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 77},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": 30522,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(folder)
@@ -148,7 +160,9 @@ def test_onnx_runtimes_agree_with_torch_and_say_what_made_them():
         vectors = encoder.encode(docs)
         assert vectors.shape == (4, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
         assert (vectors * torch_vectors).sum(1).min() > floor, spec
-        assert encoder.model_id == minilm_model_id(spec) and encoder.model_id.endswith({"minilm-onnx": "+onnx-fp32", "minilm-onnx-int8": "+onnx-int8"}[spec])
+        assert encoder.model_id == minilm_model_id(spec) and encoder.model_id.endswith(
+            {"minilm-onnx": "+onnx-fp32", "minilm-onnx-int8": "+onnx-int8"}[spec]
+        )
     ids = {minilm_model_id(s) for s in ("minilm-torch", "minilm-onnx", "minilm-onnx-int8")}
     assert len(ids) == 3 and minilm_model_id("minilm") in ids
 

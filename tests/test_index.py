@@ -33,8 +33,9 @@ SPEC = CodebookSpec(method="residual_kmeans", codes=(8, 8, 8), niter=10)
 def world(spark, tmp_path_factory):
     """Day one ingested, with geo context and embeddings; day two's raw drop waiting."""
     root = tmp_path_factory.mktemp("index")
-    write_world(root / "raw", WorldConfig(n_days=2, n_users=300, n_stores=60, n_brands=20, start_date=DAY1,
-                                          new_video_fraction_per_day=0.1), progress=False)
+    write_world(
+        root / "raw", WorldConfig(n_days=2, n_users=300, n_stores=60, n_brands=20, start_date=DAY1, new_video_fraction_per_day=0.1), progress=False
+    )
     lake = Lake(root / "lake", spark)
     run_ingest(lake, "synthetic", root / "raw", DAY1, DAY1, progress=False)
     run_geo(lake, DAY1)
@@ -124,15 +125,19 @@ def _sid_rows(spark):
 
     t = dt.datetime(2024, 3, 1, 9)
     existing = spark.createDataFrame(
-        [("v", "s", "old1", [1, 2], 0, "1-2-0", t, 0.0, 0.0, dt.date(2024, 3, 1)),
-         ("v", "s", "old2", [1, 2], 1, "1-2-1", t, 0.0, 0.0, dt.date(2024, 3, 1))],
+        [
+            ("v", "s", "old1", [1, 2], 0, "1-2-0", t, 0.0, 0.0, dt.date(2024, 3, 1)),
+            ("v", "s", "old2", [1, 2], 1, "1-2-1", t, 0.0, 0.0, dt.date(2024, 3, 1)),
+        ],
         index.SID_MAP.schema,
     )
     new = spark.createDataFrame(
-        [("s", "b", t + dt.timedelta(hours=2), 0.0, 0.0, [1, 2]),
-         ("s", "a", t + dt.timedelta(hours=2), 0.0, 0.0, [1, 2]),
-         ("s", "z", t + dt.timedelta(hours=1), 0.0, 0.0, [1, 2]),
-         ("s", "c", t, 0.0, 0.0, [7, 7])],
+        [
+            ("s", "b", t + dt.timedelta(hours=2), 0.0, 0.0, [1, 2]),
+            ("s", "a", t + dt.timedelta(hours=2), 0.0, 0.0, [1, 2]),
+            ("s", "z", t + dt.timedelta(hours=1), 0.0, 0.0, [1, 2]),
+            ("s", "c", t, 0.0, 0.0, [7, 7]),
+        ],
         "source string, item_id string, first_seen timestamp, lat double, lon double, codes array<int>",
     )
     return existing, new

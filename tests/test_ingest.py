@@ -118,9 +118,10 @@ def test_a_large_range_is_ingested_in_passes_of_whole_days_with_the_same_tables(
     day = dt.date(2024, 1, 1)
     landed = [_Landed("events", tmp_path, day + dt.timedelta(days=k), n) for k, n in enumerate([5, 3, 9, 1, 1])]
     assert pass_windows(landed, day, day + dt.timedelta(days=5), 8) == [
-        (day, day + dt.timedelta(days=1)), (day + dt.timedelta(days=2), day + dt.timedelta(days=2)),
+        (day, day + dt.timedelta(days=1)),
+        (day + dt.timedelta(days=2), day + dt.timedelta(days=2)),
         (day + dt.timedelta(days=3), day + dt.timedelta(days=5)),
-    ]  # fmt: skip
+    ]
     assert pass_windows([*landed, _Landed("events", tmp_path, None, 1)], day, day, 8) == [(day, day)]  # an undated file: one pass
 
     config = WorldConfig(n_days=4, n_users=60, n_stores=20, n_brands=5, corrupt_rate=0.02)

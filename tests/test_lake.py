@@ -101,7 +101,11 @@ def test_both_committers_write_the_same_table(spark, tmp_path, committer):
     [
         ("visit_id long, source string, dt date", [(1, "a", D1)], "column 'tags' is missing"),
         ("visit_id int, source string, tags array<string>, dt date", [(1, "a", [], D1)], "column 'visit_id' has type int, table expects bigint"),
-        ("visit_id long, source string, tags array<string>, dt date, extra string", [(1, "a", [], D1, "x")], "column 'extra' is not in the table's schema"),
+        (
+            "visit_id long, source string, tags array<string>, dt date, extra string",
+            [(1, "a", [], D1, "x")],
+            "column 'extra' is not in the table's schema",
+        ),
     ],
 )
 def test_schema_mismatch_names_the_column(spark, test_lake, schema, data, message):
@@ -155,8 +159,11 @@ def test_a_column_added_to_the_registry_reads_as_null_then_is_written(spark, tmp
     newer = TableSpec(name="test.visits", schema=StructType(fields), partition_by=("dt",), keys=("visit_id",))
     lake = Lake(tmp_path / "lake", spark, registry=Registry([newer, FLAT]))
     assert [r.score for r in lake.read("test.visits").collect()] == [None]
-    lake.write(spark.createDataFrame([(2, "a", [], 0.5, D2)], "visit_id long, source string, tags array<string>, score double, dt date"),
-               "test.visits", dt=D2)  # fmt: skip
+    lake.write(
+        spark.createDataFrame([(2, "a", [], 0.5, D2)], "visit_id long, source string, tags array<string>, score double, dt date"),
+        "test.visits",
+        dt=D2,
+    )
     assert sorted((r.visit_id, r.score) for r in lake.read("test.visits").collect()) == [(1, None), (2, 0.5)]
     assert "score" in lake.to_arrow("test.visits").column_names
 
@@ -168,14 +175,19 @@ def test_predicates_parse_into_clauses_and_decide_files_from_their_facts():
     from geosid.lake.predicate import ALL, NONE, SOME, Atom, ColumnFacts, parse, verdict
 
     clauses = parse("(dt >= DATE'2024-01-01' AND dt <= DATE'2024-01-03') AND (source = 'a' AND (protocol = 'time' OR protocol IS NULL))")
-    assert clauses == [[Atom("dt", ">=", ("2024-01-01",))], [Atom("dt", "<=", ("2024-01-03",))], [Atom("source", "=", ("a",))],
-                       [Atom("protocol", "=", ("time",)), Atom("protocol", "is_null")]]  # fmt: skip
+    assert clauses == [
+        [Atom("dt", ">=", ("2024-01-01",))],
+        [Atom("dt", "<=", ("2024-01-03",))],
+        [Atom("source", "=", ("a",))],
+        [Atom("protocol", "=", ("time",)), Atom("protocol", "is_null")],
+    ]
     assert parse("source IN ('a', 'b')") == [[Atom("source", "in", ("a", "b"))]]
     assert parse(None) == [] and parse("lower(source) = 'a'") is None and parse("n > 3") is None
     facts = lambda source, protocol=("time", "time", 0): {
-        "dt": ColumnFacts.constant("2024-01-02", 10), "source": ColumnFacts(source[0], source[1], source[2], 10),
+        "dt": ColumnFacts.constant("2024-01-02", 10),
+        "source": ColumnFacts(source[0], source[1], source[2], 10),
         "protocol": ColumnFacts(*protocol, 10),
-    }  # fmt: skip
+    }
     assert verdict(clauses, facts(("a", "a", 0))) == ALL
     assert verdict(clauses, facts(("b", "c", 0))) == NONE  # another source
     assert verdict(clauses, facts(("a", "b", 0))) == SOME  # both sources in one file

@@ -47,8 +47,9 @@ def _lake(root: Path, wait_s: float = 0.5, timeout_s: float = 30.0) -> Lake:
 
 def _table(lake: Lake, rows: int) -> int:
     """Replace ops.builds (a small table any lake has) with `rows` rows; the new version."""
-    data = pa.Table.from_pylist([{"table_name": "t", "scope": f"s{k}", "params": "{}", "mode": "day"} for k in range(rows)],
-                                schema=spec_arrow_schema(ops.BUILDS))  # fmt: skip
+    data = pa.Table.from_pylist(
+        [{"table_name": "t", "scope": f"s{k}", "params": "{}", "mode": "day"} for k in range(rows)], schema=spec_arrow_schema(ops.BUILDS)
+    )
     return lake.write_arrow(data, ops.BUILDS, where="TRUE")
 
 
@@ -72,8 +73,11 @@ def test_a_second_writer_waits_then_refuses_naming_the_holder(tmp_path):
     holder = _holder_process(root)
     try:
         started = time.monotonic()
-        with pytest.raises(lease.LakeBusyError, match=r"busy: 'second' waited 0.5s for the writer lease, held by "
-                                                      r"'test helper' \(pid \d+ on "):  # fmt: skip
+        with pytest.raises(
+            lease.LakeBusyError,
+            match=r"busy: 'second' waited 0.5s for the writer lease, held by "
+            r"'test helper' \(pid \d+ on ",
+        ):
             with _lake(root).writing("second"):
                 pass
         assert 0.5 <= time.monotonic() - started < 5
@@ -210,8 +214,9 @@ def test_a_busy_lake_is_one_line_and_exit_1_on_the_command_line(tmp_path):
     holder = _holder_process(root)
     try:
         env = {**os.environ, "GEOSID_LEASE_WAIT_SECONDS": "1"}
-        done = subprocess.run([sys.executable, "-m", "geosid.cli", "--lake", str(root), "maintain"], capture_output=True,
-                              text=True, env=env, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "geosid.cli", "--lake", str(root), "maintain"], capture_output=True, text=True, env=env, timeout=120
+        )
     finally:
         holder.kill()
         holder.wait()

@@ -38,8 +38,13 @@ def test_location_encoding_tells_100_m_apart_and_keeps_5_m_together():
 
 def test_every_parameter_enters_the_encoder_id():
     base = LocationEncoder()
-    ids = {base.encoder_id, LocationEncoder(weight=0.3).encoder_id, LocationEncoder(directions=4).encoder_id,
-           LocationEncoder(wavelengths_km=(0.1, 1.0)).encoder_id, LocationEncoder(seed=1).encoder_id}  # fmt: skip
+    ids = {
+        base.encoder_id,
+        LocationEncoder(weight=0.3).encoder_id,
+        LocationEncoder(directions=4).encoder_id,
+        LocationEncoder(wavelengths_km=(0.1, 1.0)).encoder_id,
+        LocationEncoder(seed=1).encoder_id,
+    }
     assert len(ids) == 5 and base.encoder_id == LocationEncoder().encoder_id
     with pytest.raises(ValueError, match="weight"):
         LocationEncoder(weight=1.5)

@@ -14,8 +14,7 @@ import pytest
 from geosid import pipeline
 from geosid.config import Settings
 from geosid.errors import InvalidRequestError, NotArrivedError
-from geosid.lake import lineage
-from geosid.lake import Lake
+from geosid.lake import Lake, lineage
 from geosid.pipeline.context import Context
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -138,18 +137,20 @@ def test_a_closed_day_builds_as_empty_until_its_drop_arrives(spark, tmp_path, wo
 
 
 def test_the_input_chain_and_day_predicates():
-    inputs = pd.DataFrame({
-        "source": ["a", "b", "a"], "dt": [DAYS[0], DAYS[0], DAYS[2]], "digest": ["x", "y", "z"],
-    })  # fmt: skip
+    inputs = pd.DataFrame(
+        {
+            "source": ["a", "b", "a"],
+            "dt": [DAYS[0], DAYS[0], DAYS[2]],
+            "digest": ["x", "y", "z"],
+        }
+    )
     chain = lineage.InputChain(inputs)
     assert chain.at(DAYS[0]) == chain.at(DAYS[1]) != chain.at(DAYS[2])
     assert chain.at(START - dt.timedelta(days=1)) == "empty"
     changed = lineage.InputChain(inputs.assign(digest=["x", "y", "w"]))
     assert changed.at(DAYS[1]) == chain.at(DAYS[1]) and changed.at(DAYS[2]) != chain.at(DAYS[2])
     assert lineage.InputChain(inputs.iloc[::-1]).at(DAYS[2]) == chain.at(DAYS[2])  # order-free
-    assert lineage.days_predicate([DAYS[3], DAYS[0], DAYS[1]]) == (
-        "((dt >= DATE'2024-06-01' AND dt <= DATE'2024-06-02') OR dt = DATE'2024-06-04')"
-    )
+    assert lineage.days_predicate([DAYS[3], DAYS[0], DAYS[1]]) == ("((dt >= DATE'2024-06-01' AND dt <= DATE'2024-06-02') OR dt = DATE'2024-06-04')")
 
 
 # ---------------------------------------------------------------------------------------

@@ -109,8 +109,13 @@ def test_fsq_codes_round_trip():
 
 def test_fsq_last_level_lowers_error_and_round_trips(tmp_path):
     x = embeddings()
-    q = ResidualKMeansFSQ(16, codes=(16, 16), fsq_levels=(4, 4, 4), training=KMeansTraining(niter=10, seed=0),
-                          fsq_training=FSQTraining(epochs=60, lr=0.02, batch_size=512))
+    q = ResidualKMeansFSQ(
+        16,
+        codes=(16, 16),
+        fsq_levels=(4, 4, 4),
+        training=KMeansTraining(niter=10, seed=0),
+        fsq_training=FSQTraining(epochs=60, lr=0.02, batch_size=512),
+    )
     q.train(x)
     assert q.level_mse[2] < q.level_mse[1] < q.level_mse[0]
     codes = q.encode(x)
@@ -177,8 +182,14 @@ def test_capacity_aware_costs_and_codes_do_not_depend_on_the_batch(kind):
     if kind == "residual_kmeans":
         q = ResidualKMeans(32, codes=(8, 8, 16), training=KMeansTraining(niter=8, seed=1), capacity_aware=True)
     else:
-        q = ResidualKMeansFSQ(32, codes=(8, 8), fsq_levels=(4, 4), training=KMeansTraining(niter=8, seed=1),
-                                  fsq_training=FSQTraining(epochs=20, batch_size=512), capacity_aware=True)
+        q = ResidualKMeansFSQ(
+            32,
+            codes=(8, 8),
+            fsq_levels=(4, 4),
+            training=KMeansTraining(niter=8, seed=1),
+            fsq_training=FSQTraining(epochs=20, batch_size=512),
+            capacity_aware=True,
+        )
     q.train(x)
     prefix, candidates, cost = q.encode_candidates(x)
     parts = [q.encode_candidates(x[start : start + 7]) for start in range(0, 700, 7)]

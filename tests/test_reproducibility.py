@@ -23,8 +23,7 @@ def run_day(ctx, raw, day):
 
 def day_digests(lake, day) -> dict:
     out = {}
-    for spec in (bronze.EVENTS, bronze.ITEMS, bronze.REJECTS, silver.GEO_CELLS, silver.ITEM_GEO,
-                 corpus.TRAINING_SEQUENCES, corpus.CELL_CONTEXT):  # fmt: skip
+    for spec in (bronze.EVENTS, bronze.ITEMS, bronze.REJECTS, silver.GEO_CELLS, silver.ITEM_GEO, corpus.TRAINING_SEQUENCES, corpus.CELL_CONTEXT):
         out[spec.name] = lake.digest(spec, dt=day)
     out["index.sid_map@day"] = lake.digest(index.SID_MAP, where=f"assigned_dt = DATE'{day}'")
     out["index.sid_map"] = lake.digest(index.SID_MAP)
@@ -40,8 +39,11 @@ def test_rerun_of_an_old_date_after_later_days_reproduces_its_tables(spark, tmp_
 
     raw = tmp_path / "raw"
     # new videos every day and a busy city: documents (area density) change from day to day
-    write_world(raw, WorldConfig(n_days=3, n_users=400, n_stores=60, n_brands=15, start_date=DAYS[0].isoformat(),
-                                 new_video_fraction_per_day=0.2), progress=False)  # fmt: skip
+    write_world(
+        raw,
+        WorldConfig(n_days=3, n_users=400, n_stores=60, n_brands=15, start_date=DAYS[0].isoformat(), new_video_fraction_per_day=0.2),
+        progress=False,
+    )
     settings = Settings(lake_root=tmp_path / "lake")
     ctx = Context(settings, spark, Lake(settings.lake_root, spark))
 
@@ -67,8 +69,16 @@ def test_rerun_of_an_old_date_after_later_days_reproduces_its_tables(spark, tmp_
     rerun = run_day(ctx, raw, DAYS[1])
     assert rerun.codebook_version == fit.codebook_version
     after = day_digests(ctx.lake, DAYS[1])
-    for table in ("bronze.events", "bronze.items", "bronze.rejects", "silver.geo_cells", "silver.item_geo",
-                  "corpus.training_sequences", "corpus.cell_context", "index.sid_map@day"):  # fmt: skip
+    for table in (
+        "bronze.events",
+        "bronze.items",
+        "bronze.rejects",
+        "silver.geo_cells",
+        "silver.item_geo",
+        "corpus.training_sequences",
+        "corpus.cell_context",
+        "index.sid_map@day",
+    ):
         assert after[table] == before[table], table
     # and it moved nothing of the later days: no embedding went back in time
     assert ctx.lake.digest(silver.ITEM_EMBEDDINGS) == embeddings_after_day3

@@ -36,26 +36,46 @@ def random_events(seed: int, n_users: int = 6, n_events: int = 160, days: int = 
         ts = dt.datetime.combine(day, dt.time(int(rng.integers(8, 11)), int(rng.integers(0, 3))), tzinfo=dt.UTC)
         rows.append(
             {
-                "source": "s", "user_id": f"u{int(rng.integers(0, n_users))}", "event_id": f"e{i:04d}",
-                "request_id": f"r{i}", "event_ts": ts, "dt": day,
+                "source": "s",
+                "user_id": f"u{int(rng.integers(0, n_users))}",
+                "event_id": f"e{i:04d}",
+                "request_id": f"r{i}",
+                "event_ts": ts,
+                "dt": day,
                 "action": str(rng.choice(["watch", "watch", "click", "pay", "checkin"])),
-                "item_id": f"i{int(rng.integers(0, 20))}", "codes": [int(rng.integers(0, 8)) for _ in range(3)],
-                "disambiguation": 0, "sid": "x", "item_cell": f"c{int(rng.integers(0, 5))}",
-                "user_cell": f"c{int(rng.integers(0, 5))}", "gmv": None, "is_new": True,
+                "item_id": f"i{int(rng.integers(0, 20))}",
+                "codes": [int(rng.integers(0, 8)) for _ in range(3)],
+                "disambiguation": 0,
+                "sid": "x",
+                "item_cell": f"c{int(rng.integers(0, 5))}",
+                "user_cell": f"c{int(rng.integers(0, 5))}",
+                "gmv": None,
+                "is_new": True,
             }
-        )  # fmt: skip
+        )
     return rows
 
 
 SCHEMA = pa.schema(
     [
-        ("source", pa.string()), ("user_id", pa.string()), ("event_id", pa.string()), ("request_id", pa.string()),
-        ("event_ts", pa.timestamp("us", tz="UTC")), ("dt", pa.date32()), ("action", pa.string()),
-        ("item_id", pa.string()), ("codes", pa.list_(pa.int32())), ("disambiguation", pa.int32()),
-        ("sid", pa.string()), ("item_cell", pa.string()), ("user_cell", pa.string()), ("gmv", pa.float64()),
-        ("is_new", pa.bool_()), ("is_target", pa.bool_()),
+        ("source", pa.string()),
+        ("user_id", pa.string()),
+        ("event_id", pa.string()),
+        ("request_id", pa.string()),
+        ("event_ts", pa.timestamp("us", tz="UTC")),
+        ("dt", pa.date32()),
+        ("action", pa.string()),
+        ("item_id", pa.string()),
+        ("codes", pa.list_(pa.int32())),
+        ("disambiguation", pa.int32()),
+        ("sid", pa.string()),
+        ("item_cell", pa.string()),
+        ("user_cell", pa.string()),
+        ("gmv", pa.float64()),
+        ("is_new", pa.bool_()),
+        ("is_target", pa.bool_()),
     ]
-)  # fmt: skip
+)
 
 
 def table(rows: list[dict]) -> pa.Table:
@@ -85,7 +105,12 @@ def reference(rows, targets, location, behaviors=BEHAVIORS):
 def event_ids_of(target_table: pa.Table, events_by_key: dict) -> dict:
     out = {}
     for row in target_table.to_pylist():
-        hist = {h["behavior"]: [events_by_key[(row["user_id"], e["event_ts"], e["item_id"], e["action"], tuple(e["codes"]), e["cell_id"])] for e in h["events"]] for h in row["histories"]}
+        hist = {
+            h["behavior"]: [
+                events_by_key[(row["user_id"], e["event_ts"], e["item_id"], e["action"], tuple(e["codes"]), e["cell_id"])] for e in h["events"]
+            ]
+            for h in row["histories"]
+        }
         out[row["event_id"]] = (row["user_cell_id"], hist)
     return out
 
@@ -123,12 +148,23 @@ def test_state_plus_new_days_equals_all_events():
             for e in h["events"]:
                 carried.append(
                     {
-                        "source": s["source"], "user_id": s["user_id"], "event_id": e["event_id"], "request_id": None,
-                        "event_ts": e["event_ts"], "dt": e["event_ts"].date(), "action": e["action"],
-                        "item_id": e["item_id"], "codes": e["codes"], "disambiguation": None, "sid": None,
-                        "item_cell": e["cell_id"], "user_cell": e["user_cell_id"], "gmv": None, "is_new": False,
+                        "source": s["source"],
+                        "user_id": s["user_id"],
+                        "event_id": e["event_id"],
+                        "request_id": None,
+                        "event_ts": e["event_ts"],
+                        "dt": e["event_ts"].date(),
+                        "action": e["action"],
+                        "item_id": e["item_id"],
+                        "codes": e["codes"],
+                        "disambiguation": None,
+                        "sid": None,
+                        "item_cell": e["cell_id"],
+                        "user_cell": e["user_cell_id"],
+                        "gmv": None,
+                        "is_new": False,
                     }
-                )  # fmt: skip
+                )
     later = [dict(r, is_new=True) for r in rows if r["dt"] > split]
     incremental = build(table(carried + later), params_all, neighbours)
 
@@ -159,6 +195,7 @@ def test_events_marked_not_target_are_history_only():
     assert ids and not ids & skipped
     # they still fill later histories
     skipped_events = {(r["item_id"], r["event_ts"], r["action"]) for i, r in enumerate(rows) if i % 3 == 0}
-    in_histories = {(e["item_id"], e["event_ts"], e["action"]) for row in out.targets.column("histories").to_pylist()
-                    for h in row for e in h["events"]}  # fmt: skip
+    in_histories = {
+        (e["item_id"], e["event_ts"], e["action"]) for row in out.targets.column("histories").to_pylist() for h in row for e in h["events"]
+    }
     assert in_histories & skipped_events

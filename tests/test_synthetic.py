@@ -65,8 +65,16 @@ def test_funnel_narrows_and_falls_with_distance(tmp_path):
 def test_injected_bad_lines_land_in_rejects_by_reason(spark, lake, tmp_path):
     manifest = write_world(tmp_path / "raw", WorldConfig(**SMALL, corrupt_rate=0.03), progress=False)
     assert set(manifest["corrupted"]) == {
-        "wrong_column_count", "null_id", "bad_number", "bad_time", "bad_coordinate",
-        "bad_value", "future_event", "late_event", "duplicate", "bad_encoding",
+        "wrong_column_count",
+        "null_id",
+        "bad_number",
+        "bad_time",
+        "bad_coordinate",
+        "bad_value",
+        "future_event",
+        "late_event",
+        "duplicate",
+        "bad_encoding",
     }
     report = run_ingest(lake, "synthetic", tmp_path / "raw", "2024-03-01", "2024-03-03", progress=False)
     assert report.rejects_by_reason == manifest["corrupted"]

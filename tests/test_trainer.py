@@ -136,12 +136,14 @@ def test_pairs_are_kth_best_against_kth_worst_without_near_ties():
     from geosid.trainer.pairs import select_pairs
 
     nan = np.nan
-    reward = np.array([
-        [5.0, 1.0, 3.0, 0.2, 2.0],  # two pairs: 5.0 vs 0.2, 3.0 vs 1.0 (2.0 left alone)
-        [1.00, 1.05, nan, nan, nan],  # gap 0.05 < 0.1: a near-tie, dropped
-        [2.0, 2.0, 2.0, 2.0, 2.0],  # all tied: no pair
-        [4.0, nan, 0.5, nan, nan],  # one pair only (two candidates)
-    ])  # fmt: skip
+    reward = np.array(
+        [
+            [5.0, 1.0, 3.0, 0.2, 2.0],  # two pairs: 5.0 vs 0.2, 3.0 vs 1.0 (2.0 left alone)
+            [1.00, 1.05, nan, nan, nan],  # gap 0.05 < 0.1: a near-tie, dropped
+            [2.0, 2.0, 2.0, 2.0, 2.0],  # all tied: no pair
+            [4.0, nan, 0.5, nan, nan],  # one pair only (two candidates)
+        ]
+    )
     row, win, lose = select_pairs(reward, 0.1, 2)
     assert list(zip(row.tolist(), win.tolist(), lose.tolist())) == [(0, 0, 3), (0, 2, 1), (3, 0, 2)]
     row, win, lose = select_pairs(reward, 0.0, 1)
@@ -252,10 +254,12 @@ def test_routine_visits_count_an_items_visits_near_the_requests_hour_of_day():
     # hours of the week + 1: request at 08h on a Tuesday (hour 32 of the week)
     request = np.array([1 + 24 + 8, 1 + 24 + 23])
     items = np.array([[5, 5, 5, 6, 6, -1], [4, 4, 9, 9, 9, 9]])
-    hours = np.array([
-        [1 + 8, 1 + 48 + 7, 1 + 20, 1 + 9, 1 + 15, 0],  # 5: 08h Mon, 07h Wed (both near), 20h; 6: 09h (near), 15h
-        [1 + 0, 1 + 22, 1 + 12, 1 + 13, 1 + 14, 1 + 150],  # request at 23h: 00h and 22h wrap around midnight
-    ])  # fmt: skip
+    hours = np.array(
+        [
+            [1 + 8, 1 + 48 + 7, 1 + 20, 1 + 9, 1 + 15, 0],  # 5: 08h Mon, 07h Wed (both near), 20h; 6: 09h (near), 15h
+            [1 + 0, 1 + 22, 1 + 12, 1 + 13, 1 + 14, 1 + 150],  # request at 23h: 00h and 22h wrap around midnight
+        ]
+    )
     counts = routine_visits(items, hours, request, window=1)
     assert counts.tolist() == [[2, 2, 2, 1, 1, 0], [2, 2, 0, 0, 0, 0]]
     assert routine_visits(items, hours, request, window=0).tolist() == [[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]]

@@ -108,8 +108,18 @@ def test_the_benchmark_reuses_a_finished_run_only_when_it_was_trained_the_same_w
     from geosid.trainer.runs import RunRecord, save_run
 
     def record(run_id, train_config, model_config, version="cb-1"):
-        save_run(tmp_path, RunRecord(run_id=run_id, kind="pretrain", train_config=train_config, model_config=model_config,
-                                     manifest={"codebook_version": version}, metrics={"eval": {"oneloc": {}}}), {})  # fmt: skip
+        save_run(
+            tmp_path,
+            RunRecord(
+                run_id=run_id,
+                kind="pretrain",
+                train_config=train_config,
+                model_config=model_config,
+                manifest={"codebook_version": version},
+                metrics={"eval": {"oneloc": {}}},
+            ),
+            {},
+        )
 
     cfg = TrainConfig(epochs=3)
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -173,10 +183,20 @@ def test_the_benchmark_tunes_every_model_on_the_same_grid_and_reports_seed_sprea
             key = "".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in setting.items())
             trained.append((method.model, key, seed))
             test = 0.9 if key == "sizesmall" else 0.3 + 0.01 * seed
-            return {"eval": {method.model if method.model in ("sasrec", "gru") else "oneloc": metrics(test), "repeat": metrics(0.2),
-                             **{k: metrics(0.1) for _, k in B.BASELINE_ROWS}},
-                    "valid": valid.get((method.model, key), 0.1), "minutes": 1.0, "run_id": f"r-{method.model}-{key}-{seed}",
-                    "model": method.model, "epochs": 4, "best_epoch": 1, "setting": B.setting_name(setting)}  # fmt: skip
+            return {
+                "eval": {
+                    method.model if method.model in ("sasrec", "gru") else "oneloc": metrics(test),
+                    "repeat": metrics(0.2),
+                    **{k: metrics(0.1) for _, k in B.BASELINE_ROWS},
+                },
+                "valid": valid.get((method.model, key), 0.1),
+                "minutes": 1.0,
+                "run_id": f"r-{method.model}-{key}-{seed}",
+                "model": method.model,
+                "epochs": 4,
+                "best_epoch": 1,
+                "setting": B.setting_name(setting),
+            }
 
     ctx = types.SimpleNamespace(lake=types.SimpleNamespace(reports_dir=lambda *p: tmp_path.joinpath(*p)), log=lambda *_: None)
     report = B.BenchmarkReport("trajectory")

@@ -4,7 +4,8 @@
   partitioning, keys, volatile columns and quality checks);
 - docs/reference/cli.md from the argparse parser (every command and option);
 - docs/results/*.md and the README's headline tables from bench/results/*.json (each
-  number with the command, commit and machine of the run that measured it).
+  number with the command, commit and machine of the run that measured it);
+- docs/index.md and docs/changelog.md from README.md and CHANGELOG.md (one source each).
 
     python tools/gen_docs.py           # write them
     python tools/gen_docs.py --check   # exit 1 when a page differs from what the code and results give
@@ -34,22 +35,33 @@ def _type(data_type) -> str:
 def tables_page() -> str:
     from geosid.schemas import REGISTRY
 
-    lines = [GENERATED, "", "# Tables reference", "",
-             "Every Delta table of the lake, as `geosid/schemas` declares it. A table lives at `<lake>/<layer>/<name>`.", ""]  # fmt: skip
+    lines = [
+        GENERATED,
+        "",
+        "# Tables reference",
+        "",
+        "Every Delta table of the lake, as `geosid/schemas` declares it. A table lives at `<lake>/<layer>/<name>`.",
+        "",
+    ]
     lines += ["| table | partitioned by | keys | one row per |", "|---|---|---|---|"]
     for spec in REGISTRY:
         first = spec.description.split(". ")[0].rstrip(".") if spec.description else ""
-        lines.append(f"| [`{spec.name}`](#{spec.name.replace('.', '')}) | {', '.join(spec.partition_by) or '–'} | "
-                     f"{', '.join(spec.keys) or '–'} | {first} |")  # fmt: skip
+        lines.append(
+            f"| [`{spec.name}`](#{spec.name.replace('.', '')}) | {', '.join(spec.partition_by) or '–'} | {', '.join(spec.keys) or '–'} | {first} |"
+        )
     for spec in REGISTRY:
         lines += ["", f"## `{spec.name}`", ""]
         if spec.description:
             lines += [spec.description, ""]
-        lines += [f"- path: `<lake>/{spec.relative_path}`",
-                  f"- partitioned by: {', '.join(f'`{c}`' for c in spec.partition_by) or 'none'}",
-                  f"- keys: {', '.join(f'`{c}`' for c in spec.keys) or 'none'}",
-                  f"- volatile (left out when two lakes are compared): {', '.join(f'`{c}`' for c in spec.volatile) or 'none'}",
-                  "", "| column | type | nullable |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            f"- path: `<lake>/{spec.relative_path}`",
+            f"- partitioned by: {', '.join(f'`{c}`' for c in spec.partition_by) or 'none'}",
+            f"- keys: {', '.join(f'`{c}`' for c in spec.keys) or 'none'}",
+            f"- volatile (left out when two lakes are compared): {', '.join(f'`{c}`' for c in spec.volatile) or 'none'}",
+            "",
+            "| column | type | nullable |",
+            "|---|---|---|",
+        ]
         lines += [f"| `{f.name}` | `{_type(f.dataType)}` | {'yes' if f.nullable else 'no'} |" for f in spec.schema.fields]
         if spec.checks:
             lines += ["", "Quality checks (great-expectations):", ""]
@@ -73,9 +85,21 @@ def cli_page() -> str:
     from geosid.cli import build_parser
 
     parser = build_parser()
-    lines = [GENERATED, "", "# Command-line reference", "", f"`{parser.prog}`: {parser.description}.", "",
-             "A user's mistake is one line on stderr and exit code 1 (bad usage: 2); `--debug` shows the traceback.", "",
-             "## Global options", "", "| option | what |", "|---|---|", *_options(parser)]  # fmt: skip
+    lines = [
+        GENERATED,
+        "",
+        "# Command-line reference",
+        "",
+        f"`{parser.prog}`: {parser.description}.",
+        "",
+        "A user's mistake is one line on stderr and exit code 1 (bad usage: 2); `--debug` shows the traceback.",
+        "",
+        "## Global options",
+        "",
+        "| option | what |",
+        "|---|---|",
+        *_options(parser),
+    ]
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {choice.dest: choice.help for choice in commands._choices_actions}
     for name, sub in commands.choices.items():
@@ -83,9 +107,17 @@ def cli_page() -> str:
     return "\n".join(lines) + "\n"
 
 
-def pages() -> dict[Path, str]:
-    out = {ROOT / "docs" / "reference" / "tables.md": tables_page(), ROOT / "docs" / "reference" / "cli.md": cli_page()}
+def _in_docs(text: str) -> str:
+    """A root-level page as a page of the site: links into docs/ made relative to it."""
+    return GENERATED + "\n\n" + text.replace("](docs/", "](").replace("](CHANGELOG.md)", "](changelog.md)")
+
+
+def pages(readme: str) -> dict[Path, str]:
+    docs = ROOT / "docs"
+    out = {docs / "reference" / "tables.md": tables_page(), docs / "reference" / "cli.md": cli_page()}
     out.update(results_pages.pages(ROOT))
+    out[docs / "index.md"] = _in_docs(readme)
+    out[docs / "changelog.md"] = _in_docs((ROOT / "CHANGELOG.md").read_text())
     return out
 
 
@@ -98,9 +130,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     args = parser.parse_args()
-    wanted = pages()
     readme = ROOT / "README.md"
-    wanted[readme] = readme_with_headlines(readme.read_text())
+    text = readme_with_headlines(readme.read_text())
+    wanted = {**pages(text), readme: text}
     stale = []
     for path, text in wanted.items():
         current = path.read_text() if path.exists() else ""

@@ -46,15 +46,26 @@ def _many_writers(results: dict) -> list[str]:
     ops = results["by_operation"]
     rows = [[op, c["ok"], c["refused"], c["traceback"]] for op, c in sorted(ops.items())]
     summary = [
-        ["writers (processes)", results["workers"]], ["minutes", results["minutes"]], ["operations", results["operations"]],
-        ["lease acquisitions", results["lease_acquisitions"]], ["of them waited", results["waits"]],
-        ["longest wait (s)", results["longest_wait_s"]], ["refusals (one line each)", results["refusals"]],
-        ["tracebacks", results["tracebacks"]], ["tables different from runs in order", len(results["tables_different"])],
-        ["tables compared", len(results["tables"])], ["stale days after", results["stale_after"]],
-    ]  # fmt: skip
+        ["writers (processes)", results["workers"]],
+        ["minutes", results["minutes"]],
+        ["operations", results["operations"]],
+        ["lease acquisitions", results["lease_acquisitions"]],
+        ["of them waited", results["waits"]],
+        ["longest wait (s)", results["longest_wait_s"]],
+        ["refusals (one line each)", results["refusals"]],
+        ["tracebacks", results["tracebacks"]],
+        ["tables different from runs in order", len(results["tables_different"])],
+        ["tables compared", len(results["tables"])],
+        ["stale days after", results["stale_after"]],
+    ]
     kinds = [[kind, n] for kind, n in sorted(results.get("refusal_kinds", {}).items())]
-    return ["", *_table(["", "value"], summary), "", *_table(["operation", "ok", "refused", "traceback"], rows),
-            *(["", *_table(["refusal", "times"], kinds)] if kinds else [])]  # fmt: skip
+    return [
+        "",
+        *_table(["", "value"], summary),
+        "",
+        *_table(["operation", "ok", "refused", "traceback"], rows),
+        *(["", *_table(["refusal", "times"], kinds)] if kinds else []),
+    ]
 
 
 def _nyc_many_writers(results: dict) -> list[str]:
@@ -97,11 +108,18 @@ RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
 
 
 HEADLINES: dict[str, Callable[[dict], str]] = {
-    "many_writers": lambda r: (f"{r['workers']} writers for {r['minutes']:g} min: {r['operations']} operations, {r['tracebacks']} "
-                               f"tracebacks, {len(r['tables_different'])} of {len(r['tables'])} tables different from runs in order"),
-    "nyc_many_writers": lambda r: "NYC: " + "; ".join(
-        f"{label.split(',')[0]}{' ' + label.split(',')[1].strip() if ',' in label else ''}: {len(o['tables_different'])} tables different"
-        for label, o in r.items() if isinstance(o, dict)),
+    "many_writers": lambda r: (
+        f"{r['workers']} writers for {r['minutes']:g} min: {r['operations']} operations, {r['tracebacks']} "
+        f"tracebacks, {len(r['tables_different'])} of {len(r['tables'])} tables different from runs in order"
+    ),
+    "nyc_many_writers": lambda r: (
+        "NYC: "
+        + "; ".join(
+            f"{label.split(',')[0]}{' ' + label.split(',')[1].strip() if ',' in label else ''}: {len(o['tables_different'])} tables different"
+            for label, o in r.items()
+            if isinstance(o, dict)
+        )
+    ),
 }
 
 
@@ -122,8 +140,11 @@ def _provenance(record: dict) -> str:
     where = f"{machine.get('cores', '?')} cores" + (f", {machine['memory_gib']} GiB" if machine.get("memory_gib") else "")
     where += f", {machine['gpu']}" if machine.get("gpu") else ", no GPU"
     commit = (record.get("commit") or "?")[:10] + (" (with uncommitted changes)" if record.get("tree_changed") else "")
-    made = f"run {record.get('date', '?')[:10]}" if not record.get("transcribed_from") else (
-        f"run {record.get('date', '?')[:10]}, transcribed into this file from the README of commit {record['transcribed_from'][:10]}")
+    made = (
+        f"run {record.get('date', '?')[:10]}"
+        if not record.get("transcribed_from")
+        else (f"run {record.get('date', '?')[:10]}, transcribed into this file from the README of commit {record['transcribed_from'][:10]}")
+    )
     return f"*{made}; `{record.get('command', '?')}`; commit `{commit}`; {where}.*"
 
 
@@ -144,11 +165,27 @@ def pages(root: Path) -> dict[Path, str]:
         if not names:
             lines += ["", "No committed result yet."]
         out[root / "docs" / "results" / f"{area}.md"] = "\n".join(lines) + "\n"
-    index = [GENERATED, "", "# Results", "", "Every number here comes from a committed result file under `bench/results/`, which "
-             "names its command, commit, machine and date. A new run replaces the file; git keeps the history.", "",
-             *_table(["result file", "page", "date", "command"],
-                     [[f"`{n}.json`", f"[{RESULTS[n][0]}]({RESULTS[n][0]}.md)" if n in RESULTS else "(raw)", r.get("date", "")[:10],
-                       f"`{r.get('command', '')}`"] for n, r in records.items()])]  # fmt: skip
+    index = [
+        GENERATED,
+        "",
+        "# Results",
+        "",
+        "Every number here comes from a committed result file under `bench/results/`, which "
+        "names its command, commit, machine and date. A new run replaces the file; git keeps the history.",
+        "",
+        *_table(
+            ["result file", "page", "date", "command"],
+            [
+                [
+                    f"`{n}.json`",
+                    f"[{RESULTS[n][0]}]({RESULTS[n][0]}.md)" if n in RESULTS else "(raw)",
+                    r.get("date", "")[:10],
+                    f"`{r.get('command', '')}`",
+                ]
+                for n, r in records.items()
+            ],
+        ),
+    ]
     out[root / "docs" / "results" / "index.md"] = "\n".join(index) + "\n"
     return out
 

@@ -19,15 +19,14 @@ def cmd_codebook(args, p) -> int:
     with context_of(args) as ctx:
         if args.action == "fit":
             spec = p.CodebookSpec(args.method, args.codes, args.niter, args.seed, args.sample_size, capacity_aware=args.capacity_aware)
-            report = p.fit_codebook(spec, args.date, template=args.template, embeddings_version=args.embeddings_version,
-                                    item_geo_version=args.item_geo_version, ctx=ctx)  # fmt: skip
-            print(f"version {report.codebook_version} is a candidate; publish with: "
-                  f"geosid codebook publish --version {report.codebook_version}")  # fmt: skip
+            report = p.fit_codebook(
+                spec, args.date, template=args.template, embeddings_version=args.embeddings_version, item_geo_version=args.item_geo_version, ctx=ctx
+            )
+            print(f"version {report.codebook_version} is a candidate; publish with: geosid codebook publish --version {report.codebook_version}")
         elif args.action == "publish":
             if not args.codebook_version:
                 return usage("codebook publish needs --version (see: geosid codebook list)")
-            gates = {"max_excess_conflict": args.max_excess_conflict, "min_exclusive_rate": args.min_exclusive,
-                     "min_code_usage": args.min_usage}  # fmt: skip
+            gates = {"max_excess_conflict": args.max_excess_conflict, "min_exclusive_rate": args.min_exclusive, "min_code_usage": args.min_usage}
             gates = {k: v for k, v in gates.items() if v is not None}  # unset: the Gates defaults
             p.publish_codebook(args.codebook_version, args.date, gates, ctx=ctx)
         else:
@@ -54,8 +53,9 @@ def cmd_corpus(args, p) -> int:
                 return usage("corpus day takes one --date")
             outcome = p.corpus_day(first, args.source, args.codebook_version, time_split(args), validate=True, ctx=ctx)
         elif args.action == "build":
-            split = p.split_config(args.split, last or p.source_days(ctx, args.source)[1], args.test_start,
-                                   args.valid_start, args.test_days, args.valid_days)  # fmt: skip
+            split = p.split_config(
+                args.split, last or p.source_days(ctx, args.source)[1], args.test_start, args.valid_start, args.test_days, args.valid_days
+            )
             outcome = p.corpus_build(args.source, first, last, args.codebook_version, split, ctx=ctx)
         else:
             first, last = (first, last) if first else p.source_days(ctx, args.source)
@@ -89,7 +89,9 @@ def add_index(command) -> None:
     p.add_argument("--item-geo-version", type=int, help="pinned silver.item_geo table version (default: latest)")
     p.add_argument("--date", type=date_arg, help="logical date (default: the latest day of silver.item_geo)")
     p.add_argument("--version", dest="codebook_version", help="the version to publish")
-    p.add_argument("--max-excess-conflict", type=float, help=with_default("conflict rate above the identical-vector floor", gates.max_excess_conflict))
+    p.add_argument(
+        "--max-excess-conflict", type=float, help=with_default("conflict rate above the identical-vector floor", gates.max_excess_conflict)
+    )
     p.add_argument("--min-exclusive", type=float, help=with_default(None, gates.min_exclusive_rate))
     p.add_argument("--min-usage", type=float, help=with_default(None, gates.min_code_usage))
     p.add_argument("--capacity-aware", action="store_true", help="fit: last level by capacity-aware assignment")
@@ -109,15 +111,21 @@ def add_index(command) -> None:
 
 
 def add_corpus(command, add_range, sources) -> None:
-    p = command("corpus", cmd_corpus, "training corpus: build a range from scratch, one day incrementally, or validate",
-                "build", "day", "validate")  # fmt: skip
+    p = command("corpus", cmd_corpus, "training corpus: build a range from scratch, one day incrementally, or validate", "build", "day", "validate")
     p.add_argument("--source", choices=sources, default="tsmc2014")
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the last day)")
-    p.add_argument("--split", choices=list(pipeline.PROTOCOLS), default="time",
-                   help="split protocol (user_chrono, libcity, trajectory: range builds; see the README)")
-    for flag, kind, text in (("--test-start", date_arg, "first test day"), ("--valid-start", date_arg, "first valid day"),
-                             ("--test-days", int, "the range's last N days are test"),
-                             ("--valid-days", int, "the N days before the test days are valid")):  # fmt: skip
+    p.add_argument(
+        "--split",
+        choices=list(pipeline.PROTOCOLS),
+        default="time",
+        help="split protocol (user_chrono, libcity, trajectory: range builds; see the README)",
+    )
+    for flag, kind, text in (
+        ("--test-start", date_arg, "first test day"),
+        ("--valid-start", date_arg, "first valid day"),
+        ("--test-days", int, "the range's last N days are test"),
+        ("--valid-days", int, "the N days before the test days are valid"),
+    ):
         p.add_argument(flag, type=kind, help=f"time split: {text}")
     add_range(p)
 

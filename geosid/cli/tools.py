@@ -28,7 +28,7 @@ def cmd_demo(args, p) -> int:
         report = p.demo(synthetic=args.synthetic, world=world, train=not args.no_train, ctx=ctx)
     for failure in report.failures:
         print(f"FAILED: {failure}")
-    print(f"\nlake: {ctx.lake.root}  (try: geosid sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\")")
+    print(f'\nlake: {ctx.lake.root}  (try: geosid sql "SELECT reason, count(*) FROM rejects GROUP BY reason")')
     return 0 if report.ok else 1
 
 

@@ -42,30 +42,54 @@ def cmd_train(args, p) -> int:
 
 
 TRAIN_OPTIONS = (
-    ("size", None), ("epochs", "at most; early stopping may end sooner"), ("batch_size", None), ("lr", None), ("dropout", "default: the model's own"),
-    ("max_history", "latest events kept per behavior"), ("beam", None), ("eval_limit", "score at most N requests"),
-    ("dpo_requests", "dpo: train requests sampled for pairs"), ("dpo_candidates", "dpo: beam candidates per request"),
-    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"), ("dpo_beta", None), ("dpo_epochs", None), ("dpo_lr", "dpo: default half the lr"), ("dpo_min_gap", "dpo: smallest reward gap of a pair"),
-    ("dpo_pairs_per_request", None), ("dpo_heldout", "dpo: valid requests whose pairs measure preference accuracy"),
-    ("geo_max_km", "geographic reward: 1/d within this distance"), ("gmv_weight", "weight of the GMV reward (sources with GMV)"),
+    ("size", None),
+    ("epochs", "at most; early stopping may end sooner"),
+    ("batch_size", None),
+    ("lr", None),
+    ("dropout", "default: the model's own"),
+    ("max_history", "latest events kept per behavior"),
+    ("beam", None),
+    ("eval_limit", "score at most N requests"),
+    ("dpo_requests", "dpo: train requests sampled for pairs"),
+    ("dpo_candidates", "dpo: beam candidates per request"),
+    ("dpo_lambda", "dpo: L = L_ntp + lambda * L_dpo"),
+    ("dpo_beta", None),
+    ("dpo_epochs", None),
+    ("dpo_lr", "dpo: default half the lr"),
+    ("dpo_min_gap", "dpo: smallest reward gap of a pair"),
+    ("dpo_pairs_per_request", None),
+    ("dpo_heldout", "dpo: valid requests whose pairs measure preference accuracy"),
+    ("geo_max_km", "geographic reward: 1/d within this distance"),
+    ("gmv_weight", "weight of the GMV reward (sources with GMV)"),
     ("patience", "epochs without a better valid metric before stopping"),
     ("max_minutes", "a time budget per model (no epoch starts after it)"),
     ("item_min_count", "train occurrences for an own item-id embedding"),
-    ("device", "auto (cuda + bf16 when available), cpu, cuda"), ("protocol", "the corpus's split protocol"), ("model", None),
-)  # fmt: skip
+    ("device", "auto (cuda + bf16 when available), cpu, cuda"),
+    ("protocol", "the corpus's split protocol"),
+    ("model", None),
+)
 CHOICES = {"size": pipeline.SIZE_NAMES, "protocol": pipeline.PROTOCOLS, "model": pipeline.MODEL_KINDS}
 ABLATIONS = (
-    ("location_scores", "no E_lc E_lc^T in attention"), ("location_gate", "no location gate"),
+    ("location_scores", "no E_lc E_lc^T in attention"),
+    ("location_gate", "no location gate"),
     ("copy_head", "no copy of the history's SID tokens (the paper's decoder)"),
-    ("time_features", "no hour-of-week / event-age inputs"), ("routine_features", "no visit counts at the request's time of day"),
+    ("time_features", "no hour-of-week / event-age inputs"),
+    ("routine_features", "no visit counts at the request's time of day"),
     ("repeat_features", "no visit / own-transition counts of history items"),
     ("candidates", "no transition candidates (train next items of the latest item)"),
-)  # fmt: skip
+)
 
 
 def add_train(command) -> None:
-    p = command("train", cmd_train, "OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot); benchmark",
-                "pretrain", "dpo", "eval", "benchmark")  # fmt: skip
+    p = command(
+        "train",
+        cmd_train,
+        "OneLoc: pretrain, align with DPO, evaluate (on a pinned corpus snapshot); benchmark",
+        "pretrain",
+        "dpo",
+        "eval",
+        "benchmark",
+    )
     defaults = pipeline.TRAIN_DEFAULTS
     for name, text in TRAIN_OPTIONS:
         default = getattr(defaults, name)
@@ -75,8 +99,12 @@ def add_train(command) -> None:
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")
     p.add_argument("--paper-decoder", action="store_true", help="benchmark: also OneLoc without copy head and time features")
     p.add_argument("--no-grid", action="store_true", help="benchmark: every learned model at its defaults only (no tuning grid)")
-    p.add_argument("--grid", nargs="+", metavar="NAME=VALUE", help="benchmark: the grid points besides the defaults, e.g. lr=0.003 "
-                   "dropout=0.3 size=small (default: those three)")
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="benchmark: the grid points besides the defaults, e.g. lr=0.003 dropout=0.3 size=small (default: those three)",
+    )
     p.add_argument("--seeds", type=int, help="benchmark: seeds of OneLoc and the best learned baseline at their chosen points (default: 3)")
     p.add_argument("--resume", action="store_true", help="pretrain: continue --run-id from its last checkpoint")
     p.add_argument("--version", dest="codebook_version", help="codebook version of the corpus (default: the only one present)")

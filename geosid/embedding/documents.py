@@ -29,7 +29,8 @@ that a document, and so its embedding, changes only when the surroundings really
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, functions as F
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 from geosid.embedding.templates import TEMPLATE_CONTENT, TEMPLATE_V1, TEMPLATES, TEXT_TEMPLATE, WITH_LOCATION
 from geosid.errors import UnknownNameError
@@ -124,7 +125,13 @@ def documents(item_geo: DataFrame, template_id: str = TEMPLATE_V1) -> DataFrame:
         "lat",
         "lon",
     ).select(
-        "source", "item_id", "template_id", "document",
+        "source",
+        "item_id",
+        "template_id",
+        "document",
         _hash(F.col("template_id"), F.col("document")).alias("doc_hash"),
-        "text", _hash(F.lit(TEXT_TEMPLATE[template_id]), F.col("text")).alias("text_hash"), "lat", "lon",
-    )  # fmt: skip
+        "text",
+        _hash(F.lit(TEXT_TEMPLATE[template_id]), F.col("text")).alias("text_hash"),
+        "lat",
+        "lon",
+    )

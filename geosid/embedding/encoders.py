@@ -113,6 +113,7 @@ class HFEncoder(Encoder):
     def __init__(self, model_dir: str, batch_size: int = 64, max_length: int = 256, device: str | None = None):
         _offline()
         import torch  # lazy: heavy (seconds to import): loaded where it is used
+
         # lazy: encoder runtime: loaded by the encoder in use
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
@@ -146,9 +147,7 @@ class HFEncoder(Encoder):
             ).to(self.device)
             with torch.inference_mode():
                 if hasattr(m.model, "get_text_features"):
-                    pooled = _features(
-                        m.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                    )
+                    pooled = _features(m.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))
                 else:
                     hidden = m.model(**batch).last_hidden_state  # [b, t, d]
                     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, t, 1]

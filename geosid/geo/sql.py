@@ -8,7 +8,8 @@ vectorized UDF.
 
 # No `from __future__ import annotations` here: pandas_udf reads the real type hints.
 
-from pyspark.sql import Column, DataFrame, functions as F
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 from geosid.geo.geometry import BASE32, NEIGHBOUR_STEPS, CellSystem, GeohashCells, H3Cells
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.embedding.documents import TEMPLATE_V1, TEXT_TEMPLATE, WITH_LOCATION, documents
 from geosid.embedding.encoders import MINILM_RUNTIMES, load_encoder, minilm_model_id, resolve_spec
@@ -90,17 +91,13 @@ def pending(docs: DataFrame, existing: DataFrame, model_id: str, as_of: dt_.date
     one before the day is of another document."""
     before = latest_vectors(existing, model_id, as_of, inclusive=False).select(*KEYS, F.col("doc_hash").alias("embedded_hash"))
     return (
-        docs.join(before, KEYS, "left")
-        .filter(F.col("embedded_hash").isNull() | (F.col("embedded_hash") != F.col("doc_hash")))
-        .drop("embedded_hash")
+        docs.join(before, KEYS, "left").filter(F.col("embedded_hash").isNull() | (F.col("embedded_hash") != F.col("doc_hash"))).drop("embedded_hash")
     )
 
 
 def made_on(existing: DataFrame, model_id: str, template_id: str, day: dt_.date) -> DataFrame:
     """The rows `day` already holds for a representation (an earlier or killed run of it)."""
-    return existing.filter(
-        (F.col("model_id") == model_id) & (F.col("template_id") == template_id) & (F.col("embedded_dt") == F.lit(day))
-    )
+    return existing.filter((F.col("model_id") == model_id) & (F.col("template_id") == template_id) & (F.col("embedded_dt") == F.lit(day)))
 
 
 def embed_partitions(representation: Representation, embedded_dt: dt_.date, progress: bool = True) -> Callable:
@@ -159,10 +156,15 @@ class EmbedReport:
 
     def to_dict(self) -> dict:
         return {
-            "dt": self.dt.isoformat(), "model_id": self.model_id, "template_id": self.template_id, "items": self.items,
-            "embedded": self.embedded, "text_reused": self.text_reused, "table_version": self.table_version,
+            "dt": self.dt.isoformat(),
+            "model_id": self.model_id,
+            "template_id": self.template_id,
+            "items": self.items,
+            "embedded": self.embedded,
+            "text_reused": self.text_reused,
+            "table_version": self.table_version,
             "seconds": round(self.seconds, 2),
-        }  # fmt: skip
+        }
 
     @property
     def docs_per_s(self) -> float:
@@ -180,16 +182,17 @@ def with_text_vectors(todo: DataFrame, existing: DataFrame, representation: Repr
     """Add `text_vector`: the stored embedding of the row's text under its text template
     and the same text encoder, when there is one (null otherwise)."""
     text_template = TEXT_TEMPLATE[representation.template_id]
-    stored = existing.filter(
-        (F.col("template_id") == text_template) & (F.col("model_id") == representation.text_model_id)
-    ).select("source", "item_id", F.col("doc_hash").alias("text_hash"), F.col("vector").alias("text_vector"))
+    stored = existing.filter((F.col("template_id") == text_template) & (F.col("model_id") == representation.text_model_id)).select(
+        "source", "item_id", F.col("doc_hash").alias("text_hash"), F.col("vector").alias("text_vector")
+    )
     # a text embedded on several days (it changed, then changed back) has one vector
     stored = stored.dropDuplicates(["source", "item_id", "text_hash"])
     return todo.join(stored, ["source", "item_id", "text_hash"], "left")
 
 
-def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True,
-              chunk_size: int = 4096, log=print) -> EmbedReport:  # fmt: skip
+def run_embed(
+    lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True, chunk_size: int = 4096, log=print
+) -> EmbedReport:
     """Embed the documents of the items of `as_of` (from silver.item_geo) that changed
     since the item's latest vector before the day (or have none).
 
@@ -215,7 +218,7 @@ def run_embed(lake: Lake, as_of: dt_.date | str, representation: Representation 
     todo = lake.checkpoint(todo, run)  # counted, then embedded: computed once
     try:
         n_items, n_todo = docs.count(), todo.count()
-        day_scope = (f"template_id = '{template_id}' AND model_id = '{model_id}' AND embedded_dt = DATE'{as_of.isoformat()}'")
+        day_scope = f"template_id = '{template_id}' AND model_id = '{model_id}' AND embedded_dt = DATE'{as_of.isoformat()}'"
         if lake.exists(silver.ITEM_EMBEDDINGS) and today.count() != kept.count():
             # rows of the day made from other inputs (a repair): the day keeps only what still holds
             lake.write(lake.checkpoint(kept, f"{run}-kept"), silver.ITEM_EMBEDDINGS, where=day_scope)

@@ -11,7 +11,8 @@ import datetime as dt_
 import time
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
 from geosid.geo.geometry import CellConfig, CellSystem
 from geosid.geo.sql import add_cells
@@ -49,10 +50,7 @@ def item_states(observations: DataFrame, first: dt_.date, last: dt_.date) -> Dat
     latest = F.struct("category", "brand", "price", "title", "tags", "content")
     known = observations.filter(F.col("dt") <= F.lit(last))
     # the days a state starts: `first` for every item known by then, and each later observation day
-    starts = (
-        known.select("source", "item_id", F.greatest(F.col("dt"), F.lit(first)).alias("state_dt"))
-        .distinct()
-    )
+    starts = known.select("source", "item_id", F.greatest(F.col("dt"), F.lit(first)).alias("state_dt")).distinct()
     states = (
         starts.join(known, ["source", "item_id"])
         .filter(F.col("dt") <= F.col("state_dt"))
@@ -124,9 +122,7 @@ def cell_activity(events: DataFrame, first: dt_.date, last: dt_.date, window_day
     window covers."""
     lo = first - dt_.timedelta(days=window_days - 1)
     recent = events.filter((F.col("dt") >= F.lit(lo)) & (F.col("dt") <= F.lit(last)))
-    reach = F.sequence(
-        F.greatest(F.col("dt"), F.lit(first)), F.least(F.date_add(F.col("dt"), window_days - 1), F.lit(last))
-    )
+    reach = F.sequence(F.greatest(F.col("dt"), F.lit(first)), F.least(F.date_add(F.col("dt"), window_days - 1), F.lit(last)))
     spread = recent.withColumn("_event_dt", F.col("dt")).withColumn("dt", F.explode(reach))
     today = F.col("_event_dt") == F.col("dt")
     return spread.groupBy("dt", "cell_id").agg(
@@ -143,36 +139,26 @@ def area_stats(cells: DataFrame, item_cells: DataFrame, k: int) -> DataFrame:
     """Per day and cell: the same statistics over its area (itself and its neighbours),
     from the full per-cell category / brand counts (not from the truncated top-k lists)."""
     area = cells.select("dt", "cell_id", F.explode(F.array_union(F.array("cell_id"), F.col("neighbour_ids"))).alias("member"))
-    members = area.join(
-        cells.select("dt", F.col("cell_id").alias("member"), "n_items", "events_window"), ["dt", "member"], "left"
-    )
+    members = area.join(cells.select("dt", F.col("cell_id").alias("member"), "n_items", "events_window"), ["dt", "member"], "left")
     totals = members.groupBy("dt", "cell_id").agg(
         F.coalesce(F.sum("n_items"), F.lit(0)).cast("long").alias("area_n_items"),
         F.coalesce(F.sum("events_window"), F.lit(0)).cast("long").alias("area_events_window"),
     )
     out = totals
     for value, name in (("category", "area_top_categories"), ("brand", "area_top_brands")):
-        counts = (
-            item_cells.filter(F.col(value).isNotNull())
-            .groupBy("dt", F.col("cell_id").alias("member"), value)
-            .agg(F.count(F.lit(1)).alias("n"))
-        )
+        counts = item_cells.filter(F.col(value).isNotNull()).groupBy("dt", F.col("cell_id").alias("member"), value).agg(F.count(F.lit(1)).alias("n"))
         summed = area.join(counts, ["dt", "member"]).groupBy("dt", "cell_id", value).agg(F.sum("n").alias("n"))
         out = out.join(top_k_of_counts(summed, ["dt", "cell_id"], value, "n", k, name), ["dt", "cell_id"], "left")
     return out
 
 
-def geo_cells(
-    items: DataFrame, events: DataFrame, cells: CellSystem, first: dt_.date, last: dt_.date, window_days: int, k: int
-) -> DataFrame:
+def geo_cells(items: DataFrame, events: DataFrame, cells: CellSystem, first: dt_.date, last: dt_.date, window_days: int, k: int) -> DataFrame:
     """Items by day (`item_states`, with cells) and events (with cells) -> silver.geo_cells
     rows for every day of [first, last] (one day: first == last)."""
     return with_area(cell_base(items, events, cells, first, last, window_days, k), items, k)
 
 
-def cell_base(
-    items: DataFrame, events: DataFrame, cells: CellSystem, first: dt_.date, last: dt_.date, window_days: int, k: int
-) -> DataFrame:
+def cell_base(items: DataFrame, events: DataFrame, cells: CellSystem, first: dt_.date, last: dt_.date, window_days: int, k: int) -> DataFrame:
     """geo_cells without the area columns: each cell's geometry, item statistics and
     activity per day (what `with_area` sums over each cell's neighbours)."""
     stats = cell_item_stats(items, k)
@@ -250,9 +236,7 @@ def item_geo(items: DataFrame, cells_df: DataFrame, cells: CellSystem, as_of: dt
     """Items as of the date (with cells) + geo_cells -> silver.item_geo rows."""
     context = cell_context(cells_df)
     own = items.join(
-        cells_df.select(
-            "cell_id", "neighbour_ids", "area_n_items", "area_top_categories", "area_top_brands", "area_events_window"
-        ),
+        cells_df.select("cell_id", "neighbour_ids", "area_n_items", "area_top_categories", "area_top_brands", "area_events_window"),
         "cell_id",
     ).join(context.withColumnRenamed("context", "cell"), "cell_id")
     # Neighbour contexts, in neighbour order; a cell with no items and no activity is
@@ -313,8 +297,14 @@ class GeoReport:
     first: dt_.date | None = None  # a range's first day (None: one day)
 
     def to_dict(self) -> dict:
-        return {"dt": self.dt.isoformat(), "first": (self.first or self.dt).isoformat(), "cells": self.cells, "items": self.items,
-                "table_versions": self.table_versions, "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "dt": self.dt.isoformat(),
+            "first": (self.first or self.dt).isoformat(),
+            "cells": self.cells,
+            "items": self.items,
+            "table_versions": self.table_versions,
+            "seconds": round(self.seconds, 2),
+        }
 
     def summary(self) -> str:
         span = f"{self.first} .. {self.dt}" if self.first and self.first != self.dt else f"{self.dt}"
@@ -327,9 +317,16 @@ def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), 
     return run_geo_range(lake, as_of, as_of, config, with_items=with_items)
 
 
-def run_geo_range(lake: Lake, first: dt_.date | str, last: dt_.date | str, config: GeoConfig = GeoConfig(),
-                  with_items: bool = False, block_days: int | None = None, item_days_per_job: int = 1_000_000,
-                  item_days: set | None = None) -> GeoReport:  # fmt: skip
+def run_geo_range(
+    lake: Lake,
+    first: dt_.date | str,
+    last: dt_.date | str,
+    config: GeoConfig = GeoConfig(),
+    with_items: bool = False,
+    block_days: int | None = None,
+    item_days_per_job: int = 1_000_000,
+    item_days: set | None = None,
+) -> GeoReport:
     """silver.geo_cells for every day of [first, last], one job per block of days (items
     as of each day, activity over each day's window: the same rows the daily job writes
     day by day), and with `with_items` silver.item_geo as of `last` (and as of each day of

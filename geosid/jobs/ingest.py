@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
 from geosid.errors import NotFoundError
 from geosid.lake import Lake, date_bounds, day_runs, days_between
@@ -130,9 +131,7 @@ def to_events(classified: DataFrame, dataset: str) -> DataFrame:
 
 
 def to_rejects(classified: DataFrame) -> DataFrame:
-    return classified.filter(F.col("reason").isNotNull()).select(
-        "source", "source_file", "line_no", "reason", "detail", "raw", "dt"
-    )
+    return classified.filter(F.col("reason").isNotNull()).select("source", "source_file", "line_no", "reason", "detail", "raw", "dt")
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,7 +239,9 @@ def pass_windows(landed: list[_Landed], first: dt_.date, last: dt_.date, max_lin
     return windows
 
 
-def arrived_runs(spec, path: str | Path, first: dt_.date, last: dt_.date, marker: str | None) -> tuple[list[tuple[dt_.date, dt_.date]], list[dt_.date]]:
+def arrived_runs(
+    spec, path: str | Path, first: dt_.date, last: dt_.date, marker: str | None
+) -> tuple[list[tuple[dt_.date, dt_.date]], list[dt_.date]]:
     """[first, last] cut into runs of consecutive days that have arrived, and the days that
     have not. A whole-history file holds every day of the range; a folder of drops holds
     a day when every feed's drop of it is complete (`landing.drop_days`)."""
@@ -294,8 +295,17 @@ def run_ingest(
     return report
 
 
-def _ingest_run(lake: Lake, spec, path: str | Path, first: dt_.date, last: dt_.date, progress: bool, max_lines_per_pass: int,
-                report: IngestReport, by_reason: dict[str, int]) -> None:  # fmt: skip
+def _ingest_run(
+    lake: Lake,
+    spec,
+    path: str | Path,
+    first: dt_.date,
+    last: dt_.date,
+    progress: bool,
+    max_lines_per_pass: int,
+    report: IngestReport,
+    by_reason: dict[str, int],
+) -> None:
     """Land the raw files of [first, last] (consecutive days that have arrived) and ingest
     them in passes of whole days."""
     run_dir = lake.root / "_work" / "ingest" / spec.name / f"{first}_{last}"
@@ -313,14 +323,16 @@ def _ingest_run(lake: Lake, spec, path: str | Path, first: dt_.date, last: dt_.d
         windows = pass_windows(landed, first, last, max_lines_per_pass)
         report.passes += len(windows)
         for window in windows:
-            _ingest_pass(lake, spec, window, [f for f in landed if f.drop_date is None or window[0] <= f.drop_date <= window[1]],
-                         report, by_reason, empty)  # fmt: skip
+            _ingest_pass(
+                lake, spec, window, [f for f in landed if f.drop_date is None or window[0] <= f.drop_date <= window[1]], report, by_reason, empty
+            )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _ingest_pass(lake: Lake, spec, window: tuple[dt_.date, dt_.date], landed: list[_Landed], report: IngestReport,
-                 by_reason: dict[str, int], empty: Path) -> None:  # fmt: skip
+def _ingest_pass(
+    lake: Lake, spec, window: tuple[dt_.date, dt_.date], landed: list[_Landed], report: IngestReport, by_reason: dict[str, int], empty: Path
+) -> None:
     """Classify the landed lines of one pass's days and replace those days in bronze."""
     spark = lake.spark
     first, last = window

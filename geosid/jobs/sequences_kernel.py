@@ -36,9 +36,23 @@ import pyarrow.compute as pc
 # is_target: whether a new event of a target action is a target (a protocol may keep an
 # event as history only, e.g. the first check-in of a session).
 INPUT_COLUMNS = (
-    "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
-    "disambiguation", "sid", "item_cell", "user_cell", "gmv", "is_new", "is_target",
-)  # fmt: skip
+    "source",
+    "user_id",
+    "event_id",
+    "request_id",
+    "event_ts",
+    "dt",
+    "action",
+    "item_id",
+    "codes",
+    "disambiguation",
+    "sid",
+    "item_cell",
+    "user_cell",
+    "gmv",
+    "is_new",
+    "is_target",
+)
 
 EPOCH = dt_.date(1970, 1, 1)
 
@@ -91,16 +105,12 @@ def _changed(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     out = np.ones(len(array), bool)
     if len(array) > 1:
-        out[1:] = pc.fill_null(pc.not_equal(array.slice(1), array.slice(0, len(array) - 1)), True).to_numpy(
-            zero_copy_only=False
-        )
+        out[1:] = pc.fill_null(pc.not_equal(array.slice(1), array.slice(0, len(array) - 1)), True).to_numpy(zero_copy_only=False)
     return out
 
 
 def _is_in(column, values: Sequence[str]) -> np.ndarray:
-    return pc.fill_null(pc.is_in(column, value_set=pa.array(list(values), pa.string())), False).to_numpy(
-        zero_copy_only=False
-    )
+    return pc.fill_null(pc.is_in(column, value_set=pa.array(list(values), pa.string())), False).to_numpy(zero_copy_only=False)
 
 
 class _Timeline:
@@ -191,8 +201,7 @@ class _BehaviorIndex:
     positions: np.ndarray
 
 
-def _targets(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex,
-             neighbours: Callable[[str], list[str]]) -> tuple[pa.Table, int]:  # fmt: skip
+def _targets(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex, neighbours: Callable[[str], list[str]]) -> tuple[pa.Table, int]:
     """The new target events with a location, their histories and request cells; and how
     many targets had no location."""
     table = timeline.table
@@ -214,9 +223,7 @@ def _targets(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex
         [table[c].combine_chunks() for c in ("item_id", "codes", "item_cell", "event_ts", "action")],
         names=["item_id", "codes", "cell_id", "event_ts", "action"],
     )
-    histories = _history_lists(
-        timeline, history_events, params.behaviors, behavior.masks, timeline.tie_start[located], timeline.user_start[located]
-    )
+    histories = _history_lists(timeline, history_events, params.behaviors, behavior.masks, timeline.tie_start[located], timeline.user_start[located])
     cache: dict[str, list[str]] = {}
     ring = []
     for cell in location.to_pylist():
@@ -239,10 +246,19 @@ def _targets(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex
 
 # target table column <- timeline column
 TARGET_COLUMNS = (
-    ("source", "source"), ("user_id", "user_id"), ("event_id", "event_id"), ("request_id", "request_id"),
-    ("target_ts", "event_ts"), ("target_action", "action"), ("target_item_id", "item_id"), ("target_codes", "codes"),
-    ("target_disambiguation", "disambiguation"), ("target_sid", "sid"), ("target_cell_id", "item_cell"), ("target_gmv", "gmv"),
-)  # fmt: skip
+    ("source", "source"),
+    ("user_id", "user_id"),
+    ("event_id", "event_id"),
+    ("request_id", "request_id"),
+    ("target_ts", "event_ts"),
+    ("target_action", "action"),
+    ("target_item_id", "item_id"),
+    ("target_codes", "codes"),
+    ("target_disambiguation", "disambiguation"),
+    ("target_sid", "sid"),
+    ("target_cell_id", "item_cell"),
+    ("target_gmv", "gmv"),
+)
 
 
 def _states(timeline: _Timeline, params: KernelParams, behavior: _BehaviorIndex) -> pa.Table | None:

@@ -7,7 +7,8 @@ and the corpus (with the checks that depend on the codebook version and cell sys
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.geo.geometry import cells_from_name
 from geosid.lake.dates import DateLike, DateRange, date_bounds
@@ -22,9 +23,7 @@ def reject_rates(events: DataFrame, rejects: DataFrame) -> DataFrame:
     accepted = events.groupBy("dt").agg(F.count(F.lit(1)).alias("n_events"))
     rejected = rejects.groupBy("dt").agg(F.count(F.lit(1)).alias("n_rejects"))
     joined = accepted.join(rejected, "dt", "full_outer").na.fill(0, ["n_events", "n_rejects"])
-    return joined.withColumn(
-        "reject_rate", F.col("n_rejects") / F.greatest(F.col("n_events") + F.col("n_rejects"), F.lit(1))
-    )
+    return joined.withColumn("reject_rate", F.col("n_rejects") / F.greatest(F.col("n_events") + F.col("n_rejects"), F.lit(1)))
 
 
 def validate_reject_rate(lake: Lake, dt: DateLike | DateRange, threshold: float) -> QualityResult:
@@ -93,7 +92,11 @@ def corpus_checks(level_sizes: tuple[int, ...], cell_system: str) -> tuple[Check
 
 
 def validate_corpus(
-    lake: Lake, dt: DateLike | DateRange, codebook_version: str, level_sizes: tuple[int, ...], cell_system: str,
+    lake: Lake,
+    dt: DateLike | DateRange,
+    codebook_version: str,
+    level_sizes: tuple[int, ...],
+    cell_system: str,
     protocol: str = "time",
 ) -> list[QualityResult]:
     """The corpus suites of a day or range under one codebook version and split protocol
@@ -103,9 +106,12 @@ def validate_corpus(
     scope = f"codebook_version = '{codebook_version}'"
     results = [
         validate_table(
-            lake, corpus.TRAINING_SEQUENCES, dt=(first, last), where=f"{scope} AND {protocol_predicate(protocol)}",
+            lake,
+            corpus.TRAINING_SEQUENCES,
+            dt=(first, last),
+            where=f"{scope} AND {protocol_predicate(protocol)}",
             extra_checks=corpus_checks(level_sizes, cell_system),
-        ),  # fmt: skip
+        ),
     ]
     if protocol == "time":
         days = f"dt >= DATE'{first.isoformat()}' AND dt <= DATE'{last.isoformat()}'"
@@ -120,8 +126,11 @@ def validate_corpus(
         )
         results.append(
             validate_table(
-                lake, corpus.CELL_CONTEXT, dt=(first, last), where=f"cell_system = '{cell_system}'",
+                lake,
+                corpus.CELL_CONTEXT,
+                dt=(first, last),
+                where=f"cell_system = '{cell_system}'",
                 extra_checks=(cells_valid,),
-            )  # fmt: skip
+            )
         )
     return results

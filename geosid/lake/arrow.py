@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, types as T
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
 
 from geosid.errors import SchemaMismatchError
 from geosid.schemas import TableSpec
@@ -57,10 +58,7 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
         if field.name not in actual:
             problems.append(f"column '{field.name}' is missing (expected {field.dataType.simpleString()})")
         elif actual[field.name].simpleString() != field.dataType.simpleString():
-            problems.append(
-                f"column '{field.name}' has type {actual[field.name].simpleString()}, "
-                f"table expects {field.dataType.simpleString()}"
-            )
+            problems.append(f"column '{field.name}' has type {actual[field.name].simpleString()}, table expects {field.dataType.simpleString()}")
     extra = [name for name in actual if name not in spec.columns]
     problems += [f"column '{name}' is not in the table's schema" for name in extra]
     if problems:

@@ -84,8 +84,14 @@ def _footer_stats(file: pq.ParquetFile, fields: list[pa.Field]) -> tuple[int, di
     for field in fields:
         kind = field.type
         j = columns.get(field.name)
-        if j is None or not (pa.types.is_string(kind) or pa.types.is_integer(kind) or pa.types.is_date32(kind)
-                             or pa.types.is_timestamp(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):  # fmt: skip
+        if j is None or not (
+            pa.types.is_string(kind)
+            or pa.types.is_integer(kind)
+            or pa.types.is_date32(kind)
+            or pa.types.is_timestamp(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_boolean(kind)
+        ):
             continue
         groups = [md.row_group(i).column(j).statistics for i in range(md.num_row_groups)]
         if any(s is None or not s.has_null_count for s in groups):
@@ -152,8 +158,9 @@ def _current_files(table) -> list[dict]:
     return out
 
 
-def commit_staged(table_path: str, staged: list[StagedFile], clauses: list[list[Atom]], partition_by: tuple[str, ...],
-                  predicate: str | None = None) -> bool:  # fmt: skip
+def commit_staged(
+    table_path: str, staged: list[StagedFile], clauses: list[list[Atom]], partition_by: tuple[str, ...], predicate: str | None = None
+) -> bool:
     """Replace the rows matching `clauses` (parsed from `predicate`, which the commit
     records as `geosid.predicate` in its history entry) with the staged files in one
     transaction. False (nothing changed) when a staged row may lie outside the predicate
@@ -180,10 +187,7 @@ def commit_staged(table_path: str, staged: list[StagedFile], clauses: list[list[
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(f.path, target)  # same filesystem: a rename, not a copy
         actions.append(AddAction(relative.as_posix(), target.stat().st_size, f.partition_values, now, True, f.stats))
-    actions += [
-        RemoveAction(r["path"], True, now, size=r["size"], partition_values=r["partition_values"]) for r in removed
-    ]
+    actions += [RemoveAction(r["path"], True, now, size=r["size"], partition_values=r["partition_values"]) for r in removed]
     recorded = CommitProperties(custom_metadata={"geosid.operation": "replace", "geosid.predicate": predicate or "true"})
-    table.create_write_transaction(actions, mode="append", schema=table.schema(), partition_by=list(partition_by) or None,
-                                   commit_properties=recorded)  # fmt: skip
+    table.create_write_transaction(actions, mode="append", schema=table.schema(), partition_by=list(partition_by) or None, commit_properties=recorded)
     return True

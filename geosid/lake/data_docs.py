@@ -101,14 +101,22 @@ def write_index(lake_root: Path, newest: int = 300) -> Path:
     for path in results[:newest]:
         result = json.loads(path.read_text())
         passed = sum(1 for c in result["checks"] if c["success"])
-        rows.append({"table": result["table"], "days": f"{result['first']} .. {result['last']}" if result["first"] else "whole table",
-                     "outcome": "PASS" if result["success"] else "FAIL", "checks": f"{passed}/{len(result['checks'])}",
-                     "rows": result["rows"], "failed": "; ".join(c["check"] for c in result["checks"] if not c["success"]),
-                     "_href": result.get("docs")})  # fmt: skip
+        rows.append(
+            {
+                "table": result["table"],
+                "days": f"{result['first']} .. {result['last']}" if result["first"] else "whole table",
+                "outcome": "PASS" if result["success"] else "FAIL",
+                "checks": f"{passed}/{len(result['checks'])}",
+                "rows": result["rows"],
+                "failed": "; ".join(c["check"] for c in result["checks"] if not c["success"]),
+                "_href": result.get("docs"),
+            }
+        )
     failed = sum(r["outcome"] == "FAIL" for r in rows)
     shown = f"the newest {len(rows):,} of {len(results):,}" if len(results) > len(rows) else f"{len(rows):,}"
-    body = (f"<p>{shown} validation result(s), {failed:,} of them failed; each page is great-expectations' own rendering.</p>"
-            + table(rows, ["table", "days", "outcome", "checks", "rows", "failed"], links={"outcome": lambda r: r["_href"]}, test_id="validations"))  # fmt: skip
+    body = f"<p>{shown} validation result(s), {failed:,} of them failed; each page is great-expectations' own rendering.</p>" + table(
+        rows, ["table", "days", "outcome", "checks", "rows", "failed"], links={"outcome": lambda r: r["_href"]}, test_id="validations"
+    )
     path = docs_root(root) / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, page(f"Data Docs: {root}", body))

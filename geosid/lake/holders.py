@@ -85,8 +85,7 @@ class Holder:
         return _now() - self.heartbeat > timeout_s
 
     def describe(self) -> str:
-        return (f"{self.step!r} (pid {self.pid} on {self.host}, since {iso(self.since)}, "
-                f"heartbeat {max(0.0, _now() - self.heartbeat):.0f}s ago)")  # fmt: skip
+        return f"{self.step!r} (pid {self.pid} on {self.host}, since {iso(self.since)}, heartbeat {max(0.0, _now() - self.heartbeat):.0f}s ago)"
 
 
 def read_json(path: Path) -> dict | None:
@@ -128,6 +127,7 @@ def latest_version(table_path: str | Path) -> int | None:
         return None
     versions = [int(m.group(1)) for n in names if (m := _COMMIT.match(n))]
     return max(versions) if versions else None
+
 
 class Heartbeat:
     """A daemon thread calling `beat` every `every_s` until stopped; `beat` returning False

@@ -37,8 +37,9 @@ def cell(value) -> str:
     return str(value)
 
 
-def table(rows: Iterable[dict], columns: Sequence[str], headers: Sequence[str] | None = None, links: dict | None = None,
-          test_id: str | None = None) -> str:  # fmt: skip
+def table(
+    rows: Iterable[dict], columns: Sequence[str], headers: Sequence[str] | None = None, links: dict | None = None, test_id: str | None = None
+) -> str:
     """An HTML table of `rows` (dicts) over `columns`; `links` maps a column to a function of
     the row giving an href for that cell. Text columns align left."""
     links = links or {}
@@ -71,5 +72,7 @@ def figure(fig, alt: str) -> str:
 
 def page(title: str, body: str, nav: Sequence[tuple[str, str]] = ()) -> str:
     links = "".join(f'<a href="{esc(href)}">{esc(label)}</a>' for label, href in nav)
-    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body><nav>{links}</nav><h1>{esc(title)}</h1>{body}</body></html>\n")  # fmt: skip
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{STYLE}</style></head><body><nav>{links}</nav><h1>{esc(title)}</h1>{body}</body></html>\n"
+    )

@@ -97,8 +97,12 @@ class InputChange:
         return f"input days of {self.source}: " + ", ".join(parts) + changed
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "new": [d.isoformat() for d in self.new], "changed": [d.isoformat() for d in self.changed],
-                "unchanged": len(self.unchanged)}  # fmt: skip
+        return {
+            "source": self.source,
+            "new": [d.isoformat() for d in self.new],
+            "changed": [d.isoformat() for d in self.changed],
+            "unchanged": len(self.unchanged),
+        }
 
 
 def _write_input_days(lake: Lake, source: str, rows: list[dict]) -> None:
@@ -111,8 +115,15 @@ def _arrow(data_type) -> pa.DataType:
     return spark_type_to_arrow(data_type)
 
 
-def record_inputs(lake: Lake, source: str, feeds: Sequence[str], days: Sequence[dt_.date], files: dict | None = None,
-                  status: str = "complete", note: str | None = None) -> InputChange:  # fmt: skip
+def record_inputs(
+    lake: Lake,
+    source: str,
+    feeds: Sequence[str],
+    days: Sequence[dt_.date],
+    files: dict | None = None,
+    status: str = "complete",
+    note: str | None = None,
+) -> InputChange:
     """Record the ingested (or closed) `days` of `source` with the digest of their bronze
     events and items; `files` maps a day to its delivery's fingerprint (drops)."""
     change = InputChange(source)
@@ -142,10 +153,21 @@ def record_inputs(lake: Lake, source: str, feeds: Sequence[str], days: Sequence[
         else:
             change.unchanged.append(day)
             changed_at = previous["changed_at"].to_pydatetime() if hasattr(previous["changed_at"], "to_pydatetime") else previous["changed_at"]
-        rows.append({
-            "source": source, "dt": day, "status": status, "digest": digest, "events": n_events, "items": n_items,
-            "rejects": rejects[day], "files": (files or {}).get(day), "note": note, "ingested_at": now, "changed_at": changed_at,
-        })  # fmt: skip
+        rows.append(
+            {
+                "source": source,
+                "dt": day,
+                "status": status,
+                "digest": digest,
+                "events": n_events,
+                "items": n_items,
+                "rejects": rejects[day],
+                "files": (files or {}).get(day),
+                "note": note,
+                "ingested_at": now,
+                "changed_at": changed_at,
+            }
+        )
     _write_input_days(lake, source, rows)
     return change
 
@@ -201,9 +223,17 @@ def builds(lake: Lake) -> pd.DataFrame:
     return _read(lake, ops.BUILDS)
 
 
-def record_builds(lake: Lake, table: str, scope: str, days: Iterable[dt_.date], params: dict, mode: str = "day",
-                  codebook_version: str | None = None, continued_from: dict | None = None,
-                  inputs: InputChain | None = None) -> None:  # fmt: skip
+def record_builds(
+    lake: Lake,
+    table: str,
+    scope: str,
+    days: Iterable[dt_.date],
+    params: dict,
+    mode: str = "day",
+    codebook_version: str | None = None,
+    continued_from: dict | None = None,
+    inputs: InputChain | None = None,
+) -> None:
     """Record that `table` was built for `days` under `scope` from the inputs the lake holds
     now (`continued_from`: a day -> the state checkpoint it continued from)."""
     if mode not in ops.BUILD_MODES:
@@ -215,10 +245,19 @@ def record_builds(lake: Lake, table: str, scope: str, days: Iterable[dt_.date], 
     now = _now()
     text = json.dumps(params, sort_keys=True, default=str)
     rows = [
-        {"table_name": table, "scope": scope, "dt": day, "inputs": inputs.at(day), "codebook_version": codebook_version,
-         "continued_from": (continued_from or {}).get(day), "params": text, "mode": mode, "built_at": now}
+        {
+            "table_name": table,
+            "scope": scope,
+            "dt": day,
+            "inputs": inputs.at(day),
+            "codebook_version": codebook_version,
+            "continued_from": (continued_from or {}).get(day),
+            "params": text,
+            "mode": mode,
+            "built_at": now,
+        }
         for day in days
-    ]  # fmt: skip
+    ]
     data = pa.Table.from_pylist(rows, schema=pa.schema([(f.name, _arrow(f.dataType)) for f in ops.BUILDS.schema.fields]))
     where = f"table_name = {_quote(table)} AND scope = {_quote(scope)} AND {days_predicate(days)}"
     lake.write_arrow(data, ops.BUILDS, where=where)
@@ -313,13 +352,15 @@ def source_inputs(inputs: pd.DataFrame) -> list[SourceInputs]:
         known = set(group.dt)
         first, last = min(known), max(known)
         span = [first + dt_.timedelta(days=k) for k in range((last - first).days + 1)]
-        sources.append(SourceInputs(
-            source,
-            complete=sorted(group[group.status == "complete"].dt),
-            closed=sorted(group[group.status == "closed"].dt),
-            empty=sorted(group[(group.status == "complete") & (group.digest == EMPTY_DIGEST)].dt),
-            waiting=[d for d in span if d not in known],
-        ))  # fmt: skip
+        sources.append(
+            SourceInputs(
+                source,
+                complete=sorted(group[group.status == "complete"].dt),
+                closed=sorted(group[group.status == "closed"].dt),
+                empty=sorted(group[(group.status == "complete") & (group.digest == EMPTY_DIGEST)].dt),
+                waiting=[d for d in span if d not in known],
+            )
+        )
     return sources
 
 
@@ -350,9 +391,10 @@ def lake_state(lake: Lake) -> LakeState:
         if daily:
             built = set(group.dt)
             state.missing = [
-                daily[0] + dt_.timedelta(days=k) for k in range((daily[-1] - daily[0]).days)
+                daily[0] + dt_.timedelta(days=k)
+                for k in range((daily[-1] - daily[0]).days)
                 if daily[0] + dt_.timedelta(days=k) not in built and daily[0] + dt_.timedelta(days=k) in arrived
-            ]  # fmt: skip
+            ]
         latest = group.iloc[-1]
         state.latest_params = json.loads(latest["params"])
         state.codebook_version = latest["codebook_version"]

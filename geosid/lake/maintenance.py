@@ -74,7 +74,11 @@ class TableMaintenance:
 
     def summary(self) -> str:
         b, a = self.before, self.after
-        kept = f", kept {self.kept_for_snapshots} for pinned snapshots (v{', v'.join(map(str, self.pinned_versions))})" if self.kept_for_snapshots else ""
+        kept = (
+            f", kept {self.kept_for_snapshots} for pinned snapshots (v{', v'.join(map(str, self.pinned_versions))})"
+            if self.kept_for_snapshots
+            else ""
+        )
         return (
             f"{self.table:<27} files {b.data_files:>6,} -> {a.data_files:>6,}  bytes {b.bytes / 1e6:>9.2f} MB -> {a.bytes / 1e6:>9.2f} MB  "
             f"(compacted {self.compacted_removed} into {self.compacted_added}, vacuumed {self.vacuumed}{kept}; "
@@ -83,17 +87,32 @@ class TableMaintenance:
 
     def to_dict(self) -> dict:
         return {
-            "table": self.table, "files_before": self.before.data_files, "files_after": self.after.data_files,
-            "bytes_before": self.before.bytes, "bytes_after": self.after.bytes, "compacted_removed": self.compacted_removed,
-            "compacted_added": self.compacted_added, "vacuumed": self.vacuumed, "kept_for_snapshots": self.kept_for_snapshots,
-            "log_files_before": self.before.log_files, "log_files_after": self.after.log_files, "log_removed": self.log_removed,
+            "table": self.table,
+            "files_before": self.before.data_files,
+            "files_after": self.after.data_files,
+            "bytes_before": self.before.bytes,
+            "bytes_after": self.after.bytes,
+            "compacted_removed": self.compacted_removed,
+            "compacted_added": self.compacted_added,
+            "vacuumed": self.vacuumed,
+            "kept_for_snapshots": self.kept_for_snapshots,
+            "log_files_before": self.before.log_files,
+            "log_files_after": self.after.log_files,
+            "log_removed": self.log_removed,
             "seconds": round(self.seconds, 2),
-        }  # fmt: skip
+        }
 
 
-def maintain_table(name: str, path: str | Path, retention_hours: float, log_retention_hours: float,
-                   pinned_versions: list[int] = (), force: bool = False, compact: bool = True,
-                   protect: Callable[[], Iterable[int]] | None = None) -> TableMaintenance:  # fmt: skip
+def maintain_table(
+    name: str,
+    path: str | Path,
+    retention_hours: float,
+    log_retention_hours: float,
+    pinned_versions: list[int] = (),
+    force: bool = False,
+    compact: bool = True,
+    protect: Callable[[], Iterable[int]] | None = None,
+) -> TableMaintenance:
     """Compact, vacuum (keeping what `pinned_versions` need unless `force`), checkpoint and
     trim the log of one Delta table (see the module's doc). `protect`, called after the
     compaction, gives the versions live readers need (kept whatever `force` says)."""

@@ -15,7 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.lake.data_docs import write_index, write_validation_page
 from geosid.lake.dates import DateLike, DateRange, date_bounds
@@ -60,6 +61,7 @@ class _Gx:
 
     def __init__(self):
         import great_expectations as gx  # lazy: heavy (seconds to import): only validation steps need it
+
         # lazy: heavy (seconds to import): only validation steps need it
         from great_expectations.data_context.types.base import ProgressBarsConfig
 

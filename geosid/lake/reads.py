@@ -83,8 +83,11 @@ class EngineReads:
             for column, value in zip(spec.partition_by, values):
                 df = df.withColumn(column, F.lit(value).cast(fields[column].dataType))
             present = set(df.columns)
-            parts.append(df.select(*[F.col(f.name).cast(f.dataType) if f.name in present else F.lit(None).cast(f.dataType).alias(f.name)
-                                     for f in spec.schema.fields]))  # fmt: skip
+            parts.append(
+                df.select(
+                    *[F.col(f.name).cast(f.dataType) if f.name in present else F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields]
+                )
+            )
         if not parts:
             return spark.createDataFrame([], spec.schema)
         return functools.reduce(DataFrame.unionByName, parts)

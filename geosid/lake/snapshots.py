@@ -47,9 +47,12 @@ class PinnedFiles:
                 expression = expression & (pc.field(column) == typed if value is not None else pc.field(column).is_null())
             expressions.append(expression)
         return pads.FileSystemDataset.from_paths(
-            [f"{root}/{p}" for p in self.paths], schema=self.schema, format=pads.ParquetFileFormat(),
-            filesystem=filesystem, partitions=expressions,
-        )  # fmt: skip
+            [f"{root}/{p}" for p in self.paths],
+            schema=self.schema,
+            format=pads.ParquetFileFormat(),
+            filesystem=filesystem,
+            partitions=expressions,
+        )
 
 
 class TableSnapshots:
@@ -73,8 +76,14 @@ class TableSnapshots:
         pinned = self.version_to_read(table)
         return pinned if pinned is not None else DeltaTable(self.path(table)).version()
 
-    def digest(self, table: str | TableSpec, dt: DateLike | DateRange | None = None, where: str | None = None,
-               table_version: int | None = None, content: bool = False) -> tuple[int, str]:  # fmt: skip
+    def digest(
+        self,
+        table: str | TableSpec,
+        dt: DateLike | DateRange | None = None,
+        where: str | None = None,
+        table_version: int | None = None,
+        content: bool = False,
+    ) -> tuple[int, str]:
         """(rows, content digest) of a table's rows (a day or range, `where` a SQL filter
         on the engine): equal digests, equal content, whatever the file layout or row
         order. `content`: without the volatile columns (when and at which table versions
@@ -99,8 +108,9 @@ class TableSnapshots:
             data = self.to_arrow(spec, version=table_version).select(columns)
         return data.num_rows, table_digest(data)
 
-    def day_digests(self, table: str | TableSpec, days: Sequence[dt_.date], equals: dict[str, str] | None = None,
-                    exclude: Sequence[str] = ()) -> dict[dt_.date, tuple[int, str]]:  # fmt: skip
+    def day_digests(
+        self, table: str | TableSpec, days: Sequence[dt_.date], equals: dict[str, str] | None = None, exclude: Sequence[str] = ()
+    ) -> dict[dt_.date, tuple[int, str]]:
         """Per day of a dt-partitioned table: (rows, digest of their content) of the rows
         whose columns equal `equals` (e.g. one source), without the `exclude` columns
         (lineage such as file and line). Order-free (a sum of 128-bit row hashes), read by

@@ -60,7 +60,6 @@ def sweep_dead_stages(folder: Path) -> list[Path]:
     return removed
 
 
-
 class Lake(EngineReads, TableSnapshots):
     """Delta tables of the registry under `root`, read and written through `spark`."""
 
@@ -256,9 +255,9 @@ class Lake(EngineReads, TableSnapshots):
 
         target = spec_arrow_schema(spec)
         files = sorted(str(p) for p in stage.rglob("*.parquet")) if stage.exists() else []
-        partitioning = pads.HivePartitioning(
-            pa.schema([target.field(c) for c in spec.partition_by]), null_fallback=HIVE_NULL
-        ) if spec.partition_by else None  # fmt: skip
+        partitioning = (
+            pads.HivePartitioning(pa.schema([target.field(c) for c in spec.partition_by]), null_fallback=HIVE_NULL) if spec.partition_by else None
+        )
         dataset = pads.dataset(files, format="parquet", partitioning=partitioning, partition_base_dir=str(stage)) if files else None
         batches = (
             pa.Table.from_batches([batch]).select(target.names).cast(target).to_batches()[0]
@@ -280,14 +279,15 @@ class Lake(EngineReads, TableSnapshots):
                 if files is not None and commit_staged(self.path(spec), files, clauses, spec.partition_by, predicate):
                     return
                 write_deltalake(
-                    self.path(spec), self._stage_reader(stage, spec), mode="overwrite",
-                    partition_by=list(spec.partition_by) or None, **options,
-                )  # fmt: skip
+                    self.path(spec),
+                    self._stage_reader(stage, spec),
+                    mode="overwrite",
+                    partition_by=list(spec.partition_by) or None,
+                    **options,
+                )
         except Exception as exc:
             if "failed validation check" in str(exc):
-                raise InvalidRequestError(
-                    f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed"
-                ) from exc
+                raise InvalidRequestError(f"write to {spec.name}: rows outside the replaced rows ({predicate}); nothing was committed") from exc
             raise
 
     def _predicate(self, spec: TableSpec, dt, where: str | None) -> str | None:
@@ -322,8 +322,7 @@ class Lake(EngineReads, TableSnapshots):
             if sum(pq.ParquetFile(p).metadata.num_rows for p in stage.rglob("*.parquet")):
                 # the staged rows stream into the merge (batch by batch, spilling past memory)
                 source = self._stage_reader(stage, spec)
-                merger = DeltaTable(self.path(spec)).merge(source=source, predicate=on, source_alias="s", target_alias="t",
-                                                           streamed_exec=True)  # fmt: skip
+                merger = DeltaTable(self.path(spec)).merge(source=source, predicate=on, source_alias="s", target_alias="t", streamed_exec=True)
                 if not insert_only:
                     merger = merger.when_matched_update_all()
                 merger.when_not_matched_insert_all().execute()

@@ -28,8 +28,18 @@ from geosid.pipeline.corpus import (
     split_config,
     validate_corpus,
 )
-from geosid.pipeline.daily_run import BuildReport, DailyReport, build_day, build_with_catch_up, catch_up, close_day, daily, drop_arrived, ingest_arrivals
-from geosid.pipeline.deployment import POOL, SetupReport, airflow_setup, airflow_task, deployment_lake, drop_wait, task_defaults
+from geosid.pipeline.daily_run import (
+    BuildReport,
+    DailyReport,
+    build_day,
+    build_with_catch_up,
+    catch_up,
+    close_day,
+    daily,
+    drop_arrived,
+    ingest_arrivals,
+)
+from geosid.pipeline.deployment import POOL, SetupReport, airflow_setup, airflow_task, dags_folder, deployment_lake, drop_wait, task_defaults
 from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.index import (
     IndexOutcome,
@@ -44,9 +54,9 @@ from geosid.pipeline.index import (
     sid_report,
 )
 from geosid.pipeline.lake_ops import TableInfo, format_tables, history, sql, synth, tables
-from geosid.pipeline.report_site import SiteReport, build_report
 from geosid.pipeline.maintenance import MaintenanceReport, maintain
 from geosid.pipeline.repairs import RepairReport, repair
+from geosid.pipeline.report_site import SiteReport, build_report
 from geosid.pipeline.silver import embed, geo, validate_silver
 from geosid.pipeline.staleness import StatusReport, status
 from geosid.quantization.base import TOKENIZERS
@@ -67,12 +77,18 @@ def train_config(**options) -> TrainConfig:
 # build a corpus): they load on first use, so a DAG file parsed by the scheduler, or a
 # CLI command that does not train, never pays for them. The one lazy door of the package.
 _TRAINING_STEPS = {
-    "pretrain": "geosid.pipeline.train", "dpo": "geosid.pipeline.train", "evaluate": "geosid.pipeline.train",
-    "train_with_control": "geosid.pipeline.train", "TrainOutcome": "geosid.pipeline.train",
-    "benchmark": "geosid.pipeline.benchmark_run", "BenchmarkReport": "geosid.pipeline.benchmark_run",
-    "dpo_sweep": "geosid.pipeline.sweep_run", "SweepReport": "geosid.pipeline.sweep_run",
-    "demo": "geosid.pipeline.demo_run", "DemoReport": "geosid.pipeline.demo_run",
-}  # fmt: skip
+    "pretrain": "geosid.pipeline.train",
+    "dpo": "geosid.pipeline.train",
+    "evaluate": "geosid.pipeline.train",
+    "train_with_control": "geosid.pipeline.train",
+    "TrainOutcome": "geosid.pipeline.train",
+    "benchmark": "geosid.pipeline.benchmark_run",
+    "BenchmarkReport": "geosid.pipeline.benchmark_run",
+    "dpo_sweep": "geosid.pipeline.sweep_run",
+    "SweepReport": "geosid.pipeline.sweep_run",
+    "demo": "geosid.pipeline.demo_run",
+    "DemoReport": "geosid.pipeline.demo_run",
+}
 
 
 def __getattr__(name: str):
@@ -82,14 +98,89 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BENCHMARK_PROTOCOLS", "MODEL_KINDS", "PROTOCOLS", "SIZE_NAMES", "TEMPLATES", "TOKENIZER_KINDS", "TRAIN_DEFAULTS",
-    "TRAIN_FIELDS", "POOL", "SetupReport", "airflow_setup", "airflow_task", "deployment_lake", "drop_wait", "task_defaults", "CodebookSpec", "Context", "InvalidRequestError", "Settings", "engine_errors", "user_errors", "CorpusOutcome", "DailyReport", "FitReport", "GateReport", "Gates",
-    "IndexOutcome", "IngestOutcome", "MaintenanceReport", "RepairReport", "SkippedStep", "SplitConfig", "StatusReport",
-    "SiteReport", "TableInfo", "TrainConfig", "WorldConfig", "assign_day", "backfill", "BuildReport", "build_day", "build_with_catch_up", "build_report", "build_index", "catch_up",
-    "cell_context", "close_day", "context_snapshots", "corpus_build", "corpus_day", "daily", "days_between",
-    "drop_arrived", "embed", "fit_codebook", "format_tables", "gate_outcome", "geo", "grid_point", "history", "ingest",
-    "ingest_arrivals", "list_codebooks", "maintain", "open_context", "parse_codes", "publish_codebook",
-    "rebuild_corpus", "repair", "sid_compare", "sid_report", "source_days", "source_names", "split_config", "sql",
-    "status", "synth", "tables", "train_config", "use", "validate_bronze", "validate_corpus", "validate_silver",
+    "BENCHMARK_PROTOCOLS",
+    "MODEL_KINDS",
+    "PROTOCOLS",
+    "SIZE_NAMES",
+    "TEMPLATES",
+    "TOKENIZER_KINDS",
+    "TRAIN_DEFAULTS",
+    "TRAIN_FIELDS",
+    "POOL",
+    "SetupReport",
+    "airflow_setup",
+    "airflow_task",
+    "dags_folder",
+    "deployment_lake",
+    "drop_wait",
+    "task_defaults",
+    "CodebookSpec",
+    "Context",
+    "InvalidRequestError",
+    "Settings",
+    "engine_errors",
+    "user_errors",
+    "CorpusOutcome",
+    "DailyReport",
+    "FitReport",
+    "GateReport",
+    "Gates",
+    "IndexOutcome",
+    "IngestOutcome",
+    "MaintenanceReport",
+    "RepairReport",
+    "SkippedStep",
+    "SplitConfig",
+    "StatusReport",
+    "SiteReport",
+    "TableInfo",
+    "TrainConfig",
+    "WorldConfig",
+    "assign_day",
+    "backfill",
+    "BuildReport",
+    "build_day",
+    "build_with_catch_up",
+    "build_report",
+    "build_index",
+    "catch_up",
+    "cell_context",
+    "close_day",
+    "context_snapshots",
+    "corpus_build",
+    "corpus_day",
+    "daily",
+    "days_between",
+    "drop_arrived",
+    "embed",
+    "fit_codebook",
+    "format_tables",
+    "gate_outcome",
+    "geo",
+    "grid_point",
+    "history",
+    "ingest",
+    "ingest_arrivals",
+    "list_codebooks",
+    "maintain",
+    "open_context",
+    "parse_codes",
+    "publish_codebook",
+    "rebuild_corpus",
+    "repair",
+    "sid_compare",
+    "sid_report",
+    "source_days",
+    "source_names",
+    "split_config",
+    "sql",
+    "status",
+    "synth",
+    "tables",
+    "train_config",
+    "use",
+    "validate_bronze",
+    "validate_corpus",
+    "validate_silver",
     *_TRAINING_STEPS,
-]  # fmt: skip
+]

@@ -84,15 +84,23 @@ ABLATIONS = (
     Method("OneLoc w/o geo-aware SIDs", "oneloc", "text", (), False),
 )
 # Our additions to the paper's model, switched off (`--paper-decoder`: one more run).
-PAPER_DECODER = Method("OneLoc as in the paper (no copy head, time, repeat or routine features, candidates)", "oneloc", "geo",
-                       (("copy_head", False), ("time_features", False), ("repeat_features", False), ("routine_features", False),
-                        ("candidates", False)), False)  # fmt: skip
+PAPER_DECODER = Method(
+    "OneLoc as in the paper (no copy head, time, repeat or routine features, candidates)",
+    "oneloc",
+    "geo",
+    (("copy_head", False), ("time_features", False), ("repeat_features", False), ("routine_features", False), ("candidates", False)),
+    False,
+)
 # The grid every learned model gets: its defaults, then one change at a time.
 GRID: tuple[dict, ...] = ({}, {"lr": 3e-3}, {"dropout": 0.3}, {"size": "small"})
 BASELINE_ROWS = (
-    ("most popular", "most_popular"), ("nearest popular", "nearest_popular"), ("repeat", "repeat"),
-    ("recent", "recent"), ("Markov (train transitions)", "markov"), ("Markov (user's own)", "markov_user"),
-)  # fmt: skip
+    ("most popular", "most_popular"),
+    ("nearest popular", "nearest_popular"),
+    ("repeat", "repeat"),
+    ("recent", "recent"),
+    ("Markov (train transitions)", "markov"),
+    ("Markov (user's own)", "markov_user"),
+)
 
 
 def setting_name(setting: dict) -> str:
@@ -140,9 +148,16 @@ def _prepare(ctx: Context, protocol: str, source: str, report: BenchmarkReport, 
 
 
 def _result(record: RunRecord, minutes: float, method: Method, setting: dict) -> dict:
-    return {"eval": record.metrics["eval"], "minutes": minutes, "run_id": record.run_id, "model": method.model,
-            "epochs": len(record.metrics.get("epochs", [])), "best_epoch": record.metrics.get("best_epoch"),
-            "valid": record.metrics.get("best_valid"), "setting": setting_name(setting)}  # fmt: skip
+    return {
+        "eval": record.metrics["eval"],
+        "minutes": minutes,
+        "run_id": record.run_id,
+        "model": method.model,
+        "epochs": len(record.metrics.get("epochs", [])),
+        "best_epoch": record.metrics.get("best_epoch"),
+        "valid": record.metrics.get("best_valid"),
+        "setting": setting_name(setting),
+    }
 
 
 def _metrics(result: dict) -> dict:
@@ -150,9 +165,19 @@ def _metrics(result: dict) -> dict:
     return result["eval"][result["model"] if result["model"] in ("sasrec", "gru") else "oneloc"]
 
 
-def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str = "tiny", epochs: int = 30,
-              max_minutes: float = 20.0, ablations: bool = True, paper_decoder: bool = False, grid: tuple[dict, ...] = GRID,
-              seeds: int = 3, *, ctx: Context) -> BenchmarkReport:  # fmt: skip
+def benchmark(
+    protocol: str = "user_chrono",
+    source: str = "tsmc2014",
+    size: str = "tiny",
+    epochs: int = 30,
+    max_minutes: float = 20.0,
+    ablations: bool = True,
+    paper_decoder: bool = False,
+    grid: tuple[dict, ...] = GRID,
+    seeds: int = 3,
+    *,
+    ctx: Context,
+) -> BenchmarkReport:
     """Build the protocol's corpora, tune, train and score every method (see the module
     doc). `max_minutes` is each run's training budget (epochs stop early on valid anyway);
     `grid` the settings every learned model is tried at (`({},)`: defaults only); `seeds`
@@ -160,8 +185,9 @@ def benchmark(protocol: str = "user_chrono", source: str = "tsmc2014", size: str
     without `ablations` no DPO and no ablations."""
 
     report = BenchmarkReport(protocol)
-    base = TrainConfig.from_options(size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3,
-                        eval_limit=None, batch_size=256)  # fmt: skip
+    base = TrainConfig.from_options(
+        size=size, epochs=epochs, max_minutes=max_minutes, protocol=protocol, max_history=50, patience=3, eval_limit=None, batch_size=256
+    )
     for setting in grid:  # a bad grid point fails now, not after an hour of training
         METHODS[0].config(base, setting)
     versions = _prepare(ctx, protocol, source, report, base)
@@ -211,8 +237,13 @@ class _Bench:
         points = [(setting, self.train(method, setting)) for setting in grid]
         setting, best = max(points, key=lambda p: p[1]["valid"] if p[1]["valid"] is not None else float("-inf"))
         for point_setting, result in points:
-            self.report.grid.append({"method": method.label, **{k: result[k] for k in ("setting", "valid", "epochs", "best_epoch", "minutes", "run_id")},
-                                     "chosen": point_setting == setting})  # fmt: skip
+            self.report.grid.append(
+                {
+                    "method": method.label,
+                    **{k: result[k] for k in ("setting", "valid", "epochs", "best_epoch", "minutes", "run_id")},
+                    "chosen": point_setting == setting,
+                }
+            )
         self.results[method.label] = best
         self.publish()
         return setting
@@ -235,8 +266,13 @@ class _Bench:
                 record = _finished(self.ctx.lake.root, dpo_run, dpo_cfg, self.versions["geo"], parent=main.run_id)
                 if record is None:
                     record = run_dpo(self.ctx.lake.root, main.run_id, cfg=dpo_cfg, log=self.ctx.log, run_id=dpo_run)
-            self.results[label] = {"eval": record.metrics["eval"], "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
-                                   "run_id": record.run_id, "model": "oneloc", "setting": setting_name(setting)}  # fmt: skip
+            self.results[label] = {
+                "eval": record.metrics["eval"],
+                "minutes": round((record.seconds or time.perf_counter() - started) / 60, 1),
+                "run_id": record.run_id,
+                "model": "oneloc",
+                "setting": setting_name(setting),
+            }
             self.publish()
 
     def publish(self) -> None:
@@ -244,7 +280,9 @@ class _Bench:
         report, results = self.report, self.results
         report.rows = [{"method": label, **report.rules[key]} for label, key in BASELINE_ROWS]
         for label, result in results.items():
-            report.rows.append({"method": label, **_metrics(result), **{k: result.get(k) for k in ("minutes", "run_id", "epochs", "best_epoch", "setting")}})
+            report.rows.append(
+                {"method": label, **_metrics(result), **{k: result.get(k) for k in ("minutes", "run_id", "epochs", "best_epoch", "setting")}}
+            )
         report.markdown = render(report)
         (self.out / "results.md").write_text(report.markdown + "\n")
         payload = {"stats": report.stats, "rows": report.rows, "grid": report.grid, "seeds": report.seeds}
@@ -267,7 +305,10 @@ def _finished(root, run_id: str, cfg, codebook_version: str, parent: str | None 
     wanted, recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), record.train_config
     defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)()), default=str))
     same_config = all(recorded.get(k, defaults[k]) == v for k, v in wanted.items()) and set(recorded) <= set(wanted)
-    same = (same_config and switches <= set(record.model_config)
-            and record.codebook_version == codebook_version
-            and (parent is None or record.parent == parent))  # fmt: skip
+    same = (
+        same_config
+        and switches <= set(record.model_config)
+        and record.codebook_version == codebook_version
+        and (parent is None or record.parent == parent)
+    )
     return record if same and record.evaluated else None

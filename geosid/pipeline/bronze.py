@@ -28,8 +28,12 @@ class IngestOutcome:
         return self.gate is None or self.gate.passed
 
     def to_dict(self) -> dict:
-        return {**self.report.to_dict(), "path": str(self.path), "gate": self.gate.to_dict() if self.gate else None,
-                "inputs": self.inputs.to_dict() if self.inputs else None}  # fmt: skip
+        return {
+            **self.report.to_dict(),
+            "path": str(self.path),
+            "gate": self.gate.to_dict() if self.gate else None,
+            "inputs": self.inputs.to_dict() if self.inputs else None,
+        }
 
 
 def not_arrived(spec, raw: Path, marker: str | None, day: dt_.date) -> str:
@@ -37,8 +41,10 @@ def not_arrived(spec, raw: Path, marker: str | None, day: dt_.date) -> str:
     through = spec.complete_through(raw)
     if through is not None:
         return f"{spec.name} {day} has not arrived: {raw} holds the days up to {through} only"
-    return (f"the drop of {spec.name} for {day} has not arrived under {raw}: every feed's dt={day} folder needs its "
-            f"{marker or 'folder'} (the producer writes it when the day is whole)")  # fmt: skip
+    return (
+        f"the drop of {spec.name} for {day} has not arrived under {raw}: every feed's dt={day} folder needs its "
+        f"{marker or 'folder'} (the producer writes it when the day is whole)"
+    )
 
 
 def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None, last: DateLike | None) -> tuple[dt_.date, dt_.date]:
@@ -51,8 +57,16 @@ def resolve_range(ctx: Context, source: str, path: Path, first: DateLike | None,
     return scan_date_range(ctx.lake, source, path)
 
 
-def ingest(source: str, first: DateLike | None = None, last: DateLike | None = None, path: str | Path | None = None,
-           validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> IngestOutcome:  # fmt: skip
+def ingest(
+    source: str,
+    first: DateLike | None = None,
+    last: DateLike | None = None,
+    path: str | Path | None = None,
+    validate: bool = True,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> IngestOutcome:
     """Ingest `source` for [first, last] (default: every day of its raw files) from `path`
     (default: the registry's path for the source), record the input days it ingested
     (ops.input_days: their content digests, so a re-delivery that changes a day is
@@ -69,16 +83,14 @@ def ingest(source: str, first: DateLike | None = None, last: DateLike | None = N
         with ctx.stage(f"ingest {source} {first} .. {last} from {raw}", timed="ingest"):
             report = run_ingest(ctx.lake, source, raw, first, last, progress=ctx.progress, marker=marker)
             arrived = spec.arrived(raw, marker) or {}
-            inputs = record_inputs(ctx.lake, source, [f.name for f in spec.feeds], report.days,
-                                   files={d: arrived.get(d) for d in report.days})  # fmt: skip
+            inputs = record_inputs(ctx.lake, source, [f.name for f in spec.feeds], report.days, files={d: arrived.get(d) for d in report.days})
         ctx.log(report.summary())
         ctx.log(inputs.summary())
         gate = validate_bronze(first, last, ctx=ctx) if validate and report.days else None
         return IngestOutcome(raw, report, gate, inputs)
 
 
-def validate_bronze(first: DateLike, last: DateLike | None = None, *, ctx: Context | None = None,
-                    lake_root: str | None = None) -> GateReport:  # fmt: skip
+def validate_bronze(first: DateLike, last: DateLike | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport:
     """The bronze suites and the reject-rate gate for a day or range."""
 
     first = as_date(first)

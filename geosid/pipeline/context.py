@@ -114,8 +114,14 @@ def _access(ctx: Context, writes: str | None, reads: str | None) -> Iterator[Con
 
 
 @contextmanager
-def use(ctx: Context | None, lake_root: str | None = None, log: Callable[[str], None] | None = None, *,
-        writes: str | None = None, reads: str | None = None) -> Iterator[Context]:  # fmt: skip
+def use(
+    ctx: Context | None,
+    lake_root: str | None = None,
+    log: Callable[[str], None] | None = None,
+    *,
+    writes: str | None = None,
+    reads: str | None = None,
+) -> Iterator[Context]:
     """`ctx` itself, or (a DAG task) a context of its own on the lake at `lake_root`.
 
     `writes`: the step holds the lake's writer lease throughout (what it reads to decide

@@ -77,8 +77,14 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
 
 
 def record_cell_context(ctx: Context, cell_config, first: dt_.date, last: dt_.date, mode: str | None = None) -> None:
-    record(ctx, corpus.CELL_CONTEXT.name, cell_config.name, days_between(first, last), {"cells": cell_config.model_dump()},
-           mode or ("day" if first == last else "range"))  # fmt: skip
+    record(
+        ctx,
+        corpus.CELL_CONTEXT.name,
+        cell_config.name,
+        days_between(first, last),
+        {"cells": cell_config.model_dump()},
+        mode or ("day" if first == last else "range"),
+    )
 
 
 def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Context | None = None, lake_root: str | None = None) -> list[dt_.date]:
@@ -120,12 +126,25 @@ class CorpusOutcome:
         return self.gate is None or self.gate.passed
 
     def to_dict(self) -> dict:
-        return {**self.sequences.to_dict(), "dt": self.sequences.last.isoformat(), "context_rows": self.context.rows if self.context else None,
-                "gate": self.gate.to_dict() if self.gate else None}  # fmt: skip
+        return {
+            **self.sequences.to_dict(),
+            "dt": self.sequences.last.isoformat(),
+            "context_rows": self.context.rows if self.context else None,
+            "gate": self.gate.to_dict() if self.gate else None,
+        }
 
 
-def corpus_build(source: str, first: DateLike | None = None, last: DateLike | None = None, codebook_version: str | None = None,
-                 split=None, validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> CorpusOutcome:  # fmt: skip
+def corpus_build(
+    source: str,
+    first: DateLike | None = None,
+    last: DateLike | None = None,
+    codebook_version: str | None = None,
+    split=None,
+    validate: bool = True,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> CorpusOutcome:
     """Cell context and training sequences of [first, last] (default: every day of the
     source) from scratch under a version (default: the one in force on the last day),
     then the corpus gate."""
@@ -161,18 +180,33 @@ def keep_build_report(ctx: Context, report) -> Path:
     return path
 
 
-def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: dt_.date, mode: str,
-                     continued_from: dt_.date | None = None) -> None:  # fmt: skip
+def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: dt_.date, mode: str, continued_from: dt_.date | None = None) -> None:
     """Record a corpus build: its days, and for a day continued from a state checkpoint, which."""
 
     span = (first, last) if mode == "range" else (None, None)
     params = corpus_params(config, *span)
-    record(ctx, corpus.TRAINING_SEQUENCES.name, corpus_scope(version, config.source, config.split.protocol), days_between(first, last),
-           params, mode, version, {last: continued_from} if continued_from else None)  # fmt: skip
+    record(
+        ctx,
+        corpus.TRAINING_SEQUENCES.name,
+        corpus_scope(version, config.source, config.split.protocol),
+        days_between(first, last),
+        params,
+        mode,
+        version,
+        {last: continued_from} if continued_from else None,
+    )
 
 
-def corpus_day(day: DateLike, source: str, codebook_version: str | None = None, split: SplitConfig | None = None,
-               validate: bool = False, *, ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
+def corpus_day(
+    day: DateLike,
+    source: str,
+    codebook_version: str | None = None,
+    split: SplitConfig | None = None,
+    validate: bool = False,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+):
     """Cell context and the day's sequences under the version in force on the day,
     continuing yesterday's history state. Without a state as of yesterday (a skipped or
     failed day) the state is taken back to its nearest checkpoint and the days after it
@@ -221,8 +255,16 @@ def sequences_day(ctx: Context, version: str, config, day: dt_.date, mode: str =
     return sequences_day(ctx, version, config, day, mode)
 
 
-def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, source: str, split: SplitConfig | None = None, *,
-                   ctx: Context | None = None, lake_root: str | None = None) -> CorpusOutcome:  # fmt: skip
+def rebuild_corpus(
+    codebook_version: str,
+    first: DateLike,
+    last: DateLike,
+    source: str,
+    split: SplitConfig | None = None,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> CorpusOutcome:
     """The backfill path: cell context and sequences of [first, last] under a version,
     from scratch, with the history state as of `last` (`split`: default the time split
     with every target train)."""
@@ -230,8 +272,15 @@ def rebuild_corpus(codebook_version: str, first: DateLike, last: DateLike, sourc
     return corpus_build(source, first, last, codebook_version, split, validate=False, ctx=ctx, lake_root=lake_root)
 
 
-def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_version: str | None = None,
-                    protocol: str = "time", *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport | SkippedStep:  # fmt: skip
+def validate_corpus(
+    first: DateLike,
+    last: DateLike | None = None,
+    codebook_version: str | None = None,
+    protocol: str = "time",
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> GateReport | SkippedStep:
     """The corpus suites of a day or range under a version (default: in force on the last
     day) and split protocol."""
 
@@ -246,7 +295,9 @@ def validate_corpus(first: DateLike, last: DateLike | None = None, codebook_vers
             ctx.log(skipped.summary())
             return skipped
         with ctx.stage("data quality (great-expectations)", timed="validate corpus"):
-            results = validate_job.validate_corpus(ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name, protocol)
+            results = validate_job.validate_corpus(
+                ctx.lake, (first, last), version, level_sizes_of(ctx.lake, version), ctx.settings.cells.name, protocol
+            )
             gate = GateReport("corpus", first, last, results)
         ctx.log(gate.summary())
         return gate

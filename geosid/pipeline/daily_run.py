@@ -31,8 +31,7 @@ from geosid.schemas import bronze
 from geosid.sources.registry import get_source
 
 
-def drop_arrived(source: str, day: DateLike, path: str | Path | None = None, *, ctx: Context | None = None,
-                 lake_root: str | None = None) -> bool:  # fmt: skip
+def drop_arrived(source: str, day: DateLike, path: str | Path | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> bool:
     """Whether the day's run can go ahead: its drop is complete in every feed (a
     whole-history file holds the days up to its last one), or the day was closed as
     missing. What the daily DAG's sensor pokes (no engine needed)."""
@@ -46,8 +45,7 @@ def drop_arrived(source: str, day: DateLike, path: str | Path | None = None, *, 
     return bool(len(known[(known.source == source) & (known.dt == day) & (known.status == "closed")]))
 
 
-def ingest_arrivals(source: str, day: DateLike, path: str | Path | None = None, *, ctx: Context | None = None,
-                    lake_root: str | None = None):  # fmt: skip
+def ingest_arrivals(source: str, day: DateLike, path: str | Path | None = None, *, ctx: Context | None = None, lake_root: str | None = None):
     """Ingest the day's input, and every earlier one that arrived since: of drops, every
     earlier drop (from the source's first recorded day) that arrived late or was
     re-delivered (its files differ from the ingested ones; the same content changes
@@ -138,12 +136,19 @@ class DailyReport:
         return "; ".join(parts) + f"; {gates}; {self.seconds:.1f}s"
 
     def to_dict(self) -> dict:
-        return {"dt": self.day.isoformat(), "source": self.source, "ingested": [d.isoformat() for d in self.ingested],
-                "changed": [d.isoformat() for d in self.changed], "pending": [d.isoformat() for d in self.pending],
-                "caught_up": self.caught_up.to_dict() if self.caught_up else None,
-                "repaired_after": self.repaired_after.to_dict() if self.repaired_after else None,
-                "codebook_version": self.codebook_version, "gates": self.gates, "passed": self.passed,
-                "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "dt": self.day.isoformat(),
+            "source": self.source,
+            "ingested": [d.isoformat() for d in self.ingested],
+            "changed": [d.isoformat() for d in self.changed],
+            "pending": [d.isoformat() for d in self.pending],
+            "caught_up": self.caught_up.to_dict() if self.caught_up else None,
+            "repaired_after": self.repaired_after.to_dict() if self.repaired_after else None,
+            "codebook_version": self.codebook_version,
+            "gates": self.gates,
+            "passed": self.passed,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def pending_days(ctx: Context, before: dt_.date) -> list[dt_.date]:
@@ -164,8 +169,9 @@ def pending_days(ctx: Context, before: dt_.date) -> list[dt_.date]:
     return arrived
 
 
-def build_day(day: DateLike, source: str, split: SplitConfig | None = None, *, ctx: Context | None = None,
-              lake_root: str | None = None) -> str | None:  # fmt: skip
+def build_day(
+    day: DateLike, source: str, split: SplitConfig | None = None, *, ctx: Context | None = None, lake_root: str | None = None
+) -> str | None:
     """A day's derived tables as the daily run builds them: geo context, embeddings, SIDs
     under the version in force, cell context and sequences. Returns the version used."""
 
@@ -178,8 +184,15 @@ def build_day(day: DateLike, source: str, split: SplitConfig | None = None, *, c
         return getattr(outcome, "codebook_version", None)
 
 
-def catch_up(before: DateLike, source: str, split: SplitConfig | None = None, validate: bool = True, *,
-             ctx: Context | None = None, lake_root: str | None = None) -> tuple[RepairReport, list[dt_.date]]:  # fmt: skip
+def catch_up(
+    before: DateLike,
+    source: str,
+    split: SplitConfig | None = None,
+    validate: bool = True,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> tuple[RepairReport, list[dt_.date]]:
     """Before building a day: repair the stale and missing days before it, then build the
     days before it that were never built (a late drop's catch-up; runs that went ahead out
     of order). Refuses while an input day before it has not arrived."""
@@ -205,12 +218,18 @@ class BuildReport:
     seconds: float
 
     def to_dict(self) -> dict:
-        return {"dt": self.day.isoformat(), "repaired": self.caught_up.to_dict(), "pending": [d.isoformat() for d in self.pending],
-                "codebook_version": self.codebook_version, "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "dt": self.day.isoformat(),
+            "repaired": self.caught_up.to_dict(),
+            "pending": [d.isoformat() for d in self.pending],
+            "codebook_version": self.codebook_version,
+            "seconds": round(self.seconds, 2),
+        }
 
 
-def build_with_catch_up(day: DateLike, source: str, split: SplitConfig | None = None, validate: bool = True, *,
-                        ctx: Context | None = None, lake_root: str | None = None) -> BuildReport:  # fmt: skip
+def build_with_catch_up(
+    day: DateLike, source: str, split: SplitConfig | None = None, validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None
+) -> BuildReport:
     """Catch up (repair stale earlier days, build pending ones), then build the day: one
     step under the lake's writer lease, so no other writer sees the day half built."""
     started = time.perf_counter()
@@ -221,8 +240,16 @@ def build_with_catch_up(day: DateLike, source: str, split: SplitConfig | None = 
         return BuildReport(day, caught_up, pending, version, time.perf_counter() - started)
 
 
-def daily(day: DateLike, source: str, path: str | Path | None = None, split: SplitConfig | None = None,
-          validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None) -> DailyReport:  # fmt: skip
+def daily(
+    day: DateLike,
+    source: str,
+    path: str | Path | None = None,
+    split: SplitConfig | None = None,
+    validate: bool = True,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> DailyReport:
     """The daily DAG's run of `day`, its tasks in order in one process and under one hold of
     the lake's writer lease: ingest the day's drop (and any late, re-delivered or never
     ingested earlier one), the bronze gate, the build (catch up, then the day), the silver
@@ -238,7 +265,8 @@ def daily(day: DateLike, source: str, path: str | Path | None = None, split: Spl
                 report.changed += outcome.inputs.changed
             if validate and outcome.report.days:
                 report.gates[f"bronze {days_text(outcome.report.days)}"] = validate_bronze(
-                    min(outcome.report.days), max(outcome.report.days), ctx=ctx).passed  # fmt: skip
+                    min(outcome.report.days), max(outcome.report.days), ctx=ctx
+                ).passed
         built = build_with_catch_up(day, source, split, validate, ctx=ctx)
         report.caught_up, report.pending, report.codebook_version = built.caught_up, built.pending, built.codebook_version
         if validate:

@@ -64,8 +64,7 @@ def demo(synthetic: bool = False, world: dict | None = None, train: bool = True,
     else:
         if tsmc is None:
             ctx.log(
-                "geosid demo: the TSMC2014 file was not found (../shared/data or GEOSID_TSMC_PATH); "
-                "running on the SYNTHETIC local-life world instead"
+                "geosid demo: the TSMC2014 file was not found (../shared/data or GEOSID_TSMC_PATH); running on the SYNTHETIC local-life world instead"
             )
         report = DemoReport("synthetic", ctx.lake.root / "_raw" / "synthetic")
         with ctx.stage(f"generate the synthetic world under {report.path}", timed="synthetic world"):
@@ -175,11 +174,19 @@ def operations_drill(report: DemoReport, split, ctx: Context) -> None:
         corpus_build(report.source, report.first, report.last, report.codebook_version, split, validate=False, ctx=ctx)
         rebuilt = ctx.lake.digest(corpus.TRAINING_SEQUENCES, dt=repaired_days, where=scope)
     same = after_repair == rebuilt
-    report.drill = {"day": day.isoformat(), "changed": [d.isoformat() for d in ingested.inputs.changed], "stale_before": stale.stale,
-                    "repaired_days": len(repaired.days), "checkpoints": {k: str(v) for k, v in repaired.checkpoints.items()},
-                    "stale_after": left, "identical_to_rebuild": same}  # fmt: skip
-    ctx.log(f"    drill: {stale.stale} stale day(s) before the repair, {left} after; the repaired days' sequences are "
-            f"{'identical to' if same else 'DIFFERENT from'} a rebuild of the whole corpus from scratch ({rebuilt[0]:,} rows, digest {rebuilt[1]})")  # fmt: skip
+    report.drill = {
+        "day": day.isoformat(),
+        "changed": [d.isoformat() for d in ingested.inputs.changed],
+        "stale_before": stale.stale,
+        "repaired_days": len(repaired.days),
+        "checkpoints": {k: str(v) for k, v in repaired.checkpoints.items()},
+        "stale_after": left,
+        "identical_to_rebuild": same,
+    }
+    ctx.log(
+        f"    drill: {stale.stale} stale day(s) before the repair, {left} after; the repaired days' sequences are "
+        f"{'identical to' if same else 'DIFFERENT from'} a rebuild of the whole corpus from scratch ({rebuilt[0]:,} rows, digest {rebuilt[1]})"
+    )
     if left or not same:
         report.failures.append("operations drill: the repair left stale days or differs from the rebuild")
 

@@ -33,6 +33,12 @@ LAKE_VARIABLE = "geosid_lake"
 TRANSIENT = (LakeBusyError, NotArrivedError)
 
 
+def dags_folder() -> Path:
+    """Where the installed DAG files are (package data: `geosid/dags/`): what Airflow's
+    dags folder points at, or where its geosid_*.py files are linked from."""
+    return Path(__file__).resolve().parents[1] / "dags"
+
+
 def task_defaults() -> dict:
     """default_args of geosid's DAGs: retries with a growing delay (GEOSID_AIRFLOW_RETRIES,
     GEOSID_AIRFLOW_RETRY_DELAY_SECONDS at parse time)."""
@@ -96,8 +102,10 @@ class SetupReport:
     commands: list
 
     def summary(self) -> str:
-        return (f"Airflow: pool {self.pool} ({self.slots} slot) for the writing tasks, Variable {LAKE_VARIABLE} = {self.lake}; "
-                "unpause the DAGs when the lake's drops are in place")  # fmt: skip
+        return (
+            f"Airflow: pool {self.pool} ({self.slots} slot) for the writing tasks, Variable {LAKE_VARIABLE} = {self.lake}; "
+            "unpause the DAGs when the lake's drops are in place"
+        )
 
 
 def airflow_setup(lake: str | Path, slots: int = 1, airflow: str | None = None) -> SetupReport:

@@ -40,9 +40,17 @@ def latest_item_day(ctx: Context) -> dt_.date:
     return ctx.lake.read(silver.ITEM_GEO).agg(F.max("dt")).collect()[0][0]
 
 
-def fit_codebook(spec: CodebookSpec, day: DateLike | None = None, *, template: str | None = None,
-                 embeddings_version: int | None = None, item_geo_version: int | None = None, reuse_published: bool = False,
-                 ctx: Context | None = None, lake_root: str | None = None) -> FitReport:  # fmt: skip
+def fit_codebook(
+    spec: CodebookSpec,
+    day: DateLike | None = None,
+    *,
+    template: str | None = None,
+    embeddings_version: int | None = None,
+    item_geo_version: int | None = None,
+    reuse_published: bool = False,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> FitReport:
     """Fit a candidate codebook version (`spec`: method, codes, iterations, seed) on the
     items of `day` (default: the latest day), embedded under `template` (default: the
     settings'), reading the latest silver table versions unless pinned."""
@@ -50,11 +58,25 @@ def fit_codebook(spec: CodebookSpec, day: DateLike | None = None, *, template: s
         rep = representation(ctx, template)
         day = as_date(day) if day is not None else latest_item_day(ctx)
         with ctx.stage(f"codebook candidate: {spec.label} on {rep.template_id} as of {day}", timed=f"codebook {spec.label}"):
-            report = fit_candidate(ctx.lake, spec, day, model_id=rep.model_id, template_id=rep.template_id,
-                                   embeddings_version=embeddings_version, item_geo_version=item_geo_version,
-                                   reuse_published=reuse_published)  # fmt: skip
-            record(ctx, "index.codebooks", report.codebook_version, [day], {"method": spec.method, "template": rep.template_id}, "range",
-                   report.codebook_version)  # fmt: skip
+            report = fit_candidate(
+                ctx.lake,
+                spec,
+                day,
+                model_id=rep.model_id,
+                template_id=rep.template_id,
+                embeddings_version=embeddings_version,
+                item_geo_version=item_geo_version,
+                reuse_published=reuse_published,
+            )
+            record(
+                ctx,
+                "index.codebooks",
+                report.codebook_version,
+                [day],
+                {"method": spec.method, "template": rep.template_id},
+                "range",
+                report.codebook_version,
+            )
             if not report.reused:  # the fit gave every item of the day its SID under the version
                 record(ctx, "index.sid_map", report.codebook_version, [day], {}, "day", report.codebook_version)
         ctx.log(report.summary())
@@ -70,8 +92,9 @@ def gates_from(values: dict | None) -> Gates:
     return Gates(**(values or {}))
 
 
-def publish_codebook(codebook_version: str, day: DateLike | None = None, gates: dict | None = None, *,
-                     ctx: Context | None = None, lake_root: str | None = None):  # fmt: skip
+def publish_codebook(
+    codebook_version: str, day: DateLike | None = None, gates: dict | None = None, *, ctx: Context | None = None, lake_root: str | None = None
+):
     """Publish a candidate as of `day` (default: the latest item day) after its gates
     (GateError says which failed)."""
 
@@ -107,9 +130,16 @@ CANDIDATES = (
 )
 
 
-def build_index(day: DateLike, codes: tuple[int, ...] | None = None, gates: dict | None = None,
-                candidates: tuple[tuple[str, bool], ...] = CANDIDATES, template: str | None = None, *,
-                ctx: Context | None = None, lake_root: str | None = None) -> IndexOutcome:  # fmt: skip
+def build_index(
+    day: DateLike,
+    codes: tuple[int, ...] | None = None,
+    gates: dict | None = None,
+    candidates: tuple[tuple[str, bool], ...] = CANDIDATES,
+    template: str | None = None,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> IndexOutcome:
     """Fit every candidate tokenizer at one code budget, compare them, publish the one with
     the fewest conflicts that passes the gates. The gates refusing every candidate is an
     outcome (nothing published, said so), not a failure."""
@@ -157,8 +187,14 @@ class SkippedStep:
         return f"{self.dt}: skipped: {self.reason}"
 
     def to_dict(self) -> dict:
-        return {"dt": self.dt.isoformat(), "codebook_version": None, "skipped": self.reason, "passed": True, "tables": {},
-                "summaries": [self.summary()]}  # fmt: skip
+        return {
+            "dt": self.dt.isoformat(),
+            "codebook_version": None,
+            "skipped": self.reason,
+            "passed": True,
+            "tables": {},
+            "summaries": [self.summary()],
+        }
 
 
 def version_in_force(ctx: Context, day: dt_.date, codebook_version: str | None) -> str | None:
@@ -171,8 +207,7 @@ def version_in_force(ctx: Context, day: dt_.date, codebook_version: str | None) 
     return published_version(ctx.lake, as_of=day)
 
 
-def assign_day(day: DateLike, codebook_version: str | None = None, *, ctx: Context | None = None,
-               lake_root: str | None = None):  # fmt: skip
+def assign_day(day: DateLike, codebook_version: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):
     """SIDs for the day's items not yet tokenized under the version in force on the day."""
     day = as_date(day)
     with use(ctx, lake_root, writes=f"assign {day}") as ctx:
@@ -214,8 +249,18 @@ def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Con
         return report
 
 
-CODEBOOK_COLUMNS = ["version", "method", "status", "level_sizes", "n_items", "embeddings_version", "item_geo_version",
-                    "created_dt", "published_dt", "retired_dt"]  # fmt: skip
+CODEBOOK_COLUMNS = [
+    "version",
+    "method",
+    "status",
+    "level_sizes",
+    "n_items",
+    "embeddings_version",
+    "item_geo_version",
+    "created_dt",
+    "published_dt",
+    "retired_dt",
+]
 
 
 def list_codebooks(*, ctx: Context | None = None, lake_root: str | None = None) -> str:
@@ -226,8 +271,9 @@ def list_codebooks(*, ctx: Context | None = None, lake_root: str | None = None) 
         return table[CODEBOOK_COLUMNS].to_string(index=False) if len(table) else "no codebook versions yet"
 
 
-def sid_report(codebook_version: str, out_dir: str | Path | None = None, *, ctx: Context | None = None,
-               lake_root: str | None = None) -> tuple[str, list[Path]]:  # fmt: skip
+def sid_report(
+    codebook_version: str, out_dir: str | Path | None = None, *, ctx: Context | None = None, lake_root: str | None = None
+) -> tuple[str, list[Path]]:
     """A version's quality numbers and plots (default folder: <lake>/_reports/<version>)."""
 
     with use(ctx, lake_root, reads="sid_report") as ctx:

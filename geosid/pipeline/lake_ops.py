@@ -40,8 +40,9 @@ def tables(*, ctx: Context | None = None, lake_root: str | None = None) -> list[
                 continue
             df = lake.read(spec)
             if spec.partition_by:
-                row = df.agg(F.count(F.lit(1)).alias("n"), F.countDistinct("dt").alias("days"),
-                             F.min("dt").alias("first"), F.max("dt").alias("last")).collect()[0]  # fmt: skip
+                row = df.agg(
+                    F.count(F.lit(1)).alias("n"), F.countDistinct("dt").alias("days"), F.min("dt").alias("first"), F.max("dt").alias("last")
+                ).collect()[0]
                 out.append(TableInfo(spec.name, lake.table_version(spec), row["n"], row["days"], row["first"], row["last"]))
             else:
                 out.append(TableInfo(spec.name, lake.table_version(spec), df.count()))
@@ -101,10 +102,41 @@ def _explain(exc: Exception, query: str, lake) -> str:
 # or changes the session. A query's first word, or (WITH) the word after its CTEs.
 _QUERY_WORDS = {"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"}
 _WRITE_WORDS = {
-    "INSERT", "CREATE", "DROP", "ALTER", "DELETE", "UPDATE", "MERGE", "TRUNCATE", "REPLACE", "CACHE", "UNCACHE", "REFRESH",
-    "SET", "RESET", "ADD", "LOAD", "MSCK", "USE", "ANALYZE", "OPTIMIZE", "VACUUM", "RESTORE", "COPY", "GRANT", "REVOKE",
-    "CLEAR", "DECLARE", "EXECUTE", "CALL", "REPAIR", "COMMENT", "LIST", "DFS", "UNSET",
-}  # fmt: skip
+    "INSERT",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "DELETE",
+    "UPDATE",
+    "MERGE",
+    "TRUNCATE",
+    "REPLACE",
+    "CACHE",
+    "UNCACHE",
+    "REFRESH",
+    "SET",
+    "RESET",
+    "ADD",
+    "LOAD",
+    "MSCK",
+    "USE",
+    "ANALYZE",
+    "OPTIMIZE",
+    "VACUUM",
+    "RESTORE",
+    "COPY",
+    "GRANT",
+    "REVOKE",
+    "CLEAR",
+    "DECLARE",
+    "EXECUTE",
+    "CALL",
+    "REPAIR",
+    "COMMENT",
+    "LIST",
+    "DFS",
+    "UNSET",
+}
 _TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|[A-Za-z_]\w*|[();]|\S", re.DOTALL)
 
 
@@ -164,8 +196,10 @@ class SynthReport:
 
     def summary(self) -> str:
         totals, days = self.manifest["totals"], self.manifest["config"]["n_days"]
-        return (f"wrote {totals['events']:,} events and {totals['items']:,} items over {days} days to {self.out} "
-                f"in {self.seconds:.1f}s ({totals['events'] / max(self.seconds, 1e-9) * 60:,.0f} events/min)")  # fmt: skip
+        return (
+            f"wrote {totals['events']:,} events and {totals['items']:,} items over {days} days to {self.out} "
+            f"in {self.seconds:.1f}s ({totals['events'] / max(self.seconds, 1e-9) * 60:,.0f} events/min)"
+        )
 
 
 def synth(out: str | Path, progress: bool = False, **world) -> SynthReport:

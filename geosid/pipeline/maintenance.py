@@ -13,12 +13,11 @@ from pathlib import Path
 
 from geosid.errors import InvalidRequestError
 from geosid.lake.lease import held_by_me
-from geosid.lake.pins import protected_versions
 from geosid.lake.maintenance import maintain_table
+from geosid.lake.pins import protected_versions
 from geosid.lake.table import sweep_dead_stages
 from geosid.pipeline.context import Context, use
 from geosid.trainer.runs import list_runs
-
 
 
 @dataclass
@@ -48,9 +47,15 @@ class MaintenanceReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"tables": [t.to_dict() for t in self.tables], "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
-                "work_bytes_removed": self.work_bytes_removed, "retention_hours": self.retention_hours, "forced": self.forced,
-                "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "tables": [t.to_dict() for t in self.tables],
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "work_bytes_removed": self.work_bytes_removed,
+            "retention_hours": self.retention_hours,
+            "forced": self.forced,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def pinned_versions(lake_root: str | Path) -> dict[str, list[int]]:
@@ -73,8 +78,15 @@ def _protected(ctx: Context, table: str) -> set[int]:
     return protected_versions(lease).get(table, set())
 
 
-def maintain(retention_hours: float | None = None, log_retention_hours: float | None = None, force: bool = False,
-             tables: list[str] | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> MaintenanceReport:  # fmt: skip
+def maintain(
+    retention_hours: float | None = None,
+    log_retention_hours: float | None = None,
+    force: bool = False,
+    tables: list[str] | None = None,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> MaintenanceReport:
     """Compact, vacuum (default retention: the settings', 7 days) and checkpoint every
     table (or `tables`), keeping the files of versions that recorded training snapshots
     still pin unless `force`; clear what killed runs left under _work once older than the
@@ -93,8 +105,15 @@ def maintain(retention_hours: float | None = None, log_retention_hours: float | 
             for spec in specs:
                 if not ctx.lake.exists(spec):
                     continue
-                result = maintain_table(spec.name, ctx.lake.path(spec), hours, log_hours, pinned.get(spec.name, []), force,
-                                        protect=lambda name=spec.name: _protected(ctx, name))  # fmt: skip
+                result = maintain_table(
+                    spec.name,
+                    ctx.lake.path(spec),
+                    hours,
+                    log_hours,
+                    pinned.get(spec.name, []),
+                    force,
+                    protect=lambda name=spec.name: _protected(ctx, name),
+                )
                 report.tables.append(result)
                 ctx.log("    " + result.summary())
             work = ctx.lake.root / "_work"

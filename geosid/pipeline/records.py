@@ -26,8 +26,7 @@ def embed_scope(representation) -> str:
 
 def embed_params(representation) -> dict:
     location = representation.location
-    return {"template": representation.template_id, "encoder": representation.encoder,
-            "location_weight": location.weight if location else None}  # fmt: skip
+    return {"template": representation.template_id, "encoder": representation.encoder, "location_weight": location.weight if location else None}
 
 
 def corpus_scope(codebook_version: str, source: str, protocol: str) -> str:
@@ -36,12 +35,25 @@ def corpus_scope(codebook_version: str, source: str, protocol: str) -> str:
 
 def corpus_params(config, first: dt_.date | None = None, last: dt_.date | None = None) -> dict:
     """A CorpusConfig as recorded: the source, cells, split (and a range build's span)."""
-    return {"source": config.source, "cells": config.cell_config.model_dump(), "split": config.split.model_dump(mode="json"),
-            "first": first.isoformat() if first else None, "last": last.isoformat() if last else None}  # fmt: skip
+    return {
+        "source": config.source,
+        "cells": config.cell_config.model_dump(),
+        "split": config.split.model_dump(mode="json"),
+        "first": first.isoformat() if first else None,
+        "last": last.isoformat() if last else None,
+    }
 
 
-def record(ctx: Context, table: str, scope: str, days: Iterable[dt_.date], params: dict, mode: str = "day",
-           codebook_version: str | None = None, continued_from: dict | None = None) -> None:  # fmt: skip
+def record(
+    ctx: Context,
+    table: str,
+    scope: str,
+    days: Iterable[dt_.date],
+    params: dict,
+    mode: str = "day",
+    codebook_version: str | None = None,
+    continued_from: dict | None = None,
+) -> None:
     lineage.record_builds(ctx.lake, table, scope, days, params, mode, codebook_version, continued_from)
 
 

@@ -67,16 +67,22 @@ class RepairReport:
             lines.append(f"    SIDs that came out different: {self.sids_moved}")
             lines += [f"    why: {r}" for r in self.reasons[:5]]
         if self.waiting:
-            lines.append(f"repair: days from {min(d for _, d in self.waiting)} on wait for input "
-                         + ", ".join(f"{s} {d}" for s, d in self.waiting[:5]))  # fmt: skip
+            lines.append(
+                f"repair: days from {min(d for _, d in self.waiting)} on wait for input " + ", ".join(f"{s} {d}" for s, d in self.waiting[:5])
+            )
         lines += [f"not repaired: {n}" for n in self.not_repaired]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"days": [d.isoformat() for d in self.days], "tables": self.tables,
-                "checkpoints": {k: v.isoformat() if v else None for k, v in self.checkpoints.items()},
-                "sids_moved": self.sids_moved, "waiting": [[s, d.isoformat()] for s, d in self.waiting],
-                "not_repaired": self.not_repaired, "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "tables": self.tables,
+            "checkpoints": {k: v.isoformat() if v else None for k, v in self.checkpoints.items()},
+            "sids_moved": self.sids_moved,
+            "waiting": [[s, d.isoformat()] for s, d in self.waiting],
+            "not_repaired": self.not_repaired,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def _geo_config(params: dict):
@@ -106,8 +112,9 @@ class _Work:
     first_built: dt_.date | None = None  # the scope's first built day (a rebuild from scratch starts there)
 
 
-def _plan(state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.date | None,
-          blocked_from: dt_.date | None) -> tuple[list[_Work], list[str]]:  # fmt: skip
+def _plan(
+    state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.date | None, blocked_from: dt_.date | None
+) -> tuple[list[_Work], list[str]]:
     """Per scope, the days a repair rebuilds: from its first stale or missing day (or
     `from_day`, forced) on, every day it had built, within (after, before), and before the
     first day whose inputs have not arrived."""
@@ -122,8 +129,7 @@ def _plan(state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.
         if start is None:
             continue
         days = sorted(d for d in set(s.built) | set(s.missing) if d >= start)
-        days = [d for d in days if (before is None or d < before) and (after is None or d > after)
-                and (blocked_from is None or d < blocked_from)]  # fmt: skip
+        days = [d for d in days if (before is None or d < before) and (after is None or d > after) and (blocked_from is None or d < blocked_from)]
         if not days:
             continue
         params = {d: s.params.get(d, s.latest_params) for d in days}
@@ -133,8 +139,15 @@ def _plan(state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.
     return work, [f"{why} ({', '.join(sorted(set(tables)))})" for why, tables in reasons.items()]
 
 
-def repair(from_day: DateLike | None = None, *, before: DateLike | None = None, after: DateLike | None = None,
-           validate: bool = True, ctx: Context | None = None, lake_root: str | None = None) -> RepairReport:  # fmt: skip
+def repair(
+    from_day: DateLike | None = None,
+    *,
+    before: DateLike | None = None,
+    after: DateLike | None = None,
+    validate: bool = True,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> RepairReport:
     """Rebuild the stale and missing days of every derived table (from `from_day` on every
     built day, stale or not), in day order, as the daily run builds them; only days before
     `before` / after `after` when given (the daily run repairs the days before and after
@@ -156,8 +169,10 @@ def repair(from_day: DateLike | None = None, *, before: DateLike | None = None, 
                 report.waiting = [(s, d) for d, s in waiting]
         refit = sorted(s.scope for s in state.scopes if s.table == CODEBOOKS and s.stale)
         if refit:
-            report.not_repaired = [f"{len(refit)} codebook version(s) were fit on inputs that changed since ({', '.join(refit)}): "
-                                   "a version never changes; fit and publish a new one to include them"]  # fmt: skip
+            report.not_repaired = [
+                f"{len(refit)} codebook version(s) were fit on inputs that changed since ({', '.join(refit)}): "
+                "a version never changes; fit and publish a new one to include them"
+            ]
         if work:
             with ctx.stage(f"repair {days_text(sorted({d for w in work for d in w.days}))}", timed="repair"):
                 _execute(ctx, work, report, validate)

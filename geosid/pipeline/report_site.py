@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pyspark.sql import Window, functions as F
+from pyspark.sql import Window
+from pyspark.sql import functions as F
 
 from geosid.jobs.index import codebook_versions, quality_row, version_metrics
 from geosid.lake import Lake
 from geosid.lake.data_docs import write_index
-from geosid.pipeline.context import Context, use
 from geosid.lake.html import esc, figure, page, table
+from geosid.pipeline.context import Context, use
 from geosid.pipeline.lake_ops import tables
 from geosid.schemas import bronze, corpus, index
 from geosid.trainer.runs import RunRecord, list_runs
@@ -53,19 +54,24 @@ def codebook_page(lake: Lake, version: str, versions) -> str:
     row = versions[versions["version"] == version].iloc[0].to_dict()
     quality = quality_row(lake, version)
     sizes = [int(s) for s in row["level_sizes"]]
-    about = [{"field": k, "value": str(row.get(k))} for k in ("method", "status", "model_id", "template_id", "created_dt", "n_items",
-                                                               "embeddings_version", "item_geo_version", "params")]  # fmt: skip
+    about = [
+        {"field": k, "value": str(row.get(k))}
+        for k in ("method", "status", "model_id", "template_id", "created_dt", "n_items", "embeddings_version", "item_geo_version", "params")
+    ]
     about.append({"field": "codes per level", "value": " x ".join(map(str, sizes))})
     numbers = {k: quality[k] for k in ("items", "sids", "conflict_rate", "exclusive_rate", "items_alone_rate", "largest_bucket")}
     numbers["conflict_floor"] = version_metrics(row).get("conflict_floor", 0.0)
-    levels = [{"level": i + 1, "codes": sizes[i], "usage": float(u), "perplexity": float(p)}
-              for i, (u, p) in enumerate(zip(quality["code_usage"], quality["perplexity"]))]  # fmt: skip
+    levels = [
+        {"level": i + 1, "codes": sizes[i], "usage": float(u), "perplexity": float(p)}
+        for i, (u, p) in enumerate(zip(quality["code_usage"], quality["perplexity"]))
+    ]
     buckets = lake.read(index.SID_COLLISIONS).filter(F.col("version") == version)
     histogram = buckets.groupBy("n_items").agg(F.count(F.lit(1)).alias("sids")).orderBy("n_items").toPandas()
     largest = buckets.filter(F.col("n_items") > 1).orderBy(F.col("n_items").desc(), F.col("sid")).limit(10).toPandas()
     described = _items(lake, [i for items in largest["items"] for i in items])
-    largest_rows = [{"sid": r.sid, "items": int(r.n_items), "members": "; ".join(described.get(i, i) for i in r["items"][:8])}
-                    for _, r in largest.iterrows()]  # fmt: skip
+    largest_rows = [
+        {"sid": r.sid, "items": int(r.n_items), "members": "; ".join(described.get(i, i) for i in r["items"][:8])} for _, r in largest.iterrows()
+    ]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar(histogram["n_items"].astype(str), histogram["sids"])
@@ -80,15 +86,21 @@ def codebook_page(lake: Lake, version: str, versions) -> str:
     ax.set_title("items coloured by their first-level code")
     map_plot = figure(fig, "first-level codes on the item map")
     compare = [quality_row(lake, v) for v in versions["version"] if _has_quality(lake, v)]
-    body = (f"<h2>Method and inputs</h2>{table(about, ['field', 'value'], test_id='about')}"
-            f"<h2>Collisions</h2>{table([numbers], list(numbers), test_id='quality')}"
-            f"<h2>Levels</h2>{table(levels, ['level', 'codes', 'usage', 'perplexity'], test_id='levels')}"
-            f"<h2>Bucket sizes</h2>{table(histogram.to_dict('records'), ['n_items', 'sids'], ['items per SID', 'SIDs'], test_id='buckets')}{bucket_plot}"
-            f"<h2>Largest collision buckets</h2>{table(largest_rows, ['sid', 'items', 'members'], test_id='largest')}"
-            f"<h2>First-level codes on the map</h2>{map_plot}"
-            f"<h2>Compared with the other versions</h2>"
-            + table(compare, ["version", "method", "codes", "conflict_rate", "conflict_floor", "exclusive_rate", "items_alone_rate", "largest_bucket"],
-                    links={"version": lambda r: f"codebook-{r['version']}.html"}, test_id="compare"))  # fmt: skip
+    body = (
+        f"<h2>Method and inputs</h2>{table(about, ['field', 'value'], test_id='about')}"
+        f"<h2>Collisions</h2>{table([numbers], list(numbers), test_id='quality')}"
+        f"<h2>Levels</h2>{table(levels, ['level', 'codes', 'usage', 'perplexity'], test_id='levels')}"
+        f"<h2>Bucket sizes</h2>{table(histogram.to_dict('records'), ['n_items', 'sids'], ['items per SID', 'SIDs'], test_id='buckets')}{bucket_plot}"
+        f"<h2>Largest collision buckets</h2>{table(largest_rows, ['sid', 'items', 'members'], test_id='largest')}"
+        f"<h2>First-level codes on the map</h2>{map_plot}"
+        f"<h2>Compared with the other versions</h2>"
+        + table(
+            compare,
+            ["version", "method", "codes", "conflict_rate", "conflict_floor", "exclusive_rate", "items_alone_rate", "largest_bucket"],
+            links={"version": lambda r: f"codebook-{r['version']}.html"},
+            test_id="compare",
+        )
+    )
     return page(f"Codebook {version}", body, NAV)
 
 
@@ -101,24 +113,42 @@ def _items(lake: Lake, item_ids: list[str]) -> dict[str, str]:
     if not item_ids or not lake.exists(bronze.ITEMS):
         return {}
     latest = Window.partitionBy("source", "item_id").orderBy(F.col("dt").desc())
-    rows = (lake.read(bronze.ITEMS).filter(F.col("item_id").isin(item_ids)).withColumn("_r", F.row_number().over(latest))
-            .filter("_r = 1").select("item_id", "title", "category", "lat", "lon").collect())  # fmt: skip
+    rows = (
+        lake.read(bronze.ITEMS)
+        .filter(F.col("item_id").isin(item_ids))
+        .withColumn("_r", F.row_number().over(latest))
+        .filter("_r = 1")
+        .select("item_id", "title", "category", "lat", "lon")
+        .collect()
+    )
     return {r.item_id: f"{r.title or r.item_id} ({r.category or '?'}) at {r.lat:.4f}, {r.lon:.4f}" for r in rows}
 
 
 def run_page(record: RunRecord, sweep: str | None = None) -> str:
     cfg = record.train_config
-    about = [{"field": k, "value": str(v)} for k, v in (
-        ("kind", record.kind), ("parent", record.parent), ("model", cfg.get("model")), ("protocol", cfg.get("protocol")),
-        ("size", cfg.get("size")), ("codebook version", record.codebook_version), ("device", record.device),
-        ("parameters", f"{record.parameters:,}"), ("rows", record.rows), ("seconds", record.seconds))]  # fmt: skip
+    about = [
+        {"field": k, "value": str(v)}
+        for k, v in (
+            ("kind", record.kind),
+            ("parent", record.parent),
+            ("model", cfg.get("model")),
+            ("protocol", cfg.get("protocol")),
+            ("size", cfg.get("size")),
+            ("codebook version", record.codebook_version),
+            ("device", record.device),
+            ("parameters", f"{record.parameters:,}"),
+            ("rows", record.rows),
+            ("seconds", record.seconds),
+        )
+    ]
     pinned = [{"table": k, "version": v} for k, v in sorted(record.table_versions.items())]
     body = f"<h2>Run</h2>{table(about, ['field', 'value'], test_id='about')}<h2>Pinned table versions</h2>{table(pinned, ['table', 'version'], test_id='pinned')}"
     evaluation = record.metrics.get("eval")
     if evaluation:
         rows = [{"method": name, **{m: evaluation[name].get(m) for m in METRICS}} for name in evaluation if isinstance(evaluation[name], dict)]
-        body += (f"<h2>Results ({esc(evaluation.get('split'))} split, {evaluation.get('requests', 0):,} requests)</h2>"
-                 + table(rows, ["method", *METRICS], ["method", *HEADERS], test_id="results"))  # fmt: skip
+        body += f"<h2>Results ({esc(evaluation.get('split'))} split, {evaluation.get('requests', 0):,} requests)</h2>" + table(
+            rows, ["method", *METRICS], ["method", *HEADERS], test_id="results"
+        )
     epochs = record.metrics.get("epochs") or []
     if epochs:
         plt = _plt()
@@ -137,7 +167,10 @@ def run_page(record: RunRecord, sweep: str | None = None) -> str:
         body += f"<h2>DPO per epoch</h2>{table(dpo, list(dpo[0]), test_id='dpo')}"
     if record.kind == "dpo" and record.parent_eval and evaluation:
         mine, before = evaluation.get("oneloc", {}), record.parent_eval.get("oneloc", {})
-        rows = [{"model": f"pretrained ({record.parent})", **{m: before.get(m) for m in TRADE_OFF}}, {"model": "this run", **{m: mine.get(m) for m in TRADE_OFF}}]
+        rows = [
+            {"model": f"pretrained ({record.parent})", **{m: before.get(m) for m in TRADE_OFF}},
+            {"model": "this run", **{m: mine.get(m) for m in TRADE_OFF}},
+        ]
         body += f"<h2>Against the pretrained model</h2>{table(rows, ['model', *TRADE_OFF], test_id='vs-parent')}"
     return page(f"Run {record.run_id}", body + (sweep or ""), NAV)
 
@@ -164,13 +197,30 @@ def corpus_section(lake: Lake) -> str:
     if not lake.exists(corpus.TRAINING_SEQUENCES):
         return "<p>No corpus yet (geosid corpus build).</p>"
     history = F.flatten(F.transform("histories", lambda h: F.transform(h["events"], lambda e: e["item_id"])))
-    rows = (lake.read(corpus.TRAINING_SEQUENCES)
-            .select("codebook_version", F.coalesce("protocol", F.lit("time")).alias("protocol"), "split", "dt", "user_id",
-                    F.size(history).alias("history"), F.array_contains(history, F.col("target_item_id")).cast("int").alias("repeat")))  # fmt: skip
+    rows = lake.read(corpus.TRAINING_SEQUENCES).select(
+        "codebook_version",
+        F.coalesce("protocol", F.lit("time")).alias("protocol"),
+        "split",
+        "dt",
+        "user_id",
+        F.size(history).alias("history"),
+        F.array_contains(history, F.col("target_item_id")).cast("int").alias("repeat"),
+    )
     keys = ["codebook_version", "protocol", "split"]
-    summary = (rows.groupBy(*keys).agg(F.count(F.lit(1)).alias("targets"), F.countDistinct("user_id").alias("users"),
-               F.countDistinct("dt").alias("days"), F.min("dt").alias("first"), F.max("dt").alias("last"),
-               F.avg("history").alias("mean history"), F.avg("repeat").alias("repeat share")).orderBy(*keys).toPandas())  # fmt: skip
+    summary = (
+        rows.groupBy(*keys)
+        .agg(
+            F.count(F.lit(1)).alias("targets"),
+            F.countDistinct("user_id").alias("users"),
+            F.countDistinct("dt").alias("days"),
+            F.min("dt").alias("first"),
+            F.max("dt").alias("last"),
+            F.avg("history").alias("mean history"),
+            F.avg("repeat").alias("repeat share"),
+        )
+        .orderBy(*keys)
+        .toPandas()
+    )
     per_day = rows.groupBy(*keys, "dt").agg(F.count(F.lit(1)).alias("targets")).orderBy("dt").toPandas()
     lengths = rows.groupBy("protocol", "history").agg(F.count(F.lit(1)).alias("targets")).orderBy("history").toPandas()
     records = [{**r, "first": str(r["first"]), "last": str(r["last"])} for r in summary.to_dict("records")]
@@ -196,15 +246,26 @@ def corpus_section(lake: Lake) -> str:
     lengths_plot = figure(fig, "history lengths")
     columns = ["codebook_version", "protocol", "split", "targets", "users", "days", "first", "last", "mean history", "repeat share"]
     builds = _builds(lake.reports_dir("corpus", "builds"))
-    return (table(records, columns, test_id="corpus")
-            + "<p class=\"note\">repeat share: targets whose item is in the history the row carries.</p>"
-            + f"<h3>Targets per day</h3>{days_plot}<h3>History lengths</h3>{lengths_plot}"
-            + "<h3>Events left out, and why (the builds' own counts)</h3>"
-            + (table(builds, BUILD_COLUMNS, test_id="left-out") if builds else "<p>No build report yet (the corpus step writes one per build).</p>"))  # fmt: skip
+    return (
+        table(records, columns, test_id="corpus")
+        + '<p class="note">repeat share: targets whose item is in the history the row carries.</p>'
+        + f"<h3>Targets per day</h3>{days_plot}<h3>History lengths</h3>{lengths_plot}"
+        + "<h3>Events left out, and why (the builds' own counts)</h3>"
+        + (table(builds, BUILD_COLUMNS, test_id="left-out") if builds else "<p>No build report yet (the corpus step writes one per build).</p>")
+    )
 
 
-BUILD_COLUMNS = ["codebook_version", "protocol", "mode", "days", "input_events", "events_filtered", "events_without_sid",
-                 "targets_without_location", "targets"]  # fmt: skip
+BUILD_COLUMNS = [
+    "codebook_version",
+    "protocol",
+    "mode",
+    "days",
+    "input_events",
+    "events_filtered",
+    "events_without_sid",
+    "targets_without_location",
+    "targets",
+]
 
 
 def _builds(folder: Path, newest: int = 20) -> list[dict]:
@@ -223,10 +284,16 @@ def _quality_rows(root: Path, limit: int = 30) -> list[dict]:
     for path in found:
         result = json.loads(path.read_text())
         passed = sum(1 for c in result["checks"] if c["success"])
-        out.append({"table": result["table"], "days": f"{result['first']} .. {result['last']}" if result["first"] else "whole table",
-                    "outcome": "PASS" if result["success"] else "FAIL", "checks": f"{passed}/{len(result['checks'])}",
-                    "rows": result["rows"],
-                    "_href": f"../../_quality/docs/{result['docs']}" if result.get("docs") else "../../" + path.relative_to(root).as_posix()})  # fmt: skip
+        out.append(
+            {
+                "table": result["table"],
+                "days": f"{result['first']} .. {result['last']}" if result["first"] else "whole table",
+                "outcome": "PASS" if result["success"] else "FAIL",
+                "checks": f"{passed}/{len(result['checks'])}",
+                "rows": result["rows"],
+                "_href": f"../../_quality/docs/{result['docs']}" if result.get("docs") else "../../" + path.relative_to(root).as_posix(),
+            }
+        )
     return out
 
 
@@ -236,9 +303,13 @@ def _benchmarks(root: Path, reports: Path) -> str:
         result = json.loads(path.read_text())
         protocol = path.parent.name
         stats = result.get("stats", {})
-        head = f"<h3>{esc(protocol)}</h3><p class=\"note\">targets {esc(stats.get('targets'))}; from {esc(path.relative_to(root))}</p>"
-        parts.append(head + table(result["rows"], ["method", *METRICS, "setting", "epochs"], ["method", *HEADERS, "setting", "epochs"],
-                                  test_id=f"benchmark-{protocol}"))  # fmt: skip
+        head = f'<h3>{esc(protocol)}</h3><p class="note">targets {esc(stats.get("targets"))}; from {esc(path.relative_to(root))}</p>'
+        parts.append(
+            head
+            + table(
+                result["rows"], ["method", *METRICS, "setting", "epochs"], ["method", *HEADERS, "setting", "epochs"], test_id=f"benchmark-{protocol}"
+            )
+        )
     return "".join(parts) or "<p>No benchmark yet (geosid train benchmark).</p>"
 
 
@@ -256,28 +327,49 @@ def build_report(infos: list | None = None, *, ctx: Context | None = None, lake_
                 out.pages.append(_write(out.folder / f"codebook-{version}.html", codebook_page(lake, version, versions)))
         for record in runs:
             out.pages.append(_write(out.folder / f"run-{record.run_id}.html", run_page(record, sweep_section(lake.reports_dir(), record.run_id))))
-        infos = [{"table": t.name, "version": t.table_version, "rows": t.rows if t.table_version is not None else None, "days": t.days,
-                  "first": str(t.first or ""), "last": str(t.last or "")} for t in (infos if infos is not None else tables(ctx=ctx))]  # fmt: skip
+        infos = [
+            {
+                "table": t.name,
+                "version": t.table_version,
+                "rows": t.rows if t.table_version is not None else None,
+                "days": t.days,
+                "first": str(t.first or ""),
+                "last": str(t.last or ""),
+            }
+            for t in (infos if infos is not None else tables(ctx=ctx))
+        ]
         with_pages = {p.name for p in out.pages}
         version_rows = [{k: str(r[k]) for k in ("version", "method", "status", "created_dt", "template_id")} for _, r in versions.iterrows()]
-        run_rows = [{"run": r.run_id, "kind": r.kind, "model": r.train_config.get("model"), "protocol": r.train_config.get("protocol"),
-                     **_headline(r)} for r in runs]  # fmt: skip
+        run_rows = [
+            {"run": r.run_id, "kind": r.kind, "model": r.train_config.get("model"), "protocol": r.train_config.get("protocol"), **_headline(r)}
+            for r in runs
+        ]
         quality = _quality_rows(lake.root)
         docs = write_index(lake.root) if quality else None  # Data Docs' index, also for results from before it existed
-        body = (f"<h2>Tables</h2>{table(infos, ['table', 'version', 'rows', 'days', 'first', 'last'], test_id='tables')}"
-                "<h2>Codebook versions</h2>"
-                + table(version_rows, ["version", "method", "status", "created_dt", "template_id"],
-                        links={"version": lambda r: f"codebook-{r['version']}.html" if f"codebook-{r['version']}.html" in with_pages else None},
-                        test_id="versions")
-                + f"<h2>Corpus</h2>{corpus_section(lake)}"
-                + "<h2>Training runs</h2>" + table(run_rows, ["run", "kind", "model", "protocol", "recall@5", "ndcg@5"],
-                                                   links={"run": lambda r: f"run-{r['run']}.html"}, test_id="runs")
-                + f"<h2>Benchmarks</h2>{_benchmarks(lake.root, lake.reports_dir())}"
-                + "<h2>Recent quality results</h2>"
-                + (f'<p><a href="../../{docs.relative_to(lake.root).as_posix()}">Data Docs</a>: every validation rendered by great-expectations; '
-                   "the outcome links to its page.</p>" if docs else "")
-                + table(quality, ["table", "days", "outcome", "checks", "rows"],
-                                                            links={"outcome": lambda r: r["_href"]}, test_id="quality"))  # fmt: skip
+        body = (
+            f"<h2>Tables</h2>{table(infos, ['table', 'version', 'rows', 'days', 'first', 'last'], test_id='tables')}"
+            "<h2>Codebook versions</h2>"
+            + table(
+                version_rows,
+                ["version", "method", "status", "created_dt", "template_id"],
+                links={"version": lambda r: f"codebook-{r['version']}.html" if f"codebook-{r['version']}.html" in with_pages else None},
+                test_id="versions",
+            )
+            + f"<h2>Corpus</h2>{corpus_section(lake)}"
+            + "<h2>Training runs</h2>"
+            + table(
+                run_rows, ["run", "kind", "model", "protocol", "recall@5", "ndcg@5"], links={"run": lambda r: f"run-{r['run']}.html"}, test_id="runs"
+            )
+            + f"<h2>Benchmarks</h2>{_benchmarks(lake.root, lake.reports_dir())}"
+            + "<h2>Recent quality results</h2>"
+            + (
+                f'<p><a href="../../{docs.relative_to(lake.root).as_posix()}">Data Docs</a>: every validation rendered by great-expectations; '
+                "the outcome links to its page.</p>"
+                if docs
+                else ""
+            )
+            + table(quality, ["table", "days", "outcome", "checks", "rows"], links={"outcome": lambda r: r["_href"]}, test_id="quality")
+        )
         out.pages.insert(0, _write(out.index, page(f"geosid lake {lake.root}", body)))
         ctx.log(f"report: {len(out.pages)} page(s) under {out.folder}; open {out.index}")
         return out

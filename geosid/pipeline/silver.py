@@ -47,8 +47,7 @@ def representation(ctx: Context, template: str | None = None, encoder: str | Non
     return Representation(template, encoder or ctx.settings.encoder, location)
 
 
-def embed(day: DateLike, encoder: str | None = None, template: str | None = None, *, ctx: Context | None = None,
-          lake_root: str | None = None):  # fmt: skip
+def embed(day: DateLike, encoder: str | None = None, template: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None):
     """Embed the new and changed item documents of a logical date under a representation
     (default: the settings'). A template whose text is another template's document
     (geo-doc-v2 reads geo-doc-v1's) embeds that one first and reuses its text vectors."""

@@ -13,8 +13,6 @@ from geosid.lake.lineage import lake_state
 from geosid.pipeline.context import Context, use
 from geosid.schemas import corpus
 
-
-
 GEO_TABLES = ("silver.geo_cells", "silver.item_geo")
 
 
@@ -58,15 +56,17 @@ class StatusReport:
             closed = f", {len(s.closed)} closed as missing ({days_text(s.closed)})" if s.closed else ""
             waiting = f"; WAITING for {len(s.waiting)}: {', '.join(d.isoformat() for d in s.waiting[:8])}" if s.waiting else ""
             known = s.known
-            lines.append(f"  {s.source}: {len(s.complete)} complete day(s) {known[0]} .. {known[-1]}, "
-                         f"{len(s.empty)} of them without events{closed}{waiting}")  # fmt: skip
+            lines.append(
+                f"  {s.source}: {len(s.complete)} complete day(s) {known[0]} .. {known[-1]}, {len(s.empty)} of them without events{closed}{waiting}"
+            )
         lines.append("derived tables (fresh / stale / missing days):")
         for s in state.scopes:
             flag = "" if not (s.stale or s.missing) else "  <- repair"
             if s.table == CODEBOOKS and s.stale:
                 flag = "  <- fit on inputs that changed since (a version is immutable: fit a new one to include them)"
-            lines.append(f"  {s.table:<27} {s.scope[:60]:<60} {len(s.fresh):>5} / {len(s.stale):>3} / {len(s.missing):>3}"
-                         f"  built {days_text(s.built)}{flag}")  # fmt: skip
+            lines.append(
+                f"  {s.table:<27} {s.scope[:60]:<60} {len(s.fresh):>5} / {len(s.stale):>3} / {len(s.missing):>3}  built {days_text(s.built)}{flag}"
+            )
             if s.stale:
                 first = min(s.stale)
                 lines.append(f"      stale {days_text(s.stale)}: {s.why[first]}")
@@ -83,13 +83,23 @@ class StatusReport:
     def to_dict(self) -> dict:
         return {
             "tracked": self.state.tracked,
-            "inputs": {s.source: {"complete": len(s.complete), "closed": [d.isoformat() for d in s.closed],
-                                  "waiting": [d.isoformat() for d in s.waiting]} for s in self.state.sources},
-            "tables": [{"table": s.table, "scope": s.scope, "fresh": len(s.fresh), "stale": [d.isoformat() for d in s.stale],
-                        "missing": [d.isoformat() for d in s.missing],
-                        "why": {d.isoformat(): w for d, w in s.why.items()}} for s in self.state.scopes],
+            "inputs": {
+                s.source: {"complete": len(s.complete), "closed": [d.isoformat() for d in s.closed], "waiting": [d.isoformat() for d in s.waiting]}
+                for s in self.state.sources
+            },
+            "tables": [
+                {
+                    "table": s.table,
+                    "scope": s.scope,
+                    "fresh": len(s.fresh),
+                    "stale": [d.isoformat() for d in s.stale],
+                    "missing": [d.isoformat() for d in s.missing],
+                    "why": {d.isoformat(): w for d, w in s.why.items()},
+                }
+                for s in self.state.scopes
+            ],
             "stale": self.stale,
-        }  # fmt: skip
+        }
 
 
 def status(*, ctx: Context | None = None, lake_root: str | None = None) -> StatusReport:

@@ -43,12 +43,21 @@ def _row(label: str, record: RunRecord, lam: float | None, beta: float | None, c
     steps = ""
     if record.kind == "dpo":
         cfg = TrainConfig(**{k: v for k, v in record.train_config.items() if k in TRAIN_FIELDS})
-        steps = (f"lr {cfg.resolved_dpo_lr():g}, {cfg.dpo_epochs} ep, {cfg.dpo_requests:,} req, {cfg.dpo_pairs_per_request} pair/req"
-                 + (f", GMV weight {cfg.gmv_weight:g}" if "gmv@10" in evaluation else ""))  # fmt: skip
-    return {"label": label, "lambda": lam, "beta": beta, "run_id": record.run_id, "control": control, "steps": steps,
-            **{k: evaluation.get(k) for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10")},
-            "heldout_accuracy": last.get("heldout_accuracy"), "heldout_margin": last.get("heldout_margin"),
-            "minutes": round((record.seconds or 0) / 60, 1)}  # fmt: skip
+        steps = f"lr {cfg.resolved_dpo_lr():g}, {cfg.dpo_epochs} ep, {cfg.dpo_requests:,} req, {cfg.dpo_pairs_per_request} pair/req" + (
+            f", GMV weight {cfg.gmv_weight:g}" if "gmv@10" in evaluation else ""
+        )
+    return {
+        "label": label,
+        "lambda": lam,
+        "beta": beta,
+        "run_id": record.run_id,
+        "control": control,
+        "steps": steps,
+        **{k: evaluation.get(k) for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10")},
+        "heldout_accuracy": last.get("heldout_accuracy"),
+        "heldout_margin": last.get("heldout_margin"),
+        "minutes": round((record.seconds or 0) / 60, 1),
+    }
 
 
 def steps_tag(cfg) -> str:
@@ -80,7 +89,9 @@ def dpo_sweep(parent_run: str | None = None, cfg=None, lambdas=None, betas=None,
     cfg = cfg or parent_config(ctx.lake.root, parent.run_id, changes)
     report, name = SweepReport(parent.run_id), f"{parent.run_id}-sweep-{steps_tag(cfg)}"
     redone = {f"{name}-control", *(f"{name}-l{lam:g}-b{beta:g}" for lam, beta in itertools.product(lambdas, betas))}
-    report.rows = [r for r in _earlier_rows(ctx, parent.run_id) if r["run_id"] not in redone] or [{**_row("pretrained", parent, None, None), "minutes": None}]
+    report.rows = [r for r in _earlier_rows(ctx, parent.run_id) if r["run_id"] not in redone] or [
+        {**_row("pretrained", parent, None, None), "minutes": None}
+    ]
     with ctx.stage("DPO sweep: the lambda-0 control (the same extra steps, next-token loss only)", timed="dpo sweep control"):
         control = _run(ctx, parent.run_id, dataclasses.replace(cfg, dpo_lambda=0.0), f"{name}-control")
     report.rows.insert(_after(report.rows, name), _row("control (lambda 0)", control, 0.0, cfg.dpo_beta, control.run_id))
@@ -112,9 +123,13 @@ def render(report: SweepReport) -> str:
     by_id = {r["run_id"]: r for r in report.rows}
     has_gmv = any(r.get("gmv@10") is not None for r in report.rows)
     cols = ["recall@5", "ndcg@5", "geo_reward@10"] + (["gmv@10", "hit_gmv@10"] if has_gmv else [])
-    head = ("| run | DPO steps | " + " | ".join(c.replace("recall", "R").replace("ndcg", "N") for c in cols)
-            + " | R@5 vs pretrained | geo reward vs control" + (" | GMV vs control" if has_gmv else "")
-            + " | held-out preference accuracy | margin | min |")  # fmt: skip
+    head = (
+        "| run | DPO steps | "
+        + " | ".join(c.replace("recall", "R").replace("ndcg", "N") for c in cols)
+        + " | R@5 vs pretrained | geo reward vs control"
+        + (" | GMV vs control" if has_gmv else "")
+        + " | held-out preference accuracy | margin | min |"
+    )
     lines = [head, "|" + "---|" * (len(cols) + 7 + has_gmv)]
     for r in report.rows:
         control = by_id.get(r.get("control"), {})
@@ -123,8 +138,11 @@ def render(report: SweepReport) -> str:
         vs_control = _relative(r, control, "geo_reward@10") + (f" | {_relative(r, control, 'gmv@10')}" if has_gmv else "")
         acc = "–" if r.get("heldout_accuracy") is None else f"{r['heldout_accuracy']:.3f}"
         margin = "–" if r.get("heldout_margin") is None else f"{r['heldout_margin']:.3f}"
-        lines.append(f"| {r['label']} | {r.get('steps') or ''} | " + " | ".join(cells)
-                     + f" | {vs_pre} | {vs_control} | {acc} | {margin} | {r.get('minutes') or ''} |")  # fmt: skip
+        lines.append(
+            f"| {r['label']} | {r.get('steps') or ''} | "
+            + " | ".join(cells)
+            + f" | {vs_pre} | {vs_control} | {acc} | {margin} | {r.get('minutes') or ''} |"
+        )
     return f"DPO sweep from {report.parent} ({report.minutes:g} CPU minutes of DPO and control runs):\n\n" + "\n".join(lines)
 
 

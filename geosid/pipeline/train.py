@@ -10,15 +10,15 @@ from pathlib import Path
 from geosid.config import Settings
 from geosid.errors import InvalidRequestError, NotFoundError
 from geosid.pipeline.context import Context
-from geosid.trainer import dpo as dpo_job, training
+from geosid.trainer import dpo as dpo_job
+from geosid.trainer import training
 from geosid.trainer.config import TRAIN_FIELDS, TrainConfig
 from geosid.trainer.evaluation import eval_run, metrics_table
 from geosid.trainer.runs import RunRecord, find_run, latest_run, models_root
 
-
 # The demo's training: a tiny OneLoc, one epoch, a longer DPO (minutes on a laptop).
-DEMO_TRAINING = {"size": "tiny", "epochs": 1, "batch_size": 256, "max_history": 20, "dpo_requests": 3000, "dpo_candidates": 10,
-                 "dpo_epochs": 2}  # fmt: skip
+DEMO_TRAINING = {"size": "tiny", "epochs": 1, "batch_size": 256, "max_history": 20, "dpo_requests": 3000, "dpo_candidates": 10, "dpo_epochs": 2}
+
 
 def _lake_root(ctx: Context | None, lake_root: str | None) -> Path:
     return (ctx.lake.root if ctx is not None else Settings.from_env(lake_root=lake_root).lake_root).resolve()
@@ -28,14 +28,21 @@ def _log(ctx: Context | None):
     return ctx.log if ctx is not None else print
 
 
-
 def _eval_lines(evaluation: dict, label: str) -> str:
     head = f"{evaluation['split']} split, {evaluation['requests']:,} requests (beam search {evaluation['beam_search_s']}s):"
     return head + "\n" + metrics_table(evaluation, label)
 
 
-def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None = None, resume: bool = False, *,
-             ctx: Context | None = None, lake_root: str | None = None, label: str | None = None) -> RunRecord:  # fmt: skip
+def pretrain(
+    cfg=None,
+    codebook_version: str | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+    label: str | None = None,
+) -> RunRecord:
     """Pretrain a model (OneLoc, TIGER or SASRec: `cfg.model`) on the corpus of one split
     protocol, pinned at the latest table versions, selecting on valid; `resume`
     continues run `run_id` from its last checkpoint. Returns the run record."""
@@ -46,9 +53,11 @@ def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None =
         raise InvalidRequestError("--resume continues a run: pass --run-id of the run to continue")
     record = training.pretrain(root, cfg, codebook_version=codebook_version, run_id=run_id, log=log, resume=resume)
     m = record.metrics
-    log(f"run {record.run_id}: {record.parameters:,} parameters, {record.rows['train']:,} train rows, "
+    log(
+        f"run {record.run_id}: {record.parameters:,} parameters, {record.rows['train']:,} train rows, "
         f"{m['tokens_per_s']:,} tokens/s, {len(m['epochs'])} epoch(s) ({m['stopped']}), best epoch {m['best_epoch']}; "
-        f"pinned {record.table_versions}")  # fmt: skip
+        f"pinned {record.table_versions}"
+    )
     if any(record.unknown_targets.values()):
         log(f"    left out, target not in the version's SID map: {record.unknown_targets}")
     if record.evaluated:
@@ -56,8 +65,15 @@ def pretrain(cfg=None, codebook_version: str | None = None, run_id: str | None =
     return record
 
 
-def dpo(parent_run: str | None = None, cfg=None, run_id: str | None = None, changes: dict | None = None, *,
-        ctx: Context | None = None, lake_root: str | None = None) -> RunRecord:  # fmt: skip
+def dpo(
+    parent_run: str | None = None,
+    cfg=None,
+    run_id: str | None = None,
+    changes: dict | None = None,
+    *,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
+) -> RunRecord:
     """Align a pretrained run (default: the latest) with DPO under `cfg` (default: the
     parent's config with `changes`); returns the run record."""
 
@@ -85,8 +101,9 @@ def parent_config(root, parent_run: str, changes: dict | None = None) -> TrainCo
     return TrainConfig.from_options(**{**base, **(changes or {})})
 
 
-def evaluate(run: str | None = None, split: str = "test", eval_limit: int | None = None, *, ctx: Context | None = None,
-             lake_root: str | None = None) -> dict:  # fmt: skip
+def evaluate(
+    run: str | None = None, split: str = "test", eval_limit: int | None = None, *, ctx: Context | None = None, lake_root: str | None = None
+) -> dict:
     """Evaluate a saved run (default: the latest DPO run, else pretrain) on a split."""
 
     root, log = _lake_root(ctx, lake_root), _log(ctx)
@@ -119,12 +136,16 @@ class TrainOutcome:
         keys = [k for k in ("recall@5", "ndcg@5", "geo_reward@10", "gmv@10", "hit_gmv@10") if k in self.aligned.evaluation()]
         parts = [f"{k} {self.aligned.evaluation()[k]:.4f} vs {self.control.evaluation()[k]:.4f}" for k in keys]
         control_acc, dpo_acc = self.preference_accuracy
-        return (f"DPO vs control (lambda 0): {', '.join(parts)}; held-out preference accuracy {dpo_acc} vs {control_acc} "
-                f"(the reference's: 0.5)")
+        return f"DPO vs control (lambda 0): {', '.join(parts)}; held-out preference accuracy {dpo_acc} vs {control_acc} (the reference's: 0.5)"
 
     def to_dict(self) -> dict:
-        return {"pretrain_run": self.pretrained.run_id, "dpo_run": self.aligned.run_id, "control_run": self.control.run_id,
-                "geo_reward@10": list(self.geo_rewards), "heldout_preference_accuracy": list(self.preference_accuracy)}  # fmt: skip
+        return {
+            "pretrain_run": self.pretrained.run_id,
+            "dpo_run": self.aligned.run_id,
+            "control_run": self.control.run_id,
+            "geo_reward@10": list(self.geo_rewards),
+            "heldout_preference_accuracy": list(self.preference_accuracy),
+        }
 
 
 def train_with_control(codebook_version: str, cfg=None, *, ctx: Context) -> TrainOutcome:

@@ -94,8 +94,15 @@ def _rounds(last: np.ndarray, rows: np.ndarray, candidates: np.ndarray, cost: np
         active = active[(last[rows[active]] < 0) & (pointer[active] < k)]
 
 
-def resolve_last_level(prefix: np.ndarray, candidates: np.ndarray, cost: np.ndarray, level_sizes: tuple[int, ...],
-                       taken: np.ndarray | None = None, widen=None, chunk: int = 16_384) -> np.ndarray:  # fmt: skip
+def resolve_last_level(
+    prefix: np.ndarray,
+    candidates: np.ndarray,
+    cost: np.ndarray,
+    level_sizes: tuple[int, ...],
+    taken: np.ndarray | None = None,
+    widen=None,
+    chunk: int = 16_384,
+) -> np.ndarray:
     """Last-level codes [n] for prefix codes [n, L-1], candidate codes [n, k] (best first,
     -1: none) and their costs [n, k]; `taken` [t, L] code tuples already occupied;
     `widen(rows) -> (codes [m, k'], cost [m, k'])` more candidates for the given rows."""

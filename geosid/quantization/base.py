@@ -82,7 +82,7 @@ class Tokenizer(ABC):
         k = min(int(self.level_sizes[-1]), k_max)
 
         def more(rows: np.ndarray):
-            sub = (lambda a: None if a is None else np.asarray(a)[rows])
+            sub = lambda a: None if a is None else np.asarray(a)[rows]
             _, codes, cost = self.encode_candidates(np.asarray(x)[rows], lat=sub(lat), lon=sub(lon), k=k)
             return codes, cost
 

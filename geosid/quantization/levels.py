@@ -14,15 +14,13 @@ one code per row and back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from geosid.quantization.kmeans import KMeans, nearest_centroids
-
 
 
 @dataclass(frozen=True)
@@ -47,6 +45,7 @@ class FSQTraining:
     epochs: int = 200
     lr: float = 0.01
     batch_size: int = 8192
+
 
 class KMeansLevel:
     def __init__(self, d: int, k: int, niter: int, seed: int, sample_size: int | None = None, backend: str = "auto"):

@@ -104,21 +104,20 @@ class ResidualKMeans(ResidualQuantizer):
 
     kind = "residual_kmeans"
 
-    def __init__(self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), capacity_aware: bool = False,
-                 candidates: int = 16):  # fmt: skip
+    def __init__(
+        self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), capacity_aware: bool = False, candidates: int = 16
+    ):
         self.codes = tuple(int(k) for k in codes)
         self.training = training
         super().__init__(d, kmeans_levels(d, self.codes, training), capacity_aware, candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, capacity_aware: bool = False,
-                   **_) -> ResidualKMeans:  # fmt: skip
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, capacity_aware: bool = False, **_) -> ResidualKMeans:
         return cls(d, level_sizes, training, capacity_aware=capacity_aware)
 
     @classmethod
     def from_params(cls, params: dict) -> ResidualKMeans:
-        return cls(params["d"], params["codes"], stored_training(params), params.get("capacity_aware", False),
-                   params.get("candidates", 16))  # fmt: skip
+        return cls(params["d"], params["codes"], stored_training(params), params.get("capacity_aware", False), params.get("candidates", 16))
 
     def params(self) -> dict:
         out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}
@@ -140,8 +139,16 @@ class ResidualKMeansFSQ(ResidualQuantizer):
 
     kind = "residual_kmeans_fsq"
 
-    def __init__(self, d: int, codes=(256, 256), fsq_levels=(8, 8, 8, 8), training: KMeansTraining = KMeansTraining(),
-                 fsq_training: FSQTraining = FSQTraining(), capacity_aware: bool = False, candidates: int = 16):  # fmt: skip
+    def __init__(
+        self,
+        d: int,
+        codes=(256, 256),
+        fsq_levels=(8, 8, 8, 8),
+        training: KMeansTraining = KMeansTraining(),
+        fsq_training: FSQTraining = FSQTraining(),
+        capacity_aware: bool = False,
+        candidates: int = 16,
+    ):
         self.codes = tuple(int(k) for k in codes)
         self.training, self.fsq_training = training, fsq_training
         self.fsq_level = FSQLevel(d, tuple(fsq_levels), training.seed, fsq_training.epochs, fsq_training.lr, fsq_training.batch_size)
@@ -152,24 +159,45 @@ class ResidualKMeansFSQ(ResidualQuantizer):
         return self.fsq_level.fsq
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, fsq_epochs: int = 40,
-                   fsq_lr: float = 0.01, capacity_aware: bool = False, **_) -> ResidualKMeansFSQ:  # fmt: skip
+    def for_budget(
+        cls,
+        d: int,
+        level_sizes: tuple[int, ...],
+        training: KMeansTraining,
+        fsq_epochs: int = 40,
+        fsq_lr: float = 0.01,
+        capacity_aware: bool = False,
+        **_,
+    ) -> ResidualKMeansFSQ:
         """k-means for all levels but the last, whose code count (a power of two) becomes FSQ channels."""
-        return cls(d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), training, FSQTraining(epochs=fsq_epochs, lr=fsq_lr),
-                   capacity_aware=capacity_aware)  # fmt: skip
+        return cls(
+            d, level_sizes[:-1], fsq_levels_for(level_sizes[-1]), training, FSQTraining(epochs=fsq_epochs, lr=fsq_lr), capacity_aware=capacity_aware
+        )
 
     @classmethod
     def from_params(cls, params: dict) -> ResidualKMeansFSQ:
         fsq = FSQTraining(params["epochs"], params["lr"], params["batch_size"])
-        return cls(params["d"], params["codes"], params["fsq_levels"], stored_training(params), fsq,
-                   params.get("capacity_aware", False), params.get("candidates", 16))  # fmt: skip
+        return cls(
+            params["d"],
+            params["codes"],
+            params["fsq_levels"],
+            stored_training(params),
+            fsq,
+            params.get("capacity_aware", False),
+            params.get("candidates", 16),
+        )
 
     def params(self) -> dict:
         out = {
-            "kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored(),
-            "fsq_levels": list(self.fsq.levels), "epochs": self.fsq_training.epochs, "lr": self.fsq_training.lr,
+            "kind": self.kind,
+            "d": self.d,
+            "codes": list(self.codes),
+            **self.training.stored(),
+            "fsq_levels": list(self.fsq.levels),
+            "epochs": self.fsq_training.epochs,
+            "lr": self.fsq_training.lr,
             "batch_size": self.fsq_training.batch_size,
-        }  # fmt: skip
+        }
         if self.capacity_aware:
             out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
         return out

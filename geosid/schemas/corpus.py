@@ -45,6 +45,7 @@ def protocol_predicate(protocol: str) -> str:
         raise ValueError(f"unknown protocol {protocol!r}; known: {PROTOCOLS}")
     return "(protocol = 'time' OR protocol IS NULL)" if protocol == "time" else f"protocol = '{protocol}'"
 
+
 # One past event as a trainer sees it: the item, its SID codes under the table's
 # codebook version, the item's cell, when, and what the user did.
 HISTORY_EVENT = StructType(
@@ -160,10 +161,7 @@ TRAINING_SEQUENCES = TableSpec(
         Check(
             "in_set",
             "history_in_time_order",
-            sql=(
-                "forall(histories, h -> transform(h.events, e -> e.event_ts) "
-                "= array_sort(transform(h.events, e -> e.event_ts)))"
-            ),
+            sql=("forall(histories, h -> transform(h.events, e -> e.event_ts) = array_sort(transform(h.events, e -> e.event_ts)))"),
             args={"values": [True]},
         ),
         Check("between", "n_neighbours", sql="size(neighbour_cell_ids)", args={"min_value": 5, "max_value": 8}),

@@ -8,7 +8,6 @@ import datetime as dt_
 
 import numpy as np
 
-
 # Corruptions, one per reject kind the quarantine knows (events feed).
 CORRUPTIONS = (
     "wrong_column_count",

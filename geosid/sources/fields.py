@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, functions as F
+from pyspark.sql import Column
+from pyspark.sql import functions as F
 
 # Spellings of "no value" found in exported text files.
 NULL_TOKENS = ("", "null", "NULL", "None", "\\N", "NaN", "nan")

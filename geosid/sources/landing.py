@@ -209,9 +209,7 @@ def land(
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     total = 0
-    for index, raw_file in enumerate(
-        tqdm(files, desc=f"landing {source}", unit="file", disable=not progress or len(files) < 2)
-    ):
+    for index, raw_file in enumerate(tqdm(files, desc=f"landing {source}", unit="file", disable=not progress or len(files) < 2)):
         lines, errors = decode_lines(_read_bytes(raw_file.path), encoding)
         n = len(lines)
         table = pa.table(

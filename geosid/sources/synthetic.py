@@ -5,7 +5,8 @@ transform. Pure Spark expressions.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.sources.fields import (
     coordinate_checks,
@@ -31,9 +32,7 @@ TIME_PATTERN = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 def parse_events(lines: DataFrame) -> DataFrame:
     """Landed event lines -> candidate events (same shape as the TSMC2014 parser's)."""
     fields = split_fields()
-    request_id, user_id, item_id, action, time_raw, lat_raw, lon_raw, gmv_raw = (
-        field(fields, i) for i in range(EVENT_FIELDS)
-    )
+    request_id, user_id, item_id, action, time_raw, lat_raw, lon_raw, gmv_raw = (field(fields, i) for i in range(EVENT_FIELDS))
     lat, lon = try_double(lat_raw), try_double(lon_raw)
     gmv = F.when(is_missing(gmv_raw), F.lit(None).cast("double")).otherwise(try_double(gmv_raw))
     event_ts = F.try_to_timestamp(time_raw, F.lit(TIME_PATTERN))
@@ -81,9 +80,7 @@ def parse_events(lines: DataFrame) -> DataFrame:
 def parse_items(lines: DataFrame) -> DataFrame:
     """Landed catalog lines -> candidate bronze.items rows (event_ts = created_at)."""
     fields = split_fields()
-    item_id, store_id, brand, category, price_raw, lat_raw, lon_raw, title, tags, created_raw = (
-        field(fields, i) for i in range(ITEM_FIELDS)
-    )
+    item_id, store_id, brand, category, price_raw, lat_raw, lon_raw, title, tags, created_raw = (field(fields, i) for i in range(ITEM_FIELDS))
     lat, lon, price = try_double(lat_raw), try_double(lon_raw), try_double(price_raw)
     created = F.try_to_timestamp(created_raw, F.lit(TIME_PATTERN))
     reason, detail = first_failure(

@@ -115,9 +115,7 @@ class _StoreGrid:
 
     def cell_of(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         y = np.floor((lat - self.center_lat) * KM_PER_DEG_LAT / self.cell_km).astype(np.int64)
-        x = np.floor(
-            (lon - self.center_lon) * KM_PER_DEG_LAT * np.cos(np.radians(self.center_lat)) / self.cell_km
-        ).astype(np.int64)
+        x = np.floor((lon - self.center_lon) * KM_PER_DEG_LAT * np.cos(np.radians(self.center_lat)) / self.cell_km).astype(np.int64)
         return (y + 100_000) * 1_000_000 + (x + 100_000)
 
     def sample(self, lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -217,8 +215,22 @@ def build_world(config: WorldConfig) -> World:
     user_activity /= user_activity.mean()
 
     return World(
-        config, categories, store_brand, store_category, store_price, store_lat, store_lon, brand_names,
-        video_store, video_created, video_title, video_tags, user_home, user_work, user_interest, user_activity,
+        config,
+        categories,
+        store_brand,
+        store_category,
+        store_price,
+        store_lat,
+        store_lon,
+        brand_names,
+        video_store,
+        video_created,
+        video_title,
+        video_tags,
+        user_home,
+        user_work,
+        user_interest,
+        user_activity,
     )
 
 
@@ -246,8 +258,9 @@ def _requests(world: World, day: int, rng: np.random.Generator) -> tuple[np.ndar
     return req_user, seconds, r_lat, r_lon
 
 
-def _watches(world: World, rng: np.random.Generator, grid: _StoreGrid, req_user: np.ndarray, r_lat: np.ndarray,
-             r_lon: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def _watches(
+    world: World, rng: np.random.Generator, grid: _StoreGrid, req_user: np.ndarray, r_lat: np.ndarray, r_lon: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exposure (watch): candidates near each request, the most interesting ones kept.
     Returns per watch (request index, store, the user's interest in it, slot)."""
     cfg, n_req = world.config, len(req_user)
@@ -257,8 +270,10 @@ def _watches(world: World, rng: np.random.Generator, grid: _StoreGrid, req_user:
     far = rng.random((n_req, n_cand)) < 0.15
     radius = np.where(far, 4 * cfg.candidate_radius_km, cfg.candidate_radius_km)
     c_lat, c_lon = offset_km(
-        np.repeat(r_lat[:, None], n_cand, 1), np.repeat(r_lon[:, None], n_cand, 1),
-        rng.normal(0, 1, (n_req, n_cand)) * radius, rng.normal(0, 1, (n_req, n_cand)) * radius,
+        np.repeat(r_lat[:, None], n_cand, 1),
+        np.repeat(r_lon[:, None], n_cand, 1),
+        rng.normal(0, 1, (n_req, n_cand)) * radius,
+        rng.normal(0, 1, (n_req, n_cand)) * radius,
     )
     store = grid.sample(c_lat.ravel(), c_lon.ravel(), rng).reshape(n_req, n_cand)
     fallback = rng.integers(0, cfg.n_stores, store.shape)

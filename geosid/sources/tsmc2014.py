@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt_
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.sources.fields import (
     coordinate_checks,
@@ -114,27 +115,31 @@ def items_from_checkins(events: DataFrame) -> DataFrame:
     Category: the smallest id and name seen that day (a venue has one category; the rule
     only makes a conflicting input deterministic).
     """
-    return events.groupBy("source", "item_id", "dt").agg(
-        F.min("category_id").alias("category_id"),
-        F.min("category").alias("category"),
-        F.median("user_lat").alias("lat"),
-        F.median("user_lon").alias("lon"),
-        F.count(F.lit(1)).alias("n_obs"),
-        F.min("event_ts").alias("first_seen"),
-    ).select(
-        "source",
-        "item_id",
-        F.lit(None).cast("string").alias("store_id"),
-        "category_id",
-        "category",
-        F.lit(None).cast("string").alias("brand"),
-        F.lit(None).cast("double").alias("price"),
-        F.lit(None).cast("string").alias("title"),
-        F.lit(None).cast("array<string>").alias("tags"),
-        F.coalesce(F.col("category"), F.lit("")).alias("content"),
-        "lat",
-        "lon",
-        "n_obs",
-        "first_seen",
-        "dt",
+    return (
+        events.groupBy("source", "item_id", "dt")
+        .agg(
+            F.min("category_id").alias("category_id"),
+            F.min("category").alias("category"),
+            F.median("user_lat").alias("lat"),
+            F.median("user_lon").alias("lon"),
+            F.count(F.lit(1)).alias("n_obs"),
+            F.min("event_ts").alias("first_seen"),
+        )
+        .select(
+            "source",
+            "item_id",
+            F.lit(None).cast("string").alias("store_id"),
+            "category_id",
+            "category",
+            F.lit(None).cast("string").alias("brand"),
+            F.lit(None).cast("double").alias("price"),
+            F.lit(None).cast("string").alias("title"),
+            F.lit(None).cast("array<string>").alias("tags"),
+            F.coalesce(F.col("category"), F.lit("")).alias("content"),
+            "lat",
+            "lon",
+            "n_obs",
+            "first_seen",
+            "dt",
+        )
     )

@@ -140,8 +140,9 @@ def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chun
     return np.where(known, count_bucket(visits), 0), np.where(known, count_bucket(trans), 0)
 
 
-def routine_visits(hist_item: np.ndarray, hist_hour: np.ndarray, request_hour: np.ndarray, window: int = ROUTINE_HOURS,
-                   weekly: bool = False, chunk: int = 4096) -> np.ndarray:  # fmt: skip
+def routine_visits(
+    hist_item: np.ndarray, hist_hour: np.ndarray, request_hour: np.ndarray, window: int = ROUTINE_HOURS, weekly: bool = False, chunk: int = 4096
+) -> np.ndarray:
     """The user's routine at the request's time, bucketed [n, H]: how often the slot's
     item occurs in the history at an hour of the day (`weekly`: of the week) within
     `window` hours of the request's (circular). People go to the same places at the same
@@ -225,9 +226,7 @@ def sequence_cells(sequences: pa.Table) -> np.ndarray:
     return pd.unique(np.concatenate([np.asarray(c.to_numpy(zero_copy_only=False), dtype=object) for c in columns]))
 
 
-def build_vocab(
-    sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, seen_cells: np.ndarray, cells: CellSystem
-) -> Vocab:
+def build_vocab(sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: pa.Table | None, seen_cells: np.ndarray, cells: CellSystem) -> Vocab:
     """The vocabulary of one codebook version: every item of its SID map, every cell seen
     in the sequences (`sequence_cells`) or the cell context."""
     codes = np.asarray(sid_map["codes"].combine_chunks().flatten().to_numpy(zero_copy_only=False), np.int64)
@@ -325,12 +324,17 @@ class Batch:
             items, counts = transitions.candidates(self.latest_item, self.target_item if leave_one_out else None, slots)
         known = items >= 0
         cells = np.where(known, vocab.item_cell[np.maximum(items, 0)], 0)
-        return Batch(**{
-            **self.__dict__, "cand_item": items, "cand_codes": np.where(known[..., None], vocab.tokens[np.maximum(items, 0)], 0),
-            "cand_item_emb": np.where(known, vocab.item_embed[np.maximum(items, 0)], 0), "cand_cell": cells,
-            "cand_ctx": vocab.context(cells, np.broadcast_to(self.day[:, None], cells.shape)),
-            "cand_count": np.where(known, count_bucket(counts), 0),
-        })  # fmt: skip
+        return Batch(
+            **{
+                **self.__dict__,
+                "cand_item": items,
+                "cand_codes": np.where(known[..., None], vocab.tokens[np.maximum(items, 0)], 0),
+                "cand_item_emb": np.where(known, vocab.item_embed[np.maximum(items, 0)], 0),
+                "cand_cell": cells,
+                "cand_ctx": vocab.context(cells, np.broadcast_to(self.day[:, None], cells.shape)),
+                "cand_count": np.where(known, count_bucket(counts), 0),
+            }
+        )
 
 
 def empty_batch(vocab: Vocab, slots: int) -> Batch:
@@ -338,15 +342,36 @@ def empty_batch(vocab: Vocab, slots: int) -> Batch:
     T, F = vocab.n_levels + 1, N_FEATURES
     zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
     return Batch(
-        hist_codes=zeros(0, slots, T), hist_item=zeros(0, slots), hist_item_emb=zeros(0, slots), hist_cell=zeros(0, slots),
-        hist_hour=zeros(0, slots), hist_age=zeros(0, slots), hist_visits=zeros(0, slots), hist_trans=zeros(0, slots),
-        hist_routine=zeros(0, slots), hist_routine_week=zeros(0, slots),
-        latest_item=zeros(0), cand_item=zeros(0, 0), cand_codes=zeros(0, 0, T), cand_item_emb=zeros(0, 0), cand_cell=zeros(0, 0),
-        cand_ctx=zeros(0, 0, F, dtype=np.float32), cand_count=zeros(0, 0), request_hour=zeros(0), hist_ctx=zeros(0, slots, F, dtype=np.float32),
-        hist_kind=zeros(0, slots), user_cell=zeros(0), user_ctx=zeros(0, F, dtype=np.float32),
-        nbr_cell=zeros(0, N_NEIGHBOURS), nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
-        target=zeros(0, T), target_item=zeros(0), day=zeros(0), event_id=np.zeros(0, object), gmv=zeros(0, dtype=np.float64),
-    )  # fmt: skip
+        hist_codes=zeros(0, slots, T),
+        hist_item=zeros(0, slots),
+        hist_item_emb=zeros(0, slots),
+        hist_cell=zeros(0, slots),
+        hist_hour=zeros(0, slots),
+        hist_age=zeros(0, slots),
+        hist_visits=zeros(0, slots),
+        hist_trans=zeros(0, slots),
+        hist_routine=zeros(0, slots),
+        hist_routine_week=zeros(0, slots),
+        latest_item=zeros(0),
+        cand_item=zeros(0, 0),
+        cand_codes=zeros(0, 0, T),
+        cand_item_emb=zeros(0, 0),
+        cand_cell=zeros(0, 0),
+        cand_ctx=zeros(0, 0, F, dtype=np.float32),
+        cand_count=zeros(0, 0),
+        request_hour=zeros(0),
+        hist_ctx=zeros(0, slots, F, dtype=np.float32),
+        hist_kind=zeros(0, slots),
+        user_cell=zeros(0),
+        user_ctx=zeros(0, F, dtype=np.float32),
+        nbr_cell=zeros(0, N_NEIGHBOURS),
+        nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
+        target=zeros(0, T),
+        target_item=zeros(0),
+        day=zeros(0),
+        event_id=np.zeros(0, object),
+        gmv=zeros(0, dtype=np.float64),
+    )
 
 
 def _last_events(events: pa.ListArray, keep: int) -> tuple[np.ndarray, np.ndarray]:

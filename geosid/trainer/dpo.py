@@ -35,12 +35,16 @@ def heldout_preference(policy, reference, pairs: Pairs, cfg: TrainConfig, device
     for start in range(0, len(pairs), cfg.batch_size):
         idx = np.arange(start, min(start + cfg.batch_size, len(pairs)))
         with autocast(device):
-            margins.append(dpo_margin(*pair_logprobs(policy, pairs, idx, device), *pair_logprobs(reference, pairs, idx, device), cfg.dpo_beta).float())
+            margins.append(
+                dpo_margin(*pair_logprobs(policy, pairs, idx, device), *pair_logprobs(reference, pairs, idx, device), cfg.dpo_beta).float()
+            )
     policy.train()
     margin = torch.cat(margins) if margins else torch.zeros(0)
-    return {"heldout_dpo": round(float(-torch.nn.functional.logsigmoid(margin).mean()), 4) if len(margin) else None,
-            "heldout_margin": round(float(margin.mean()), 4) if len(margin) else None,
-            "heldout_accuracy": round(preference_accuracy(margin), 4) if len(margin) else None}  # fmt: skip
+    return {
+        "heldout_dpo": round(float(-torch.nn.functional.logsigmoid(margin).mean()), 4) if len(margin) else None,
+        "heldout_margin": round(float(margin.mean()), 4) if len(margin) else None,
+        "heldout_accuracy": round(preference_accuracy(margin), 4) if len(margin) else None,
+    }
 
 
 def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str | None = None, log=print) -> RunRecord:
@@ -56,8 +60,10 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
     reference = reference.to(device).eval()
     table, pairs, heldout, info = preference_pairs(reference, data, cfg, run_id)
     pairs_version = write_pairs(lake_root, table, run_id)
-    log(f"    {info['pairs']:,} preference pairs from {info['requests']:,} requests (mean reward gap {info['mean_reward_gap']}, "
-        f"gap >= {cfg.dpo_min_gap}; {info['reward']})" + (f"; {len(heldout):,} held-out pairs" if heldout is not None else ""))  # fmt: skip
+    log(
+        f"    {info['pairs']:,} preference pairs from {info['requests']:,} requests (mean reward gap {info['mean_reward_gap']}, "
+        f"gap >= {cfg.dpo_min_gap}; {info['reward']})" + (f"; {len(heldout):,} held-out pairs" if heldout is not None else "")
+    )
     policy = copy.deepcopy(reference).train()
     for p in reference.parameters():
         p.requires_grad_(False)
@@ -89,13 +95,22 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
         if heldout is not None and len(heldout):
             row.update(heldout_preference(policy, reference, heldout, cfg, device))
         history.append(row)
-        log(f"    DPO epoch {epoch + 1}/{cfg.dpo_epochs}: loss {row['loss']}, dpo {row['dpo']}, preference accuracy train "
-            f"{row['train_accuracy']:.3f} / held-out {row.get('heldout_accuracy')}, margin {row['train_margin']} / {row.get('heldout_margin')}")  # fmt: skip
+        log(
+            f"    DPO epoch {epoch + 1}/{cfg.dpo_epochs}: loss {row['loss']}, dpo {row['dpo']}, preference accuracy train "
+            f"{row['train_accuracy']:.3f} / held-out {row.get('heldout_accuracy')}, margin {row['train_margin']} / {row.get('heldout_margin')}"
+        )
     metrics = {"dpo": history, "pairs": info, "preference_pairs_table_version": pairs_version, "eval": evaluate(policy, data, cfg)}
     record = RunRecord(
-        run_id=run_id, kind="dpo", parent=parent_run, manifest=data.manifest(), model_config=policy.cfg.to_dict(),
-        train_config=asdict(cfg), device=device, parent_eval=parent.metrics.get("eval"), metrics=metrics,
+        run_id=run_id,
+        kind="dpo",
+        parent=parent_run,
+        manifest=data.manifest(),
+        model_config=policy.cfg.to_dict(),
+        train_config=asdict(cfg),
+        device=device,
+        parent_eval=parent.metrics.get("eval"),
+        metrics=metrics,
         seconds=round(time.perf_counter() - started, 1),
-    )  # fmt: skip
+    )
     save_run(lake_root, record, policy.cpu().state_dict())
     return record

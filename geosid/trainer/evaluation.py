@@ -119,8 +119,13 @@ def evaluate(model, data: CorpusData, cfg: TrainConfig, split: str = "test", bas
     seconds = time.perf_counter() - started
     name = name or ("oneloc" if cfg.decodes_sids else cfg.model)
     gmv_of, _ = gmv_scorer(data, cfg)  # None where the source carries no GMV
-    out = {"split": split, "requests": len(batch), "repeat_share": float(is_repeat(batch).mean()) if len(batch) else 0.0,
-           "beam_search_s": round(seconds, 2), name: score(data, batch, ranked, cfg, gmv_of)}  # fmt: skip
+    out = {
+        "split": split,
+        "requests": len(batch),
+        "repeat_share": float(is_repeat(batch).mean()) if len(batch) else 0.0,
+        "beam_search_s": round(seconds, 2),
+        name: score(data, batch, ranked, cfg, gmv_of),
+    }
     return out | baseline_scores(data, batch, cfg, baselines, gmv_of)
 
 
@@ -163,12 +168,20 @@ def metrics_table(evaluation: dict, label: str = "oneloc", methods=None) -> str:
     row first, named `label`)."""
     names = methods or [m for m in METHOD_ORDER if m in evaluation]
     gmv = [k for k in ("gmv@10", "hit_gmv@10") if any(k in evaluation[n] for n in names)]
-    header = ("| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | Acc@1 | MRR@20 | geo reward@10 |" + "".join(f" {k.replace('_', ' ').replace('gmv', 'GMV')} |" for k in gmv)
-              + "\n|" + "---|" * (10 + len(gmv)))  # fmt: skip
+    header = (
+        "| method | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | Acc@1 | MRR@20 | geo reward@10 |"
+        + "".join(f" {k.replace('_', ' ').replace('gmv', 'GMV')} |" for k in gmv)
+        + "\n|"
+        + "---|" * (10 + len(gmv))
+    )
     lines = [header]
     for name in names:
         m = evaluation[name]
         shown = label if name in ("oneloc", "sasrec", "gru") else name
-        cells = [m[f"{kind}@{k}"] for kind in ("recall", "ndcg") for k in KS] + [m.get("acc@1"), m.get("mrr@20"), m["geo_reward@10"]] + [m.get(k) for k in gmv]
+        cells = (
+            [m[f"{kind}@{k}"] for kind in ("recall", "ndcg") for k in KS]
+            + [m.get("acc@1"), m.get("mrr@20"), m["geo_reward@10"]]
+            + [m.get(k) for k in gmv]
+        )
         lines.append(f"| {shown} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + " |")
     return "\n".join(lines)

@@ -76,8 +76,7 @@ class GRURec(nn.Module):
         def tensor(a):
             return torch.as_tensor(a, device=device)
 
-        return self(tensor(rows.hist_item), tensor(rows.hist_hour), tensor(rows.hist_age), tensor(rows.hist_cell),
-                    tensor(rows.request_hour))  # fmt: skip
+        return self(tensor(rows.hist_item), tensor(rows.hist_hour), tensor(rows.hist_age), tensor(rows.hist_cell), tensor(rows.request_hour))
 
     @torch.no_grad()
     def rank(self, batch: Batch, k: int, device: str) -> np.ndarray:

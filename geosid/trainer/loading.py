@@ -25,9 +25,9 @@ from geosid.lake import Lake
 from geosid.schemas import corpus, index
 from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch, Transitions, Vocab, build_vocab, featurize, sequence_cells
+from geosid.trainer.gru import GRURec, GRURecConfig
 from geosid.trainer.model import OneLoc, OneLocConfig
 from geosid.trainer.runs import RunRecord, read_run, weights_path
-from geosid.trainer.gru import GRURec, GRURecConfig
 from geosid.trainer.sasrec import SASRec, SASRecConfig
 from geosid.trainer.snapshot import CorpusSnapshot, RowFilter
 from geosid.trainer.stream import Featurizer, StreamedSplit, sample_rows, train_pass
@@ -58,9 +58,18 @@ def vocab_fingerprint(vocab: Vocab) -> str:
     return hashlib.sha256("\n".join(map(str, vocab.item_ids)).encode()).hexdigest()[:16]
 
 
-def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | None, max_history: int,
-                splits=("train", "valid", "test"), protocol: str = "time", item_min_count: int = 1,
-                candidates: int = 0, stream: TrainConfig | None = None, vocab_order: str = "item_id") -> CorpusData:  # fmt: skip
+def load_corpus(
+    lake_root,
+    codebook_version: str | None,
+    table_versions: dict | None,
+    max_history: int,
+    splits=("train", "valid", "test"),
+    protocol: str = "time",
+    item_min_count: int = 1,
+    candidates: int = 0,
+    stream: TrainConfig | None = None,
+    vocab_order: str = "item_id",
+) -> CorpusData:
     """Pin the corpus (one split protocol's rows), the SID map and the codebook's row;
     featurize each split. Item-id embedding rows go to items seen at least
     `item_min_count` times in the train split (targets and histories). Each request gets
@@ -74,9 +83,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     present = [t for t in TABLES if lake.exists(t)]
     for required in (corpus.TRAINING_SEQUENCES.name, index.SID_MAP.name):
         if required not in present:
-            raise NotFoundError(
-                f"no {required} under {Path(lake_root).resolve()}: build the corpus first (geosid corpus build, or the daily runs)"
-            )
+            raise NotFoundError(f"no {required} under {Path(lake_root).resolve()}: build the corpus first (geosid corpus build, or the daily runs)")
     snapshot = CorpusSnapshot.open(lake_root, codebook_version, table_versions, rows=RowFilter(protocol=protocol), tables=present)
     if stream is not None and stream.stream_above is not None:
         n_train = snapshot.of_splits("train").count()
@@ -105,8 +112,7 @@ def load_corpus(lake_root, codebook_version: str | None, table_versions: dict | 
     if candidates:
         train = by_split["train"]
         transitions = Transitions.count(train.latest_item, train.target_item, len(vocab.item_ids), candidates + 1)
-        by_split = {name: by_split[name].with_candidates(vocab, transitions, candidates, leave_one_out=name == "train")
-                    for name in splits}  # fmt: skip
+        by_split = {name: by_split[name].with_candidates(vocab, transitions, candidates, leave_one_out=name == "train") for name in splits}
     return CorpusData(snapshot, vocab, behaviors, by_split, cell_system, rows["source"][0].as_py(), unknown, vocab_order=vocab_order)
 
 
@@ -116,8 +122,9 @@ def protocol_items(rows: pa.Table) -> pa.Array:
     return pc.unique(pa.concat_arrays([rows["target_item_id"].combine_chunks(), events.field("item_id")]))
 
 
-def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str, catalog: pa.Array | None = None,
-                    order: str = "item_id") -> Vocab:  # fmt: skip
+def _snapshot_vocab(
+    snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_system: str, catalog: pa.Array | None = None, order: str = "item_id"
+) -> Vocab:
     """The vocabulary of the snapshot's codebook version: its SID map (its `catalog`
     items only, when given) by item id, level sizes and cell context, and the cells the
     rows name. The SID map's file order differs between lakes built alike (the engine's
@@ -136,8 +143,16 @@ def _snapshot_vocab(snapshot: CorpusSnapshot, seen_cells: np.ndarray, cell_syste
     return build_vocab(sid_map, level_sizes, context, seen_cells, cells_from_name(cell_system))
 
 
-def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_count: int, candidates: int,
-                  cfg: TrainConfig, n_train: int, vocab_order: str = "item_id") -> CorpusData:  # fmt: skip
+def load_streamed(
+    snapshot: CorpusSnapshot,
+    max_history: int,
+    splits,
+    item_min_count: int,
+    candidates: int,
+    cfg: TrainConfig,
+    n_train: int,
+    vocab_order: str = "item_id",
+) -> CorpusData:
     """`load_corpus` for a corpus too large to featurize up front: the vocabulary from the
     rows' cell columns read chunk by chunk, one pass over the train rows
     (`geosid.trainer.stream.train_pass`), the train split as a `StreamedSplit`; valid and
@@ -150,8 +165,10 @@ def load_streamed(snapshot: CorpusSnapshot, max_history: int, splits, item_min_c
         raise NotFoundError(f"the corpus under {version} has no rows at {snapshot.table_versions}: build it first (geosid corpus build)")
     cell_system, source = first["cell_system"][0].as_py(), first["source"][0].as_py()
     behaviors = [h["behavior"] for h in first["histories"][0].as_py()]
-    seen = [sequence_cells(pa.Table.from_batches([b])) for b in snapshot.batches(
-        columns=["user_cell_id", "target_cell_id", "neighbour_cell_ids"], batch_size=65_536)]  # fmt: skip
+    seen = [
+        sequence_cells(pa.Table.from_batches([b]))
+        for b in snapshot.batches(columns=["user_cell_id", "target_cell_id", "neighbour_cell_ids"], batch_size=65_536)
+    ]
     vocab = _snapshot_vocab(snapshot, pd.unique(np.concatenate(seen)), cell_system, order=vocab_order)
     train = snapshot.of_splits("train")
     passed = train_pass(train, vocab, behaviors, max_history, chunk)
@@ -192,9 +209,14 @@ def new_model(data: CorpusData, cfg: TrainConfig) -> OneLoc:
         raise ValueError(f"model {cfg.model!r} is not a SID decoder; use oneloc or tiger (sasrec: geosid.trainer.sasrec)")
     build = OneLocConfig.tiger if cfg.model == "tiger" else OneLocConfig.sized
     model_cfg = build(
-        cfg.size, token_sizes=data.vocab.token_sizes, n_cells=len(data.vocab.cells), n_behaviors=len(data.behaviors),
-        n_items=data.vocab.n_item_embeddings, **cfg.ablation, **({} if cfg.dropout is None else {"dropout": cfg.dropout}),
-    )  # fmt: skip
+        cfg.size,
+        token_sizes=data.vocab.token_sizes,
+        n_cells=len(data.vocab.cells),
+        n_behaviors=len(data.behaviors),
+        n_items=data.vocab.n_item_embeddings,
+        **cfg.ablation,
+        **({} if cfg.dropout is None else {"dropout": cfg.dropout}),
+    )
     torch.manual_seed(cfg.seed)
     return OneLoc(model_cfg)
 
@@ -206,10 +228,16 @@ def load_run(lake_root, run_id: str, cfg: TrainConfig | None = None) -> tuple[On
     record = read_run(lake_root, run_id)
     cfg = cfg or TrainConfig(**record.train_config)
     recorded = record.manifest.get("item_vocab")
-    data = load_corpus(lake_root, record.codebook_version, record.table_versions, cfg.max_history,
-                       protocol=record.manifest.get("protocol") or "time", item_min_count=cfg.item_min_count,
-                       candidates=cfg.candidates if record.model_config.get("candidates") else 0,
-                       vocab_order=record.manifest.get("item_vocab_order", "file"))  # fmt: skip
+    data = load_corpus(
+        lake_root,
+        record.codebook_version,
+        record.table_versions,
+        cfg.max_history,
+        protocol=record.manifest.get("protocol") or "time",
+        item_min_count=cfg.item_min_count,
+        candidates=cfg.candidates if record.model_config.get("candidates") else 0,
+        vocab_order=record.manifest.get("item_vocab_order", "file"),
+    )
     current = vocab_fingerprint(data.vocab)
     if recorded and recorded != current:
         raise InvalidRequestError(f"run {run_id} was trained on item vocabulary {recorded}, but its pinned SID map gives {current} now: retrain it")
@@ -231,4 +259,8 @@ def model_from_record(record: RunRecord):
     if record.train_config.get("model") == "gru":
         return GRURec(GRURecConfig(**config))
     # runs recorded before the repeat (routine) features existed were trained without them
-    return OneLoc(OneLocConfig(**{"repeat_features": False, "routine_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}))
+    return OneLoc(
+        OneLocConfig(
+            **{"repeat_features": False, "routine_features": False, "candidates": False, **config, "token_sizes": tuple(config["token_sizes"])}
+        )
+    )

@@ -90,8 +90,18 @@ class OneLocConfig:
     @classmethod
     def tiger(cls, size: str, **kwargs) -> OneLocConfig:
         """TIGER: the same decoder over SIDs with every geo part off and no item ids."""
-        off = dict(location_scores=False, location_gate=False, prompt="none", item_embedding=False, geo_inputs=False,
-                   copy_head=False, time_features=False, repeat_features=False, routine_features=False, candidates=False)  # fmt: skip
+        off = dict(
+            location_scores=False,
+            location_gate=False,
+            prompt="none",
+            item_embedding=False,
+            geo_inputs=False,
+            copy_head=False,
+            time_features=False,
+            repeat_features=False,
+            routine_features=False,
+            candidates=False,
+        )
         return cls.sized(size, **{**kwargs, **off})
 
     @classmethod
@@ -377,9 +387,7 @@ def ntp_loss(logits: list, target: torch.Tensor) -> torch.Tensor:
 
 def sequence_logprob(logits: list, tokens: torch.Tensor) -> torch.Tensor:
     """log p(tokens) summed over positions: [b]. (logits teacher-forced on `tokens`.)"""
-    return torch.stack(
-        [lg.float().log_softmax(-1).gather(1, tokens[:, k : k + 1]).squeeze(1) for k, lg in enumerate(logits)]
-    ).sum(0)
+    return torch.stack([lg.float().log_softmax(-1).gather(1, tokens[:, k : k + 1]).squeeze(1) for k, lg in enumerate(logits)]).sum(0)
 
 
 def dpo_margin(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:

@@ -81,8 +81,12 @@ class Pairs:
 
     def summary(self) -> dict:
         gap = self.rewards[:, 0] - self.rewards[:, 1] if len(self) else np.zeros(0)
-        return {"requests": self.candidates_requests, "pairs": len(self), "mean_reward_gap": round(float(gap.mean()), 4) if len(gap) else None,
-                "reward": self.label}  # fmt: skip
+        return {
+            "requests": self.candidates_requests,
+            "pairs": len(self),
+            "mean_reward_gap": round(float(gap.mean()), 4) if len(gap) else None,
+            "reward": self.label,
+        }
 
 
 def sample_pairs(model: OneLoc, data: CorpusData, cfg: TrainConfig, split: str, n_requests: int, scorer, seed: int) -> Pairs:
@@ -94,8 +98,14 @@ def sample_pairs(model: OneLoc, data: CorpusData, cfg: TrainConfig, split: str, 
     row, win, lose = select_pairs(reward, cfg.dpo_min_gap, cfg.dpo_pairs_per_request)
     chosen, rejected = items[row, win], items[row, lose]
     tokens = data.vocab.tokens
-    return Pairs(requests.take(row), np.stack([tokens[chosen], tokens[rejected]], 1),
-                 np.stack([reward[row, win], reward[row, lose]], 1), np.stack([chosen, rejected], 1), label, len(requests))  # fmt: skip
+    return Pairs(
+        requests.take(row),
+        np.stack([tokens[chosen], tokens[rejected]], 1),
+        np.stack([reward[row, win], reward[row, lose]], 1),
+        np.stack([chosen, rejected], 1),
+        label,
+        len(requests),
+    )
 
 
 def preference_pairs(model: OneLoc, data: CorpusData, cfg: TrainConfig, run_id: str) -> tuple[pa.Table, Pairs, Pairs | None, dict]:
@@ -108,15 +118,21 @@ def preference_pairs(model: OneLoc, data: CorpusData, cfg: TrainConfig, run_id: 
     kept, chosen, rejected = train.requests, train.items[:, 0], train.items[:, 1]
     table = pa.table(
         {
-            "run_id": [run_id] * len(kept), "codebook_version": [data.snapshot.codebook_version] * len(kept),
-            "source": [data.source] * len(kept), "event_id": kept.event_id.tolist(),
+            "run_id": [run_id] * len(kept),
+            "codebook_version": [data.snapshot.codebook_version] * len(kept),
+            "source": [data.source] * len(kept),
+            "event_id": kept.event_id.tolist(),
             "dt": pa.array(kept.day.astype("int32"), pa.int32()).cast(pa.date32()),
-            "n_candidates": pa.array(np.full(len(kept), cfg.dpo_candidates), pa.int32()), "reward": [train.label] * len(kept),
-            "chosen_item_id": data.vocab.item_ids[chosen].tolist(), "chosen_tokens": train.tokens[:, 0].tolist(),
-            "chosen_reward": train.rewards[:, 0], "rejected_item_id": data.vocab.item_ids[rejected].tolist(),
-            "rejected_tokens": train.tokens[:, 1].tolist(), "rejected_reward": train.rewards[:, 1],
+            "n_candidates": pa.array(np.full(len(kept), cfg.dpo_candidates), pa.int32()),
+            "reward": [train.label] * len(kept),
+            "chosen_item_id": data.vocab.item_ids[chosen].tolist(),
+            "chosen_tokens": train.tokens[:, 0].tolist(),
+            "chosen_reward": train.rewards[:, 0],
+            "rejected_item_id": data.vocab.item_ids[rejected].tolist(),
+            "rejected_tokens": train.tokens[:, 1].tolist(),
+            "rejected_reward": train.rewards[:, 1],
         },
-    )  # fmt: skip
+    )
     info.update(train.summary(), min_gap=cfg.dpo_min_gap, pairs_per_request=cfg.dpo_pairs_per_request)
     if heldout is not None:
         info["heldout"] = heldout.summary()

@@ -32,9 +32,7 @@ class GMVFeatures:
 
     @staticmethod
     def build(item_ctx: np.ndarray, user_ctx: np.ndarray, distance_km: np.ndarray, popularity: np.ndarray) -> np.ndarray:
-        return np.concatenate(
-            [item_ctx, user_ctx, np.log1p(distance_km)[:, None], np.log1p(popularity)[:, None]], axis=1
-        ).astype(np.float32)
+        return np.concatenate([item_ctx, user_ctx, np.log1p(distance_km)[:, None], np.log1p(popularity)[:, None]], axis=1).astype(np.float32)
 
 
 class GMVModel(nn.Module):

@@ -41,8 +41,12 @@ def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, n
     for j in range(trie.T):
         k = prefixes.shape[1]
         logits, _ = model.decode(
-            memory.repeat_interleave(k, 0), valid.repeat_interleave(k, 0), prompt.repeat_interleave(k, 0), prefixes.reshape(b * k, j),
-            codes.repeat_interleave(k, 0), None if prior is None else prior.repeat_interleave(k, 0),
+            memory.repeat_interleave(k, 0),
+            valid.repeat_interleave(k, 0),
+            prompt.repeat_interleave(k, 0),
+            prefixes.reshape(b * k, j),
+            codes.repeat_interleave(k, 0),
+            None if prior is None else prior.repeat_interleave(k, 0),
         )
         logp = logits.float().log_softmax(-1)  # [b*k, V_j]
         mask = torch.full_like(logp, float("-inf"))

@@ -51,8 +51,15 @@ class CorpusSnapshot:
     _tables: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, lake_root: str | Path, codebook_version: str | None = None, table_versions: dict[str, int] | None = None,
-             as_of: dt_.datetime | None = None, rows: RowFilter = RowFilter(), tables: Sequence[str] = DEFAULT_TABLES) -> CorpusSnapshot:  # fmt: skip
+    def open(
+        cls,
+        lake_root: str | Path,
+        codebook_version: str | None = None,
+        table_versions: dict[str, int] | None = None,
+        as_of: dt_.datetime | None = None,
+        rows: RowFilter = RowFilter(),
+        tables: Sequence[str] = DEFAULT_TABLES,
+    ) -> CorpusSnapshot:
         """Pin `tables`: at `table_versions[name]` when given, else as of `as_of`, else the
         latest; read the `rows` of them.
 

@@ -82,8 +82,15 @@ class StreamedSplit:
 
     hist_item = None  # not kept: the Markov baseline over train histories is not available
 
-    def __init__(self, snapshot: CorpusSnapshot, featurizer: Featurizer, passed: TrainPass, chunk_rows: int = 8192,
-                 shuffle_rows: int = 65_536, workers: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        snapshot: CorpusSnapshot,
+        featurizer: Featurizer,
+        passed: TrainPass,
+        chunk_rows: int = 8192,
+        shuffle_rows: int = 65_536,
+        workers: int = 0,
+    ):
         assert snapshot.splits == ("train",), f"a streamed split reads the train rows only, got {snapshot.splits}"
         self.snapshot, self.featurizer = snapshot, featurizer
         self.chunk_rows, self.shuffle_rows, self.workers = chunk_rows, shuffle_rows, workers

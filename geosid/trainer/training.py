@@ -28,10 +28,11 @@ from geosid.trainer.baselines import BASELINES
 from geosid.trainer.config import TrainConfig
 from geosid.trainer.data import Batch
 from geosid.trainer.evaluation import evaluate, validator
+from geosid.trainer.gru import SIZES as GRU_SIZES
+from geosid.trainer.gru import GRURec, GRURecConfig, gru_step
 from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, new_model, vocab_fingerprint
 from geosid.trainer.model import ntp_loss
 from geosid.trainer.runs import RunRecord, atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
-from geosid.trainer.gru import SIZES as GRU_SIZES, GRURec, GRURecConfig, gru_step
 from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
 
 
@@ -55,8 +56,18 @@ class FitResult:
     wall_s: float = 0.0  # training and validation: what a time budget counts
 
 
-def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Callable | None, cfg: TrainConfig, folder,
-        resume: bool = False, stop_after_epochs: int | None = None, log=print, vocab: str | None = None) -> FitResult:  # fmt: skip
+def fit(
+    model: torch.nn.Module,
+    train: Batch,
+    step_loss: Callable,
+    validate: Callable | None,
+    cfg: TrainConfig,
+    folder,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    log=print,
+    vocab: str | None = None,
+) -> FitResult:
     """Train `model` on `train` (see the module doc). `step_loss(model, rows: Batch) ->
     (loss, tokens)`; `validate(model) -> metric` (higher is better). Returns the history;
     the model holds the best weights after it. `stop_after_epochs` stops as a kill would
@@ -90,8 +101,13 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
         total_loss, steps, tokens = _train_epoch(model, batches, step_loss, opt, schedule, device, progress)
         seconds = time.perf_counter() - epoch_started
         train_s, tokens_total = train_s + seconds, tokens_total + tokens
-        record = {"epoch": epoch + 1, "loss": round(total_loss / max(steps, 1), 4), "lr": schedule.get_last_lr()[0],
-                  "seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9))}  # fmt: skip
+        record = {
+            "epoch": epoch + 1,
+            "loss": round(total_loss / max(steps, 1), 4),
+            "lr": schedule.get_last_lr()[0],
+            "seconds": round(seconds, 1),
+            "tokens_per_s": round(tokens / max(seconds, 1e-9)),
+        }
         if validate is not None:
             metric = float(validate(model))
             record[f"valid_{cfg.select}"] = round(metric, 5)
@@ -106,13 +122,26 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
         early = validate is not None and bad_epochs >= cfg.patience
         result.stopped = "early" if early else result.stopped
         run_dir_ready(folder)
-        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
-                    "result": asdict(result), "epoch": epoch, "bad_epochs": bad_epochs, "best_model": best_state,
-                    "config": asdict(cfg), "item_vocab": vocab}, state_file)  # fmt: skip
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "schedule": schedule.state_dict(),
+                "result": asdict(result),
+                "epoch": epoch,
+                "bad_epochs": bad_epochs,
+                "best_model": best_state,
+                "config": asdict(cfg),
+                "item_vocab": vocab,
+            },
+            state_file,
+        )
         # after the checkpoint: a printed epoch is one a killed run resumes after
-        log(f"    epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}"
+        log(
+            f"    epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}"
             + (f", valid {cfg.select} {record[f'valid_{cfg.select}']:.4f}" if validate is not None else "")
-            + f", {record['tokens_per_s']:,} tokens/s, {seconds:.0f}s")  # fmt: skip
+            + f", {record['tokens_per_s']:,} tokens/s, {seconds:.0f}s"
+        )
         if early:
             log(f"    early stop: no better valid {cfg.select} for {cfg.patience} epoch(s); best epoch {result.best_epoch}")
             break
@@ -128,8 +157,9 @@ def fit(model: torch.nn.Module, train: Batch, step_loss: Callable, validate: Cal
     return result
 
 
-def _train_epoch(model: torch.nn.Module, batches: Iterator[Batch], step_loss: Callable, opt, schedule, device: str,
-                 progress) -> tuple[float, int, int]:  # fmt: skip
+def _train_epoch(
+    model: torch.nn.Module, batches: Iterator[Batch], step_loss: Callable, opt, schedule, device: str, progress
+) -> tuple[float, int, int]:
     """One epoch of optimizer steps; (summed loss, steps, tokens)."""
     model.train()
     started, total_loss, steps, tokens = time.perf_counter(), 0.0, 0, 0
@@ -144,8 +174,9 @@ def _train_epoch(model: torch.nn.Module, batches: Iterator[Batch], step_loss: Ca
         total_loss, steps, tokens = total_loss + loss.item(), steps + 1, tokens + n_tokens
         if progress is not None:
             elapsed = time.perf_counter() - started
-            progress.set_postfix(loss=f"{total_loss / steps:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
-                                 tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)  # fmt: skip
+            progress.set_postfix(
+                loss=f"{total_loss / steps:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}", tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False
+            )
             progress.update(1)
     if progress is not None:
         progress.close()
@@ -183,12 +214,21 @@ def _check_vocab(state: dict, vocab: str | None, folder) -> None:
     from before the vocabulary was recorded used the SID map's file order)."""
     if vocab is not None and state.get("item_vocab") != vocab:
         written = state.get("item_vocab") or "an unrecorded one (written before vocabularies were recorded)"
-        raise InvalidRequestError(f"the checkpoint under {folder} indexes item vocabulary {written}, the corpus gives {vocab} now: "
-                                  "train the run afresh (without --resume)")  # fmt: skip
+        raise InvalidRequestError(
+            f"the checkpoint under {folder} indexes item vocabulary {written}, the corpus gives {vocab} now: train the run afresh (without --resume)"
+        )
 
 
-def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
-             run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> RunRecord:  # fmt: skip
+def pretrain(
+    lake_root,
+    cfg: TrainConfig,
+    codebook_version: str | None = None,
+    table_versions: dict | None = None,
+    run_id: str | None = None,
+    log=print,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+) -> RunRecord:
     """Pretrain OneLoc (or TIGER) with next-token prediction on a pinned corpus: select on
     the valid split, evaluate the best weights on test once. Returns the run record
     (written under the lake's _models/). `resume` continues the run `run_id` from its
@@ -200,19 +240,44 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
     device = cfg.resolved_device()
     if resume and not run_id:
         raise ValueError("resume needs the run id of the run to continue")
-    data = load_corpus(lake_root, codebook_version, table_versions, cfg.max_history, protocol=cfg.protocol,
-                       item_min_count=cfg.item_min_count, candidates=candidate_slots(cfg), stream=cfg)  # fmt: skip
+    data = load_corpus(
+        lake_root,
+        codebook_version,
+        table_versions,
+        cfg.max_history,
+        protocol=cfg.protocol,
+        item_min_count=cfg.item_min_count,
+        candidates=candidate_slots(cfg),
+        stream=cfg,
+    )
     model = new_model(data, cfg)
     if data.streamed:
         log(f"    train split streamed from the snapshot ({len(data.splits['train']):,} rows > {cfg.stream_above:,})")
     run_id = run_id or new_run_id("pretrain")
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    result = fit(model, data.splits["train"], oneloc_step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
-                 stop_after_epochs, log, vocab_fingerprint(data.vocab))  # fmt: skip
-    metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
-               "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
-               "wall_s": result.wall_s, "tokens_per_s": result.tokens_per_s}  # fmt: skip
+    result = fit(
+        model,
+        data.splits["train"],
+        oneloc_step,
+        validator(data, cfg),
+        cfg,
+        run_dir(lake_root, run_id),
+        resume,
+        stop_after_epochs,
+        log,
+        vocab_fingerprint(data.vocab),
+    )
+    metrics = {
+        "train_loss": [e["loss"] for e in result.epochs],
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "best_valid": result.best_metric,
+        "stopped": result.stopped,
+        "train_s": result.train_s,
+        "wall_s": result.wall_s,
+        "tokens_per_s": result.tokens_per_s,
+    }
     if device == "cuda":
         metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if result.stopped != "asked":
@@ -220,12 +285,20 @@ def pretrain(lake_root, cfg: TrainConfig, codebook_version: str | None = None, t
         baselines = tuple(b for b in BASELINES if not (data.streamed and b == "markov"))
         metrics["eval"] = evaluate(model, data, cfg, baselines=baselines)
     record = RunRecord(
-        run_id=run_id, kind="pretrain", manifest=data.manifest(), model_config=model.cfg.to_dict(),
-        train_config=asdict(cfg), device=device, rows={k: len(v) for k, v in data.splits.items()},
-        unknown_targets=data.unknown_targets, item_embeddings=data.vocab.n_item_embeddings, streamed=data.streamed,
-        parameters=sum(p.numel() for p in model.parameters()), metrics=metrics,
+        run_id=run_id,
+        kind="pretrain",
+        manifest=data.manifest(),
+        model_config=model.cfg.to_dict(),
+        train_config=asdict(cfg),
+        device=device,
+        rows={k: len(v) for k, v in data.splits.items()},
+        unknown_targets=data.unknown_targets,
+        item_embeddings=data.vocab.n_item_embeddings,
+        streamed=data.streamed,
+        parameters=sum(p.numel() for p in model.parameters()),
+        metrics=metrics,
         seconds=round(time.perf_counter() - started, 1),
-    )  # fmt: skip
+    )
     save_run(lake_root, record, model.cpu().state_dict())
     return record
 
@@ -236,13 +309,20 @@ def new_ranker(data, cfg: TrainConfig) -> torch.nn.Module:
     dropout = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     torch.manual_seed(cfg.seed)
     if cfg.model == "gru":
-        return GRURec(GRURecConfig(n_items=len(data.vocab.item_ids), n_cells=len(data.vocab.cells), max_len=slots,
-                                   **GRU_SIZES[cfg.size], **dropout))  # fmt: skip
+        return GRURec(GRURecConfig(n_items=len(data.vocab.item_ids), n_cells=len(data.vocab.cells), max_len=slots, **GRU_SIZES[cfg.size], **dropout))
     return SASRec(SASRecConfig(n_items=len(data.vocab.item_ids), max_len=slots, **SIZES[cfg.size], **dropout))
 
 
-def train_ranker(lake_root, cfg: TrainConfig, codebook_version: str | None = None, table_versions: dict | None = None,
-                 run_id: str | None = None, log=print, resume: bool = False, stop_after_epochs: int | None = None) -> RunRecord:  # fmt: skip
+def train_ranker(
+    lake_root,
+    cfg: TrainConfig,
+    codebook_version: str | None = None,
+    table_versions: dict | None = None,
+    run_id: str | None = None,
+    log=print,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+) -> RunRecord:
     """SASRec or the GRU on a pinned corpus, selected on valid, evaluated on test; the run record."""
 
     started = time.perf_counter()
@@ -250,18 +330,41 @@ def train_ranker(lake_root, cfg: TrainConfig, codebook_version: str | None = Non
     model = new_ranker(data, cfg)
     run_id = run_id or new_run_id(cfg.model)
     step = gru_step if cfg.model == "gru" else sasrec_step
-    result = fit(model, data.splits["train"], step, validator(data, cfg), cfg, run_dir(lake_root, run_id), resume,
-                 stop_after_epochs, log, vocab_fingerprint(data.vocab))  # fmt: skip
-    metrics = {"train_loss": [e["loss"] for e in result.epochs], "epochs": result.epochs, "best_epoch": result.best_epoch,
-               "best_valid": result.best_metric, "stopped": result.stopped, "train_s": result.train_s,
-               "tokens_per_s": result.tokens_per_s}  # fmt: skip
+    result = fit(
+        model,
+        data.splits["train"],
+        step,
+        validator(data, cfg),
+        cfg,
+        run_dir(lake_root, run_id),
+        resume,
+        stop_after_epochs,
+        log,
+        vocab_fingerprint(data.vocab),
+    )
+    metrics = {
+        "train_loss": [e["loss"] for e in result.epochs],
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "best_valid": result.best_metric,
+        "stopped": result.stopped,
+        "train_s": result.train_s,
+        "tokens_per_s": result.tokens_per_s,
+    }
     if result.stopped != "asked":
         metrics["eval"] = evaluate(model, data, cfg, name=cfg.model)
     record = RunRecord(
-        run_id=run_id, kind="pretrain", manifest=data.manifest(), model_config=model.cfg.to_dict(),
-        train_config=asdict(cfg), device=cfg.resolved_device(), rows={k: len(v) for k, v in data.splits.items()},
-        unknown_targets=data.unknown_targets, parameters=sum(p.numel() for p in model.parameters()),
-        metrics=metrics, seconds=round(time.perf_counter() - started, 1),
-    )  # fmt: skip
+        run_id=run_id,
+        kind="pretrain",
+        manifest=data.manifest(),
+        model_config=model.cfg.to_dict(),
+        train_config=asdict(cfg),
+        device=cfg.resolved_device(),
+        rows={k: len(v) for k, v in data.splits.items()},
+        unknown_targets=data.unknown_targets,
+        parameters=sum(p.numel() for p in model.parameters()),
+        metrics=metrics,
+        seconds=round(time.perf_counter() - started, 1),
+    )
     save_run(lake_root, record, model.cpu().state_dict())
     return record

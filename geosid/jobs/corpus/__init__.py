@@ -32,8 +32,28 @@ from geosid.jobs.corpus.state import (
 )
 
 __all__ = [
-    "CellContextReport", "CorpusConfig", "CorpusReport", "LibCityConfig", "SplitConfig", "TrajectoryConfig", "build_cell_context",
-    "build_day", "build_range", "cell_context_rows", "checkpoint_days", "compacted_states", "corpus_scan",
-    "kernel_events", "label_splits", "latest_states", "libcity_sessions", "rollback_state", "sequence_rows",
-    "state_events", "state_rows", "trajectory_bounds", "trajectory_filter", "trajectory_targets",
-]  # fmt: skip
+    "CellContextReport",
+    "CorpusConfig",
+    "CorpusReport",
+    "LibCityConfig",
+    "SplitConfig",
+    "TrajectoryConfig",
+    "build_cell_context",
+    "build_day",
+    "build_range",
+    "cell_context_rows",
+    "checkpoint_days",
+    "compacted_states",
+    "corpus_scan",
+    "kernel_events",
+    "label_splits",
+    "latest_states",
+    "libcity_sessions",
+    "rollback_state",
+    "sequence_rows",
+    "state_events",
+    "state_rows",
+    "trajectory_bounds",
+    "trajectory_filter",
+    "trajectory_targets",
+]

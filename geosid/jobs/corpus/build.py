@@ -22,7 +22,9 @@ import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, functions as F, types as T
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
@@ -39,9 +41,7 @@ from geosid.schemas import bronze, corpus, index
 
 def sid_items(sid_map: DataFrame, cells: CellSystem) -> DataFrame:
     """index.sid_map rows of one version -> (source, item_id, codes, digit, sid, item cell)."""
-    return add_cells(sid_map, cells, "lat", "lon", cell="item_cell").select(
-        "source", "item_id", "codes", "disambiguation", "sid", "item_cell"
-    )
+    return add_cells(sid_map, cells, "lat", "lon", cell="item_cell").select("source", "item_id", "codes", "disambiguation", "sid", "item_cell")
 
 
 def kernel_events(events: DataFrame, items: DataFrame, cells: CellSystem, first: dt_.date) -> DataFrame:
@@ -54,10 +54,23 @@ def kernel_events(events: DataFrame, items: DataFrame, cells: CellSystem, first:
     if "is_target" not in events.columns:
         with_cells = with_cells.withColumn("is_target", F.lit(True))
     return with_cells.join(items, ["source", "item_id"]).select(
-        "source", "user_id", "event_id", "request_id", "event_ts", "dt", "action", "item_id", "codes",
-        "disambiguation", "sid", "item_cell", "user_cell", "gmv", (F.col("dt") >= F.lit(first)).alias("is_new"),
+        "source",
+        "user_id",
+        "event_id",
+        "request_id",
+        "event_ts",
+        "dt",
+        "action",
+        "item_id",
+        "codes",
+        "disambiguation",
+        "sid",
+        "item_cell",
+        "user_cell",
+        "gmv",
+        (F.col("dt") >= F.lit(first)).alias("is_new"),
         "is_target",
-    )  # fmt: skip
+    )
 
 
 KERNEL_OUTPUT = T.StructType(
@@ -102,9 +115,7 @@ def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, 
         result = kernel.build(table, params, cells.neighbours)
         parts = [shaped(result.targets, "target")]
         if result.states is not None:  # no state days: a per-user protocol's range build
-            state = result.states.rename_columns(
-                ["state_histories" if c == "histories" else c for c in result.states.column_names]
-            )
+            state = result.states.rename_columns(["state_histories" if c == "histories" else c for c in result.states.column_names])
             parts.append(shaped(state, "state"))
         stats = {"n_unlocated": [result.targets_without_location], "n_input": [table.num_rows], "n_new": [n_new]}
         parts.append(shaped(pa.table({k: pa.array(v, pa.int64()) for k, v in stats.items()}), "stats"))
@@ -116,18 +127,19 @@ def run_kernel(rows: DataFrame, params: kernel.KernelParams, cells: CellSystem, 
 
 def sequence_rows(output: DataFrame, config: CorpusConfig, codebook_version: str) -> DataFrame:
     """Kernel targets -> corpus.training_sequences rows (tagged with the split protocol)."""
-    targets = output.filter(F.col("kind") == "target").select(
-        *[f.name for f in KERNEL_OUTPUT.fields if f.name in corpus.TRAINING_SEQUENCES.columns]
-    )
+    targets = output.filter(F.col("kind") == "target").select(*[f.name for f in KERNEL_OUTPUT.fields if f.name in corpus.TRAINING_SEQUENCES.columns])
     return targets.transform(label_splits, config.split).select(
         *[
-            F.lit(config.cells().name).alias(c) if c == "cell_system"
-            else F.lit(codebook_version).alias(c) if c == "codebook_version"
-            else F.lit(config.split.protocol).alias(c) if c == "protocol"
+            F.lit(config.cells().name).alias(c)
+            if c == "cell_system"
+            else F.lit(codebook_version).alias(c)
+            if c == "codebook_version"
+            else F.lit(config.split.protocol).alias(c)
+            if c == "protocol"
             else F.col(c)
             for c in corpus.TRAINING_SEQUENCES.columns
         ]
-    )  # fmt: skip
+    )
 
 
 def _source_events(lake: Lake, config: CorpusConfig, last: dt_.date) -> DataFrame:
@@ -140,23 +152,32 @@ def _version_items(lake: Lake, codebook_version: str, cells: CellSystem) -> Data
     return sid_items(lake.read(index.SID_MAP).filter(F.col("version") == codebook_version), cells)
 
 
-def _finish(lake: Lake, outputs: list[DataFrame], config: CorpusConfig, codebook_version: str, report: CorpusReport,
-            targets_span: tuple[dt_.date, dt_.date], state_days: tuple[dt_.date, ...]) -> CorpusReport:  # fmt: skip
+def _finish(
+    lake: Lake,
+    outputs: list[DataFrame],
+    config: CorpusConfig,
+    codebook_version: str,
+    report: CorpusReport,
+    targets_span: tuple[dt_.date, dt_.date],
+    state_days: tuple[dt_.date, ...],
+) -> CorpusReport:
     """Write the kernel's outputs (one per pass over a slice of the users, each holding
     whole users, so per-user splits label correctly pass by pass) in one commit per table."""
     sequences = sequence_scope(config, codebook_version)
     report.table_versions["corpus.training_sequences"] = lake.write(
-        [sequence_rows(out, config, codebook_version) for out in outputs], corpus.TRAINING_SEQUENCES, dt=targets_span,
+        [sequence_rows(out, config, codebook_version) for out in outputs],
+        corpus.TRAINING_SEQUENCES,
+        dt=targets_span,
         where=sequences,
-    )  # fmt: skip
+    )
     output = functools.reduce(DataFrame.unionByName, outputs)
     if not config.split.range_only:
         # The history state continues the time protocol's daily builds; the other protocols
         # are range builds only and leave it alone.
         write_state(lake, outputs, output, config, codebook_version, report, state_days)
-    stats = output.filter(F.col("kind") == "stats").agg(
-        *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]
-    ).first()
+    stats = (
+        output.filter(F.col("kind") == "stats").agg(*[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("n_unlocated", "n_input", "n_new")]).first()
+    )
     report.targets_without_location, report.input_events = int(stats["n_unlocated"]), int(stats["n_input"])
     # events_without_sid holds the events read until here: a range feeds all of them to the
     # kernel, a day its new ones (the rest is the state)
@@ -247,13 +268,15 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
     rebuild = f"run the day before, or rebuild with `geosid corpus build --to {day}`"
     if not state_layout_current(lake):
         raise MissingStateError(f"corpus.user_history_state was written by an older geosid (another layout): {rebuild}")
-    complete = lake.exists(corpus.STATE_BUILDS) and lake.read(corpus.STATE_BUILDS).filter(scope).filter(
-        F.col("dt") == F.lit(yesterday)
-    ).limit(1).count()  # fmt: skip
+    complete = (
+        lake.exists(corpus.STATE_BUILDS) and lake.read(corpus.STATE_BUILDS).filter(scope).filter(F.col("dt") == F.lit(yesterday)).limit(1).count()
+    )
     if not complete:
         earlier = lake.read(bronze.EVENTS).filter((F.col("source") == config.source) & (F.col("dt") < F.lit(day)))
         if earlier.limit(1).count():
-            raise MissingStateError(f"no history state of {config.source} under {codebook_version} as of {yesterday}, but earlier events exist: {rebuild}")
+            raise MissingStateError(
+                f"no history state of {config.source} under {codebook_version} as of {yesterday}, but earlier events exist: {rebuild}"
+            )
     run = f"corpus-{codebook_version}-{config.source}-{day}"
     day_events = lake.read(bronze.EVENTS, dt=day).filter(F.col("source") == config.source)
     rows = kernel_events(day_events, _version_items(lake, codebook_version, cells), cells, day)
@@ -267,9 +290,7 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
         rows = rows.unionByName(state_events(latest_states(state, yesterday)))
         estimate += touched.count() * sum(b.max_len for b in config.behaviors)
     try:
-        output = lake.checkpoint(
-            run_kernel(rows, config.kernel_params((day,)), cells, _partitions(estimate, config)), f"{run}-out"
-        )
+        output = lake.checkpoint(run_kernel(rows, config.kernel_params((day,)), cells, _partitions(estimate, config)), f"{run}-out")
         _finish(lake, [output], config, codebook_version, report, (day, day), (day,))
     finally:
         lake.drop_checkpoints(run)

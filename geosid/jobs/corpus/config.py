@@ -16,7 +16,6 @@ from geosid.schemas.corpus import Protocol, protocol_predicate
 from geosid.sources.registry import BehaviorConfig, CorpusShape, get_source
 
 
-
 class LibCityConfig(BaseModel):
     """LibCity's trajectory pre-processing of check-ins (the OneLoc paper's protocol for
     Foursquare): POIs with fewer than `min_poi_checkins` check-ins are dropped; a user's
@@ -98,8 +97,9 @@ class SplitConfig(BaseModel):
         return self
 
     @classmethod
-    def for_range(cls, protocol: str, last: dt_.date, test_start=None, valid_start=None, test_days: int | None = None,
-                  valid_days: int | None = None) -> SplitConfig:  # fmt: skip
+    def for_range(
+        cls, protocol: str, last: dt_.date, test_start=None, valid_start=None, test_days: int | None = None, valid_days: int | None = None
+    ) -> SplitConfig:
         """A split for a range ending on `last`: the time split's boundaries given as days,
         or as the range's last `test_days` (test) and the `valid_days` before them (valid)."""
         if protocol != "time":

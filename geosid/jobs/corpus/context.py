@@ -8,22 +8,30 @@ import datetime as dt_
 import time
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.geo.geometry import CellSystem
 from geosid.lake import Lake, as_date
 from geosid.schemas import corpus, silver
 
 
-
 def cell_features(geo_cells: DataFrame) -> DataFrame:
     """silver.geo_cells -> the features vector in CELL_FEATURES order."""
     log = lambda c: F.log1p(F.greatest(F.coalesce(F.col(c).cast("double"), F.lit(0.0)), F.lit(0.0)))
     values = [
-        log("n_items"), log("n_categories"), log("events_day"), log("events_window"), log("users_window"),
-        log("pays_window"), log("gmv_window"), log("price_median"), F.col("price_median").isNotNull().cast("double"),
-        log("area_n_items"), log("area_events_window"),
-    ]  # fmt: skip
+        log("n_items"),
+        log("n_categories"),
+        log("events_day"),
+        log("events_window"),
+        log("users_window"),
+        log("pays_window"),
+        log("gmv_window"),
+        log("price_median"),
+        F.col("price_median").isNotNull().cast("double"),
+        log("area_n_items"),
+        log("area_events_window"),
+    ]
     assert len(values) == len(corpus.CELL_FEATURES), "features and CELL_FEATURES disagree"
     return geo_cells.withColumn("features", F.array(*[v.cast("float") for v in values]))
 
@@ -32,9 +40,17 @@ def cell_context_rows(geo_cells: DataFrame, day_to_snapshot: DataFrame) -> DataF
     """silver.geo_cells snapshots + (dt, context_dt) pairs -> corpus.cell_context rows."""
     snapshots = geo_cells.withColumnRenamed("dt", "context_dt").transform(cell_features)
     return snapshots.join(day_to_snapshot, "context_dt").select(
-        "cell_system", "cell_id", "context_dt", "neighbour_ids", F.col("n_items").cast("int").alias("n_items"),
-        "top_categories", "top_brands", "area_top_categories", "features", "dt",
-    )  # fmt: skip
+        "cell_system",
+        "cell_id",
+        "context_dt",
+        "neighbour_ids",
+        F.col("n_items").cast("int").alias("n_items"),
+        "top_categories",
+        "top_brands",
+        "area_top_categories",
+        "features",
+        "dt",
+    )
 
 
 @dataclass

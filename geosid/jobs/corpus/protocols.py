@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt_
 
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
 from geosid.jobs.corpus.config import LibCityConfig, SplitConfig, TrajectoryConfig
 
@@ -67,9 +68,7 @@ def trajectory_targets(events: DataFrame, config: TrajectoryConfig, valid_start:
     marked = events.withColumn("_s", F.unix_seconds("event_ts"))
     marked = marked.withColumn("_gap", F.col("_s") - F.lag("_s").over(timeline))
     new = F.coalesce(F.col("_gap") > F.lit(int(config.window_hours * 3600)), F.lit(True)).cast("int")
-    marked = marked.withColumn("_new", new).withColumn(
-        "trajectory", F.sum("_new").over(timeline.rowsBetween(Window.unboundedPreceding, 0)) - 1
-    )
+    marked = marked.withColumn("_new", new).withColumn("trajectory", F.sum("_new").over(timeline.rowsBetween(Window.unboundedPreceding, 0)) - 1)
     trajectory = Window.partitionBy("source", "user_id", "trajectory")
     marked = marked.withColumn("position", F.row_number().over(trajectory.orderBy("event_ts", "event_id")) - 1)
     marked = marked.withColumn("_len", F.count(F.lit(1)).over(trajectory))

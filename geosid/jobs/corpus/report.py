@@ -1,11 +1,9 @@
-"""What a corpus build did: rows, users, days, state rows written and compacted, timings.
-"""
+"""What a corpus build did: rows, users, days, state rows written and compacted, timings."""
 
 from __future__ import annotations
 
 import datetime as dt_
 from dataclasses import dataclass, field
-
 
 
 @dataclass
@@ -45,11 +43,23 @@ class CorpusReport:
 
     def to_dict(self) -> dict:
         return {
-            "codebook_version": self.codebook_version, "source": self.source, "first": self.first.isoformat(),
-            "last": self.last.isoformat(), "mode": self.mode, "protocol": self.protocol, "input_events": self.input_events,
+            "codebook_version": self.codebook_version,
+            "source": self.source,
+            "first": self.first.isoformat(),
+            "last": self.last.isoformat(),
+            "mode": self.mode,
+            "protocol": self.protocol,
+            "input_events": self.input_events,
             "events_filtered": self.events_filtered,
-            "events_without_sid": self.events_without_sid, "targets": self.targets,
-            "targets_without_location": self.targets_without_location, "states": self.states,
-            "states_written": self.states_written, "compacted_buckets": list(self.compacted_buckets), "passes": self.passes,
-            "splits": self.splits, "split_days": {k: str(v) for k, v in self.split_days.items()}, "table_versions": self.table_versions, "seconds": round(self.seconds, 2),
-        }  # fmt: skip
+            "events_without_sid": self.events_without_sid,
+            "targets": self.targets,
+            "targets_without_location": self.targets_without_location,
+            "states": self.states,
+            "states_written": self.states_written,
+            "compacted_buckets": list(self.compacted_buckets),
+            "passes": self.passes,
+            "splits": self.splits,
+            "split_days": {k: str(v) for k, v in self.split_days.items()},
+            "table_versions": self.table_versions,
+            "seconds": round(self.seconds, 2),
+        }

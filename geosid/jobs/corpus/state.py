@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt_
 
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
 from geosid.jobs.corpus.config import CorpusConfig, corpus_scope
 from geosid.jobs.corpus.report import CorpusReport
@@ -18,9 +19,7 @@ from geosid.schemas import corpus
 
 def state_events(state: DataFrame) -> DataFrame:
     """corpus.user_history_state rows -> kernel input rows (never targets)."""
-    exploded = state.select("source", "user_id", F.explode("histories").alias("h")).select(
-        "source", "user_id", F.explode("h.events").alias("e")
-    )
+    exploded = state.select("source", "user_id", F.explode("histories").alias("h")).select("source", "user_id", F.explode("h.events").alias("e"))
     return exploded.select(
         "source",
         "user_id",
@@ -44,9 +43,15 @@ def state_events(state: DataFrame) -> DataFrame:
 def state_rows(output: DataFrame, codebook_version: str) -> DataFrame:
     """Kernel states -> corpus.user_history_state rows."""
     return output.filter(F.col("kind") == "state").select(
-        "source", "user_id", "last_event_ts", "last_cell_id", F.col("state_histories").alias("histories"),
-        F.lit(codebook_version).alias("codebook_version"), "dt", "user_bucket",
-    )  # fmt: skip
+        "source",
+        "user_id",
+        "last_event_ts",
+        "last_cell_id",
+        F.col("state_histories").alias("histories"),
+        F.lit(codebook_version).alias("codebook_version"),
+        "dt",
+        "user_bucket",
+    )
 
 
 def latest_states(state: DataFrame, day: dt_.date) -> DataFrame:
@@ -91,8 +96,15 @@ def compacted_states(state: DataFrame, as_of: dt_.date, config: CorpusConfig) ->
     return state.withColumn("_next", F.lead("dt").over(following)).filter(needed).drop("_next")
 
 
-def write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config: CorpusConfig, codebook_version: str,
-                 report: CorpusReport, state_days: tuple[dt_.date, ...]) -> None:  # fmt: skip
+def write_state(
+    lake: Lake,
+    outputs: list[DataFrame],
+    output: DataFrame,
+    config: CorpusConfig,
+    codebook_version: str,
+    report: CorpusReport,
+    state_days: tuple[dt_.date, ...],
+) -> None:
     """The kernel's state rows (`outputs`, one per pass; `output`, their union) into
     corpus.user_history_state (a range replaces the scope's rows, a day adds its day's
     rows), the state days into corpus.state_builds, then (a day) the buckets whose turn it
@@ -102,9 +114,10 @@ def write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config:
     replaced = scope if report.mode == "range" else f"{scope} AND dt = DATE'{last.isoformat()}'"
     # one file per bucket and write: the next day adds one more, compaction folds them
     report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
-        [state_rows(out, codebook_version).repartition("user_bucket") for out in outputs], corpus.USER_HISTORY_STATE,
+        [state_rows(out, codebook_version).repartition("user_bucket") for out in outputs],
+        corpus.USER_HISTORY_STATE,
         where=replaced,
-    )  # fmt: skip
+    )
     written = dict(output.filter(F.col("kind") == "state").groupBy("dt").agg(F.count(F.lit(1)).alias("n")).collect())
     report.states_written = sum(int(n) for n in written.values())
     now = dt_.datetime.now(dt_.timezone.utc).replace(tzinfo=None)
@@ -115,9 +128,7 @@ def write_state(lake: Lake, outputs: list[DataFrame], output: DataFrame, config:
     )
     if report.mode == "day":
         compact_state(lake, config, codebook_version, report, last)
-    report.states = (
-        lake.read(corpus.USER_HISTORY_STATE).filter(scope).filter(F.col("dt") <= F.lit(last)).select("user_id").distinct().count()
-    )
+    report.states = lake.read(corpus.USER_HISTORY_STATE).filter(scope).filter(F.col("dt") <= F.lit(last)).select("user_id").distinct().count()
 
 
 def compact_state(lake: Lake, config: CorpusConfig, codebook_version: str, report: CorpusReport, day: dt_.date) -> None:
@@ -142,9 +153,7 @@ def compact_state(lake: Lake, config: CorpusConfig, codebook_version: str, repor
     kept = compacted_states(rows, day, config)
     if kept.count() == rows.count():
         return  # nothing to drop: no rewrite
-    report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(
-        kept.repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=where
-    )
+    report.table_versions[corpus.USER_HISTORY_STATE.name] = lake.write(kept.repartition("user_bucket"), corpus.USER_HISTORY_STATE, where=where)
     report.compacted_buckets = due
 
 

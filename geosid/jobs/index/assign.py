@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window, functions as F
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
 from geosid.jobs.index.inputs import embeddings_as_of, item_locations
 from geosid.jobs.index.registry import load_tokenizer, version_row
@@ -46,20 +47,23 @@ class AssignReport:
     seconds: float
 
     def summary(self) -> str:
-        return (f"SIDs under {self.codebook_version} as of {self.dt}: {self.new_items:,} new, {self.total_items:,} in all, "
-                f"in {self.seconds:.1f}s")  # fmt: skip
+        return f"SIDs under {self.codebook_version} as of {self.dt}: {self.new_items:,} new, {self.total_items:,} in all, in {self.seconds:.1f}s"
 
     def to_dict(self) -> dict:
-        return {"codebook_version": self.codebook_version, "dt": self.dt.isoformat(), "new_items": self.new_items,
-                "total_items": self.total_items, "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "codebook_version": self.codebook_version,
+            "dt": self.dt.isoformat(),
+            "new_items": self.new_items,
+            "total_items": self.total_items,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 CODED_SCHEMA = "source string, item_id string, first_seen timestamp, lat double, lon double, codes array<int>"
 
 
 CANDIDATE_SCHEMA = (
-    "source string, item_id string, first_seen timestamp, lat double, lon double, prefix array<int>, "
-    "candidates array<bigint>, cost array<double>"
+    "source string, item_id string, first_seen timestamp, lat double, lon double, prefix array<int>, candidates array<bigint>, cost array<double>"
 )
 
 
@@ -127,9 +131,11 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
     spark = lake.spark
     row = version_row(lake, codebook_version)
     tokenizer = tokenizer or load_tokenizer(lake, codebook_version)
-    candidates = embeddings_as_of(lake, as_of, row["model_id"], row["template_id"]).join(
-        item_locations(lake, as_of), ["source", "item_id"]
-    ).select("source", "item_id", "first_seen", "lat", "lon", "vector")
+    candidates = (
+        embeddings_as_of(lake, as_of, row["model_id"], row["template_id"])
+        .join(item_locations(lake, as_of), ["source", "item_id"])
+        .select("source", "item_id", "first_seen", "lat", "lon", "vector")
+    )
     existing = (
         lake.read(index.SID_MAP).filter(F.col("version") == codebook_version)
         if lake.exists(index.SID_MAP)
@@ -146,9 +152,17 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
         n_new = coded.count()
         if n_new:
             rows = with_disambiguation(coded, existing).select(
-                F.lit(codebook_version).alias("version"), "source", "item_id", "codes", "disambiguation", "sid",
-                "first_seen", "lat", "lon", F.lit(as_of).alias("assigned_dt"),
-            )  # fmt: skip
+                F.lit(codebook_version).alias("version"),
+                "source",
+                "item_id",
+                "codes",
+                "disambiguation",
+                "sid",
+                "first_seen",
+                "lat",
+                "lon",
+                F.lit(as_of).alias("assigned_dt"),
+            )
             lake.merge(rows, index.SID_MAP, insert_only=True)
     finally:
         lake.drop_checkpoints(run)

@@ -34,10 +34,9 @@ from geosid.schemas import index, silver
 
 def version_id(params: dict, data: TrainingSet) -> str:
     payload = json.dumps(
-        {"params": params, "model": data.model_id, "template": data.template_id, "as_of": data.as_of.isoformat(),
-         "training_set": data.digest()},
+        {"params": params, "model": data.model_id, "template": data.template_id, "as_of": data.as_of.isoformat(), "training_set": data.digest()},
         sort_keys=True,
-    )  # fmt: skip
+    )
     return "cb-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -63,8 +62,15 @@ class FitReport:
         )
 
     def to_dict(self) -> dict:
-        return {"codebook_version": self.codebook_version, "method": self.method, "level_sizes": list(self.level_sizes),
-                "n_items": self.n_items, "metrics": self.metrics, "reused": self.reused, "seconds": round(self.seconds, 2)}  # fmt: skip
+        return {
+            "codebook_version": self.codebook_version,
+            "method": self.method,
+            "level_sizes": list(self.level_sizes),
+            "n_items": self.n_items,
+            "metrics": self.metrics,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def fit_candidate(
@@ -99,8 +105,9 @@ def fit_candidate(
             raise ImmutableVersionError(f"codebook version {version} is {stored['status']}: it cannot be re-fitted")
         metrics = version_metrics(stored)
         sizes = tuple(int(v) for v in stored["level_sizes"])
-        return FitReport(version, spec.label, sizes, int(stored["n_items"]), metrics, time.perf_counter() - started,
-                         version_fit_seconds(stored), reused=True)  # fmt: skip
+        return FitReport(
+            version, spec.label, sizes, int(stored["n_items"]), metrics, time.perf_counter() - started, version_fit_seconds(stored), reused=True
+        )
     fit_started = time.perf_counter()
     lat, lon = data.keys.lat.to_numpy(), data.keys.lon.to_numpy()
     tokenizer.train(data.x, lat=lat, lon=lon)
@@ -112,10 +119,22 @@ def fit_candidate(
     where = f"version = '{version}'"
     lake.write(codebook_rows(spark, version, tokenizer), index.CODEBOOKS, where=where)
     row = (
-        version, spec.label, "candidate", as_json(params), list(sizes), data.model_id, data.template_id,
-        int(data.embeddings_version), len(data.x), as_json(metrics), as_of, None, None,
-        int(data.item_geo_version), round(fit_seconds, 3),
-    )  # fmt: skip
+        version,
+        spec.label,
+        "candidate",
+        as_json(params),
+        list(sizes),
+        data.model_id,
+        data.template_id,
+        int(data.embeddings_version),
+        len(data.x),
+        as_json(metrics),
+        as_of,
+        None,
+        None,
+        int(data.item_geo_version),
+        round(fit_seconds, 3),
+    )
     lake.merge(spark.createDataFrame([row], index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
     # A candidate's SIDs are rebuilt from scratch on every fit.
     if lake.exists(index.SID_MAP):

@@ -55,8 +55,12 @@ class PublishReport:
         return f"published {self.codebook_version} as of {self.published_dt}{retired}"
 
     def to_dict(self) -> dict:
-        return {"codebook_version": self.codebook_version, "status": "published", "published_dt": self.published_dt.isoformat(),
-                "retired": self.retired}  # fmt: skip
+        return {
+            "codebook_version": self.codebook_version,
+            "status": "published",
+            "published_dt": self.published_dt.isoformat(),
+            "retired": self.retired,
+        }
 
 
 def publish(lake: Lake, codebook_version: str, as_of: dt_.date | str, gates: Gates = Gates()) -> PublishReport:

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.errors import ImmutableVersionError, InvalidRequestError, UnknownNameError
 from geosid.lake import Lake, as_date
 from geosid.quantization.base import TOKENIZERS, Tokenizer, TokenizerKind, restore, state, tokenizer_class
 from geosid.quantization.levels import KMeansTraining
 from geosid.schemas import index
-
-
 
 METHODS = tuple(TOKENIZERS)
 
@@ -53,8 +52,9 @@ class CodebookSpec:
 
     def build(self, d: int, level_sizes: tuple[int, ...]) -> Tokenizer:
         training = KMeansTraining(self.niter, self.seed, self.sample_size)
-        return tokenizer_class(self.method).for_budget(d, level_sizes, training, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr,
-                                                       capacity_aware=self.capacity_aware)  # fmt: skip
+        return tokenizer_class(self.method).for_budget(
+            d, level_sizes, training, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr, capacity_aware=self.capacity_aware
+        )
 
 
 def parse_codes(text: str | None) -> tuple[int, ...] | None:
@@ -130,8 +130,7 @@ def codebook_rows(spark, codebook_version: str, tokenizer: Tokenizer) -> DataFra
     return spark.createDataFrame(rows, index.CODEBOOKS.schema)
 
 
-def published_version(lake: Lake, as_of: dt_.date | str | None = None, model_id: str | None = None,
-                      template_id: str | None = None) -> str | None:  # fmt: skip
+def published_version(lake: Lake, as_of: dt_.date | str | None = None, model_id: str | None = None, template_id: str | None = None) -> str | None:
     """The version in force on `as_of` (published on or before it, not retired by then),
     or the one published now when `as_of` is None."""
     table = codebook_versions(lake)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from geosid.errors import NotFoundError
 from geosid.jobs.index.registry import version_metrics, version_row
@@ -57,11 +58,22 @@ def write_quality(lake: Lake, codebook_version: str, as_of: dt_.date) -> dict:
     metrics = sid_quality(codes, sizes, local["lat"].to_numpy(), local["lon"].to_numpy())
     fit_metrics = version_metrics(row)
     quality = (
-        codebook_version, row["method"], metrics["items"], metrics["sids"], metrics["conflict_rate"], metrics["exclusive_rate"],
-        metrics["items_alone_rate"], metrics["largest_bucket"], [float(v) for v in metrics["code_usage"]],
-        [float(v) for v in metrics["perplexity"]], metrics.get("geo_coherence_l1_km"), metrics.get("geo_coherence_l2_km"),
-        metrics.get("geo_baseline_km"), fit_metrics.get("reconstruction_mse"), as_of,
-    )  # fmt: skip
+        codebook_version,
+        row["method"],
+        metrics["items"],
+        metrics["sids"],
+        metrics["conflict_rate"],
+        metrics["exclusive_rate"],
+        metrics["items_alone_rate"],
+        metrics["largest_bucket"],
+        [float(v) for v in metrics["code_usage"]],
+        [float(v) for v in metrics["perplexity"]],
+        metrics.get("geo_coherence_l1_km"),
+        metrics.get("geo_coherence_l2_km"),
+        metrics.get("geo_baseline_km"),
+        fit_metrics.get("reconstruction_mse"),
+        as_of,
+    )
     lake.write(lake.spark.createDataFrame([quality], index.SID_QUALITY.schema), index.SID_QUALITY, where=where)
     return metrics
 
@@ -81,8 +93,10 @@ def quality_row(lake: Lake, codebook_version: str) -> dict:
 
 def quality_table(rows: list[dict]) -> str:
     """A markdown table comparing versions (one dict of `quality_row` per row)."""
-    head = ("| version | method | vectors | codes | conflict | floor | exclusive | items alone | largest bucket | code usage per level "
-            "| geo L1 km | geo L2 km | random km | recon. MSE |")  # fmt: skip
+    head = (
+        "| version | method | vectors | codes | conflict | floor | exclusive | items alone | largest bucket | code usage per level "
+        "| geo L1 km | geo L2 km | random km | recon. MSE |"
+    )
     lines = [head, "|" + "---|" * 14]
     for r in rows:
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731

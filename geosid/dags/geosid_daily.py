@@ -30,7 +30,10 @@ keeps torch out of parsing). XCom carries dates, counts and table versions.
 
 from __future__ import annotations
 
+import datetime
+
 import pendulum
+from airflow.exceptions import AirflowFailException
 from airflow.sdk import Param, dag, task
 
 from geosid import pipeline
@@ -69,10 +72,6 @@ def _lake(params: dict) -> str:
 def geosid_daily():
     @task.sensor(poke_interval=POKE_SECONDS, timeout=14 * 24 * 3600, mode="reschedule", retries=0)
     def wait_for_drop(ds: str | None = None, params: dict | None = None, dag_run=None) -> bool:
-        import datetime
-
-        from airflow.exceptions import AirflowFailException
-
         lake = _lake(params)
         if pipeline.airflow_task(pipeline.drop_arrived, params["source"], ds, params.get("path"), lake_root=lake):
             return True

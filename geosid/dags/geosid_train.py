@@ -65,7 +65,11 @@ def geosid_train():
         before, after = pretrained["eval"], aligned["eval"]
         for name, m in (("pretrained", before), ("dpo", after)):
             print(name, {k: round(v, 4) for k, v in m.items()})
-        return {"pretrain_run": pretrained["run_id"], "dpo_run": aligned["run_id"], "geo_reward@10": [before["geo_reward@10"], after["geo_reward@10"]]}
+        return {
+            "pretrain_run": pretrained["run_id"],
+            "dpo_run": aligned["run_id"],
+            "geo_reward@10": [before["geo_reward@10"], after["geo_reward@10"]],
+        }
 
     pretrained = pretrain()
     evaluate(pretrained, dpo(pretrained))

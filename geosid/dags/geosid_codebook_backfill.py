@@ -89,14 +89,16 @@ def geosid_codebook_backfill():
     @task(**WRITES)
     def rebuild_corpus(tokenized: dict, version: str, params: dict | None = None) -> dict:
         split = pipeline.split_config(params["split"], params["to"], params.get("test_start"), params.get("valid_start"))
-        outcome = pipeline.airflow_task(pipeline.rebuild_corpus, version, params["from"], params["to"], params["source"], split,
-                                        lake_root=_lake(params))  # fmt: skip
+        outcome = pipeline.airflow_task(
+            pipeline.rebuild_corpus, version, params["from"], params["to"], params["source"], split, lake_root=_lake(params)
+        )
         return {"codebook_version": version, "targets": outcome.sequences.targets, "table_versions": outcome.sequences.table_versions}
 
     @task(**WRITES)
     def validate_corpus(rebuilt: dict, params: dict | None = None) -> dict:
-        gate = pipeline.airflow_task(pipeline.validate_corpus, params["from"], params["to"], rebuilt["codebook_version"], params["split"],
-                                     lake_root=_lake(params))  # fmt: skip
+        gate = pipeline.airflow_task(
+            pipeline.validate_corpus, params["from"], params["to"], rebuilt["codebook_version"], params["split"], lake_root=_lake(params)
+        )
         return pipeline.airflow_task(pipeline.gate_outcome, gate)  # a failed gate fails the task, without retries
 
     version = publish(codebook(embed()))
