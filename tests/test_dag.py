@@ -238,7 +238,7 @@ def test_a_dag_run_writes_only_an_absolute_configured_lake(tmp_path):
     with pytest.raises(InvalidRequestError, match="must be an absolute path, got 'lake'"):
         pipeline.deployment_lake("lake")
     # refusals that pass are retried (raised as they are); a user's mistake fails the task for good
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     for transient in (LakeBusyError("busy"), NotArrivedError("later")):
         with pytest.raises(type(transient)):

@@ -33,8 +33,8 @@ from __future__ import annotations
 import datetime
 
 import pendulum
-from airflow.exceptions import AirflowFailException
 from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from geosid import pipeline
 

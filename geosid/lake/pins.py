@@ -96,6 +96,11 @@ def pin_for_process(lease: LakeLease, step: str, tables: Collection[str], versio
     its whole life. Returns the pinned versions."""
     if versions is None and held_by_me(lease.root) is not None:
         versions = latest_versions(lease)
+    if versions is not None:  # already pinned by this process (a job opens its snapshot several times): reuse that pin
+        wanted = {t: int(v) for t, v in versions.items() if t in tables}
+        for held, mine, _ in _PROCESS_PINS:
+            if held.root == lease.root and mine.versions == wanted:
+                return dict(mine.versions)
     mine = pin(lease, step, versions, tables)
     beat = Heartbeat(lambda: renew(lease, mine), lease.settings.heartbeat_s)
     if not _PROCESS_PINS:

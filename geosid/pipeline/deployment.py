@@ -84,7 +84,7 @@ def deployment_lake(param: str | None) -> str:
 def airflow_task(step: Callable, *args, **kwargs):
     """Run a pipeline step inside an Airflow task: a transient refusal raises as it is (the
     task is retried); another user error fails the task without retries, in one line."""
-    from airflow.exceptions import AirflowFailException  # lazy: only inside a running Airflow task
+    from airflow.sdk.exceptions import AirflowFailException  # lazy: only inside a running Airflow task
 
     try:
         return step(*args, **kwargs)
