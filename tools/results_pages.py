@@ -113,12 +113,10 @@ HEADLINES: dict[str, Callable[[dict], str]] = {
         f"tracebacks, {len(r['tables_different'])} of {len(r['tables'])} tables different from runs in order"
     ),
     "nyc_many_writers": lambda r: (
-        "NYC: "
-        + "; ".join(
-            f"{label.split(',')[0]}{' ' + label.split(',')[1].strip() if ',' in label else ''}: {len(o['tables_different'])} tables different"
-            for label, o in r.items()
-            if isinstance(o, dict)
-        )
+        f"{len([o for o in r.values() if isinstance(o, dict)])} scenarios (writers from the command line; a live Airflow's backfill "
+        f"from a whole-history file and from drops): "
+        f"{sum(len(o['tables_different']) for o in r.values() if isinstance(o, dict))} tables different from runs in order, "
+        f"{sum(1 for o in r.values() if isinstance(o, dict) for st in (o.get('states') or {}).values() if st != 'success')} runs not success"
     ),
 }
 
@@ -193,13 +191,14 @@ def pages(root: Path) -> dict[Path, str]:
 def headlines(root: Path) -> str:
     """The README's headline rows: one line per area with its current figure."""
     records = load(root)
-    lines = ["| area | headline | run | details |", "|---|---|---|---|"]
+    lines = ["| area | result | headline | run |", "|---|---|---|---|"]
     for name, (area, title, _) in RESULTS.items():
         record = records.get(name)
         text = headline(name, record) if record is not None else None
         if not text:
             continue
-        lines.append(f"| {area} | {text} | {record.get('date', '')[:10]} | [docs/results/{area}.md](docs/results/{area}.md) |")
+        short = title.split(" (`")[0]
+        lines.append(f"| [{area}](docs/results/{area}.md) | {short} | {text} | {record.get('date', '')[:10]} |")
     return "\n".join(lines)
 
 
