@@ -188,6 +188,14 @@ class CellConfig(BaseModel):
     def name(self) -> str:
         return self.cells().name
 
+    def to_record(self) -> dict:
+        """As a build records it (`ops.builds.params`)."""
+        return {"cells": self.model_dump()}
+
+    @classmethod
+    def from_record(cls, params: dict) -> CellConfig:
+        return cls(**params["cells"])
+
 
 _NAME = re.compile(r"^(geohash(?P<precision>\d+)|h3r(?P<resolution>\d+))$")
 

@@ -73,6 +73,15 @@ class Representation:
     def model_id(self) -> str:
         return self.text_model_id + (f"+{self.location.encoder_id}" if self.location else "")
 
+    def to_record(self) -> dict:
+        """As a build records it (`ops.builds.params`)."""
+        return {"template": self.template_id, "encoder": self.encoder, "location_weight": self.location.weight if self.location else None}
+
+    @classmethod
+    def from_record(cls, params: dict) -> Representation:
+        weight = params.get("location_weight")
+        return cls(params["template"], params["encoder"], LocationEncoder(weight=weight) if weight is not None else None)
+
 
 KEYS = ["source", "item_id", "template_id"]
 

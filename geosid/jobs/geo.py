@@ -33,6 +33,14 @@ class GeoConfig:
     def cells(self) -> CellSystem:
         return self.cell_config.cells()
 
+    def to_record(self) -> dict:
+        """As a build records it (`ops.builds.params`)."""
+        return {**self.cell_config.to_record(), "window_days": self.window_days, "top_k": self.top_k}
+
+    @classmethod
+    def from_record(cls, params: dict) -> GeoConfig:
+        return cls(cell_config=CellConfig.from_record(params), window_days=params["window_days"], top_k=params["top_k"])
+
 
 # ---------------------------------------------------------------------------------------
 # Pure transforms

@@ -18,7 +18,7 @@ import bisect
 import datetime as dt_
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -61,20 +61,26 @@ def _quote(value: str) -> str:
 # Inputs
 
 
-# Reads of the two ops tables by (path, table version): a daily run asks several times,
-# and a table version never changes its rows.
-_READS: dict[tuple[str, int], pd.DataFrame] = {}
+# What is derived from one version of an ops table (its rows, the input chain), by
+# (kind, path, table version): a daily run asks several times, and a table version never
+# changes its rows.
+_PER_VERSION: dict[tuple[str, str, int], object] = {}
+
+
+def _per_version(lake: Lake, spec, kind: str, make: Callable[[], object]):
+    """`make()` once per version of `spec`'s table (the table exists)."""
+    key = (kind, lake.path(spec), lake.table_version(spec))
+    if key not in _PER_VERSION:
+        if len(_PER_VERSION) > 32:
+            _PER_VERSION.clear()
+        _PER_VERSION[key] = make()
+    return _PER_VERSION[key]
 
 
 def _read(lake: Lake, spec) -> pd.DataFrame:
     if not lake.exists(spec):
         return pd.DataFrame(columns=spec.columns)
-    key = (lake.path(spec), lake.table_version(spec))
-    if key not in _READS:
-        if len(_READS) > 16:
-            _READS.clear()
-        _READS[key] = lake.to_arrow(spec).to_pandas()
-    return _READS[key].copy()
+    return _per_version(lake, spec, "rows", lambda: lake.to_arrow(spec).to_pandas()).copy()
 
 
 def input_days(lake: Lake) -> pd.DataFrame:
@@ -199,19 +205,11 @@ class InputChain:
         return self._digests[k - 1] if k else EMPTY_DIGEST
 
 
-_CHAINS: dict[tuple[str, int], InputChain] = {}
-
-
 def chain(lake: Lake) -> InputChain:
     """The input chain of the lake's recorded input days (cached per table version)."""
     if not lake.exists(ops.INPUT_DAYS):
         return InputChain(input_days(lake))
-    key = (lake.path(ops.INPUT_DAYS), lake.table_version(ops.INPUT_DAYS))
-    if key not in _CHAINS:
-        if len(_CHAINS) > 16:
-            _CHAINS.clear()
-        _CHAINS[key] = InputChain(input_days(lake))
-    return _CHAINS[key]
+    return _per_version(lake, ops.INPUT_DAYS, "chain", lambda: InputChain(input_days(lake)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,13 +261,6 @@ def record_builds(
     lake.write_arrow(data, ops.BUILDS, where=where)
 
 
-def forget_builds(lake: Lake, table: str, scope: str, days: Iterable[dt_.date]) -> None:
-    """Remove build records (days a rollback took back and no rebuild wrote again)."""
-    days = list(days)
-    if days and lake.exists(ops.BUILDS):
-        lake.delete(ops.BUILDS, f"table_name = {_quote(table)} AND scope = {_quote(scope)} AND {days_predicate(days)}")
-
-
 # ---------------------------------------------------------------------------------------
 # Staleness
 
@@ -298,10 +289,12 @@ class ScopeState:
         todo = self.stale + self.missing
         return min(todo) if todo else None
 
-    def to_repair(self) -> list[dt_.date]:
-        """Every built or missing day from the first one to repair on: a rebuild restarts
-        there and redoes what followed, in order."""
-        start = self.first_to_repair
+    def to_repair(self, *, from_day: dt_.date | None = None) -> list[dt_.date]:
+        """Every built or missing day from the first one to repair on (or from the first
+        built day on or after `from_day`, when earlier: a forced rebuild): a rebuild
+        restarts there and redoes what followed, in order."""
+        forced = [d for d in self.built if from_day is not None and d >= from_day]
+        start = min([d for d in (self.first_to_repair, min(forced, default=None)) if d is not None], default=None)
         if start is None:
             return []
         return sorted(d for d in set(self.built) | set(self.missing) if d >= start)

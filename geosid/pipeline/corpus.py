@@ -27,9 +27,10 @@ from geosid.lake import DateLike, as_date, days_between
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
 from geosid.pipeline.index import SkippedStep, version_in_force
-from geosid.pipeline.records import corpus_params, corpus_scope, record, require_arrived
+from geosid.pipeline.records import corpus_params, record, require_arrived
+from geosid.pipeline.scopes import CellScope, CorpusScope, Stage
 from geosid.pipeline.silver import geo_config, record_geo
-from geosid.schemas import bronze, corpus, silver
+from geosid.schemas import bronze, silver
 
 
 def corpus_config(ctx: Context, source: str, split=None):
@@ -79,10 +80,10 @@ def cell_context(first: DateLike, last: DateLike, *, ctx: Context | None = None,
 def record_cell_context(ctx: Context, cell_config, first: dt_.date, last: dt_.date, mode: str | None = None) -> None:
     record(
         ctx,
-        corpus.CELL_CONTEXT.name,
-        cell_config.name,
+        Stage.CELL_CONTEXT,
+        CellScope(cell_config.name),
         days_between(first, last),
-        {"cells": cell_config.model_dump()},
+        cell_config.to_record(),
         mode or ("day" if first == last else "range"),
     )
 
@@ -187,8 +188,8 @@ def record_sequences(ctx: Context, version: str, config, first: dt_.date, last: 
     params = corpus_params(config, *span)
     record(
         ctx,
-        corpus.TRAINING_SEQUENCES.name,
-        corpus_scope(version, config.source, config.split.protocol),
+        Stage.SEQUENCES,
+        CorpusScope.of(version, config),
         days_between(first, last),
         params,
         mode,

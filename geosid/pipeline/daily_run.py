@@ -25,6 +25,7 @@ from geosid.pipeline.corpus import corpus_day, validate_corpus
 from geosid.pipeline.index import assign_day
 from geosid.pipeline.records import require_arrived
 from geosid.pipeline.repairs import RepairReport, repair
+from geosid.pipeline.scopes import CellScope, Stage
 from geosid.pipeline.silver import embed, geo, validate_silver
 from geosid.pipeline.staleness import days_text
 from geosid.schemas import bronze
@@ -157,7 +158,7 @@ def pending_days(ctx: Context, before: dt_.date) -> list[dt_.date]:
     out of order, or a catch-up after a late drop, still have to build."""
 
     state = lake_state(ctx.lake)
-    built = state.scope("silver.item_geo", ctx.settings.cells.name)
+    built = state.scope(Stage.ITEM_GEO.table, str(CellScope(ctx.settings.cells.name)))
     if built is None or not built.built:
         return []
     last = max(built.built)

@@ -28,6 +28,7 @@ from geosid.jobs.index import (
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.records import is_stale, record, require_arrived
+from geosid.pipeline.scopes import Stage, VersionScope
 from geosid.pipeline.silver import representation
 from geosid.schemas import index, silver
 
@@ -70,15 +71,15 @@ def fit_codebook(
             )
             record(
                 ctx,
-                "index.codebooks",
-                report.codebook_version,
+                Stage.CODEBOOKS,
+                VersionScope(report.codebook_version),
                 [day],
                 {"method": spec.method, "template": rep.template_id},
                 "range",
                 report.codebook_version,
             )
             if not report.reused:  # the fit gave every item of the day its SID under the version
-                record(ctx, "index.sid_map", report.codebook_version, [day], {}, "day", report.codebook_version)
+                record(ctx, Stage.SIDS, VersionScope(report.codebook_version), [day], {}, "day", report.codebook_version)
         ctx.log(report.summary())
         return report
 
@@ -228,10 +229,10 @@ def assign_day_under(ctx: Context, version: str, day: dt_.date, mode: str = "day
     day's, which are stale too and rebuilt after it), so the day is assigned as a clean
     run would have."""
 
-    if is_stale(ctx, index.SID_MAP.name, version, day):
+    if is_stale(ctx, Stage.SIDS, VersionScope(version), day):
         rollback_sids(ctx.lake, version, day)
     report = assign_sids(ctx.lake, version, day)
-    record(ctx, index.SID_MAP.name, version, [day], {}, mode, version)
+    record(ctx, Stage.SIDS, VersionScope(version), [day], {}, mode, version)
     return report
 
 
@@ -242,7 +243,7 @@ def backfill(codebook_version: str, first: DateLike, last: DateLike, *, ctx: Con
         require_arrived(ctx, as_date(last))
         with ctx.stage(f"backfill {codebook_version} {as_date(first)} .. {as_date(last)}", timed="backfill"):
             report = index_job.backfill(ctx.lake, codebook_version, first, last)
-            record(ctx, index.SID_MAP.name, codebook_version, [d.dt for d in report.days], {}, "day", codebook_version)
+            record(ctx, Stage.SIDS, VersionScope(codebook_version), [d.dt for d in report.days], {}, "day", codebook_version)
         for day in report.days:
             ctx.log(day.summary())
         ctx.log(report.summary())

@@ -13,48 +13,26 @@ from collections.abc import Iterable
 from geosid.errors import NotArrivedError
 from geosid.lake import lineage
 from geosid.pipeline.context import Context
-
-
-def geo_params(config) -> dict:
-    """A GeoConfig as recorded (geosid.jobs.geo.GeoConfig)."""
-    return {"cells": config.cell_config.model_dump(), "window_days": config.window_days, "top_k": config.top_k}
-
-
-def embed_scope(representation) -> str:
-    return f"{representation.template_id}|{representation.model_id}"
-
-
-def embed_params(representation) -> dict:
-    location = representation.location
-    return {"template": representation.template_id, "encoder": representation.encoder, "location_weight": location.weight if location else None}
-
-
-def corpus_scope(codebook_version: str, source: str, protocol: str) -> str:
-    return f"{codebook_version}|{source}|{protocol}"
+from geosid.pipeline.scopes import Scope, Stage
 
 
 def corpus_params(config, first: dt_.date | None = None, last: dt_.date | None = None) -> dict:
-    """A CorpusConfig as recorded: the source, cells, split (and a range build's span)."""
-    return {
-        "source": config.source,
-        "cells": config.cell_config.model_dump(),
-        "split": config.split.model_dump(mode="json"),
-        "first": first.isoformat() if first else None,
-        "last": last.isoformat() if last else None,
-    }
+    """A corpus build as recorded: its config (`CorpusConfig.to_record`) and a range build's span."""
+    return {**config.to_record(), "first": first.isoformat() if first else None, "last": last.isoformat() if last else None}
 
 
 def record(
     ctx: Context,
-    table: str,
-    scope: str,
+    stage: Stage,
+    scope: Scope,
     days: Iterable[dt_.date],
     params: dict,
     mode: str = "day",
     codebook_version: str | None = None,
     continued_from: dict | None = None,
 ) -> None:
-    lineage.record_builds(ctx.lake, table, scope, days, params, mode, codebook_version, continued_from)
+    """Record that `stage` built `days` under `scope` with `params` (a config's `to_record()`)."""
+    lineage.record_builds(ctx.lake, stage.table, str(scope), days, params, mode, codebook_version, continued_from)
 
 
 def require_arrived(ctx: Context, day: dt_.date) -> None:
@@ -69,7 +47,7 @@ def require_arrived(ctx: Context, day: dt_.date) -> None:
         )
 
 
-def is_stale(ctx: Context, table: str, scope: str, day: dt_.date) -> bool:
-    """Whether `table` was built for `day` under `scope` from other inputs than today's."""
-    state = lineage.lake_state(ctx.lake).scope(table, scope)
+def is_stale(ctx: Context, stage: Stage, scope: Scope, day: dt_.date) -> bool:
+    """Whether `stage` was built for `day` under `scope` from other inputs than today's."""
+    state = lineage.lake_state(ctx.lake).scope(stage.table, str(scope))
     return state is not None and day in state.stale

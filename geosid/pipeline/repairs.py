@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import datetime as dt_
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from geosid.embedding.location import LocationEncoder
-from geosid.embedding.templates import TEXT_TEMPLATE
 from geosid.errors import InvalidRequestError
 from geosid.geo.geometry import CellConfig
-from geosid.jobs.corpus import CorpusConfig, SplitConfig, build_cell_context, build_range, rollback_state
+from geosid.jobs.corpus import CorpusConfig, build_cell_context, build_range, rollback_state
 from geosid.jobs.embed import Representation, run_embed
 from geosid.jobs.geo import GeoConfig, run_geo_range
 from geosid.jobs.index import rollback_sids
@@ -28,16 +26,17 @@ from geosid.lake.lineage import lake_state
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.corpus import record_cell_context, record_sequences, sequences_day, validate_corpus
 from geosid.pipeline.index import assign_day_under
-from geosid.pipeline.records import geo_params, record
+from geosid.pipeline.records import record
+from geosid.pipeline.scopes import CellScope, CorpusScope, EmbedScope, Scope, Stage, scope_of
 from geosid.pipeline.silver import record_embed, record_geo
-from geosid.pipeline.staleness import CELL_CONTEXT, CODEBOOKS, EMBEDDINGS, GEO_TABLES, SEQUENCES, SID_MAP, days_text
-from geosid.schemas import index, silver
+from geosid.pipeline.staleness import days_text
+from geosid.schemas import index
 
 
 @dataclass
 class RepairReport:
     days: list = field(default_factory=list)  # every day something was rebuilt
-    tables: dict = field(default_factory=dict)  # table -> days rebuilt
+    tables: Counter = field(default_factory=Counter)  # table -> days rebuilt
     checkpoints: dict = field(default_factory=dict)  # corpus scope -> the checkpoint it continued from (None: first day)
     sids_moved: int = 0  # items whose SID came out different after the repair
     waiting: list = field(default_factory=list)  # (source, day): inputs that block repairing later days
@@ -76,7 +75,7 @@ class RepairReport:
     def to_dict(self) -> dict:
         return {
             "days": [d.isoformat() for d in self.days],
-            "tables": self.tables,
+            "tables": dict(self.tables),
             "checkpoints": {k: v.isoformat() if v else None for k, v in self.checkpoints.items()},
             "sids_moved": self.sids_moved,
             "waiting": [[s, d.isoformat()] for s, d in self.waiting],
@@ -85,55 +84,45 @@ class RepairReport:
         }
 
 
-def _geo_config(params: dict):
-    return GeoConfig(cell_config=CellConfig(**params["cells"]), window_days=params["window_days"], top_k=params["top_k"])
-
-
-def _representation(params: dict, scope: str):
-    weight = params.get("location_weight")
-    rep = Representation(params["template"], params["encoder"], LocationEncoder(weight=weight) if weight is not None else None)
-    if f"{rep.template_id}|{rep.model_id}" != scope:
+def _representation(params: dict, scope: EmbedScope) -> Representation:
+    rep = Representation.from_record(params)
+    if EmbedScope.of(rep) != scope:
         raise InvalidRequestError(f"cannot rebuild embeddings {scope}: this geosid's encoder gives {rep.model_id} now")
     return rep
-
-
-def _corpus_config(params: dict):
-    return CorpusConfig.for_source(params["source"], cell_config=CellConfig(**params["cells"]), split=SplitConfig(**params["split"]))
 
 
 @dataclass
 class _Work:
     """What one scope's repair rebuilds: its days, and how."""
 
-    table: str
-    scope: str
-    days: list
-    params: dict  # day -> the params to rebuild it with
-    first_built: dt_.date | None = None  # the scope's first built day (a rebuild from scratch starts there)
+    stage: Stage
+    scope: Scope
+    days: list[dt_.date]
+    params: dict  # day -> the recorded params to rebuild it with (a config's `to_record()`)
+    first_built: dt_.date  # the scope's first built day (a rebuild from scratch starts there)
 
 
 def _plan(
     state, from_day: dt_.date | None, before: dt_.date | None, after: dt_.date | None, blocked_from: dt_.date | None
 ) -> tuple[list[_Work], list[str]]:
-    """Per scope, the days a repair rebuilds: from its first stale or missing day (or
-    `from_day`, forced) on, every day it had built, within (after, before), and before the
-    first day whose inputs have not arrived."""
+    """Per scope, the days a repair rebuilds (`ScopeState.to_repair`: from its first stale
+    or missing day, or `from_day`, forced, on every day it had built), within (after,
+    before), and before the first day whose inputs have not arrived."""
     work, reasons = [], {}
     for s in state.scopes:
-        if s.table == CODEBOOKS:
+        scope = scope_of(s.table, s.scope)
+        stage = Stage.of(s.table, scope)
+        if not stage.rebuilt:
             continue
-        start = s.first_to_repair
-        if from_day is not None:
-            forced = [d for d in s.built if d >= from_day]
-            start = min([d for d in (start, min(forced) if forced else None) if d is not None], default=None)
-        if start is None:
-            continue
-        days = sorted(d for d in set(s.built) | set(s.missing) if d >= start)
-        days = [d for d in days if (before is None or d < before) and (after is None or d > after) and (blocked_from is None or d < blocked_from)]
+        days = [
+            d
+            for d in s.to_repair(from_day=from_day)
+            if (before is None or d < before) and (after is None or d > after) and (blocked_from is None or d < blocked_from)
+        ]
         if not days:
             continue
         params = {d: s.params.get(d, s.latest_params) for d in days}
-        work.append(_Work(s.table, s.scope, days, params, min(s.built) if s.built else days[0]))
+        work.append(_Work(stage, scope, days, params, min(s.built) if s.built else days[0]))
         if s.stale and min(s.stale) in s.why:
             reasons.setdefault(s.why[min(s.stale)], []).append(s.table)
     return work, [f"{why} ({', '.join(sorted(set(tables)))})" for why, tables in reasons.items()]
@@ -167,7 +156,7 @@ def repair(
             unfinished = _plan(state, from_day, before, after, None)[0]
             if any(d >= blocked_from for w in unfinished for d in w.days):
                 report.waiting = [(s, d) for d, s in waiting]
-        refit = sorted(s.scope for s in state.scopes if s.table == CODEBOOKS and s.stale)
+        refit = sorted(s.scope for s in state.scopes if s.table == Stage.CODEBOOKS.table and s.stale)
         if refit:
             report.not_repaired = [
                 f"{len(refit)} codebook version(s) were fit on inputs that changed since ({', '.join(refit)}): "
@@ -175,22 +164,56 @@ def repair(
             ]
         if work:
             with ctx.stage(f"repair {days_text(sorted({d for w in work for d in w.days}))}", timed="repair"):
-                _execute(ctx, work, report, validate)
+                _execute(ctx, work, report, validate=validate)
         report.seconds = time.perf_counter() - started
         ctx.log(report.summary())
         return report
 
 
+@dataclass(frozen=True)
+class RepairStep:
+    """One stage of one day as a repair rebuilds it, with the config it is rebuilt with
+    (restored from its build record; none for SIDs: the scope's version says it all)."""
+
+    day: dt_.date
+    stage: Stage
+    scope: Scope
+    config: Representation | CellConfig | CorpusConfig | None = None
+
+    @property
+    def order(self) -> tuple[bool, dt_.date, Stage]:
+        """Every day's index stages before any corpus stage (a corpus day joins the SID map
+        as it stands), then by day, then by stage."""
+        return (self.stage.is_corpus, self.day, self.stage)
+
+
+@dataclass(frozen=True)
+class _GeoDay:
+    config: GeoConfig
+    with_items: bool  # silver.item_geo too, not only silver.geo_cells
+
+
+@dataclass(frozen=True)
+class _RangeRebuild:
+    """A corpus scope rebuilt as one range (a per-user protocol, or no state checkpoint)."""
+
+    scope: CorpusScope
+    config: CorpusConfig
+    work: _Work
+
+
 @dataclass
 class _Schedule:
-    """A repair's work in the order it runs: geo context per cell system, then each day's
-    steps (ranked: text embeddings, embeddings, SIDs, cell context, corpus), then the
-    scopes rebuilt as one range."""
+    """A repair's work in the order it runs: geo context per cell system, then the steps
+    in `RepairStep.order`, then the scopes rebuilt as one range."""
 
-    geo: dict = field(default_factory=lambda: defaultdict(dict))  # cell system -> {day: (params, with items)}
-    days: dict = field(default_factory=lambda: defaultdict(list))  # day -> [(rank, table, what)]
-    ranges: list = field(default_factory=list)  # (version, CorpusConfig, _Work)
+    geo: dict = field(default_factory=lambda: defaultdict(dict))  # cell system -> {day: _GeoDay}
+    steps: list[RepairStep] = field(default_factory=list)
+    ranges: list[_RangeRebuild] = field(default_factory=list)
     taken_sids: list = field(default_factory=list)  # SIDs taken back (frames), to count the ones that move
+
+    def ordered(self) -> list[RepairStep]:
+        return sorted(self.steps, key=lambda step: step.order)  # stable: a day's scopes of one stage keep their order
 
 
 def _schedule(ctx: Context, work: list[_Work], report: RepairReport) -> _Schedule:
@@ -202,37 +225,33 @@ def _schedule(ctx: Context, work: list[_Work], report: RepairReport) -> _Schedul
     plan = _Schedule()
     for w in work:
         first, last = w.days[0], w.days[-1]
-        if w.table in GEO_TABLES:
+        if w.stage.is_geo:
             for d in w.days:
-                with_items = plan.geo[w.scope].get(d, (None, False))[1] or w.table == "silver.item_geo"
-                plan.geo[w.scope][d] = (w.params[d], with_items)
-        elif w.table == EMBEDDINGS:
-            template, rep = w.scope.split("|", 1)[0], _representation(w.params[first], w.scope)
-            rank = 1 if TEXT_TEMPLATE[template] == template else 2  # text vectors before the templates that reuse them
-            for d in w.days:
-                plan.days[d].append((rank, w.table, rep))
-        elif w.table == SID_MAP:
-            plan.taken_sids.append(rollback_sids(ctx.lake, w.scope, first))
-            for d in w.days:
-                plan.days[d].append((3, w.table, w.scope))
-        elif w.table == CELL_CONTEXT:
-            for d in w.days:
-                plan.days[d].append((4, w.table, w.params[d]))
-        elif w.table == SEQUENCES:
-            version, _, protocol = w.scope.split("|")
-            config = _corpus_config(w.params[last])
-            checkpoint = rollback_state(ctx.lake, config, version, first) if protocol == "time" else None
-            if protocol == "time":
-                report.checkpoints[w.scope] = checkpoint
+                earlier = plan.geo[w.scope].get(d)
+                with_items = (earlier is not None and earlier.with_items) or w.stage is Stage.ITEM_GEO
+                plan.geo[w.scope][d] = _GeoDay(GeoConfig.from_record(w.params[d]), with_items)
+        elif w.stage in (Stage.TEXT_EMBEDDINGS, Stage.EMBEDDINGS):
+            rep = _representation(w.params[first], w.scope)
+            plan.steps += [RepairStep(d, w.stage, w.scope, rep) for d in w.days]
+        elif w.stage is Stage.SIDS:
+            plan.taken_sids.append(rollback_sids(ctx.lake, w.scope.version, first))
+            plan.steps += [RepairStep(d, w.stage, w.scope) for d in w.days]
+        elif w.stage is Stage.CELL_CONTEXT:
+            plan.steps += [RepairStep(d, w.stage, w.scope, CellConfig.from_record(w.params[d])) for d in w.days]
+        elif w.stage is Stage.SEQUENCES:
+            config = CorpusConfig.from_record(w.params[last])
+            checkpoint = rollback_state(ctx.lake, config, w.scope.version, first) if w.scope.keeps_state else None
+            if w.scope.keeps_state:
+                report.checkpoints[str(w.scope)] = checkpoint
             if checkpoint is None:  # a per-user protocol, or no checkpoint: the scope is rebuilt as one range
-                plan.ranges.append((version, config, w))
+                plan.ranges.append(_RangeRebuild(w.scope, config, w))
                 continue
             for d in days_between(checkpoint + dt_.timedelta(days=1), last):
-                plan.days[d].append((5, w.table, (version, _corpus_config(w.params.get(d, w.params[last])))))
+                plan.steps.append(RepairStep(d, w.stage, w.scope, CorpusConfig.from_record(w.params.get(d, w.params[last]))))
     return plan
 
 
-def _execute(ctx: Context, work: list[_Work], report: RepairReport, validate: bool) -> None:
+def _execute(ctx: Context, work: list[_Work], report: RepairReport, *, validate: bool) -> None:
     """Rebuild what `_schedule` laid out: geo context, then day by day, then ranges; count
     the SIDs that came out different; validate the repaired corpus days."""
 
@@ -243,40 +262,39 @@ def _execute(ctx: Context, work: list[_Work], report: RepairReport, validate: bo
     # the SID map as it stands, and a codebook backfilled on a later day (the demo's, fitted
     # and assigned on its last day) gave the SIDs that the earlier days' sequences were built
     # with. A day's own items get their SIDs on or before it, so daily-assigned SIDs read the same.
-    steps = [(day, step) for day in sorted(plan.days) for step in sorted(plan.days[day], key=lambda a: a[0])]
-    corpus_rank = 4  # ranks in _schedule: 1-2 embeddings, 3 SIDs, 4 cell context, 5 sequences
-    for day, (_, table, what) in sorted(steps, key=lambda s: s[1][0] >= corpus_rank):  # stable: days stay in order per pass
-        if table == EMBEDDINGS:
-            _repair_embed(ctx, day, what)
-        elif table == SID_MAP:
-            assign_day_under(ctx, what, day, "repair")
-        elif table == CELL_CONTEXT:
-            _repair_cell_context(ctx, day, what)
+    steps = plan.ordered()
+    for step in steps:
+        if step.stage in (Stage.TEXT_EMBEDDINGS, Stage.EMBEDDINGS):
+            _repair_embed(ctx, step.day, step.config)
+        elif step.stage is Stage.SIDS:
+            assign_day_under(ctx, step.scope.version, step.day, "repair")
+        elif step.stage is Stage.CELL_CONTEXT:
+            _repair_cell_context(ctx, step.day, step.config)
         else:
-            sequences_day(ctx, *what, day, "repair")
-        report.tables[table] = report.tables.get(table, 0) + 1
-    report.days = sorted(set(plan.days) | {d for days in plan.geo.values() for d in days})
-    for version, config, w in plan.ranges:
-        _rebuild_range(ctx, version, config, w, report)
+            sequences_day(ctx, step.scope.version, step.config, step.day, "repair")
+        report.tables[step.stage.table] += 1
+    report.days = sorted({step.day for step in steps} | {d for days in plan.geo.values() for d in days})
+    for rebuild in plan.ranges:
+        _rebuild_range(ctx, rebuild, report)
     report.sids_moved = _moved_sids(ctx, plan.taken_sids)
     if validate:
         for w in work:
-            if w.table == SEQUENCES:
-                version, _, protocol = w.scope.split("|")
-                validate_corpus(w.days[0], w.days[-1], version, protocol=protocol, ctx=ctx)
+            if w.stage is Stage.SEQUENCES:
+                validate_corpus(w.days[0], w.days[-1], w.scope.version, protocol=w.scope.protocol, ctx=ctx)
 
 
-def _rebuild_range(ctx: Context, version: str, config, w: _Work, report: RepairReport) -> None:
+def _rebuild_range(ctx: Context, rebuild: _RangeRebuild, report: RepairReport) -> None:
     """A corpus scope rebuilt from scratch: a per-user protocol's recorded range, or a time
     scope with no checkpoint from its first built day."""
 
+    w, version, config = rebuild.work, rebuild.scope.version, rebuild.config
     recorded = w.params[w.days[-1]]
     first, last = as_date(recorded.get("first") or w.first_built), as_date(recorded.get("last") or w.days[-1])
     with ctx.stage(f"training sequences {first} .. {last} under {version} ({config.split.protocol}, rebuilt)", timed="sequences"):
         build_range(ctx.lake, version, first, last, config)
         record_sequences(ctx, version, config, first, last, "range")
     span = days_between(first, last)
-    report.tables[SEQUENCES] = report.tables.get(SEQUENCES, 0) + len(span)
+    report.tables[Stage.SEQUENCES.table] += len(span)
     report.days = sorted(set(report.days) | set(span))
 
 
@@ -292,32 +310,31 @@ def _moved_sids(ctx: Context, taken: list) -> int:
 
 
 def _repair_geo(ctx: Context, days: dict, report: RepairReport) -> None:
-    """silver.geo_cells (and silver.item_geo where the day had it) of `days` ({day: (params,
-    with items)}), one range job per run of consecutive days."""
+    """silver.geo_cells (and silver.item_geo where the day had it) of `days` ({day:
+    _GeoDay}), one range job per run of consecutive days."""
 
     for first, last in day_runs(list(days)):
         span = days_between(first, last)
-        config = _geo_config(days[last][0])
-        item_days = {d for d in span if days[d][1]}
+        config = days[last].config
+        item_days = {d for d in span if days[d].with_items}
         with ctx.stage(f"geo context {days_text(span)} (repair)", timed="geo"):
             run_geo_range(ctx.lake, first, last, config, item_days=item_days)
             record_geo(ctx, config, span, with_items=False, mode="repair")
             if item_days:
-                record(ctx, silver.ITEM_GEO.name, config.cells().name, sorted(item_days), geo_params(config), "repair")
-        report.tables[silver.GEO_CELLS.name] = report.tables.get(silver.GEO_CELLS.name, 0) + len(span)
+                record(ctx, Stage.ITEM_GEO, CellScope(config.cells().name), sorted(item_days), config.to_record(), "repair")
+        report.tables[Stage.GEO_CELLS.table] += len(span)
         if item_days:
-            report.tables[silver.ITEM_GEO.name] = report.tables.get(silver.ITEM_GEO.name, 0) + len(item_days)
+            report.tables[Stage.ITEM_GEO.table] += len(item_days)
 
 
-def _repair_embed(ctx: Context, day: dt_.date, rep) -> None:
+def _repair_embed(ctx: Context, day: dt_.date, rep: Representation) -> None:
     with ctx.stage(f"item embeddings as of {day} ({rep.template_id}, repair)", timed=f"embed {rep.template_id}"):
         report = run_embed(ctx.lake, day, rep, progress=False, chunk_size=ctx.settings.embed_chunk_size, log=ctx.log)
         record_embed(ctx, rep, day, "repair")
     ctx.log(report.summary())
 
 
-def _repair_cell_context(ctx: Context, day: dt_.date, params: dict) -> None:
-    cells = CellConfig(**params["cells"])
+def _repair_cell_context(ctx: Context, day: dt_.date, cells: CellConfig) -> None:
     with ctx.stage(f"corpus.cell_context {day} (repair)", timed="cell context"):
         build_cell_context(ctx.lake, day, day, cells.cells())
         record_cell_context(ctx, cells, day, day, "repair")

@@ -10,7 +10,8 @@ from geosid.jobs.geo import GeoConfig, run_geo
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.gates import GateReport
-from geosid.pipeline.records import embed_params, embed_scope, geo_params, record, require_arrived
+from geosid.pipeline.records import record, require_arrived
+from geosid.pipeline.scopes import CellScope, EmbedScope, Stage
 from geosid.schemas import silver
 
 
@@ -34,9 +35,10 @@ def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, l
 
 
 def record_geo(ctx: Context, config, days, with_items: bool, mode: str = "day") -> None:
-    record(ctx, silver.GEO_CELLS.name, config.cells().name, days, geo_params(config), mode)
+    scope = CellScope(config.cells().name)
+    record(ctx, Stage.GEO_CELLS, scope, days, config.to_record(), mode)
     if with_items:
-        record(ctx, silver.ITEM_GEO.name, config.cells().name, [max(days)], geo_params(config), mode)
+        record(ctx, Stage.ITEM_GEO, scope, [max(days)], config.to_record(), mode)
 
 
 def representation(ctx: Context, template: str | None = None, encoder: str | None = None):
@@ -68,7 +70,8 @@ def embed(day: DateLike, encoder: str | None = None, template: str | None = None
 
 
 def record_embed(ctx: Context, rep, day, mode: str = "day") -> None:
-    record(ctx, silver.ITEM_EMBEDDINGS.name, embed_scope(rep), [day], embed_params(rep), mode)
+    scope = EmbedScope.of(rep)
+    record(ctx, Stage.of(silver.ITEM_EMBEDDINGS.name, scope), scope, [day], rep.to_record(), mode)
 
 
 def validate_silver(day: DateLike, *, ctx: Context | None = None, lake_root: str | None = None) -> GateReport:

@@ -11,24 +11,10 @@ from dataclasses import dataclass, field
 
 from geosid.lake.lineage import lake_state
 from geosid.pipeline.context import Context, use
+from geosid.pipeline.scopes import CorpusScope, Stage
 from geosid.schemas import corpus
 
-GEO_TABLES = ("silver.geo_cells", "silver.item_geo")
-
-
-EMBEDDINGS = "silver.item_embeddings"
-
-
-SID_MAP = "index.sid_map"
-
-
-CELL_CONTEXT = "corpus.cell_context"
-
-
-SEQUENCES = "corpus.training_sequences"
-
-
-CODEBOOKS = "index.codebooks"
+CODEBOOKS = Stage.CODEBOOKS.table
 
 
 def days_text(days: list[dt_.date]) -> str:
@@ -112,5 +98,5 @@ def status(*, ctx: Context | None = None, lake_root: str | None = None) -> Statu
         if ctx.lake.exists(corpus.STATE_BUILDS):
             rows = ctx.lake.read(corpus.STATE_BUILDS).select("codebook_version", "source", "dt").collect()
             for r in rows:
-                checkpoints.setdefault(f"{r['codebook_version']}|{r['source']}|time", []).append(r["dt"])
+                checkpoints.setdefault(str(CorpusScope(r["codebook_version"], r["source"], "time")), []).append(r["dt"])
         return StatusReport(state, {k: sorted(v) for k, v in checkpoints.items()})

@@ -31,7 +31,7 @@ from geosid.errors import InvalidRequestError, MissingStateError, NotFoundError
 from geosid.geo.geometry import CellSystem
 from geosid.geo.sql import add_cells
 from geosid.jobs import sequences_kernel as kernel
-from geosid.jobs.corpus.config import CorpusConfig, corpus_scope, sequence_scope
+from geosid.jobs.corpus.config import CorpusConfig, corpus_predicate, sequence_predicate
 from geosid.jobs.corpus.protocols import label_splits, libcity_sessions, trajectory_bounds, trajectory_filter, trajectory_targets
 from geosid.jobs.corpus.report import CorpusReport
 from geosid.jobs.corpus.state import checkpoint_days, latest_states, state_events, state_layout_current, write_state
@@ -163,7 +163,7 @@ def _finish(
 ) -> CorpusReport:
     """Write the kernel's outputs (one per pass over a slice of the users, each holding
     whole users, so per-user splits label correctly pass by pass) in one commit per table."""
-    sequences = sequence_scope(config, codebook_version)
+    sequences = sequence_predicate(config, codebook_version)
     report.table_versions["corpus.training_sequences"] = lake.write(
         [sequence_rows(out, config, codebook_version) for out in outputs],
         corpus.TRAINING_SEQUENCES,
@@ -263,7 +263,7 @@ def build_day(lake: Lake, codebook_version: str, day, config: CorpusConfig) -> C
         )
     report = CorpusReport(codebook_version, config.source, day, day, "day")
     cells = config.cells()
-    scope = corpus_scope(config, codebook_version)
+    scope = corpus_predicate(config, codebook_version)
     yesterday = day - dt_.timedelta(days=1)
     rebuild = f"run the day before, or rebuild with `geosid corpus build --to {day}`"
     if not state_layout_current(lake):

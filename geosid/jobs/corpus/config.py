@@ -146,6 +146,15 @@ class CorpusConfig(BaseModel):
     def cells(self) -> CellSystem:
         return self.cell_config.cells()
 
+    def to_record(self) -> dict:
+        """As a build records it (`ops.builds.params`): the source, cells and split; the
+        other settings come from the source's registry shape when it is restored."""
+        return {"source": self.source, **self.cell_config.to_record(), "split": self.split.model_dump(mode="json")}
+
+    @classmethod
+    def from_record(cls, params: dict) -> CorpusConfig:
+        return cls.for_source(params["source"], cell_config=CellConfig.from_record(params), split=SplitConfig(**params["split"]))
+
     def kernel_params(self, state_days: tuple[dt_.date, ...]) -> kernel.KernelParams:
         return kernel.KernelParams(
             behaviors=tuple(kernel.KernelBehavior(b.name, tuple(b.actions), b.max_len) for b in self.behaviors),
@@ -156,9 +165,11 @@ class CorpusConfig(BaseModel):
         )
 
 
-def corpus_scope(config: CorpusConfig, codebook_version: str) -> str:
+def corpus_predicate(config: CorpusConfig, codebook_version: str) -> str:
+    """SQL for the rows of the source's corpus under a codebook version."""
     return f"codebook_version = '{codebook_version}' AND source = '{config.source}'"
 
 
-def sequence_scope(config: CorpusConfig, codebook_version: str) -> str:
-    return f"{corpus_scope(config, codebook_version)} AND {protocol_predicate(config.split.protocol)}"
+def sequence_predicate(config: CorpusConfig, codebook_version: str) -> str:
+    """SQL for the rows of the source's corpus under a codebook version and the split's protocol."""
+    return f"{corpus_predicate(config, codebook_version)} AND {protocol_predicate(config.split.protocol)}"

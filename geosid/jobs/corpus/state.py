@@ -11,7 +11,7 @@ import datetime as dt_
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from geosid.jobs.corpus.config import CorpusConfig, corpus_scope
+from geosid.jobs.corpus.config import CorpusConfig, corpus_predicate
 from geosid.jobs.corpus.report import CorpusReport
 from geosid.lake import Lake
 from geosid.schemas import corpus
@@ -109,7 +109,7 @@ def write_state(
     corpus.user_history_state (a range replaces the scope's rows, a day adds its day's
     rows), the state days into corpus.state_builds, then (a day) the buckets whose turn it
     is are compacted."""
-    scope = corpus_scope(config, codebook_version)
+    scope = corpus_predicate(config, codebook_version)
     last = max(state_days)
     replaced = scope if report.mode == "range" else f"{scope} AND dt = DATE'{last.isoformat()}'"
     # one file per bucket and write: the next day adds one more, compaction folds them
@@ -138,7 +138,7 @@ def compact_state(lake: Lake, config: CorpusConfig, codebook_version: str, repor
     b every `state_compact_days` days, staggered, so each day rewrites about the same
     share) drop the rows no checkpoint needs. A function of the calendar and the rows, not
     of the files: the same days give the same table, whatever runs and re-runs led there."""
-    scope = corpus_scope(config, codebook_version)
+    scope = corpus_predicate(config, codebook_version)
     kept_days = set(checkpoint_days(config, day))
     listed = [r["dt"] for r in lake.read(corpus.STATE_BUILDS).filter(scope).select("dt").collect()]
     dropped = [d for d in listed if d < day and d not in kept_days]
@@ -165,7 +165,7 @@ def rollback_state(lake: Lake, config: CorpusConfig, codebook_version: str, befo
     """Take the history state of a scope back to its nearest checkpoint before `before`
     (state rows and build days after it go); returns that checkpoint, or None when there is
     none (the scope must then be rebuilt from its first day)."""
-    scope = corpus_scope(config, codebook_version)
+    scope = corpus_predicate(config, codebook_version)
     if not lake.exists(corpus.STATE_BUILDS):
         return None
     listed = [r["dt"] for r in lake.read(corpus.STATE_BUILDS).filter(scope).filter(F.col("dt") < F.lit(before)).select("dt").collect()]
