@@ -96,7 +96,7 @@ def pipeline_run(tree: Path, lake: Path, data: dict) -> dict:
     return {
         "codebook_version": version,
         "repair": repaired.strip().splitlines()[-1],
-        "training": {run: {k: r["metrics"].get(k) for k in ("train_loss", "eval", "dpo")} for run, r in runs.items()},
+        "training": {run: _timeless({k: r["metrics"].get(k) for k in ("train_loss", "eval", "dpo")}) for run, r in runs.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -165,6 +165,15 @@ def main() -> None:
     write_results("structure_unchanged", results, command="python bench/structure_unchanged.py --before <worktree of the commit before>")
     if any(r["differ"] or not r["training_equal"] for r in results["datasets"].values()):
         sys.exit(1)
+
+
+def _timeless(value):
+    """A run's metrics without its wall-clock figures (seconds, rates): what the code decides."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if not (k == "seconds" or k.endswith("_s"))}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
 
 
 def _short(digest) -> str | None:

@@ -136,7 +136,7 @@ def test_a_range_in_one_job_equals_the_days_one_by_one(spark, tmp_path):
         write_city(spark, lake)
         extra = [_item("i1", "coffee", "X", 30.0, A_LAT + 0.01, A_LON, D - dt.timedelta(days=1), title="moved and renamed")]
         lake.write(spark.createDataFrame(extra, _nullable(bronze.ITEMS.schema)), bronze.ITEMS, dt=D - dt.timedelta(days=1), where="item_id = 'i1'")
-    report = run_geo_range(one_job, days[0], D, GeoConfig(window_days=3))
+    report = run_geo_range(one_job, days[0], D, GeoConfig(window_days=3), with_items=False)
     assert report.first == days[0] and report.cells > 0
     for day in [days[0] + dt.timedelta(days=k) for k in range((D - days[0]).days + 1)]:
         run_geo(day_by_day, day, GeoConfig(window_days=3), with_items=False)

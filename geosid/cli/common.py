@@ -88,9 +88,9 @@ STEPS = {
     "report": lambda a, p, ctx: p.build_report(ctx=ctx),
     "status": lambda a, p, ctx: print(p.status(ctx=ctx).summary()),
     "repair": lambda a, p, ctx: p.repair(a.from_date, validate=not a.no_validate, ctx=ctx),
-    "daily": lambda a, p, ctx: p.daily(a.date, a.source, a.path, time_split(a), not a.no_validate, ctx=ctx),
+    "daily": lambda a, p, ctx: p.daily(a.date, a.source, a.path, time_split(a), validate=not a.no_validate, ctx=ctx),
     "days": lambda a, p, ctx: p.close_day(a.source, a.date, a.reason, ctx=ctx),
-    "maintain": lambda a, p, ctx: p.maintain(a.retention_hours, a.log_retention_hours, a.force, a.tables, ctx=ctx),
+    "maintain": lambda a, p, ctx: p.maintain(a.retention_hours, a.log_retention_hours, force=a.force, tables=a.tables, ctx=ctx),
 }
 
 

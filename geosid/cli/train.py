@@ -28,7 +28,7 @@ def cmd_train(args, p) -> int:
                 p.benchmark(protocol, paper_decoder=args.paper_decoder, ctx=ctx, **options)
         return 0
     if args.action == "pretrain":
-        p.pretrain(p.train_config(**train_options(args)), args.codebook_version, args.run_id, args.resume, lake_root=lake_root)
+        p.pretrain(p.train_config(**train_options(args)), args.codebook_version, args.run_id, resume=args.resume, lake_root=lake_root)
     elif args.action == "dpo":
         given = {k: v for k, v in train_options(args).items() if v is not None and v != {}}  # over the parent's config
         cfg, changes = (p.train_config(**train_options(args)), None) if args.override else (None, given)

@@ -86,7 +86,7 @@ class Representation:
 KEYS = ["source", "item_id", "template_id"]
 
 
-def latest_vectors(embeddings: DataFrame, model_id: str, upto: dt_.date, inclusive: bool = True) -> DataFrame:
+def latest_vectors(embeddings: DataFrame, model_id: str, upto: dt_.date, *, inclusive: bool = True) -> DataFrame:
     """Each item's latest row of `model_id` made on or before `upto` (strictly before, with
     `inclusive` False): its vector as of that day."""
     made = F.col("embedded_dt") <= F.lit(upto) if inclusive else F.col("embedded_dt") < F.lit(upto)
@@ -109,7 +109,7 @@ def made_on(existing: DataFrame, model_id: str, template_id: str, day: dt_.date)
     return existing.filter((F.col("model_id") == model_id) & (F.col("template_id") == template_id) & (F.col("embedded_dt") == F.lit(day)))
 
 
-def embed_partitions(representation: Representation, embedded_dt: dt_.date, progress: bool = True) -> Callable:
+def embed_partitions(representation: Representation, embedded_dt: dt_.date, *, progress: bool = True) -> Callable:
     """The mapInPandas function: document batches (with `text_vector` where the text is
     already embedded) -> embedding rows."""
     model_id, location = representation.model_id, representation.location
@@ -200,7 +200,7 @@ def with_text_vectors(todo: DataFrame, existing: DataFrame, representation: Repr
 
 
 def run_embed(
-    lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), progress: bool = True, chunk_size: int = 4096, log=print
+    lake: Lake, as_of: dt_.date | str, representation: Representation = Representation(), *, progress: bool = True, chunk_size: int = 4096, log=print
 ) -> EmbedReport:
     """Embed the documents of the items of `as_of` (from silver.item_geo) that changed
     since the item's latest vector before the day (or have none).
@@ -244,7 +244,7 @@ def run_embed(
                 # Enough partitions for every core, each large enough to batch well.
                 partitions = max(1, min(chunk_size // 2_000 + 1, int(spark.conf.get("spark.default.parallelism", "0") or 0) or 2))
                 embedded = part.repartition(partitions, "item_id").mapInPandas(
-                    embed_partitions(representation, as_of, False), silver.ITEM_EMBEDDINGS.schema
+                    embed_partitions(representation, as_of, progress=False), silver.ITEM_EMBEDDINGS.schema
                 )
                 table_version = lake.merge(embedded, silver.ITEM_EMBEDDINGS)
                 done += sizes.get(chunk, 0)

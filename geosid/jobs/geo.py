@@ -319,7 +319,7 @@ class GeoReport:
         return f"geo context {span}: {self.cells:,} cells (on {self.dt}), {self.items:,} items in {self.seconds:.1f}s"
 
 
-def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), with_items: bool = True) -> GeoReport:
+def run_geo(lake: Lake, as_of: dt_.date | str, config: GeoConfig = GeoConfig(), *, with_items: bool = True) -> GeoReport:
     """Compute and write silver.geo_cells and (with_items) silver.item_geo for one logical date."""
     as_of = as_date(as_of)
     return run_geo_range(lake, as_of, as_of, config, with_items=with_items)
@@ -330,7 +330,8 @@ def run_geo_range(
     first: dt_.date | str,
     last: dt_.date | str,
     config: GeoConfig = GeoConfig(),
-    with_items: bool = False,
+    *,
+    with_items: bool = True,
     block_days: int | None = None,
     item_days_per_job: int = 1_000_000,
     item_days: set | None = None,

@@ -261,6 +261,7 @@ def run_ingest(
     path: str | Path,
     first: dt_.date | str,
     last: dt_.date | str | None = None,
+    *,
     progress: bool = True,
     max_lines_per_pass: int = MAX_LINES_PER_PASS,
     marker: str | None = landing.DROP_MARKER,
@@ -282,7 +283,9 @@ def run_ingest(
     runs, report.waiting = arrived_runs(spec, path, first, last, marker)
     by_reason: dict[str, int] = {}
     for run_first, run_last in runs:
-        _ingest_run(lake, spec, path, run_first, run_last, progress, max_lines_per_pass, report, by_reason)
+        _ingest_run(
+            lake, spec, path, run_first, run_last, progress=progress, max_lines_per_pass=max_lines_per_pass, report=report, by_reason=by_reason
+        )
         report.days += [run_first + dt_.timedelta(days=k) for k in range((run_last - run_first).days + 1)]
     report.lines_in_range = sum(by_reason.values())
     report.rejects_by_reason = {k: v for k, v in by_reason.items() if k}
@@ -301,6 +304,7 @@ def _ingest_run(
     path: str | Path,
     first: dt_.date,
     last: dt_.date,
+    *,
     progress: bool,
     max_lines_per_pass: int,
     report: IngestReport,
@@ -313,7 +317,7 @@ def _ingest_run(
         landed: list[_Landed] = []
         for feed in spec.feeds:
             files = landing.discover(feed.root(path), first, last)
-            landed_dir, n_lines = landing.land(files, feed.name, feed.encoding, run_dir / "landed" / feed.kind, progress)
+            landed_dir, n_lines = landing.land(files, feed.name, feed.encoding, run_dir / "landed" / feed.kind, progress=progress)
             report.lines_landed += n_lines
             for index, raw in enumerate(files):  # land() writes part-<index> per file, in order
                 part = landed_dir / f"part-{index:05d}.parquet"

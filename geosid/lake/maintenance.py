@@ -109,6 +109,7 @@ def maintain_table(
     retention_hours: float,
     log_retention_hours: float,
     pinned_versions: list[int] = (),
+    *,
     force: bool = False,
     compact: bool = True,
     protect: Callable[[], Iterable[int]] | None = None,

@@ -51,7 +51,7 @@ def unpin(lease: LakeLease, mine: Holder) -> None:
     _record(lease, mine).unlink(missing_ok=True)
 
 
-def live_pins(lease: LakeLease, sweep: bool = False) -> list[Holder]:
+def live_pins(lease: LakeLease, *, sweep: bool = False) -> list[Holder]:
     """The pins of live readers (`sweep`: remove the records of gone ones)."""
     out = []
     for path in sorted(lease.readers.glob("*.json")) if lease.readers.exists() else []:

@@ -82,6 +82,7 @@ class TableSnapshots:
         dt: DateLike | DateRange | None = None,
         where: str | None = None,
         table_version: int | None = None,
+        *,
         content: bool = False,
     ) -> tuple[int, str]:
         """(rows, content digest) of a table's rows (a day or range, `where` a SQL filter

@@ -70,6 +70,7 @@ class Lake(EngineReads, TableSnapshots):
         registry: Registry = REGISTRY,
         committer: str = "delta-rs",
         reader: str = "engine",
+        *,
         direct_commit: bool = True,
         lease: lease_.LeaseSettings | None = None,
     ):
@@ -304,7 +305,7 @@ class Lake(EngineReads, TableSnapshots):
             raise InvalidRequestError(f"{spec.name} is not partitioned; dt must be None (use where= to replace some rows)")
         return where
 
-    def merge(self, df: DataFrame, table: str | TableSpec, insert_only: bool = False) -> int:
+    def merge(self, df: DataFrame, table: str | TableSpec, *, insert_only: bool = False) -> int:
         """Upsert `df` into the table on its keys (one atomic commit); returns the version.
 
         Rows whose keys exist are replaced (left alone with `insert_only`), others

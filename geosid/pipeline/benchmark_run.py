@@ -171,11 +171,11 @@ def benchmark(
     size: str = "tiny",
     epochs: int = 30,
     max_minutes: float = 20.0,
+    *,
     ablations: bool = True,
     paper_decoder: bool = False,
     grid: tuple[dict, ...] = GRID,
     seeds: int = 3,
-    *,
     ctx: Context,
 ) -> BenchmarkReport:
     """Build the protocol's corpora, tune, train and score every method (see the module

@@ -62,8 +62,8 @@ def ingest(
     first: DateLike | None = None,
     last: DateLike | None = None,
     path: str | Path | None = None,
-    validate: bool = True,
     *,
+    validate: bool = True,
     ctx: Context | None = None,
     lake_root: str | None = None,
 ) -> IngestOutcome:

@@ -90,7 +90,7 @@ def require_lake_root(root: Path) -> None:
 
 
 @contextmanager
-def open_context(settings: Settings | None = None, log: Callable[[str], None] | None = None, progress: bool = False) -> Iterator[Context]:
+def open_context(settings: Settings | None = None, log: Callable[[str], None] | None = None, *, progress: bool = False) -> Iterator[Context]:
     """An engine session on the settings' engine and the lake under its root."""
 
     settings = settings or Settings.from_env()

@@ -106,7 +106,7 @@ def context_snapshots(first: DateLike, last: DateLike, every: int, *, ctx: Conte
             if todo:
                 require_arrived(ctx, max(todo))
             if every == 1 and len(todo) > 1:
-                ctx.log(run_geo_range(ctx.lake, min(todo), max(todo), config).summary())  # rewrites the days between too: same rows
+                ctx.log(run_geo_range(ctx.lake, min(todo), max(todo), config, with_items=False).summary())  # rewrites the days between too: same rows
                 record_geo(ctx, config, days_between(min(todo), max(todo)), with_items=False, mode="range")
             else:
                 for day in todo:
@@ -141,8 +141,8 @@ def corpus_build(
     last: DateLike | None = None,
     codebook_version: str | None = None,
     split=None,
-    validate: bool = True,
     *,
+    validate: bool = True,
     ctx: Context | None = None,
     lake_root: str | None = None,
 ) -> CorpusOutcome:
@@ -203,8 +203,8 @@ def corpus_day(
     source: str,
     codebook_version: str | None = None,
     split: SplitConfig | None = None,
-    validate: bool = False,
     *,
+    validate: bool = False,
     ctx: Context | None = None,
     lake_root: str | None = None,
 ):

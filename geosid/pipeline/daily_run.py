@@ -189,8 +189,8 @@ def catch_up(
     before: DateLike,
     source: str,
     split: SplitConfig | None = None,
-    validate: bool = True,
     *,
+    validate: bool = True,
     ctx: Context | None = None,
     lake_root: str | None = None,
 ) -> tuple[RepairReport, list[dt_.date]]:
@@ -229,14 +229,14 @@ class BuildReport:
 
 
 def build_with_catch_up(
-    day: DateLike, source: str, split: SplitConfig | None = None, validate: bool = True, *, ctx: Context | None = None, lake_root: str | None = None
+    day: DateLike, source: str, split: SplitConfig | None = None, *, validate: bool = True, ctx: Context | None = None, lake_root: str | None = None
 ) -> BuildReport:
     """Catch up (repair stale earlier days, build pending ones), then build the day: one
     step under the lake's writer lease, so no other writer sees the day half built."""
     started = time.perf_counter()
     day = as_date(day)
     with use(ctx, lake_root, writes=f"build {source} {day}") as ctx:
-        caught_up, pending = catch_up(day, source, split, validate, ctx=ctx)
+        caught_up, pending = catch_up(day, source, split, validate=validate, ctx=ctx)
         version = build_day(day, source, split, ctx=ctx)
         return BuildReport(day, caught_up, pending, version, time.perf_counter() - started)
 
@@ -246,8 +246,8 @@ def daily(
     source: str,
     path: str | Path | None = None,
     split: SplitConfig | None = None,
-    validate: bool = True,
     *,
+    validate: bool = True,
     ctx: Context | None = None,
     lake_root: str | None = None,
 ) -> DailyReport:
@@ -268,7 +268,7 @@ def daily(
                 report.gates[f"bronze {days_text(outcome.report.days)}"] = validate_bronze(
                     min(outcome.report.days), max(outcome.report.days), ctx=ctx
                 ).passed
-        built = build_with_catch_up(day, source, split, validate, ctx=ctx)
+        built = build_with_catch_up(day, source, split, validate=validate, ctx=ctx)
         report.caught_up, report.pending, report.codebook_version = built.caught_up, built.pending, built.codebook_version
         if validate:
             report.gates["silver"] = validate_silver(day, ctx=ctx).passed

@@ -52,7 +52,7 @@ class DemoReport:
         return not self.failures
 
 
-def demo(synthetic: bool = False, world: dict | None = None, train: bool = True, *, ctx: Context) -> DemoReport:
+def demo(*, synthetic: bool = False, world: dict | None = None, train: bool = True, ctx: Context) -> DemoReport:
     """Ingest -> validate -> geo -> embed -> index (three tokenizers, the best published) ->
     corpus (every day, an incremental re-run of the last day checked against the rebuild)
     -> pretrain, DPO and a lambda-0 control. `world` overrides the synthetic world's size."""

@@ -202,7 +202,7 @@ class SynthReport:
         )
 
 
-def synth(out: str | Path, progress: bool = False, **world) -> SynthReport:
+def synth(out: str | Path, *, progress: bool = False, **world) -> SynthReport:
     """Write a synthetic local-life world (WorldConfig fields as keywords) as raw drops."""
 
     started = time.perf_counter()

@@ -81,9 +81,9 @@ def _protected(ctx: Context, table: str) -> set[int]:
 def maintain(
     retention_hours: float | None = None,
     log_retention_hours: float | None = None,
+    *,
     force: bool = False,
     tables: list[str] | None = None,
-    *,
     ctx: Context | None = None,
     lake_root: str | None = None,
 ) -> MaintenanceReport:
@@ -111,7 +111,7 @@ def maintain(
                     hours,
                     log_hours,
                     pinned.get(spec.name, []),
-                    force,
+                    force=force,
                     protect=lambda name=spec.name: _protected(ctx, name),
                 )
                 report.tables.append(result)

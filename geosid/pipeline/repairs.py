@@ -318,7 +318,7 @@ def _repair_geo(ctx: Context, days: dict, report: RepairReport) -> None:
         config = days[last].config
         item_days = {d for d in span if days[d].with_items}
         with ctx.stage(f"geo context {days_text(span)} (repair)", timed="geo"):
-            run_geo_range(ctx.lake, first, last, config, item_days=item_days)
+            run_geo_range(ctx.lake, first, last, config, with_items=False, item_days=item_days)
             record_geo(ctx, config, span, with_items=False, mode="repair")
             if item_days:
                 record(ctx, Stage.ITEM_GEO, CellScope(config.cells().name), sorted(item_days), config.to_record(), "repair")

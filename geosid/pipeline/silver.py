@@ -19,7 +19,7 @@ def geo_config(ctx: Context):
     return GeoConfig(cell_config=ctx.settings.cells, window_days=ctx.settings.geo_window_days)
 
 
-def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, lake_root: str | None = None):
+def geo(day: DateLike, *, with_items: bool = True, ctx: Context | None = None, lake_root: str | None = None):
     """silver.geo_cells (and silver.item_geo) as of a logical date."""
 
     day = as_date(day)
@@ -29,12 +29,12 @@ def geo(day: DateLike, with_items: bool = True, *, ctx: Context | None = None, l
         label = f"geo context as of {day} ({config.cells().name} cells, {config.window_days}-day activity window)"
         with ctx.stage(label, timed="geo"):
             report = run_geo(ctx.lake, day, config, with_items=with_items)
-            record_geo(ctx, config, [day], with_items)
+            record_geo(ctx, config, [day], with_items=with_items)
         ctx.log(report.summary())
         return report
 
 
-def record_geo(ctx: Context, config, days, with_items: bool, mode: str = "day") -> None:
+def record_geo(ctx: Context, config, days, *, with_items: bool, mode: str = "day") -> None:
     scope = CellScope(config.cells().name)
     record(ctx, Stage.GEO_CELLS, scope, days, config.to_record(), mode)
     if with_items:

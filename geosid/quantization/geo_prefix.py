@@ -28,7 +28,7 @@ class GeoPrefixTokenizer(Tokenizer):
     uses_location = True
 
     def __init__(
-        self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), capacity_aware: bool = False, candidates: int = 16
+        self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), *, capacity_aware: bool = False, candidates: int = 16
     ):
         self.d, self.codes, self.training = d, tuple(int(k) for k in codes), training
         self.capacity_aware, self.candidates = bool(capacity_aware), int(candidates)
@@ -37,12 +37,12 @@ class GeoPrefixTokenizer(Tokenizer):
         self.rest = ResidualKMeans(d, self.codes[1:], rest_training, candidates=candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, capacity_aware: bool = False, **_) -> GeoPrefixTokenizer:
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, *, capacity_aware: bool = False, **_) -> GeoPrefixTokenizer:
         return cls(d, level_sizes, training, capacity_aware=capacity_aware)
 
     @classmethod
     def from_params(cls, params: dict) -> GeoPrefixTokenizer:
-        return cls(params["d"], params["codes"], stored_training(params), params.get("capacity_aware", False), params.get("candidates", 16))
+        return cls(params["d"], params["codes"], stored_training(params), capacity_aware=params.get("capacity_aware", False), candidates=params.get("candidates", 16))
 
     @property
     def level_sizes(self) -> tuple[int, ...]:

@@ -41,6 +41,7 @@ class KMeans:
         sample_size: int | None = None,
         backend: str = "auto",
         device: str | None = None,
+        *,
         verbose: bool = False,
         init: str = "random",
     ):

@@ -33,7 +33,7 @@ def stored_training(params: dict) -> KMeansTraining:
 class ResidualQuantizer(Tokenizer):
     """codes [n, L]: level l encodes the residual after levels 0..l-1 (see module doc)."""
 
-    def __init__(self, d: int, stages: list, capacity_aware: bool = False, candidates: int = 16):
+    def __init__(self, d: int, stages: list, *, capacity_aware: bool = False, candidates: int = 16):
         self.d = d
         self.stages = stages  # level quantizers, first to last
         self.level_mse: list[float] = []  # mean squared residual norm after each level
@@ -105,19 +105,19 @@ class ResidualKMeans(ResidualQuantizer):
     kind = "residual_kmeans"
 
     def __init__(
-        self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), capacity_aware: bool = False, candidates: int = 16
+        self, d: int, codes=(256, 256, 256), training: KMeansTraining = KMeansTraining(), *, capacity_aware: bool = False, candidates: int = 16
     ):
         self.codes = tuple(int(k) for k in codes)
         self.training = training
-        super().__init__(d, kmeans_levels(d, self.codes, training), capacity_aware, candidates)
+        super().__init__(d, kmeans_levels(d, self.codes, training), capacity_aware=capacity_aware, candidates=candidates)
 
     @classmethod
-    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, capacity_aware: bool = False, **_) -> ResidualKMeans:
+    def for_budget(cls, d: int, level_sizes: tuple[int, ...], training: KMeansTraining, *, capacity_aware: bool = False, **_) -> ResidualKMeans:
         return cls(d, level_sizes, training, capacity_aware=capacity_aware)
 
     @classmethod
     def from_params(cls, params: dict) -> ResidualKMeans:
-        return cls(params["d"], params["codes"], stored_training(params), params.get("capacity_aware", False), params.get("candidates", 16))
+        return cls(params["d"], params["codes"], stored_training(params), capacity_aware=params.get("capacity_aware", False), candidates=params.get("candidates", 16))
 
     def params(self) -> dict:
         out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}
@@ -146,13 +146,14 @@ class ResidualKMeansFSQ(ResidualQuantizer):
         fsq_levels=(8, 8, 8, 8),
         training: KMeansTraining = KMeansTraining(),
         fsq_training: FSQTraining = FSQTraining(),
+        *,
         capacity_aware: bool = False,
         candidates: int = 16,
     ):
         self.codes = tuple(int(k) for k in codes)
         self.training, self.fsq_training = training, fsq_training
         self.fsq_level = FSQLevel(d, tuple(fsq_levels), training.seed, fsq_training.epochs, fsq_training.lr, fsq_training.batch_size)
-        super().__init__(d, [*kmeans_levels(d, self.codes, training), self.fsq_level], capacity_aware, candidates)
+        super().__init__(d, [*kmeans_levels(d, self.codes, training), self.fsq_level], capacity_aware=capacity_aware, candidates=candidates)
 
     @property
     def fsq(self) -> FSQ:
@@ -166,6 +167,7 @@ class ResidualKMeansFSQ(ResidualQuantizer):
         training: KMeansTraining,
         fsq_epochs: int = 40,
         fsq_lr: float = 0.01,
+        *,
         capacity_aware: bool = False,
         **_,
     ) -> ResidualKMeansFSQ:
@@ -183,8 +185,8 @@ class ResidualKMeansFSQ(ResidualQuantizer):
             params["fsq_levels"],
             stored_training(params),
             fsq,
-            params.get("capacity_aware", False),
-            params.get("candidates", 16),
+            capacity_aware=params.get("capacity_aware", False),
+            candidates=params.get("candidates", 16),
         )
 
     def params(self) -> dict:

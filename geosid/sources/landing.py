@@ -197,6 +197,7 @@ def land(
     source: str,
     encoding: str,
     out_dir: Path,
+    *,
     progress: bool = True,
 ) -> tuple[Path, int]:
     """Write the numbered lines of `files` as Parquet under `out_dir` (replaced whole).

@@ -391,7 +391,7 @@ def _tsv_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def write_world(root: str | Path, config: WorldConfig, progress: bool = True) -> dict:
+def write_world(root: str | Path, config: WorldConfig, *, progress: bool = True) -> dict:
     """Generate the world and write its raw drops under `root` (replaced). Returns the manifest."""
 
     root = Path(root)

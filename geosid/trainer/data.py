@@ -141,7 +141,7 @@ def repeat_features(hist_item: np.ndarray, hist_us: np.ndarray, block: int, chun
 
 
 def routine_visits(
-    hist_item: np.ndarray, hist_hour: np.ndarray, request_hour: np.ndarray, window: int = ROUTINE_HOURS, weekly: bool = False, chunk: int = 4096
+    hist_item: np.ndarray, hist_hour: np.ndarray, request_hour: np.ndarray, window: int = ROUTINE_HOURS, *, weekly: bool = False, chunk: int = 4096
 ) -> np.ndarray:
     """The user's routine at the request's time, bucketed [n, H]: how often the slot's
     item occurs in the history at an hour of the day (`weekly`: of the week) within
@@ -315,7 +315,7 @@ class Batch:
             if k not in ("event_id", "gmv", "day", "target_item", "hist_item", "latest_item", "cand_item")
         }
 
-    def with_candidates(self, vocab: Vocab, transitions: Transitions | None, slots: int, leave_one_out: bool) -> Batch:
+    def with_candidates(self, vocab: Vocab, transitions: Transitions | None, slots: int, *, leave_one_out: bool) -> Batch:
         """This batch with its transition candidates (none: `transitions` None or 0 slots)."""
         n = len(self)
         if transitions is None or slots == 0 or n == 0:

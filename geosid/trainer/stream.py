@@ -69,7 +69,7 @@ class Featurizer:
     transitions: Transitions | None
     slots: int
 
-    def rows(self, table: pa.Table, leave_one_out: bool) -> Batch:
+    def rows(self, table: pa.Table, *, leave_one_out: bool) -> Batch:
         """Featurized rows with their candidates (`leave_one_out`: a train row's own
         transition is not counted for it)."""
         rows = featurize(table, self.vocab, self.behaviors, self.max_history)

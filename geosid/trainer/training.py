@@ -63,6 +63,7 @@ def fit(
     validate: Callable | None,
     cfg: TrainConfig,
     folder,
+    *,
     resume: bool = False,
     stop_after_epochs: int | None = None,
     log=print,
@@ -96,7 +97,7 @@ def fit(
     tokens_total, train_s = result.tokens_per_s * result.train_s, result.train_s
     for epoch in range(start_epoch, cfg.epochs):
         epoch_started = time.perf_counter()
-        progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", bar)
+        progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", bar=bar)
         batches = itertools.islice(epoch_batches(train, cfg, epoch), steps_per_epoch)
         total_loss, steps, tokens = _train_epoch(model, batches, step_loss, opt, schedule, device, progress)
         seconds = time.perf_counter() - epoch_started
@@ -192,7 +193,7 @@ def epoch_batches(train, cfg: TrainConfig, epoch: int) -> Iterator[Batch]:
     return (train.take(order[begin : begin + cfg.batch_size]) for begin in range(0, len(order), cfg.batch_size))
 
 
-def _progress(total: int, label: str, bar: bool):
+def _progress(total: int, label: str, *, bar: bool):
     if not bar:
         return None
 
@@ -226,6 +227,7 @@ def pretrain(
     table_versions: dict | None = None,
     run_id: str | None = None,
     log=print,
+    *,
     resume: bool = False,
     stop_after_epochs: int | None = None,
 ) -> RunRecord:
@@ -235,7 +237,7 @@ def pretrain(
     last checkpoint; `stop_after_epochs` stops early, as a kill would."""
 
     if not cfg.decodes_sids:  # SASRec and the GRU rank item ids
-        return train_ranker(lake_root, cfg, codebook_version, table_versions, run_id, log, resume, stop_after_epochs)
+        return train_ranker(lake_root, cfg, codebook_version, table_versions, run_id, log, resume=resume, stop_after_epochs=stop_after_epochs)
     started = time.perf_counter()
     device = cfg.resolved_device()
     if resume and not run_id:
@@ -263,10 +265,10 @@ def pretrain(
         validator(data, cfg),
         cfg,
         run_dir(lake_root, run_id),
-        resume,
-        stop_after_epochs,
-        log,
-        vocab_fingerprint(data.vocab),
+        resume=resume,
+        stop_after_epochs=stop_after_epochs,
+        log=log,
+        vocab=vocab_fingerprint(data.vocab),
     )
     metrics = {
         "train_loss": [e["loss"] for e in result.epochs],
@@ -320,6 +322,7 @@ def train_ranker(
     table_versions: dict | None = None,
     run_id: str | None = None,
     log=print,
+    *,
     resume: bool = False,
     stop_after_epochs: int | None = None,
 ) -> RunRecord:
@@ -337,10 +340,10 @@ def train_ranker(
         validator(data, cfg),
         cfg,
         run_dir(lake_root, run_id),
-        resume,
-        stop_after_epochs,
-        log,
-        vocab_fingerprint(data.vocab),
+        resume=resume,
+        stop_after_epochs=stop_after_epochs,
+        log=log,
+        vocab=vocab_fingerprint(data.vocab),
     )
     metrics = {
         "train_loss": [e["loss"] for e in result.epochs],

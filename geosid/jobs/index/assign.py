@@ -67,7 +67,7 @@ CANDIDATE_SCHEMA = (
 )
 
 
-def tokenize_partitions(tokenizer: Tokenizer, candidates: bool = False):
+def tokenize_partitions(tokenizer: Tokenizer, *, candidates: bool = False):
     """The mapInPandas function: (source, item_id, first_seen, lat, lon, vector) batches ->
     the same keys with their codes (nearest codes), or with their prefix codes and
     last-level candidates (capacity-aware tokenizers, resolved over all items at once)."""

@@ -81,6 +81,7 @@ def fit_candidate(
     template_id: str = DEFAULT_TEMPLATE,
     embeddings_version: int | None = None,
     item_geo_version: int | None = None,
+    *,
     reuse_published: bool = False,
 ) -> FitReport:
     """Fit a candidate version on the pinned training set of `as_of` and write it (see
