@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from geosid.quantization.kmeans import KMeans
-from geosid.trainer.data import AGE_BUCKETS, COUNT_BUCKETS, HOURS, N_FEATURES, N_NEIGHBOURS
+from geosid.trainer.data import AGE_BUCKETS, COUNT_BUCKETS, HOURS, N_FEATURES, N_NEIGHBOURS, Batch
 from geosid.trainer.model import SIZES, OneLoc, OneLocConfig, ntp_loss
 from geosid.trainer.search import SIDTrie, beam_search
 
@@ -63,7 +63,7 @@ def kmeans_check(n: int, d: int, k: int, niter: int) -> dict:
     return out
 
 
-def fake_rows(b: int, h: int, items: np.ndarray, seed: int) -> dict:
+def fake_rows(b: int, h: int, items: np.ndarray, seed: int) -> Batch:
     """A seeded batch of OneLoc inputs (the shapes `Batch.tensors` gives) whose targets
     repeat a history item half the time, so a model can learn something in few steps."""
     g = torch.Generator().manual_seed(seed)
@@ -73,25 +73,29 @@ def fake_rows(b: int, h: int, items: np.ndarray, seed: int) -> dict:
     target_items = torch.where(repeat, hist_items[torch.arange(b), pick], torch.randint(0, len(items), (b,), generator=g))
     tokens = torch.as_tensor(items)
     kind = torch.ones(b, h, dtype=torch.long)
-    return {
-        "hist_codes": tokens[hist_items],
-        "hist_item_emb": hist_items % 50 + 2,
-        "hist_kind": kind,
-        "hist_hour": torch.randint(1, HOURS + 1, (b, h), generator=g),
-        "hist_age": torch.randint(1, AGE_BUCKETS + 1, (b, h), generator=g),
-        "hist_visits": torch.randint(1, COUNT_BUCKETS, (b, h), generator=g),
-        "hist_trans": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
-        "hist_routine": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
-        "hist_routine_week": torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
-        "request_hour": torch.randint(1, HOURS + 1, (b,), generator=g),
-        "hist_cell": torch.randint(1, 100, (b, h), generator=g),
-        "hist_ctx": torch.rand(b, h, N_FEATURES, generator=g),
-        "user_cell": torch.randint(1, 100, (b,), generator=g),
-        "user_ctx": torch.rand(b, N_FEATURES, generator=g),
-        "nbr_cell": torch.randint(0, 100, (b, N_NEIGHBOURS), generator=g),
-        "nbr_ctx": torch.rand(b, N_NEIGHBOURS, N_FEATURES, generator=g),
-        "target": tokens[target_items],
-    }
+    return (
+        Batch.zeros(n=b, H=h, T=len(TOKEN_SIZES))
+        .tensors()
+        .replace(
+            hist_codes=tokens[hist_items],
+            hist_item_emb=hist_items % 50 + 2,
+            hist_kind=kind,
+            hist_hour=torch.randint(1, HOURS + 1, (b, h), generator=g),
+            hist_age=torch.randint(1, AGE_BUCKETS + 1, (b, h), generator=g),
+            hist_visits=torch.randint(1, COUNT_BUCKETS, (b, h), generator=g),
+            hist_trans=torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+            hist_routine=torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+            hist_routine_week=torch.randint(0, COUNT_BUCKETS, (b, h), generator=g),
+            request_hour=torch.randint(1, HOURS + 1, (b,), generator=g),
+            hist_cell=torch.randint(1, 100, (b, h), generator=g),
+            hist_ctx=torch.rand(b, h, N_FEATURES, generator=g),
+            user_cell=torch.randint(1, 100, (b,), generator=g),
+            user_ctx=torch.rand(b, N_FEATURES, generator=g),
+            nbr_cell=torch.randint(0, 100, (b, N_NEIGHBOURS), generator=g),
+            nbr_ctx=torch.rand(b, N_NEIGHBOURS, N_FEATURES, generator=g),
+            target=tokens[target_items],
+        )
+    )
 
 
 def catalog(n_items: int, seed: int) -> np.ndarray:
@@ -118,19 +122,25 @@ def new_oneloc(size: str) -> OneLoc:
     return OneLoc(OneLocConfig.sized(size, token_sizes=TOKEN_SIZES, n_cells=100, n_behaviors=1, n_items=52))
 
 
-def train_steps(model, rows: dict, device: str, steps: int, batch: int, lr: float = 3e-3) -> tuple[list[float], float]:
+def model_rows(rows: Batch, index=None, device: str | None = None) -> Batch:
+    """The model's fields of `rows` (at `index`, on `device`): all the model reads."""
+    part = {name: getattr(rows, name) for name, a in Batch.arrays().items() if a.model}
+    return rows.replace(**{name: (v if index is None else v[index]).to(device or v.device) for name, v in part.items()})
+
+
+def train_steps(model, rows: Batch, device: str, steps: int, batch: int, lr: float = 3e-3) -> tuple[list[float], float]:
     """(losses per step, rows per second) of `steps` AdamW steps on `rows` cycled in batches."""
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    n = len(rows["target"])
-    on = {k: v.to(device) for k, v in rows.items()}
+    n = len(rows.target)
+    on = model_rows(rows, device=device)
     losses = []
     start = time.perf_counter()
     for step in range(steps):
         idx = torch.arange(step * batch, (step + 1) * batch, device=device) % n
-        x = {k: v[idx] for k, v in on.items()}
+        x = model_rows(on, idx)
         with autocast(device):
-            loss = ntp_loss(model(x), x["target"])
+            loss = ntp_loss(model(x), x.target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -148,8 +158,8 @@ def oneloc_check(steps: int, history: int) -> dict:
     for device in ("cpu", "cuda"):
         model = new_oneloc("tiny").to(device).eval()
         with torch.no_grad(), autocast(device):
-            x = {k: v[:512].to(device) for k, v in rows.items()}
-            first[device] = float(ntp_loss(model(x), x["target"]))
+            x = model_rows(rows, slice(0, 512), device)
+            first[device] = float(ntp_loss(model(x), x.target))
         losses, speed = train_steps(new_oneloc("tiny"), rows, device, steps, batch=256)
         out[device] = {
             "loss_before": round(first[device], 4),
@@ -161,7 +171,7 @@ def oneloc_check(steps: int, history: int) -> dict:
     model = new_oneloc("tiny").to("cuda").eval()
     trie = SIDTrie(items)
     with autocast("cuda"):
-        found, logp = beam_search(model, {k: v[:256].to("cuda") for k, v in rows.items()}, trie, beam=20)
+        found, logp = beam_search(model, model_rows(rows, slice(0, 256), "cuda"), trie, beam=20)
     out["beam_only_catalog_items"] = bool((found >= 0).all() and (found < len(items)).all())
     out["beam_sorted"] = bool((np.diff(logp, axis=1) <= 1e-4).all())
     out["ok"] = (

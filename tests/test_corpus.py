@@ -2,7 +2,6 @@
 real-time cell, incremental == from scratch, idempotent re-runs, splits, cell context,
 data quality."""
 
-import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -529,85 +528,3 @@ def test_the_item_vocabulary_is_in_item_id_order_whatever_the_sid_maps_file_orde
     record_file.write_text(json.dumps({**record, "manifest": {**record["manifest"], "item_vocab": "0" * 16}}))
     with pytest.raises(InvalidRequestError, match="trained on item vocabulary 0{16}"):
         load_run(lake.root, "pinned")
-
-
-def test_pretrain_dpo_and_eval_on_a_pinned_tiny_corpus(spark, lake):
-    """The trainer end to end on a tiny Spark-built corpus: runs record table versions,
-    metrics for the model and both baselines, and DPO pairs land in their table."""
-    from deltalake import DeltaTable
-
-    from geosid.trainer.config import TrainConfig
-    from geosid.trainer.dpo import dpo
-    from geosid.trainer.evaluation import eval_run
-    from geosid.trainer.runs import read_run
-    from geosid.trainer.training import pretrain
-
-    tiny_checkin_corpus(spark, lake)
-    cfg = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
-    pre = pretrain(lake.root, cfg, run_id="pre", log=lambda *_: None)
-    record = read_run(lake.root, "pre")  # what was written, read back
-    assert record.run_id == pre.run_id and record.metrics["train_loss"] == pre.metrics["train_loss"]
-    assert record.table_versions == pre.table_versions and record.table_versions["corpus.training_sequences"] == lake.table_version(
-        corpus.TRAINING_SEQUENCES
-    )
-    assert record.codebook_version == V and record.rows["test"] == 20
-    evaluation = pre.metrics["eval"]
-    assert {"oneloc", "most_popular", "nearest_popular"} <= set(evaluation)
-    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10", "acc@1", "mrr@20"} | {
-        f"{part}_{m}" for part in ("repeat", "new") for m in ("recall@5", "ndcg@5", "recall@20")
-    }
-    assert {"repeat", "recent", "markov", "markov_user", "most_popular", "nearest_popular"} <= set(evaluation)
-    assert evaluation["oneloc"]["recall@20"] >= evaluation["oneloc"]["recall@5"]
-
-    aligned = dpo(lake.root, "pre", run_id="aligned", log=lambda *_: None)
-    pairs = DeltaTable(str(lake.root / "corpus" / "preference_pairs")).to_pyarrow_table().to_pylist()
-    assert len(pairs) == aligned.metrics["pairs"]["pairs"] > 0
-    assert all(p["chosen_reward"] >= p["rejected_reward"] + 0.1 and p["run_id"] == "aligned" for p in pairs)  # no near-ties
-    epoch = aligned.metrics["dpo"][0]
-    assert 0 <= epoch["train_accuracy"] <= 1 and 0 <= epoch["heldout_accuracy"] <= 1 and epoch["heldout_margin"] is not None
-    assert aligned.metrics["pairs"]["heldout"]["pairs"] > 0 and aligned.metrics["pairs"]["mean_reward_gap"] >= 0.1
-    assert aligned.parent == "pre" and aligned.table_versions == record.table_versions
-    twin = pretrain(lake.root, cfg, run_id="pre-twin", log=lambda *_: None)  # same snapshot, same seed
-    assert twin.metrics["train_loss"] == pre.metrics["train_loss"] and twin.metrics["eval"]["oneloc"] == evaluation["oneloc"]
-    # stopped after one epoch (as a kill would), then resumed: the same run as the uninterrupted one
-    cut = pretrain(lake.root, cfg, run_id="cut", log=lambda *_: None, stop_after_epochs=1)
-    assert cut.metrics["stopped"] == "asked" and "eval" not in cut.metrics
-    resumed = pretrain(lake.root, cfg, run_id="cut", log=lambda *_: None, resume=True)
-    assert resumed.metrics["train_loss"] == pre.metrics["train_loss"]
-    assert resumed.metrics["eval"]["oneloc"] == evaluation["oneloc"]
-    again = eval_run(lake.root, "aligned")
-    assert again["oneloc"] == aligned.metrics["eval"]["oneloc"]  # the same pinned data, the same numbers
-
-    from geosid.config import Settings
-    from geosid.pipeline.context import Context
-    from geosid.pipeline.sweep_run import dpo_sweep
-    from geosid.pipeline.train import parent_config
-
-    # options given on the command line replace the parent's, the rest stays the parent's
-    assert parent_config(lake.root, "pre", {"dpo_epochs": 1}) == dataclasses.replace(cfg, dpo_epochs=1)
-    with pytest.raises(InvalidRequestError, match="unknown training option"):
-        parent_config(lake.root, "pre", {"dpo_epoch": 1})
-    sweep = dpo_sweep(
-        "pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1}, ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None)
-    )
-    assert [r["label"] for r in sweep.rows] == ["pretrained", "control (lambda 0)", "DPO lambda 0.5, beta 0.2"]
-    assert sweep.rows[1]["lambda"] == 0.0 and sweep.rows[2]["heldout_accuracy"] is not None
-    assert all(p.exists() for p in sweep.paths) and "held-out preference accuracy" in sweep.markdown
-    # another DPO learning rate: its own runs and control, the first sweep's points kept beside them
-    other = dpo_sweep(
-        "pre",
-        lambdas=(0.5,),
-        betas=(0.2,),
-        changes={"dpo_epochs": 1, "dpo_lr": 0.002},
-        ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None),
-    )
-    assert len(other.rows) == 5 and len({r["run_id"] for r in other.rows}) == 5
-    assert other.rows[4]["control"] == other.rows[3]["run_id"] != sweep.rows[1]["run_id"] and "lr 0.002" in other.rows[4]["steps"]
-    more = dpo_sweep(
-        "pre",
-        lambdas=(1.0,),
-        betas=(0.2,),
-        changes={"dpo_epochs": 1, "dpo_lr": 0.002},
-        ctx=Context(Settings(lake_root=lake.root), spark, lake, lambda *_: None),
-    )
-    assert [r["run_id"] for r in more.rows[:5]] == [r["run_id"] for r in other.rows] and more.rows[5]["control"] == other.rows[3]["run_id"]

@@ -9,6 +9,7 @@ import torch
 
 from geosid.geo import haversine_km
 from geosid.trainer.baselines import most_popular, nearest_popular
+from geosid.trainer.data import Batch
 from geosid.trainer.model import (
     OneLoc,
     OneLocConfig,
@@ -43,25 +44,29 @@ def batch(seed=0, b=B, items=None):
     target = torch.as_tensor(items[torch.randint(0, len(items), (b,), generator=g).numpy()])
     kind = torch.randint(0, 3, (b, H), generator=g)
     kind[:, 0] = 1  # at least one event
-    return {
-        "hist_codes": torch.stack([torch.randint(0, s, (b, H), generator=g) for s in TOKEN_SIZES], -1),
-        "hist_item_emb": torch.randint(0, 12, (b, H), generator=g),
-        "hist_hour": torch.randint(1, 169, (b, H), generator=g),
-        "hist_age": torch.randint(1, 25, (b, H), generator=g),
-        "hist_visits": torch.randint(1, 7, (b, H), generator=g),
-        "hist_trans": torch.randint(0, 7, (b, H), generator=g),
-        "request_hour": torch.randint(1, 169, (b,), generator=g),
-        "hist_cell": torch.randint(0, 10, (b, H), generator=g),
-        "hist_ctx": torch.rand(b, H, F, generator=g),
-        "hist_kind": kind,
-        "user_cell": torch.randint(1, 10, (b,), generator=g),
-        "user_ctx": torch.rand(b, F, generator=g),
-        "nbr_cell": torch.randint(0, 10, (b, R), generator=g),
-        "nbr_ctx": torch.rand(b, R, F, generator=g),
-        "target": target,
-        "hist_routine": torch.randint(0, 7, (b, H), generator=g),  # drawn last: the other draws stay as they were
-        "hist_routine_week": torch.randint(0, 7, (b, H), generator=g),
-    }
+    return (
+        Batch.zeros(n=b, H=H, T=len(TOKEN_SIZES), F=F, R=R)
+        .tensors()
+        .replace(
+            hist_codes=torch.stack([torch.randint(0, s, (b, H), generator=g) for s in TOKEN_SIZES], -1),
+            hist_item_emb=torch.randint(0, 12, (b, H), generator=g),
+            hist_hour=torch.randint(1, 169, (b, H), generator=g),
+            hist_age=torch.randint(1, 25, (b, H), generator=g),
+            hist_visits=torch.randint(1, 7, (b, H), generator=g),
+            hist_trans=torch.randint(0, 7, (b, H), generator=g),
+            request_hour=torch.randint(1, 169, (b,), generator=g),
+            hist_cell=torch.randint(0, 10, (b, H), generator=g),
+            hist_ctx=torch.rand(b, H, F, generator=g),
+            hist_kind=kind,
+            user_cell=torch.randint(1, 10, (b,), generator=g),
+            user_ctx=torch.rand(b, F, generator=g),
+            nbr_cell=torch.randint(0, 10, (b, R), generator=g),
+            nbr_ctx=torch.rand(b, R, F, generator=g),
+            target=target,
+            hist_routine=torch.randint(0, 7, (b, H), generator=g),  # drawn last: the other draws stay as they were
+            hist_routine_week=torch.randint(0, 7, (b, H), generator=g),
+        )
+    )
 
 
 def model(**kwargs):
@@ -77,7 +82,7 @@ def test_shapes_for_every_ablation(variant):
     assert [tuple(lg.shape) for lg in logits] == [(B, s) for s in TOKEN_SIZES]
     memory, valid, prompt, gates = m.encode(x)
     assert memory.shape == (B, H, 64) and prompt.shape == (B, 1, 64) and valid.shape == (B, H)
-    assert torch.isfinite(ntp_loss(logits, x["target"]))
+    assert torch.isfinite(ntp_loss(logits, x.target))
 
 
 def test_gate_lies_in_zero_two():
@@ -96,8 +101,8 @@ def test_gate_lies_in_zero_two():
 def test_decoder_never_attends_to_future_tokens():
     m = model()
     x = batch()
-    changed = dict(x, target=x["target"].clone())
-    changed["target"][:, 2:] = (changed["target"][:, 2:] + 1) % torch.tensor(TOKEN_SIZES[2:])
+    changed = x.replace(target=x.target.clone())
+    changed.target[:, 2:] = (changed.target[:, 2:] + 1) % torch.tensor(TOKEN_SIZES[2:])
     with torch.no_grad():
         a, b = m(x), m(changed)
     for k in range(3):  # positions 0..2 see tokens < k only, all unchanged
@@ -108,11 +113,11 @@ def test_decoder_never_attends_to_future_tokens():
 def test_padding_events_do_not_change_the_encoding():
     m = model()
     x = batch()
-    y = {k: v.clone() for k, v in x.items()}
-    pad = x["hist_kind"] == 0
-    y["hist_codes"][pad] = 0
-    y["hist_ctx"][pad] = 99.0
-    y["hist_item_emb"][pad] = 7
+    y = x.replace(**{name: getattr(x, name).clone() for name, a in Batch.arrays().items() if a.model})
+    pad = x.hist_kind == 0
+    y.hist_codes[pad] = 0
+    y.hist_ctx[pad] = 99.0
+    y.hist_item_emb[pad] = 7
     with torch.no_grad():
         assert torch.allclose(m(x)[0], m(y)[0], atol=1e-5)
 
@@ -163,13 +168,13 @@ def test_beam_search_returns_only_valid_sids():
 def test_tiny_model_overfits_a_tiny_corpus():
     items = tiny_items(n=12)
     x = batch(seed=3, b=12, items=items)
-    x["target"] = torch.as_tensor(items)  # 12 requests, 12 distinct targets
+    x = x.replace(target=torch.as_tensor(items))  # 12 requests, 12 distinct targets
     torch.manual_seed(0)
     m = OneLoc(OneLocConfig.sized("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2))
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
     first = None
     for _ in range(150):
-        loss = ntp_loss(m(x), x["target"])
+        loss = ntp_loss(m(x), x.target)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -177,7 +182,7 @@ def test_tiny_model_overfits_a_tiny_corpus():
     assert loss.item() < 0.05 * first
     found, _ = beam_search(m.eval(), x, SIDTrie(items), beam=3)
     assert (found[:, 0] == np.arange(12)).all()  # every request's top-1 is its own target
-    assert sequence_logprob(m(x), x["target"]).exp().min() > 0.5
+    assert sequence_logprob(m(x), x.target).exp().min() > 0.5
 
 
 def test_ranking_metrics_and_baselines():
@@ -224,13 +229,13 @@ def test_copy_head_points_at_history_tokens_consistent_with_the_prefix():
     with torch.no_grad():
         m.copy_gate.bias.fill_(20.0)  # the gate fully open: position 0 is the copy of the history's first tokens
     first = m(x)[0].exp()
-    valid = x["hist_kind"] > 0
+    valid = x.hist_kind > 0
     for r in range(B):
-        seen = set(x["hist_codes"][r, valid[r], 0].tolist())
+        seen = set(x.hist_codes[r, valid[r], 0].tolist())
         assert set(torch.nonzero(first[r] > 1e-6).flatten().tolist()) <= seen
     found, _ = beam_search(m, x, SIDTrie(items), beam=5)  # decodes with the history's codes
     assert (found >= 0).all()
-    assert ntp_loss(m(x), x["target"]).item() > 0
+    assert ntp_loss(m(x), x.target).item() > 0
 
 
 def test_repeat_features_count_visits_and_own_transitions_within_a_behavior():
@@ -276,15 +281,15 @@ def test_routine_prior_moves_the_copy_toward_the_habitual_item_of_the_hour():
 
     m = model(copy_head=True)
     x = batch()
-    x["hist_routine"] = torch.zeros_like(x["hist_routine"])
-    x["hist_routine_week"] = torch.zeros_like(x["hist_routine"])
-    x["hist_routine"][:, 0] = 2  # slot 0's item is the user's venue at this time of day
+    x = x.replace(hist_routine=torch.zeros_like(x.hist_routine))
+    x = x.replace(hist_routine_week=torch.zeros_like(x.hist_routine))
+    x.hist_routine[:, 0] = 2  # slot 0's item is the user's venue at this time of day
     with torch.no_grad():
         m.copy_gate.bias.fill_(20.0)
         before = m(x)[0].exp()
         m.routine_prior_emb.weight[2 * COUNT_BUCKETS] = 30.0
         after = m(x)[0].exp()
-    first_tokens = x["hist_codes"][:, 0, 0]
+    first_tokens = x.hist_codes[:, 0, 0]
     rows = torch.arange(B)
     assert (after[rows, first_tokens] > 0.99).all() and (after[rows, first_tokens] > before[rows, first_tokens]).all()
     off = model(copy_head=True, routine_features=False)
@@ -316,14 +321,14 @@ def test_copy_prior_moves_the_copy_toward_the_own_transition_item():
 
     m = model(copy_head=True)
     x = batch()
-    x["hist_trans"] = torch.zeros_like(x["hist_trans"])
-    x["hist_trans"][:, 0] = 1  # slot 0's item followed the latest item once
+    x = x.replace(hist_trans=torch.zeros_like(x.hist_trans))
+    x.hist_trans[:, 0] = 1  # slot 0's item followed the latest item once
     with torch.no_grad():
         m.copy_gate.bias.fill_(20.0)
         before = m(x)[0].exp()
         m.copy_prior_emb.weight.view(COUNT_BUCKETS, COUNT_BUCKETS)[:, 1] = 30.0
         after = m(x)[0].exp()
-    first_tokens = x["hist_codes"][:, 0, 0]
+    first_tokens = x.hist_codes[:, 0, 0]
     rows = torch.arange(B)
     assert (after[rows, first_tokens] > 0.99).all() and (after[rows, first_tokens] > before[rows, first_tokens]).all()
     assert OneLoc(OneLocConfig.tiger("tiny", token_sizes=TOKEN_SIZES, n_cells=10, n_behaviors=2)).copy_prior(x) is None
@@ -352,11 +357,11 @@ def test_the_copy_head_can_point_at_a_transition_candidate():
     m = model(copy_head=True, candidates=True)
     x = batch(items=items)
     M = 3
-    x["cand_codes"] = torch.as_tensor(items[:M]).expand(B, M, -1).clone()  # candidates: items 0..2
-    x["cand_item_emb"] = torch.ones(B, M, dtype=torch.long)
-    x["cand_cell"] = torch.zeros(B, M, dtype=torch.long)
-    x["cand_ctx"] = torch.zeros(B, M, F)
-    x["cand_count"] = torch.tensor([[2, 1, 0]] * B)  # the third slot is empty
+    x = x.replace(cand_codes=torch.as_tensor(items[:M]).expand(B, M, -1).clone())  # candidates: items 0..2
+    x = x.replace(cand_item_emb=torch.ones(B, M, dtype=torch.long))
+    x = x.replace(cand_cell=torch.zeros(B, M, dtype=torch.long))
+    x = x.replace(cand_ctx=torch.zeros(B, M, F))
+    x = x.replace(cand_count=torch.tensor([[2, 1, 0]] * B))  # the third slot is empty
     with torch.no_grad():
         memory, valid, _, _ = m.encode(x)
         assert memory.shape == (B, H + M, 64) and valid[:, H:].tolist() == [[True, True, False]] * B

@@ -1,6 +1,8 @@
 """The training loop: warm-up and decay, selection on validation with early stopping,
-and a resumed run equal to an uninterrupted one."""
+and a resumed run equal to an uninterrupted one; the trainer end to end on a tiny pinned
+corpus (records, metrics, DPO pairs, determinism, resume, evaluation, DPO sweeps)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -216,3 +218,118 @@ def test_the_benchmark_tunes_every_model_on_the_same_grid_and_reports_seed_sprea
     assert "| repeat | 0.1500 | 0.1500 |" in text and "| repeat | 0.1000" not in text
     assert "STHGCN" not in render(B.BenchmarkReport("user_chrono", stats=report.stats, rows=report.rows))
     assert (tmp_path / "benchmark" / "trajectory" / "results.md").read_text().startswith("**trajectory**")
+
+
+# ---------------------------------------------------------------------------------------
+# The trainer end to end on a tiny Spark-built corpus: one pretrained run ("pre") and its
+# DPO run ("aligned") shared by the tests below, each test one concern.
+
+E2E = TrainConfig(epochs=2, batch_size=16, max_history=8, beam=20, dpo_requests=20, dpo_candidates=5)
+quiet = lambda *_: None
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    from test_corpus import tiny_checkin_corpus
+
+    from geosid.lake import Lake
+    from geosid.trainer.dpo import dpo
+    from geosid.trainer.training import pretrain
+
+    lake = Lake(tmp_path_factory.mktemp("trained") / "lake", spark)
+    tiny_checkin_corpus(spark, lake)
+    pre = pretrain(lake.root, E2E, run_id="pre", log=quiet)
+    aligned = dpo(lake.root, "pre", run_id="aligned", log=quiet)
+    return lake, pre, aligned
+
+
+def test_a_run_records_its_pinned_table_versions_and_rows(trained):
+    from test_corpus import V
+
+    from geosid.schemas import corpus
+    from geosid.trainer.runs import read_run
+
+    lake, pre, _ = trained
+    record = read_run(lake.root, "pre")  # what was written, read back
+    assert record.run_id == pre.run_id and record.metrics["train_loss"] == pre.metrics["train_loss"]
+    assert record.table_versions == pre.table_versions
+    assert record.table_versions["corpus.training_sequences"] == lake.table_version(corpus.TRAINING_SEQUENCES)
+    assert record.codebook_version == V and record.rows["test"] == 20
+
+
+def test_a_run_scores_the_model_and_every_rule_with_the_same_metrics(trained):
+    _, pre, _ = trained
+    evaluation = pre.metrics["eval"]
+    assert {"oneloc", "most_popular", "nearest_popular", "repeat", "recent", "markov", "markov_user"} <= set(evaluation)
+    assert set(evaluation["oneloc"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)} | {"geo_reward@10", "acc@1", "mrr@20"} | {
+        f"{part}_{m}" for part in ("repeat", "new") for m in ("recall@5", "ndcg@5", "recall@20")
+    }
+    assert evaluation["oneloc"]["recall@20"] >= evaluation["oneloc"]["recall@5"]
+
+
+def test_dpo_writes_its_pairs_without_near_ties_and_scores_held_out_preferences(trained):
+    from deltalake import DeltaTable
+
+    lake, pre, aligned = trained
+    pairs = DeltaTable(str(lake.root / "corpus" / "preference_pairs")).to_pyarrow_table().to_pylist()
+    assert len(pairs) == aligned.metrics["pairs"]["pairs"] > 0
+    assert all(p["chosen_reward"] >= p["rejected_reward"] + 0.1 and p["run_id"] == "aligned" for p in pairs)
+    epoch = aligned.metrics["dpo"][0]
+    assert 0 <= epoch["train_accuracy"] <= 1 and 0 <= epoch["heldout_accuracy"] <= 1 and epoch["heldout_margin"] is not None
+    assert aligned.metrics["pairs"]["heldout"]["pairs"] > 0 and aligned.metrics["pairs"]["mean_reward_gap"] >= 0.1
+    assert aligned.parent == "pre" and aligned.table_versions == pre.table_versions
+
+
+def test_the_same_snapshot_and_seed_train_the_same_run(trained):
+    from geosid.trainer.training import pretrain
+
+    lake, pre, _ = trained
+    twin = pretrain(lake.root, E2E, run_id="pre-twin", log=quiet)
+    assert twin.metrics["train_loss"] == pre.metrics["train_loss"] and twin.metrics["eval"]["oneloc"] == pre.metrics["eval"]["oneloc"]
+
+
+def test_a_run_stopped_after_an_epoch_resumes_to_the_uninterrupted_run(trained):
+    from geosid.trainer.training import pretrain
+
+    lake, pre, _ = trained
+    cut = pretrain(lake.root, E2E, run_id="cut", log=quiet, stop_after_epochs=1)  # as a kill would
+    assert cut.metrics["stopped"] == "asked" and "eval" not in cut.metrics
+    resumed = pretrain(lake.root, E2E, run_id="cut", log=quiet, resume=True)
+    assert resumed.metrics["train_loss"] == pre.metrics["train_loss"]
+    assert resumed.metrics["eval"]["oneloc"] == pre.metrics["eval"]["oneloc"]
+
+
+def test_evaluating_a_run_again_gives_its_recorded_numbers(trained):
+    from geosid.trainer.evaluation import eval_run
+
+    lake, _, aligned = trained
+    assert eval_run(lake.root, "aligned")["oneloc"] == aligned.metrics["eval"]["oneloc"]  # the same pinned data
+
+
+def test_dpo_options_replace_the_parents_and_unknown_ones_are_refused(trained):
+    from geosid.errors import InvalidRequestError
+    from geosid.pipeline.train import parent_config
+
+    lake, _, _ = trained
+    assert parent_config(lake.root, "pre", {"dpo_epochs": 1}) == dataclasses.replace(E2E, dpo_epochs=1)
+    with pytest.raises(InvalidRequestError, match="unknown training option"):
+        parent_config(lake.root, "pre", {"dpo_epoch": 1})
+
+
+def test_dpo_sweeps_keep_earlier_points_and_give_each_learning_rate_its_control(spark, trained):
+    from geosid.config import Settings
+    from geosid.pipeline.context import Context
+    from geosid.pipeline.sweep_run import dpo_sweep
+
+    lake, _, _ = trained
+    ctx = Context(Settings(lake_root=lake.root), spark, lake, quiet)
+    sweep = dpo_sweep("pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1}, ctx=ctx)
+    assert [r["label"] for r in sweep.rows] == ["pretrained", "control (lambda 0)", "DPO lambda 0.5, beta 0.2"]
+    assert sweep.rows[1]["lambda"] == 0.0 and sweep.rows[2]["heldout_accuracy"] is not None
+    assert all(p.exists() for p in sweep.paths) and "held-out preference accuracy" in sweep.markdown
+    # another DPO learning rate: its own runs and control, the first sweep's points kept beside them
+    other = dpo_sweep("pre", lambdas=(0.5,), betas=(0.2,), changes={"dpo_epochs": 1, "dpo_lr": 0.002}, ctx=ctx)
+    assert len(other.rows) == 5 and len({r["run_id"] for r in other.rows}) == 5
+    assert other.rows[4]["control"] == other.rows[3]["run_id"] != sweep.rows[1]["run_id"] and "lr 0.002" in other.rows[4]["steps"]
+    more = dpo_sweep("pre", lambdas=(1.0,), betas=(0.2,), changes={"dpo_epochs": 1, "dpo_lr": 0.002}, ctx=ctx)
+    assert [r["run_id"] for r in more.rows[:5]] == [r["run_id"] for r in other.rows] and more.rows[5]["control"] == other.rows[3]["run_id"]

@@ -42,7 +42,13 @@ class GeoPrefixTokenizer(Tokenizer):
 
     @classmethod
     def from_params(cls, params: dict) -> GeoPrefixTokenizer:
-        return cls(params["d"], params["codes"], stored_training(params), capacity_aware=params.get("capacity_aware", False), candidates=params.get("candidates", 16))
+        return cls(
+            params["d"],
+            params["codes"],
+            stored_training(params),
+            capacity_aware=params.get("capacity_aware", False),
+            candidates=params.get("candidates", 16),
+        )
 
     @property
     def level_sizes(self) -> tuple[int, ...]:

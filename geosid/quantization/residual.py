@@ -117,7 +117,13 @@ class ResidualKMeans(ResidualQuantizer):
 
     @classmethod
     def from_params(cls, params: dict) -> ResidualKMeans:
-        return cls(params["d"], params["codes"], stored_training(params), capacity_aware=params.get("capacity_aware", False), candidates=params.get("candidates", 16))
+        return cls(
+            params["d"],
+            params["codes"],
+            stored_training(params),
+            capacity_aware=params.get("capacity_aware", False),
+            candidates=params.get("candidates", 16),
+        )
 
     def params(self) -> dict:
         out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}

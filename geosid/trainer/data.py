@@ -32,8 +32,9 @@ F cell features, R = 8 neighbours):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -266,54 +267,93 @@ def build_vocab(sid_map: pa.Table, level_sizes: tuple[int, ...], cell_context: p
     return vocab
 
 
-@dataclass
-class Batch:
-    """Featurized rows (numpy); see the module docstring for shapes."""
+@dataclass(frozen=True)
+class Array:
+    """How a `Batch` field is declared: its shape over the module docstring's symbols
+    (n rows, H history slots, M candidates, T SID tokens, F cell features, R neighbours),
+    its dtype, and whether the model reads it (`Batch.tensors` moves only those)."""
 
-    hist_codes: np.ndarray
-    hist_item: np.ndarray
-    hist_item_emb: np.ndarray
-    hist_cell: np.ndarray
-    hist_ctx: np.ndarray
-    hist_kind: np.ndarray
-    hist_hour: np.ndarray
-    hist_age: np.ndarray
-    hist_visits: np.ndarray
-    hist_trans: np.ndarray
-    hist_routine: np.ndarray
-    hist_routine_week: np.ndarray
-    latest_item: np.ndarray
-    cand_item: np.ndarray
-    cand_codes: np.ndarray
-    cand_item_emb: np.ndarray
-    cand_cell: np.ndarray
-    cand_ctx: np.ndarray
-    cand_count: np.ndarray
-    request_hour: np.ndarray
-    user_cell: np.ndarray
-    user_ctx: np.ndarray
-    nbr_cell: np.ndarray
-    nbr_ctx: np.ndarray
-    target: np.ndarray
-    target_item: np.ndarray
-    day: np.ndarray
-    event_id: np.ndarray
-    gmv: np.ndarray  # [n] float64, NaN where the target carries none
+    shape: tuple[str, ...]
+    dtype: type
+    model: bool
+
+
+def _array(shape: str, dtype: type = np.int64, *, model: bool = True):
+    return field(metadata={"array": Array(tuple(shape.split()), dtype, model)})
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Featurized rows; see the module docstring for what each field holds. Declared once
+    here: `zeros` / `empty`, `take`, `concat` and `tensors` all follow the declaration.
+    The arrays are numpy; after `tensors()` the model's fields are torch tensors on a
+    device and the others stay numpy (evaluation and the rules read them)."""
+
+    hist_codes: np.ndarray = _array("n H T")
+    hist_item: np.ndarray = _array("n H", model=False)
+    hist_item_emb: np.ndarray = _array("n H")
+    hist_cell: np.ndarray = _array("n H")
+    hist_ctx: np.ndarray = _array("n H F", np.float32)
+    hist_kind: np.ndarray = _array("n H")
+    hist_hour: np.ndarray = _array("n H")
+    hist_age: np.ndarray = _array("n H")
+    hist_visits: np.ndarray = _array("n H")
+    hist_trans: np.ndarray = _array("n H")
+    hist_routine: np.ndarray = _array("n H")
+    hist_routine_week: np.ndarray = _array("n H")
+    latest_item: np.ndarray = _array("n", model=False)
+    cand_item: np.ndarray = _array("n M", model=False)
+    cand_codes: np.ndarray = _array("n M T")
+    cand_item_emb: np.ndarray = _array("n M")
+    cand_cell: np.ndarray = _array("n M")
+    cand_ctx: np.ndarray = _array("n M F", np.float32)
+    cand_count: np.ndarray = _array("n M")
+    request_hour: np.ndarray = _array("n")
+    user_cell: np.ndarray = _array("n")
+    user_ctx: np.ndarray = _array("n F", np.float32)
+    nbr_cell: np.ndarray = _array("n R")
+    nbr_ctx: np.ndarray = _array("n R F", np.float32)
+    target: np.ndarray = _array("n T")
+    target_item: np.ndarray = _array("n", model=False)
+    day: np.ndarray = _array("n", model=False)
+    event_id: np.ndarray = _array("n", object, model=False)
+    gmv: np.ndarray = _array("n", np.float64, model=False)  # NaN where the target carries none
+
+    @staticmethod
+    def arrays() -> dict[str, Array]:
+        """Every field's declaration, in order."""
+        return {f.name: f.metadata["array"] for f in fields(Batch)}
+
+    @classmethod
+    def zeros(cls, **dims: int) -> Batch:
+        """A batch of zeros (padding everywhere) with the given sizes of n, H, M, T, F, R."""
+        sizes = {"F": N_FEATURES, "R": N_NEIGHBOURS, "M": 0, **dims}
+        return cls(**{name: np.zeros(tuple(sizes[s] for s in a.shape), a.dtype) for name, a in cls.arrays().items()})
+
+    @classmethod
+    def empty(cls, vocab: Vocab, slots: int) -> Batch:
+        """A batch of no rows with every array's trailing shape (an empty split)."""
+        return cls.zeros(n=0, H=slots, T=vocab.n_levels + 1)
+
+    @classmethod
+    def concat(cls, batches: list[Batch]) -> Batch:
+        """Rows of several batches, in order."""
+        return cls(**{name: np.concatenate([getattr(b, name) for b in batches]) for name in cls.arrays()})
 
     def __len__(self) -> int:
         return len(self.target)
 
     def take(self, index) -> Batch:
-        return Batch(**{k: v[index] for k, v in self.__dict__.items()})
+        return Batch(**{name: getattr(self, name)[index] for name in self.arrays()})
 
-    def tensors(self, device="cpu") -> dict:
+    def replace(self, **arrays) -> Batch:
+        return dataclasses.replace(self, **arrays)
+
+    def tensors(self, device="cpu") -> Batch:
+        """The model's fields as tensors on `device` (the rest as they are)."""
         import torch  # lazy: heavy (seconds to import): loaded where it is used
 
-        return {
-            k: torch.as_tensor(v, device=device)
-            for k, v in self.__dict__.items()
-            if k not in ("event_id", "gmv", "day", "target_item", "hist_item", "latest_item", "cand_item")
-        }
+        return self.replace(**{name: torch.as_tensor(getattr(self, name), device=device) for name, a in self.arrays().items() if a.model})
 
     def with_candidates(self, vocab: Vocab, transitions: Transitions | None, slots: int, *, leave_one_out: bool) -> Batch:
         """This batch with its transition candidates (none: `transitions` None or 0 slots)."""
@@ -324,54 +364,14 @@ class Batch:
             items, counts = transitions.candidates(self.latest_item, self.target_item if leave_one_out else None, slots)
         known = items >= 0
         cells = np.where(known, vocab.item_cell[np.maximum(items, 0)], 0)
-        return Batch(
-            **{
-                **self.__dict__,
-                "cand_item": items,
-                "cand_codes": np.where(known[..., None], vocab.tokens[np.maximum(items, 0)], 0),
-                "cand_item_emb": np.where(known, vocab.item_embed[np.maximum(items, 0)], 0),
-                "cand_cell": cells,
-                "cand_ctx": vocab.context(cells, np.broadcast_to(self.day[:, None], cells.shape)),
-                "cand_count": np.where(known, count_bucket(counts), 0),
-            }
+        return self.replace(
+            cand_item=items,
+            cand_codes=np.where(known[..., None], vocab.tokens[np.maximum(items, 0)], 0),
+            cand_item_emb=np.where(known, vocab.item_embed[np.maximum(items, 0)], 0),
+            cand_cell=cells,
+            cand_ctx=vocab.context(cells, np.broadcast_to(self.day[:, None], cells.shape)),
+            cand_count=np.where(known, count_bucket(counts), 0),
         )
-
-
-def empty_batch(vocab: Vocab, slots: int) -> Batch:
-    """A batch of no rows with every array's trailing shape (an empty split)."""
-    T, F = vocab.n_levels + 1, N_FEATURES
-    zeros = lambda *shape, dtype=np.int64: np.zeros(shape, dtype)
-    return Batch(
-        hist_codes=zeros(0, slots, T),
-        hist_item=zeros(0, slots),
-        hist_item_emb=zeros(0, slots),
-        hist_cell=zeros(0, slots),
-        hist_hour=zeros(0, slots),
-        hist_age=zeros(0, slots),
-        hist_visits=zeros(0, slots),
-        hist_trans=zeros(0, slots),
-        hist_routine=zeros(0, slots),
-        hist_routine_week=zeros(0, slots),
-        latest_item=zeros(0),
-        cand_item=zeros(0, 0),
-        cand_codes=zeros(0, 0, T),
-        cand_item_emb=zeros(0, 0),
-        cand_cell=zeros(0, 0),
-        cand_ctx=zeros(0, 0, F, dtype=np.float32),
-        cand_count=zeros(0, 0),
-        request_hour=zeros(0),
-        hist_ctx=zeros(0, slots, F, dtype=np.float32),
-        hist_kind=zeros(0, slots),
-        user_cell=zeros(0),
-        user_ctx=zeros(0, F, dtype=np.float32),
-        nbr_cell=zeros(0, N_NEIGHBOURS),
-        nbr_ctx=zeros(0, N_NEIGHBOURS, F, dtype=np.float32),
-        target=zeros(0, T),
-        target_item=zeros(0),
-        day=zeros(0),
-        event_id=np.zeros(0, object),
-        gmv=zeros(0, dtype=np.float64),
-    )
 
 
 def _last_events(events: pa.ListArray, keep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -393,7 +393,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
     lengths and report them."""
     n = rows.num_rows
     if n == 0:
-        return empty_batch(vocab, len(behaviors) * max_history)
+        return Batch.empty(vocab, len(behaviors) * max_history)
     day = rows["dt"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
     request_us = rows["target_ts"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)  # [n]
     hist_item, hist_cell, hist_kind, hist_us = _history_slots(rows, vocab, len(behaviors), max_history)
@@ -425,12 +425,7 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         hist_routine=routine_visits(hist_item, hist_hour, request_hour),
         hist_routine_week=routine_visits(hist_item, hist_hour, request_hour, weekly=True),
         latest_item=latest,
-        cand_item=np.full((n, 0), -1, np.int64),  # none until with_candidates()
-        cand_codes=np.zeros((n, 0, hist_codes.shape[-1]), np.int64),
-        cand_item_emb=np.zeros((n, 0), np.int64),
-        cand_cell=np.zeros((n, 0), np.int64),
-        cand_ctx=np.zeros((n, 0, N_FEATURES), np.float32),
-        cand_count=np.zeros((n, 0), np.int64),
+        **_no_candidates(n, hist_codes.shape[-1]),  # none until with_candidates()
         request_hour=request_hour,
         user_cell=user_cell,
         user_ctx=vocab.context(user_cell, day),
@@ -443,6 +438,12 @@ def featurize(rows: pa.Table, vocab: Vocab, behaviors: list[str], max_history: i
         gmv=np.asarray(rows["target_gmv"].to_numpy(zero_copy_only=False), dtype=np.float64),
     )
     return batch.take(np.flatnonzero(target_item >= 0))
+
+
+def _no_candidates(n: int, tokens: int) -> dict[str, np.ndarray]:
+    """The candidate fields of `n` rows without candidates (M = 0)."""
+    empty = Batch.zeros(n=n, H=0, T=tokens)
+    return {name: getattr(empty, name) for name in Batch.arrays() if name.startswith("cand_")}
 
 
 def _history_slots(rows: pa.Table, vocab: Vocab, n_behaviors: int, max_history: int):

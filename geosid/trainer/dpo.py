@@ -24,7 +24,7 @@ def pair_logprobs(model, pairs: Pairs, idx: np.ndarray, device: str) -> tuple[to
     x = pairs.requests.take(idx).tensors(device)
     won = torch.as_tensor(pairs.tokens[idx, 0], device=device)  # [b, T] SID tokens
     lost = torch.as_tensor(pairs.tokens[idx, 1], device=device)
-    return sequence_logprob(model({**x, "target": won}), won), sequence_logprob(model({**x, "target": lost}), lost)
+    return sequence_logprob(model(x.replace(target=won)), won), sequence_logprob(model(x.replace(target=lost)), lost)
 
 
 @torch.no_grad()
@@ -80,7 +80,7 @@ def dpo(lake_root, parent_run: str, cfg: TrainConfig | None = None, run_id: str 
                     ref_won, ref_lost = pair_logprobs(reference, pairs, idx, device)
                 margin = dpo_margin(*pair_logprobs(policy, pairs, idx, device), ref_won, ref_lost, cfg.dpo_beta)
                 l_dpo = -torch.nn.functional.logsigmoid(margin).mean()  # = dpo_loss
-                l_ntp = ntp_loss(policy(ntp_x), ntp_x["target"])
+                l_ntp = ntp_loss(policy(ntp_x), ntp_x.target)
                 loss = l_ntp + cfg.dpo_lambda * l_dpo
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -11,7 +11,7 @@ location_scores (geo-aware attention scores), location_gate, prompt (neighbor |
 pointwise | mlp | none), item_embedding (e_v's id part), geo_inputs (e_lid and e_lc in
 the input; off, with scores, gate and prompt off: TIGER).
 
-Two additions to the paper, on by default (the benchmark ablates them):
+Five additions to the paper, on by default (the benchmark ablates them):
 time_features: the hour of the week of every history event and of the request, and each
 event's age at the request (log2 buckets of minutes), added to e_v and to the prompt.
 copy_head, for the repeat visits that make half the check-ins:
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geosid.trainer.data import AGE_BUCKETS, COUNT_BUCKETS, HOURS
+from geosid.trainer.data import AGE_BUCKETS, COUNT_BUCKETS, HOURS, Batch
 
 SIZES = {
     "tiny": dict(d_model=64, n_heads=4, enc_layers=2, dec_layers=2, d_ff=256, d_loc=32),
@@ -237,29 +237,29 @@ class OneLoc(nn.Module):
         """cell [...], ctx [..., F] -> (location-id embedding, location-context embedding), each [..., e]."""
         return self.cell_emb(cell), self.ctx_proj(ctx)
 
-    def encode(self, x: dict):
+    def encode(self, x: Batch):
         """-> memory [b, H, d], valid [b, H], prompt [b, 1, d], gates (one [b, H, 1] per block)."""
-        codes = x["hist_codes"]  # [b, H, T]
+        codes = x.hist_codes  # [b, H, T]
         assert codes.shape[-1] == len(self.code_emb), f"hist_codes has {codes.shape[-1]} tokens, model {len(self.code_emb)}"
-        valid = x["hist_kind"] > 0  # [b, H]
-        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(x["hist_kind"])  # [b, H, d]
+        valid = x.hist_kind > 0  # [b, H]
+        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(x.hist_kind)  # [b, H, d]
         if self.item_emb is not None:
-            item = item + self.item_emb(x["hist_item_emb"].clamp(max=self.cfg.n_items - 1))
+            item = item + self.item_emb(x.hist_item_emb.clamp(max=self.cfg.n_items - 1))
         if self.cfg.time_features:
-            item = item + self.hour_emb(x["hist_hour"]) + self.age_emb(x["hist_age"])
+            item = item + self.hour_emb(x.hist_hour) + self.age_emb(x.hist_age)
         if self.cfg.repeat_features:
-            item = item + self.visit_emb(x["hist_visits"]) + self.trans_emb(x["hist_trans"])
+            item = item + self.visit_emb(x.hist_visits) + self.trans_emb(x.hist_trans)
         if self.cfg.routine_features:
-            item = item + self.routine_emb(x["hist_routine"]) + self.routine_week_emb(x["hist_routine_week"])
-        loc_id, e_lc = self.location(x["hist_cell"], x["hist_ctx"])  # [b, H, e] each
+            item = item + self.routine_emb(x.hist_routine) + self.routine_week_emb(x.hist_routine_week)
+        loc_id, e_lc = self.location(x.hist_cell, x.hist_ctx)  # [b, H, e] each
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
         z = self.item_mlp(torch.cat([item, loc_id, e_lc], -1))  # [b, H, d]
         if self._has_candidates(x):
             z_c, e_lc_c = self._candidate_events(x)  # [b, M, d], [b, M, e]
             z, e_lc = torch.cat([z, z_c], 1), torch.cat([e_lc, e_lc_c], 1)  # H -> H + M slots
-            valid = torch.cat([valid, x["cand_count"] > 0], 1)
-        user_id, user_lc = self.location(x["user_cell"], x["user_ctx"])  # [b, e] each
+            valid = torch.cat([valid, x.cand_count > 0], 1)
+        user_id, user_lc = self.location(x.user_cell, x.user_ctx)  # [b, e] each
         gates = []
         for block in self.encoder:
             z, gate = block(z, e_lc, valid, user_lc)
@@ -267,38 +267,38 @@ class OneLoc(nn.Module):
         memory = self.enc_norm(z)
         prompt = self.prompt(x, user_id, user_lc)  # [b, 1, d]
         if self.cfg.time_features:
-            prompt = prompt + self.hour_emb(x["request_hour"])[:, None]
+            prompt = prompt + self.hour_emb(x.request_hour)[:, None]
         return memory, valid, prompt, gates
 
-    def _has_candidates(self, x: dict) -> bool:
-        return self.cfg.candidates and "cand_codes" in x and x["cand_codes"].shape[1] > 0
+    def _has_candidates(self, x: Batch) -> bool:
+        return self.cfg.candidates and x.cand_codes.shape[1] > 0
 
-    def _candidate_events(self, x: dict):
+    def _candidate_events(self, x: Batch):
         """Transition candidates as encoder events: (z [b, M, d], e_lc [b, M, e])."""
-        codes = x["cand_codes"]  # [b, M, T]
-        kind = torch.full_like(x["cand_count"], self.cfg.n_behaviors + 1)
-        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(kind) + self.cand_count_emb(x["cand_count"])
+        codes = x.cand_codes  # [b, M, T]
+        kind = torch.full_like(x.cand_count, self.cfg.n_behaviors + 1)
+        item = sum(emb(codes[..., j]) for j, emb in enumerate(self.code_emb)) + self.kind_emb(kind) + self.cand_count_emb(x.cand_count)
         if self.item_emb is not None:
-            item = item + self.item_emb(x["cand_item_emb"].clamp(max=self.cfg.n_items - 1))
-        loc_id, e_lc = self.location(x["cand_cell"], x["cand_ctx"])
+            item = item + self.item_emb(x.cand_item_emb.clamp(max=self.cfg.n_items - 1))
+        loc_id, e_lc = self.location(x.cand_cell, x.cand_ctx)
         if not self.cfg.geo_inputs:
             loc_id, e_lc = torch.zeros_like(loc_id), torch.zeros_like(e_lc)
         return self.item_mlp(torch.cat([item, loc_id, e_lc], -1)), e_lc
 
-    def memory_codes(self, x: dict):
+    def memory_codes(self, x: Batch):
         """The SID tokens of every encoder event [b, H (+ M), T]: history, then candidates."""
-        return torch.cat([x["hist_codes"], x["cand_codes"]], 1) if self._has_candidates(x) else x["hist_codes"]
+        return torch.cat([x.hist_codes, x.cand_codes], 1) if self._has_candidates(x) else x.hist_codes
 
-    def prompt(self, x: dict, user_id, user_lc):
+    def prompt(self, x: Batch, user_id, user_lc):
         """The decoder's first input [b, 1, d]."""
         user = torch.cat([user_id, user_lc], -1)  # [b, 2e]
         if self.cfg.prompt == "none":
             return self.start.expand(user.shape[0], -1, -1)
         if self.cfg.prompt == "pointwise":
             return self.user_query(user)[:, None]
-        nbr_id, nbr_lc = self.location(x["nbr_cell"], x["nbr_ctx"])  # [b, R, e]
+        nbr_id, nbr_lc = self.location(x.nbr_cell, x.nbr_ctx)  # [b, R, e]
         neighbours = torch.cat([nbr_id, nbr_lc], -1)  # [b, R, 2e]
-        present = x["nbr_cell"] > 0  # [b, R]
+        present = x.nbr_cell > 0  # [b, R]
         if self.cfg.prompt == "mlp":
             mean = (neighbours * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
             return self.prompt_mlp(torch.cat([user, mean], -1))[:, None]
@@ -310,7 +310,7 @@ class OneLoc(nn.Module):
 
     # ---- decoder ---------------------------------------------------------------------
 
-    def copy_prior(self, x: dict):
+    def copy_prior(self, x: Batch):
         """A learned bias of the copy head's score for each encoder event [b, H (+ M)]: a
         history event's from its visit, own-transition and routine count buckets, a
         candidate's from its count bucket (None without the copy head, or with no input)."""
@@ -318,12 +318,12 @@ class OneLoc(nn.Module):
         if not self.cfg.copy_head or not (self.cfg.repeat_features or self.cfg.routine_features or candidates):
             return None
 
-        prior = torch.zeros(x["hist_codes"].shape[:2], device=x["hist_codes"].device)  # [b, H]
+        prior = torch.zeros(x.hist_codes.shape[:2], device=x.hist_codes.device)  # [b, H]
         if self.cfg.repeat_features:
-            prior = prior + self.copy_prior_emb(x["hist_visits"] * COUNT_BUCKETS + x["hist_trans"]).squeeze(-1)
+            prior = prior + self.copy_prior_emb(x.hist_visits * COUNT_BUCKETS + x.hist_trans).squeeze(-1)
         if self.cfg.routine_features:
-            prior = prior + self.routine_prior_emb(x["hist_routine"] * COUNT_BUCKETS + x["hist_routine_week"]).squeeze(-1)
-        return torch.cat([prior, self.cand_prior_emb(x["cand_count"]).squeeze(-1)], 1) if candidates else prior
+            prior = prior + self.routine_prior_emb(x.hist_routine * COUNT_BUCKETS + x.hist_routine_week).squeeze(-1)
+        return torch.cat([prior, self.cand_prior_emb(x.cand_count).squeeze(-1)], 1) if candidates else prior
 
     def _copy(self, j: int, logits, hidden, memory, valid, codes, consistent, prior=None):
         """Mix position j's generated distribution with the copy of history tokens.
@@ -341,18 +341,22 @@ class OneLoc(nn.Module):
         mixed = (1 - gate) * logits.float().softmax(-1) + gate * copied
         return mixed.clamp(min=1e-12).log()
 
+    def decoder_states(self, memory, valid, prompt, tokens):
+        """The decoder over the prompt and then `tokens` [b, j] (SID tokens, j < T), causal:
+        hidden states [b, j + 1, d], position k the state that predicts token k. The one
+        decoder loop: teacher forcing (`forward`) and search (`decode`) both run it."""
+        inputs = [prompt] + [self.tok_emb[k](tokens[:, k])[:, None] for k in range(tokens.shape[1])]
+        y = torch.cat(inputs, 1) + self.pos_emb.weight[: tokens.shape[1] + 1]
+        for block in self.decoder:
+            y = block(y, memory, valid)
+        return self.dec_norm(y)
+
     def decode(self, memory, valid, prompt, prefix, codes=None, prior=None):
         """prefix [b, j] SID tokens (j < T) -> logits of position j [b, V_j] (log-probs with
         the copy head, which needs the history's codes [b, H, T] and takes `copy_prior(x)`
         [b, H]); and hidden states."""
         j = prefix.shape[1]
-        inputs = [prompt]
-        for k in range(j):
-            inputs.append(self.tok_emb[k](prefix[:, k])[:, None])
-        y = torch.cat(inputs, 1) + self.pos_emb.weight[: j + 1]
-        for block in self.decoder:
-            y = block(y, memory, valid)
-        y = self.dec_norm(y)
+        y = self.decoder_states(memory, valid, prompt, prefix)
         logits = self.heads[j](y[:, -1])
         if self.cfg.copy_head:
             assert codes is not None, "the copy head decodes with the history's codes"
@@ -360,16 +364,12 @@ class OneLoc(nn.Module):
             logits = self._copy(j, logits, y[:, -1], memory, valid, codes, consistent, prior)
         return logits, y
 
-    def forward(self, x: dict):
+    def forward(self, x: Batch):
         """Teacher-forced logits (log-probs with the copy head): a list of T tensors, position j: [b, V_j]."""
         memory, valid, prompt, _ = self.encode(x)
-        target = x["target"]  # [b, T]
+        target = x.target  # [b, T]
         assert target.shape[1] == len(self.cfg.token_sizes), f"target has {target.shape[1]} tokens"
-        inputs = [prompt] + [self.tok_emb[k](target[:, k])[:, None] for k in range(target.shape[1] - 1)]
-        y = torch.cat(inputs, 1) + self.pos_emb.weight[: target.shape[1]]
-        for block in self.decoder:
-            y = block(y, memory, valid)
-        y = self.dec_norm(y)
+        y = self.decoder_states(memory, valid, prompt, target[:, :-1])  # [b, T, d]: position k predicts token k
         out = [head(y[:, k]) for k, head in enumerate(self.heads)]
         if self.cfg.copy_head:
             codes, prior = self.memory_codes(x), self.copy_prior(x)  # [b, H (+ M), T], [b, H (+ M)]

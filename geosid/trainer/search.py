@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from geosid.trainer.data import Batch
+
 
 class SIDTrie:
     """Prefix trie of the valid SID token sequences [I, T]; a full SID maps to one item."""
@@ -28,7 +30,7 @@ class SIDTrie:
 
 
 @torch.no_grad()
-def beam_search(model, x: dict, trie: SIDTrie, beam: int) -> tuple[np.ndarray, np.ndarray]:
+def beam_search(model, x: Batch, trie: SIDTrie, beam: int) -> tuple[np.ndarray, np.ndarray]:
     """-> (items [b, beam] (-1: none), log-probabilities [b, beam]), best first.
 
     Only valid SID prefixes are ever expanded, so every returned SID is an item's.

@@ -13,7 +13,7 @@ a resumed run sees the batches an uninterrupted one would.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -25,11 +25,6 @@ from geosid.trainer.data import Batch, Transitions, Vocab, featurize, history_it
 from geosid.trainer.snapshot import CorpusSnapshot
 
 SEQUENCES = corpus.TRAINING_SEQUENCES.name
-
-
-def concat(batches: list[Batch]) -> Batch:
-    """Rows of several batches, in order."""
-    return Batch(**{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(Batch)})
 
 
 @dataclass
@@ -120,14 +115,14 @@ class StreamedSplit:
             pooled += len(chunk)
             if pooled < self.shuffle_rows + batch_size:
                 continue
-            rows = concat(pool)
+            rows = Batch.concat(pool)
             order = rng.permutation(len(rows))
             out = (len(rows) - self.shuffle_rows) // batch_size * batch_size  # deal these, keep the rest
             for begin in range(0, out, batch_size):
                 yield rows.take(order[begin : begin + batch_size])
             pool, pooled = [rows.take(order[out:])], len(rows) - out
         if pooled:
-            rows = concat(pool)
+            rows = Batch.concat(pool)
             order = rng.permutation(len(rows))
             for begin in range(0, len(rows), batch_size):
                 yield rows.take(order[begin : begin + batch_size])

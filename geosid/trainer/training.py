@@ -207,7 +207,7 @@ def run_dir_ready(folder) -> None:
 def oneloc_step(model, rows: Batch):
     """Next-token loss over the SID tokens; tokens = history events + target tokens."""
     x = rows.tensors(next(model.parameters()).device)
-    return ntp_loss(model(x), x["target"]), int((x["hist_kind"] > 0).sum()) + x["target"].numel()
+    return ntp_loss(model(x), x.target), int((x.hist_kind > 0).sum()) + x.target.numel()
 
 
 def _check_vocab(state: dict, vocab: str | None, folder) -> None:
