@@ -3,6 +3,7 @@ real-time cell, incremental == from scratch, idempotent re-runs, splits, cell co
 data quality."""
 
 import datetime as dt
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -46,12 +47,32 @@ def ts(day, hh, mm=0):
     return dt.datetime.combine(day, dt.time(hh, mm))
 
 
-def event(eid, source, user, item, action, when, where, gmv=None):
-    return (eid, source, user, item, action, when, None, where[0], where[1], f"r-{eid}", gmv, "f", 1, when.date())
+class Event(NamedTuple):
+    """A bronze.events row, its fields in the table's column order."""
+
+    event_id: str
+    source: str
+    user_id: str
+    item_id: str
+    action: str
+    event_ts: dt.datetime
+    tz_offset_min: int | None
+    user_lat: float
+    user_lon: float
+    request_id: str
+    gmv: float | None
+    source_file: str
+    line_no: int
+    dt: dt.date
 
 
-def write_events(spark, lake, rows):
-    days = (min(r[5].date() for r in rows), max(r[5].date() for r in rows))
+def event(eid, source, user, item, action, when, where, gmv=None) -> Event:
+    lat, lon = where
+    return Event(eid, source, user, item, action, when, None, lat, lon, f"r-{eid}", gmv, "f", 1, when.date())
+
+
+def write_events(spark, lake, rows: list[Event]):
+    days = (min(r.dt for r in rows), max(r.dt for r in rows))
     lake.write(spark.createDataFrame(rows, _nullable(bronze.EVENTS.schema)), bronze.EVENTS, dt=days)
 
 
@@ -324,7 +345,7 @@ def test_a_day_rewrites_only_its_users_and_compaction_keeps_the_retained_states(
         reports = [build_day(lake, V, day, config) for day in (D1, D2, D3)]
     state = lake.read(corpus.USER_HISTORY_STATE)
     on_d3 = {r.user_id for r in state.filter(F.col("dt") == D3).collect()}
-    active_d3 = {e[2] for e in events if e[13] == D3}
+    active_d3 = {e.user_id for e in events if e.dt == D3}
     assert on_d3 and on_d3 <= active_d3 and reports[-1].states_written == len(on_d3)
     assert reports[-1].states == 7 and reports[-1].compacted_buckets == [0, 1]
     # compacted: per user, the latest row up to D2 (the oldest retained day) and later ones
@@ -408,6 +429,14 @@ def test_corpus_quality_suites_pass_and_catch_leakage(spark, local_life):
     assert "target_codes_in_codebook" in {c["check"].split("(")[1].split(")")[0] for c in small.failed}
 
 
+class SeenRow(NamedTuple):
+    """What the snapshot test's dataset gives per row (module level: it comes back from worker processes)."""
+
+    event_id: str
+    day: str
+    histories: int
+
+
 def test_snapshot_reader_pins_versions(spark, local_life):
     import torch.utils.data
 
@@ -430,9 +459,9 @@ def test_snapshot_reader_pins_versions(spark, local_life):
     assert again.count() == 3
     assert sorted(r["event_id"] for b in again.batches(columns=["event_id"]) for r in b.to_pylist()) == ["e03", "e06", "e09"]
 
-    dataset = snapshot.torch_dataset(transform=lambda row: (row["event_id"], str(row["dt"]), len(row["histories"])))
+    dataset = snapshot.torch_dataset(transform=lambda row: SeenRow(row["event_id"], str(row["dt"]), len(row["histories"])))
     seen = sorted(x for batch in torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2) for x in [batch])
-    assert [s[0] for s in seen] == ["e03", "e06", "e09"] and {s[2] for s in seen} == {3}
+    assert [s.event_id for s in seen] == ["e03", "e06", "e09"] and {s.histories for s in seen} == {3}
     assert dataset.manifest["table_versions"] == {"corpus.training_sequences": pinned}
     tests_split = CorpusSnapshot.open(local_life.root, rows=RowFilter(splits=("test",)), tables=(corpus.TRAINING_SEQUENCES.name,))
     assert tests_split.count() == 0  # no test_start configured: every row is train

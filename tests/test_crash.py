@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from geosid import pipeline
+from geosid.lake import faults
 from geosid.schemas import bronze, corpus, index, silver
 from geosid.sources.synthetic_world import WorldConfig, write_world
 
@@ -38,10 +40,40 @@ def _context(spark, root: Path, log=None):
     return Context(settings, spark, Lake(root, spark), log or (lambda *_: None))
 
 
-def _kill_when(args: list[str], root: Path, marker: str, delay_s: float = 0.0, timeout_s: float = 240.0) -> list[str]:
-    """Run `geosid --lake root *args` and SIGKILL it `delay_s` after a stdout line contains
-    `marker`; returns the lines it printed. Fails if it finished before the marker."""
+@dataclass
+class Killed:
+    """A stage run as its own process and killed: what it printed, and its Delta table
+    versions before and after (table -> version; -1: absent)."""
+
+    lines: list[str]
+    before: dict[str, int]
+    after: dict[str, int]
+
+    @property
+    def committed(self) -> dict[str, int]:
+        """The tables the killed stage had committed to, and how many commits each."""
+        return {t: v - self.before.get(t, -1) for t, v in self.after.items() if v != self.before.get(t, -1)}
+
+
+def _versions(root: Path) -> dict[str, int]:
+    from deltalake import DeltaTable
+
+    return {f"{log.parent.parent.name}.{log.parent.name}": DeltaTable(str(log.parent)).version() for log in sorted(root.glob("*/*/_delta_log"))}
+
+
+def _kill(
+    args: list[str], root: Path, *, marker: str | None = None, after_commits: int | None = None, delay_s: float = 0.0, timeout_s: float = 240.0
+) -> Killed:
+    """Run `geosid --lake root *args` as its own process and SIGKILL it: `delay_s` after a
+    stdout line contains `marker`, or right after its `after_commits`-th commit to the
+    lake (`geosid.lake.faults`). Asserts that it died of the signal, so a stage that
+    finishes first fails the test; each test asserts the part of its work it had
+    committed (`Killed.committed`, or the files it leaves)."""
+    assert (marker is None) != (after_commits is None), "kill at a marker or after a number of commits"
     env = {**os.environ, "GEOSID_EMBED_CHUNK_SIZE": str(CHUNK), "PYTHONUNBUFFERED": "1", "RUST_LOG": "error"}
+    if after_commits is not None:
+        env[faults.ENV] = str(after_commits)
+    before = _versions(root) if root.exists() else {}
     process = subprocess.Popen(
         [sys.executable, "-m", "geosid.cli", "--lake", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -49,16 +81,19 @@ def _kill_when(args: list[str], root: Path, marker: str, delay_s: float = 0.0, t
     try:
         for line in process.stdout:
             lines.append(line.rstrip())
-            if marker in line:
+            if marker is not None and marker in line:
                 time.sleep(delay_s)
-                process.send_signal(signal.SIGKILL)
+                process.send_signal(signal.SIGKILL)  # nothing is sent to a process that has already exited
                 break
             assert time.monotonic() < deadline, "the stage ran past the test's timeout"
+        process.wait(timeout=max(deadline - time.monotonic(), 1))
     finally:
-        process.kill()
-        process.wait()
-    assert any(marker in line for line in lines), "the stage ended before it could be killed:\n" + "\n".join(lines[-20:])
-    return lines
+        if process.returncode is None:
+            process.kill()
+            process.wait()
+    shown = "\n".join(lines[-20:])
+    assert process.returncode == -signal.SIGKILL, f"the stage finished before it could be killed (exit {process.returncode}):\n{shown}"
+    return Killed(lines, before, _versions(root))
 
 
 def _outside_reads(root: Path) -> dict[str, int]:
@@ -117,7 +152,8 @@ def test_killed_embedding_keeps_its_committed_chunks_and_the_rerun_embeds_only_t
     assert total > 3 * CHUNK, f"the world is too small to kill between commits: {total} documents"
 
     ctx = _silver_ready(spark, tmp_path / "lake", world)
-    _kill_when(["embed", "--date", DAY.isoformat(), "--template", TEMPLATE], ctx.lake.root, "committed chunk 2/")
+    killed = _kill(["embed", "--date", DAY.isoformat(), "--template", TEMPLATE], ctx.lake.root, marker="committed chunk 2/")
+    assert killed.committed.get(silver.ITEM_EMBEDDINGS.name, 0) >= 2  # the two chunks it said it had committed
 
     # readable from outside at a committed version: whole chunks, no partial rows
     rows = _outside_reads(ctx.lake.root)
@@ -149,8 +185,11 @@ def test_killed_ingest_leaves_committed_tables_and_the_rerun_matches(spark, tmp_
     pipeline.ingest("synthetic", DAY, DAY, world, ctx=reference)
 
     root = tmp_path / "lake"
-    # killed mid-job: wherever it dies, what is committed is whole
-    _kill_when(["ingest", "--source", "synthetic", "--path", str(world), "--date", DAY.isoformat()], root, "==> ingest", delay_s=2.0)
+    # killed between two commits of the job (bronze.events and .items committed, not the rest)
+    killed = _kill(["ingest", "--source", "synthetic", "--path", str(world), "--date", DAY.isoformat()], root, after_commits=3)
+    assert killed.committed and set(killed.committed) < {t.name for t in (bronze.EVENTS, bronze.ITEMS, bronze.REJECTS)} | {"ops.input_days"}, (
+        killed.committed
+    )
     _outside_reads(root)  # a table half-written would fail to load here
 
     ctx = _context(spark, root)
@@ -165,12 +204,13 @@ def _published(ctx) -> str:
     return published_version(ctx.lake)
 
 
-# stage: (command line, marker, delay after it, re-run in process, tables compared)
+# stage: (command line, killed right after this many of its commits, re-run in process, tables
+# compared). Each stage commits more often than that (geo 4 times, codebook fit 8, corpus 4:
+# its tables' writes and their ops.builds records).
 STAGES = {
     "geo": (
         ["geo", "--date", DAY.isoformat()],
-        "==> ",
-        1.0,
+        1,  # silver.geo_cells written, silver.item_geo not yet
         lambda ctx: pipeline.geo(DAY, ctx=ctx),
         lambda lake: [lake.digest(silver.GEO_CELLS, dt=DAY), lake.digest(silver.ITEM_GEO, dt=DAY)],
     ),
@@ -191,31 +231,39 @@ STAGES = {
             "--date",
             DAY.isoformat(),
         ],
-        "==> ",
-        2.0,
+        2,
         lambda ctx: pipeline.fit_codebook(pipeline.CodebookSpec("residual_kmeans", seed=7, **FIT), DAY, template=TEMPLATE, ctx=ctx),
         lambda lake: [lake.digest(index.SID_MAP)],
     ),
     "corpus": (
         ["corpus", "build", "--source", "synthetic", "--split", "user_chrono", "--from", DAYS[0].isoformat(), "--to", DAY.isoformat()],
-        "==> training sequences",
-        1.0,
+        1,  # corpus.cell_context written, the sequences not yet
         lambda ctx: pipeline.corpus_build("synthetic", DAYS[0], DAY, None, pipeline.split_config("user_chrono", DAY), ctx=ctx),
         lambda lake: [lake.digest(corpus.TRAINING_SEQUENCES, dt=(DAYS[0], DAY)), lake.digest(corpus.CELL_CONTEXT, dt=(DAYS[0], DAY))],
     ),
 }
 
 
+# what each stage had committed when it was killed
+KILLED_AFTER = {
+    "geo": [silver.GEO_CELLS.name],
+    "codebook fit": [index.CODEBOOKS.name, index.CODEBOOK_VERSIONS.name],
+    "corpus": [corpus.CELL_CONTEXT.name],
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_killed_stage_leaves_committed_tables_and_the_rerun_matches(spark, base, tmp_path, stage):
-    args, marker, delay_s, rerun, digests = STAGES[stage]
+    args, after_commits, rerun, digests = STAGES[stage]
     reference = _context(spark, _copy(base, tmp_path / "reference"))
     rerun(reference)
     expected = digests(reference.lake)
 
     root = _copy(base, tmp_path / "lake")
-    _kill_when(args, root, marker, delay_s=delay_s)
+    killed = _kill(args, root, after_commits=after_commits)
+    assert any(f"killed after commit {after_commits} " in line for line in killed.lines)
+    assert killed.committed == dict.fromkeys(KILLED_AFTER[stage], 1), killed.committed  # part of the work, not all
     _outside_reads(root)  # every table loads at a committed version
     ctx = _context(spark, root)
     rerun(ctx)
@@ -258,10 +306,21 @@ def test_killed_pretraining_resumes_from_its_last_checkpoint(spark, base, tmp_pa
     cfg = pipeline.train_config(**options)
     whole = pipeline.pretrain(cfg, run_id="whole", ctx=ctx)
 
-    _kill_when(["train", "pretrain", "--run-id", "killed", *flags], root, "epoch 1/3:")
+    _kill(["train", "pretrain", "--run-id", "killed", *flags], root, marker="epoch 1/3:")
+    run = root / "_models" / "killed"
+    assert (run / "checkpoint.pt").exists() and not (run / "run.json").exists(), sorted(p.name for p in run.iterdir())
     pipeline.pretrain(cfg, run_id="killed", resume=True, ctx=ctx)
     assert any("resumed after epoch 1/3" in line for line in lines), lines[-10:]
 
     weights = {run: torch.load(root / "_models" / run / "model.pt", weights_only=True) for run in ("whole", "killed")}
     assert all(torch.equal(weights["whole"][k], weights["killed"][k]) for k in weights["whole"])
     assert len(whole.metrics["epochs"]) == 3
+
+
+@pytest.mark.slow
+def test_a_stage_that_finishes_before_the_kill_fails_the_crash_test(base, tmp_path):
+    """The crash tests cannot pass by accident: geo commits 4 times, so a kill asked for
+    after its 5th commit never comes and `_kill` fails."""
+    root = _copy(base, tmp_path / "lake")
+    with pytest.raises(AssertionError, match="finished before it could be killed"):
+        _kill(["geo", "--date", DAY.isoformat()], root, after_commits=5)

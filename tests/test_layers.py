@@ -216,3 +216,62 @@ def test_the_lazy_training_steps_stay_functions():
         assert not (PACKAGE / "pipeline" / f"{name}.py").exists(), f"pipeline/{name}.py would shadow pipeline.{name}"
         first, again = getattr(pipeline, name), getattr(pipeline, name)
         assert first is again and callable(first) and not isinstance(first, type(pipeline)), name
+
+
+def _defined_functions(folder: Path) -> dict[str, list[str]]:
+    """Top-level functions and methods (dunders aside) defined under `folder`: name -> where."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            members = [node] if isinstance(node, ast.FunctionDef) else node.body if isinstance(node, ast.ClassDef) else []
+            for item in members:
+                if isinstance(item, ast.FunctionDef) and not (item.name.startswith("__") and item.name.endswith("__")):
+                    found.setdefault(item.name, []).append(f"{path.relative_to(ROOT)}:{item.lineno}")
+    return found
+
+
+def _names_used(folders: list[Path]) -> set[str]:
+    """Every name, attribute, imported name and whole string constant (getattr, dispatch
+    tables) that the code under `folders` mentions."""
+    used: set[str] = set()
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Name):
+                    used.add(node.id)
+                elif isinstance(node, ast.Attribute):
+                    used.add(node.attr)
+                elif isinstance(node, ast.alias):
+                    used.add(node.name.rsplit(".", 1)[-1])
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    used.add(node.value)
+    return used
+
+
+def test_no_function_in_lake_and_pipeline_goes_unused():
+    """A function of geosid.lake or geosid.pipeline that nothing in the package, the
+    benchmarks or the tools calls is dead code (tests alone do not keep one alive)."""
+    used = _names_used([PACKAGE, ROOT / "bench", ROOT / "tools"])
+    defined = {**_defined_functions(PACKAGE / "lake"), **_defined_functions(PACKAGE / "pipeline")}
+    unused = {name: where for name, where in defined.items() if name not in used}
+    assert not unused, unused
+
+
+def test_build_scopes_are_parsed_and_formatted_by_the_scope_types_only():
+    """A recorded scope ("version|source|protocol", "template|model") is split and joined
+    in geosid/pipeline/scopes.py alone: nowhere else in the orchestration (pipeline, CLI,
+    DAGs) splits on "|" or formats a scope from its parts. (The lake layer keeps a scope
+    opaque.)"""
+    offenders = []
+    for path in [p for part in ("pipeline", "cli", "dags") for p in (PACKAGE / part).rglob("*.py")]:
+        if path == PACKAGE / "pipeline" / "scopes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("split", "rsplit"):
+                if node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "|":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node, ast.JoinedStr):
+                parts = [v.value for v in node.values if isinstance(v, ast.Constant)]
+                if any(p == "|" for p in parts) and sum(isinstance(v, ast.FormattedValue) for v in node.values) >= 2:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,8 +27,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from geosid.errors import InvalidRequestError
+from geosid.lake import faults, pins
 from geosid.lake import lease as lease_
-from geosid.lake import pins
 from geosid.lake.arrow import conform, conform_arrow, spec_arrow_schema
 from geosid.lake.commit import HIVE_NULL, commit_staged, staged_files
 from geosid.lake.dates import DateLike, DateRange, partition_predicate
@@ -36,6 +37,10 @@ from geosid.lake.predicate import parse
 from geosid.lake.reads import EngineReads
 from geosid.lake.snapshots import TableSnapshots
 from geosid.schemas import REGISTRY, Registry, TableSpec
+
+# The nesting of writes in this thread (a write ensures its table first): the fault
+# injection counts the outermost ones.
+_WRITES = threading.local()
 
 # How writes are committed. "delta-rs": the engine stages Parquet and deltalake commits
 # (the embedded default: Sail's own Delta replace cannot yet rewrite tables that hold
@@ -116,16 +121,29 @@ class Lake(EngineReads, TableSnapshots):
                 self.pinned = None
 
     @contextmanager
-    def _commit(self, what: str) -> Iterator[None]:
-        """Every write: under this thread's lease (checked still ours), or a lease of its own."""
-        if lease_.held_by_me(self.root) is not None:
-            lease_.check_held(self.root)
-            yield
-            return
-        if self.pinned is not None:
+    def _commit(self, what: str, spec: TableSpec | None = None) -> Iterator[None]:
+        """Every write: under this thread's lease (checked still ours), or a lease of its
+        own. An outermost write that moved `spec`'s table to a new version is a commit
+        for the crash tests' fault injection (`geosid.lake.faults`)."""
+        if self.pinned is not None and lease_.held_by_me(self.root) is None:
             raise RuntimeError(f"{what}: a reader's view of the lake does not write")
-        with self.writing(what):
-            yield
+        watched = spec is not None and faults.armed() and not getattr(_WRITES, "depth", 0)
+        before = self._version_if_any(spec) if watched else None
+        _WRITES.depth = getattr(_WRITES, "depth", 0) + 1
+        try:
+            if lease_.held_by_me(self.root) is not None:
+                lease_.check_held(self.root)
+                yield
+            else:
+                with self.writing(what):
+                    yield
+        finally:
+            _WRITES.depth -= 1
+        if watched and self._version_if_any(spec) != before:
+            faults.after_commit(what)
+
+    def _version_if_any(self, spec: TableSpec) -> int | None:
+        return DeltaTable(self.path(spec)).version() if DeltaTable.is_deltatable(self.path(spec)) else None
 
     def reports_dir(self, *parts: str) -> Path:
         """Where reports and plots go: `<root>/_reports/<parts...>` (not created here)."""
@@ -148,7 +166,7 @@ class Lake(EngineReads, TableSnapshots):
         older rows read them as null)."""
 
         spec = self.spec(table)
-        with self._commit(f"create {spec.name}"):
+        with self._commit(f"create {spec.name}", spec):
             if self.exists(spec):
                 self._add_new_columns(spec)
                 return
@@ -202,7 +220,7 @@ class Lake(EngineReads, TableSnapshots):
         spec = self.spec(table)
         frames = [conform(part, spec) for part in (df if isinstance(df, (list, tuple)) else [df])]
         df = functools.reduce(DataFrame.unionByName, frames) if self.committer == "spark" else frames
-        with self._commit(f"write {spec.name}"):
+        with self._commit(f"write {spec.name}", spec):
             self.ensure_table(spec)
             predicate = self._predicate(spec, dt, where)  # None: the whole table
             if self.committer == "spark":
@@ -317,7 +335,7 @@ class Lake(EngineReads, TableSnapshots):
         if not spec.keys:
             raise ValueError(f"{spec.name} has no keys to merge on")
         df = conform(df, spec)
-        with self._commit(f"merge {spec.name}"), self._staged(df, spec) as stage:
+        with self._commit(f"merge {spec.name}", spec), self._staged(df, spec) as stage:
             self.ensure_table(spec)
             on = " AND ".join(f"t.{key} = s.{key}" for key in spec.keys)
             if sum(pq.ParquetFile(p).metadata.num_rows for p in stage.rglob("*.parquet")):
@@ -334,7 +352,7 @@ class Lake(EngineReads, TableSnapshots):
         the version. Deleted rows stay readable at earlier versions until vacuum."""
 
         spec = self.spec(table)
-        with self._commit(f"delete from {spec.name}"):
+        with self._commit(f"delete from {spec.name}", spec):
             self.ensure_table(spec)
             DeltaTable(self.path(spec)).delete(predicate)
             return self.table_version(spec)
@@ -348,7 +366,7 @@ class Lake(EngineReads, TableSnapshots):
         data = conform_arrow(data, spec)
         predicate = self._predicate(spec, dt, where)
         options = {"predicate": predicate} if predicate is not None else {}
-        with self._commit(f"write {spec.name}"):
+        with self._commit(f"write {spec.name}", spec):
             self.ensure_table(spec)
             try:
                 write_deltalake(self.path(spec), data, mode="overwrite", partition_by=list(spec.partition_by) or None, **options)
