@@ -5,7 +5,8 @@
 - docs/reference/cli.md from the argparse parser (every command and option);
 - docs/results/*.md and the README's headline tables from bench/results/*.json (each
   number with the command, commit and machine of the run that measured it);
-- docs/index.md and docs/changelog.md from README.md and CHANGELOG.md (one source each).
+- docs/index.md, docs/changelog.md and docs/contributing.md from README.md, CHANGELOG.md
+  and CONTRIBUTING.md (one source each).
 
     python tools/gen_docs.py           # write them
     python tools/gen_docs.py --check   # exit 1 when a page differs from what the code and results give
@@ -109,7 +110,11 @@ def cli_page() -> str:
 
 def _in_docs(text: str) -> str:
     """A root-level page as a page of the site: links into docs/ made relative to it."""
-    return GENERATED + "\n\n" + text.replace("](docs/", "](").replace("](CHANGELOG.md)", "](changelog.md)")
+    return (
+        GENERATED
+        + "\n\n"
+        + text.replace("](docs/", "](").replace("](CHANGELOG.md)", "](changelog.md)").replace("](CONTRIBUTING.md)", "](contributing.md)")
+    )
 
 
 def pages(readme: str) -> dict[Path, str]:
@@ -118,6 +123,7 @@ def pages(readme: str) -> dict[Path, str]:
     out.update(results_pages.pages(ROOT))
     out[docs / "index.md"] = _in_docs(readme)
     out[docs / "changelog.md"] = _in_docs((ROOT / "CHANGELOG.md").read_text())
+    out[docs / "contributing.md"] = _in_docs((ROOT / "CONTRIBUTING.md").read_text())
     return out
 
 

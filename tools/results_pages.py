@@ -82,11 +82,28 @@ def _nyc_many_writers(results: dict) -> list[str]:
     return ["", *_table(["scenario", "runs", "tables compared", "tables different from runs in order", "seconds"], rows)]
 
 
+def _structure_unchanged(results: dict) -> list[str]:
+    commits = results.get("commits", {})
+    rows = [
+        [
+            name,
+            f"{d['equal']} / {d['tables']}",
+            ", ".join(d["differ"]) or "none",
+            "equal" if d.get("training_equal") else "DIFFERENT",
+            d["runs"]["after"]["repair"],
+        ]
+        for name, d in results["datasets"].items()
+    ]
+    head = f"Before: `{commits.get('before', '?')[:12]}`, after: `{commits.get('after', '?')[:12]}`."
+    return ["", head, "", *_table(["dataset", "tables equal", "tables different", "training (losses, metrics)", "the repair"], rows)]
+
+
 # result file -> (area, title, renderer)
 RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "many_writers": ("operations", "Many writers on a synthetic world (`bench/many_writers.py`)", _many_writers),
     "many_writers-unguarded": ("operations", "The same writers without the lease (`bench/many_writers.py --unguarded`)", _many_writers),
     "nyc_many_writers": ("operations", "NYC demo lake with later days (`bench/nyc_many_writers.py`)", _nyc_many_writers),
+    "structure_unchanged": ("operations", "A refactoring leaves every table equal (`bench/structure_unchanged.py`)", _structure_unchanged),
     "year_of_operations-year": ("operations", "A year of operations against a clean run (`bench/year_of_operations.py`)", _tables),
     "year_of_operations-cost": ("operations", "Repair cost at scale (`bench/year_of_operations.py --cost 1m 10m`)", _tables),
     "train_benchmark-trajectory": ("training", "trajectory protocol", _tables),
