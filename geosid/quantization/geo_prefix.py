@@ -12,7 +12,7 @@ from geosid.quantization.assignment import REVISION as ASSIGNMENT_REVISION
 from geosid.quantization.base import Tokenizer, as_float32
 from geosid.quantization.kmeans import KMeans, nearest_centroids
 from geosid.quantization.levels import KMeansTraining
-from geosid.quantization.residual import ResidualKMeans, stored_training
+from geosid.quantization.residual import ResidualKMeans, stored_assignment, stored_training
 
 
 def unit_sphere(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -42,13 +42,7 @@ class GeoPrefixTokenizer(Tokenizer):
 
     @classmethod
     def from_params(cls, params: dict) -> GeoPrefixTokenizer:
-        return cls(
-            params["d"],
-            params["codes"],
-            stored_training(params),
-            capacity_aware=params.get("capacity_aware", False),
-            candidates=params.get("candidates", 16),
-        )
+        return cls(params["d"], params["codes"], stored_training(params), **stored_assignment(params))
 
     @property
     def level_sizes(self) -> tuple[int, ...]:

@@ -30,6 +30,12 @@ def stored_training(params: dict) -> KMeansTraining:
     return KMeansTraining(params["niter"], params["seed"], params.get("sample_size"))
 
 
+def stored_assignment(params: dict) -> dict:
+    """The assignment options a version's params recorded (absent before capacity-aware
+    assignment existed: off)."""
+    return {"capacity_aware": params.get("capacity_aware", False), "candidates": params.get("candidates", 16)}
+
+
 class ResidualQuantizer(Tokenizer):
     """codes [n, L]: level l encodes the residual after levels 0..l-1 (see module doc)."""
 
@@ -117,13 +123,7 @@ class ResidualKMeans(ResidualQuantizer):
 
     @classmethod
     def from_params(cls, params: dict) -> ResidualKMeans:
-        return cls(
-            params["d"],
-            params["codes"],
-            stored_training(params),
-            capacity_aware=params.get("capacity_aware", False),
-            candidates=params.get("candidates", 16),
-        )
+        return cls(params["d"], params["codes"], stored_training(params), **stored_assignment(params))
 
     def params(self) -> dict:
         out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}
@@ -191,8 +191,7 @@ class ResidualKMeansFSQ(ResidualQuantizer):
             params["fsq_levels"],
             stored_training(params),
             fsq,
-            capacity_aware=params.get("capacity_aware", False),
-            candidates=params.get("candidates", 16),
+            **stored_assignment(params),
         )
 
     def params(self) -> dict:
