@@ -1,9 +1,9 @@
 """Fault injection for the crash tests: with `GEOSID_FAULT_KILL_AFTER_COMMITS=N` in its
 environment a process SIGKILLs itself right after its N-th write to the lake that
-committed a new table version (any table, any kind of write), the way a machine dies between two commits of a stage. The
-tests use it to kill a stage at an exact point; a stage that makes fewer commits
-finishes, and the test that expected it killed fails. Unset (always, outside those
-tests): nothing happens."""
+committed a new table version (any table, any kind of write), the way a machine dies
+between two commits of a stage. The tests use it to kill a stage at an exact point; a
+stage that makes fewer commits finishes, and the test that expected it killed fails.
+Unset (always, outside those tests): nothing happens."""
 
 from __future__ import annotations
 

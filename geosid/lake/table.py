@@ -125,13 +125,14 @@ class Lake(EngineReads, TableSnapshots):
         """Every write: under this thread's lease (checked still ours), or a lease of its
         own. An outermost write that moved `spec`'s table to a new version is a commit
         for the crash tests' fault injection (`geosid.lake.faults`)."""
-        if self.pinned is not None and lease_.held_by_me(self.root) is None:
+        leased = lease_.held_by_me(self.root) is not None
+        if self.pinned is not None and not leased:
             raise RuntimeError(f"{what}: a reader's view of the lake does not write")
         watched = spec is not None and faults.armed() and not getattr(_WRITES, "depth", 0)
         before = self._version_if_any(spec) if watched else None
         _WRITES.depth = getattr(_WRITES, "depth", 0) + 1
         try:
-            if lease_.held_by_me(self.root) is not None:
+            if leased:
                 lease_.check_held(self.root)
                 yield
             else:

@@ -27,7 +27,7 @@ from geosid.pipeline.context import Context, use
 from geosid.pipeline.corpus import record_cell_context, record_sequences, sequences_day, validate_corpus
 from geosid.pipeline.index import assign_day_under
 from geosid.pipeline.records import record
-from geosid.pipeline.scopes import CellScope, CorpusScope, EmbedScope, Scope, Stage, scope_of
+from geosid.pipeline.scopes import CellScope, EmbedScope, Scope, Stage, scope_of
 from geosid.pipeline.silver import record_embed, record_geo
 from geosid.pipeline.staleness import days_text
 from geosid.schemas import index
@@ -197,9 +197,8 @@ class _GeoDay:
 class _RangeRebuild:
     """A corpus scope rebuilt as one range (a per-user protocol, or no state checkpoint)."""
 
-    scope: CorpusScope
     config: CorpusConfig
-    work: _Work
+    work: _Work  # its scope is a CorpusScope
 
 
 @dataclass
@@ -230,7 +229,7 @@ def _schedule(ctx: Context, work: list[_Work], report: RepairReport) -> _Schedul
                 earlier = plan.geo[w.scope].get(d)
                 with_items = (earlier is not None and earlier.with_items) or w.stage is Stage.ITEM_GEO
                 plan.geo[w.scope][d] = _GeoDay(GeoConfig.from_record(w.params[d]), with_items)
-        elif w.stage in (Stage.TEXT_EMBEDDINGS, Stage.EMBEDDINGS):
+        elif w.stage.is_embeddings:
             rep = _representation(w.params[first], w.scope)
             plan.steps += [RepairStep(d, w.stage, w.scope, rep) for d in w.days]
         elif w.stage is Stage.SIDS:
@@ -244,7 +243,7 @@ def _schedule(ctx: Context, work: list[_Work], report: RepairReport) -> _Schedul
             if w.scope.keeps_state:
                 report.checkpoints[str(w.scope)] = checkpoint
             if checkpoint is None:  # a per-user protocol, or no checkpoint: the scope is rebuilt as one range
-                plan.ranges.append(_RangeRebuild(w.scope, config, w))
+                plan.ranges.append(_RangeRebuild(config, w))
                 continue
             for d in days_between(checkpoint + dt_.timedelta(days=1), last):
                 plan.steps.append(RepairStep(d, w.stage, w.scope, CorpusConfig.from_record(w.params.get(d, w.params[last]))))
@@ -264,7 +263,7 @@ def _execute(ctx: Context, work: list[_Work], report: RepairReport, *, validate:
     # with. A day's own items get their SIDs on or before it, so daily-assigned SIDs read the same.
     steps = plan.ordered()
     for step in steps:
-        if step.stage in (Stage.TEXT_EMBEDDINGS, Stage.EMBEDDINGS):
+        if step.stage.is_embeddings:
             _repair_embed(ctx, step.day, step.config)
         elif step.stage is Stage.SIDS:
             assign_day_under(ctx, step.scope.version, step.day, "repair")
@@ -287,7 +286,7 @@ def _rebuild_range(ctx: Context, rebuild: _RangeRebuild, report: RepairReport) -
     """A corpus scope rebuilt from scratch: a per-user protocol's recorded range, or a time
     scope with no checkpoint from its first built day."""
 
-    w, version, config = rebuild.work, rebuild.scope.version, rebuild.config
+    w, version, config = rebuild.work, rebuild.work.scope.version, rebuild.config
     recorded = w.params[w.days[-1]]
     first, last = as_date(recorded.get("first") or w.first_built), as_date(recorded.get("last") or w.days[-1])
     with ctx.stage(f"training sequences {first} .. {last} under {version} ({config.split.protocol}, rebuilt)", timed="sequences"):

@@ -112,6 +112,10 @@ class Stage(enum.IntEnum):
         return self in (Stage.GEO_CELLS, Stage.ITEM_GEO)
 
     @property
+    def is_embeddings(self) -> bool:
+        return self in (Stage.TEXT_EMBEDDINGS, Stage.EMBEDDINGS)
+
+    @property
     def is_corpus(self) -> bool:
         """Built in the corpus pass of a repair, after every day's index stages."""
         return self in (Stage.CELL_CONTEXT, Stage.SEQUENCES)

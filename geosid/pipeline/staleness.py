@@ -14,8 +14,6 @@ from geosid.pipeline.context import Context, use
 from geosid.pipeline.scopes import CorpusScope, Stage
 from geosid.schemas import corpus
 
-CODEBOOKS = Stage.CODEBOOKS.table
-
 
 def days_text(days: list[dt_.date]) -> str:
     if not days:
@@ -31,7 +29,7 @@ class StatusReport:
 
     @property
     def stale(self) -> int:
-        return sum(len(s.stale) + len(s.missing) for s in self.state.scopes if s.table != CODEBOOKS)
+        return sum(len(s.stale) + len(s.missing) for s in self.state.scopes if s.table != Stage.CODEBOOKS.table)
 
     def summary(self) -> str:
         state = self.state
@@ -48,7 +46,7 @@ class StatusReport:
         lines.append("derived tables (fresh / stale / missing days):")
         for s in state.scopes:
             flag = "" if not (s.stale or s.missing) else "  <- repair"
-            if s.table == CODEBOOKS and s.stale:
+            if s.table == Stage.CODEBOOKS.table and s.stale:
                 flag = "  <- fit on inputs that changed since (a version is immutable: fit a new one to include them)"
             lines.append(
                 f"  {s.table:<27} {s.scope[:60]:<60} {len(s.fresh):>5} / {len(s.stale):>3} / {len(s.missing):>3}  built {days_text(s.built)}{flag}"

@@ -320,8 +320,9 @@ class Batch:
     gmv: np.ndarray = _array("n", np.float64, model=False)  # NaN where the target carries none
 
     @staticmethod
+    @functools.cache
     def arrays() -> dict[str, Array]:
-        """Every field's declaration, in order."""
+        """Every field's declaration, in order (computed once: batches are taken per step)."""
         return {f.name: f.metadata["array"] for f in fields(Batch)}
 
     @classmethod
