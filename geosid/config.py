@@ -40,6 +40,9 @@ ENV = {
     "log_retention_hours": "GEOSID_LOG_RETENTION_HOURS",
     "lease_wait_seconds": "GEOSID_LEASE_WAIT_SECONDS",
     "lease_timeout_seconds": "GEOSID_LEASE_TIMEOUT_SECONDS",
+    "drift_max_error_ratio": "GEOSID_DRIFT_MAX_ERROR_RATIO",
+    "drift_max_collision_excess": "GEOSID_DRIFT_MAX_COLLISION_EXCESS",
+    "drift_days": "GEOSID_DRIFT_DAYS",
 }
 CELL_ENV = {"system": "GEOSID_CELL_SYSTEM", "precision": "GEOSID_GEOHASH_PRECISION", "resolution": "GEOSID_H3_RESOLUTION"}
 
@@ -73,6 +76,13 @@ class Settings(BaseModel):
     lease_timeout_seconds: float = Field(
         default=120.0, gt=0, description="a lease holder on another host whose heartbeat is older than this is gone (same host: its pid)"
     )
+    drift_max_error_ratio: float = Field(
+        default=1.25, gt=0, description="re-fit advised: new items' quantization error above this multiple of the fit's ..."
+    )
+    drift_max_collision_excess: float = Field(
+        default=0.05, ge=0, description="... or their collision rate above the fit's conflict rate by more than this ..."
+    )
+    drift_days: int = Field(default=3, ge=1, description="... on each of this many latest days with new items")
     lake_reader: Literal["auto", "engine", "files"] = Field(
         default="auto", description="auto: the engine's Delta reader on sail and where spark commits, the snapshot's files otherwise"
     )

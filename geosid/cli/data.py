@@ -18,7 +18,8 @@ def cmd_validate(args, p) -> int:
 def cmd_codebook(args, p) -> int:
     with context_of(args) as ctx:
         if args.action == "fit":
-            spec = p.CodebookSpec(args.method, args.codes, args.niter, args.seed, args.sample_size, capacity_aware=args.capacity_aware)
+            aligned = {"align_to": args.align_to, "stickiness": args.stickiness} if args.align_to else {}
+            spec = p.CodebookSpec(args.method, args.codes, args.niter, args.seed, args.sample_size, capacity_aware=args.capacity_aware, **aligned)
             report = p.fit_codebook(
                 spec, args.date, template=args.template, embeddings_version=args.embeddings_version, item_geo_version=args.item_geo_version, ctx=ctx
             )
@@ -26,9 +27,19 @@ def cmd_codebook(args, p) -> int:
         elif args.action == "publish":
             if not args.codebook_version:
                 return usage("codebook publish needs --version (see: geosid codebook list)")
-            gates = {"max_excess_conflict": args.max_excess_conflict, "min_exclusive_rate": args.min_exclusive, "min_code_usage": args.min_usage}
+            gates = {
+                "max_excess_conflict": args.max_excess_conflict,
+                "min_exclusive_rate": args.min_exclusive,
+                "min_code_usage": args.min_usage,
+                "min_first_level_retention": args.min_first_level_retention,
+                "min_sid_retention": args.min_sid_retention,
+            }
             gates = {k: v for k, v in gates.items() if v is not None}  # unset: the Gates defaults
             p.publish_codebook(args.codebook_version, args.date, gates, ctx=ctx)
+        elif args.action == "migrate":
+            if not args.codebook_version:
+                return usage("codebook migrate needs --version (see: geosid codebook list)")
+            return 0 if p.migrate(args.codebook_version, args.from_version, ctx=ctx).passed else 1
         else:
             print(p.list_codebooks(ctx=ctx))
     return 0
@@ -41,7 +52,7 @@ def cmd_sid(args, p) -> int:
                 return usage("sid report needs --version (see: geosid codebook list)")
             print(p.sid_report(args.codebook_version, args.out, ctx=ctx)[0])
         else:
-            print(p.sid_compare(args.codebook_versions, ctx=ctx))
+            print(p.sid_compare(args.codebook_versions, args.against, ctx=ctx))
     return 0
 
 
@@ -79,7 +90,15 @@ def add_ingest_and_silver(command, add_range, sources) -> None:
 
 def add_index(command) -> None:
     spec, gates = pipeline.CodebookSpec(), pipeline.Gates()
-    p = command("codebook", cmd_codebook, "fit / publish / list codebook versions", "fit", "publish", "list")
+    p = command(
+        "codebook",
+        cmd_codebook,
+        "fit / publish / list codebook versions; migrate: the SID migration into a version from the one it retired",
+        "fit",
+        "publish",
+        "list",
+        "migrate",
+    )
     p.add_argument("--method", default=spec.method, choices=list(TOKENIZER_KINDS))
     p.add_argument("--codes", type=codes_arg, help="codes per level, e.g. 64,64,64 (default: sized to the data)")
     p.add_argument("--niter", type=int, default=spec.niter)
@@ -88,7 +107,7 @@ def add_index(command) -> None:
     p.add_argument("--embeddings-version", type=int, help="pinned silver.item_embeddings table version (default: latest)")
     p.add_argument("--item-geo-version", type=int, help="pinned silver.item_geo table version (default: latest)")
     p.add_argument("--date", type=date_arg, help="logical date (default: the latest day of silver.item_geo)")
-    p.add_argument("--version", dest="codebook_version", help="the version to publish")
+    p.add_argument("--version", dest="codebook_version", help="publish / migrate: the version")
     p.add_argument(
         "--max-excess-conflict", type=float, help=with_default("conflict rate above the identical-vector floor", gates.max_excess_conflict)
     )
@@ -96,11 +115,24 @@ def add_index(command) -> None:
     p.add_argument("--min-usage", type=float, help=with_default(None, gates.min_code_usage))
     p.add_argument("--capacity-aware", action="store_true", help="fit: last level by capacity-aware assignment")
     p.add_argument("--template", help="fit: the vectors' document template (default: $GEOSID_TEMPLATE or geo-doc-v2)")
+    p.add_argument("--align-to", help="fit: warm-start from this version, keep its code ids, prefer items' codes under it")
+    p.add_argument(
+        "--stickiness",
+        type=float,
+        default=spec.stickiness,
+        help=with_default("fit --align-to: relative extra cost within which an item keeps its code", spec.stickiness),
+    )
+    p.add_argument(
+        "--min-first-level-retention", type=float, help=with_default("publish: against the version it retires", gates.min_first_level_retention)
+    )
+    p.add_argument("--min-sid-retention", type=float, help=with_default("publish: against the version it retires", gates.min_sid_retention))
+    p.add_argument("--from", dest="from_version", help="migrate: the old version (default: the one it retired)")
 
     p = command("sid", cmd_sid, "SID reports: report --version V (with plots), compare [V1 V2 ...] (default: all)", "report", "compare")
     p.add_argument("--version", dest="codebook_version")
     p.add_argument("--out", help="folder for the plots (default: <lake>/_reports/<version>)")
     p.add_argument("codebook_versions", nargs="*", metavar="version")
+    p.add_argument("--against", help="compare: every version's stability against this one (default: each against the one before)")
     p = command("assign", cmd_step, "SIDs for a day's new items under the version in force on the day")
     p.add_argument("--date", type=date_arg, required=True)
     p.add_argument("--version", dest="codebook_version", help="codebook version (default: the one published as of the date)")

@@ -134,3 +134,41 @@ def validate_corpus(
             )
         )
     return results
+
+
+def migration_accounting(lake: Lake, from_version: str, to_version: str) -> DataFrame:
+    """One row per item of either version's SID map, or of the migration rows, with
+    `accounted`: the item has exactly one migration row, whose SIDs are the maps' own and
+    whose kind says which maps hold it."""
+    maps = lake.read(index.SID_MAP)
+    old = maps.filter(F.col("version") == from_version).select("source", "item_id", F.col("sid").alias("map_old"))
+    new = maps.filter(F.col("version") == to_version).select("source", "item_id", F.col("sid").alias("map_new"))
+    rows = (
+        lake.read(index.SID_MIGRATION)
+        .filter(F.col("to_version") == to_version)
+        .groupBy("source", "item_id")
+        .agg(F.count(F.lit(1)).alias("rows"), F.first("old_sid").alias("old_sid"), F.first("new_sid").alias("new_sid"), F.first("kind").alias("kind"))
+    )
+    same = lambda a, b: F.coalesce(F.col(a) == F.col(b), F.col(a).isNull() & F.col(b).isNull())  # noqa: E731
+    accounted = (F.coalesce(F.col("rows"), F.lit(0)) == 1) & same("old_sid", "map_old") & same("new_sid", "map_new")
+    return (
+        old.join(new, ["source", "item_id"], "full_outer")
+        .join(rows, ["source", "item_id"], "full_outer")
+        .select("source", "item_id", accounted.alias("accounted"))
+    )
+
+
+def validate_migration(lake: Lake, from_version: str, to_version: str) -> list[QualityResult]:
+    """The migration's suites: its own checks (one row per item, kinds, SIDs that fit the
+    kind), the per-level code map's, and that every item of both versions is accounted for
+    exactly once with its SIDs."""
+    where = f"to_version = '{to_version}'"
+    results = [validate_table(lake, index.SID_MIGRATION, where=where), validate_table(lake, index.SID_CODE_MAP, where=where)]
+    name = f"{index.SID_MIGRATION.name}.accounting"
+    checks = (Check("in_set", "accounted", args={"values": [True]}), Check("compound_unique", args={"columns": ["source", "item_id"]}))
+    frame = migration_accounting(lake, from_version, to_version)
+    success, rows, outcomes, gx_result = run_checks(frame, checks, name=name)
+    result = QualityResult(name, None, None, success, rows, outcomes, gx_result=gx_result)
+    result.result_path = write_result(lake, result)
+    results.append(result)
+    return results

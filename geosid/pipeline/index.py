@@ -25,6 +25,10 @@ from geosid.jobs.index import (
     rollback_sids,
     version_row,
 )
+from geosid.jobs.index.drift import DriftPolicy, RefitAdvice, drift_rows
+from geosid.jobs.index.drift import refit_advice as drift_advice
+from geosid.jobs.index.versions import compare_versions, stability_table, write_migration
+from geosid.jobs.validate import validate_migration as validate_migration_suites
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
 from geosid.pipeline.records import is_stale, record, require_arrived
@@ -281,14 +285,84 @@ def sid_report(
         return index_job.sid_report(ctx.lake, codebook_version, Path(out_dir) if out_dir else ctx.lake.reports_dir(codebook_version))
 
 
-def sid_compare(codebook_versions: list[str] | None = None, *, ctx: Context | None = None, lake_root: str | None = None) -> str:
+def sid_compare(
+    codebook_versions: list[str] | None = None, against: str | None = None, *, ctx: Context | None = None, lake_root: str | None = None
+) -> str:
     """The quality table of several versions side by side (default: every version that
-    has its SIDs assigned)."""
+    has its SIDs assigned, oldest first), then their stability: each against `against`,
+    or, when not given, each against the one before it in the list."""
 
     with use(ctx, lake_root, reads="sid_compare") as ctx:
         if not codebook_versions:
             if not ctx.lake.exists(index.SID_QUALITY):
                 raise NotFoundError("no codebook version has SIDs yet: geosid codebook fit")
-            rows = ctx.lake.read(index.SID_QUALITY).select("version").orderBy("version").collect()
-            codebook_versions = [r.version for r in rows]
-        return quality_table([quality_row(ctx.lake, v) for v in codebook_versions])
+            rows = ctx.lake.read(index.SID_QUALITY).select("version").collect()
+            order = {v: i for i, v in enumerate(index_job.codebook_versions(ctx.lake).sort_values(["created_dt", "version"]).version)}
+            codebook_versions = sorted((r.version for r in rows), key=lambda v: (order.get(v, len(order)), v))
+        text = quality_table([quality_row(ctx.lake, v) for v in codebook_versions])
+        if against:
+            version_row(ctx.lake, against)
+            pairs = [(v, against) for v in codebook_versions if v != against]
+        else:
+            pairs = list(zip(codebook_versions[1:], codebook_versions[:-1]))
+        if pairs:
+            rows = [(v, ref, compare_versions(ctx.lake, ref, v)) for v, ref in pairs]
+            text += "\n\nStability (over the items both versions give a SID):\n\n" + stability_table(rows)
+        return text
+
+
+@dataclass
+class MigrationOutcome:
+    """index.sid_migration into a version: the items per kind, and its suites."""
+
+    to_version: str
+    counts: dict | None
+    results: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.success for r in self.results)
+
+    def summary(self) -> str:
+        if self.counts is None:
+            return f"{self.to_version} took over from no version: no migration to write"
+        kinds = ", ".join(f"{self.counts[k]:,} {k}" for k in index.MIGRATION_KINDS)
+        return "\n".join([f"index.sid_migration {self.counts['from_version']} -> {self.to_version}: {kinds}", *(r.summary() for r in self.results)])
+
+    def to_dict(self) -> dict:
+        return {
+            "to_version": self.to_version,
+            "counts": self.counts,
+            "passed": self.passed,
+            "failed": [r.table for r in self.results if not r.success],
+        }
+
+
+def migrate(
+    codebook_version: str, from_version: str | None = None, *, validate: bool = True, ctx: Context | None = None, lake_root: str | None = None
+) -> MigrationOutcome:
+    """(Re)write index.sid_migration and index.sid_code_map into a published version from
+    the one it retired (or `from_version`), and validate them: every item of both versions
+    accounted for exactly once."""
+
+    with use(ctx, lake_root, writes=f"migrate {codebook_version}") as ctx:
+        version_row(ctx.lake, codebook_version)
+        with ctx.stage(f"SID migration into {codebook_version}", timed="migration"):
+            counts = write_migration(ctx.lake, codebook_version, from_version)
+            outcome = MigrationOutcome(codebook_version, counts)
+            if counts is not None and validate:
+                outcome.results = validate_migration_suites(ctx.lake, counts["from_version"], codebook_version)
+        ctx.log(outcome.summary())
+        return outcome
+
+
+def refit_advice(*, ctx: Context | None = None, lake_root: str | None = None) -> RefitAdvice | None:
+    """Whether the drift of the version in force advises a re-fit (None: no version yet)."""
+
+    with use(ctx, lake_root, reads="refit_advice") as ctx:
+        version = published_version(ctx.lake)
+        if version is None:
+            return None
+        s = ctx.settings
+        policy = DriftPolicy(s.drift_max_error_ratio, s.drift_max_collision_excess, s.drift_days)
+        return drift_advice(drift_rows(ctx.lake, version), version, policy)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from geosid.lake.lineage import lake_state
 from geosid.pipeline.context import Context, use
+from geosid.pipeline.index import refit_advice
 from geosid.pipeline.scopes import CorpusScope, Stage
 from geosid.schemas import corpus
 
@@ -26,6 +27,7 @@ def days_text(days: list[dt_.date]) -> str:
 class StatusReport:
     state: object  # geosid.lake.lineage.LakeState
     checkpoints: dict = field(default_factory=dict)  # corpus scope -> its state checkpoint days
+    refit: object | None = None  # geosid.jobs.index.drift.RefitAdvice of the version in force
 
     @property
     def stale(self) -> int:
@@ -61,6 +63,8 @@ class StatusReport:
                 lines.append(f"      state checkpoints: {len(days)} ({days_text(days)})")
         if not state.scopes:
             lines.append("  (none built yet)")
+        if self.refit is not None:
+            lines.append(f"codebook drift: {self.refit.summary()}")
         lines.append(f"{self.stale} stale or missing day(s) to repair" + (": geosid repair" if self.stale else ""))
         return "\n".join(lines)
 
@@ -83,6 +87,7 @@ class StatusReport:
                 for s in self.state.scopes
             ],
             "stale": self.stale,
+            "refit": None if self.refit is None else self.refit.to_dict(),
         }
 
 
@@ -97,4 +102,4 @@ def status(*, ctx: Context | None = None, lake_root: str | None = None) -> Statu
             rows = ctx.lake.read(corpus.STATE_BUILDS).select("codebook_version", "source", "dt").collect()
             for r in rows:
                 checkpoints.setdefault(str(CorpusScope(r["codebook_version"], r["source"], "time")), []).append(r["dt"])
-        return StatusReport(state, {k: sorted(v) for k, v in checkpoints.items()})
+        return StatusReport(state, {k: sorted(v) for k, v in checkpoints.items()}, refit_advice(ctx=ctx))

@@ -14,6 +14,11 @@ Every step is vectorized (rounds over arrays, chunked when widened), so a badly 
 codebook costs rounds, not a Python loop over items. Deterministic: the result depends
 on the set of items, their order only through ties, and the codes already `taken` (an
 index's earlier items, which never move).
+
+An item whose first candidate cost is negative (`KEPT`) keeps that code whatever else
+wants it: an aligned version's item keeping its code under the previous version (items
+that shared a code tuple there share it again, and so keep their SIDs). The kept codes
+are settled first; the other items are assigned around them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import numpy as np
 # this algorithm makes new versions, never silently other SIDs under an old id. v5: the
 # candidates' costs are exact per row (the same item, the same costs in any batch).
 REVISION = "proposal-rounds-v5"
+
+KEPT = -1.0  # a first candidate cost that marks the code as kept (real costs are >= 0)
 
 
 def tuple_keys(codes: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
@@ -114,11 +121,14 @@ def resolve_last_level(
     occupied = _Occupied(taken_keys, int(min(space, 2**62)))
     first = candidates[:, 0]
     first_key = base + first
-    _, inverse, counts = np.unique(first_key, return_inverse=True, return_counts=True)
-    alone = (counts[inverse] == 1) & ~occupied.contains(first_key) & (first >= 0)
-    last = np.where(alone, first, -1)
+    kept = (cost[:, 0] < 0) & (first >= 0)
+    last = np.where(kept, first, -1)
+    occupied.add(np.unique(first_key[kept]))
+    _, inverse, counts = np.unique(np.where(kept, -1, first_key), return_inverse=True, return_counts=True)
+    alone = ~kept & (counts[inverse.ravel()] == 1) & ~occupied.contains(first_key) & (first >= 0)
+    last = np.where(alone, first, last)
     occupied.add(first_key[alone])
-    contested = np.flatnonzero(~alone)
+    contested = np.flatnonzero(~alone & ~kept)
     if len(contested):
         _rounds(last, contested, candidates[contested], cost[contested], base, occupied)
     lists_codes, lists_rows = candidates, None  # the candidate lists the stuck rows end with (None: their own)

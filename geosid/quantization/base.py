@@ -18,6 +18,15 @@ away from the code tuples already `taken` ([t, L]), a code tuple holds one item 
 can. `encode_candidates` is the same split in two, for engines that compute candidates
 per partition and resolve them in one place.
 
+Tokenizers that can be aligned to an earlier version (`aligns = True`: the residual
+ones) also take `train(x, align=Alignment(previous, codes))`: every level starts from
+the previous tokenizer's level, and the new codes are renamed to the previous ids that
+keep the most items. They encode with `prefer=` [n, L] (an item's codes under the
+previous version, -1 where it has none): at every level, while the item's codes so far
+equal its preferred ones, its preferred code is kept when its cost is within
+`stickiness` (relative) of the best code's; the capacity-aware last level proposes it
+first when it is among the item's candidates.
+
 `restore(params, arrays)` rebuilds any trained tokenizer (from index.codebooks rows or
 an .npz file); `save` / `load` write and read one file. Tokenizers that need item
 locations set `uses_location = True` and refuse to train or encode without them.
@@ -29,6 +38,7 @@ import importlib
 import json
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
@@ -46,11 +56,23 @@ def as_float32(x: np.ndarray, d: int | None = None) -> np.ndarray:
     return x
 
 
+@dataclass(frozen=True)
+class Alignment:
+    """What an aligned re-fit starts from: the previous version's trained tokenizer (same
+    kind, dimension and level sizes) and the training items' codes under it, [n, L],
+    -1 for the items it has no SID for."""
+
+    previous: Tokenizer
+    codes: np.ndarray
+
+
 class Tokenizer(ABC):
     """See the module docstring for the contract."""
 
     kind: ClassVar[str]
     uses_location: ClassVar[bool] = False
+    aligns: ClassVar[bool] = False  # train(align=...) and encode(prefer=...) supported
+    stickiness: float = 0.0  # relative cost within which a preferred code is kept
 
     d: int
     level_mse: list[float]
@@ -88,13 +110,26 @@ class Tokenizer(ABC):
 
         return more
 
-    def encode(self, x: np.ndarray, *, lat=None, lon=None, taken: np.ndarray | None = None) -> np.ndarray:
-        """codes [n, L] int32: nearest codes, or with capacity_aware the last level
-        assigned so that code tuples stay free of collisions where they can."""
-        if not self.capacity_aware:
-            return self.nearest_codes(x, lat=lat, lon=lon)
+    def preferring(self, prefer: np.ndarray | None) -> dict:
+        """The keyword `prefer=` for nearest_codes / encode_candidates (none when None);
+        refused by tokenizers that cannot be aligned."""
+        if prefer is None:
+            return {}
+        if not self.aligns:
+            raise ValueError(f"{self.kind} tokenizers cannot prefer earlier codes (no alignment)")
+        prefer = np.asarray(prefer, np.int64)
+        assert prefer.ndim == 2 and prefer.shape[1] == self.levels, f"prefer [n, {self.levels}] expected, got {prefer.shape}"
+        return {"prefer": prefer}
 
-        prefix, candidates, cost = self.encode_candidates(x, lat=lat, lon=lon)
+    def encode(self, x: np.ndarray, *, lat=None, lon=None, taken: np.ndarray | None = None, prefer: np.ndarray | None = None) -> np.ndarray:
+        """codes [n, L] int32: nearest codes, or with capacity_aware the last level
+        assigned so that code tuples stay free of collisions where they can; `prefer`
+        [n, L] earlier codes to keep where they cost little more (aligned tokenizers)."""
+        keep = self.preferring(prefer)
+        if not self.capacity_aware:
+            return self.nearest_codes(x, lat=lat, lon=lon, **keep)
+
+        prefix, candidates, cost = self.encode_candidates(x, lat=lat, lon=lon, **keep)
         last = resolve_last_level(prefix, candidates, cost, self.level_sizes, taken, widen=self.widen(x, lat, lon))
         return np.concatenate([prefix, last[:, None]], axis=1).astype(np.int32)
 

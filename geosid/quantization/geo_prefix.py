@@ -8,11 +8,10 @@ import dataclasses
 
 import numpy as np
 
-from geosid.quantization.assignment import REVISION as ASSIGNMENT_REVISION
 from geosid.quantization.base import Tokenizer, as_float32
 from geosid.quantization.kmeans import KMeans, nearest_centroids
 from geosid.quantization.levels import KMeansTraining
-from geosid.quantization.residual import ResidualKMeans, stored_assignment, stored_training
+from geosid.quantization.residual import ResidualKMeans, assignment_params, stored_assignment, stored_training
 
 
 def unit_sphere(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -42,7 +41,8 @@ class GeoPrefixTokenizer(Tokenizer):
 
     @classmethod
     def from_params(cls, params: dict) -> GeoPrefixTokenizer:
-        return cls(params["d"], params["codes"], stored_training(params), **stored_assignment(params))
+        options = stored_assignment(params)
+        return cls(params["d"], params["codes"], stored_training(params), capacity_aware=options["capacity_aware"], candidates=options["candidates"])
 
     @property
     def level_sizes(self) -> tuple[int, ...]:
@@ -59,10 +59,7 @@ class GeoPrefixTokenizer(Tokenizer):
         self.rest.level_mse = list(values)
 
     def params(self) -> dict:
-        out = {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored()}
-        if self.capacity_aware:
-            out.update(capacity_aware=True, candidates=self.candidates, assignment=ASSIGNMENT_REVISION)
-        return out
+        return {"kind": self.kind, "d": self.d, "codes": list(self.codes), **self.training.stored(), **assignment_params(self)}
 
     def train(self, x, *, lat=None, lon=None) -> float:
         x = as_float32(x, self.d)

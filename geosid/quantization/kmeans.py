@@ -77,18 +77,23 @@ class KMeans:
             return x[np.sort(rng.choice(len(x), self.sample_size, replace=False))]
         return x
 
-    def train(self, x: np.ndarray) -> float:
-        """Fit the centroids on x [n, d]; returns the final objective (sum of squared distances)."""
+    def train(self, x: np.ndarray, init: np.ndarray | None = None) -> float:
+        """Fit the centroids on x [n, d], from `init` [k, d] when given (a warm start:
+        centroid i starts where init's i-th is, so code ids carry over); returns the final
+        objective (sum of squared distances)."""
         x = self._training_points(as_float32(x, self.d))
         if len(x) < self.k:
             raise ValueError(f"cannot fit k={self.k} centroids on {len(x)} points")
+        if init is not None:
+            init = as_float32(init, self.d)
+            assert init.shape == (self.k, self.d), f"init centroids [{self.k}, {self.d}] expected, got {init.shape}"
         if self.backend == "faiss":
-            self._train_faiss(x)
+            self._train_faiss(x, init)
         else:
-            self._train_torch(x)
+            self._train_torch(x, init=init)
         return float(self.obj[-1])
 
-    def _train_faiss(self, x: np.ndarray) -> None:
+    def _train_faiss(self, x: np.ndarray, init: np.ndarray | None = None) -> None:
         import faiss  # lazy: loaded where k-means runs
 
         km = faiss.Kmeans(
@@ -102,16 +107,20 @@ class KMeans:
             max_points_per_centroid=int(np.ceil(len(x) / self.k)) + 1,
             min_points_per_centroid=1,
         )
-        km.train(x, init_centroids=self._kmeans_plus_plus(x) if self.init == "k-means++" else None)
+        if init is None and self.init == "k-means++":
+            init = self._kmeans_plus_plus(x)
+        km.train(x, init_centroids=init)
         self.centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
         self.obj = np.asarray(km.obj, dtype=np.float64)
 
-    def _train_torch(self, x: np.ndarray, batch: int = 65_536) -> None:
+    def _train_torch(self, x: np.ndarray, batch: int = 65_536, init: np.ndarray | None = None) -> None:
         import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         generator = torch.Generator().manual_seed(self.seed)
         data = torch.from_numpy(x).to(self.device)  # [n, d]
-        if self.init == "k-means++":
+        if init is not None:
+            centroids = torch.from_numpy(np.array(init)).to(self.device)
+        elif self.init == "k-means++":
             centroids = torch.from_numpy(self._kmeans_plus_plus(x)).to(self.device)
         else:
             init = torch.randperm(len(x), generator=generator)[: self.k]

@@ -56,10 +56,21 @@ class KMeansLevel:
     def size(self) -> int:
         return self.k
 
-    def train(self, residual: np.ndarray) -> None:
+    def train(self, residual: np.ndarray, init: dict[str, np.ndarray] | None = None) -> None:
+        """Fit on residuals [n, d]; `init`: another level's arrays to start from (a warm start)."""
         km = KMeans(self.d, self.k, self.niter, self.seed, self.sample_size, self.backend)
-        km.train(residual)
+        km.train(residual, init=None if init is None else init["centroids"])
         self.centroids = km.centroids
+
+    def relabel(self, order: np.ndarray) -> None:
+        """Code i becomes what code order[i] was (order: a permutation of the codes)."""
+        self.centroids = np.ascontiguousarray(self.centroids[np.asarray(order)])
+
+    def cost(self, residual: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """[n] squared distance of each row to the given code's centroid, as `candidates`
+        computes it (float64, row by row)."""
+        diff = residual.astype(np.float64) - self.centroids[np.asarray(codes)].astype(np.float64)
+        return np.einsum("nd,nd->n", diff, diff)
 
     def encode(self, residual: np.ndarray) -> np.ndarray:
         assert self.centroids is not None, "train() or load_arrays() first"
@@ -168,7 +179,9 @@ class FSQLevel:
     def size(self) -> int:
         return self.fsq.size
 
-    def train(self, residual: np.ndarray) -> None:
+    def train(self, residual: np.ndarray, init: dict[str, np.ndarray] | None = None) -> None:
+        """Fit the projection on residuals [n, d]; from PCA, or from another FSQ level's
+        arrays `init` (a warm start: digits, and so codes, carry over)."""
         import torch  # lazy: heavy (seconds to import): loaded where it is used
 
         m = len(self.fsq.levels)
@@ -177,7 +190,10 @@ class FSQLevel:
         scale = float(np.sqrt((residual * residual).sum(1).mean()) + 1e-12)
         r = torch.from_numpy(residual / scale)  # unit-scale residuals [n, d]
         project_in, project_out = torch.nn.Linear(self.d, m), torch.nn.Linear(m, self.d)
-        self._pca_init(residual / scale, project_in, project_out)
+        if init is None:
+            self._pca_init(residual / scale, project_in, project_out)
+        else:
+            self._warm_init(init, scale, project_in, project_out)
         optimizer = torch.optim.Adam([*project_in.parameters(), *project_out.parameters()], lr=self.lr)
         for _ in range(self.epochs):
             order = torch.randperm(len(r), generator=generator)
@@ -215,6 +231,33 @@ class FSQLevel:
             project_out.weight.copy_(torch.from_numpy((directions.T * std * half_width / 2).astype(np.float32)))
             project_out.bias.copy_(torch.from_numpy(mean.astype(np.float32)))
 
+    @staticmethod
+    def _warm_init(arrays: dict[str, np.ndarray], scale: float, project_in, project_out) -> None:
+        """Start from stored raw-residual weights, expressed on unit-scale residuals."""
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
+
+        with torch.no_grad():
+            project_in.weight.copy_(torch.from_numpy((np.asarray(arrays["w_in"]) * scale).T.astype(np.float32)))
+            project_in.bias.copy_(torch.from_numpy(np.asarray(arrays["b_in"], np.float32).ravel()))
+            project_out.weight.copy_(torch.from_numpy((np.asarray(arrays["w_out"]) / scale).T.astype(np.float32)))
+            project_out.bias.copy_(torch.from_numpy((np.asarray(arrays["b_out"]).ravel() / scale).astype(np.float32)))
+
+    def cost(self, residual: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """[n] squared distance, in the bounded space, of each row to the given code's
+        digits, as `candidates` computes it."""
+        bounded = self._bounded(residual)  # [n, m]
+        half = np.array([level // 2 for level in self.fsq.levels])
+        values = self.fsq.codes_to_digits(np.asarray(codes)) - half  # [n, m]
+        return ((values - bounded) ** 2).sum(1)
+
+    def _bounded(self, residual: np.ndarray) -> np.ndarray:
+        """The bounded projection [n, m] (float64 math row by row: the same item, the same values)."""
+        import torch  # lazy: heavy (seconds to import): loaded where it is used
+
+        projected = np.einsum("nd,dm->nm", residual.astype(np.float64), self.w_in.astype(np.float64)) + self.b_in
+        with torch.no_grad():
+            return self.fsq.bound(torch.from_numpy(projected.astype(np.float32))).numpy().astype(np.float64)
+
     def encode(self, residual: np.ndarray) -> np.ndarray:
         import torch  # lazy: heavy (seconds to import): loaded where it is used
 
@@ -241,13 +284,9 @@ class FSQLevel:
         return np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts])
 
     def _candidates(self, residual: np.ndarray, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch  # lazy: heavy (seconds to import): loaded where it is used
-
         # the projection row by row (einsum's own loop, not BLAS, whose results for a row
         # differ in the last bits with the rows beside it): the same item, the same costs
-        projected = np.einsum("nd,dm->nm", residual.astype(np.float64), self.w_in.astype(np.float64)) + self.b_in
-        with torch.no_grad():
-            bounded = self.fsq.bound(torch.from_numpy(projected.astype(np.float32))).numpy()  # [n, m]
+        bounded = self._bounded(residual).astype(np.float32)  # [n, m]
         n, m = bounded.shape
         # per channel, its levels (centred) nearest first: options [n, m, t], gap [n, m, t]
         options = np.full((n, m, t), np.nan)

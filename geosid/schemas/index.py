@@ -156,4 +156,129 @@ SID_QUALITY = TableSpec(
     ),
 )
 
-TABLES = [CODEBOOK_VERSIONS, CODEBOOKS, SID_MAP, SID_COLLISIONS, SID_QUALITY]
+SID_STABILITY = TableSpec(
+    name="index.sid_stability",
+    description=(
+        "How far a version is from a reference version (the one it was aligned to at fit, "
+        "the one it retired at publish), over the items both give a SID: SID retention "
+        "(the same SID string), code retention (the same code tuple), per-level retention of "
+        "code ids raw and after the best one-to-one renaming of the level's codes, the "
+        "adjusted Rand index of the first-level partitions, and neighbour overlap (the share "
+        "of an item's items sharing its first neighbour_depth codes that still do)."
+    ),
+    schema=StructType(
+        [
+            StructField("version", StringType(), False),
+            StructField("reference", StringType(), False),
+            StructField("items", LongType(), False),
+            StructField("sid_retention", DoubleType(), False),
+            StructField("code_retention", DoubleType(), False),
+            StructField("level_retention", ArrayType(DoubleType()), False),
+            StructField("level_retention_matched", ArrayType(DoubleType()), False),
+            StructField("first_level_ari", DoubleType(), False),
+            StructField("neighbour_overlap", DoubleType(), False),
+            StructField("neighbour_depth", IntegerType(), False),
+            StructField("computed_dt", DateType(), False),
+        ]
+    ),
+    keys=("version", "reference"),
+    checks=(
+        Check("compound_unique", args={"columns": ["version", "reference"]}),
+        Check("between", "sid_retention", args={"min_value": 0.0, "max_value": 1.0}),
+        Check("between", "first_level_ari", args={"min_value": -1.0, "max_value": 1.0}),
+    ),
+)
+
+MIGRATION_KINDS = ("kept", "moved", "new", "retired")
+
+SID_MIGRATION = TableSpec(
+    name="index.sid_migration",
+    description=(
+        "From the version a published version retired (from_version) to it (to_version): "
+        "every item of either, once, with its old and new SID and a kind: kept (the same "
+        "SID), moved (another SID), new (no SID under the old version), retired (no SID "
+        "under the new one). Rewritten whenever the new version gives SIDs."
+    ),
+    schema=StructType(
+        [
+            StructField("from_version", StringType(), False),
+            StructField("to_version", StringType(), False),
+            StructField("source", StringType(), False),
+            StructField("item_id", StringType(), False),
+            StructField("old_sid", StringType(), True),
+            StructField("new_sid", StringType(), True),
+            StructField("kind", StringType(), False),
+        ]
+    ),
+    keys=("to_version", "source", "item_id"),
+    checks=(
+        Check("compound_unique", args={"columns": ["to_version", "source", "item_id"]}),
+        Check("in_set", "kind", args={"values": list(MIGRATION_KINDS)}),
+        Check(
+            "in_set",
+            "kind_matches_sids",
+            sql=(
+                "CASE kind WHEN 'kept' THEN old_sid = new_sid WHEN 'moved' THEN old_sid <> new_sid "
+                "WHEN 'new' THEN old_sid IS NULL AND new_sid IS NOT NULL "
+                "WHEN 'retired' THEN new_sid IS NULL AND old_sid IS NOT NULL ELSE false END"
+            ),
+            args={"values": [True]},
+        ),
+    ),
+)
+
+SID_CODE_MAP = TableSpec(
+    name="index.sid_code_map",
+    description=(
+        "Per level of a published version and each of its codes (new_code): the code of the "
+        "version it retired that most of the code's items had (old_code), how many common "
+        "items the new code holds, and the share of them that had old_code. A downstream "
+        "model remaps its SID embedding table with it: row new_code starts from old_code's."
+    ),
+    schema=StructType(
+        [
+            StructField("from_version", StringType(), False),
+            StructField("to_version", StringType(), False),
+            StructField("level", IntegerType(), False),
+            StructField("new_code", IntegerType(), False),
+            StructField("old_code", IntegerType(), False),
+            StructField("items", LongType(), False),
+            StructField("share", DoubleType(), False),
+        ]
+    ),
+    keys=("to_version", "level", "new_code"),
+    checks=(
+        Check("compound_unique", args={"columns": ["to_version", "level", "new_code"]}),
+        Check("between", "share", args={"min_value": 0.0, "max_value": 1.0}),
+        Check("between", "items", args={"min_value": 1}),
+    ),
+)
+
+SID_DRIFT = TableSpec(
+    name="index.sid_drift",
+    description=(
+        "Per version and day after its fit: the day's new items, their quantization error "
+        "(mean squared residual of the nearest codes) and collision rate (the share that "
+        "lands on an occupied code tuple: disambiguation digit > 0), beside the version's "
+        "values at fit time (reconstruction MSE and conflict rate over its training items)."
+    ),
+    schema=StructType(
+        [
+            StructField("version", StringType(), False),
+            StructField("dt", DateType(), False),
+            StructField("new_items", LongType(), False),
+            StructField("quantization_mse", DoubleType(), False),
+            StructField("fit_mse", DoubleType(), False),
+            StructField("collision_rate", DoubleType(), False),
+            StructField("fit_collision_rate", DoubleType(), False),
+        ]
+    ),
+    keys=("version", "dt"),
+    checks=(
+        Check("compound_unique", args={"columns": ["version", "dt"]}),
+        Check("between", "new_items", args={"min_value": 1}),
+        Check("between", "collision_rate", args={"min_value": 0.0, "max_value": 1.0}),
+    ),
+)
+
+TABLES = [CODEBOOK_VERSIONS, CODEBOOKS, SID_MAP, SID_COLLISIONS, SID_QUALITY, SID_STABILITY, SID_MIGRATION, SID_CODE_MAP, SID_DRIFT]

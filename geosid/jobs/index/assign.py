@@ -16,9 +16,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from geosid.jobs.index.drift import write_drift
 from geosid.jobs.index.inputs import embeddings_as_of, item_locations
 from geosid.jobs.index.registry import load_tokenizer, version_row
 from geosid.jobs.index.report import sid_key, write_quality
+from geosid.jobs.index.versions import aligned_to, has_migration, preferred_codes, write_migration
 from geosid.lake import Lake, as_date
 from geosid.quantization.assignment import resolve_last_level
 from geosid.quantization.base import Tokenizer
@@ -59,18 +61,26 @@ class AssignReport:
         }
 
 
-CODED_SCHEMA = "source string, item_id string, first_seen timestamp, lat double, lon double, codes array<int>"
+KEYS_SCHEMA = "source string, item_id string, first_seen timestamp, lat double, lon double, error double"
+CODED_SCHEMA = f"{KEYS_SCHEMA}, codes array<int>"
+CANDIDATE_SCHEMA = f"{KEYS_SCHEMA}, prefix array<int>, candidates array<bigint>, cost array<double>"
 
 
-CANDIDATE_SCHEMA = (
-    "source string, item_id string, first_seen timestamp, lat double, lon double, prefix array<int>, candidates array<bigint>, cost array<double>"
-)
+def _preferred(pdf: pd.DataFrame, levels: int) -> np.ndarray:
+    """[n, levels] the rows' `previous` codes, -1 where they have none."""
+    out = np.full((len(pdf), levels), -1, np.int64)
+    for i, codes in enumerate(pdf["previous"].to_numpy()):
+        if codes is not None and len(codes) == levels:
+            out[i] = codes
+    return out
 
 
-def tokenize_partitions(tokenizer: Tokenizer, *, candidates: bool = False):
-    """The mapInPandas function: (source, item_id, first_seen, lat, lon, vector) batches ->
-    the same keys with their codes (nearest codes), or with their prefix codes and
-    last-level candidates (capacity-aware tokenizers, resolved over all items at once)."""
+def tokenize_partitions(tokenizer: Tokenizer, *, candidates: bool = False, aligned: bool = False, error: bool = False):
+    """The mapInPandas function: (source, item_id, first_seen, lat, lon, vector, previous)
+    batches -> the same keys with their codes (nearest codes), or with their prefix codes
+    and last-level candidates (capacity-aware tokenizers, resolved over all items at once).
+    `aligned`: items prefer their `previous` codes; `error`: the nearest codes' squared
+    quantization error per item (for drift), else NaN."""
 
     def tokenize(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
@@ -78,12 +88,18 @@ def tokenize_partitions(tokenizer: Tokenizer, *, candidates: bool = False):
                 continue
             x = np.stack(pdf["vector"].to_numpy()).astype(np.float32)  # [n, d]
             lat, lon = pdf["lat"].to_numpy(), pdf["lon"].to_numpy()
+            prefer = {"prefer": _preferred(pdf, tokenizer.levels)} if aligned else {}
             out = pdf[["source", "item_id", "first_seen", "lat", "lon"]].copy()
+            if error:
+                residual = x - tokenizer.decode(tokenizer.nearest_codes(x, lat=lat, lon=lon))
+                out["error"] = (residual.astype(np.float64) ** 2).sum(1)
+            else:
+                out["error"] = np.nan
             if candidates:
-                prefix, codes, cost = tokenizer.encode_candidates(x, lat=lat, lon=lon)  # [n, L-1], [n, k], [n, k]
+                prefix, codes, cost = tokenizer.encode_candidates(x, lat=lat, lon=lon, **prefer)  # [n, L-1], [n, k], [n, k]
                 out["prefix"], out["candidates"], out["cost"] = list(prefix.astype(np.int32)), list(codes), list(cost)
             else:
-                out["codes"] = list(tokenizer.nearest_codes(x, lat=lat, lon=lon).astype(np.int32))  # [n, L]
+                out["codes"] = list(tokenizer.nearest_codes(x, lat=lat, lon=lon, **prefer).astype(np.int32))  # [n, L]
             yield out
 
     return tokenize
@@ -121,7 +137,7 @@ def resolve_capacity(lake: Lake, candidates: DataFrame, existing: DataFrame, tok
     cost = np.array(local["cost"].tolist(), np.float64).reshape(len(local), k)
     last = resolve_last_level(prefix, codes, cost, sizes, taken, widen=_widen_from(new, local, tokenizer))
     local["codes"] = [list(map(int, p)) + [int(c)] for p, c in zip(prefix, last)]
-    return lake.spark.createDataFrame(local[["source", "item_id", "first_seen", "lat", "lon", "codes"]], CODED_SCHEMA)
+    return lake.spark.createDataFrame(local[["source", "item_id", "first_seen", "lat", "lon", "error", "codes"]], CODED_SCHEMA)
 
 
 def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokenizer: Tokenizer | None = None) -> AssignReport:
@@ -131,11 +147,17 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
     spark = lake.spark
     row = version_row(lake, codebook_version)
     tokenizer = tokenizer or load_tokenizer(lake, codebook_version)
+    reference = aligned_to(row)
     candidates = (
         embeddings_as_of(lake, as_of, row["model_id"], row["template_id"])
         .join(item_locations(lake, as_of), ["source", "item_id"])
         .select("source", "item_id", "first_seen", "lat", "lon", "vector")
     )
+    if reference:
+        candidates = candidates.join(preferred_codes(lake, reference, row["created_dt"]), ["source", "item_id"], "left")
+    else:
+        candidates = candidates.withColumn("previous", F.lit(None).cast("array<int>"))
+    drift = as_of > row["created_dt"]  # a day after the fit: its new items measure the drift
     existing = (
         lake.read(index.SID_MAP).filter(F.col("version") == codebook_version)
         if lake.exists(index.SID_MAP)
@@ -144,12 +166,15 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
     new = candidates.join(existing.select("source", "item_id"), ["source", "item_id"], "left_anti")
     run = f"assign-{codebook_version}-{as_of}"
     try:
+        options = {"aligned": bool(reference), "error": drift}
         if tokenizer.capacity_aware:
-            staged = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer, candidates=True), CANDIDATE_SCHEMA), f"{run}-candidates")
+            tokenize = tokenize_partitions(tokenizer, candidates=True, **options)
+            staged = lake.checkpoint(new.mapInPandas(tokenize, CANDIDATE_SCHEMA), f"{run}-candidates")
             coded = lake.checkpoint(resolve_capacity(lake, staged, existing, tokenizer, new), f"{run}-coded")
         else:
-            coded = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer), CODED_SCHEMA), f"{run}-coded")
+            coded = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer, **options), CODED_SCHEMA), f"{run}-coded")
         n_new = coded.count()
+        mean_error = coded.agg(F.avg("error")).collect()[0][0] if (drift and n_new) else None
         if n_new:
             rows = with_disambiguation(coded, existing).select(
                 F.lit(codebook_version).alias("version"),
@@ -166,7 +191,11 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
             lake.merge(rows, index.SID_MAP, insert_only=True)
     finally:
         lake.drop_checkpoints(run)
+    if mean_error is not None:
+        write_drift(lake, row, as_of, float(mean_error))
     write_quality(lake, codebook_version, as_of)
+    if has_migration(lake, codebook_version):
+        write_migration(lake, codebook_version)
     total = lake.read(index.SID_MAP).filter(F.col("version") == codebook_version).count()
     return AssignReport(codebook_version, as_of, n_new, total, time.perf_counter() - started)
 

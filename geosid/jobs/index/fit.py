@@ -10,9 +10,9 @@ import datetime as dt_
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from geosid.errors import ImmutableVersionError
+from geosid.errors import ImmutableVersionError, InvalidRequestError
 from geosid.jobs.index.assign import AssignReport, assign_sids
 from geosid.jobs.index.inputs import TrainingSet, load_training_set
 from geosid.jobs.index.registry import (
@@ -23,12 +23,16 @@ from geosid.jobs.index.registry import (
     codebook_versions,
     default_codes,
     load_tokenizer,
+    published_version,
     version_metrics,
     version_row,
 )
 from geosid.jobs.index.report import version_fit_seconds
+from geosid.jobs.index.versions import preferred_codes, previous_matrix, write_stability
 from geosid.lake import Lake, as_date
+from geosid.quantization.base import Alignment, Tokenizer
 from geosid.quantization.metrics import conflict_floor, sid_quality
+from geosid.quantization.stability import Stability
 from geosid.schemas import index, silver
 
 
@@ -51,6 +55,8 @@ class FitReport:
     fit_seconds: float
     reused: bool = False
     assign: "AssignReport | None" = None
+    reference: str | None = None  # the version it was compared with (aligned to, or in force)
+    stability: Stability | None = None
 
     def summary(self) -> str:
         m = self.metrics
@@ -58,7 +64,9 @@ class FitReport:
             f"codebook {self.codebook_version} ({self.method}, {' x '.join(map(str, self.level_sizes))} codes) on {self.n_items:,} items: "
             f"conflict {m['conflict_rate']:.2%} (floor {m.get('conflict_floor', 0):.2%}), exclusive {m['exclusive_rate']:.2%}, "
             f"alone {m['items_alone_rate']:.2%}, "
-            f"largest bucket {m['largest_bucket']}, fit {self.fit_seconds:.1f}s" + (" (stored version, reused)" if self.reused else "")
+            f"largest bucket {m['largest_bucket']}, fit {self.fit_seconds:.1f}s"
+            + (" (stored version, reused)" if self.reused else "")
+            + (f"\n  against {self.reference}: {self.stability.summary()}" if self.stability else "")
         )
 
     def to_dict(self) -> dict:
@@ -70,6 +78,7 @@ class FitReport:
             "metrics": self.metrics,
             "reused": self.reused,
             "seconds": round(self.seconds, 2),
+            "stability": None if self.stability is None else {"reference": self.reference, **self.stability.to_dict()},
         }
 
 
@@ -95,9 +104,10 @@ def fit_candidate(
     as_of = as_date(as_of)
     spark = lake.spark
     data = load_training_set(lake, as_of, model_id, template_id, embeddings_version, item_geo_version)
-    level_sizes = spec.codes or default_codes(len(data.x))
+    previous = previous_version(lake, spec, data) if spec.align_to else None
+    level_sizes = previous.level_sizes if previous else (spec.codes or default_codes(len(data.x)))
     tokenizer = spec.build(data.x.shape[1], tuple(level_sizes))
-    params = {**tokenizer.params(), "spec": asdict(spec)}
+    params = {**tokenizer.params(), "spec": spec.stored()}
     version = version_id(params, data)
     existing = codebook_versions(lake)
     if version in set(existing.version) and version_row(lake, version)["status"] != "candidate":
@@ -111,10 +121,16 @@ def fit_candidate(
         )
     fit_started = time.perf_counter()
     lat, lon = data.keys.lat.to_numpy(), data.keys.lon.to_numpy()
-    tokenizer.train(data.x, lat=lat, lon=lon)
+    if previous is None:
+        tokenizer.train(data.x, lat=lat, lon=lon)
+        prefer = {}
+    else:
+        codes = previous_matrix(data.keys, preferred_codes(lake, spec.align_to, as_of).toPandas(), len(level_sizes))
+        tokenizer.train(data.x, lat=lat, lon=lon, align=Alignment(previous, codes))
+        prefer = {"prefer": codes}
     fit_seconds = time.perf_counter() - fit_started
     sizes = tokenizer.level_sizes
-    metrics = sid_quality(tokenizer.encode(data.x, lat=lat, lon=lon), sizes, lat, lon)
+    metrics = sid_quality(tokenizer.encode(data.x, lat=lat, lon=lon, **prefer), sizes, lat, lon)
     metrics["reconstruction_mse"] = tokenizer.level_mse[-1] if tokenizer.level_mse else None
     metrics["conflict_floor"] = conflict_floor(data.x)
     where = f"version = '{version}'"
@@ -142,8 +158,33 @@ def fit_candidate(
         lake.write(spark.createDataFrame([], index.SID_MAP.schema), index.SID_MAP, where=where)
     report = FitReport(version, spec.label, sizes, len(data.x), metrics, 0.0, fit_seconds)
     report.assign = assign_sids(lake, version, as_of, tokenizer=tokenizer)
+    reference = spec.align_to or published_version(lake, as_of=as_of)
+    if reference and reference != version:
+        report.stability = write_stability(lake, version, reference, as_of)
+        report.reference = reference
     report.seconds = time.perf_counter() - started
     return report
+
+
+def previous_version(lake: Lake, spec: CodebookSpec, data: TrainingSet) -> Tokenizer:
+    """The trained tokenizer an aligned fit starts from; refused in one line when it cannot
+    be aligned to (another method, representation or code budget)."""
+    row = version_row(lake, spec.align_to)  # UnknownNameError lists the known ones
+    previous = load_tokenizer(lake, spec.align_to)
+    if not previous.aligns:
+        raise InvalidRequestError(f"--align-to {spec.align_to}: {previous.kind} versions cannot be aligned to (residual methods only)")
+    if previous.kind != spec.method:
+        raise InvalidRequestError(f"--align-to {spec.align_to}: it is a {previous.kind} version; fit --method {previous.kind} to align to it")
+    if (row["model_id"], row["template_id"]) != (data.model_id, data.template_id) or previous.d != data.x.shape[1]:
+        raise InvalidRequestError(
+            f"--align-to {spec.align_to}: it was fit on {row['model_id']} / {row['template_id']} vectors, "
+            f"this fit reads {data.model_id} / {data.template_id}"
+        )
+    if spec.codes and tuple(spec.codes) != previous.level_sizes:
+        raise InvalidRequestError(
+            f"--align-to {spec.align_to}: it has {' x '.join(map(str, previous.level_sizes))} codes; leave --codes out or give the same"
+        )
+    return previous
 
 
 @dataclass

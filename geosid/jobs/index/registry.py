@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt_
 import json
 import math
@@ -40,10 +41,24 @@ class CodebookSpec:
     fsq_epochs: int = 40
     fsq_lr: float = 0.01
     capacity_aware: bool = False  # last level by capacity-aware assignment
+    # an aligned re-fit: warm-started from this version, its codes renamed to its ids, and
+    # an item keeps its code there when it costs at most (1 + stickiness) x the best code
+    align_to: str | None = None
+    stickiness: float = 0.1
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise InvalidRequestError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.stickiness < 0:
+            raise InvalidRequestError(f"stickiness is a relative cost, >= 0; got {self.stickiness}")
+
+    def stored(self) -> dict:
+        """What a version's params record of the spec (the alignment fields only when
+        aligned, so the ids of versions fitted before alignment existed stay the same)."""
+        out = dataclasses.asdict(self)
+        if self.align_to is None:
+            del out["align_to"], out["stickiness"]
+        return out
 
     @property
     def label(self) -> str:
@@ -52,8 +67,9 @@ class CodebookSpec:
 
     def build(self, d: int, level_sizes: tuple[int, ...]) -> Tokenizer:
         training = KMeansTraining(self.niter, self.seed, self.sample_size)
+        options = {"stickiness": self.stickiness} if self.align_to else {}
         return tokenizer_class(self.method).for_budget(
-            d, level_sizes, training, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr, capacity_aware=self.capacity_aware
+            d, level_sizes, training, fsq_epochs=self.fsq_epochs, fsq_lr=self.fsq_lr, capacity_aware=self.capacity_aware, **options
         )
 
 
