@@ -9,6 +9,7 @@ for that day's drop and fails saying so, having built nothing. `make test-airflo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -68,7 +69,8 @@ def _in_order(ctx, raw: Path) -> None:
         pipeline.daily(day, "synthetic", raw, validate=False, ctx=ctx)
     to = DAYS[PREFIX - 1]
     pipeline.embed(to, ctx=ctx)
-    version = pipeline.fit_codebook(_spec(), to, ctx=ctx).codebook_version
+    aligned = pipeline.refit_plan(DAYS[0], to, ctx=ctx).align_to  # the DAG aligns to the version in force
+    version = pipeline.fit_codebook(dataclasses.replace(_spec(), align_to=aligned), to, ctx=ctx).codebook_version
     for day in DAYS[:PREFIX]:
         pipeline.assign_day(day, version, ctx=ctx)
     pipeline.rebuild_corpus(version, DAYS[0], to, "synthetic", pipeline.split_config("time", to), ctx=ctx)

@@ -43,19 +43,25 @@ def test_dagbag_imports_without_errors(tmp_path):
         "'train_tasks': sorted(t.task_id for t in bag.dags['geosid_train'].tasks), "
         "'maintenance_tasks': sorted(t.task_id for t in bag.dags['geosid_maintenance'].tasks), "
         "'maintenance_schedule': str(bag.dags['geosid_maintenance'].schedule), "
-        "'schedule': str(bag.dags['geosid_daily'].schedule)}))\n"
+        "'schedule': str(bag.dags['geosid_daily'].schedule), "
+        "'outlets': [o.name for o in bag.dags['geosid_daily'].get_task('refit_advised').outlets], "
+        "'backfill_timetable': type(bag.dags['geosid_codebook_backfill'].timetable).__name__}))\n"
     ) % str(REPO / "geosid" / "dags")
     out = subprocess.run([sys.executable, "-c", code], env=_airflow_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
     assert info["dags"] == ["geosid_codebook_backfill", "geosid_daily", "geosid_maintenance", "geosid_train"]
-    assert info["tasks"] == sorted(["wait_for_drop", "ingest", "validate_bronze", "build", "validate", "repair_later"])
+    assert info["tasks"] == sorted(
+        ["wait_for_drop", "ingest", "validate_bronze", "build", "validate", "repair_later", "check_drift", "refit_advised"]
+    )
     assert (info["maintenance_tasks"], info["maintenance_schedule"]) == (["maintain"], "@weekly")
     assert info["backfill_tasks"] == [
         "codebook",
         "days",
         "embed",
+        "migrate",
+        "plan",
         "publish",
         "rebuild_corpus",
         "summarize",
@@ -64,6 +70,8 @@ def test_dagbag_imports_without_errors(tmp_path):
     ]
     assert info["train_tasks"] == ["dpo", "evaluate", "pretrain"]
     assert info["schedule"] == "@daily"
+    # drift that advises a re-fit updates the asset the codebook backfill is scheduled on
+    assert info["outlets"] == ["geosid_refit_advised"] and info["backfill_timetable"] == "AssetTriggeredTimetable"
 
 
 @pytest.mark.slow

@@ -237,3 +237,71 @@ def test_alignment_is_refused_in_one_line_where_it_cannot_hold(world):
         fit_candidate(lake, dataclasses.replace(SPEC, codes=(8, 8, 8), align_to=v1), DAY2)
     with pytest.raises(InvalidRequestError, match="method"):
         fit_candidate(lake, dataclasses.replace(SPEC, method="residual_kmeans_fsq", align_to=v1), DAY2)
+
+
+# the downstream model: a warm start through the code map
+
+
+def _vocab(items: list[str], cells: list[str], sizes: tuple[int, ...]):
+    from geosid.trainer.data import Vocab
+
+    n = len(items)
+    vocab = Vocab(
+        item_ids=np.array(items),
+        tokens=np.zeros((n, len(sizes)), np.int64),
+        item_lat=np.zeros(n),
+        item_lon=np.zeros(n),
+        item_cell=np.ones(n, np.int64),
+        token_sizes=sizes,
+        cells=pd.Index(cells),
+        cell_centres=np.zeros((len(cells) + 1, 2)),
+    )
+    vocab.set_item_embeddings(np.full(n, 5), 1)
+    return vocab
+
+
+def _model(vocab, seed: int):
+    import torch
+
+    from geosid.trainer.model import OneLoc, OneLocConfig
+
+    torch.manual_seed(seed)
+    cfg = OneLocConfig.sized("tiny", token_sizes=vocab.token_sizes, n_cells=len(vocab.cells), n_behaviors=1, n_items=vocab.n_item_embeddings)
+    return OneLoc(cfg)
+
+
+def test_warm_start_remaps_sid_item_and_cell_rows_and_copies_the_rest():
+    import torch
+
+    from geosid.trainer.warm_start import warm_start
+
+    sizes = (4, 4, 3)  # two levels of 4 codes, then digits 0..2
+    old_vocab = _vocab(["a", "b", "c"], ["c1", "c2"], sizes)
+    new_vocab = _vocab(["c", "d", "a"], ["c2", "c3"], (4, 4, 2))
+    old, new = _model(old_vocab, 0), _model(new_vocab, 1)
+    fresh = {k: v.clone() for k, v in new.state_dict().items()}
+    maps = [np.array([2, 0, 1, -1]), np.arange(4)]  # level 0: new code 0 <- old 2, 1 <- 0, 2 <- 1, 3 had no items before
+    report = warm_start(new, new_vocab, old, old_vocab, maps)
+    o, n = old.state_dict(), new.state_dict()
+    for name in ("code_emb.0.weight", "tok_emb.0.weight", "heads.0.weight"):
+        assert torch.equal(n[name][:3], o[name][[2, 0, 1]]) and torch.equal(n[name][3], fresh[name][3])
+    assert torch.equal(n["heads.0.bias"][:3], o["heads.0.bias"][[2, 0, 1]])
+    assert torch.equal(n["code_emb.1.weight"], o["code_emb.1.weight"])
+    assert torch.equal(n["code_emb.2.weight"], o["code_emb.2.weight"][:2])  # the digits both have
+    # items by id: c (old row 4) and a (old row 2) keep theirs, d is new
+    new_rows = dict(zip(new_vocab.item_ids, new_vocab.item_embed))
+    assert torch.equal(n["item_emb.weight"][new_rows["c"]], o["item_emb.weight"][4])
+    assert torch.equal(n["item_emb.weight"][new_rows["a"]], o["item_emb.weight"][2])
+    assert torch.equal(n["item_emb.weight"][new_rows["d"]], fresh["item_emb.weight"][new_rows["d"]])
+    assert torch.equal(n["cell_emb.weight"][1], o["cell_emb.weight"][2])  # c2
+    assert torch.equal(n["cell_emb.weight"][2], fresh["cell_emb.weight"][2])  # c3 is new
+    assert torch.equal(n["encoder.0.attn.qkv.weight"], o["encoder.0.attn.qkv.weight"])  # the same shape: copied
+    assert not torch.equal(fresh["encoder.0.attn.qkv.weight"], o["encoder.0.attn.qkv.weight"])
+    assert report.remapped["code_emb.0.weight"] == pytest.approx(0.75) and "encoder.0.attn.qkv.weight" in report.copied
+
+
+def test_adjusted_rand_index_of_a_known_pair_of_partitions():
+    from geosid.quantization.stability import adjusted_rand
+
+    # {0,1,2}{3,4,5} against {0,1}{2,3}{4,5}: index 2 pairs, expected 6*3/15, max 4.5
+    assert adjusted_rand(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 1, 1, 2, 2])) == pytest.approx((2 - 1.2) / (4.5 - 1.2))

@@ -98,6 +98,93 @@ def _structure_unchanged(results: dict) -> list[str]:
     return ["", head, "", *_table(["dataset", "tables equal", "tables different", "training (losses, metrics)", "the repair"], rows)]
 
 
+def _pct(spread: dict) -> str:
+    """A mean over seeds as a percentage, with its range when the seeds differ."""
+    mean, low, high = spread["mean"], spread["min"], spread["max"]
+    return f"{mean:.2%}" if high - low < 5e-5 else f"{mean:.2%} ({low:.2%} .. {high:.2%})"
+
+
+def _km(spread: dict) -> str:
+    return f"{spread['mean']:.2f}" + ("" if spread["max"] - spread["min"] < 5e-3 else f" ({spread['min']:.2f} .. {spread['max']:.2f})")
+
+
+def _sid_stability(results: dict) -> list[str]:
+    labels = {"same_items": f"same items ({results['old']}), another seed", "month_later": f"a month later ({results['new']})"}
+    rows = []
+    for scenario, kinds in results["summary"].items():
+        for kind in ("naive", "aligned"):
+            s = kinds[kind]
+            rows.append(
+                [
+                    labels[scenario],
+                    "aligned (`--align-to`)" if kind == "aligned" else "naive",
+                    _pct(s["first_level_retention"]),
+                    _pct(s["first_level_retention_matched"]),
+                    _pct(s["sid_retention"]),
+                    f"{s['first_level_ari']['mean']:.3f}",
+                    _pct(s["neighbour_overlap"]),
+                    _pct(s["conflict_rate"]),
+                    _pct(s["exclusive_rate"]),
+                    _km(s["geo_coherence_l1_km"]),
+                    f"{s['gates_passed']} / {s['runs']}",
+                ]
+            )
+    q = results["version_quality"]
+    head = (
+        f"Version `{results['version']}` ({results['method']}) fit and published as of {results['old']} on {results['version_items']:,} "
+        f"items by {results['new']} (conflict {q['conflict_rate']:.2%}, exclusive {q['exclusive_rate']:.2%}, geo L1 {q['geo_coherence_l1_km']:.2f} km); "
+        f"stickiness {results['stickiness']}. Retention over the {results.get('version_fit_items', results['version_items']):,} items it was fit on; "
+        "mean over the seeds (range where they differ: an aligned re-fit starts from the version's centroids, so its seed has no effect)."
+    )
+    drift = results.get("drift") or []
+    notes = [
+        f"Drift recorded under `{d['version']}` on {d['dt']}: {d['new_items']:,} new items, quantization error "
+        f"{d['quantization_mse'] / d['fit_mse']:.2f}x the fit's, collision rate {d['collision_rate']:.2%} (fit {d['fit_collision_rate']:.2%})."
+        for d in drift
+    ]
+    columns = [
+        "re-fit",
+        "method",
+        "first-level kept",
+        "first-level kept, matched",
+        "SIDs kept",
+        "first-level ARI",
+        "neighbour overlap",
+        "conflict",
+        "exclusive",
+        "geo L1 km",
+        "default gates passed",
+    ]
+    return ["", head, "", *_table(columns, rows), *[f"\n{n}" for n in notes]]
+
+
+def _sid_warm_start(results: dict) -> list[str]:
+    p = results["previous"]
+    head = (
+        f"The previous run: OneLoc under `{results['previous_version']}` on the corpus up to {results['old']} (one epoch): "
+        f"test R@5 {p['recall@5']:.4f}. Each re-fit's corpus runs to {results['new']}; every run below trains {results['steps']} steps "
+        f"(seeds {', '.join(map(str, results['seeds']))}); the user's Markov rule on the same test split beside it."
+    )
+    rows = []
+    for kind, r in results["refits"].items():
+        migration = r["migration"] or {}
+        for start in ("scratch", "warm"):
+            s = r["summary"][start]
+            markov = r["runs"][start][0]["markov_user"]
+            rows.append(
+                [
+                    f"{kind} (`{r['version']}`)",
+                    "from scratch" if start == "scratch" else "warm start via index.sid_code_map",
+                    f"{migration.get('kept', 0):,} kept / {migration.get('moved', 0):,} moved",
+                    f"{s['recall@5']['mean']:.4f} ({s['recall@5']['min']:.4f} .. {s['recall@5']['max']:.4f})",
+                    f"{s['recall@10']['mean']:.4f}",
+                    f"{s['ndcg@10']['mean']:.4f}",
+                    f"{markov['recall@5']:.4f}",
+                ]
+            )
+    return ["", head, "", *_table(["re-fit", "start", "migration", "R@5 (range)", "R@10", "N@10", "markov_user R@5"], rows)]
+
+
 # result file -> (area, title, renderer)
 RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "many_writers": ("operations", "Many writers on a synthetic world (`bench/many_writers.py`)", _many_writers),
@@ -112,6 +199,12 @@ RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "dpo_sweep": ("training", "DPO: preference learning and the trade-off (`geosid train dpo --sweep`)", _tables),
     "sid_quality-nyc": ("sids", "Codebook methods on the NYC venues", _tables),
     "index_quality": ("sids", "ResKmeansFSQ against ResidualKMeans at equal budgets (`bench/index_quality.py`)", _tables),
+    "sid_stability": ("sids", "Re-fits a month apart: naive against aligned (`bench/sid_stability.py`)", _sid_stability),
+    "sid_warm_start": (
+        "sids",
+        "OneLoc under a re-fit: warm start through the migration against scratch (`bench/sid_warm_start.py`)",
+        _sid_warm_start,
+    ),
     "demo-nyc": ("demo", "`make demo` on the NYC file", _tables),
     "ingest_throughput": ("throughput", "Ingest (`bench/ingest_throughput.py`)", _tables),
     "scale_end_to_end": ("throughput", "End to end at 1M and 10M events (`bench/scale_end_to_end.py`)", _tables),
@@ -125,6 +218,11 @@ RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
 
 
 HEADLINES: dict[str, Callable[[dict], str]] = {
+    "sid_stability": lambda r: (
+        f"a re-fit a month later keeps {r['summary']['month_later']['aligned']['sid_retention']['mean']:.1%} of SIDs aligned "
+        f"({r['summary']['month_later']['aligned']['first_level_retention']['mean']:.1%} of first-level codes), "
+        f"{r['summary']['month_later']['naive']['sid_retention']['mean']:.1%} naive"
+    ),
     "many_writers": lambda r: (
         f"{r['workers']} writers for {r['minutes']:g} min: {r['operations']} operations, {r['tracebacks']} "
         f"tracebacks, {len(r['tables_different'])} of {len(r['tables'])} tables different from runs in order"

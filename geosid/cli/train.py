@@ -67,6 +67,8 @@ TRAIN_OPTIONS = (
     ("device", "auto (cuda + bf16 when available), cpu, cuda"),
     ("protocol", "the corpus's split protocol"),
     ("model", None),
+    ("max_steps", "steps per epoch at most"),
+    ("warm_start", "pretrain: start from this run's weights (an earlier version's: remapped through index.sid_code_map)"),
 )
 CHOICES = {"size": pipeline.SIZE_NAMES, "protocol": pipeline.PROTOCOLS, "model": pipeline.MODEL_KINDS}
 ABLATIONS = (
@@ -93,7 +95,9 @@ def add_train(command) -> None:
     defaults = pipeline.TRAIN_DEFAULTS
     for name, text in TRAIN_OPTIONS:
         default = getattr(defaults, name)
-        kind = {"max_minutes": float, "eval_limit": int, "dropout": float, "dpo_lr": float}.get(name) or type(default)  # those default to None
+        kind = {"max_minutes": float, "eval_limit": int, "dropout": float, "dpo_lr": float, "max_steps": int, "warm_start": str}.get(name) or type(
+            default
+        )  # those default to None
         p.add_argument("--" + name.replace("_", "-"), type=kind, choices=CHOICES.get(name), help=with_default(text, default))
     p.add_argument("--protocols", nargs="*", choices=list(pipeline.BENCHMARK_PROTOCOLS), help="benchmark: the protocols (default: all)")
     p.add_argument("--no-ablations", action="store_true", help="benchmark: baselines, SASRec, TIGER and OneLoc only (no ablations, no DPO)")

@@ -1,6 +1,7 @@
 """geosid daily run: the logical date drives everything.
 
 wait_for_drop -> ingest -> validate_bronze -> build -> validate -> repair_later
+                                                           validate -> check_drift -> refit_advised
 
 wait_for_drop is a sensor: the day's drop is complete in every feed (its `_SUCCESS`
 marker; of a whole-history file, the file holds the days up to its last one), or the
@@ -14,7 +15,11 @@ of a late drop, or a backfill run in any order), then the day: geo context, embe
 SIDs under the codebook version in force (none yet: skipped, see
 geosid_codebook_backfill), cell context and training sequences. validate gates on the
 silver, SID-map and corpus suites; repair_later rebuilds the later days that a re-run of
-an old day (its input changed) made stale. So runs in any order, several at once, late
+an old day (its input changed) made stale. check_drift reads the drift of the codebook
+version in force (its new items' quantization error and collisions against the fit's,
+`index.sid_drift`); when a sustained excess advises a re-fit, refit_advised runs and
+updates the asset `geosid_refit_advised`, on which geosid_codebook_backfill is scheduled
+(otherwise it is skipped). So runs in any order, several at once, late
 drops, re-deliveries and re-runs end with the tables of runs in order.
 
 Deployment (docs/deployment.md): every task that writes takes the pool `geosid_lake`
@@ -33,13 +38,14 @@ from __future__ import annotations
 import datetime
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from geosid import pipeline
 
 WRITES = {"pool": pipeline.POOL}
 WAIT_HOURS, POKE_SECONDS = pipeline.drop_wait()
+REFIT_ADVISED = Asset(**pipeline.REFIT_ASSET)
 
 
 def _split(params: dict):
@@ -116,9 +122,22 @@ def geosid_daily():
     def repair_later(validated: dict, params: dict | None = None) -> dict:
         return pipeline.airflow_task(pipeline.repair, after=validated["dt"], lake_root=_lake(params)).to_dict()
 
+    @task.short_circuit
+    def check_drift(validated: dict, params: dict | None = None) -> bool:
+        advice = pipeline.airflow_task(pipeline.refit_advice, lake_root=_lake(params))
+        print(advice.summary() if advice else "no codebook version in force: no drift to measure")
+        return bool(advice and advice.advised)
+
+    @task(outlets=[REFIT_ADVISED])
+    def refit_advised(ds: str | None = None, outlet_events=None) -> str:
+        outlet_events[REFIT_ADVISED].extra = {"dt": ds}
+        return ds
+
     ingested = ingest()
     wait_for_drop() >> ingested
-    repair_later(validate(build(validate_bronze(ingested))))
+    validated = validate(build(validate_bronze(ingested)))
+    repair_later(validated)
+    check_drift(validated) >> refit_advised()
 
 
 geosid_daily()

@@ -39,7 +39,17 @@ from geosid.pipeline.daily_run import (
     drop_arrived,
     ingest_arrivals,
 )
-from geosid.pipeline.deployment import POOL, SetupReport, airflow_setup, airflow_task, dags_folder, deployment_lake, drop_wait, task_defaults
+from geosid.pipeline.deployment import (
+    POOL,
+    REFIT_ASSET,
+    SetupReport,
+    airflow_setup,
+    airflow_task,
+    dags_folder,
+    deployment_lake,
+    drop_wait,
+    task_defaults,
+)
 from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.index import (
     IndexOutcome,
@@ -53,6 +63,7 @@ from geosid.pipeline.index import (
     migrate,
     publish_codebook,
     refit_advice,
+    refit_plan,
     sid_compare,
     sid_report,
 )
@@ -120,6 +131,7 @@ __all__ = [
     "CodebookSpec",
     "Context",
     "InvalidRequestError",
+    "REFIT_ASSET",
     "Settings",
     "engine_errors",
     "user_errors",
@@ -173,6 +185,7 @@ __all__ = [
     "publish_codebook",
     "rebuild_corpus",
     "refit_advice",
+    "refit_plan",
     "repair",
     "sid_compare",
     "sid_report",

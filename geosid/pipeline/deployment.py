@@ -28,6 +28,9 @@ from geosid.errors import InvalidRequestError, NotArrivedError, UserError
 from geosid.lake.lease import LakeBusyError
 
 POOL = os.environ.get("GEOSID_AIRFLOW_POOL", "geosid_lake")
+# The Airflow asset the daily DAG updates when the drift of the version in force advises a
+# re-fit, and the codebook backfill DAG is scheduled on (an aligned re-fit of that version).
+REFIT_ASSET = {"name": "geosid_refit_advised", "uri": "geosid://codebook/refit-advised"}
 LAKE_VARIABLE = "geosid_lake"
 # Refusals a later try can get past: another writer holds the lake; an input is not there yet.
 TRANSIENT = (LakeBusyError, NotArrivedError)

@@ -311,6 +311,33 @@ def sid_compare(
         return text
 
 
+@dataclass(frozen=True)
+class RefitPlan:
+    """What a codebook backfill run does: fit as of `last` (aligned to `align_to`, the
+    version in force, or from scratch when None) and tokenize [first, last]."""
+
+    first: dt_.date
+    last: dt_.date
+    align_to: str | None
+
+    def to_dict(self) -> dict:
+        return {"from": self.first.isoformat(), "to": self.last.isoformat(), "align_to": self.align_to}
+
+
+def refit_plan(
+    first: DateLike | None = None, last: DateLike | None = None, *, align: bool = True, ctx: Context | None = None, lake_root: str | None = None
+) -> RefitPlan:
+    """The range of a re-fit (default: the latest item day alone) and the version it aligns
+    to (with `align`: the one in force on its last day, if any)."""
+
+    with use(ctx, lake_root, reads="refit_plan") as ctx:
+        last = as_date(last) if last else latest_item_day(ctx)
+        first = as_date(first) if first else last
+        if first > last:
+            raise InvalidRequestError(f"the range {first} .. {last} is empty: from is after to")
+        return RefitPlan(first, last, published_version(ctx.lake, as_of=last) if align else None)
+
+
 @dataclass
 class MigrationOutcome:
     """index.sid_migration into a version: the items per kind, and its suites."""
@@ -330,11 +357,15 @@ class MigrationOutcome:
         return "\n".join([f"index.sid_migration {self.counts['from_version']} -> {self.to_version}: {kinds}", *(r.summary() for r in self.results)])
 
     def to_dict(self) -> dict:
+        """For XCom, in the shape of a gate's outcome (`gate_outcome` fails a task on it)."""
         return {
+            "what": "migration",
+            "dt": self.to_version,
             "to_version": self.to_version,
             "counts": self.counts,
             "passed": self.passed,
-            "failed": [r.table for r in self.results if not r.success],
+            "tables": {r.table: {"success": r.success, "rows": r.rows, "failed": [c["check"] for c in r.failed]} for r in self.results},
+            "summaries": [r.summary() for r in self.results],
         }
 
 

@@ -18,6 +18,8 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from geosid.jobs.index import codebook_versions, quality_row, version_metrics
+from geosid.jobs.index.drift import drift_rows
+from geosid.jobs.index.versions import stored_stability
 from geosid.lake import Lake
 from geosid.lake.data_docs import write_index
 from geosid.lake.html import esc, figure, page, table
@@ -100,8 +102,59 @@ def codebook_page(lake: Lake, version: str, versions) -> str:
             links={"version": lambda r: f"codebook-{r['version']}.html"},
             test_id="compare",
         )
+        + stability_section(lake, version)
     )
     return page(f"Codebook {version}", body, NAV)
+
+
+STABILITY_COLUMNS = [
+    "reference",
+    "items",
+    "sid_retention",
+    "code_retention",
+    "level_retention",
+    "level_retention_matched",
+    "first_level_ari",
+    "neighbour_overlap",
+]
+
+
+def stability_section(lake: Lake, version: str) -> str:
+    """The version's stability rows (against the version it was aligned to or compared
+    with at fit, and the one it retired at publish), its migration and its drift."""
+    rows = stored_stability(lake, version)
+    out = "<h2>Stability against earlier versions</h2>"
+    if rows.empty:
+        out += "<p>No earlier version to compare with (the first version, or fitted before stability was measured).</p>"
+    else:
+        records = rows.to_dict("records")
+        for r in records:
+            for key in ("level_retention", "level_retention_matched"):
+                r[key] = " / ".join(f"{v:.1%}" for v in r[key])
+        headers = [
+            "against",
+            "common items",
+            "SID kept",
+            "code tuple kept",
+            "kept per level",
+            "matched per level",
+            "first-level ARI",
+            "neighbour overlap",
+        ]
+        out += table(records, STABILITY_COLUMNS, headers, links={"reference": lambda r: f"codebook-{r['reference']}.html"}, test_id="stability")
+    if lake.exists(index.SID_MIGRATION):
+        kinds = lake.read(index.SID_MIGRATION).filter(F.col("to_version") == version).groupBy("from_version", "kind").count().toPandas()
+        if len(kinds):
+            counts = {k: int(kinds[kinds.kind == k]["count"].sum()) for k in index.MIGRATION_KINDS}
+            out += "<h2>SID migration</h2>" + table(
+                [{"from": kinds.from_version.iloc[0], **counts}], ["from", *index.MIGRATION_KINDS], test_id="migration"
+            )
+    drift = drift_rows(lake, version)
+    if len(drift):
+        records = drift.assign(error_ratio=drift.quantization_mse / drift.fit_mse.where(drift.fit_mse > 0)).tail(30).to_dict("records")
+        columns = ["dt", "new_items", "quantization_mse", "fit_mse", "error_ratio", "collision_rate", "fit_collision_rate"]
+        out += "<h2>Drift (new items against the fit)</h2>" + table(records, columns, test_id="drift")
+    return out
 
 
 def _has_quality(lake: Lake, version: str) -> bool:

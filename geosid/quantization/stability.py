@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 EXACT_MATCHING_LIMIT = 4096  # codes per level up to which the matching is exact
 
@@ -74,8 +75,6 @@ def matching(old: np.ndarray, new: np.ndarray) -> dict[int, int]:
     new_ids, new_values = np.unique(new, return_inverse=True)
     table = np.zeros((len(new_ids), len(old_ids)), np.int64) if max(len(old_ids), len(new_ids)) <= EXACT_MATCHING_LIMIT else None
     if table is not None:
-        from scipy.optimize import linear_sum_assignment  # lazy: only comparisons need it
-
         np.add.at(table, (new_values.ravel(), old_values.ravel()), 1)
         rows, cols = linear_sum_assignment(table, maximize=True)
         return {int(new_ids[r]): int(old_ids[c]) for r, c in zip(rows, cols) if table[r, c] > 0}
@@ -91,10 +90,18 @@ def matching(old: np.ndarray, new: np.ndarray) -> dict[int, int]:
 
 
 def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two partitions given as labels [n]."""
-    from sklearn.metrics import adjusted_rand_score  # lazy: only comparisons need it
-
-    return float(adjusted_rand_score(np.asarray(a), np.asarray(b)))
+    """Adjusted Rand index of two partitions given as labels [n] (Hubert and Arabie):
+    (index - expected) / (max - expected) over the pairs of items."""
+    pairs = lambda counts: float((counts.astype(np.float64) * (counts - 1) / 2).sum())  # noqa: E731
+    n = len(a)
+    if n < 2:
+        return 1.0
+    _, both = np.unique(np.stack([np.asarray(a), np.asarray(b)], 1), axis=0, return_counts=True)
+    index = pairs(both)
+    rows, cols = pairs(np.unique(a, return_counts=True)[1]), pairs(np.unique(b, return_counts=True)[1])
+    expected = rows * cols / (n * (n - 1) / 2)
+    maximum = (rows + cols) / 2
+    return 1.0 if maximum == expected else float((index - expected) / (maximum - expected))
 
 
 def _group_ids(codes: np.ndarray) -> np.ndarray:

@@ -47,6 +47,9 @@ class TrainConfig:
     max_steps: int | None = None  # steps per epoch at most (benchmarks)
     max_minutes: float | None = None  # a time budget: no epoch starts after it is spent
     ablation: dict = field(default_factory=dict)  # OneLocConfig switches
+    # a pretrain run (maybe under an earlier codebook version) whose weights start this
+    # one, its SID tables remapped through index.sid_code_map (geosid.trainer.warm_start)
+    warm_start: str | None = None
     # DPO
     dpo_requests: int = 2000
     dpo_candidates: int = 10

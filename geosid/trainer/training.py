@@ -30,10 +30,11 @@ from geosid.trainer.data import Batch
 from geosid.trainer.evaluation import evaluate, validator
 from geosid.trainer.gru import SIZES as GRU_SIZES
 from geosid.trainer.gru import GRURec, GRURecConfig, gru_step
-from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, new_model, vocab_fingerprint
+from geosid.trainer.loading import autocast, candidate_slots, epoch_order, load_corpus, load_run, new_model, vocab_fingerprint
 from geosid.trainer.model import ntp_loss
 from geosid.trainer.runs import RunRecord, atomic_torch_save, checkpoint_path, new_run_id, run_dir, save_run
 from geosid.trainer.sasrec import SIZES, SASRec, SASRecConfig, sasrec_step
+from geosid.trainer.warm_start import level_maps, warm_start
 
 
 def lr_factor(step: int, total: int, warmup: float, floor: float) -> float:
@@ -253,6 +254,7 @@ def pretrain(
         stream=cfg,
     )
     model = new_model(data, cfg)
+    warm = warm_start_from(lake_root, cfg.warm_start, model, data, log) if cfg.warm_start and not resume else None
     if data.streamed:
         log(f"    train split streamed from the snapshot ({len(data.splits['train']):,} rows > {cfg.stream_above:,})")
     run_id = run_id or new_run_id("pretrain")
@@ -282,6 +284,8 @@ def pretrain(
     }
     if device == "cuda":
         metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if warm is not None:
+        metrics["warm_start"] = warm
     if result.stopped != "asked":
         # a streamed split keeps no train histories: the Markov rule over them is left out
         baselines = tuple(b for b in BASELINES if not (data.streamed and b == "markov"))
@@ -303,6 +307,21 @@ def pretrain(
     )
     save_run(lake_root, record, model.cpu().state_dict())
     return record
+
+
+def warm_start_from(lake_root, run_id: str, model, data, log=print) -> dict:
+    """Start `model` (for the corpus `data`) from pretrain run `run_id`'s weights, remapped
+    from its codebook version to the corpus's (see geosid.trainer.warm_start)."""
+    previous, previous_data, _, record = load_run(lake_root, run_id)
+    if record.train_config.get("model") not in ("oneloc", "tiger") or record.model_config.get("d_model") != model.cfg.d_model:
+        raise InvalidRequestError(
+            f"--warm-start {run_id}: a {record.train_config.get('model')} run of another shape; warm-start from a run of the same model and size"
+        )
+    target = data.snapshot.codebook_version
+    maps = level_maps(lake_root, record.codebook_version, target, data.vocab.token_sizes[:-1])
+    report = warm_start(model, data.vocab, previous, previous_data.vocab, maps)
+    log(f"    from run {run_id} ({record.codebook_version} -> {target}): {report.summary()}")
+    return {"run": run_id, "from_version": record.codebook_version, **report.to_dict()}
 
 
 def new_ranker(data, cfg: TrainConfig) -> torch.nn.Module:

@@ -102,7 +102,6 @@ def fit_candidate(
     """
     started = time.perf_counter()
     as_of = as_date(as_of)
-    spark = lake.spark
     data = load_training_set(lake, as_of, model_id, template_id, embeddings_version, item_geo_version)
     previous = previous_version(lake, spec, data) if spec.align_to else None
     level_sizes = previous.level_sizes if previous else (spec.codes or default_codes(len(data.x)))
@@ -120,42 +119,10 @@ def fit_candidate(
             version, spec.label, sizes, int(stored["n_items"]), metrics, time.perf_counter() - started, version_fit_seconds(stored), reused=True
         )
     fit_started = time.perf_counter()
-    lat, lon = data.keys.lat.to_numpy(), data.keys.lon.to_numpy()
-    if previous is None:
-        tokenizer.train(data.x, lat=lat, lon=lon)
-        prefer = {}
-    else:
-        codes = previous_matrix(data.keys, preferred_codes(lake, spec.align_to, as_of).toPandas(), len(level_sizes))
-        tokenizer.train(data.x, lat=lat, lon=lon, align=Alignment(previous, codes))
-        prefer = {"prefer": codes}
+    metrics = train_tokenizer(lake, tokenizer, data, previous, spec.align_to)
     fit_seconds = time.perf_counter() - fit_started
     sizes = tokenizer.level_sizes
-    metrics = sid_quality(tokenizer.encode(data.x, lat=lat, lon=lon, **prefer), sizes, lat, lon)
-    metrics["reconstruction_mse"] = tokenizer.level_mse[-1] if tokenizer.level_mse else None
-    metrics["conflict_floor"] = conflict_floor(data.x)
-    where = f"version = '{version}'"
-    lake.write(codebook_rows(spark, version, tokenizer), index.CODEBOOKS, where=where)
-    row = (
-        version,
-        spec.label,
-        "candidate",
-        as_json(params),
-        list(sizes),
-        data.model_id,
-        data.template_id,
-        int(data.embeddings_version),
-        len(data.x),
-        as_json(metrics),
-        as_of,
-        None,
-        None,
-        int(data.item_geo_version),
-        round(fit_seconds, 3),
-    )
-    lake.merge(spark.createDataFrame([row], index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
-    # A candidate's SIDs are rebuilt from scratch on every fit.
-    if lake.exists(index.SID_MAP):
-        lake.write(spark.createDataFrame([], index.SID_MAP.schema), index.SID_MAP, where=where)
+    write_candidate(lake, version, spec.label, params, tokenizer, data, metrics, fit_seconds)
     report = FitReport(version, spec.label, sizes, len(data.x), metrics, 0.0, fit_seconds)
     report.assign = assign_sids(lake, version, as_of, tokenizer=tokenizer)
     reference = spec.align_to or published_version(lake, as_of=as_of)
@@ -164,6 +131,52 @@ def fit_candidate(
         report.reference = reference
     report.seconds = time.perf_counter() - started
     return report
+
+
+def train_tokenizer(lake: Lake, tokenizer: Tokenizer, data: TrainingSet, previous: Tokenizer | None, align_to: str | None) -> dict:
+    """Train on the training set (aligned to `previous`, version `align_to`, when given);
+    returns the fit metrics over its items."""
+    lat, lon = data.keys.lat.to_numpy(), data.keys.lon.to_numpy()
+    if previous is None:
+        tokenizer.train(data.x, lat=lat, lon=lon)
+        prefer = {}
+    else:
+        codes = previous_matrix(data.keys, preferred_codes(lake, align_to, data.as_of).toPandas(), tokenizer.levels)
+        tokenizer.train(data.x, lat=lat, lon=lon, align=Alignment(previous, codes))
+        prefer = {"prefer": codes}
+    metrics = sid_quality(tokenizer.encode(data.x, lat=lat, lon=lon, **prefer), tokenizer.level_sizes, lat, lon)
+    metrics["reconstruction_mse"] = tokenizer.level_mse[-1] if tokenizer.level_mse else None
+    metrics["conflict_floor"] = conflict_floor(data.x)
+    return metrics
+
+
+def write_candidate(
+    lake: Lake, version: str, label: str, params: dict, tokenizer: Tokenizer, data: TrainingSet, metrics: dict, fit_seconds: float
+) -> None:
+    """A candidate's codebooks and version row; its SID map emptied (rebuilt on every fit)."""
+    spark = lake.spark
+    where = f"version = '{version}'"
+    lake.write(codebook_rows(spark, version, tokenizer), index.CODEBOOKS, where=where)
+    row = (
+        version,
+        label,
+        "candidate",
+        as_json(params),
+        list(tokenizer.level_sizes),
+        data.model_id,
+        data.template_id,
+        int(data.embeddings_version),
+        len(data.x),
+        as_json(metrics),
+        data.as_of,
+        None,
+        None,
+        int(data.item_geo_version),
+        round(fit_seconds, 3),
+    )
+    lake.merge(spark.createDataFrame([row], index.CODEBOOK_VERSIONS.schema), index.CODEBOOK_VERSIONS)
+    if lake.exists(index.SID_MAP):
+        lake.write(spark.createDataFrame([], index.SID_MAP.schema), index.SID_MAP, where=where)
 
 
 def previous_version(lake: Lake, spec: CodebookSpec, data: TrainingSet) -> Tokenizer:
