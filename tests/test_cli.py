@@ -72,6 +72,32 @@ def test_codebook_lifecycle_from_the_cli(world, tmp_path, capsys):
     assert main(["--lake", lake, "backfill", "--version", version, "--from", "2024-05-01", "--to", "2024-05-01"]) == 0
     assert "0 items given SIDs" in capsys.readouterr().out  # all tokenized at fit time
 
+    # an aligned re-fit with another seed: it keeps the version's codes, and publishing it
+    # writes the migration from the version it retires
+    open_gates = ["--max-excess-conflict", "1", "--min-exclusive", "0", "--min-usage", "0"]
+    assert main(["--lake", lake, "codebook", "fit", "--method", "residual_kmeans", "--niter", "5", "--seed", "7", "--align-to", version]) == 0
+    out = capsys.readouterr().out
+    aligned = out.split("version ")[-1].split()[0]
+    assert f"against {version}:" in out and "SID kept" in out
+    assert main(["--lake", lake, "codebook", "publish", "--version", aligned, *open_gates, "--min-first-level-retention", "0.9"]) == 0
+    assert f"index.sid_migration {version} -> {aligned}" in capsys.readouterr().out
+    assert main(["--lake", lake, "codebook", "migrate", "--version", aligned]) == 0
+    out = capsys.readouterr().out
+    assert "PASS index.sid_migration.accounting" in out and "PASS index.sid_code_map" in out
+    assert main(["--lake", lake, "sid", "compare", version, aligned]) == 0
+    out = capsys.readouterr().out
+    assert "Stability" in out and f"| {aligned} | {version} |" in out
+    assert main(["--lake", lake, "status"]) == 0
+    assert f"codebook drift: no re-fit needed for {aligned}" in capsys.readouterr().out
+    # mistakes: one line each
+    _one_line_error(capsys, main(["--lake", lake, "codebook", "migrate"]), 2, "needs --version")
+    _one_line_error(
+        capsys,
+        main(["--lake", lake, "codebook", "fit", "--method", "residual_kmeans", "--codes", "4,4,4", "--align-to", version]),
+        1,
+        "leave --codes out",
+    )
+
 
 def _one_line_error(capsys, code: int, expected: int, *needles: str) -> str:
     captured = capsys.readouterr()

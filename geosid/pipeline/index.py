@@ -31,6 +31,7 @@ from geosid.jobs.index.versions import compare_versions, stability_table, write_
 from geosid.jobs.validate import validate_migration as validate_migration_suites
 from geosid.lake import DateLike, as_date
 from geosid.pipeline.context import Context, use
+from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.records import is_stale, record, require_arrived
 from geosid.pipeline.scopes import Stage, VersionScope
 from geosid.pipeline.silver import representation
@@ -107,6 +108,9 @@ def publish_codebook(
         day = as_date(day) if day is not None else latest_item_day(ctx)
         report = publish(ctx.lake, codebook_version, day, gates_from(gates))
         ctx.log(report.summary())
+        if report.migration:  # the migration from the version it retired: validated at once
+            results = validate_migration_suites(ctx.lake, report.migration["from_version"], codebook_version)
+            gate_outcome(GateReport("migration", day, day, results), log=ctx.log)
         return report
 
 

@@ -7,6 +7,7 @@ disambiguation digit of its bucket. Repairs take a version's SIDs back from a da
 from __future__ import annotations
 
 import datetime as dt_
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -140,6 +141,13 @@ def resolve_capacity(lake: Lake, candidates: DataFrame, existing: DataFrame, tok
     return lake.spark.createDataFrame(local[["source", "item_id", "first_seen", "lat", "lon", "error", "codes"]], CODED_SCHEMA)
 
 
+def mean_of(rows: DataFrame, column: str) -> float:
+    """The mean of a column, summed exactly in item order (math.fsum): the same value
+    however the engine partitions the rows, so a day's drift row is the same in any run."""
+    values = rows.select("source", "item_id", column).orderBy("source", "item_id").toPandas()[column]
+    return math.fsum(values) / len(values)
+
+
 def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokenizer: Tokenizer | None = None) -> AssignReport:
     """Give every item known on `as_of` (with an embedding made by then) a SID under the version."""
     started = time.perf_counter()
@@ -174,7 +182,7 @@ def assign_sids(lake: Lake, codebook_version: str, as_of: dt_.date | str, tokeni
         else:
             coded = lake.checkpoint(new.mapInPandas(tokenize_partitions(tokenizer, **options), CODED_SCHEMA), f"{run}-coded")
         n_new = coded.count()
-        mean_error = coded.agg(F.avg("error")).collect()[0][0] if (drift and n_new) else None
+        mean_error = mean_of(coded, "error") if (drift and n_new) else None
         if n_new:
             rows = with_disambiguation(coded, existing).select(
                 F.lit(codebook_version).alias("version"),
