@@ -7,6 +7,7 @@ are) or the raw numbers of one of the benchmarks below, rendered by its own func
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -180,9 +181,11 @@ def _sid_warm_start(results: dict) -> list[str]:
                     f"{s['recall@10']['mean']:.4f}",
                     f"{s['ndcg@10']['mean']:.4f}",
                     f"{markov['recall@5']:.4f}",
+                    f"{statistics.mean(x['final_loss'] for x in r['runs'][start]):.3f}",
                 ]
             )
-    return ["", head, "", *_table(["re-fit", "start", "migration", "R@5 (range)", "R@10", "N@10", "markov_user R@5"], rows)]
+    columns = ["re-fit", "start", "migration", "R@5 (range)", "R@10", "N@10", "markov_user R@5", "train loss, last epoch"]
+    return ["", head, "", *_table(columns, rows)]
 
 
 # result file -> (area, title, renderer)
