@@ -117,6 +117,9 @@ def test_backfill_in_any_order_beside_the_other_dags_ends_with_the_tables_of_run
             "GEOSID_AIRFLOW_RETRY_DELAY_SECONDS": "5",
             "GEOSID_DROP_WAIT_HOURS": "0.005",
             "GEOSID_DROP_POKE_SECONDS": "5",
+            # this tiny world's new items collide far above the fit's rate: drift would advise a re-fit
+            # and trigger a second codebook backfill the in-order reference does not run
+            "GEOSID_DRIFT_DAYS": "1000",
         },
     )
     try:
@@ -160,10 +163,13 @@ def test_backfill_in_any_order_beside_the_other_dags_ends_with_the_tables_of_run
     days = {BACKFILL[0] + dt.timedelta(days=k) for k in range(len(BACKFILL))} | {NEXT}
     daily = runs["geosid_daily"]
     ours = [r for r in daily if dt.date.fromisoformat(r["logical_date"][:10]) in days]
-    latest = [r for r in daily if r not in ours]  # the run unpausing started: today's interval, no drop
+    # the runs the scheduler started itself: the latest interval's at unpausing (and the next one's if the
+    # test crossed midnight UTC); no drop ever arrives for them, so their sensors time out
+    latest = [r for r in daily if r not in ours]
     assert sorted(r["logical_date"][:10] for r in ours) == sorted(d.isoformat() for d in days)
     assert [r["state"] for r in ours] == ["success"] * len(ours), [(r["run_id"], r["state"]) for r in ours]
-    assert len(latest) == 1 and latest[0]["state"] == "failed"
+    assert 1 <= len(latest) <= 2, latest
+    assert all(r["run_id"].startswith("scheduled__") and r["state"] == "failed" for r in latest), latest
     # maintenance: the triggered run and the latest weekly interval's that unpausing started
     others = runs["geosid_maintenance"] + runs["geosid_codebook_backfill"]
     assert {r["state"] for r in others} == {"success"} and len(runs["geosid_codebook_backfill"]) == 1, others

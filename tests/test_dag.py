@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from geosid import pipeline
 from geosid.lake.engine import LOCAL_JVM_ENV
 from geosid.trainer.runs import list_runs
 
@@ -159,6 +160,9 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     sequences = DeltaTable(str(lake / "corpus" / "training_sequences")).to_pyarrow_table()
     assert set(sequences.column("dt").to_pylist()) == {day, next_day}
     assert (lake / "_quality" / "corpus.training_sequences" / f"dt={next_day}" / "result.json").exists()
+    # what a re-fit the drift advised would take over: the corpus's range under the version in force
+    plan = pipeline.refit_plan(source="tsmc2014", lake_root=str(lake))
+    assert plan == pipeline.RefitPlan(day, next_day, versions[0]["version"], "tsmc2014")
 
     # and the training DAG on that corpus: pretrain -> dpo -> evaluate, each run pinned
     conf = {"lake": str(lake), "epochs": 1, "batch_size": 64, "max_history": 10, "dpo_requests": 64}

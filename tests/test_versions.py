@@ -18,6 +18,7 @@ from geosid.jobs.index.versions import compare_versions, write_migration
 from geosid.jobs.ingest import run_ingest
 from geosid.jobs.validate import validate_migration
 from geosid.lake import Lake
+from geosid.pipeline import refit_request
 from geosid.quantization.base import Alignment
 from geosid.quantization.geo_prefix import GeoPrefixTokenizer
 from geosid.quantization.levels import KMeansTraining
@@ -148,6 +149,15 @@ def test_refit_is_advised_only_after_a_sustained_excess():
     assert refit_advice(_drift([1.0, 1.3, 1.4, 1.5], [0.0] * 4), "v", policy).advised
     advice = refit_advice(_drift([1.0, 1.0, 1.0], [0.1, 0.2, 0.09]), "v", policy)
     assert advice.advised and "collisions" in advice.reason
+
+
+def test_a_refit_the_drift_advised_takes_the_advice_source_and_lake():
+    defaults = {"from": None, "to": None, "source": "tsmc2014", "lake": None, "align": True}
+    assert refit_request(defaults, []) == defaults  # triggered by hand: the params alone
+    advised = [{"dt": "2024-03-01", "source": "tsmc2014", "lake": "/a"}, {"dt": "2024-03-02", "source": "synthetic", "lake": "/b"}]
+    request = refit_request(defaults, advised)
+    assert (request["source"], request["lake"], request["to"]) == ("synthetic", "/b", None)  # the latest advice; the range is the plan's
+    assert refit_request({**defaults, "lake": "/mine"}, advised)["lake"] == "/mine"
 
 
 # the lake: aligned re-fit, stability gates, migration and its suite, drift rows

@@ -9,8 +9,9 @@ under it from scratch and validate it. Old versions, their vectors, SID maps and
 corpora stay readable.
 
 Scheduled on the asset `geosid_refit_advised` (the daily DAG updates it when drift
-advises a re-fit): such a run takes the defaults, an aligned re-fit as of the latest
-item day. Triggered by hand, it takes the params.
+advises a re-fit): such a run takes the defaults completed by the advice (its source and
+lake): an aligned re-fit as of the latest item day over the range of the source's
+corpus under the version in force. Triggered by hand, it takes the params.
 
 Every task that writes takes the pool `geosid_lake` and the lake's writer lease, so the
 backfill interleaves with daily runs step by step, never within a step.
@@ -68,15 +69,19 @@ def _lake(params: dict) -> str:
 )
 def geosid_codebook_backfill():
     @task
-    def plan(params: dict | None = None) -> dict:
-        align = bool(params.get("align")) and not params.get("version")
-        return pipeline.airflow_task(pipeline.refit_plan, params.get("from"), params.get("to"), align=align, lake_root=_lake(params)).to_dict()
+    def plan(params: dict | None = None, triggering_asset_events=None) -> dict:
+        advised = [e.extra for e in (triggering_asset_events or {}).get(REFIT_ADVISED, [])]
+        request = pipeline.refit_request(params, advised)
+        align = bool(request.get("align")) and not request.get("version")
+        lake = _lake(request)
+        planned = pipeline.airflow_task(pipeline.refit_plan, request.get("from"), request.get("to"), request["source"], align=align, lake_root=lake)
+        return {**planned.to_dict(), "lake": lake}
 
     @task(**WRITES)
     def embed(planned: dict, params: dict | None = None) -> dict:
         if params.get("version"):  # an existing version brings its vectors
             return {**planned, "skipped": "existing version"}
-        pipeline.airflow_task(pipeline.embed, planned["to"], template=params.get("template"), lake_root=_lake(params))
+        pipeline.airflow_task(pipeline.embed, planned["to"], template=params.get("template"), lake_root=planned["lake"])
         return planned
 
     @task(**WRITES)
@@ -85,13 +90,13 @@ def geosid_codebook_backfill():
             return params["version"]
         aligned = {"align_to": planned["align_to"]} if planned.get("align_to") else {}
         spec = pipeline.CodebookSpec(params["method"], pipeline.parse_codes(params.get("codes")), capacity_aware=params["capacity_aware"], **aligned)
-        fitted = pipeline.airflow_task(pipeline.fit_codebook, spec, planned["to"], template=params.get("template"), lake_root=_lake(params))
+        fitted = pipeline.airflow_task(pipeline.fit_codebook, spec, planned["to"], template=params.get("template"), lake_root=planned["lake"])
         return fitted.codebook_version
 
     @task(**WRITES)
     def publish(version: str, planned: dict, params: dict | None = None) -> str:
         if params.get("publish"):
-            pipeline.airflow_task(pipeline.publish_codebook, version, planned["to"], gates=params.get("gates") or None, lake_root=_lake(params))
+            pipeline.airflow_task(pipeline.publish_codebook, version, planned["to"], gates=params.get("gates") or None, lake_root=planned["lake"])
         return version
 
     @task
@@ -99,8 +104,8 @@ def geosid_codebook_backfill():
         return [d.isoformat() for d in pipeline.days_between(planned["from"], planned["to"])]
 
     @task(max_active_tis_per_dag=1, **WRITES)
-    def tokenize_day(day: str, version: str, params: dict | None = None) -> dict:
-        return pipeline.airflow_task(pipeline.assign_day, day, version, lake_root=_lake(params)).to_dict()
+    def tokenize_day(day: str, version: str, planned: dict) -> dict:
+        return pipeline.airflow_task(pipeline.assign_day, day, version, lake_root=planned["lake"]).to_dict()
 
     @task
     def summarize(reports: list[dict]) -> dict:
@@ -109,8 +114,8 @@ def geosid_codebook_backfill():
         return {"days": len(reports), "new_items": total}
 
     @task(**WRITES)
-    def migrate(tokenized: dict, version: str, params: dict | None = None) -> dict:
-        outcome = pipeline.airflow_task(pipeline.migrate, version, lake_root=_lake(params))
+    def migrate(tokenized: dict, version: str, planned: dict) -> dict:
+        outcome = pipeline.airflow_task(pipeline.migrate, version, lake_root=planned["lake"])
         pipeline.airflow_task(pipeline.gate_outcome, outcome)  # a failed suite fails the task, without retries
         return {**tokenized, "migration": outcome.counts}
 
@@ -118,21 +123,21 @@ def geosid_codebook_backfill():
     def rebuild_corpus(migrated: dict, version: str, planned: dict, params: dict | None = None) -> dict:
         split = pipeline.split_config(params["split"], planned["to"], params.get("test_start"), params.get("valid_start"))
         outcome = pipeline.airflow_task(
-            pipeline.rebuild_corpus, version, planned["from"], planned["to"], params["source"], split, lake_root=_lake(params)
+            pipeline.rebuild_corpus, version, planned["from"], planned["to"], planned["source"], split, lake_root=planned["lake"]
         )
         return {"codebook_version": version, "targets": outcome.sequences.targets, "table_versions": outcome.sequences.table_versions}
 
     @task(**WRITES)
     def validate_corpus(rebuilt: dict, planned: dict, params: dict | None = None) -> dict:
         gate = pipeline.airflow_task(
-            pipeline.validate_corpus, planned["from"], planned["to"], rebuilt["codebook_version"], params["split"], lake_root=_lake(params)
+            pipeline.validate_corpus, planned["from"], planned["to"], rebuilt["codebook_version"], params["split"], lake_root=planned["lake"]
         )
         return pipeline.airflow_task(pipeline.gate_outcome, gate)  # a failed gate fails the task, without retries
 
     planned = plan()
     version = publish(codebook(embed(planned)), planned)
-    tokenized = summarize(tokenize_day.partial(version=version).expand(day=days(planned)))
-    validate_corpus(rebuild_corpus(migrate(tokenized, version), version, planned), planned)
+    tokenized = summarize(tokenize_day.partial(version=version, planned=planned).expand(day=days(planned)))
+    validate_corpus(rebuild_corpus(migrate(tokenized, version, planned), version, planned), planned)
 
 
 geosid_codebook_backfill()

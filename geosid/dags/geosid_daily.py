@@ -129,8 +129,9 @@ def geosid_daily():
         return bool(advice and advice.advised)
 
     @task(outlets=[REFIT_ADVISED])
-    def refit_advised(ds: str | None = None, outlet_events=None) -> str:
-        outlet_events[REFIT_ADVISED].extra = {"dt": ds}
+    def refit_advised(ds: str | None = None, params: dict | None = None, outlet_events=None) -> str:
+        # what the codebook backfill run it triggers needs: whose corpus, which lake
+        outlet_events[REFIT_ADVISED].extra = {"dt": ds, "source": params["source"], "lake": _lake(params)}
         return ds
 
     ingested = ingest()

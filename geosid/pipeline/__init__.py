@@ -54,6 +54,7 @@ from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.index import (
     IndexOutcome,
     MigrationOutcome,
+    RefitPlan,
     SkippedStep,
     assign_day,
     backfill,
@@ -64,6 +65,7 @@ from geosid.pipeline.index import (
     publish_codebook,
     refit_advice,
     refit_plan,
+    refit_request,
     sid_compare,
     sid_report,
 )
@@ -185,7 +187,9 @@ __all__ = [
     "publish_codebook",
     "rebuild_corpus",
     "refit_advice",
+    "RefitPlan",
     "refit_plan",
+    "refit_request",
     "repair",
     "sid_compare",
     "sid_report",

@@ -35,7 +35,7 @@ from geosid.pipeline.gates import GateReport, gate_outcome
 from geosid.pipeline.records import is_stale, record, require_arrived
 from geosid.pipeline.scopes import Stage, VersionScope
 from geosid.pipeline.silver import representation
-from geosid.schemas import index, silver
+from geosid.schemas import corpus, index, silver
 
 
 def latest_item_day(ctx: Context) -> dt_.date:
@@ -318,28 +318,63 @@ def sid_compare(
 @dataclass(frozen=True)
 class RefitPlan:
     """What a codebook backfill run does: fit as of `last` (aligned to `align_to`, the
-    version in force, or from scratch when None) and tokenize [first, last]."""
+    version in force, or from scratch when None), tokenize [first, last] and rebuild the
+    corpus of `source` over it."""
 
     first: dt_.date
     last: dt_.date
     align_to: str | None
+    source: str
 
     def to_dict(self) -> dict:
-        return {"from": self.first.isoformat(), "to": self.last.isoformat(), "align_to": self.align_to}
+        return {"from": self.first.isoformat(), "to": self.last.isoformat(), "align_to": self.align_to, "source": self.source}
+
+
+def corpus_first_day(ctx: Context, source: str, version: str | None) -> dt_.date | None:
+    """The first day of the source's training corpus under a version (None: it has none)."""
+
+    if version is None or not ctx.lake.exists(corpus.TRAINING_SEQUENCES):
+        return None
+    rows = ctx.lake.read(corpus.TRAINING_SEQUENCES).filter((F.col("codebook_version") == version) & (F.col("source") == source))
+    return rows.agg(F.min("dt")).collect()[0][0]
 
 
 def refit_plan(
-    first: DateLike | None = None, last: DateLike | None = None, *, align: bool = True, ctx: Context | None = None, lake_root: str | None = None
+    first: DateLike | None = None,
+    last: DateLike | None = None,
+    source: str = "tsmc2014",
+    *,
+    align: bool = True,
+    ctx: Context | None = None,
+    lake_root: str | None = None,
 ) -> RefitPlan:
-    """The range of a re-fit (default: the latest item day alone) and the version it aligns
-    to (with `align`: the one in force on its last day, if any)."""
+    """The range of a re-fit and the version it aligns to (with `align`: the one in force
+    on its last day, if any). By default it ends on the latest item day and starts where
+    the source's corpus under the version in force starts (the range the new version
+    takes over; the last day alone when there is none)."""
 
     with use(ctx, lake_root, reads="refit_plan") as ctx:
         last = as_date(last) if last else latest_item_day(ctx)
-        first = as_date(first) if first else last
+        in_force = published_version(ctx.lake, as_of=last)
+        first = as_date(first) if first else min(corpus_first_day(ctx, source, in_force) or last, last)
         if first > last:
             raise InvalidRequestError(f"the range {first} .. {last} is empty: from is after to")
-        return RefitPlan(first, last, published_version(ctx.lake, as_of=last) if align else None)
+        return RefitPlan(first, last, in_force if align else None, source)
+
+
+def refit_request(params: dict, advised: list[dict]) -> dict:
+    """A codebook backfill run's params, completed from the re-fit advice that triggered
+    it (`advised`: the extras of the triggering `geosid_refit_advised` events, oldest
+    first): the latest advice's source, and its lake where the params name none. The
+    range keeps the params' (by default the latest item day, whichever run advised)."""
+
+    if not advised:
+        return dict(params)
+    latest = advised[-1]
+    out = dict(params)
+    out["source"] = latest.get("source") or params.get("source")
+    out["lake"] = params.get("lake") or latest.get("lake")
+    return out
 
 
 @dataclass
