@@ -55,7 +55,12 @@ def _lake(params: dict) -> str:
             type="object",
             description="Gates overrides: max_excess_conflict, min_exclusive_rate, min_code_usage, min_first_level_retention, min_sid_retention",
         ),
-        "from": Param(None, type=["null", "string"], format="date", description="first day to tokenize (default: to)"),
+        "from": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="first day to tokenize (default: where the source's corpus under the version in force starts, else to)",
+        ),
         "to": Param(
             None, type=["null", "string"], format="date", description="the fit's day and the last to tokenize (default: the latest item day)"
         ),
