@@ -35,6 +35,7 @@ ENV = {
     "location_weight": "GEOSID_LOCATION_WEIGHT",
     "embed_chunk_size": "GEOSID_EMBED_CHUNK_SIZE",
     "lake_reader": "GEOSID_LAKE_READER",
+    "quality_evaluator": "GEOSID_QUALITY_EVALUATOR",
     "drop_marker": "GEOSID_DROP_MARKER",
     "vacuum_retention_hours": "GEOSID_VACUUM_RETENTION_HOURS",
     "log_retention_hours": "GEOSID_LOG_RETENTION_HOURS",
@@ -85,6 +86,10 @@ class Settings(BaseModel):
     drift_days: int = Field(default=3, ge=1, description="... on each of this many latest days with new items")
     lake_reader: Literal["auto", "engine", "files"] = Field(
         default="auto", description="auto: the engine's Delta reader on sail and where spark commits, the snapshot's files otherwise"
+    )
+    quality_evaluator: Literal["one_pass", "gx"] = Field(
+        default="one_pass",
+        description="one_pass: the engine measures a suite's checks in one aggregate and great-expectations decides; gx: GX computes each metric",
     )
 
     @field_validator("spark_remote")

@@ -5,8 +5,8 @@ import re
 from pyspark.sql.types import StructField, StructType
 
 from geosid.jobs.validate import validate_bronze, validate_reject_rate
-from geosid.lake.quality import validate_table
-from geosid.schemas import bronze
+from geosid.lake.quality import run_checks, validate_table
+from geosid.schemas import REGISTRY, Check, bronze
 
 DAY = dt.date(2024, 1, 1)
 TS = dt.datetime(2024, 1, 1, 12, 0)
@@ -85,3 +85,71 @@ def test_validate_bronze_runs_every_suite(spark, lake):
     results = validate_bronze(lake, DAY, reject_rate_threshold=0.05)
     assert [r.table for r in results] == ["bronze.events", "bronze.items", "bronze.rejects", "bronze.reject_rate"]
     assert all(r.success for r in results), [r.summary() for r in results]
+
+
+# one pass (the engine measures, GX decides) against GX computing every metric itself
+
+
+def _both_paths(df, checks, name):
+    fast = run_checks(df, checks, name, one_pass=True)
+    slow = run_checks(df, checks, name, one_pass=False)
+    keep = ("check", "success", "element_count", "unexpected_count")
+    assert fast[:2] == slow[:2], (fast[:2], slow[:2])
+    assert [{k: o[k] for k in keep} for o in fast[2]] == [{k: o[k] for k in keep} for o in slow[2]]
+    # the samples: as many unexpected values (which ones: whatever order the engine reads them in)
+    assert [len(o["sample"]) for o in fast[2]] == [len(o["sample"]) for o in slow[2]]
+    return fast
+
+
+EDGES = (
+    Check("not_null", "a"),
+    Check("between", "x", args={"min_value": 0, "max_value": 10}),
+    Check("between", "x", args={"min_value": 0}),
+    Check("between", "x", args={"max_value": 5}),
+    Check("in_set", "s", args={"values": ["p", "q"]}),
+    Check("in_set", "flag", sql="x > 2", args={"values": [True]}),
+    Check("unique", "a"),
+    Check("compound_unique", args={"columns": ["a", "s"]}),
+    Check("compound_unique", args={"columns": ["s", "x"]}),
+)
+
+
+def test_one_pass_decides_every_check_kind_as_gx_does(spark):
+    rows = [("k1", 1.0, "p"), ("k1", 3.0, "p"), (None, -2.0, "q"), (None, None, None), ("k4", 11.0, "r"), ("k5", 12.0, None), ("k6", 4.0, "q")]
+    df = spark.createDataFrame(rows, "a string, x double, s string")
+    success, count, outcomes, _ = _both_paths(df, EDGES, "edges")
+    assert not success and count == len(rows)
+    assert [o["unexpected_count"] for o in outcomes] == [2, 3, 1, 2, 1, 2, 2, 2, 0]
+    assert all(o["success"] for o in _both_paths(df.limit(0), EDGES, "empty")[2])  # no rows: vacuously true
+    clean = spark.createDataFrame([("k1", 1.0, "p"), ("k2", 4.0, "q")], "a string, x double, s string")
+    assert _both_paths(clean, EDGES[:2] + EDGES[4:5] + EDGES[6:], "clean")[0]
+
+
+def test_one_pass_fails_the_fixtures_gx_fails(spark, lake):
+    # the bad events of the test above, and the derived (sql) checks of the bronze suite
+    rows = [_event("e1"), _event("e1"), _event("e3", user_id=None), _event("e4", lat=91.0), _event("e6", action="teleport")]
+    rows += [_event("e5", ts=dt.datetime(2024, 1, 2, 1, 0)), _event("e7", action="pay", gmv=-3.0)]
+    events = spark.createDataFrame(rows, _nullable(bronze.EVENTS.schema))
+    assert not _both_paths(events, bronze.EVENTS.checks, "bronze.events")[0]
+    # every table's declared suite on rows of its schema that break it: nulls everywhere, keys repeated
+    for spec in REGISTRY:
+        if not spec.checks:
+            continue
+        bad = spark.createDataFrame([tuple(None for _ in spec.columns)] * 2, _nullable(spec.schema))
+        _both_paths(bad, spec.checks, spec.name)
+
+
+def test_a_validation_over_the_same_files_is_not_run_again(spark, lake, monkeypatch):
+    from geosid.lake import quality
+
+    _write_events(spark, lake, [_event("e1"), _event("e2")])
+    first = validate_table(lake, bronze.EVENTS, dt=DAY)
+    calls = []
+    real = quality.run_checks
+    monkeypatch.setattr(quality, "run_checks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = validate_table(lake, bronze.EVENTS, dt=DAY)
+    assert again.cached and not calls and (again.success, again.rows, again.checks) == (first.success, first.rows, first.checks)
+    assert not validate_table(lake, bronze.EVENTS, dt=DAY, where="user_id = 'u1'").cached  # another filter
+    _write_events(spark, lake, [_event("e1"), _event("e1")])  # the day rewritten: new files, a duplicate
+    rewritten = validate_table(lake, bronze.EVENTS, dt=DAY)
+    assert not rewritten.cached and not rewritten.success and calls

@@ -31,7 +31,7 @@ def validate_reject_rate(lake: Lake, dt: DateLike | DateRange, threshold: float)
     first, last = date_bounds(dt)
     rates = reject_rates(lake.read(bronze.EVENTS, dt=dt), lake.read(bronze.REJECTS, dt=dt))
     check = Check("between", "reject_rate", args={"min_value": 0.0, "max_value": threshold})
-    success, rows, outcomes, gx_result = run_checks(rates, [check], name="bronze.reject_rate")
+    success, rows, outcomes, gx_result = run_checks(rates, [check], name="bronze.reject_rate", one_pass=lake.quality_evaluator == "one_pass")
     result = QualityResult("bronze.reject_rate", first, last, success, rows, outcomes, gx_result=gx_result)
     result.result_path = write_result(lake, result)
     return result
@@ -167,7 +167,7 @@ def validate_migration(lake: Lake, from_version: str, to_version: str) -> list[Q
     name = f"{index.SID_MIGRATION.name}.accounting"
     checks = (Check("in_set", "accounted", args={"values": [True]}), Check("compound_unique", args={"columns": ["source", "item_id"]}))
     frame = migration_accounting(lake, from_version, to_version)
-    success, rows, outcomes, gx_result = run_checks(frame, checks, name=name)
+    success, rows, outcomes, gx_result = run_checks(frame, checks, name=name, one_pass=lake.quality_evaluator == "one_pass")
     result = QualityResult(name, None, None, success, rows, outcomes, gx_result=gx_result)
     result.result_path = write_result(lake, result)
     results.append(result)

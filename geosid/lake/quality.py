@@ -10,6 +10,7 @@ is the stage's business (`geosid.jobs.validate`).
 from __future__ import annotations
 
 import datetime as dt_
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pyspark.sql import functions as F
 
 from geosid.lake.data_docs import write_index, write_validation_page
 from geosid.lake.dates import DateLike, DateRange, date_bounds
+from geosid.lake.quality_pass import decide, suite_metrics
 from geosid.lake.table import Lake
 from geosid.schemas import Check, TableSpec
 
@@ -36,6 +38,8 @@ class QualityResult:
     checks: list[dict] = field(default_factory=list)
     result_path: Path | None = None
     gx_result: object | None = None  # GX's ExpectationSuiteValidationResult, rendered as Data Docs
+    input_key: str | None = None  # the suite, filter and data files it was made over (input_key)
+    cached: bool = False  # the stored result of the same validation over the same files
 
     @property
     def failed(self) -> list[dict]:
@@ -102,15 +106,21 @@ class _Gx:
         raise ValueError(f"unknown check kind {check.kind!r}")
 
 
-def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str) -> tuple[bool, int, list[dict], object]:
-    """Validate `df` against `checks`; returns (success, row count, per-check results, GX's result)."""
+def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str, *, one_pass: bool = True) -> tuple[bool, int, list[dict], object]:
+    """Validate `df` against `checks`; returns (success, row count, per-check results, GX's
+    result). `one_pass`: the engine measures every check in one aggregate and GX decides
+    (geosid.lake.quality_pass); otherwise GX computes each metric itself."""
     gx_ = _Gx.get()
+    checks = tuple(checks)
     for check in checks:
         if check.sql:
             df = df.withColumn(check.column, F.expr(check.sql))
-    suite = gx_.gx.ExpectationSuite(name=name, expectations=[gx_.expectation(c, i) for i, c in enumerate(checks)])
-    batch = gx_.batch_definition.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(suite)
+    expectations = [gx_.expectation(c, i) for i, c in enumerate(checks)]
+    if one_pass:
+        result = decide(expectations, suite_metrics(df, checks), name)
+    else:
+        suite = gx_.gx.ExpectationSuite(name=name, expectations=expectations)
+        result = gx_.batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(suite)
     # GX does not keep the suite's order in its results: map them back by meta.
     by_index = {res.expectation_config.meta["check_index"]: res for res in result.results}
     if sorted(by_index) != list(range(len(checks))):
@@ -138,13 +148,8 @@ def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str
 def write_result(lake: Lake, result: QualityResult) -> Path:
     """result.json and summary.txt under `_quality/<table>/<days>/`, the Data Docs page when
     GX's result is at hand, and the Data Docs index; returns the JSON's path."""
-    if result.first is None:
-        span = "whole"
-    elif result.first == result.last:
-        span = f"dt={result.first}"
-    else:
-        span = f"dt={result.first}_{result.last}"
-    folder = lake.root / "_quality" / result.table / ("" if span == "whole" else span)
+    folder = result_folder(lake, result.table, result.first, result.last)
+    span = "whole" if result.first is None else folder.name
     folder.mkdir(parents=True, exist_ok=True)
     docs = None
     if result.gx_result is not None:
@@ -158,6 +163,7 @@ def write_result(lake: Lake, result: QualityResult) -> Path:
         "rows": result.rows,
         "checks": result.checks,
         "docs": docs,  # relative to _quality/docs/
+        "input_key": result.input_key,
     }
     (folder / "result.json").write_text(json.dumps(payload, indent=2, default=str))
     (folder / "summary.txt").write_text(result.summary() + "\n")
@@ -171,28 +177,78 @@ def validate_table(
     dt: DateLike | DateRange | None = None,
     extra_checks: tuple[Check, ...] = (),
     where: str | None = None,
+    *,
+    one_pass: bool | None = None,
 ) -> QualityResult:
     """Run the table's declared suite on a day / day range (or the whole table), on the
-    rows matching the SQL `where` if given."""
+    rows matching the SQL `where` if given. `one_pass`: see `run_checks` (default: the
+    lake's `quality_evaluator`). A validation over the same files, filter and suite as
+    the stored result is not run again (`stored_result`)."""
     spec = lake.spec(table)
+    one_pass = lake.quality_evaluator == "one_pass" if one_pass is None else one_pass
     first, last = date_bounds(dt) if dt is not None else (None, None)
+    checks = (*spec.checks, *extra_checks)
+    key = input_key(lake, spec, first, last, where, checks)
+    cached = stored_result(lake, spec.name, first, last, key)
+    if cached is not None:
+        return cached
     df = lake.read(spec, dt=dt)
     if where:
         df = df.filter(where)
-    checks = (*spec.checks, *extra_checks)
     lambdas = [c for c in checks if c.sql and "->" in c.sql]
     run = f"quality-{spec.name}"
     if lambdas:
-        # Sail cannot yet bind a lambda (aggregate(vector, ...)) inside the filters GX
-        # generates: compute such derived columns once, materialized, then validate.
+        # Sail cannot yet bind a lambda (aggregate(vector, ...)) inside GX's filters nor
+        # beside a window in one aggregate: compute such derived columns once,
+        # materialized, then validate.
         for check in lambdas:
             df = df.withColumn(check.column, F.expr(check.sql))
         df = lake.checkpoint(df, run)
         checks = tuple(Check(c.kind, c.column, None, c.args) if c in lambdas else c for c in checks)
     try:
-        success, rows, outcomes, gx_result = run_checks(df, checks, name=f"{spec.name}")
+        success, rows, outcomes, gx_result = run_checks(df, checks, name=f"{spec.name}", one_pass=one_pass)
     finally:
         lake.drop_checkpoints(run)
-    result = QualityResult(spec.name, first, last, success, rows, outcomes, gx_result=gx_result)
+    result = QualityResult(spec.name, first, last, success, rows, outcomes, gx_result=gx_result, input_key=key)
     result.result_path = write_result(lake, result)
     return result
+
+
+def input_key(lake: Lake, spec: TableSpec, first: dt_.date | None, last: dt_.date | None, where: str | None, checks: tuple) -> str | None:
+    """What a validation's result depends on: the suite, the rows' filter and the data
+    files holding them (Delta files never change: the same files, the same rows). None
+    where the table does not exist."""
+    if not lake.exists(spec):
+        return None
+    files = lake.pinned_files(spec)
+    part = spec.partition_by[0] if spec.partition_by else None
+    paths = [
+        p
+        for p, values in zip(files.paths, files.partitions)
+        if first is None or part != "dt" or first.isoformat() <= str(values.get("dt")) <= last.isoformat()
+    ]
+    suite = [(c.kind, c.column, c.sql, json.dumps(c.args, sort_keys=True, default=str)) for c in checks]
+    payload = json.dumps([spec.name, str(first), str(last), where, suite, sorted(paths)], default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def result_folder(lake: Lake, table: str, first: dt_.date | None, last: dt_.date | None) -> Path:
+    if first is None:
+        return lake.root / "_quality" / table
+    span = f"dt={first}" if first == last else f"dt={first}_{last}"
+    return lake.root / "_quality" / table / span
+
+
+def stored_result(lake: Lake, table: str, first: dt_.date | None, last: dt_.date | None, key: str | None) -> QualityResult | None:
+    """The stored result of the same validation over the same files (None: none, or made
+    over other files, another filter or another suite): a re-run does not re-validate."""
+    path = result_folder(lake, table, first, last) / "result.json"
+    if key is None or not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if payload.get("input_key") != key:
+        return None
+    return QualityResult(table, first, last, bool(payload["success"]), int(payload["rows"]), payload["checks"], path, input_key=key, cached=True)

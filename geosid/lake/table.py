@@ -78,6 +78,7 @@ class Lake(EngineReads, TableSnapshots):
         *,
         direct_commit: bool = True,
         lease: lease_.LeaseSettings | None = None,
+        quality_evaluator: str = "one_pass",
     ):
         if committer not in COMMITTERS:
             raise ValueError(f"committer must be one of {COMMITTERS}, got {committer!r}")
@@ -94,6 +95,7 @@ class Lake(EngineReads, TableSnapshots):
         # the one writer at a time (geosid.lake.lease); a reader's view pins table versions
         self.lease = lease_.LakeLease(self.root, self._table_paths, lease or lease_.LeaseSettings.from_env())
         self.pinned: dict[str, int] | None = None
+        self.quality_evaluator = quality_evaluator  # how suites run (geosid.lake.quality.run_checks)
         self.log: Callable[[str], None] | None = None  # where "waiting for the lease" goes
 
     def _table_paths(self) -> dict[str, str]:

@@ -96,7 +96,14 @@ def open_context(settings: Settings | None = None, log: Callable[[str], None] | 
     settings = settings or Settings.from_env()
     require_lake_root(settings.lake_root)
     with spark_session(settings) as spark:
-        lake = Lake(settings.lake_root, spark, committer=settings.committer(), reader=settings.reader(), lease=lease_settings(settings))
+        lake = Lake(
+            settings.lake_root,
+            spark,
+            committer=settings.committer(),
+            reader=settings.reader(),
+            lease=lease_settings(settings),
+            quality_evaluator=settings.quality_evaluator,
+        )
         yield Context(settings, spark, lake, log or _quiet, progress)
 
 

@@ -117,6 +117,7 @@ class DailyReport:
     repaired_after: RepairReport | None = None  # later days a re-run of this day made stale
     codebook_version: str | None = None
     gates: dict = field(default_factory=dict)  # what -> passed
+    stages: dict = field(default_factory=dict)  # stage -> wall seconds (the context's timed stages, summed)
     seconds: float = 0.0
 
     @property
@@ -148,8 +149,17 @@ class DailyReport:
             "codebook_version": self.codebook_version,
             "gates": self.gates,
             "passed": self.passed,
+            "stages": {k: round(v, 2) for k, v in self.stages.items()},
             "seconds": round(self.seconds, 2),
         }
+
+
+def stage_seconds(timings: list[tuple[str, float]]) -> dict[str, float]:
+    """Timed stages summed by label, in the order they first ran."""
+    out: dict[str, float] = {}
+    for label, seconds in timings:
+        out[label] = out.get(label, 0.0) + seconds
+    return out
 
 
 def pending_days(ctx: Context, before: dt_.date) -> list[dt_.date]:
@@ -260,6 +270,7 @@ def daily(
     day = as_date(day)
     report = DailyReport(day, source)
     with use(ctx, lake_root, writes=f"daily {source} {day}") as ctx:
+        mark = len(ctx.timings)
         for outcome in ingest_arrivals(source, day, path, ctx=ctx):
             report.ingested += outcome.report.days
             if outcome.inputs is not None:
@@ -274,6 +285,7 @@ def daily(
             report.gates["silver"] = validate_silver(day, ctx=ctx).passed
             report.gates["corpus"] = validate_corpus(day, day, report.codebook_version, ctx=ctx).passed
         report.repaired_after = repair(after=day, validate=validate, ctx=ctx)
+        report.stages = stage_seconds(ctx.timings[mark:])
         report.seconds = time.perf_counter() - started
         ctx.log(report.summary())
         return report
