@@ -219,7 +219,10 @@ def test_daily_runs_in_any_order_end_with_the_tables_of_runs_in_order(spark, tmp
     pipeline.rebuild_corpus(fit.codebook_version, days[0], days[0], "synthetic", ctx=ctx)
     shutil.copytree(in_order, shuffled)
     for day in days[1:]:
-        pipeline.daily(day, "synthetic", raw, ctx=ctx)
+        report = pipeline.daily(day, "synthetic", raw, ctx=ctx)
+    # the report says where the day's time went: each stage once, inside the run's time
+    assert {"ingest", "validate bronze", "geo", "assign", "cell context", "sequences", "validate silver", "validate corpus"} <= set(report.stages)
+    assert 0 < sum(report.stages.values()) <= report.seconds and report.to_dict()["stages"].keys() == report.stages.keys()
 
     env = _airflow_env(tmp_path / "home")
     migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)

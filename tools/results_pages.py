@@ -188,12 +188,37 @@ def _sid_warm_start(results: dict) -> list[str]:
     return ["", head, "", *_table(columns, rows)]
 
 
+def _daily_cost(results: dict) -> list[str]:
+    s = results["summary"]
+    head = (
+        f"{results['world']}. Each day ran on two copies of the lake with the gates on: great-expectations computing every metric "
+        f"itself (`GEOSID_QUALITY_EVALUATOR=gx`, the code before) and the one-pass suites (the default), which copy went first "
+        f"alternating; then each day again on the one-pass copy (an identical re-run). Tables of the two copies equal: "
+        f"{'yes' if results['tables_equal'] else '**no**'}. One-pass run / GX run {s['run_ratio_one_pass_to_gx']['mean']:.2f}x "
+        f"({s['run_ratio_one_pass_to_gx']['min']:.2f} .. {s['run_ratio_one_pass_to_gx']['max']:.2f}); gates "
+        f"{s['gates_ratio_one_pass_to_gx']['mean']:.2f}x; the gates' share of the run {s['gates_share_gx']['mean']:.0%} (GX), "
+        f"{s['gates_share_one_pass']['mean']:.0%} (one pass), {s['gates_share_rerun']['mean']:.0%} (identical re-run)."
+    )
+    stages = []
+    for run in results["runs"]["gx"] + results["runs"]["one_pass"]:
+        stages += [k for k in run["stages"] if k not in stages]
+    rows = []
+    labels = {"gx": "GX metrics", "one_pass": "one pass", "one_pass_rerun": "one pass, identical re-run"}
+    for kind, runs in results["runs"].items():
+        for run in runs:
+            rows.append(
+                [run["dt"], labels[kind], f"{run['seconds']:.1f}", f"{run['gates_share']:.0%}", *(f"{run['stages'].get(k, 0):.1f}" for k in stages)]
+            )
+    return ["", head, "", *_table(["day", "gates", "run s", "gates share", *stages], rows)]
+
+
 # result file -> (area, title, renderer)
 RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     "many_writers": ("operations", "Many writers on a synthetic world (`bench/many_writers.py`)", _many_writers),
     "many_writers-unguarded": ("operations", "The same writers without the lease (`bench/many_writers.py --unguarded`)", _many_writers),
     "nyc_many_writers": ("operations", "NYC demo lake with later days (`bench/nyc_many_writers.py`)", _nyc_many_writers),
     "structure_unchanged": ("operations", "A refactoring leaves every table equal (`bench/structure_unchanged.py`)", _structure_unchanged),
+    "daily_cost": ("operations", "A daily run's stages and what its gates cost (`bench/daily_cost.py`)", _daily_cost),
     "year_of_operations-year": ("operations", "A year of operations against a clean run (`bench/year_of_operations.py`)", _tables),
     "year_of_operations-cost": ("operations", "Repair cost at scale (`bench/year_of_operations.py --cost 1m 10m`)", _tables),
     "train_benchmark-trajectory": ("training", "trajectory protocol", _tables),
