@@ -113,7 +113,7 @@ def test_dags_test_runs_one_day_of_the_shipped_data(tmp_path, nyc_file):
     templates = embeddings.column("template_id").to_pylist()
     # the settings' template (geo-doc-v2) and the geo-doc-v1 text it reuses: one vector per item each
     assert templates.count("geo-doc-v2") == templates.count("geo-doc-v1") == item_geo.num_rows
-    assert (lake / "_quality" / "silver.item_embeddings" / "result.json").exists()
+    assert (lake / "_quality" / "silver.item_embeddings" / f"dt={day}" / "result.json").exists()  # the rows the day added
 
     # then the codebook backfill DAG on that lake: fit, publish, one mapped day
     conf = {

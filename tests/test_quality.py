@@ -153,3 +153,23 @@ def test_a_validation_over_the_same_files_is_not_run_again(spark, lake, monkeypa
     _write_events(spark, lake, [_event("e1"), _event("e1")])  # the day rewritten: new files, a duplicate
     rewritten = validate_table(lake, bronze.EVENTS, dt=DAY)
     assert not rewritten.cached and not rewritten.success and calls
+
+
+def test_the_rows_a_day_added_are_checked_and_their_keys_against_the_whole_table(spark, lake):
+    day2 = DAY + dt.timedelta(days=1)
+    ts2 = dt.datetime(2024, 1, 2, 12, 0)
+    earlier = [_event("e1"), _event("e2", lat=91.0), _event("e2")]  # day 1 holds a bad latitude and a duplicate
+    later = [
+        (*_event("e1", ts=ts2)[:-1], day2),  # a key day 1 holds
+        (*_event("e9", ts=ts2, action="teleport")[:-1], day2),
+        (*_event(None, ts=ts2)[:-1], day2),
+    ]
+    spark_rows = spark.createDataFrame(earlier + later, _nullable(bronze.EVENTS.schema))
+    lake.write(spark_rows, bronze.EVENTS, dt=(DAY, day2))
+    result = validate_table(lake, bronze.EVENTS, added=("dt", day2))
+    assert (result.first, result.last, result.rows) == (day2, day2, 3) and result.result_path.parent.name == f"dt={day2}"
+    failed = {c["check"].split(" ")[0]: c["unexpected_count"] for c in result.failed}
+    # the day's rows: its teleport, its null key, and its e1 that day 1 holds (day 1's own rows: not counted)
+    assert failed == {"unique(event_id)": 1, "in_set(action)": 1, "not_null(event_id)": 1}, failed
+    whole = validate_table(lake, bronze.EVENTS, one_pass=False)  # GX over the whole table counts every duplicate
+    assert {c["check"].split(" ")[0]: c["unexpected_count"] for c in whole.failed}["unique(event_id)"] == 4

@@ -45,11 +45,12 @@ def validate_bronze(lake: Lake, dt: DateLike | DateRange, reject_rate_threshold:
 
 
 def validate_silver(lake: Lake, dt: DateLike) -> list[QualityResult]:
-    """The geo context suites for a day; the embeddings and SID map suites over the tables."""
+    """The geo context suites for a day; the embeddings and SID map suites on the rows
+    the day added (their keys unique across the tables)."""
     results = [validate_table(lake, spec, dt=dt) for spec in (silver.GEO_CELLS, silver.ITEM_GEO)]
-    results.append(validate_table(lake, silver.ITEM_EMBEDDINGS))
+    results.append(validate_table(lake, silver.ITEM_EMBEDDINGS, added=("embedded_dt", dt)))
     if lake.exists(index.SID_MAP):
-        results.append(validate_table(lake, index.SID_MAP))
+        results.append(validate_table(lake, index.SID_MAP, added=("assigned_dt", dt)))
     return results
 
 

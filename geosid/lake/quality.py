@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from geosid.lake.data_docs import write_index, write_validation_page
-from geosid.lake.dates import DateLike, DateRange, date_bounds
+from geosid.lake.dates import DateLike, DateRange, as_date, date_bounds
 from geosid.lake.quality_pass import decide, suite_metrics
 from geosid.lake.table import Lake
 from geosid.schemas import Check, TableSpec
@@ -106,10 +106,14 @@ class _Gx:
         raise ValueError(f"unknown check kind {check.kind!r}")
 
 
-def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str, *, one_pass: bool = True) -> tuple[bool, int, list[dict], object]:
+def run_checks(
+    df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str, *, one_pass: bool = True, scope: str | None = None
+) -> tuple[bool, int, list[dict], object]:
     """Validate `df` against `checks`; returns (success, row count, per-check results, GX's
     result). `one_pass`: the engine measures every check in one aggregate and GX decides
-    (geosid.lake.quality_pass); otherwise GX computes each metric itself."""
+    (geosid.lake.quality_pass); otherwise GX computes each metric itself. `scope`: a
+    boolean column of `df`, the rows validated (one pass only; the other rows count for
+    the uniqueness checks' windows alone)."""
     gx_ = _Gx.get()
     checks = tuple(checks)
     for check in checks:
@@ -117,7 +121,7 @@ def run_checks(df: DataFrame, checks: tuple[Check, ...] | list[Check], name: str
             df = df.withColumn(check.column, F.expr(check.sql))
     expectations = [gx_.expectation(c, i) for i, c in enumerate(checks)]
     if one_pass:
-        result = decide(expectations, suite_metrics(df, checks), name)
+        result = decide(expectations, suite_metrics(df, checks, scope=F.col(scope) if scope else None), name)
     else:
         suite = gx_.gx.ExpectationSuite(name=name, expectations=expectations)
         result = gx_.batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(suite)
@@ -178,23 +182,33 @@ def validate_table(
     extra_checks: tuple[Check, ...] = (),
     where: str | None = None,
     *,
+    added: tuple[str, DateLike] | None = None,
     one_pass: bool | None = None,
 ) -> QualityResult:
     """Run the table's declared suite on a day / day range (or the whole table), on the
-    rows matching the SQL `where` if given. `one_pass`: see `run_checks` (default: the
-    lake's `quality_evaluator`). A validation over the same files, filter and suite as
-    the stored result is not run again (`stored_result`)."""
+    rows matching the SQL `where` if given. `added` (a date column, a day): of a table
+    validated whole, the rows that day added, every check on them and the uniqueness
+    checks against the whole table (a day that adds a key the table holds fails; what
+    earlier days added was validated on their day); the result is stored as that day's.
+    `one_pass`: see `run_checks` (default: the lake's `quality_evaluator`; GX's own
+    metrics validate the whole table). A validation over the same files, filter and
+    suite as the stored result is not run again (`stored_result`)."""
     spec = lake.spec(table)
     one_pass = lake.quality_evaluator == "one_pass" if one_pass is None else one_pass
+    added = (added[0], as_date(added[1])) if added is not None and one_pass else None
     first, last = date_bounds(dt) if dt is not None else (None, None)
     checks = (*spec.checks, *extra_checks)
-    key = input_key(lake, spec, first, last, where, checks)
-    cached = stored_result(lake, spec.name, first, last, key)
+    key = input_key(lake, spec, first, last, where, checks, added)
+    label = (added[1], added[1]) if added else (first, last)
+    cached = stored_result(lake, spec.name, *label, key)
     if cached is not None:
         return cached
     df = lake.read(spec, dt=dt)
     if where:
         df = df.filter(where)
+    scope = None
+    if added:
+        df, scope = rows_added(df, F.col(added[0]) == F.lit(added[1]), checks), ADDED
     lambdas = [c for c in checks if c.sql and "->" in c.sql]
     run = f"quality-{spec.name}"
     if lambdas:
@@ -206,15 +220,36 @@ def validate_table(
         df = lake.checkpoint(df, run)
         checks = tuple(Check(c.kind, c.column, None, c.args) if c in lambdas else c for c in checks)
     try:
-        success, rows, outcomes, gx_result = run_checks(df, checks, name=f"{spec.name}", one_pass=one_pass)
+        success, rows, outcomes, gx_result = run_checks(df, checks, name=f"{spec.name}", one_pass=one_pass, scope=scope)
     finally:
         lake.drop_checkpoints(run)
-    result = QualityResult(spec.name, first, last, success, rows, outcomes, gx_result=gx_result, input_key=key)
+    result = QualityResult(spec.name, *label, success, rows, outcomes, gx_result=gx_result, input_key=key)
     result.result_path = write_result(lake, result)
     return result
 
 
-def input_key(lake: Lake, spec: TableSpec, first: dt_.date | None, last: dt_.date | None, where: str | None, checks: tuple) -> str | None:
+ADDED = "_geosid_added"  # the flag of the rows a day added (validate_table's `added`)
+
+
+def rows_added(df: DataFrame, added: Column, checks: tuple[Check, ...]) -> DataFrame:
+    """The rows `added` selects, flagged, with every other row that shares a key of a
+    uniqueness check with one of them (null-safe, as GX's windows group nulls): what the
+    checks of the added rows need, however large the table."""
+    flagged = df.withColumn(ADDED, F.coalesce(added, F.lit(False)))
+    new = flagged.filter(F.col(ADDED))
+    keep = F.col(ADDED)
+    for i, check in enumerate(c for c in checks if c.kind in ("unique", "compound_unique")):
+        columns = [check.column] if check.kind == "unique" else list(check.args["columns"])
+        keys = new.select(*(F.col(c).alias(f"_k{i}_{j}") for j, c in enumerate(columns))).distinct().withColumn(f"_m{i}", F.lit(True))
+        on = [flagged[c].eqNullSafe(keys[f"_k{i}_{j}"]) for j, c in enumerate(columns)]
+        flagged = flagged.join(keys, on, "left").drop(*(f"_k{i}_{j}" for j in range(len(columns))))
+        keep = keep | F.coalesce(F.col(f"_m{i}"), F.lit(False))
+    return flagged.filter(keep)
+
+
+def input_key(
+    lake: Lake, spec: TableSpec, first: dt_.date | None, last: dt_.date | None, where: str | None, checks: tuple, added: tuple | None = None
+) -> str | None:
     """What a validation's result depends on: the suite, the rows' filter and the data
     files holding them (Delta files never change: the same files, the same rows). None
     where the table does not exist."""
@@ -228,7 +263,7 @@ def input_key(lake: Lake, spec: TableSpec, first: dt_.date | None, last: dt_.dat
         if first is None or part != "dt" or first.isoformat() <= str(values.get("dt")) <= last.isoformat()
     ]
     suite = [(c.kind, c.column, c.sql, json.dumps(c.args, sort_keys=True, default=str)) for c in checks]
-    payload = json.dumps([spec.name, str(first), str(last), where, suite, sorted(paths)], default=str)
+    payload = json.dumps([spec.name, str(first), str(last), where, suite, added, sorted(paths)], default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

@@ -64,6 +64,16 @@ def predicates(check: Check) -> Predicates:
     raise ValueError(f"unknown check kind {check.kind!r}")
 
 
+def within(p: Predicates, scope: Column) -> Predicates:
+    """The predicates restricted to the rows in `scope`."""
+    return Predicates(
+        p.unexpected & scope,
+        nulls=None if p.nulls is None else p.nulls & scope,
+        kept=None if p.kept is None else p.kept & scope,
+        sample=p.sample,
+    )
+
+
 def _all_null(columns: list[Column]) -> Column:
     out = F.lit(True)
     for column in columns:
@@ -75,14 +85,17 @@ def _count(predicate: Column) -> Column:
     return F.sum(F.when(F.coalesce(predicate, F.lit(False)), 1).otherwise(0))
 
 
-def suite_metrics(df: DataFrame, checks: tuple[Check, ...]) -> list[dict]:
+def suite_metrics(df: DataFrame, checks: tuple[Check, ...], scope: Column | None = None) -> list[dict]:
     """Per check, the metrics its expectation's `_validate` reads (rows, unexpected,
     nulls, kept, sample), from one aggregate over the rows with each check's unexpected
     flag (windows where a check counts duplicates), plus one sample query per check that
-    has unexpected rows."""
+    has unexpected rows. `scope`: the rows validated (default: all); the others only
+    count in the windows of the uniqueness checks."""
     preds = [predicates(c) for c in checks]
+    if scope is not None:
+        preds = [within(p, scope) for p in preds]
     flagged = df.select("*", *(F.coalesce(p.unexpected, F.lit(False)).alias(f"_unexpected_{i}") for i, p in enumerate(preds)))
-    aggregates = [F.count(F.lit(1)).alias("rows")]
+    aggregates = [F.count(F.lit(1)).alias("rows") if scope is None else _count(scope).alias("rows")]
     for i, p in enumerate(preds):
         aggregates.append(F.sum(F.col(f"_unexpected_{i}").cast("long")).alias(f"u{i}"))
         if p.nulls is not None:
