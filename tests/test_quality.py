@@ -171,5 +171,7 @@ def test_the_rows_a_day_added_are_checked_and_their_keys_against_the_whole_table
     failed = {c["check"].split(" ")[0]: c["unexpected_count"] for c in result.failed}
     # the day's rows: its teleport, its null key, and its e1 that day 1 holds (day 1's own rows: not counted)
     assert failed == {"unique(event_id)": 1, "in_set(action)": 1, "not_null(event_id)": 1}, failed
+    nothing = validate_table(lake, bronze.EVENTS, added=("dt", day2 + dt.timedelta(days=1)))  # a day that added no rows
+    assert nothing.success and nothing.rows == 0
     whole = validate_table(lake, bronze.EVENTS, one_pass=False)  # GX over the whole table counts every duplicate
     assert {c["check"].split(" ")[0]: c["unexpected_count"] for c in whole.failed}["unique(event_id)"] == 4

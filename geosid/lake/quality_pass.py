@@ -112,7 +112,7 @@ def suite_metrics(df: DataFrame, checks: tuple[Check, ...], scope: Column | None
             sample = [_plain(r["v"]) for r in values]
         out.append(
             {
-                "rows": int(row["rows"]),
+                "rows": int(row["rows"] or 0),  # a sum over no rows is null
                 "unexpected": unexpected,
                 "nulls": int(row[f"n{i}"] or 0) if p.nulls is not None else None,
                 "kept": int(row[f"k{i}"] or 0) if p.kept is not None else None,
