@@ -91,7 +91,7 @@ def main() -> None:
         ratios = [o["seconds"] / g["seconds"] for o, g in zip(runs["one_pass"], runs["gx"])]
         gate_ratios = [o["gates_seconds"] / g["gates_seconds"] for o, g in zip(runs["one_pass"], runs["gx"])]
         results = {
-            "world": f"NYC demo lake {args.lake}, later days {days[0]} .. {days[-1]} (the last week again, a week on)",
+            "world": f"the NYC demo lake (`{args.lake}`), later days {days[0]} .. {days[-1]} (the last week again, a week on)",
             "days": [d.isoformat() for d in days],
             "runs": runs,
             "tables_equal": equal,

@@ -191,7 +191,7 @@ def _sid_warm_start(results: dict) -> list[str]:
 def _daily_cost(results: dict) -> list[str]:
     s = results["summary"]
     head = (
-        f"{results['world']}. Each day ran on two copies of the lake with the gates on: great-expectations computing every metric "
+        f"{results['world'][:1].upper()}{results['world'][1:]}. Each day ran on two copies of the lake with the gates on: great-expectations computing every metric "
         f"itself (`GEOSID_QUALITY_EVALUATOR=gx`, the code before) and the one-pass suites (the default), which copy went first "
         f"alternating; then each day again on the one-pass copy (an identical re-run). Tables of the two copies equal: "
         f"{'yes' if results['tables_equal'] else '**no**'}. One-pass run / GX run {s['run_ratio_one_pass_to_gx']['mean']:.2f}x "
