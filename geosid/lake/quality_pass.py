@@ -37,6 +37,20 @@ class Predicates:
     sample: Column | None = None  # what a sample shows of an unexpected row
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What the engine measured of one check: the rows validated, the unexpected rows
+    among them, a column check's nulls, a multi-column check's rows not ignored, a sample
+    of unexpected values, and whether the check counts by a window (uniqueness)."""
+
+    rows: int
+    unexpected: int
+    nulls: int | None
+    kept: int | None
+    sample: list
+    windowed: bool
+
+
 def predicates(check: Check) -> Predicates:
     """The row predicates of GX's Spark metric for the check's kind."""
     if check.kind == "compound_unique":
@@ -85,9 +99,8 @@ def _count(predicate: Column) -> Column:
     return F.sum(F.when(F.coalesce(predicate, F.lit(False)), 1).otherwise(0))
 
 
-def suite_metrics(df: DataFrame, checks: tuple[Check, ...], scope: Column | None = None) -> list[dict]:
-    """Per check, the metrics its expectation's `_validate` reads (rows, unexpected,
-    nulls, kept, sample), from one aggregate over the rows with each check's unexpected
+def suite_metrics(df: DataFrame, checks: tuple[Check, ...], scope: Column | None = None) -> list[Measured]:
+    """Per check, what its expectation's `_validate` reads, from one aggregate over the rows with each check's unexpected
     flag (windows where a check counts duplicates), plus one sample query per check that
     has unexpected rows. `scope`: the rows validated (default: all); the others only
     count in the windows of the uniqueness checks."""
@@ -111,14 +124,14 @@ def suite_metrics(df: DataFrame, checks: tuple[Check, ...], scope: Column | None
             values = flagged.filter(F.col(f"_unexpected_{i}")).select(p.sample.alias("v")).limit(SAMPLE).collect()
             sample = [_plain(r["v"]) for r in values]
         out.append(
-            {
-                "rows": int(row["rows"] or 0),  # a sum over no rows is null
-                "unexpected": unexpected,
-                "nulls": int(row[f"n{i}"] or 0) if p.nulls is not None else None,
-                "kept": int(row[f"k{i}"] or 0) if p.kept is not None else None,
-                "sample": sample,
-                "windowed": check.kind in ("unique", "compound_unique"),
-            }
+            Measured(
+                rows=int(row["rows"] or 0),  # a sum over no rows is null
+                unexpected=unexpected,
+                nulls=int(row[f"n{i}"] or 0) if p.nulls is not None else None,
+                kept=int(row[f"k{i}"] or 0) if p.kept is not None else None,
+                sample=sample,
+                windowed=check.kind in ("unique", "compound_unique"),
+            )
         )
     return out
 
@@ -127,25 +140,25 @@ def _plain(value):
     return value.asDict(recursive=True) if hasattr(value, "asDict") else value
 
 
-def gx_metrics(expectation, measured: dict) -> dict:
+def gx_metrics(expectation, measured: Measured) -> dict:
     """The metric dictionary GX's `_validate` of `expectation` reads, from `measured`."""
     metric = expectation.map_metric
     out = {
-        "table.row_count": measured["rows"],
+        "table.row_count": measured.rows,
         # on no rows GX's own metric is no count at all, but 0 for the uniqueness checks (a window)
-        f"{metric}.unexpected_count": measured["unexpected"] if measured["rows"] or measured["windowed"] else None,
-        f"{metric}.unexpected_values": measured["sample"],
+        f"{metric}.unexpected_count": measured.unexpected if measured.rows or measured.windowed else None,
+        f"{metric}.unexpected_values": measured.sample,
         f"{metric}.unexpected_index_list": None,
         f"{metric}.unexpected_index_query": None,
     }
-    if measured["nulls"] is not None:
-        out["column_values.nonnull.unexpected_count"] = measured["nulls"]
-    if measured["kept"] is not None:
-        out[f"{metric}.filtered_row_count"] = measured["kept"]
+    if measured.nulls is not None:
+        out["column_values.nonnull.unexpected_count"] = measured.nulls
+    if measured.kept is not None:
+        out[f"{metric}.filtered_row_count"] = measured.kept
     return out
 
 
-def decide(expectations: list, measured: list[dict], name: str):
+def decide(expectations: list, measured: list[Measured], name: str):
     """GX's suite validation result: each expectation decided by its `_validate` on the
     measured metrics."""
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult  # lazy: heavy: validation only
