@@ -246,6 +246,11 @@ RESULTS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
 
 
 HEADLINES: dict[str, Callable[[dict], str]] = {
+    "daily_cost": lambda r: (
+        f"a later NYC day's gates {r['summary']['gates_ratio_one_pass_to_gx']['mean']:.2f}x of great-expectations' own metrics, "
+        f"{r['summary']['gates_share_one_pass']['mean']:.0%} of the run (was {r['summary']['gates_share_gx']['mean']:.0%}); "
+        f"the run {r['summary']['run_ratio_one_pass_to_gx']['mean']:.2f}x; {'tables equal' if r['tables_equal'] else 'tables DIFFERENT'}"
+    ),
     "sid_stability": lambda r: (
         f"a re-fit a month later keeps {r['summary']['month_later']['aligned']['sid_retention']['mean']:.1%} of SIDs aligned "
         f"({r['summary']['month_later']['aligned']['first_level_retention']['mean']:.1%} of first-level codes), "
